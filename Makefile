@@ -1,0 +1,142 @@
+# attnd — top-level build.  One Makefile, no recursion into module folders.
+#
+#   make                  build everything into $(BUILD) (default build/)
+#   make check            install missing packages, build, run every Check suite
+#   make check SANITIZE=address|undefined   the same under a sanitizer (jemalloc off)
+#   make demo             install, build, generate the demo database, start attnd, ask it
+#   make bench            the benchmark suite (see bench/README.md)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Objects live in build/<flavour>/, so sanitizer and release objects never mix.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(PREFIX)/etc
+DOCDIR     ?= $(PREFIX)/share/doc/attnd
+PKG_CONFIG ?= pkg-config
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+SANITIZE   ?=
+
+ifeq ($(SANITIZE),)
+BUILD ?= build/release
+MALLOC_PKG = jemalloc
+else
+BUILD ?= build/$(SANITIZE)
+MALLOC_PKG =
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+PKGS = sqlite3 libzmq openblas libcjson inih $(MALLOC_PKG)
+# Evaluated lazily: `make deps` must work before the libraries exist.
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) check 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+# User CFLAGS come first; the warnings and the standard cannot be dropped.
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP -I. $(PKG_CFLAGS)
+ifeq ($(SANITIZE),)
+override CFLAGS += -DATTN_WITH_JEMALLOC
+endif
+override LDLIBS += $(PKG_LIBS) -lpthread -lm
+
+BIN = $(BUILD)/bin
+
+# A library per module: every .c in the folder except the program mains.
+ATTN_SRC   = $(wildcard attn/*.c)
+STORE_SRC  = $(wildcard store/*.c)
+SRV_SRC    = $(filter-out daemon/attnd.c,$(wildcard daemon/*.c))
+CLI_SRC    = $(filter-out clients/attn_%.c,$(wildcard clients/*.c))
+TOOL_SRC   = $(filter-out tools/attnctl.c,$(wildcard tools/*.c))
+TEST_SUITES = $(wildcard tests/check_*.c)
+TEST_UTIL  = $(filter-out $(TEST_SUITES),$(wildcard tests/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIBATTN  = $(BUILD)/libattn.a
+LIBSTORE = $(BUILD)/libstore.a
+LIBSRV   = $(BUILD)/libsrv.a
+LIBCLI   = $(BUILD)/libcli.a
+LIBTOOL  = $(BUILD)/libtool.a
+# Link order: dependants before dependencies.
+ALL_LIBS = $(LIBSRV) $(LIBTOOL) $(LIBCLI) $(LIBSTORE) $(LIBATTN)
+
+PROGRAMS = $(BIN)/attnd $(BIN)/attnctl $(BIN)/attn-query $(BIN)/attn-batch $(BIN)/attn-load
+TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SUITES))
+
+.PHONY: all check check-run demo demo-stop bench install uninstall clean deps valgrind
+BENCH_PROGRAMS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+all: $(PROGRAMS) $(BENCH_PROGRAMS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBATTN):  $(call obj,$(ATTN_SRC))
+$(LIBSTORE): $(call obj,$(STORE_SRC))
+$(LIBSRV):   $(call obj,$(SRV_SRC))
+$(LIBCLI):   $(call obj,$(CLI_SRC))
+$(LIBTOOL):  $(call obj,$(TOOL_SRC))
+$(BUILD)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BIN)/attnd: $(call obj,daemon/attnd.c) $(ALL_LIBS)
+$(BIN)/attnctl: $(call obj,tools/attnctl.c) $(ALL_LIBS)
+$(BIN)/attn-query: $(call obj,clients/attn_query.c) $(ALL_LIBS)
+$(BIN)/attn-batch: $(call obj,clients/attn_batch.c) $(ALL_LIBS)
+$(BIN)/attn-load: $(call obj,clients/attn_load.c) $(ALL_LIBS)
+$(PROGRAMS):
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
+# The end-to-end suites find the programs through these.
+$(BUILD)/tests/%.o: override CPPFLAGS += -DATTN_BIN_DIR='"$(abspath $(BIN))"' -DATTN_SRC_DIR='"$(abspath .)"'
+
+deps:
+	@tools/install-deps
+
+# `check` installs what is missing, then builds and runs in a sub-make so that
+# the pkg-config flags are read after the install.
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: $(PROGRAMS) $(TESTS)
+	@tools/run-tests $(BUILD) $(TESTS)
+
+valgrind: $(PROGRAMS) $(TESTS)
+	@ATTN_VALGRIND=1 tools/run-tests $(BUILD) $(TESTS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tools/demo $(BIN)
+
+demo-stop:
+	@tools/demo --stop
+
+bench: deps
+	@tools/install-deps --bench
+	@$(MAKE) --no-print-directory all
+	@bench/run $(BUILD)
+
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/attnd $(DESTDIR)$(DOCDIR)
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)
+	install -m 644 conf/attnd.conf $(DESTDIR)$(SYSCONFDIR)/attnd/attnd.conf
+	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
+	rm -f $(DESTDIR)$(SYSCONFDIR)/attnd/attnd.conf
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,110 @@
+/* score.h -- scoring candidates for one user: fast path and reference.
+ *
+ *     attn_tables *t;                    // once per model/catalog load
+ *     attn_tables_build(&t, model, emb, n, dim, param_index, ATTN_PRECOMPUTE_ALL, 2);
+ *     attn_limits lim = {.max_cand = 1000, .max_hist = 200, .max_k = 100, .max_explain = 5};
+ *     attn_scratch *s = attn_scratch_new(t, &lim);    // once per worker
+ *
+ *     attn_request rq = {.hist = rows, .n_hist = 50, .cand = crows, .n_cand = 100,
+ *                        .k = 10, .explain = 3};
+ *     attn_result res;
+ *     if (attn_score(t, &rq, s, &res) == ATTN_OK)      // no allocation here
+ *         for (int i = 0; i < res.n; i++) use(res.cand[i], res.score[i]);
+ *
+ * Indexes everywhere are catalog rows (0..n-1) of the embedding matrix the
+ * tables were built from.  History rows are newest first: hist[0] has position
+ * 0 and gets pos_bias[0].
+ *
+ * The reference implementation computes the same thing with plain loops and
+ * double accumulation straight from the model's matrices; it allocates, is
+ * slow, and exists as the oracle the fast path is tested against.
+ */
+#ifndef ATTN_SCORE_H
+#define ATTN_SCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "attn/model.h"
+
+typedef enum attn_precompute {
+    ATTN_PRECOMPUTE_ALL = 0,   /* per-item Q, K, V and W_O-projected rows at load */
+    ATTN_PRECOMPUTE_NONE = 1,  /* keep only embeddings; project per request */
+} attn_precompute;
+
+typedef struct attn_tables attn_tables;
+typedef struct attn_scratch attn_scratch;
+
+typedef struct attn_limits {
+    int max_cand;      /* candidates per request */
+    int max_hist;      /* history items per request */
+    int max_k;         /* results per request */
+    int max_explain;   /* explaining history items per result */
+} attn_limits;
+
+typedef struct attn_request {
+    const uint32_t *hist;       /* n_hist catalog rows, newest first */
+    const float *hist_weight;   /* n_hist event weights > 0, or NULL = all 1 */
+    int n_hist;                 /* >= 1, <= limits and <= model->l_max */
+    const uint32_t *cand;       /* n_cand catalog rows (duplicates allowed) */
+    int n_cand;                 /* >= 1 */
+    int k;                      /* >= 1; fewer results if n_cand < k */
+    int explain;                /* >= 0; fewer if n_hist < explain */
+} attn_request;
+
+/* Ranked results.  The arrays live in the scratch and stay valid until its
+ * next use.  Order: score descending, ties by lower request index first. */
+typedef struct attn_result {
+    int n;                   /* results: min(k, n_cand) */
+    int n_explain;           /* entries per result: min(explain, n_hist) */
+    const uint32_t *cand;    /* n: index into request cand[] */
+    const float *score;      /* n */
+    const uint32_t *because; /* n * n_explain: index into request hist[],
+                                largest head-averaged weight first, ties newer first */
+    const float *because_weight; /* n * n_explain: that weight, in (0, 1] */
+} attn_result;
+
+/* Build the per-model tables over a catalog.  emb is n x d with row stride ld
+ * floats; the tables keep a pointer to it when they need it (identity model,
+ * or PRECOMPUTE_NONE), so it must outlive them.  param_index[r] is the index of
+ * catalog row r in the model's per-item arrays or -1; NULL means no row has
+ * one.  threads (>= 1) splits the precomputation.  The model is copied.
+ * Returns ATTN_OK, ATTN_EINVAL (shapes, d mismatch) or ATTN_ENOMEM. */
+int attn_tables_build(attn_tables **out, const attn_model *model, const float *emb,
+                      size_t n, size_t ld, const int64_t *param_index,
+                      attn_precompute mode, int threads);
+
+/* Accepts NULL; sets *tables_p = NULL. */
+void attn_tables_free(attn_tables **tables_p);
+
+size_t attn_tables_bytes(const attn_tables *t);  /* memory the tables own */
+size_t attn_tables_rows(const attn_tables *t);
+const attn_model *attn_tables_model(const attn_tables *t);
+
+/* A scratch arena for one thread, sized once for these tables and limits.
+ * NULL on out-of-memory or bad limits.  Usable with any tables of the same
+ * d, m and heads (attn_scratch_fits tells). */
+attn_scratch *attn_scratch_new(const attn_tables *t, const attn_limits *lim);
+int attn_scratch_fits(const attn_scratch *s, const attn_tables *t);
+void attn_scratch_free(attn_scratch **scratch_p);
+size_t attn_scratch_bytes(const attn_scratch *s);
+
+/* Score and rank.  Never allocates.  Returns ATTN_OK, ATTN_EINVAL (bad rows,
+ * n_hist < 1, weights not > 0), ATTN_ELIMIT (beyond the scratch's limits) or
+ * ATTN_ERANGE (a score came out non-finite). */
+int attn_score(const attn_tables *t, const attn_request *rq, attn_scratch *s,
+               attn_result *out);
+
+/* Score every candidate without ranking: scores[i] for rq->cand[i].  k and
+ * explain are ignored.  Used by evaluation.  Same returns as attn_score. */
+int attn_score_all(const attn_tables *t, const attn_request *rq, attn_scratch *s,
+                   float *scores);
+
+/* The oracle.  Effective embedding of row r is emb[r] + residual of its
+ * param_index entry; scores[i] for rq->cand[i]; weights, if not NULL, gets
+ * n_cand x n_hist head-averaged attention weights.  Allocates; returns
+ * ATTN_OK, ATTN_EINVAL or ATTN_ENOMEM. */
+int attn_score_ref(const attn_model *model, const float *emb, size_t n, size_t ld,
+                   const int64_t *param_index, const attn_request *rq,
+                   double *scores, double *weights);
+
+#endif

@@ -1,0 +1,8 @@
+/* attn-batch -- placeholder until it lands; says so and fails. */
+#include <stdio.h>
+
+int main(void)
+{
+    fprintf(stderr, "attn-batch: not available in this build yet\n");
+    return 1;
+}

@@ -1,0 +1,104 @@
+/* testutil.c -- see testutil.h. */
+#include "tests/testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char s_tmpdir[256];
+static pid_t s_owner;
+
+static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static void s_cleanup(void)
+{
+    /* Forked test children inherit the atexit hook; only the parent cleans. */
+    if (s_tmpdir[0] && getpid() == s_owner)
+        nftw(s_tmpdir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tu_tmpdir(void)
+{
+    if (!s_tmpdir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(s_tmpdir, sizeof s_tmpdir, "%s/attn-test-XXXXXX", base ? base : "/tmp");
+        if (!mkdtemp(s_tmpdir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+        s_owner = getpid();
+        atexit(s_cleanup);
+    }
+    return s_tmpdir;
+}
+
+const char *tu_path(const char *name)
+{
+    static char buf[8][512];
+    static int slot;
+    char *p = buf[slot++ & 7];
+    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
+void tu_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "open %s: %s", path, strerror(errno));
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+uint64_t tu_next(tu_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double tu_uniform(tu_rng *r)
+{
+    return (double)(tu_next(r) >> 11) * 0x1.0p-53;
+}
+
+double tu_normal(tu_rng *r)
+{
+    double u = tu_uniform(r), v = tu_uniform(r);
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * M_PI * v);
+}
+
+void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(tu_normal(r) * sd);
+}
+
+double tu_slowdown(void)
+{
+    if (getenv("ATTN_UNDER_VALGRIND"))
+        return 30.0;
+#if defined(__SANITIZE_ADDRESS__)
+    return 4.0;
+#else
+    return 1.0;
+#endif
+}
+
+int tu_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

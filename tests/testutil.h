@@ -1,0 +1,36 @@
+/* testutil.h -- helpers shared by the Check suites.
+ *
+ * Every suite works in its own temporary directory (removed at exit) and
+ * draws random data from a seeded generator, so a failure reproduces.
+ */
+#ifndef TESTS_TESTUTIL_H
+#define TESTS_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <check.h>
+
+/* A fresh temporary directory for this process, created on first use and
+ * removed (recursively) at exit.  Borrowed string. */
+const char *tu_tmpdir(void);
+
+/* tu_tmpdir()/name, into a static rotating buffer (8 slots). */
+const char *tu_path(const char *name);
+
+/* Write len bytes to path (truncating); fails the test on error. */
+void tu_write_file(const char *path, const void *data, size_t len);
+
+/* Deterministic generator (splitmix64) for test data. */
+typedef struct tu_rng { uint64_t s; } tu_rng;
+uint64_t tu_next(tu_rng *r);
+double tu_uniform(tu_rng *r);             /* [0, 1) */
+double tu_normal(tu_rng *r);              /* N(0, 1) */
+void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd);
+
+/* Run a suite with the usual runner; returns the process exit status. */
+int tu_run(Suite *s);
+
+/* Scale for time limits: 1, or larger under valgrind/sanitizers. */
+double tu_slowdown(void);
+
+#endif

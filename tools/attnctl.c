@@ -1,0 +1,46 @@
+/* attnctl -- offline administration of an attnd database. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cmd.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} s_commands[] = {
+    {"init", cmd_init, "init DB --dim D            create an empty database"},
+    {"gen", cmd_gen, "gen DB [--items N --users N --dim D --seed S]  synthetic demo data"},
+    {"import", cmd_import, "import items|events|movielens DB FILE|DIR [options]"},
+    {"embed", cmd_embed, "embed DB --dim D [--seed S]  text embeddings for every item"},
+    {"train", cmd_train, "train DB [options]           learn a model version"},
+    {"eval", cmd_eval, "eval DB [--model V] [--json]  ranking quality beside baselines"},
+    {"inspect", cmd_inspect, "inspect DB                  what a database holds"},
+    {"model", cmd_model, "model list|activate DB [V]  model versions"},
+};
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: attnctl COMMAND ...\n");
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        fprintf(out, "  attnctl %s\n", s_commands[i].usage);
+    fprintf(out, "Run 'attnctl COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        s_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (!strcmp(argv[1], s_commands[i].name))
+            return s_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "attnctl: unknown command '%s'\n", argv[1]);
+    s_usage(stderr);
+    return 2;
+}

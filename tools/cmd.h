@@ -1,0 +1,16 @@
+/* cmd.h -- the subcommands of attnctl.  Each takes the arguments after its
+ * name (argv[0] is the subcommand) and returns the process exit status:
+ * 0 success, 1 the operation failed, 2 bad usage. */
+#ifndef TOOLS_CMD_H
+#define TOOLS_CMD_H
+
+int cmd_init(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+
+#endif
