@@ -2,8 +2,11 @@
  *
  * Log-linear buckets: each power of two is split into ATTN_HIST_SUB linear
  * sub-buckets, so a reported quantile is within 1/ATTN_HIST_SUB (< 1%) of the
- * true value.  Values are unsigned integers (nanoseconds by convention) up to
- * 2^ATTN_HIST_POW2; larger ones land in the last bucket and max keeps the truth.
+ * true value (in fact within 1/(2 ATTN_HIST_SUB): buckets report midpoints).
+ * Values are unsigned integers (nanoseconds by convention); values below
+ * ATTN_HIST_SUB are exact, and the bounded error holds up to at least
+ * 2^ATTN_HIST_POW2 (precisely: below 2^(ATTN_HIST_POW2 + 7), about 6.5 days
+ * in ns); larger ones land in the last bucket and max keeps the truth.
  * Fixed size, no allocation, safe to copy with memcpy; not thread-safe.
  */
 #ifndef ATTN_HIST_H

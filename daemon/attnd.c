@@ -1,8 +1,107 @@
-/* attnd -- placeholder until the daemon lands. */
+/* attnd -- the ranking daemon's command line.
+ *
+ * Configuration is layered: built-in defaults, then --config FILE, then
+ * flags, so that a flag always wins and `attnd --print-config` shows what
+ * will run.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void)
+#include "daemon/config.h"
+#include "daemon/server.h"
+
+static void s_usage(FILE *out)
 {
-    fprintf(stderr, "attnd: not available in this build yet\n");
-    return 1;
+    fprintf(out,
+            "usage: attnd [--db PATH] [--bind ENDPOINT] [--config FILE] [--workers N]\n"
+            "             [--set section.key=value]... [--log-level LEVEL] [--print-config]\n"
+            "\n"
+            "Ranks candidate items for a user with multi-head target attention and\n"
+            "answers over ZeroMQ (docs/PROTOCOL.md).  Every configuration key is listed,\n"
+            "with its default, by --print-config and in conf/attnd.conf.\n"
+            "\n"
+            "  --db PATH          database (store.db; default attnd.db)\n"
+            "  --bind ENDPOINT    ROUTER endpoint (server.bind; default tcp://127.0.0.1:5555)\n"
+            "  --config FILE      read an INI configuration file first\n"
+            "  --workers N        scoring threads (server.workers; 0 = one per core)\n"
+            "  --set KEY=VALUE    any configuration key, e.g. --set limits.max_k=100\n"
+            "  --log-level LEVEL  debug | info | warn | error\n"
+            "  --print-config     print the effective configuration and exit\n"
+            "  --version          print the version and exit\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT finish in-flight requests and exit 0; SIGHUP reloads.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"bind", required_argument, 0, 'b'},
+        {"config", required_argument, 0, 'c'},  {"workers", required_argument, 0, 'w'},
+        {"set", required_argument, 0, 's'},     {"log-level", required_argument, 0, 'l'},
+        {"print-config", no_argument, 0, 'p'},  {"version", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    srv_config cfg;
+    char why[512];
+    cfg_defaults(&cfg);
+    /* First pass: only --config, so that flags apply over the file. */
+    for (int i = 1; i < argc; i++) {
+        const char *file = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            file = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            file = argv[i] + 9;
+        if (file && cfg_load_file(&cfg, file, why, sizeof why) != 0) {
+            fprintf(stderr, "attnd: %s\n", why);
+            return 2;
+        }
+    }
+    int print = 0, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *key = NULL;
+        char buf[1200];
+        const char *value = optarg;
+        switch (c) {
+        case 'd': key = "store.db"; break;
+        case 'b': key = "server.bind"; break;
+        case 'w': key = "server.workers"; break;
+        case 'l': key = "server.log_level"; break;
+        case 'c': continue;
+        case 'p': print = 1; continue;
+        case 'v': printf("attnd %s\n", SRV_VERSION); return 0;
+        case 'h': s_usage(stdout); return 0;
+        case 's': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof buf) {
+                fprintf(stderr, "attnd: --set expects section.key=value, got '%s'\n", optarg);
+                return 2;
+            }
+            snprintf(buf, sizeof buf, "%.*s", (int)(eq - optarg), optarg);
+            key = buf;
+            value = eq + 1;
+            break;
+        }
+        default: s_usage(stderr); return 2;
+        }
+        if (cfg_set(&cfg, key, value, why, sizeof why) != 0) {
+            fprintf(stderr, "attnd: %s\n", why);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "attnd: unexpected argument '%s'\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    if (cfg_validate(&cfg, why, sizeof why) != 0) {
+        fprintf(stderr, "attnd: %s\n", why);
+        return 2;
+    }
+    if (print) {
+        cfg_print(&cfg, stdout);
+        return 0;
+    }
+    return srv_server_run(&cfg);
 }

@@ -63,7 +63,17 @@ enum store_open_flags {
 };
 
 /* Open an existing attnd database.  busy_ms is SQLite's busy timeout.
- * On success *out owns the connection. */
+ * On success *out owns the connection; on failure *out is NULL and err says
+ * which of these it was, naming the file:
+ *   STORE_ERR_IO       missing file (never created here: see store_init),
+ *                      a directory, no permission
+ *   STORE_ERR_NOTDB    not an SQLite database: text, garbage, truncated
+ *   STORE_ERR_NOTOURS  an SQLite database without our application_id
+ *   STORE_ERR_SCHEMA   schema too old (read-only) or too new, a table or
+ *                      column missing, meta embedding_dim missing
+ *   STORE_ERR_BUSY     a read-write open had to migrate and the database
+ *                      stayed locked for busy_ms
+ * Read-write opens turn foreign keys on and migrate an older schema. */
 int store_open(store **out, const char *path, int flags, int busy_ms, store_err *err);
 
 /* Accepts NULL; finalizes every statement; sets *db_p = NULL. */
@@ -71,19 +81,26 @@ void store_close(store **db_p);
 
 /* Create a new database at path with embedding dimension dim and the
  * identity model as active version 0.  STORE_ERR_EXISTS if path already
- * holds data. */
+ * holds data (a non-empty file or write-ahead log); an empty file is fine.
+ * All or nothing: on failure a file created here is removed again. */
 int store_init(const char *path, int dim, store_err *err);
 
 const char *store_path(const store *db);
 int store_dim(const store *db);                   /* meta embedding_dim */
+/* The sqlite3 * for tools that need a query the store has no function for.
+ * Borrowed; do not close it.  Writers should still go through store_item_put
+ * and friends, which check what they write. */
 void *store_sqlite(store *db);                    /* the sqlite3 *, for tools */
 
 /* meta table.  get copies into buf (NUL-terminated, truncated to len);
  * STORE_ERR_NOTFOUND if the key is absent. */
 int store_meta_get(store *db, const char *key, char *buf, size_t len, store_err *err);
+/* Insert or replace a key.  embedding_dim cannot be changed (STORE_ERR_INVAL). */
 int store_meta_set(store *db, const char *key, const char *value, store_err *err);
 
-/* Transactions for writers: BEGIN IMMEDIATE (waits busy_ms for the lock). */
+/* Transactions for writers: BEGIN IMMEDIATE (waits busy_ms for the lock,
+ * then STORE_ERR_BUSY "database is locked by another writer ...").
+ * store_rollback accepts NULL and a handle with no open transaction. */
 int store_begin(store *db, store_err *err);
 int store_commit(store *db, store_err *err);
 void store_rollback(store *db);
@@ -103,11 +120,18 @@ typedef struct store_catalog {
     void *priv;              /* lookup hashes and the ext_id pool */
 } store_catalog;
 
+/* One read transaction, so rows and version agree.  emb is NULL when n is 0.
+ * STORE_ERR_CORRUPT names the items row (item_id, ext_id) and the reason;
+ * on any failure *out is NULL and nothing is left allocated. */
 int store_catalog_load(store *db, store_catalog **out, store_err *err);
 void store_catalog_free(store_catalog **cat_p);      /* accepts NULL */
 size_t store_catalog_bytes(const store_catalog *cat);
 
-/* Row of an item, or -1.  O(1) hash lookups. */
+/* meta catalog_version now (0 if absent): a cheap poll for "reload?". */
+int store_catalog_version(store *db, int64_t *version, store_err *err);
+
+/* Row of an item, or -1.  O(1) hash lookups; ext need not be
+ * NUL-terminated. */
 int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len);
 int64_t store_catalog_row(const store_catalog *cat, int64_t item_id);
 /* ext_id of a row, borrowed from the catalog, NUL-terminated. */
@@ -124,8 +148,12 @@ typedef struct store_event {
     float weight;       /* > 0 */
 } store_event;
 
-/* STORE_ERR_NOTFOUND if no user has this ext_id. */
+/* STORE_ERR_NOTFOUND if no user has this ext_id (ext need not be
+ * NUL-terminated). */
 int store_user_id(store *db, const char *ext, size_t len, int64_t *user_id,
+                  store_err *err);
+/* The same for items, embedded or not (importers resolving event files). */
+int store_item_id(store *db, const char *ext, size_t len, int64_t *item_id,
                   store_err *err);
 
 /* The user's newest max events, newest first; equal timestamps by item_id
@@ -134,19 +162,35 @@ int store_user_id(store *db, const char *ext, size_t len, int64_t *user_id,
 int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
                   store_err *err);
 
-/* Title of an item into buf (truncated to len); "" if none. */
+/* Title of an item into buf (truncated to len); "" if it has none.
+ * STORE_ERR_NOTFOUND (and "" in buf) if there is no such item. */
 int store_item_title(store *db, int64_t item_id, char *buf, size_t len, store_err *err);
 
 /* ---- writers (inside store_begin/commit) ---------------------------------- */
-/* Insert or update by ext_id.  emb may be NULL (to be embedded later) and
- * must otherwise hold store_dim() finite floats.  title/text may be NULL. */
+/* Insert or update by ext_id; an existing item keeps its item_id (item_id
+ * may be NULL).  emb must hold store_dim() finite floats (a non-finite one
+ * is STORE_ERR_CORRUPT naming the ext_id and component), or be NULL: then a
+ * new item is "not embedded yet" and an existing one keeps its embedding --
+ * unless title or text changed, which makes it stale and sets it NULL.
+ * NULL title/text: '' for a new item, unchanged for an existing one. */
 int store_item_put(store *db, const char *ext, const char *title, const char *text,
                    const float *emb, int64_t updated_at, int64_t *item_id,
                    store_err *err);
-/* Set only the embedding of an existing item. */
+/* The same, with the caller's length of emb checked against store_dim():
+ * STORE_ERR_DIM naming the ext_id and both dimensions. */
+int store_item_put_dim(store *db, const char *ext, const char *title, const char *text,
+                       const float *emb, int dim, int64_t updated_at, int64_t *item_id,
+                       store_err *err);
+/* Set only the embedding of an existing item (NULL clears it);
+ * STORE_ERR_NOTFOUND if there is no such item. */
 int store_item_set_embedding(store *db, int64_t item_id, const float *emb, store_err *err);
+int store_item_set_embedding_dim(store *db, int64_t item_id, const float *emb, int dim,
+                                 store_err *err);
+/* Insert a user, or find the existing one with this ext_id. */
 int store_user_put(store *db, const char *ext, int64_t *user_id, store_err *err);
-/* Add an event; an identical (user, item, ts, kind) replaces the weight. */
+/* Add an event; an identical (user, item, ts, kind) replaces the weight.
+ * kind NULL or "" means "view"; weight must be finite and > 0
+ * (STORE_ERR_INVAL); an unknown user or item is STORE_ERR_NOTFOUND. */
 int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
                     const char *kind, float weight, store_err *err);
 /* Bump meta catalog_version so that running daemons reload. */
@@ -156,16 +200,46 @@ int store_catalog_touch(store *db, store_err *err);
 #define STORE_MODEL_ACTIVE (-1)
 
 /* Load a version (or the active one) with every tensor checked: shapes agree
- * with the config, lengths with rows*cols, values finite, d with store_dim. */
+ * with the config, lengths with rows*cols, values finite, item_ids strictly
+ * ascending, d with store_dim (else STORE_ERR_DIM naming both).  Absent
+ * projections load as NULL (identity), absent biases as zeros.  The caller
+ * frees *out with attn_model_free.  STORE_ERR_NOTFOUND: no such version (or
+ * none active); STORE_ERR_CORRUPT: a tensor or the config is bad;
+ * STORE_ERR_SCHEMA: a tensor this build does not know. */
 int store_model_load(store *db, int64_t version, attn_model **out, store_err *err);
 
-/* Write a new version (its number chosen here, into *version); config and
- * metrics are JSON text (metrics may be NULL).  activate makes it the active
+/* Write a new version (its number chosen here, never reused, into *version,
+ * which may be NULL) with its tensors, in one transaction -- or inside the
+ * caller's store_begin, when one is open.  config_json, if not NULL, must be
+ * a JSON object (trainer settings are kept); d, m, heads, l_max, scale and
+ * identity are written from the model itself, and a config that disagrees
+ * with it is STORE_ERR_INVAL.  metrics_json may be NULL.  The model must pass
+ * attn_model_check and have d == store_dim.  activate makes it the active
  * version in the same transaction. */
 int store_model_save(store *db, const attn_model *model, const char *config_json,
                      const char *metrics_json, int activate, int64_t *version,
                      store_err *err);
+/* Make version the active one: it is loaded and checked first, and a
+ * version that cannot load is refused with the reason, the old active one
+ * staying active.  The flip itself is one transaction. */
 int store_model_activate(store *db, int64_t version, store_err *err);
+/* The active version; STORE_ERR_NOTFOUND if none is active. */
 int store_model_active(store *db, int64_t *version, store_err *err);
+
+/* One row of the models table, for listings (attnctl model list, info). */
+typedef struct store_model_info {
+    int64_t version;
+    int64_t created_at;    /* unix seconds */
+    int heads;
+    int d_model;
+    int active;            /* 1 for the active version */
+    char *config;          /* JSON text, owned by the list */
+    char *metrics;         /* JSON text or NULL, owned by the list */
+} store_model_info;
+
+/* Every version, ascending, into a new array of *n entries (NULL when 0).
+ * Free it with store_model_list_free. */
+int store_model_list(store *db, store_model_info **out, size_t *n, store_err *err);
+void store_model_list_free(store_model_info **list_p, size_t n);   /* accepts NULL */
 
 #endif

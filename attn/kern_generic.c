@@ -1,0 +1,114 @@
+/* kern_generic.c -- the portable kernel set: plain C, any CPU.
+ *
+ * The fallback when neither AVX2+FMA nor AVX-512 is available (and the
+ * reference point when testing the vector kernels against each other).  It
+ * follows the same algorithm as the vector files, one lane wide: the same
+ * range reduction and polynomial for exp, the same two-pass softmax.
+ */
+#include "attn/kern.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attn/vexp.h"
+
+#define S_ROWS 4
+
+static void s_tile(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
+                   int ncols, float *c, size_t ldc)
+{
+    for (int r = 0; r < S_ROWS; r++) {
+        const float *ar = a[r] + aoff;
+        float *cr = c + (size_t)r * ldc;
+        for (int j = 0; j < ncols; j++)
+            cr[j] = 0.0f;
+        for (int t = 0; t < K; t++) {
+            const float x = ar[t], *bt = b + (size_t)t * ldb;
+            for (int j = 0; j < ncols; j++)
+                cr[j] += x * bt[j];
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (or -inf): an exact 0 below the normal range, else
+ * 2^n p(r).  NaN propagates, so that a NaN or +inf logit makes the score NaN
+ * (the request then fails with ATTN_ERANGE). */
+static float s_exp(float x)
+{
+    if (isnan(x))
+        return x;
+    if (x < ATTN_VEXP_MIN)
+        return 0.0f;
+    float n = floorf(x * ATTN_VEXP_LOG2E + 0.5f);
+    float r = x - n * ATTN_VEXP_LN2_HI;
+    r = r - n * ATTN_VEXP_LN2_LO;
+    float p = ATTN_VEXP_C6;
+    p = p * r + ATTN_VEXP_C5;
+    p = p * r + ATTN_VEXP_C4;
+    p = p * r + ATTN_VEXP_C3;
+    p = p * r + ATTN_VEXP_C2;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;   /* n in [-126, 0]: a normal 2^n */
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return p * two_n;
+}
+
+static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
+                     int ncols, float scale, const float *bias, float *z, float *raw,
+                     size_t ldz, float *rowmax)
+{
+    s_tile(a, aoff, K, b, ldb, ncols, z, ldz);
+    for (int r = 0; r < S_ROWS; r++) {
+        float *zr = z + (size_t)r * ldz, mx = -INFINITY;
+        if (raw)
+            memcpy(raw + (size_t)r * ldz, zr, (size_t)ncols * sizeof *zr);
+        for (int j = 0; j < ncols; j++) {
+            zr[j] = zr[j] * scale + bias[j];
+            mx = zr[j] > mx ? zr[j] : mx;
+        }
+        rowmax[r] = mx;
+    }
+}
+
+static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
+                          const float *rowmax, float *acc)
+{
+    for (int r = 0; r < S_ROWS; r++) {
+        const float *zr = z + (size_t)r * ld, *sr = s + (size_t)r * ld, mx = rowmax[r];
+        float sum = 0.0f, dot = 0.0f;
+        for (int j = 0; j < ncols; j++) {
+            float e = s_exp(zr[j] - mx);
+            sum += e;
+            dot += e * sr[j];
+        }
+        acc[r] += dot / sum;
+    }
+}
+
+static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, float wscale,
+                          float *w, size_t ldw)
+{
+    for (int r = 0; r < S_ROWS; r++) {
+        float *zr = z + (size_t)r * ld, *wr = w + (size_t)r * ldw, mx = rowmax[r];
+        float sum = 0.0f;
+        for (int j = 0; j < ncols; j++) {
+            zr[j] = s_exp(zr[j] - mx);
+            sum += zr[j];
+        }
+        float f = wscale / sum;
+        for (int j = 0; j < ncols; j++)
+            wr[j] += zr[j] * f;
+    }
+}
+
+const attn_kern attn_kern_generic = {
+    .name = "generic",
+    .rows = S_ROWS,
+    .tile = s_tile,
+    .logits = s_logits,
+    .softmax_dot = s_softmax_dot,
+    .softmax_acc = s_softmax_acc,
+};

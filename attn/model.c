@@ -1,0 +1,236 @@
+/* model.c -- allocation, copying and validation of model parameters.
+ *
+ * A model is a bag of row-major float arrays plus its shapes.  Arrays are
+ * allocated with posix_memalign (64-byte aligned for the vector loads of
+ * tables.c) so that code elsewhere (store/, the trainer) can also hand us
+ * arrays from plain malloc: attn_model_free() releases everything with free().
+ */
+#include "attn/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+
+/* Shape sanity bounds: far beyond any real model, small enough that every
+ * product of two of them fits comfortably in size_t and int arithmetic. */
+#define S_MAX_DIM (1 << 16)
+#define S_MAX_LEN (1 << 20)
+
+/* Zeroed, 64-byte aligned array of n floats (n may be 0: returns NULL with
+ * *ok left alone).  Sets *ok = 0 on out-of-memory. */
+static void *s_zalloc(size_t n, size_t size, int *ok)
+{
+    void *p = NULL;
+    if (n == 0)
+        return NULL;
+    if (n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0) {
+        *ok = 0;
+        return NULL;
+    }
+    memset(p, 0, n * size);
+    return p;
+}
+
+static void *s_dup(const void *src, size_t n, size_t size, int *ok)
+{
+    if (!src || n == 0)
+        return NULL;
+    void *p = s_zalloc(n, size, ok);
+    if (p)
+        memcpy(p, src, n * size);
+    return p;
+}
+
+attn_model *attn_model_new(int d, int m, int heads, int l_max, int64_t n_items,
+                           int with_residual)
+{
+    if (d < 1 || m < 1 || heads < 1 || l_max < 1 || n_items < 0 ||
+        d > S_MAX_DIM || m > S_MAX_DIM || l_max > S_MAX_LEN || m % heads != 0)
+        return NULL;
+    attn_model *md = calloc(1, sizeof *md);
+    if (!md)
+        return NULL;
+    int ok = 1;
+    md->version = 0;
+    md->d = d;
+    md->m = m;
+    md->heads = heads;
+    md->l_max = l_max;
+    md->scale = 1.0f / sqrtf((float)(m / heads));
+    md->wq = s_zalloc((size_t)d * m, sizeof(float), &ok);
+    md->wk = s_zalloc((size_t)d * m, sizeof(float), &ok);
+    md->wv = s_zalloc((size_t)d * m, sizeof(float), &ok);
+    md->wo = s_zalloc((size_t)m * d, sizeof(float), &ok);
+    md->pos_bias = s_zalloc((size_t)l_max, sizeof(float), &ok);
+    md->n_items = n_items;
+    if (n_items > 0) {
+        md->item_ids = s_zalloc((size_t)n_items, sizeof(int64_t), &ok);
+        md->item_bias = s_zalloc((size_t)n_items, sizeof(float), &ok);
+        if (with_residual)
+            md->residual = s_zalloc((size_t)n_items * d, sizeof(float), &ok);
+    }
+    if (!ok)
+        attn_model_free(&md);
+    return md;
+}
+
+attn_model *attn_model_identity(int d, int l_max)
+{
+    if (d < 1 || l_max < 1 || d > S_MAX_DIM || l_max > S_MAX_LEN)
+        return NULL;
+    attn_model *md = calloc(1, sizeof *md);
+    if (!md)
+        return NULL;
+    int ok = 1;
+    md->version = 0;
+    md->d = md->m = d;
+    md->heads = 1;
+    md->l_max = l_max;
+    md->scale = ATTN_IDENTITY_SCALE;
+    /* Zeros rather than NULL so that a trainer starting from the identity
+     * model finds a position bias it can update in place. */
+    md->pos_bias = s_zalloc((size_t)l_max, sizeof(float), &ok);
+    if (!ok)
+        attn_model_free(&md);
+    return md;
+}
+
+attn_model *attn_model_clone(const attn_model *src)
+{
+    if (!src)
+        return NULL;
+    attn_model *md = calloc(1, sizeof *md);
+    if (!md)
+        return NULL;
+    *md = *src;
+    int ok = 1;
+    size_t dm = (size_t)src->d * (size_t)src->m, ni = (size_t)src->n_items;
+    md->wq = s_dup(src->wq, dm, sizeof(float), &ok);
+    md->wk = s_dup(src->wk, dm, sizeof(float), &ok);
+    md->wv = s_dup(src->wv, dm, sizeof(float), &ok);
+    md->wo = s_dup(src->wo, dm, sizeof(float), &ok);
+    md->pos_bias = s_dup(src->pos_bias, (size_t)src->l_max, sizeof(float), &ok);
+    md->item_ids = s_dup(src->item_ids, ni, sizeof(int64_t), &ok);
+    md->item_bias = s_dup(src->item_bias, ni, sizeof(float), &ok);
+    md->residual = s_dup(src->residual, ni * (size_t)src->d, sizeof(float), &ok);
+    if (!ok)
+        attn_model_free(&md);
+    return md;
+}
+
+void attn_model_free(attn_model **model_p)
+{
+    if (!model_p || !*model_p)
+        return;
+    attn_model *md = *model_p;
+    free(md->wq);
+    free(md->wk);
+    free(md->wv);
+    free(md->wo);
+    free(md->pos_bias);
+    free(md->item_ids);
+    free(md->item_bias);
+    free(md->residual);
+    free(md);
+    *model_p = NULL;
+}
+
+/* Index of the first non-finite value of x[0..n), or -1. */
+static long long s_first_bad(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return (long long)i;
+    return -1;
+}
+
+#define S_WHY(...) (why ? (void)snprintf(why, why_len, __VA_ARGS__) : (void)0)
+
+int attn_model_check(const attn_model *md, char *why, size_t why_len)
+{
+    if (!md) {
+        S_WHY("model is NULL");
+        return ATTN_EINVAL;
+    }
+    if (md->d < 1 || md->d > S_MAX_DIM || md->m < 1 || md->m > S_MAX_DIM) {
+        S_WHY("d=%d, m=%d: dimensions must be in 1..%d", md->d, md->m, S_MAX_DIM);
+        return ATTN_EINVAL;
+    }
+    if (md->heads < 1 || md->m % md->heads != 0) {
+        S_WHY("heads=%d must be >= 1 and divide m=%d", md->heads, md->m);
+        return ATTN_EINVAL;
+    }
+    if (md->l_max < 1 || md->l_max > S_MAX_LEN) {
+        S_WHY("l_max=%d must be in 1..%d", md->l_max, S_MAX_LEN);
+        return ATTN_EINVAL;
+    }
+    if (!isfinite(md->scale)) {
+        S_WHY("scale is not finite");
+        return ATTN_EINVAL;
+    }
+    if ((!md->wq || !md->wk || !md->wv || !md->wo) && md->m != md->d) {
+        S_WHY("a NULL (identity) projection needs m == d, have m=%d d=%d", md->m, md->d);
+        return ATTN_EINVAL;
+    }
+    if (md->n_items < 0 || (md->n_items > 0 && !md->item_ids)) {
+        S_WHY("n_items=%lld without item_ids", (long long)md->n_items);
+        return ATTN_EINVAL;
+    }
+    if (md->n_items == 0 && (md->item_bias || md->residual)) {
+        S_WHY("per-item arrays present but n_items is 0");
+        return ATTN_EINVAL;
+    }
+    size_t dm = (size_t)md->d * (size_t)md->m, ni = (size_t)md->n_items;
+    struct { const char *name; const float *x; size_t n; } arr[] = {
+        {"wq", md->wq, dm}, {"wk", md->wk, dm}, {"wv", md->wv, dm}, {"wo", md->wo, dm},
+        {"pos_bias", md->pos_bias, (size_t)md->l_max},
+        {"item_bias", md->item_bias, ni}, {"residual", md->residual, ni * (size_t)md->d},
+    };
+    for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) {
+        long long bad = arr[a].x ? s_first_bad(arr[a].x, arr[a].n) : -1;
+        if (bad >= 0) {
+            S_WHY("%s[%lld] is not finite", arr[a].name, bad);
+            return ATTN_EINVAL;
+        }
+    }
+    for (int64_t i = 1; i < md->n_items; i++)
+        if (md->item_ids[i] <= md->item_ids[i - 1]) {
+            S_WHY("item_ids not strictly ascending at index %lld (%lld after %lld)",
+                  (long long)i, (long long)md->item_ids[i], (long long)md->item_ids[i - 1]);
+            return ATTN_EINVAL;
+        }
+    return ATTN_OK;
+}
+
+int64_t attn_model_item_index(const attn_model *md, int64_t item_id)
+{
+    if (!md || !md->item_ids)
+        return -1;
+    int64_t lo = 0, hi = md->n_items;   /* search [lo, hi) */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (md->item_ids[mid] < item_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < md->n_items && md->item_ids[lo] == item_id ? lo : -1;
+}
+
+size_t attn_model_bytes(const attn_model *md)
+{
+    if (!md)
+        return 0;
+    size_t dm = (size_t)md->d * (size_t)md->m, ni = (size_t)md->n_items;
+    size_t b = sizeof *md;
+    b += (md->wq ? dm : 0) * sizeof(float) + (md->wk ? dm : 0) * sizeof(float);
+    b += (md->wv ? dm : 0) * sizeof(float) + (md->wo ? dm : 0) * sizeof(float);
+    b += md->pos_bias ? (size_t)md->l_max * sizeof(float) : 0;
+    b += md->item_ids ? ni * sizeof(int64_t) : 0;
+    b += md->item_bias ? ni * sizeof(float) : 0;
+    b += md->residual ? ni * (size_t)md->d * sizeof(float) : 0;
+    return b;
+}

@@ -1,0 +1,61 @@
+/* tables.h -- the layout of attn_tables (internal to attn/: tables.c builds
+ * it, score.c reads it).  docs/MODEL.md explains the algebra.
+ *
+ * For every catalog row r the fast path needs four m-vectors:
+ *
+ *     q = e W_Q      g = W_O e  (= e W_Oᵀ)      k = e W_K      v = e W_V
+ *
+ * where e is the effective embedding (text + residual).  They live at
+ * base + r * stride + {q,g,k,v}_off.  Three layouts:
+ *
+ *   identity     all projections are the identity, so q = g = k = v = e:
+ *                base aliases the caller's embeddings (zero extra memory),
+ *                every offset is 0.  With a residual in ATTN_PRECOMPUTE_ALL
+ *                mode base is an owned copy of the effective embeddings.
+ *   ALL          owned rows [q | g | pad | k | v | pad], stride 2 wcols.
+ *   NONE         base aliases the embeddings and requests project the rows
+ *                they touch with w_qg and w_kv.
+ *
+ * When `eff` is set the rows at base are text embeddings without their
+ * residual, and a request must build effective rows itself (pidx says which).
+ */
+#ifndef ATTN_TABLES_H
+#define ATTN_TABLES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/kern.h"
+#include "attn/model.h"
+#include "attn/score.h"
+
+struct attn_tables {
+    attn_model *model;         /* private deep copy */
+    attn_precompute mode;      /* as built */
+    size_t n;                  /* catalog rows */
+    int d, m, heads, dh;       /* shapes; dh = m / heads */
+    int shared;                /* every projection is the identity: q = g = k = v = e */
+    int eff;                   /* requests must add residuals themselves (see above) */
+
+    const float *base;         /* row r's vectors start at base + r * stride */
+    size_t stride;             /* floats between rows */
+    size_t q_off, g_off, k_off, v_off;   /* offsets of q, g, k, v in a row */
+    float *rows;               /* owned precomputed rows (base points here), or NULL */
+
+    const float *emb;          /* the caller's embeddings (borrowed), ld floats a row */
+    size_t ld;
+    int64_t *pidx;             /* copy of param_index when eff is set, else NULL */
+    float *row_bias;           /* item bias by catalog row, or NULL = zeros */
+
+    float *w_qg, *w_kv;        /* NONE: d x wcols, [W_Q | W_Oᵀ] and [W_K | W_V], zero padded */
+    int wcols;                 /* 2m rounded up to ATTN_KERN_COLS */
+    size_t bytes;              /* memory owned, for attn_tables_bytes */
+};
+
+/* x rounded up to a multiple of ATTN_KERN_COLS. */
+static inline size_t attn_round_cols(size_t x)
+{
+    return (x + ATTN_KERN_COLS - 1) / ATTN_KERN_COLS * ATTN_KERN_COLS;
+}
+
+#endif

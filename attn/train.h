@@ -1,0 +1,154 @@
+/* train.h -- learning a model version: next-item prediction over histories.
+ *
+ *     attn_train_data data = {.emb = cat->emb, .n_rows = cat->n, .ld = d, .d = d,
+ *                             .item_id = cat->item_id, .seqs = ds->seqs};
+ *     attn_train_opts o;
+ *     attn_train_defaults(&o);
+ *     o.epochs = 30;
+ *     attn_model *md;
+ *     attn_train_report rep;
+ *     char why[256];
+ *     if (attn_train(&data, &o, on_progress, ctx, &md, &rep, why, sizeof why) != ATTN_OK)
+ *         die("%s", why);
+ *     store_model_save(db, md, config, metrics, 0, &version, &err);
+ *     attn_model_free(&md);
+ *
+ * The task (docs/TRAINING.md): every user's events in chronological order
+ * (attn_seqs; ties in time by item id, as served), the last two held out
+ * (validation and test targets, attn/eval.h), and every other event t >= 1
+ * is a training example: predict it from the l_max events before it, newest
+ * first, scored exactly as the daemon scores (docs/MODEL.md):
+ *
+ *   z[h][c][j] = scale (e_c W_Q)_h . (e_j W_K)_h + pos_bias[j] + log w_j
+ *   score_c    = sum_h sum_j softmax_j(z[h][c][:]) (e_j W_V)_h . (e_c W_Oᵀ)_h + bias_c
+ *
+ * with e_i = text_i + residual_i.  The loss is the softmax cross-entropy of
+ * the true next item among the candidates: every item of the model (full
+ * softmax) or the true one and `neg` items drawn uniformly from those the
+ * user has not interacted with in training data.  AdamW with linear
+ * warm-up, global gradient-norm clipping, decoupled weight decay on the
+ * matrices and residuals, dropout of history events; early stopping on the
+ * validation split's NDCG@10, scored through the served fast path.
+ *
+ * The model's items are those that occur in training data; the others keep
+ * their text embedding and a zero bias (item biases are centred so that
+ * zero is the average item).  Text embeddings are never changed.
+ *
+ * Threads: each batch is split into fixed per-thread shares and the
+ * gradients are summed in thread order, so a run is a function of (data,
+ * options) -- same seed and thread count, same bits.  The library calls
+ * BLAS (sgemm) from its own threads: the caller should pin OpenBLAS to one
+ * thread (openblas_set_num_threads(1)) so the two do not fight.
+ */
+#ifndef ATTN_TRAIN_H
+#define ATTN_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "attn/eval.h"
+#include "attn/model.h"
+
+/* What the trainer learns from.  Borrowed for the call. */
+typedef struct attn_train_data {
+    const float *emb;        /* n_rows x d text embeddings, row stride ld */
+    size_t n_rows;           /* catalog rows */
+    size_t ld;
+    int d;
+    const int64_t *item_id;  /* n_rows, strictly ascending: row r holds item_id[r] */
+    attn_seqs seqs;          /* every user's events as rows (seqs.n_rows == n_rows) */
+} attn_train_data;
+
+typedef struct attn_train_opts {
+    int epochs;            /* most passes over the data (default 40) */
+    int m;                 /* attention width (default d) */
+    int heads;             /* default 2 */
+    int l_max;             /* history events used per prediction (default 50) */
+    double lr;             /* peak learning rate (default 2e-3) */
+    double warmup;         /* warm-up, in epochs (default 1) */
+    double weight_decay;   /* decoupled, on W_* and residuals (default 0.1) */
+    double clip;           /* global gradient-norm clip, 0 = none (default 5) */
+    double dropout;        /* probability of dropping a history event (default 0.2) */
+    double beta1, beta2;   /* Adam moments (0.9, 0.98) */
+    int batch;             /* examples per step (default 256) */
+    int neg;               /* sampled negatives per example; 0 = full softmax */
+    int mask_seen;         /* full softmax: leave the history's items out (default 1) */
+    int residual;          /* learn the per-item residual (default 1) */
+    int item_bias;         /* learn the item bias (default 1) */
+    uint64_t seed;         /* initialisation, order, negatives, dropout (default 1) */
+    int threads;           /* default 2 */
+    int patience;          /* stop after this many epochs without a better
+                              validation NDCG@10; 0 = never (default 5) */
+    int val_protocol;      /* ATTN_EVAL_FULL (default) or ATTN_EVAL_SAMPLED */
+    int chunk;             /* most targets of one user processed together (64) */
+} attn_train_opts;
+
+void attn_train_defaults(attn_train_opts *o, int d);
+
+/* Check options against the data's dimension: ATTN_OK or ATTN_EINVAL with a
+ * one-line reason naming the option. */
+int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why_len);
+
+/* Passed to the progress callback after every `steps` steps and at the end
+ * of every epoch (end_of_epoch = 1, with the validation metrics). */
+typedef struct attn_train_progress {
+    int epoch;              /* 1-based */
+    int epochs;             /* the most there will be */
+    int end_of_epoch;
+    uint64_t step, steps;   /* steps done in this epoch / per epoch */
+    double loss;            /* mean training loss so far in this epoch */
+    double val_hr, val_ndcg;   /* end of epoch: validation HR@10 / NDCG@10 */
+    double best_ndcg;       /* best validation NDCG@10 so far */
+    int best_epoch;
+    double examples_per_s;  /* training throughput of this epoch */
+    double elapsed_s;       /* since training started */
+    double eta_s;           /* estimate of the time left if no early stop */
+} attn_train_progress;
+
+/* Return nonzero to stop training (the best model so far is returned). */
+typedef int (*attn_train_progress_fn)(void *ctx, const attn_train_progress *p);
+
+typedef struct attn_train_report {
+    uint32_t users;          /* users with at least one training example */
+    uint32_t users_single;   /* users with exactly one event: skipped */
+    uint32_t users_short;    /* users with 2-3 events: no training example */
+    uint64_t examples;       /* training examples per epoch */
+    int64_t items;           /* items in the model (occur in training data) */
+    int epochs_run;
+    int best_epoch;          /* the returned model's epoch (0: initial) */
+    double val_hr, val_ndcg; /* its validation metrics */
+    double val_users;        /* users in the validation split */
+    double loss;             /* mean training loss of its epoch */
+    double seconds;          /* wall time of training */
+    int stopped;             /* 1 if the callback stopped training */
+} attn_train_report;
+
+/* Train a model.  *out gets a new model (free with attn_model_free): the
+ * best epoch's parameters by validation NDCG@10, version 0 (the store
+ * numbers it), item_ids the items of training data.  Returns ATTN_OK, or
+ * ATTN_EINVAL with a reason in why (options; too few interactions: no
+ * training example or no validation target), ATTN_ENOMEM, ATTN_ERANGE (the
+ * loss diverged to a non-finite value; try a lower lr). */
+int attn_train(const attn_train_data *data, const attn_train_opts *o,
+               attn_train_progress_fn progress, void *ctx, attn_model **out,
+               attn_train_report *rep, char *why, size_t why_len);
+
+/* ---- exposed for tests -----------------------------------------------------
+ * The loss (summed over examples, not averaged) and its gradient with
+ * respect to every parameter of md, for the examples (user u, target
+ * position t) listed, with no dropout.  md holds the model's items
+ * (item_ids, item_bias, residual may be NULL); every event of those users
+ * up to t must be a model item.  Candidates: every model item (neg == 0,
+ * mask_seen as in opts) or, if cand is not NULL, cand[e * n_cand ...] (model
+ * item indexes, the true item first) for example e.  grad has md's shapes
+ * (attn_model_new with a residual if md has one) and is overwritten.
+ * Returns ATTN_OK, ATTN_EINVAL or ATTN_ENOMEM. */
+typedef struct attn_train_example {
+    uint32_t user;
+    uint32_t t;
+} attn_train_example;
+
+int attn_train_grad(const attn_train_data *data, const attn_model *md,
+                    const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
+                    int mask_seen, double *loss, attn_model *grad);
+
+#endif

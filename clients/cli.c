@@ -1,0 +1,188 @@
+/* cli.c -- status codes, the clock, endpoint lists, and the two socket
+ * primitives every client builds on: send with a deadline, receive with a
+ * deadline.
+ *
+ * Both primitives use non-blocking ZeroMQ calls plus zmq_poll, never a
+ * blocking send or receive: a blocking call on a socket whose peer died waits
+ * forever, and "never left hanging" is the one promise the clients make.
+ */
+#include "clients/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+const char *cli_strerror(int code)
+{
+    switch (code) {
+    case CLI_OK: return "ok";
+    case CLI_TIMEOUT: return "timeout";
+    case CLI_AGAIN: return "again";
+    case CLI_FULL: return "full";
+    case CLI_ZMQ: return "zmq";
+    case CLI_NOMEM: return "nomem";
+    case CLI_INVAL: return "inval";
+    case CLI_IO: return "io";
+    case CLI_PROTO: return "proto";
+    case CLI_STOPPED: return "stopped";
+    case CLI_FAILED: return "failed";
+    }
+    return "unknown";
+}
+
+int cli_fail(cli_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int64_t cli_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- endpoints ----------------------------------------------------------- */
+
+int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!list || !*list)
+        return cli_fail(err, CLI_INVAL, "--endpoint: empty");
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        /* Tolerate spaces after commas: "a, b" is what people type. */
+        while (n && (*p == ' ' || *p == '\t'))
+            p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == 0)
+            return cli_fail(err, CLI_INVAL, "--endpoint: empty entry in '%s'", list);
+        if (out->n == CLI_MAX_ENDPOINTS)
+            return cli_fail(err, CLI_INVAL, "--endpoint: more than %d endpoints",
+                            CLI_MAX_ENDPOINTS);
+        if (n >= sizeof out->v[0])
+            return cli_fail(err, CLI_INVAL, "--endpoint: '%.*s…' is too long", 40, p);
+        memcpy(out->v[out->n], p, n);
+        out->v[out->n][n] = '\0';
+        const char *sep = strstr(out->v[out->n], "://");
+        if (!sep || sep == out->v[out->n] || !sep[3])
+            return cli_fail(err, CLI_INVAL,
+                            "--endpoint: '%s' is not transport://address "
+                            "(e.g. tcp://127.0.0.1:5555 or ipc:///run/attnd.sock)",
+                            out->v[out->n]);
+        out->n++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return CLI_OK;
+}
+
+const char *cli_endpoints_str(const cli_endpoints *eps, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < eps->n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", eps->v[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    return buf;
+}
+
+/* ---- send and receive with deadlines ----------------------------------------- */
+
+/* Milliseconds left until deadline_us, for zmq_poll: 0 when past, and never
+ * more than a second so that callers' signal flags are looked at. */
+static long s_poll_ms(int64_t deadline_us)
+{
+    int64_t left = deadline_us - cli_now_us();
+    if (left <= 0)
+        return 0;
+    left = (left + 999) / 1000;
+    return left > 1000 ? 1000 : (long)left;
+}
+
+/* Wait for events on sock until deadline_us.  1 when ready, 0 at the
+ * deadline, -1 on EINTR (errno kept), -2 on another failure. */
+static int s_wait(void *sock, short events, int64_t deadline_us)
+{
+    for (;;) {
+        zmq_pollitem_t item = {.socket = sock, .events = events};
+        long ms = s_poll_ms(deadline_us);
+        int rc = zmq_poll(&item, 1, ms);
+        if (rc < 0)
+            return errno == EINTR ? -1 : -2;
+        if (rc > 0 && (item.revents & events))
+            return 1;
+        if (ms == 0 || cli_now_us() >= deadline_us)
+            return 0;
+    }
+}
+
+int cli_send(void *sock, int delim, const void *body, size_t len, int64_t deadline_us,
+             cli_err *err)
+{
+    for (;;) {
+        /* The delimiter and the body form one message: once the first frame
+         * is accepted the second always is, so a partial send can't happen. */
+        int rc = delim ? zmq_send(sock, "", 0, ZMQ_DONTWAIT | ZMQ_SNDMORE)
+                       : zmq_send(sock, body, len, ZMQ_DONTWAIT);
+        if (rc >= 0) {
+            if (delim && zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
+                return cli_fail(err, CLI_ZMQ, "send: %s", zmq_strerror(errno));
+            return CLI_OK;
+        }
+        if (errno != EAGAIN && errno != EINTR)
+            return cli_fail(err, CLI_ZMQ, "send: %s", zmq_strerror(errno));
+        int w = s_wait(sock, ZMQ_POLLOUT, deadline_us);
+        if (w == 0)
+            return cli_fail(err, CLI_TIMEOUT, "send: no peer took the request in time");
+        if (w == -2)
+            return cli_fail(err, CLI_ZMQ, "poll: %s", zmq_strerror(errno));
+    }
+}
+
+int cli_recv(void *sock, void *msgp, int64_t deadline_us, cli_err *err)
+{
+    zmq_msg_t *msg = msgp;
+    int w = s_wait(sock, ZMQ_POLLIN, deadline_us);
+    if (w == 0)
+        return cli_fail(err, CLI_TIMEOUT, "receive: no reply in time");
+    if (w == -1)
+        return cli_fail(err, CLI_AGAIN, "receive: interrupted");
+    if (w == -2)
+        return cli_fail(err, CLI_ZMQ, "poll: %s", zmq_strerror(errno));
+    if (zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) < 0)
+        return cli_fail(err, errno == EAGAIN ? CLI_AGAIN : CLI_ZMQ, "receive: %s",
+                        zmq_strerror(errno));
+    /* DEALER replies start with the empty delimiter REQ would have eaten. */
+    if (zmq_msg_size(msg) == 0 && zmq_msg_more(msg)) {
+        if (zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) < 0)
+            return cli_fail(err, CLI_ZMQ, "receive: %s", zmq_strerror(errno));
+    }
+    /* Extra frames are not protocol v1; drop them so the next receive starts
+     * at a message boundary. */
+    if (zmq_msg_more(msg)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        int more = 1;
+        while (more && zmq_msg_recv(&extra, sock, ZMQ_DONTWAIT) >= 0)
+            more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+    }
+    return CLI_OK;
+}

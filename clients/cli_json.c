@@ -1,0 +1,165 @@
+/* cli_json.c -- the few JSON chores every client repeats: parse an object,
+ * read a string member, tell an ok reply from an error reply, build the
+ * error replies the client itself decides on, and a growable text buffer for
+ * requests built without cJSON (attn-load builds thousands a second).
+ */
+#include "clients/cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *cli_json_object(const char *text, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    if (j && !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+const char *cli_json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int cli_reply_status(const cJSON *reply, const char **code, const char **message)
+{
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+    if (cJSON_IsTrue(ok))
+        return 1;
+    if (!cJSON_IsFalse(ok))
+        return -1;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+    const char *c = cli_json_str(e, "code"), *m = cli_json_str(e, "message");
+    if (code)
+        *code = c ? c : "?";
+    if (message)
+        *message = m ? m : "?";
+    return 0;
+}
+
+cJSON *cli_error_reply(const cJSON *id, const char *code, const char *message)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON *e = cJSON_CreateObject();
+    cJSON *idc = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    if (!r || !e || !idc || !cJSON_AddItemToObject(r, "id", idc)) {
+        cJSON_Delete(r);
+        cJSON_Delete(e);
+        cJSON_Delete(idc);   /* not attached: ours to free */
+        return NULL;
+    }
+    if (!cJSON_AddFalseToObject(r, "ok") || !cJSON_AddItemToObject(r, "error", e)) {
+        cJSON_Delete(r);
+        cJSON_Delete(e);
+        return NULL;
+    }
+    if (!cJSON_AddStringToObject(e, "code", code) ||
+        !cJSON_AddStringToObject(e, "message", message)) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- buffer --------------------------------------------------------------- */
+
+static int s_reserve(cli_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int cli_buf_put(cli_buf *b, const void *p, size_t n)
+{
+    if (s_reserve(b, n))
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int cli_buf_puts(cli_buf *b, const char *s)
+{
+    return cli_buf_put(b, s, strlen(s));
+}
+
+int cli_buf_printf(cli_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof small)
+        return cli_buf_put(b, small, (size_t)n);
+    if (s_reserve(b, (size_t)n))
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int cli_buf_json_str(cli_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cli_buf_put(b, "\"", 1))
+        return -1;
+    const char *run = s;   /* bytes that need no escaping are copied in runs */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        if (cli_buf_put(b, run, (size_t)((const char *)p - run)))
+            return -1;
+        char esc[7] = {'\\', 0};
+        size_t n = 2;
+        switch (*p) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\r': esc[1] = 'r'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0';
+            esc[4] = hex[*p >> 4], esc[5] = hex[*p & 15];
+            n = 6;
+        }
+        if (cli_buf_put(b, esc, n))
+            return -1;
+        run = (const char *)p + 1;
+    }
+    if (cli_buf_puts(b, run))
+        return -1;
+    return cli_buf_put(b, "\"", 1);
+}
+
+void cli_buf_reset(cli_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void cli_buf_free(cli_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

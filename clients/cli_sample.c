@@ -1,0 +1,297 @@
+/* cli_sample.c -- where attn-load's requests come from.
+ *
+ * From a database: every user and every embedded item's ext_id is read once
+ * (read-only, plain SQLite: the load generator must not need the store
+ * library's catalog machinery, nor lock anything the daemon reads), kept as
+ * ready-quoted JSON strings, and each request is assembled by hand into one
+ * buffer: at thousands of requests a second cJSON would cost more than the
+ * sampling.  Candidates (and anonymous histories) are distinct items drawn
+ * by a partial Fisher-Yates shuffle of a persistent permutation: O(N) per
+ * request, no rejection loop, uniform whatever the previous draws were.
+ *
+ * From a file: JSONL requests, "id" removed (the load generator numbers its
+ * own), replayed in order and cycled.
+ */
+#include "clients/cli.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct cli_sampler {
+    char **user;          /* quoted user ext_ids */
+    size_t n_user;
+    char **item;          /* quoted item ext_ids */
+    size_t n_item;
+    uint32_t *perm;       /* a permutation of item indices, reshuffled in part per draw */
+    int candidates;       /* per request */
+    int history;          /* anonymous history length, 0 = "user" requests */
+    int k, explain;
+    uint64_t rng;         /* xorshift64 state */
+    char **line;          /* file mode: request bodies without "id" */
+    size_t n_line, next;
+    cli_buf buf;          /* the request being built */
+};
+
+static void s_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void cli_sampler_destroy(cli_sampler **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cli_sampler *s = *self_p;
+    s_strv_free(s->user, s->n_user);
+    s_strv_free(s->item, s->n_item);
+    s_strv_free(s->line, s->n_line);
+    free(s->perm);
+    cli_buf_free(&s->buf);
+    free(s);
+    *self_p = NULL;
+}
+
+/* All values of one text column, each JSON-quoted, into *out. */
+static int s_column(sqlite3 *db, const char *path, const char *sql, char ***out, size_t *n,
+                    cli_err *err)
+{
+    sqlite3_stmt *st;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return cli_fail(err, CLI_IO, "%s: %s (is it an attnd database? see docs/SCHEMA.md)",
+                        path, sqlite3_errmsg(db));
+    size_t cap = 0;
+    cli_buf q = {0};
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *ext = (const char *)sqlite3_column_text(st, 0);
+        if (!ext)
+            continue;
+        cli_buf_reset(&q);
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char **grown = realloc(*out, cap * sizeof *grown);
+            if (!grown)
+                goto nomem;
+            *out = grown;
+        }
+        if (cli_buf_json_str(&q, ext) || !((*out)[*n] = strdup(q.data)))
+            goto nomem;
+        (*n)++;
+    }
+    cli_buf_free(&q);
+    if (rc != SQLITE_DONE) {
+        int code = cli_fail(err, CLI_IO, "%s: %s", path, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return code;
+    }
+    sqlite3_finalize(st);
+    return CLI_OK;
+nomem:
+    cli_buf_free(&q);
+    sqlite3_finalize(st);
+    return cli_fail(err, CLI_NOMEM, "out of memory reading %s", path);
+}
+
+cli_sampler *cli_sampler_db(const char *path, int candidates, int history, int k, int explain,
+                            uint64_t seed, cli_err *err)
+{
+    if (candidates < 1 || history < 0 || k < 1 || explain < 0) {
+        cli_fail(err, CLI_INVAL, "cli_sampler_db: bad shape");
+        return NULL;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        /* SQLite would say "unable to open database file"; say which and why. */
+        cli_fail(err, CLI_IO, "--db %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    cli_sampler *s = calloc(1, sizeof *s);
+    if (!s) {
+        cli_fail(err, CLI_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->candidates = candidates;
+    s->history = history;
+    s->k = k;
+    s->explain = explain;
+    s->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        cli_fail(err, CLI_IO, "--db %s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(db, 5000);   /* a writer beside us (WAL) is normal */
+    /* Items without an embedding are not in the daemon's catalog: asking for
+     * them would only measure the "unknown" path. */
+    if (s_column(db, path, "SELECT ext_id FROM items WHERE embedding IS NOT NULL ORDER BY item_id",
+                 &s->item, &s->n_item, err) != CLI_OK)
+        goto fail;
+    if (!history &&
+        s_column(db, path, "SELECT ext_id FROM users ORDER BY user_id", &s->user, &s->n_user,
+                 err) != CLI_OK)
+        goto fail;
+    sqlite3_close(db);
+    db = NULL;
+    if (s->n_item == 0) {
+        cli_fail(err, CLI_INVAL, "--db %s: no embedded items to sample", path);
+        goto fail;
+    }
+    if ((size_t)candidates > s->n_item || (size_t)history > s->n_item) {
+        cli_fail(err, CLI_INVAL, "--db %s has %zu embedded items: fewer than --%s %d", path,
+                 s->n_item, (size_t)candidates > s->n_item ? "candidates" : "history",
+                 (size_t)candidates > s->n_item ? candidates : history);
+        goto fail;
+    }
+    if (!history && s->n_user == 0) {
+        cli_fail(err, CLI_INVAL, "--db %s has no users: use --history L for anonymous requests",
+                 path);
+        goto fail;
+    }
+    if (!(s->perm = malloc(s->n_item * sizeof *s->perm))) {
+        cli_fail(err, CLI_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < s->n_item; i++)
+        s->perm[i] = (uint32_t)i;
+    return s;
+fail:
+    sqlite3_close(db);
+    cli_sampler_destroy(&s);
+    return NULL;
+}
+
+cli_sampler *cli_sampler_file(const char *path, cli_err *err)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!f) {
+        cli_fail(err, CLI_IO, "--in %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    cli_sampler *s = calloc(1, sizeof *s);
+    char *line = NULL;
+    size_t cap = 0, lcap = 0, no = 0;
+    ssize_t n;
+    if (!s)
+        goto nomem;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        no++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;   /* blank lines carry no request */
+        cJSON *req = cli_json_object(line, (size_t)n), *id;
+        if (!req) {
+            cli_fail(err, CLI_INVAL, "--in %s: line %zu is not a JSON object", path, no);
+            goto fail;
+        }
+        while ((id = cJSON_DetachItemFromObjectCaseSensitive(req, "id")))
+            cJSON_Delete(id);
+        char *body = cJSON_PrintUnformatted(req);
+        cJSON_Delete(req);
+        if (s->n_line == lcap) {
+            lcap = lcap ? 2 * lcap : 256;
+            char **grown = realloc(s->line, lcap * sizeof *grown);
+            if (!grown) {
+                free(body);
+                goto nomem;
+            }
+            s->line = grown;
+        }
+        if (!body)
+            goto nomem;
+        s->line[s->n_line++] = body;
+    }
+    if (ferror(f)) {
+        cli_fail(err, CLI_IO, "--in %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (s->n_line == 0) {
+        cli_fail(err, CLI_INVAL, "--in %s: no requests in it", path);
+        goto fail;
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    return s;
+nomem:
+    cli_fail(err, CLI_NOMEM, "out of memory reading %s", path);
+fail:
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    cli_sampler_destroy(&s);
+    return NULL;
+}
+
+static uint64_t s_rand(cli_sampler *s)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+/* Uniform in [0, n) (the modulo bias is below 2^-40 for any catalog). */
+static size_t s_below(cli_sampler *s, size_t n)
+{
+    return (size_t)(s_rand(s) % n);
+}
+
+/* Append m distinct random items as a JSON array. */
+static int s_items(cli_sampler *s, int m)
+{
+    if (cli_buf_put(&s->buf, "[", 1))
+        return -1;
+    for (int i = 0; i < m; i++) {
+        size_t j = (size_t)i + s_below(s, s->n_item - (size_t)i);
+        uint32_t t = s->perm[i];
+        s->perm[i] = s->perm[j];
+        s->perm[j] = t;
+        if ((i && cli_buf_put(&s->buf, ",", 1)) || cli_buf_puts(&s->buf, s->item[s->perm[i]]))
+            return -1;
+    }
+    return cli_buf_put(&s->buf, "]", 1);
+}
+
+const char *cli_sampler_next(cli_sampler *s, size_t *len)
+{
+    if (s->line) {
+        const char *b = s->line[s->next];
+        s->next = (s->next + 1) % s->n_line;
+        *len = strlen(b);
+        return b;
+    }
+    cli_buf_reset(&s->buf);
+    int bad = cli_buf_puts(&s->buf, "{\"op\":\"rank\",");
+    if (s->history) {
+        bad = bad || cli_buf_puts(&s->buf, "\"history\":") || s_items(s, s->history);
+    } else {
+        bad = bad || cli_buf_puts(&s->buf, "\"user\":") ||
+              cli_buf_puts(&s->buf, s->user[s_below(s, s->n_user)]);
+    }
+    bad = bad || cli_buf_puts(&s->buf, ",\"candidates\":") || s_items(s, s->candidates) ||
+          cli_buf_printf(&s->buf, ",\"k\":%d", s->k) ||
+          (s->explain && cli_buf_printf(&s->buf, ",\"explain\":%d", s->explain)) ||
+          cli_buf_put(&s->buf, "}", 1);
+    if (bad)
+        return NULL;
+    *len = s->buf.len;
+    return s->buf.data;
+}
+
+void cli_sampler_counts(const cli_sampler *s, size_t *users, size_t *items, size_t *lines)
+{
+    if (users)
+        *users = s->n_user;
+    if (items)
+        *items = s->n_item;
+    if (lines)
+        *lines = s->n_line;
+}

@@ -1,0 +1,64 @@
+/* arena.c -- see arena.h. */
+#include "daemon/arena.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static _Thread_local srv_arena *s_bound;
+
+int srv_arena_init(srv_arena *a, size_t cap)
+{
+    a->base = malloc(cap);
+    a->cap = a->base ? cap : 0;
+    a->used = 0;
+    a->spilled = 0;
+    return a->base ? 0 : -1;
+}
+
+void srv_arena_free(srv_arena *a)
+{
+    free(a->base);
+    a->base = NULL;
+    a->cap = a->used = 0;
+}
+
+void srv_arena_reset(srv_arena *a)
+{
+    a->used = 0;
+    a->spilled = 0;
+}
+
+void srv_arena_bind(srv_arena *a)
+{
+    s_bound = a;
+}
+
+static void *s_alloc(size_t n)
+{
+    srv_arena *a = s_bound;
+    if (a) {
+        size_t at = (a->used + 15) & ~(size_t)15;
+        if (at + n <= a->cap) {
+            a->used = at + n;
+            return a->base + at;
+        }
+        a->spilled++;
+    }
+    return malloc(n);
+}
+
+static void s_release(void *p)
+{
+    srv_arena *a = s_bound;
+    /* Arena memory is released all at once by srv_arena_reset. */
+    if (a && (uintptr_t)p >= (uintptr_t)a->base && (uintptr_t)p < (uintptr_t)a->base + a->cap)
+        return;
+    free(p);
+}
+
+void srv_arena_install_cjson(void)
+{
+    cJSON_Hooks hooks = {.malloc_fn = s_alloc, .free_fn = s_release};
+    cJSON_InitHooks(&hooks);
+}

@@ -1,0 +1,237 @@
+/* config.c -- the configuration table and its parsers (INI via libinih).
+ *
+ * Defaults live in the table as text and go through the same setter as file
+ * lines and flags, so a default can never be out of its own bounds.
+ */
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_PRECOMPUTE_ENUM, CFG_LEVEL };
+
+typedef struct cfg_entry {
+    const char *name;      /* section.key */
+    int type;              /* enum cfg_type */
+    size_t offset;         /* into srv_config */
+    size_t size;           /* for strings: buffer size */
+    double min, max;       /* for numbers */
+    const char *def;       /* default, as text */
+    const char *help;
+} cfg_entry;
+
+#define F(field) offsetof(srv_config, field), sizeof(((srv_config *)0)->field)
+
+static const cfg_entry s_table[] = {
+    {"server.bind", CFG_STRING, F(bind), 0, 0, "tcp://127.0.0.1:5555",
+     "ROUTER endpoint clients connect to (tcp://host:port or ipc://path)"},
+    {"server.workers", CFG_INT, F(workers), 0, 256, "0",
+     "scoring threads, each with its own SQLite connection and scratch; 0 = one per core"},
+    {"server.queue_max", CFG_INT, F(queue_max), 0, 1000000, "256",
+     "requests held while every worker is busy; beyond that the reply is `busy`"},
+    {"server.metrics_interval", CFG_DOUBLE, F(metrics_interval), 0, 86400, "10",
+     "seconds between metrics log lines; 0 = off"},
+    {"server.log_level", CFG_LEVEL, F(log_level), 0, 0, "info", "debug | info | warn | error"},
+    {"server.reload_poll", CFG_DOUBLE, F(reload_poll), 0, 86400, "5",
+     "seconds between checks for a new active model or catalog version; 0 = off"},
+    {"server.shutdown_grace", CFG_DOUBLE, F(shutdown_grace), 0, 3600, "10",
+     "on SIGTERM, seconds to finish in-flight requests before exiting anyway"},
+    {"store.db", CFG_STRING, F(db), 0, 0, "attnd.db", "the SQLite database (opened read-only)"},
+    {"store.busy_timeout_ms", CFG_INT, F(busy_timeout_ms), 0, 600000, "2000",
+     "how long a read waits for a lock before the request fails with `store`"},
+    {"model.precompute", CFG_PRECOMPUTE_ENUM, F(precompute), 0, 0, "all",
+     "all = per-item projections at load (fast, 4 x m floats per item); none = project per request"},
+    {"model.build_threads", CFG_INT, F(build_threads), 0, 256, "0",
+     "threads that build a snapshot's tables; 0 = one per core"},
+    {"limits.max_message_bytes", CFG_INT, F(max_message_bytes), 256, 1 << 30, "1048576",
+     "largest request accepted; larger ones get `too_large`"},
+    {"limits.max_candidates", CFG_INT, F(max_candidates), 1, 1000000, "10000",
+     "candidates per rank request"},
+    {"limits.max_k", CFG_INT, F(max_k), 1, 1000000, "1000", "results per rank request"},
+    {"limits.max_explain", CFG_INT, F(max_explain), 0, 1000, "10",
+     "explaining history items per result"},
+    {"limits.max_history", CFG_INT, F(max_history), 1, 100000, "200",
+     "history items used per request (also capped by the model's l_max)"},
+    {"limits.max_seen", CFG_INT, F(max_seen), 1, 10000000, "1000",
+     "newest events checked by exclude_seen"},
+    {"limits.default_k", CFG_INT, F(default_k), 1, 1000000, "10", "k when a request gives none"},
+};
+
+#define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
+
+int cfg_key_count(void) { return S_NKEYS; }
+const char *cfg_key_name(int i) { return i >= 0 && i < S_NKEYS ? s_table[i].name : NULL; }
+
+int cfg_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char *why,
+                   size_t why_len)
+{
+    char *field = (char *)cfg + e->offset;
+    char *end;
+    switch (e->type) {
+    case CFG_INT: {
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < e->min || v > e->max) {
+            snprintf(why, why_len, "%s: '%s' is not an integer in %.0f..%.0f", e->name, value,
+                     e->min, e->max);
+            return -1;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case CFG_DOUBLE: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v) || v < e->min || v > e->max) {
+            snprintf(why, why_len, "%s: '%s' is not a number in %g..%g", e->name, value, e->min,
+                     e->max);
+            return -1;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    case CFG_STRING:
+        if (!*value || strlen(value) >= e->size) {
+            snprintf(why, why_len, "%s: value must be 1..%zu characters", e->name, e->size - 1);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case CFG_LEVEL:
+        if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
+            strcmp(value, "error")) {
+            snprintf(why, why_len, "%s: '%s' is not one of debug, info, warn, error", e->name,
+                     value);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case CFG_PRECOMPUTE_ENUM:
+        if (!strcmp(value, "all"))
+            *(int *)field = CFG_PRECOMPUTE_ALL;
+        else if (!strcmp(value, "none"))
+            *(int *)field = CFG_PRECOMPUTE_NONE;
+        else {
+            snprintf(why, why_len, "%s: '%s' is not one of all, none", e->name, value);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+void cfg_defaults(srv_config *cfg)
+{
+    char why[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < S_NKEYS; i++) {
+        int rc = s_apply(cfg, &s_table[i], s_table[i].def, why, sizeof why);
+        (void)rc;  /* a default out of its own bounds is a bug caught by the tests */
+    }
+}
+
+int cfg_set(srv_config *cfg, const char *key, const char *value, char *why, size_t why_len)
+{
+    for (int i = 0; i < S_NKEYS; i++)
+        if (!strcmp(s_table[i].name, key))
+            return s_apply(cfg, &s_table[i], value, why, why_len);
+    snprintf(why, why_len, "unknown key '%s'", key);
+    return -1;
+}
+
+typedef struct s_file_ctx {
+    srv_config *cfg;
+    char why[256];
+    int failed;
+} s_file_ctx;
+
+/* inih calls this per key; returning 0 makes ini_parse report the line. */
+static int s_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+    s_file_ctx *ctx = user;
+    if (ctx->failed)
+        return 1;  /* keep the first error: ini_parse reports its line */
+    char key[128];
+    if (!*section) {
+        snprintf(ctx->why, sizeof ctx->why, "'%s' is outside any [section]", name);
+        ctx->failed = 1;
+        return 0;
+    }
+    snprintf(key, sizeof key, "%s.%s", section, name);
+    if (cfg_set(ctx->cfg, key, value, ctx->why, sizeof ctx->why) != 0) {
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int cfg_load_file(srv_config *cfg, const char *path, char *why, size_t why_len)
+{
+    s_file_ctx ctx = {.cfg = cfg};
+    int line = ini_parse(path, s_ini_handler, &ctx);
+    if (line == -1) {
+        snprintf(why, why_len, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (line != 0) {
+        if (ctx.failed)
+            snprintf(why, why_len, "%s:%d: %s", path, line, ctx.why);
+        else
+            snprintf(why, why_len, "%s:%d: syntax error (expected [section] or key = value)",
+                     path, line);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
+{
+    if (cfg->default_k > cfg->max_k) {
+        snprintf(why, why_len, "limits.default_k (%d) is larger than limits.max_k (%d)",
+                 cfg->default_k, cfg->max_k);
+        return -1;
+    }
+    if (strncmp(cfg->bind, "tcp://", 6) && strncmp(cfg->bind, "ipc://", 6) &&
+        strncmp(cfg->bind, "inproc://", 9)) {
+        snprintf(why, why_len, "server.bind: '%s' is not a tcp://, ipc:// or inproc:// endpoint",
+                 cfg->bind);
+        return -1;
+    }
+    return 0;
+}
+
+void cfg_print(const srv_config *cfg, FILE *out)
+{
+    const char *section = "";
+    for (int i = 0; i < S_NKEYS; i++) {
+        const cfg_entry *e = &s_table[i];
+        const char *dot = strchr(e->name, '.');
+        size_t slen = (size_t)(dot - e->name);
+        if (strncmp(section, e->name, slen) || section[slen]) {
+            static char sec[32];
+            snprintf(sec, sizeof sec, "%.*s", (int)slen, e->name);
+            section = sec;
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        const char *field = (const char *)cfg + e->offset;
+        fprintf(out, "; %s (default %s)\n%s = ", e->help, e->def, dot + 1);
+        switch (e->type) {
+        case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
+        case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
+        case CFG_PRECOMPUTE_ENUM:
+            fprintf(out, "%s\n", *(const int *)field == CFG_PRECOMPUTE_NONE ? "none" : "all");
+            break;
+        default: fprintf(out, "%s\n", field); break;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/* config.h -- attnd's configuration: one declarative table.
+ *
+ *     srv_config cfg;
+ *     char why[256];
+ *     cfg_defaults(&cfg);
+ *     if (cfg_load_file(&cfg, "conf/attnd.conf", why, sizeof why) != 0 ||
+ *         cfg_set(&cfg, "server.workers", "4", why, sizeof why) != 0)
+ *         die("%s", why);       // "conf/attnd.conf:12: server.workers: 'x' is not an integer"
+ *
+ * Every key has a name, a type, bounds, a default and a one-line help; the
+ * same table applies defaults, file lines and command-line overrides, and
+ * prints the effective configuration (attnd --print-config).
+ */
+#ifndef DAEMON_CONFIG_H
+#define DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
+
+typedef struct srv_config {
+    /* [server] */
+    char bind[256];            /* ROUTER endpoint */
+    int workers;               /* scoring threads; 0 = one per core */
+    int queue_max;             /* requests waiting for a worker before `busy` */
+    double metrics_interval;   /* seconds between metrics lines; 0 = off */
+    char log_level[16];        /* debug | info | warn | error */
+    double reload_poll;        /* seconds between checks for a new model/catalog; 0 = off */
+    double shutdown_grace;     /* seconds to finish in-flight work on SIGTERM */
+    /* [store] */
+    char db[1024];             /* database path */
+    int busy_timeout_ms;       /* SQLite busy timeout */
+    /* [model] */
+    int precompute;            /* enum cfg_precompute */
+    int build_threads;         /* threads building the tables; 0 = one per core */
+    /* [limits] */
+    int max_message_bytes;
+    int max_candidates;
+    int max_k;
+    int max_explain;
+    int max_history;
+    int max_seen;
+    int default_k;
+} srv_config;
+
+void cfg_defaults(srv_config *cfg);
+
+/* Set "section.key" to the text value.  Returns 0, or -1 with the reason in
+ * why ("server.workers: 'x' is not an integer in 0..1024"). */
+int cfg_set(srv_config *cfg, const char *key, const char *value, char *why, size_t why_len);
+
+/* Apply an INI file over cfg.  Returns 0, or -1 with "file:line: reason". */
+int cfg_load_file(srv_config *cfg, const char *path, char *why, size_t why_len);
+
+/* Cross-key checks (e.g. default_k <= max_k).  0 or -1 with the reason. */
+int cfg_validate(const srv_config *cfg, char *why, size_t why_len);
+
+/* Write the effective configuration as an INI file. */
+void cfg_print(const srv_config *cfg, FILE *out);
+
+/* Number of configuration keys, and the name of key i ("server.bind"), for
+ * tests that check conf/attnd.conf documents every key. */
+int cfg_key_count(void);
+const char *cfg_key_name(int i);
+
+/* Cores online, at least 1. */
+int cfg_cores(void);
+
+#endif

@@ -1,0 +1,198 @@
+/* metrics.c -- see metrics.h. */
+#include "daemon/metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef ATTN_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+static const char *s_stage_names[SRV_STAGE_COUNT] = {"parse", "history", "score", "encode",
+                                                      "total"};
+
+void srv_wstats_init(srv_wstats *ws)
+{
+    memset(ws, 0, sizeof *ws);
+    pthread_mutex_init(&ws->lock, NULL);
+    for (int i = 0; i < SRV_STAGE_COUNT; i++)
+        attn_hist_reset(&ws->stage[i]);
+}
+
+void srv_wstats_destroy(srv_wstats *ws)
+{
+    pthread_mutex_destroy(&ws->lock);
+}
+
+void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
+                         srv_counters *c)
+{
+    memset(v, 0, sizeof *v);
+    for (int s = 0; s < SRV_STAGE_COUNT; s++)
+        attn_hist_reset(&v->stage[s]);
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&ws[i]->lock);
+        for (int k = 0; k < SRV_OP_COUNT; k++)
+            v->ops[k] += ws[i]->ops[k];
+        for (int k = 0; k < SRV_CODE_COUNT; k++)
+            v->errors[k] += ws[i]->errors[k];
+        v->fallbacks += ws[i]->fallbacks;
+        for (int s = 0; s < SRV_STAGE_COUNT; s++)
+            attn_hist_merge(&v->stage[s], &ws[i]->stage[s]);
+        pthread_mutex_unlock(&ws[i]->lock);
+    }
+    for (int k = 0; k < SRV_CODE_COUNT; k++)
+        v->errors[k] += atomic_load(&c->errors[k]);
+    v->received = atomic_load(&c->received);
+    v->replied = atomic_load(&c->replied);
+    v->in_flight = atomic_load(&c->in_flight);
+    v->queued = atomic_load(&c->queued);
+    v->reloads = atomic_load(&c->reloads);
+    v->reload_failures = atomic_load(&c->reload_failures);
+    v->qps = atomic_load(&c->qps_milli) / 1000.0;
+    v->rss_bytes = srv_rss_bytes();
+    v->jemalloc_allocated = srv_jemalloc_allocated();
+}
+
+/* Histograms are cumulative; an interval is the bucket-wise difference. */
+void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
+                          const srv_metrics_view *before)
+{
+    *out = *now;
+    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
+        attn_hist *h = &out->stage[s];
+        const attn_hist *b = &before->stage[s];
+        h->n -= b->n;
+        h->sum -= b->sum;
+        for (int i = 0; i < ATTN_HIST_BUCKETS; i++)
+            h->bucket[i] -= b->bucket[i];
+        /* Exact extremes of the interval are unknown; bound them by buckets. */
+        if (h->n == 0) {
+            h->min = UINT64_MAX;
+            h->max = 0;
+        }
+    }
+}
+
+void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
+{
+    size_t n = 0;
+#define PUT(...) \
+    do { \
+        int w_ = snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__); \
+        if (w_ > 0) n += (size_t)w_; \
+    } while (0)
+    PUT("msg=metrics qps=%.1f requests=%llu in_flight=%d queued=%d busy=%llu fallbacks=%llu",
+        v->qps, (unsigned long long)v->replied, v->in_flight, v->queued,
+        (unsigned long long)v->errors[SRV_E_BUSY], (unsigned long long)v->fallbacks);
+    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
+        const attn_hist *h = &v->stage[s];
+        PUT(" %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f", s_stage_names[s],
+            attn_hist_quantile(h, 0.50) / 1e3, s_stage_names[s], attn_hist_quantile(h, 0.99) / 1e3,
+            s_stage_names[s], attn_hist_quantile(h, 0.999) / 1e3);
+    }
+    for (int k = 1; k < SRV_CODE_COUNT; k++)
+        if (v->errors[k])
+            PUT(" err_%s=%llu", srv_code_name(k), (unsigned long long)v->errors[k]);
+    PUT(" model=%lld catalog=%lld items=%u rss_bytes=%llu jemalloc_allocated=%llu",
+        (long long)v->model_version, (long long)v->catalog_version, v->items,
+        (unsigned long long)v->rss_bytes, (unsigned long long)v->jemalloc_allocated);
+#undef PUT
+}
+
+void srv_metrics_json(const srv_metrics_view *v, srv_json *w)
+{
+    srv_json_key(w, "uptime_s");
+    srv_json_num(w, v->uptime_s);
+    srv_json_key(w, "qps");
+    srv_json_num(w, v->qps);
+    srv_json_key(w, "requests");
+    srv_json_int(w, (int64_t)v->replied);
+    srv_json_key(w, "received");
+    srv_json_int(w, (int64_t)v->received);
+    srv_json_key(w, "in_flight");
+    srv_json_int(w, v->in_flight);
+    srv_json_key(w, "queued");
+    srv_json_int(w, v->queued);
+    srv_json_key(w, "busy");
+    srv_json_int(w, (int64_t)v->errors[SRV_E_BUSY]);
+    srv_json_key(w, "fallbacks");
+    srv_json_int(w, (int64_t)v->fallbacks);
+    srv_json_key(w, "reloads");
+    srv_json_int(w, (int64_t)v->reloads);
+    srv_json_key(w, "reload_failures");
+    srv_json_int(w, (int64_t)v->reload_failures);
+    srv_json_key(w, "ops");
+    srv_json_open(w, '{');
+    for (int k = 0; k < SRV_OP_COUNT; k++) {
+        srv_json_key(w, srv_op_name(k));
+        srv_json_int(w, (int64_t)v->ops[k]);
+    }
+    srv_json_close(w, '}');
+    srv_json_key(w, "errors");
+    srv_json_open(w, '{');
+    for (int k = 1; k < SRV_CODE_COUNT; k++) {
+        srv_json_key(w, srv_code_name(k));
+        srv_json_int(w, (int64_t)v->errors[k]);
+    }
+    srv_json_close(w, '}');
+    srv_json_key(w, "latency_us");
+    srv_json_open(w, '{');
+    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
+        const attn_hist *h = &v->stage[s];
+        srv_json_key(w, s_stage_names[s]);
+        srv_json_open(w, '{');
+        srv_json_key(w, "count");
+        srv_json_int(w, (int64_t)h->n);
+        static const double qs[] = {0.5, 0.9, 0.99, 0.999};
+        static const char *qn[] = {"p50", "p90", "p99", "p999"};
+        for (int q = 0; q < 4; q++) {
+            srv_json_key(w, qn[q]);
+            srv_json_num(w, attn_hist_quantile(h, qs[q]) / 1e3);
+        }
+        srv_json_key(w, "max");
+        srv_json_num(w, h->n ? h->max / 1e3 : 0);
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, '}');
+    srv_json_key(w, "rss_bytes");
+    srv_json_int(w, (int64_t)v->rss_bytes);
+    srv_json_key(w, "jemalloc_allocated");
+    srv_json_int(w, (int64_t)v->jemalloc_allocated);
+    srv_json_key(w, "model");
+    srv_json_int(w, v->model_version);
+    srv_json_key(w, "catalog");
+    srv_json_int(w, v->catalog_version);
+    srv_json_key(w, "items");
+    srv_json_int(w, v->items);
+}
+
+uint64_t srv_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t srv_jemalloc_allocated(void)
+{
+#ifdef ATTN_WITH_JEMALLOC
+    /* jemalloc caches its statistics; bumping the epoch refreshes them. */
+    uint64_t epoch = 1;
+    size_t sz = sizeof epoch;
+    mallctl("epoch", &epoch, &sz, &epoch, sz);
+    size_t allocated = 0;
+    sz = sizeof allocated;
+    if (mallctl("stats.allocated", &allocated, &sz, NULL, 0) != 0)
+        return 0;
+    return allocated;
+#else
+    return 0;
+#endif
+}

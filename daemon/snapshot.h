@@ -1,0 +1,49 @@
+/* snapshot.h -- everything a request reads, built together, swapped together.
+ *
+ * A snapshot is the catalog, the active model, the tables precomputed for
+ * that pair and the popularity prior.  Workers take a reference for the
+ * length of one request; a reload builds the next snapshot beside the
+ * serving one and publishes it; the old one is freed by whoever drops the
+ * last reference.  So a reload never blocks a request and never frees
+ * memory a request still reads.
+ */
+#ifndef DAEMON_SNAPSHOT_H
+#define DAEMON_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/score.h"
+#include "daemon/config.h"
+#include "store/store.h"
+
+typedef struct srv_snapshot {
+    atomic_int refs;            /* references: the published slot + requests */
+    store_catalog *cat;         /* items and embeddings */
+    attn_tables *tables;        /* model + precomputed projections */
+    const attn_model *model;    /* borrowed from tables */
+    int64_t *param_index;       /* per catalog row: index into the model's item params, or -1 */
+    float *popularity;          /* per catalog row: interaction count (cold-start prior) */
+    int64_t model_version;
+    int64_t catalog_version;
+    int l_hist;                 /* history used per request: min(max_history, model l_max) */
+    double build_ms;            /* time the build took */
+    size_t bytes;               /* memory the snapshot holds */
+} srv_snapshot;
+
+/* Build a snapshot from the database in cfg (own read-only connection).
+ * Returns 0, or -1 with a one-line reason. */
+int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, size_t why_len);
+
+/* Drop a reference; the last one frees.  Accepts NULL; sets *snap_p = NULL. */
+void srv_snapshot_release(srv_snapshot **snap_p);
+
+/* The published snapshot with a reference taken, or NULL before the first. */
+srv_snapshot *srv_snapshot_acquire(void);
+
+/* Publish snap (the caller's reference moves into the slot); the previous
+ * one is released.  NULL unpublishes (shutdown). */
+void srv_snapshot_publish(srv_snapshot *snap);
+
+#endif

@@ -1,0 +1,132 @@
+/* store_int.h -- what the store core's files share and nobody else needs.
+ *
+ * The handle, the cache of prepared statements, error helpers and the
+ * migration table.  Importers and the embedder code against store.h only;
+ * tests may include this header for the schema test hook below.
+ */
+#ifndef STORE_STORE_INT_H
+#define STORE_STORE_INT_H
+
+#include <stdarg.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Slots of the per-handle statement cache.  A statement is prepared on its
+ * first use (SQLITE_PREPARE_PERSISTENT) and finalized by store_close, so the
+ * hot paths -- history, user lookup, titles, writers -- never re-parse SQL. */
+enum store_slot {
+    STORE_ST_META_GET,
+    STORE_ST_META_SET,
+    STORE_ST_BEGIN,
+    STORE_ST_COMMIT,
+    STORE_ST_ROLLBACK,
+    STORE_ST_USER_ID,
+    STORE_ST_USER_INSERT,
+    STORE_ST_ITEM_ID,
+    STORE_ST_ITEM_TITLE,
+    STORE_ST_HISTORY,
+    STORE_ST_ITEM_PUT,
+    STORE_ST_ITEM_SET_EMB,
+    STORE_ST_EVENT_PUT,
+    STORE_ST_CATALOG_TOUCH,
+    STORE_ST_CATALOG_SCAN,
+    STORE_ST_POPULARITY,
+    STORE_ST__COUNT
+};
+
+struct store {
+    sqlite3 *h;                           /* the connection, owned */
+    char *path;                           /* file name as given, for messages */
+    int flags;                            /* STORE_READONLY or STORE_READWRITE */
+    int busy_ms;                          /* busy timeout, quoted in BUSY messages */
+    int dim;                              /* meta embedding_dim, read at open */
+    sqlite3_stmt *st[STORE_ST__COUNT];    /* cached statements, NULL until used */
+};
+
+/* Largest embedding dimension we accept: keeps dim*4 and row sizes far from
+ * int overflow and rejects a nonsense meta value early. */
+#define STORE_MAX_DIM 65536
+
+/* The SQL of the history query, shared with the test that checks its plan
+ * walks the primary key backwards with no sort step. */
+#define STORE_SQL_HISTORY                                                     \
+    "SELECT item_id, ts, weight FROM interactions WHERE user_id = ?1 "        \
+    "ORDER BY ts DESC, item_id DESC LIMIT ?2"
+
+/* Fill err (may be NULL) with code and a printf-formatted line; returns code
+ * so that callers can `return store_fail(...)`. */
+int store_fail(store_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Map an SQLite result code to a store code: BUSY/LOCKED -> BUSY,
+ * NOTADB -> NOTDB, CORRUPT -> CORRUPT, NOMEM -> NOMEM, a foreign key
+ * failure -> NOTFOUND, other constraints -> INVAL, the rest -> IO. */
+int store_code_of(int sqlite_rc);
+
+/* Fail with the code mapped from rc and "PATH: WHAT: sqlite's message";
+ * a busy failure says the database is locked by another writer and how long
+ * we waited.  Returns the store code. */
+int store_sqlfail(store *db, store_err *err, int rc, const char *what);
+
+/* The cached statement for slot, prepared from sql on first use and reset
+ * (bindings kept, all of them are rebound by every caller).  NULL on failure
+ * with err filled. */
+sqlite3_stmt *store_stmt(store *db, int slot, const char *sql, store_err *err);
+
+/* Fail with STORE_ERR_INVAL unless the handle was opened read-write. */
+int store_need_rw(store *db, const char *what, store_err *err);
+
+/* Run one statement without results (pragmas, DDL); err names what. */
+int store_exec(store *db, const char *sql, const char *what, store_err *err);
+
+/* Read one integer from a single-row query (pragmas, counts). */
+int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
+                    store_err *err);
+
+/* Encode/decode little-endian float32 and int64 arrays (the on-disk byte
+ * order of every blob), whatever the host's order. */
+void store_f32_decode(float *dst, const void *src, size_t n);
+void store_f32_encode(void *dst, const float *src, size_t n);
+void store_i64_decode(int64_t *dst, const void *src, size_t n);
+void store_i64_encode(void *dst, const int64_t *src, size_t n);
+
+/* Index of the first non-finite value in x[0..n), or -1.  A branch-free
+ * scan of the exponent bits first, so the common all-finite case runs at
+ * memory speed. */
+ptrdiff_t store_first_nonfinite(const float *x, size_t n);
+
+/* True on a little-endian host: blobs are then used as they are. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define STORE_HOST_LE 1
+#else
+#define STORE_HOST_LE 0
+#endif
+
+/* ---- schema (schema.c) ----------------------------------------------------
+ * One step per schema version: applying steps[i].sql to a database at
+ * version steps[i].to - 1 brings it to steps[i].to.  The step to version 1
+ * is the creation of every table, so store_init is "migrate from 0". */
+typedef struct store_migration {
+    int to;              /* version after this step */
+    const char *sql;     /* statements, run inside the migration transaction */
+} store_migration;
+
+/* Newest schema version this build knows (the last step's `to`). */
+int store_schema_latest(void);
+
+/* Apply every step after version `from` up to the latest; the caller holds
+ * a write transaction.  Sets PRAGMA user_version after each step. */
+int store_schema_apply(store *db, int from, store_err *err);
+
+/* Check application_id, schema version (migrating forward on read-write
+ * handles), required tables and columns, and read meta embedding_dim into
+ * db->dim.  Called by store_open. */
+int store_schema_check(store *db, store_err *err);
+
+/* Tests only: replace the migration table (NULL restores the built-in one)
+ * so that an "older schema" can be made without a second real version.
+ * Not thread-safe; never called by the library. */
+void store_schema_set_steps(const store_migration *steps, int n);
+
+#endif

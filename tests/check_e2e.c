@@ -1,0 +1,1010 @@
+/* check_e2e.c -- the real attnd over real sockets.
+ *
+ * Each test case generates its own database, starts the attnd binary of this
+ * build on an ipc:// endpoint in the test's temporary directory, and talks to
+ * it with plain libzmq.  Rankings are compared with the reference
+ * implementation computed here from the same database.
+ *
+ * The daemon runs in a child process; the test process holds no ZeroMQ
+ * context across fork (Check forks each test), so contexts are created and
+ * destroyed inside each test.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "attn/model.h"
+#include "attn/score.h"
+#include "attn/topk.h"
+#include "store/gen.h"
+#include "store/store.h"
+#include "tests/testutil.h"
+
+#ifndef ATTN_BIN_DIR
+#error "ATTN_BIN_DIR must name the directory of the programs under test"
+#endif
+
+typedef struct daemon_proc {
+    pid_t pid;
+    char endpoint[300];
+    char log[300];
+} daemon_proc;
+
+static char s_db[300];
+static daemon_proc s_main_daemon;
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void s_make_db(const char *path, uint32_t items, uint32_t users, int dim)
+{
+    store_gen_opts o;
+    store_gen_defaults(&o);
+    o.n_items = items;
+    o.n_users = users;
+    o.dim = dim;
+    o.seed = 7;
+    o.events_per_user = 30;
+    store_err err;
+    unlink(path);
+    if (store_gen_create(path, &o, NULL, &err) != STORE_OK) {
+        fprintf(stderr, "gen %s: %s\n", path, err.msg);
+        exit(2);
+    }
+}
+
+/* Send one request on a fresh REQ socket; the reply (caller frees) or NULL
+ * on timeout. */
+static char *s_call(const char *endpoint, const char *json, int timeout_ms)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_REQ);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_connect(s, endpoint);
+    char *out = NULL;
+    if (zmq_send(s, json, strlen(json), 0) >= 0) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s, 0) >= 0) {
+            out = malloc(zmq_msg_size(&msg) + 1);
+            memcpy(out, zmq_msg_data(&msg), zmq_msg_size(&msg));
+            out[zmq_msg_size(&msg)] = 0;
+        }
+        zmq_msg_close(&msg);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return out;
+}
+
+static cJSON *s_call_json(const char *endpoint, const char *json)
+{
+    char *reply = s_call(endpoint, json, (int)(10000 * tu_slowdown()));
+    ck_assert_msg(reply != NULL, "no reply to %.200s", json);
+    cJSON *r = cJSON_Parse(reply);
+    ck_assert_msg(r != NULL, "reply is not JSON: %s", reply);
+    free(reply);
+    return r;
+}
+
+static void s_start(daemon_proc *d, const char *db, const char *name, const char *const *extra)
+{
+    snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s", tu_path(name));
+    snprintf(d->log, sizeof d->log, "%s.log", tu_path(name));
+    d->pid = fork();
+    ck_assert_int_ge(d->pid, 0);
+    if (d->pid == 0) {
+        const char *argv[40];
+        int n = 0;
+        static char bin[512];
+        snprintf(bin, sizeof bin, "%s/attnd", ATTN_BIN_DIR);
+        argv[n++] = bin;
+        argv[n++] = "--db";
+        argv[n++] = db;
+        argv[n++] = "--bind";
+        argv[n++] = d->endpoint;
+        argv[n++] = "--workers";
+        argv[n++] = "2";
+        argv[n++] = "--set";
+        argv[n++] = "server.reload_poll=0";
+        for (int i = 0; extra && extra[i] && n < 38; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        FILE *log = freopen(d->log, "w", stderr);
+        (void)log;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    /* Ready when health answers. */
+    double deadline = s_now() + 30 * tu_slowdown();
+    while (s_now() < deadline) {
+        char *r = s_call(d->endpoint, "{\"op\":\"health\"}", 200);
+        if (r) {
+            free(r);
+            return;
+        }
+        int status;
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+            ck_abort_msg("attnd exited during start-up (status %d); see %s", status, d->log);
+    }
+    ck_abort_msg("attnd did not answer health within the start-up time; see %s", d->log);
+}
+
+/* SIGTERM and the exit status (0 expected). */
+static int s_stop(daemon_proc *d)
+{
+    int status = -1;
+    kill(d->pid, SIGTERM);
+    double deadline = s_now() + 30 * tu_slowdown();
+    while (s_now() < deadline) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &status, 0);
+    return -1;
+}
+
+static const char *s_code(const cJSON *reply)
+{
+    const cJSON *err = cJSON_GetObjectItem(reply, "error");
+    const cJSON *code = err ? cJSON_GetObjectItem(err, "code") : NULL;
+    return code && cJSON_IsString(code) ? code->valuestring : "";
+}
+
+static const char *s_message(const cJSON *reply)
+{
+    const cJSON *err = cJSON_GetObjectItem(reply, "error");
+    const cJSON *msg = err ? cJSON_GetObjectItem(err, "message") : NULL;
+    return msg && cJSON_IsString(msg) ? msg->valuestring : "";
+}
+
+static int s_ok(const cJSON *reply)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItem(reply, "ok"));
+}
+
+/* ---- the reference ranking ---------------------------------------------- */
+
+typedef struct ref_rank {
+    int n;
+    char item[64][32];
+    double score[64];
+    int n_because;
+    char because[64][8][32];
+} ref_rank;
+
+/* What attnd must answer for a known user, computed with the oracle. */
+static void s_reference(const char *db_path, const char *user, const char **cand, int n_cand,
+                        int k, int explain, ref_rank *out)
+{
+    store *db;
+    store_err err;
+    store_catalog *cat;
+    attn_model *model;
+    ck_assert_msg(store_open(&db, db_path, STORE_READONLY, 2000, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_catalog_load(db, &cat, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_model_load(db, STORE_MODEL_ACTIVE, &model, &err) == STORE_OK, "%s",
+                  err.msg);
+    int64_t uid;
+    ck_assert_int_eq(store_user_id(db, user, strlen(user), &uid, &err), STORE_OK);
+    int l = model->l_max < 200 ? model->l_max : 200;
+    store_event ev[200];
+    int n_ev = 0;
+    ck_assert_int_eq(store_history(db, uid, l, ev, &n_ev, &err), STORE_OK);
+    uint32_t hist[200], crow[256];
+    float w[200];
+    int n_hist = 0;
+    for (int i = 0; i < n_ev; i++) {
+        int64_t row = store_catalog_row(cat, ev[i].item_id);
+        if (row >= 0) {
+            hist[n_hist] = (uint32_t)row;
+            w[n_hist++] = ev[i].weight;
+        }
+    }
+    ck_assert_int_gt(n_hist, 0);
+    for (int i = 0; i < n_cand; i++) {
+        int64_t row = store_catalog_find(cat, cand[i], strlen(cand[i]));
+        ck_assert_int_ge(row, 0);
+        crow[i] = (uint32_t)row;
+    }
+    int64_t *param = malloc(cat->n * sizeof *param);
+    for (uint32_t r = 0; r < cat->n; r++)
+        param[r] = attn_model_item_index(model, cat->item_id[r]);
+    attn_request rq = {.hist = hist, .hist_weight = w, .n_hist = n_hist, .cand = crow,
+                       .n_cand = n_cand, .k = k, .explain = explain};
+    double *scores = malloc(sizeof(double) * (size_t)n_cand);
+    double *weights = malloc(sizeof(double) * (size_t)n_cand * (size_t)n_hist);
+    ck_assert_int_eq(attn_score_ref(model, cat->emb, cat->n, (size_t)cat->dim, param, &rq, scores,
+                                    weights), 0);
+    uint32_t order[256];
+    out->n = attn_topk_f64(scores, n_cand, k, order);
+    out->n_because = explain < n_hist ? explain : n_hist;
+    for (int i = 0; i < out->n; i++) {
+        snprintf(out->item[i], sizeof out->item[i], "%s", cand[order[i]]);
+        out->score[i] = scores[order[i]];
+        uint32_t bidx[200];
+        attn_topk_f64(weights + (size_t)order[i] * (size_t)n_hist, n_hist, out->n_because, bidx);
+        for (int j = 0; j < out->n_because; j++)
+            snprintf(out->because[i][j], 32, "%s", store_catalog_ext(cat, hist[bidx[j]]));
+    }
+    free(scores);
+    free(weights);
+    free(param);
+    attn_model_free(&model);
+    store_catalog_free(&cat);
+    store_close(&db);
+}
+
+/* Compare an attnd rank reply with the reference: same order, scores to
+ * 1e-4 relative, same explanations. */
+static void s_assert_matches(const cJSON *reply, const ref_rank *ref)
+{
+    ck_assert_msg(s_ok(reply), "rank failed: %s", s_message(reply));
+    const cJSON *items = cJSON_GetObjectItem(reply, "items");
+    ck_assert_int_eq(cJSON_GetArraySize(items), ref->n);
+    int i = 0;
+    for (const cJSON *it = items->child; it; it = it->next, i++) {
+        const char *item = cJSON_GetObjectItem(it, "item")->valuestring;
+        double score = cJSON_GetObjectItem(it, "score")->valuedouble;
+        ck_assert_msg(!strcmp(item, ref->item[i]), "rank %d: attnd %s, reference %s", i, item,
+                      ref->item[i]);
+        ck_assert_msg(fabs(score - ref->score[i]) <= 1e-4 * fmax(1.0, fabs(ref->score[i])),
+                      "rank %d (%s): attnd %.7g, reference %.7g", i, item, score, ref->score[i]);
+        const cJSON *because = cJSON_GetObjectItem(it, "because");
+        ck_assert_int_eq(cJSON_GetArraySize(because), ref->n_because);
+        int j = 0;
+        for (const cJSON *b = because ? because->child : NULL; b; b = b->next, j++)
+            ck_assert_str_eq(cJSON_GetObjectItem(b, "item")->valuestring, ref->because[i][j]);
+    }
+}
+
+static void s_candidates(char *json, size_t len, const char **cand, int n)
+{
+    size_t at = 0;
+    at += (size_t)snprintf(json + at, len - at, "[");
+    for (int i = 0; i < n; i++)
+        at += (size_t)snprintf(json + at, len - at, "%s\"%s\"", i ? "," : "", cand[i]);
+    snprintf(json + at, len - at, "]");
+}
+
+static char s_ext[64][16];
+static const char *s_cand[64];
+
+static void s_pick_candidates(int n, int stride)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(s_ext[i], sizeof s_ext[i], "i%05d", 1 + i * stride);
+        s_cand[i] = s_ext[i];
+    }
+}
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+static void s_setup_main(void)
+{
+    snprintf(s_db, sizeof s_db, "%s", tu_path("e2e.db"));
+    s_make_db(s_db, 600, 60, 24);
+    s_start(&s_main_daemon, s_db, "main.sock", NULL);
+}
+
+static void s_teardown_main(void)
+{
+    s_stop(&s_main_daemon);
+}
+
+/* ---- ranking -------------------------------------------------------------- */
+
+START_TEST(rank_matches_reference)
+{
+    s_pick_candidates(40, 13);
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, 40);
+    const char *users[] = {"u0001", "u0017", "u0042"};
+    for (int u = 0; u < 3; u++) {
+        snprintf(req, sizeof req,
+                 "{\"op\":\"rank\",\"id\":\"r%d\",\"user\":\"%s\",\"candidates\":%s,\"k\":10,"
+                 "\"explain\":3}", u, users[u], cj);
+        cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
+        ref_rank ref;
+        s_reference(s_db, users[u], s_cand, 40, 10, 3, &ref);
+        s_assert_matches(reply, &ref);
+        char want_id[8];
+        snprintf(want_id, sizeof want_id, "r%d", u);
+        ck_assert_str_eq(cJSON_GetObjectItem(reply, "id")->valuestring, want_id);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItem(reply, "fallback")));
+        ck_assert_int_eq(cJSON_GetObjectItem(reply, "model")->valueint, 0);
+        cJSON_Delete(reply);
+    }
+}
+END_TEST
+
+START_TEST(rank_anonymous_history_and_unknowns)
+{
+    const char *req =
+        "{\"op\":\"rank\",\"id\":7,\"history\":[\"i00003\",\"nope1\",\"i00005\"],"
+        "\"candidates\":[\"i00010\",\"zzz\",\"i00011\",\"i00010\"],\"k\":5,\"explain\":2,"
+        "\"titles\":true}";
+    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    ck_assert_int_eq(cJSON_GetObjectItem(reply, "id")->valueint, 7);
+    const cJSON *items = cJSON_GetObjectItem(reply, "items");
+    ck_assert_int_eq(cJSON_GetArraySize(items), 2);   /* duplicate ranked once */
+    const cJSON *unknown = cJSON_GetObjectItem(reply, "unknown");
+    ck_assert_int_eq(cJSON_GetArraySize(unknown), 2);
+    char buf[64] = "";
+    for (const cJSON *u = unknown->child; u; u = u->next) {
+        strcat(buf, u->valuestring);
+        strcat(buf, ";");
+    }
+    ck_assert_msg(strstr(buf, "zzz;") && strstr(buf, "nope1;"), "unknown: %s", buf);
+    ck_assert_int_eq(cJSON_GetObjectItem(reply, "history")->valueint, 2);
+    const cJSON *first = items->child;
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(first, "title")));
+    ck_assert(strlen(cJSON_GetObjectItem(first, "title")->valuestring) > 0);
+    const cJSON *because = cJSON_GetObjectItem(first, "because");
+    ck_assert_int_eq(cJSON_GetArraySize(because), 2);
+    /* Head-averaged weights of the two history items sum to one. */
+    double sum = 0;
+    for (const cJSON *b = because->child; b; b = b->next)
+        sum += cJSON_GetObjectItem(b, "weight")->valuedouble;
+    ck_assert_msg(fabs(sum - 1.0) < 1e-4, "weights sum to %g", sum);
+    cJSON_Delete(reply);
+}
+END_TEST
+
+START_TEST(rank_cold_start_fallback)
+{
+    cJSON *reply = s_call_json(s_main_daemon.endpoint,
+                               "{\"op\":\"rank\",\"user\":\"no-such-user\","
+                               "\"candidates\":[\"i00001\",\"i00002\",\"i00003\"],\"k\":3}");
+    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    const cJSON *fb = cJSON_GetObjectItem(reply, "fallback");
+    ck_assert(cJSON_IsObject(fb));
+    ck_assert_str_eq(cJSON_GetObjectItem(fb, "kind")->valuestring, "popularity");
+    ck_assert_str_eq(cJSON_GetObjectItem(fb, "reason")->valuestring, "unknown_user");
+    const cJSON *items = cJSON_GetObjectItem(reply, "items");
+    ck_assert_int_eq(cJSON_GetArraySize(items), 3);
+    /* Popularity order: scores never increase. */
+    double prev = INFINITY;
+    for (const cJSON *it = items->child; it; it = it->next) {
+        double s = cJSON_GetObjectItem(it, "score")->valuedouble;
+        ck_assert(s <= prev);
+        prev = s;
+    }
+    cJSON_Delete(reply);
+    reply = s_call_json(s_main_daemon.endpoint,
+                        "{\"op\":\"rank\",\"history\":[\"x1\",\"x2\"],\"candidates\":[\"i00001\"]}");
+    ck_assert(s_ok(reply));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "fallback"), "reason")
+                         ->valuestring, "unknown_history");
+    cJSON_Delete(reply);
+}
+END_TEST
+
+START_TEST(rank_exclude_seen)
+{
+    /* The user's own newest item must be excluded when asked. */
+    store *db;
+    store_err err;
+    ck_assert_int_eq(store_open(&db, s_db, STORE_READONLY, 2000, &err), STORE_OK);
+    int64_t uid;
+    ck_assert_int_eq(store_user_id(db, "u0003", 5, &uid, &err), STORE_OK);
+    store_event ev[1];
+    int n;
+    ck_assert_int_eq(store_history(db, uid, 1, ev, &n, &err), STORE_OK);
+    ck_assert_int_eq(n, 1);
+    store_catalog *cat;
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    const char *seen = store_catalog_ext(cat, (uint32_t)store_catalog_row(cat, ev[0].item_id));
+    char req[512];
+    snprintf(req, sizeof req,
+             "{\"op\":\"rank\",\"user\":\"u0003\",\"candidates\":[\"%s\",\"i00599\"],"
+             "\"exclude_seen\":true}", seen);
+    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    const cJSON *excluded = cJSON_GetObjectItem(reply, "excluded");
+    ck_assert_int_eq(cJSON_GetArraySize(excluded), 1);
+    ck_assert_str_eq(excluded->child->valuestring, seen);
+    const cJSON *items = cJSON_GetObjectItem(reply, "items");
+    for (const cJSON *it = items->child; it; it = it->next)
+        ck_assert_str_ne(cJSON_GetObjectItem(it, "item")->valuestring, seen);
+    cJSON_Delete(reply);
+    store_catalog_free(&cat);
+    store_close(&db);
+}
+END_TEST
+
+/* ---- errors --------------------------------------------------------------- */
+
+static void s_expect_error(const char *req, const char *code, const char *field)
+{
+    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(!s_ok(reply), "expected %s for %.200s", code, req);
+    ck_assert_msg(!strcmp(s_code(reply), code), "%.200s: got %s (%s), expected %s", req,
+                  s_code(reply), s_message(reply), code);
+    if (field)
+        ck_assert_msg(strstr(s_message(reply), field), "message '%s' does not name '%s'",
+                      s_message(reply), field);
+    cJSON_Delete(reply);
+}
+
+START_TEST(error_paths)
+{
+    s_expect_error("{not json", "bad_json", "JSON");
+    s_expect_error("[1,2]", "bad_json", "object");
+    s_expect_error("\"x\"", "bad_json", "object");
+    s_expect_error("{\"op\":\"rank\"} trailing", "bad_json", "trailing");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"\xc3\x28\"}", "bad_json", "UTF-8");
+    s_expect_error("{}", "bad_request", "op");
+    s_expect_error("{\"op\":5}", "bad_request", "op");
+    s_expect_error("{\"op\":\"dance\"}", "unknown_op", "op");
+    s_expect_error("{\"op\":\"rank\",\"candidates\":[\"i00001\"]}", "bad_request", "user");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"history\":[\"i00001\"],"
+                   "\"candidates\":[\"i00001\"]}", "bad_request", "user");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\"}", "bad_request", "candidates");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[]}", "bad_request",
+                   "candidates");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":\"i00001\"}",
+                   "bad_request", "candidates");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\",3]}",
+                   "bad_request", "candidates[1]");
+    s_expect_error("{\"op\":\"rank\",\"user\":7,\"candidates\":[\"i00001\"]}", "bad_request",
+                   "user");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"],\"k\":0}",
+                   "bad_request", "k");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"],\"k\":2.5}",
+                   "bad_request", "k");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"],"
+                   "\"k\":100000000}", "bad_request", "k");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"],"
+                   "\"explain\":-1}", "bad_request", "explain");
+    s_expect_error("{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"],"
+                   "\"exclude_seen\":1}", "bad_request", "exclude_seen");
+    s_expect_error("{\"op\":\"rank\",\"history\":[\"i00001\"],\"weights\":[0],"
+                   "\"candidates\":[\"i00001\"]}", "bad_request", "weights[0]");
+    s_expect_error("{\"op\":\"rank\",\"history\":[\"i00001\"],\"weights\":[1,2],"
+                   "\"candidates\":[\"i00001\"]}", "bad_request", "weights");
+    s_expect_error("{\"op\":\"health\",\"id\":{}}", "bad_request", "id");
+
+    /* Over max_candidates (10000 by default). */
+    size_t cap = 200000;
+    char *big = malloc(cap);
+    size_t at = (size_t)snprintf(big, cap, "{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[");
+    for (int i = 0; i < 10001; i++)
+        at += (size_t)snprintf(big + at, cap - at, "%s\"c%d\"", i ? "," : "", i);
+    snprintf(big + at, cap - at, "]}");
+    s_expect_error(big, "bad_request", "max_candidates");
+    free(big);
+
+    /* Over max_message_bytes (1 MiB by default). */
+    size_t huge = (1u << 20) + 100;
+    char *msg = malloc(huge + 1);
+    memset(msg, ' ', huge);
+    memcpy(msg, "{\"op\":\"health\"}", 15);
+    msg[huge] = 0;
+    s_expect_error(msg, "too_large", "max_message_bytes");
+    free(msg);
+}
+END_TEST
+
+/* Multi-frame garbage, bare DEALER framing, and an empty message. */
+START_TEST(framing)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = (int)(5000 * tu_slowdown());
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_connect(s, s_main_daemon.endpoint);
+    char buf[4096];
+
+    /* REQ-style DEALER with two payload frames: bad_frame, framed REQ-style. */
+    zmq_send(s, "", 0, ZMQ_SNDMORE);
+    zmq_send(s, "{\"op\":\"health\"}", 15, ZMQ_SNDMORE);
+    zmq_send(s, "garbage", 7, 0);
+    ck_assert_int_eq(zmq_recv(s, buf, sizeof buf, 0), 0);   /* delimiter */
+    int n = zmq_recv(s, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = 0;
+    ck_assert_msg(strstr(buf, "\"bad_frame\""), "%s", buf);
+
+    /* Bare DEALER: one frame in, one frame out. */
+    zmq_send(s, "{\"op\":\"health\",\"id\":\"bare\"}", 27, 0);
+    n = zmq_recv(s, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = 0;
+    ck_assert_msg(strstr(buf, "\"id\":\"bare\"") && strstr(buf, "\"ready\":true"), "%s", buf);
+
+    /* An empty delimiter and nothing else. */
+    zmq_send(s, "", 0, 0);
+    n = zmq_recv(s, buf, sizeof buf - 1, 0);
+    if (n == 0)
+        n = zmq_recv(s, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = 0;
+    ck_assert_msg(strstr(buf, "\"bad_frame\""), "%s", buf);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+END_TEST
+
+/* Many requests in flight on one DEALER, matched by id. */
+START_TEST(dealer_pipelining)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = (int)(10000 * tu_slowdown());
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_connect(s, s_main_daemon.endpoint);
+    enum { N = 200 };
+    char req[512];
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(req, sizeof req,
+                           "{\"op\":\"rank\",\"id\":%d,\"user\":\"u%04d\",\"candidates\":"
+                           "[\"i00001\",\"i00002\",\"i00300\"],\"k\":2}", i, 1 + i % 60);
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+        zmq_send(s, req, (size_t)len, 0);
+    }
+    static char got[N];
+    memset(got, 0, sizeof got);
+    char buf[8192];
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(zmq_recv(s, buf, sizeof buf, 0), 0);
+        int n = zmq_recv(s, buf, sizeof buf - 1, 0);
+        ck_assert_int_gt(n, 0);
+        buf[n] = 0;
+        cJSON *r = cJSON_Parse(buf);
+        ck_assert_msg(r && s_ok(r), "%s", buf);
+        int id = cJSON_GetObjectItem(r, "id")->valueint;
+        ck_assert(id >= 0 && id < N && !got[id]);
+        got[id] = 1;
+        cJSON_Delete(r);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+END_TEST
+
+START_TEST(health_info_stats)
+{
+    cJSON *r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"health\",\"id\":\"h\"}");
+    ck_assert(s_ok(r));
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "live")));
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "ready")));
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "items")->valueint, 600);
+    cJSON_Delete(r);
+    r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"info\"}");
+    ck_assert(s_ok(r));
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "protocol")->valueint, 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "workers")->valueint, 2);
+    const cJSON *model = cJSON_GetObjectItem(r, "model");
+    ck_assert_int_eq(cJSON_GetObjectItem(model, "d")->valueint, 24);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(model, "identity")));
+    cJSON_Delete(r);
+    /* Make sure at least one rank was served, then look at the counters. */
+    r = s_call_json(s_main_daemon.endpoint,
+                    "{\"op\":\"rank\",\"user\":\"u0002\",\"candidates\":[\"i00001\"]}");
+    cJSON_Delete(r);
+    r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"stats\"}");
+    ck_assert(s_ok(r));
+    ck_assert_int_ge(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "ops"), "rank")->valueint, 1);
+    const cJSON *lat = cJSON_GetObjectItem(r, "latency_us");
+    const char *stages[] = {"parse", "history", "score", "encode", "total"};
+    for (int i = 0; i < 5; i++) {
+        const cJSON *st = cJSON_GetObjectItem(lat, stages[i]);
+        ck_assert_msg(st != NULL, "stage %s missing", stages[i]);
+        ck_assert(cJSON_GetObjectItem(st, "p99")->valuedouble >= 0);
+    }
+    ck_assert_int_gt((int)(cJSON_GetObjectItem(r, "rss_bytes")->valuedouble / 1024), 0);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r, "jemalloc_allocated")));
+    cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- overload, shutdown, reload (own daemons) ----------------------------- */
+
+static int s_dealer_flood(const char *endpoint, int n, int n_cand, int *ok, int *busy,
+                          int *unavailable, void (*after_send)(void *), void *arg)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = (int)(20000 * tu_slowdown()), hwm = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_connect(s, endpoint);
+    size_t cap = (size_t)n_cand * 12 + 256;
+    char *req = malloc(cap);
+    for (int i = 0; i < n; i++) {
+        size_t at = (size_t)snprintf(req, cap, "{\"op\":\"rank\",\"id\":%d,\"user\":\"u%04d\","
+                                     "\"candidates\":[", i, 1 + i % 60);
+        for (int c = 0; c < n_cand; c++)
+            at += (size_t)snprintf(req + at, cap - at, "%s\"i%05d\"", c ? "," : "", 1 + c % 600);
+        at += (size_t)snprintf(req + at, cap - at, "],\"k\":10,\"explain\":2}");
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+        zmq_send(s, req, at, 0);
+    }
+    free(req);
+    if (after_send)
+        after_send(arg);
+    int got = 0;
+    char *buf = malloc(1 << 16);
+    *ok = *busy = *unavailable = 0;
+    for (; got < n; got++) {
+        if (zmq_recv(s, buf, 1 << 16, 0) < 0)
+            break;
+        int len = zmq_recv(s, buf, (1 << 16) - 1, 0);
+        if (len < 0)
+            break;
+        buf[len] = 0;
+        cJSON *r = cJSON_Parse(buf);
+        if (r && s_ok(r))
+            (*ok)++;
+        else if (r && !strcmp(s_code(r), "busy"))
+            (*busy)++;
+        else if (r && !strcmp(s_code(r), "unavailable"))
+            (*unavailable)++;
+        else
+            fprintf(stderr, "unexpected reply: %.300s\n", buf);
+        cJSON_Delete(r);
+    }
+    free(buf);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return got;
+}
+
+START_TEST(busy_when_queue_full)
+{
+    daemon_proc d;
+    const char *extra[] = {"--set", "server.queue_max=2", "--workers", "1", NULL};
+    s_start(&d, s_db, "busy.sock", extra);
+    int ok, busy, unavailable;
+    int got = s_dealer_flood(d.endpoint, 300, 600, &ok, &busy, &unavailable, NULL, NULL);
+    ck_assert_int_eq(got, 300);
+    ck_assert_int_gt(busy, 0);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_eq(ok + busy, 300);
+    /* health is answered even when the queue is full; and the daemon recovers. */
+    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"health\"}");
+    ck_assert(s_ok(r));
+    cJSON_Delete(r);
+    ck_assert_int_eq(s_stop(&d), 0);
+}
+END_TEST
+
+static void s_sigterm_after(void *arg)
+{
+    daemon_proc *d = arg;
+    usleep(100000);   /* let the daemon read the burst off the socket */
+    kill(d->pid, SIGTERM);
+}
+
+START_TEST(sigterm_loses_no_reply)
+{
+    daemon_proc d;
+    const char *extra[] = {"--set", "server.queue_max=100000", NULL};
+    s_start(&d, s_db, "term.sock", extra);
+    int ok, busy, unavailable;
+    int got = s_dealer_flood(d.endpoint, 400, 300, &ok, &busy, &unavailable, s_sigterm_after, &d);
+    ck_assert_int_eq(got, 400);
+    ck_assert_int_eq(ok + unavailable, 400);
+    ck_assert_int_gt(ok, 0);
+    int status;
+    double deadline = s_now() + 30 * tu_slowdown();
+    while (waitpid(d.pid, &status, WNOHANG) != d.pid) {
+        ck_assert_msg(s_now() < deadline, "attnd did not exit after SIGTERM");
+        usleep(10000);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+}
+END_TEST
+
+typedef struct load_ctx {
+    const char *endpoint;
+    atomic_int stop;
+    int sent, failed;
+    int64_t last_model;
+    char last_error[256];
+} load_ctx;
+
+static void *s_load_thread(void *arg)
+{
+    load_ctx *c = arg;
+    while (!atomic_load(&c->stop)) {
+        char *reply = s_call(c->endpoint,
+                             "{\"op\":\"rank\",\"user\":\"u0005\",\"candidates\":"
+                             "[\"i00001\",\"i00002\",\"i00003\",\"i00100\"],\"k\":3,\"explain\":1}",
+                             (int)(10000 * tu_slowdown()));
+        c->sent++;
+        cJSON *r = reply ? cJSON_Parse(reply) : NULL;
+        if (!r || !s_ok(r)) {
+            c->failed++;
+            snprintf(c->last_error, sizeof c->last_error, "%.200s", reply ? reply : "timeout");
+        } else {
+            c->last_model = (int64_t)cJSON_GetObjectItem(r, "model")->valuedouble;
+        }
+        cJSON_Delete(r);
+        free(reply);
+    }
+    return NULL;
+}
+
+/* A trained-looking model: random projections, biases and residuals. */
+static int64_t s_save_random_model(const char *db_path, int heads, int activate)
+{
+    store *db;
+    store_err err;
+    store_catalog *cat;
+    ck_assert_msg(store_open(&db, db_path, STORE_READWRITE, 5000, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    int d = cat->dim, m = 8 * heads;
+    int64_t n_items = cat->n / 2;
+    attn_model *model = attn_model_new(d, m, heads, 50, n_items, 1);
+    ck_assert_ptr_nonnull(model);
+    tu_rng rng = {.s = 99};
+    tu_fill_normal(&rng, model->wq, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wk, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wv, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wo, (size_t)m * d, 0.5f);
+    tu_fill_normal(&rng, model->pos_bias, 50, 0.3f);
+    for (int64_t i = 0; i < n_items; i++)
+        model->item_ids[i] = cat->item_id[2 * i];
+    tu_fill_normal(&rng, model->item_bias, (size_t)n_items, 0.1f);
+    tu_fill_normal(&rng, model->residual, (size_t)n_items * d, 0.05f);
+    model->scale = 1.0f / sqrtf((float)m / heads);
+    int64_t version;
+    ck_assert_msg(store_model_save(db, model, "{\"test\":true}", NULL, activate, &version, &err) ==
+                      STORE_OK, "%s", err.msg);
+    attn_model_free(&model);
+    store_catalog_free(&cat);
+    store_close(&db);
+    return version;
+}
+
+START_TEST(reload_under_load)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", tu_path("reload.db"));
+    s_make_db(db, 600, 60, 24);
+    daemon_proc d;
+    s_start(&d, db, "reload.sock", NULL);
+    load_ctx c = {.endpoint = d.endpoint};
+    atomic_init(&c.stop, 0);
+    pthread_t t[2];
+    load_ctx c2 = {.endpoint = d.endpoint};
+    atomic_init(&c2.stop, 0);
+    pthread_create(&t[0], NULL, s_load_thread, &c);
+    pthread_create(&t[1], NULL, s_load_thread, &c2);
+    usleep(200000);
+    int64_t v = s_save_random_model(db, 2, 1);
+    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"reload\",\"id\":\"rl\"}");
+    ck_assert_msg(s_ok(r), "%s", s_message(r));
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "rl");
+    ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v);
+    cJSON_Delete(r);
+    for (int i = 0; i < 3; i++) {        /* SIGHUP reloads too */
+        kill(d.pid, SIGHUP);
+        usleep(150000);
+    }
+    usleep(300000);
+    atomic_store(&c.stop, 1);
+    atomic_store(&c2.stop, 1);
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    ck_assert_msg(c.failed == 0 && c2.failed == 0, "%d+%d of %d+%d failed: %s %s", c.failed,
+                  c2.failed, c.sent, c2.sent, c.last_error, c2.last_error);
+    ck_assert_int_gt(c.sent + c2.sent, 10);
+    ck_assert_int_eq(c.last_model, v);
+
+    /* The served ranking under the trained model equals the reference. */
+    s_pick_candidates(30, 17);
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, 30);
+    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0009\",\"candidates\":%s,\"k\":8,"
+             "\"explain\":2}", cj);
+    r = s_call_json(d.endpoint, req);
+    ref_rank ref;
+    s_reference(db, "u0009", s_cand, 30, 8, 2, &ref);
+    s_assert_matches(r, &ref);
+    cJSON_Delete(r);
+    ck_assert_int_eq(s_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(failed_reload_keeps_serving)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", tu_path("badreload.db"));
+    s_make_db(db, 300, 30, 16);
+    daemon_proc d;
+    s_start(&d, db, "badreload.sock", NULL);
+    int64_t v = s_save_random_model(db, 1, 1);
+    /* Corrupt the active model's tensor behind the store's back. */
+    sqlite3 *raw;
+    char sql[256];
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "UPDATE model_tensors SET data = x'00' WHERE version = %lld AND name = 'wq'",
+             (long long)v);
+    ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_changes(raw), 1);
+    sqlite3_close(raw);
+    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"reload\"}");
+    ck_assert_str_eq(s_code(r), "reload_failed");
+    ck_assert_msg(strstr(s_message(r), "wq"), "reason does not name the tensor: %s",
+                  s_message(r));
+    cJSON_Delete(r);
+    r = s_call_json(d.endpoint,
+                    "{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\",\"i00002\"]}");
+    ck_assert(s_ok(r));
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "model")->valueint, 0);   /* still the old one */
+    cJSON_Delete(r);
+    ck_assert_int_eq(s_stop(&d), 0);
+    FILE *f = fopen(d.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    int logged = 0;
+    while (fgets(line, sizeof line, f))
+        logged |= strstr(line, "reload failed") != NULL;
+    fclose(f);
+    ck_assert_msg(logged, "the failed reload was not logged in %s", d.log);
+}
+END_TEST
+
+START_TEST(metrics_line_logged)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", tu_path("metrics.db"));
+    s_make_db(db, 200, 20, 16);
+    daemon_proc d;
+    const char *extra[] = {"--set", "server.metrics_interval=0.2", NULL};
+    s_start(&d, db, "metrics.sock", extra);
+    for (int i = 0; i < 5; i++) {
+        cJSON *r = s_call_json(d.endpoint,
+                               "{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"]}");
+        cJSON_Delete(r);
+    }
+    usleep((useconds_t)(1500000 * tu_slowdown()));
+    ck_assert_int_eq(s_stop(&d), 0);
+    FILE *f = fopen(d.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[8192];
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "msg=metrics") && strstr(line, "total_p99_us=") &&
+            strstr(line, "score_p50_us=") && strstr(line, "rss_bytes=") && strstr(line, "qps="))
+            found = 1;
+    fclose(f);
+    ck_assert_msg(found, "no complete metrics line in %s", d.log);
+}
+END_TEST
+
+/* ---- start-up errors ------------------------------------------------------ */
+
+static int s_run_attnd(const char *args, char *out, size_t len)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/attnd %s 2>&1", ATTN_BIN_DIR, args);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = 0;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(startup_errors)
+{
+    char out[4096], args[1024];
+    const char *conf = tu_path("bad.conf");
+    const char *text = "[server]\nworkers = 2\n\n[limits]\nmax_k = lots\n";
+    tu_write_file(conf, text, strlen(text));
+    snprintf(args, sizeof args, "--config %s --db %s", conf, s_db);
+    ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "bad.conf:5") && strstr(out, "limits.max_k"), "%s", out);
+
+    const char *conf2 = tu_path("unknown.conf");
+    const char *text2 = "[server]\nwrokers = 2\n";
+    tu_write_file(conf2, text2, strlen(text2));
+    snprintf(args, sizeof args, "--config %s", conf2);
+    ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "unknown.conf:2") && strstr(out, "wrokers"), "%s", out);
+
+    ck_assert_int_eq(s_run_attnd("--workers many", out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "server.workers"), "%s", out);
+
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s", tu_path("missing.db"),
+             tu_path("x.sock"));
+    ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "missing.db"), "%s", out);
+
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s", conf, tu_path("y.sock"));
+    ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "not an SQLite database") || strstr(out, "not a database"),
+                  "%s", out);
+
+    ck_assert_int_eq(s_run_attnd("--print-config --set limits.max_k=77", out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "max_k = 77"), "%s", out);
+}
+END_TEST
+
+/* Every key of the configuration table is documented in conf/attnd.conf,
+ * and the file itself is accepted. */
+START_TEST(conf_file_documents_every_key)
+{
+    char out[16384], args[1024];
+    snprintf(args, sizeof args, "--config %s/conf/attnd.conf --print-config", ATTN_SRC_DIR);
+    ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/conf/attnd.conf", ATTN_SRC_DIR);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    /* Each "key = value" line of --print-config must appear as "key = " in the file. */
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == ';' || line[0] == '[' || !strchr(line, '='))
+            continue;
+        char key[128];
+        snprintf(key, sizeof key, "\n%.*s= ", (int)(strchr(line, '=') - line), line);
+        ck_assert_msg(strstr(text, key) || strstr(text, key + 1) == text,
+                      "conf/attnd.conf does not document '%s'", line);
+    }
+}
+END_TEST
+
+Suite *e2e_suite(void)
+{
+    Suite *s = suite_create("e2e");
+    TCase *tc = tcase_create("shared daemon");
+    tcase_add_unchecked_fixture(tc, s_setup_main, s_teardown_main);
+    tcase_set_timeout(tc, 60 * tu_slowdown());
+    tcase_add_test(tc, rank_matches_reference);
+    tcase_add_test(tc, rank_anonymous_history_and_unknowns);
+    tcase_add_test(tc, rank_cold_start_fallback);
+    tcase_add_test(tc, rank_exclude_seen);
+    tcase_add_test(tc, error_paths);
+    tcase_add_test(tc, framing);
+    tcase_add_test(tc, dealer_pipelining);
+    tcase_add_test(tc, health_info_stats);
+    tcase_add_test(tc, busy_when_queue_full);
+    tcase_add_test(tc, sigterm_loses_no_reply);
+    tcase_add_test(tc, reload_under_load);
+    tcase_add_test(tc, failed_reload_keeps_serving);
+    tcase_add_test(tc, metrics_line_logged);
+    tcase_add_test(tc, startup_errors);
+    tcase_add_test(tc, conf_file_documents_every_key);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(e2e_suite());
+}

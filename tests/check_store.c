@@ -1,0 +1,937 @@
+/* check_store.c -- the store core: schema, open errors, catalog, histories,
+ * writers and model versions, all on real files in the test's directory.
+ *
+ * Every failure a user can meet opening or loading a database is made for
+ * real here (a text file, a truncated copy, somebody else's database, a
+ * locked one, a NaN in a blob ...) and must come back as the right code with
+ * a message naming the file and the row.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "tests/testutil.h"
+
+#define DIM 8
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static const char *s_fresh(const char *name, int dim)
+{
+    const char *path = tu_path(name);
+    unlink(path);
+    store_err err = {0};
+    ck_assert_msg(store_init(path, dim, &err) == STORE_OK, "init %s: %s", path, err.msg);
+    return path;
+}
+
+static store *s_open(const char *path, int flags)
+{
+    store *db = NULL;
+    store_err err = {0};
+    ck_assert_msg(store_open(&db, path, flags, 2000, &err) == STORE_OK, "open: %s", err.msg);
+    return db;
+}
+
+/* Run SQL on a connection of its own, as another program (or a careless
+ * hand) would: foreign keys off, no checks. */
+static void s_raw(const char *path, const char *sql)
+{
+    sqlite3 *h;
+    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_close(h);
+}
+
+static int64_t s_raw_int(const char *path, const char *sql)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static void s_expect_open(const char *path, int flags, int code, const char *needle)
+{
+    store *db = (store *)1;
+    store_err err = {0};
+    int rc = store_open(&db, path, flags, 500, &err);
+    ck_assert_msg(rc == code, "open %s: got %s (%s), want %s", path, store_strerror(rc), err.msg,
+                  store_strerror(code));
+    ck_assert_ptr_null(db);
+    ck_assert_int_eq(err.code, code);
+    ck_assert_msg(strstr(err.msg, path), "message does not name the file: %s", err.msg);
+    ck_assert_msg(!needle || strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
+    ck_assert_msg(!strchr(err.msg, '\n'), "message is not one line: %s", err.msg);
+}
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A deterministic embedding for item k. */
+static void s_emb(float *x, int k)
+{
+    for (int j = 0; j < DIM; j++)
+        x[j] = (float)(k * 10 + j) * 0.125f - 3.0f;
+}
+
+/* Put n items ("i0".."i{n-1}"), every third one without an embedding. */
+static void s_put_items(store *db, int n, int64_t *ids)
+{
+    store_err err = {0};
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    for (int k = 0; k < n; k++) {
+        char ext[16], title[32];
+        float e[DIM];
+        snprintf(ext, sizeof ext, "i%d", k);
+        snprintf(title, sizeof title, "Item number %d", k);
+        s_emb(e, k);
+        ck_assert_msg(store_item_put(db, ext, title, "some text", k % 3 == 2 ? NULL : e, 1000 + k,
+                                     &ids[k], &err) == STORE_OK, "%s", err.msg);
+    }
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+}
+
+/* ---- init and open -------------------------------------------------------- */
+
+START_TEST(test_init_fresh)
+{
+    const char *path = s_fresh("fresh.db", DIM);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA application_id"), STORE_APPLICATION_ID);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM models WHERE active = 1 AND version = 0"),
+                     1);
+    store *db = s_open(path, STORE_READONLY);
+    ck_assert_int_eq(store_dim(db), DIM);
+    ck_assert_str_eq(store_path(db), path);
+    char buf[64];
+    store_err err = {0};
+    ck_assert_int_eq(store_meta_get(db, "embedding_dim", buf, sizeof buf, &err), STORE_OK);
+    ck_assert_str_eq(buf, "8");
+    ck_assert_int_eq(store_meta_get(db, "catalog_version", buf, sizeof buf, &err), STORE_OK);
+    ck_assert_str_eq(buf, "0");
+    ck_assert_int_eq(store_meta_get(db, "created_at", buf, sizeof buf, &err), STORE_OK);
+    ck_assert_int_eq(store_meta_get(db, "nope", buf, sizeof buf, &err), STORE_ERR_NOTFOUND);
+    int64_t v = -5;
+    ck_assert_int_eq(store_model_active(db, &v, &err), STORE_OK);
+    ck_assert_int_eq(v, 0);
+    /* Read-only handles refuse to write. */
+    ck_assert_int_eq(store_meta_set(db, "x", "y", &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_item_put(db, "a", NULL, NULL, NULL, 1, NULL, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_begin(db, &err), STORE_ERR_INVAL);
+    store_close(&db);
+    ck_assert_ptr_null(db);
+    store_close(&db);
+    store_close(NULL);
+
+    /* WAL: recorded in the file. */
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM pragma_journal_mode "
+                                     "WHERE journal_mode = 'wal'"), 1);
+}
+END_TEST
+
+START_TEST(test_init_refuses)
+{
+    store_err err = {0};
+    const char *path = s_fresh("refuse.db", DIM);
+    ck_assert_int_eq(store_init(path, DIM, &err), STORE_ERR_EXISTS);
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
+    const char *txt = tu_path("refuse.txt");
+    tu_write_file(txt, "hello\n", 6);
+    ck_assert_int_eq(store_init(txt, DIM, &err), STORE_ERR_EXISTS);
+    ck_assert_int_eq(store_init(tu_path("bad-dim.db"), 0, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(access(tu_path("bad-dim.db"), F_OK), -1);
+    ck_assert_int_eq(store_init(tu_path("no/such/dir.db"), DIM, &err), STORE_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no/such/dir.db"));
+    /* An empty placeholder file is fine. */
+    const char *empty = tu_path("empty-init.db");
+    tu_write_file(empty, "", 0);
+    ck_assert_msg(store_init(empty, DIM, &err) == STORE_OK, "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_open_missing)
+{
+    const char *path = tu_path("missing.db");
+    unlink(path);
+    s_expect_open(path, STORE_READONLY, STORE_ERR_IO, "no such file");
+    s_expect_open(path, STORE_READWRITE, STORE_ERR_IO, "attnctl init");
+    ck_assert_int_eq(access(path, F_OK), -1);   /* never created by an open */
+    s_expect_open(tu_tmpdir(), STORE_READONLY, STORE_ERR_IO, "directory");
+}
+END_TEST
+
+START_TEST(test_open_text_and_garbage)
+{
+    const char *txt = tu_path("notes.txt");
+    const char *line = "this is a text file, not a database\n";
+    char big[8192];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = line[i % strlen(line)];
+    tu_write_file(txt, big, sizeof big);
+    s_expect_open(txt, STORE_READONLY, STORE_ERR_NOTDB, "not");
+    s_expect_open(txt, STORE_READWRITE, STORE_ERR_NOTDB, NULL);
+    tu_write_file(txt, line, strlen(line));   /* shorter than a page */
+    s_expect_open(txt, STORE_READONLY, STORE_ERR_NOTDB, "not an SQLite database");
+
+    const char *junk = tu_path("junk.bin");
+    tu_rng r = {42};
+    unsigned char g[16384];
+    for (size_t i = 0; i < sizeof g; i++)
+        g[i] = (unsigned char)tu_next(&r);
+    tu_write_file(junk, g, sizeof g);
+    s_expect_open(junk, STORE_READONLY, STORE_ERR_NOTDB, NULL);
+}
+END_TEST
+
+START_TEST(test_open_truncated)
+{
+    const char *path = s_fresh("trunc.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    int64_t ids[200];
+    s_put_items(db, 200, ids);
+    store_close(&db);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_ge(sb.st_size, 4 * 4096);
+    ck_assert_int_eq(truncate(path, sb.st_size / 2), 0);
+    /* The schema is on the first pages, so opening may succeed where a
+     * full read would not; whichever way, a load must fail cleanly. */
+    store *t = NULL;
+    store_err err = {0};
+    int rc = store_open(&t, path, STORE_READONLY, 500, &err);
+    if (rc == STORE_OK) {
+        store_catalog *cat = (store_catalog *)1;
+        rc = store_catalog_load(t, &cat, &err);
+        ck_assert_ptr_null(cat);
+        store_close(&t);
+        ck_assert_msg(rc == STORE_ERR_CORRUPT || rc == STORE_ERR_NOTDB, "%s", err.msg);
+    } else {
+        ck_assert_msg(rc == STORE_ERR_NOTDB, "%s", err.msg);
+    }
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
+
+    /* Cut inside the schema pages: the open itself must say so. */
+    ck_assert_int_eq(truncate(path, 4096 + 100), 0);
+    s_expect_open(path, STORE_READONLY, STORE_ERR_NOTDB, "truncated");
+    ck_assert_int_eq(truncate(path, 100), 0);
+    s_expect_open(path, STORE_READONLY, STORE_ERR_NOTDB, NULL);
+}
+END_TEST
+
+START_TEST(test_open_not_ours)
+{
+    const char *path = tu_path("foreign.db");
+    unlink(path);
+    s_raw(path, "CREATE TABLE people(name TEXT); INSERT INTO people VALUES ('ada')");
+    s_expect_open(path, STORE_READONLY, STORE_ERR_NOTOURS, "application_id");
+    s_expect_open(path, STORE_READWRITE, STORE_ERR_NOTOURS, "not an attnd");
+    const char *empty = tu_path("zero.db");
+    tu_write_file(empty, "", 0);
+    s_expect_open(empty, STORE_READONLY, STORE_ERR_NOTOURS, "empty");
+}
+END_TEST
+
+START_TEST(test_open_missing_table)
+{
+    const char *path = s_fresh("notable.db", DIM);
+    s_raw(path, "DROP TABLE interactions; DROP TABLE users");
+    s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "users");
+    path = s_fresh("nocolumn.db", DIM);
+    s_raw(path, "ALTER TABLE items DROP COLUMN title");
+    s_expect_open(path, STORE_READWRITE, STORE_ERR_SCHEMA, "title");
+    path = s_fresh("nodim.db", DIM);
+    s_raw(path, "DELETE FROM meta WHERE key = 'embedding_dim'");
+    s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "embedding_dim");
+    path = s_fresh("baddim.db", DIM);
+    s_raw(path, "UPDATE meta SET value = 'eight' WHERE key = 'embedding_dim'");
+    s_expect_open(path, STORE_READONLY, STORE_ERR_CORRUPT, "eight");
+}
+END_TEST
+
+START_TEST(test_schema_newer)
+{
+    const char *path = s_fresh("newer.db", DIM);
+    s_raw(path, "PRAGMA user_version = 7");
+    s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "newer");
+    s_expect_open(path, STORE_READWRITE, STORE_ERR_SCHEMA, "version 7");
+    s_raw(path, "PRAGMA user_version = 0");
+    s_expect_open(path, STORE_READWRITE, STORE_ERR_SCHEMA, "never completed");
+}
+END_TEST
+
+/* A build that knows schema 2: the migration step adds a table. */
+static const char s_v1_sql[] = "SELECT 1";   /* never run: the file is at 1 already */
+static const store_migration s_two[] = {
+    {1, s_v1_sql},
+    {2, "CREATE TABLE extra(x INTEGER); INSERT INTO meta VALUES ('migrated', 'yes')"},
+};
+
+START_TEST(test_schema_older_migrates)
+{
+    const char *path = s_fresh("older.db", DIM);
+    store_schema_set_steps(s_two, 2);
+    s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "attnctl");
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 1);   /* RO touched nothing */
+    store *db = s_open(path, STORE_READWRITE);
+    char buf[16];
+    store_err err = {0};
+    ck_assert_int_eq(store_meta_get(db, "migrated", buf, sizeof buf, &err), STORE_OK);
+    store_close(&db);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM extra"), 0);
+    db = s_open(path, STORE_READONLY);   /* now current */
+    store_close(&db);
+    store_schema_set_steps(NULL, 0);
+    /* Back to a build that knows only 1: the file is now too new. */
+    s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "newer");
+}
+END_TEST
+
+START_TEST(test_locked)
+{
+    const char *path = s_fresh("locked.db", DIM);
+    store *w = s_open(path, STORE_READWRITE);
+    int64_t ids[6];
+    s_put_items(w, 6, ids);
+    store_close(&w);
+
+    sqlite3 *other;
+    ck_assert_int_eq(sqlite3_open(path, &other), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE; "
+                                         "UPDATE meta SET value = '99' WHERE key = 'catalog_version'",
+                                  NULL, NULL, NULL), SQLITE_OK);
+
+    /* A writer with a short busy timeout gives up quickly, and says why. */
+    store *db = NULL;
+    store_err err = {0};
+    double t0 = s_now();
+    ck_assert_msg(store_open(&db, path, STORE_READWRITE, 100, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(store_begin(db, &err), STORE_ERR_BUSY);
+    ck_assert_ptr_nonnull(strstr(err.msg, "locked by another writer"));
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
+    ck_assert_int_eq(store_item_put(db, "new", NULL, NULL, NULL, 1, NULL, &err), STORE_ERR_BUSY);
+    ck_assert_int_eq(store_catalog_touch(db, &err), STORE_ERR_BUSY);
+    double took = s_now() - t0;
+    ck_assert_msg(took < 2.0 * tu_slowdown(), "BUSY took %.2f s", took);
+
+    /* Readers work beside the writer (WAL) and see the last commit. */
+    store *ro = s_open(path, STORE_READONLY);
+    store_catalog *cat = NULL;
+    ck_assert_msg(store_catalog_load(ro, &cat, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_uint_eq(cat->n, 4);
+    ck_assert_int_eq(cat->version, 0);
+    store_catalog_free(&cat);
+    store_close(&ro);
+
+    ck_assert_int_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    ck_assert_msg(store_begin(db, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(store_catalog_touch(db, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    int64_t v;
+    ck_assert_int_eq(store_catalog_version(db, &v, &err), STORE_OK);
+    ck_assert_int_eq(v, 100);
+    store_close(&db);
+}
+END_TEST
+
+/* ---- catalog -------------------------------------------------------------- */
+
+START_TEST(test_catalog_roundtrip)
+{
+    const char *path = s_fresh("cat.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    enum { N = 50 };
+    int64_t ids[N];
+    s_put_items(db, N, ids);
+    store_err err = {0};
+    ck_assert_int_eq(store_catalog_touch(db, &err), STORE_OK);
+    store_close(&db);
+
+    db = s_open(path, STORE_READONLY);
+    store_catalog *cat = NULL;
+    ck_assert_msg(store_catalog_load(db, &cat, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(cat->dim, DIM);
+    ck_assert_uint_eq(cat->n, N - N / 3);
+    ck_assert_uint_eq(cat->n_unembedded, N / 3);
+    ck_assert_int_eq(cat->version, 1);
+    ck_assert_uint_eq((uintptr_t)cat->emb % 64, 0);
+    ck_assert_uint_gt(store_catalog_bytes(cat), (size_t)cat->n * DIM * 4);
+    uint32_t row = 0;
+    for (int k = 0; k < N; k++) {
+        char ext[16];
+        int len = snprintf(ext, sizeof ext, "i%d", k);
+        int64_t r = store_catalog_find(cat, ext, (size_t)len);
+        ck_assert_int_eq(store_catalog_row(cat, ids[k]), r);
+        if (k % 3 == 2) {
+            ck_assert_int_eq(r, -1);
+            continue;
+        }
+        ck_assert_int_eq(r, row);   /* rows in item_id order = insertion order */
+        ck_assert_int_eq(cat->item_id[row], ids[k]);
+        ck_assert_str_eq(store_catalog_ext(cat, row), ext);
+        float e[DIM];
+        s_emb(e, k);
+        ck_assert_mem_eq(cat->emb + (size_t)row * DIM, e, sizeof e);
+        row++;
+    }
+    for (uint32_t r = 1; r < cat->n; r++)
+        ck_assert_int_lt(cat->item_id[r - 1], cat->item_id[r]);
+    ck_assert_int_eq(store_catalog_find(cat, "i1x", 2), store_catalog_find(cat, "i1", 2));
+    ck_assert_int_eq(store_catalog_find(cat, "nope", 4), -1);
+    ck_assert_int_eq(store_catalog_find(cat, "", 0), -1);
+    ck_assert_int_eq(store_catalog_row(cat, 999999), -1);
+    ck_assert_ptr_null(store_catalog_ext(cat, cat->n));
+
+    /* Popularity: per catalog row, unembedded items ignored. */
+    store_catalog_free(&cat);
+    store_close(&db);
+    db = s_open(path, STORE_READWRITE);
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    int64_t u1, u2;
+    ck_assert_int_eq(store_user_put(db, "alice", &u1, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(db, "bob", &u2, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u1, ids[0], 10, NULL, 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u2, ids[0], 11, "click", 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u2, ids[1], 12, NULL, 2.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u2, ids[2], 13, NULL, 2.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    float *pop = calloc(cat->n, sizeof *pop);
+    ck_assert_int_eq(store_catalog_popularity(db, cat, pop, &err), STORE_OK);
+    ck_assert_float_eq(pop[store_catalog_row(cat, ids[0])], 2.0f);
+    ck_assert_float_eq(pop[store_catalog_row(cat, ids[1])], 1.0f);
+    ck_assert_float_eq(pop[store_catalog_row(cat, ids[3])], 0.0f);
+    free(pop);
+    store_catalog_free(&cat);
+    store_catalog_free(&cat);
+    store_catalog_free(NULL);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_catalog_empty)
+{
+    const char *path = s_fresh("emptycat.db", DIM);
+    store *db = s_open(path, STORE_READONLY);
+    store_catalog *cat = NULL;
+    store_err err = {0};
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    ck_assert_uint_eq(cat->n, 0);
+    ck_assert_int_eq(store_catalog_find(cat, "x", 1), -1);
+    ck_assert_int_eq(store_catalog_row(cat, 1), -1);
+    ck_assert_int_eq(store_catalog_popularity(db, cat, NULL, &err), STORE_OK);
+    store_catalog_free(&cat);
+    store_close(&db);
+}
+END_TEST
+
+/* Put a raw blob (bytes) for ext_id "bad" next to good items, then load. */
+static void s_bad_blob(const char *name, const char *blob_sql, const char *n1, const char *n2)
+{
+    const char *path = s_fresh(name, DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    int64_t ids[4];
+    s_put_items(db, 4, ids);
+    store_close(&db);
+    char sql[512];
+    /* The schema's CHECK would stop a text "embedding"; a careless writer
+     * could turn checks off, so the loader must not rely on them. */
+    snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; "
+                              "INSERT INTO items(item_id, ext_id, updated_at, embedding) "
+                              "VALUES (77, 'bad', 1, %s)", blob_sql);
+    s_raw(path, sql);
+    db = s_open(path, STORE_READONLY);
+    store_catalog *cat = (store_catalog *)1;
+    store_err err = {0};
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_ERR_CORRUPT);
+    ck_assert_ptr_null(cat);
+    ck_assert_int_eq(err.code, STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "item_id=77")
+                  && strstr(err.msg, "'bad'") && strstr(err.msg, n1) && strstr(err.msg, n2),
+                  "%s", err.msg);
+    store_close(&db);
+}
+
+START_TEST(test_catalog_bad_length)
+{
+    s_bad_blob("short.db", "zeroblob(10)", "10 bytes", "expected 32");
+    s_bad_blob("long.db", "zeroblob(36)", "36 bytes", "expected 32");
+    s_bad_blob("textemb.db", "'not a blob'", "text", "blob");
+}
+END_TEST
+
+START_TEST(test_catalog_nonfinite)
+{
+    /* Little-endian float32: 0000C07F is NaN, 0000807F +Inf. */
+    s_bad_blob("nan.db", "CAST(zeroblob(20) || X'0000C07F' || zeroblob(8) AS BLOB)", "component 5", "finite");
+    s_bad_blob("inf.db", "CAST(X'0000807F' || zeroblob(28) AS BLOB)", "component 0", "inf");
+}
+END_TEST
+
+/* ---- writers and histories ------------------------------------------------ */
+
+START_TEST(test_item_put_semantics)
+{
+    const char *path = s_fresh("put.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    float e[DIM];
+    s_emb(e, 1);
+    int64_t a, b;
+    ck_assert_int_eq(store_item_put(db, "x", "Title", "words", e, 5, &a, &err), STORE_OK);
+    /* Same text, no embedding: the embedding stays, the id stays. */
+    ck_assert_int_eq(store_item_put(db, "x", NULL, NULL, NULL, 6, &b, &err), STORE_OK);
+    ck_assert_int_eq(a, b);
+    ck_assert_int_eq(s_raw_int(path, "SELECT length(embedding) FROM items WHERE ext_id = 'x'"),
+                     DIM * 4);
+    ck_assert_int_eq(s_raw_int(path, "SELECT updated_at FROM items WHERE ext_id = 'x'"), 6);
+    char title[8];
+    ck_assert_int_eq(store_item_title(db, a, title, sizeof title, &err), STORE_OK);
+    ck_assert_str_eq(title, "Title");
+    /* New text, no embedding: stale, cleared. */
+    ck_assert_int_eq(store_item_put(db, "x", NULL, "other words", NULL, 7, &b, &err), STORE_OK);
+    ck_assert_int_eq(a, b);
+    ck_assert_int_eq(s_raw_int(path, "SELECT embedding IS NULL FROM items WHERE ext_id = 'x'"), 1);
+    ck_assert_int_eq(store_item_set_embedding(db, a, e, &err), STORE_OK);
+    ck_assert_int_eq(store_item_set_embedding(db, 4242, e, &err), STORE_ERR_NOTFOUND);
+    ck_assert_int_eq(store_item_title(db, 4242, title, sizeof title, &err), STORE_ERR_NOTFOUND);
+    ck_assert_str_eq(title, "");
+    ck_assert_int_eq(store_item_id(db, "x", 1, &b, &err), STORE_OK);
+    ck_assert_int_eq(a, b);
+    ck_assert_int_eq(store_item_id(db, "y", 1, &b, &err), STORE_ERR_NOTFOUND);
+
+    /* Bad embeddings are refused naming the ext_id. */
+    e[3] = NAN;
+    ck_assert_int_eq(store_item_put(db, "nan-item", NULL, NULL, e, 1, NULL, &err),
+                     STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "nan-item") && strstr(err.msg, "component 3"), "%s", err.msg);
+    s_emb(e, 1);
+    ck_assert_int_eq(store_item_put_dim(db, "short-item", NULL, NULL, e, DIM - 1, 1, NULL, &err),
+                     STORE_ERR_DIM);
+    ck_assert_msg(strstr(err.msg, "short-item") && strstr(err.msg, "7") && strstr(err.msg, "8"),
+                  "%s", err.msg);
+    ck_assert_int_eq(store_item_put(db, "", NULL, NULL, e, 1, NULL, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM items"), 1);
+
+    /* Events: upsert on the key, weights checked, foreign keys on. */
+    int64_t u, u2;
+    ck_assert_int_eq(store_user_put(db, "ann", &u, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(db, "ann", &u2, &err), STORE_OK);
+    ck_assert_int_eq(u, u2);
+    ck_assert_int_eq(store_event_put(db, u, a, 100, "view", 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u, a, 100, "view", 3.0f, &err), STORE_OK);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions"), 1);
+    ck_assert_int_eq(s_raw_int(path, "SELECT weight FROM interactions"), 3);
+    ck_assert_int_eq(store_event_put(db, u, a, 100, "buy", 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions"), 2);
+    ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, 0.0f, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, -1.0f, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, INFINITY, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_event_put(db, u + 100, a, 101, NULL, 1.0f, &err), STORE_ERR_NOTFOUND);
+    ck_assert_int_eq(store_event_put(db, u, a + 100, 101, NULL, 1.0f, &err), STORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "interactions"));
+    ck_assert_int_eq(store_meta_set(db, "embedder", "{\"kind\":\"tfidf\"}", &err), STORE_OK);
+    ck_assert_int_eq(store_meta_set(db, "embedding_dim", "16", &err), STORE_ERR_INVAL);
+    store_rollback(db);   /* no transaction open: harmless */
+    store_rollback(NULL);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_history_order)
+{
+    const char *path = s_fresh("hist.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    int64_t ids[6];
+    s_put_items(db, 6, ids);
+    store_err err = {0};
+    int64_t u, other;
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(db, "u1", &u, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(db, "u2", &other, &err), STORE_OK);
+    /* Written out of order; ids[2..4] share ts 200. */
+    ck_assert_int_eq(store_event_put(db, u, ids[3], 200, NULL, 1.5f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u, ids[0], 100, NULL, 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u, ids[5], 300, NULL, 2.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u, ids[4], 200, NULL, 0.5f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, u, ids[2], 200, NULL, 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_event_put(db, other, ids[1], 999, NULL, 1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    store_close(&db);
+
+    db = s_open(path, STORE_READONLY);
+    int64_t uid;
+    ck_assert_int_eq(store_user_id(db, "u1xyz", 2, &uid, &err), STORE_OK);   /* not NUL-ended */
+    ck_assert_int_eq(uid, u);
+    ck_assert_int_eq(store_user_id(db, "nobody", 6, &uid, &err), STORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "nobody"));
+    store_event ev[10];
+    int n = -1;
+    ck_assert_int_eq(store_history(db, u, 10, ev, &n, &err), STORE_OK);
+    ck_assert_int_eq(n, 5);
+    const int64_t want_item[] = {ids[5], ids[4], ids[3], ids[2], ids[0]};
+    const int64_t want_ts[] = {300, 200, 200, 200, 100};
+    const float want_w[] = {2.0f, 0.5f, 1.5f, 1.0f, 1.0f};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(ev[i].item_id, want_item[i]);
+        ck_assert_int_eq(ev[i].ts, want_ts[i]);
+        ck_assert_float_eq(ev[i].weight, want_w[i]);
+    }
+    ck_assert_int_eq(store_history(db, u, 2, ev, &n, &err), STORE_OK);   /* newest max */
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(ev[1].item_id, ids[4]);
+    ck_assert_int_eq(store_history(db, u, 0, NULL, &n, &err), STORE_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(store_history(db, 12345, 10, ev, &n, &err), STORE_OK);
+    ck_assert_int_eq(n, 0);
+
+    /* The plan walks the primary key; no sort step, no table lookups. */
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(store_sqlite(db), "EXPLAIN QUERY PLAN " STORE_SQL_HISTORY,
+                                        -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, u);
+    sqlite3_bind_int(st, 2, 10);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        ck_assert_msg(!strstr(detail, "TEMP B-TREE"), "history sorts: %s", detail);
+        ck_assert_msg(strstr(detail, "PRIMARY KEY"), "history plan: %s", detail);
+    }
+    sqlite3_finalize(st);
+    store_close(&db);
+}
+END_TEST
+
+/* ---- models --------------------------------------------------------------- */
+
+static attn_model *s_model(int d, int m, int heads, int l_max, int n, int residual, uint64_t seed)
+{
+    attn_model *md = attn_model_new(d, m, heads, l_max, n, residual);
+    ck_assert_ptr_nonnull(md);
+    tu_rng r = {seed};
+    tu_fill_normal(&r, md->wq, (size_t)d * m, 0.3f);
+    tu_fill_normal(&r, md->wk, (size_t)d * m, 0.3f);
+    tu_fill_normal(&r, md->wv, (size_t)d * m, 0.3f);
+    tu_fill_normal(&r, md->wo, (size_t)m * d, 0.3f);
+    tu_fill_normal(&r, md->pos_bias, (size_t)l_max, 0.1f);
+    for (int i = 0; i < n; i++)
+        md->item_ids[i] = 3 * i + 1;
+    if (n) {
+        tu_fill_normal(&r, md->item_bias, (size_t)n, 0.1f);
+        if (residual)
+            tu_fill_normal(&r, md->residual, (size_t)n * d, 0.1f);
+    }
+    md->scale = 0.37f;
+    return md;
+}
+
+static void s_same_array(const void *a, const void *b, size_t bytes, const char *what)
+{
+    ck_assert_msg((a == NULL) == (b == NULL), "%s: presence differs", what);
+    if (a)
+        ck_assert_msg(!memcmp(a, b, bytes), "%s differs", what);
+}
+
+static void s_same_model(const attn_model *a, const attn_model *b)
+{
+    ck_assert_int_eq(a->d, b->d);
+    ck_assert_int_eq(a->m, b->m);
+    ck_assert_int_eq(a->heads, b->heads);
+    ck_assert_int_eq(a->l_max, b->l_max);
+    ck_assert_float_eq(a->scale, b->scale);
+    ck_assert_int_eq(a->n_items, b->n_items);
+    size_t dm = (size_t)a->d * a->m * 4, n = (size_t)a->n_items;
+    s_same_array(a->wq, b->wq, dm, "wq");
+    s_same_array(a->wk, b->wk, dm, "wk");
+    s_same_array(a->wv, b->wv, dm, "wv");
+    s_same_array(a->wo, b->wo, dm, "wo");
+    s_same_array(a->pos_bias, b->pos_bias, (size_t)a->l_max * 4, "pos_bias");
+    s_same_array(a->item_ids, b->item_ids, n * 8, "item_ids");
+    s_same_array(a->item_bias, b->item_bias, n * 4, "item_bias");
+    s_same_array(a->residual, b->residual, n * a->d * 4, "residual");
+}
+
+START_TEST(test_model_roundtrip)
+{
+    const char *path = s_fresh("model.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+
+    /* Version 0: the identity model. */
+    attn_model *md = NULL;
+    ck_assert_msg(store_model_load(db, STORE_MODEL_ACTIVE, &md, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(md->version, 0);
+    ck_assert_int_eq(md->d, DIM);
+    ck_assert_int_eq(md->m, DIM);
+    ck_assert_int_eq(md->heads, 1);
+    ck_assert_int_eq(md->l_max, 200);
+    ck_assert_float_eq(md->scale, ATTN_IDENTITY_SCALE);
+    ck_assert_ptr_null(md->wq);
+    ck_assert_ptr_null(md->wo);
+    ck_assert_int_eq(md->n_items, 0);
+    attn_model_free(&md);
+
+    attn_model *a = s_model(DIM, 12, 3, 20, 5, 1, 7);
+    int64_t v1 = -1;
+    ck_assert_msg(store_model_save(db, a, "{\"lr\":0.001,\"epochs\":3}", "{\"hr10\":0.5}", 0, &v1,
+                                   &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(v1, 1);
+    int64_t act;
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, 0);
+    ck_assert_msg(store_model_load(db, v1, &md, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(md->version, v1);
+    s_same_model(a, md);
+    attn_model_free(&md);
+
+    ck_assert_msg(store_model_activate(db, v1, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, v1);
+    ck_assert_int_eq(store_model_load(db, STORE_MODEL_ACTIVE, &md, &err), STORE_OK);
+    ck_assert_int_eq(md->version, v1);
+    attn_model_free(&md);
+
+    /* A model with identity projections, no per-item arrays, activated on save. */
+    attn_model *b = attn_model_identity(DIM, 30);
+    b->pos_bias[0] = 0.25f;
+    int64_t v2;
+    ck_assert_int_eq(store_model_save(db, b, NULL, NULL, 1, &v2, &err), STORE_OK);
+    ck_assert_int_eq(v2, 2);
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, v2);
+    ck_assert_int_eq(store_model_load(db, v2, &md, &err), STORE_OK);
+    s_same_model(b, md);
+    attn_model_free(&md);
+
+    store_model_info *list = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(store_model_list(db, &list, &n, &err), STORE_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(list[1].version, 1);
+    ck_assert_int_eq(list[1].heads, 3);
+    ck_assert_int_eq(list[1].active, 0);
+    ck_assert_int_eq(list[2].active, 1);
+    ck_assert_ptr_nonnull(strstr(list[1].config, "\"lr\""));
+    ck_assert_ptr_nonnull(strstr(list[1].config, "\"m\":12"));
+    ck_assert_str_eq(list[1].metrics, "{\"hr10\":0.5}");
+    ck_assert_ptr_null(list[2].metrics);
+    store_model_list_free(&list, n);
+    ck_assert_ptr_null(list);
+
+    /* Refusals: config disagreeing with the model, bad metrics, wrong d,
+     * unknown versions. */
+    ck_assert_int_eq(store_model_save(db, a, "{\"m\":16}", NULL, 0, NULL, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_model_save(db, a, "[1]", NULL, 0, NULL, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_model_save(db, a, NULL, "{oops", 0, NULL, &err), STORE_ERR_INVAL);
+    attn_model *wrong = s_model(DIM * 2, 4, 1, 5, 0, 0, 3);
+    ck_assert_int_eq(store_model_save(db, wrong, NULL, NULL, 0, NULL, &err), STORE_ERR_DIM);
+    ck_assert_msg(strstr(err.msg, "16") && strstr(err.msg, "8"), "%s", err.msg);
+    attn_model_free(&wrong);
+    ck_assert_int_eq(store_model_load(db, 99, &md, &err), STORE_ERR_NOTFOUND);
+    ck_assert_ptr_null(md);
+    ck_assert_int_eq(store_model_activate(db, 99, &err), STORE_ERR_NOTFOUND);
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, v2);
+
+    /* Saving inside the caller's transaction joins it. */
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    int64_t v3;
+    ck_assert_int_eq(store_model_save(db, a, NULL, NULL, 1, &v3, &err), STORE_OK);
+    store_rollback(db);
+    ck_assert_int_eq(store_model_load(db, v3, &md, &err), STORE_ERR_NOTFOUND);
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, v2);
+
+    attn_model_free(&a);
+    attn_model_free(&b);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_model_dim_mismatch)
+{
+    const char *path = s_fresh("mdim.db", DIM);
+    s_raw(path, "INSERT INTO models(version, created_at, heads, d_model, config) VALUES "
+                "(5, 0, 1, 4, '{\"d\":4,\"m\":4,\"heads\":1,\"l_max\":10,\"scale\":1}')");
+    store *db = s_open(path, STORE_READWRITE);
+    attn_model *md = NULL;
+    store_err err = {0};
+    ck_assert_int_eq(store_model_load(db, 5, &md, &err), STORE_ERR_DIM);
+    ck_assert_msg(strstr(err.msg, "d_model 4") && strstr(err.msg, "embedding_dim is 8")
+                  && strstr(err.msg, path), "%s", err.msg);
+    ck_assert_int_eq(store_model_activate(db, 5, &err), STORE_ERR_DIM);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cannot activate"));
+    int64_t act;
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, 0);
+    store_close(&db);
+}
+END_TEST
+
+/* Save a good model, break one tensor with SQL, expect code and words. */
+static void s_break_tensor(const char *name, const char *sql, int code, const char *w1,
+                           const char *w2)
+{
+    const char *path = s_fresh(name, DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    attn_model *a = s_model(DIM, DIM, 2, 10, 4, 1, 11);
+    int64_t v;
+    ck_assert_int_eq(store_model_save(db, a, NULL, NULL, 0, &v, &err), STORE_OK);
+    attn_model_free(&a);
+    store_close(&db);
+    s_raw(path, sql);
+    db = s_open(path, STORE_READWRITE);
+    attn_model *md = (attn_model *)1;
+    int rc = store_model_load(db, v, &md, &err);
+    ck_assert_msg(rc == code, "%s: got %s: %s", name, store_strerror(rc), err.msg);
+    ck_assert_ptr_null(md);
+    ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, w1) && (!w2 || strstr(err.msg, w2)),
+                  "%s", err.msg);
+    /* Activation refuses it; version 0 stays active. */
+    ck_assert_int_eq(store_model_activate(db, v, &err), code);
+    int64_t act;
+    ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
+    ck_assert_int_eq(act, 0);
+    store_close(&db);
+}
+
+START_TEST(test_model_corrupt_tensor)
+{
+    s_break_tensor("t-short.db",
+                   "UPDATE model_tensors SET data = substr(data, 1, 10) WHERE name = 'wq'",
+                   STORE_ERR_CORRUPT, "'wq'", "10 bytes");
+    s_break_tensor("t-nan.db",
+                   "UPDATE model_tensors SET data = CAST(X'0000C07F' || substr(data, 5) AS BLOB) "
+                   "WHERE name = 'pos_bias'", STORE_ERR_CORRUPT, "'pos_bias'", "finite");
+    s_break_tensor("t-shape.db",
+                   "UPDATE model_tensors SET rows = cols, cols = rows WHERE name = 'residual'",
+                   STORE_ERR_CORRUPT, "'residual'", "expected 4x8");
+    s_break_tensor("t-order.db",
+                   "UPDATE model_tensors SET data = CAST(X'0200000000000000' || substr(data, 9, 8) || "
+                   "X'0100000000000000' || substr(data, 25) AS BLOB) WHERE name = 'item_ids'",
+                   STORE_ERR_CORRUPT, "'item_ids'", "ascending");
+    s_break_tensor("t-dtype.db", "UPDATE model_tensors SET dtype = 'i64' WHERE name = 'wk'",
+                   STORE_ERR_CORRUPT, "'wk'", "dtype");
+    s_break_tensor("t-orphan.db", "DELETE FROM model_tensors WHERE name = 'item_ids'",
+                   STORE_ERR_CORRUPT, "without 'item_ids'", NULL);
+    s_break_tensor("t-unknown.db",
+                   "INSERT INTO model_tensors VALUES (1, 'ffn1', 1, 1, 'f32', zeroblob(4))",
+                   STORE_ERR_SCHEMA, "'ffn1'", NULL);
+    s_break_tensor("t-config.db", "UPDATE models SET config = '{\"d\":8}' WHERE version = 1",
+                   STORE_ERR_CORRUPT, "config", NULL);
+}
+END_TEST
+
+/* ---- attnctl init / model ------------------------------------------------- */
+
+#ifdef ATTN_BIN_DIR
+static int s_attnctl(const char *args, char *out, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/attnctl %s 2>&1", ATTN_BIN_DIR, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t got = fread(out, 1, len - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+#endif
+
+START_TEST(test_attnctl)
+{
+#ifdef ATTN_BIN_DIR
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/attnctl", ATTN_BIN_DIR);
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "check_store: %s not built; attnctl checks skipped\n", bin);
+        return;
+    }
+    char out[4096], args[1024];
+    const char *path = tu_path("ctl.db");
+    unlink(path);
+    snprintf(args, sizeof args, "init %s --dim 16", path);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 1, "%s", out);   /* refuses to overwrite */
+    ck_assert_ptr_nonnull(strstr(out, "refusing"));
+    snprintf(args, sizeof args, "init %s", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+    snprintf(args, sizeof args, "init %s --dim zero", tu_path("ctl2.db"));
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+
+    store *db = s_open(path, STORE_READWRITE);
+    attn_model *a = s_model(16, 16, 2, 10, 0, 0, 5);
+    store_err err = {0};
+    ck_assert_int_eq(store_model_save(db, a, NULL, "{\"ndcg10\":0.25}", 0, NULL, &err), STORE_OK);
+    attn_model_free(&a);
+    store_close(&db);
+
+    snprintf(args, sizeof args, "model list %s", path);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "ndcg10") && strstr(out, "version"), "%s", out);
+    snprintf(args, sizeof args, "model activate %s 1", path);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 1);
+    snprintf(args, sizeof args, "model activate %s 9", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
+    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 1);
+    snprintf(args, sizeof args, "model activate %s x", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+#endif
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30.0 * tu_slowdown());
+    tcase_add_test(tc, test_init_fresh);
+    tcase_add_test(tc, test_init_refuses);
+    tcase_add_test(tc, test_open_missing);
+    tcase_add_test(tc, test_open_text_and_garbage);
+    tcase_add_test(tc, test_open_truncated);
+    tcase_add_test(tc, test_open_not_ours);
+    tcase_add_test(tc, test_open_missing_table);
+    tcase_add_test(tc, test_schema_newer);
+    tcase_add_test(tc, test_schema_older_migrates);
+    tcase_add_test(tc, test_locked);
+    tcase_add_test(tc, test_catalog_roundtrip);
+    tcase_add_test(tc, test_catalog_empty);
+    tcase_add_test(tc, test_catalog_bad_length);
+    tcase_add_test(tc, test_catalog_nonfinite);
+    tcase_add_test(tc, test_item_put_semantics);
+    tcase_add_test(tc, test_history_order);
+    tcase_add_test(tc, test_model_roundtrip);
+    tcase_add_test(tc, test_model_dim_mismatch);
+    tcase_add_test(tc, test_model_corrupt_tensor);
+    tcase_add_test(tc, test_attnctl);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(s_suite());
+}
