@@ -1,7 +1,8 @@
 /* kern.h -- the inner loops of the fast path, one set per instruction set.
  * Internal to attn/: score.c and tables.c drive these; nothing else should.
  *
- * Four loops carry all the arithmetic of a request:
+ * Four loops carry all the arithmetic of a request (and pack lays out the
+ * history for them):
  *
  *   tile         C = A B for a few rows of A (a small GEMM whose A rows are
  *                reached through pointers, so candidate rows are read in
@@ -13,8 +14,9 @@
  *                exp / sum / dot pass;
  *   softmax_acc  the same softmax, accumulated as weights (explanations).
  *
- * Padding columns carry a bias of -inf: their z is -inf and their exp is
- * exactly 0, so no loop needs a tail mask.
+ * The softmax is in base 2: 2^(z - max z), with log2(e) folded into the
+ * caller's scale and bias (vexp.h).  Padding columns carry a bias of -inf:
+ * their z is -inf and their weight exactly 0, so no loop needs a tail mask.
  *
  * Each implementation lives in its own file compiled for its own target
  * (kern_avx512.c, kern_avx2.c) plus the portable kern_generic.c; kern.c picks
@@ -51,18 +53,23 @@ typedef struct attn_kern {
                    int ncols, float scale, const float *bias, float *z, float *raw,
                    size_t ldz, float *rowmax);
 
-    /* For r < R: acc[r] += sum_j exp(z_j - rowmax[r]) S[r][j] / sum_j exp(z_j - rowmax[r]),
+    /* For r < R: acc[r] += sum_j 2^(z_j - rowmax[r]) S[r][j] / sum_j 2^(z_j - rowmax[r]),
      * j < ncols.  Z and S have leading dimension ld; S may be the raw output
      * of logits.  A NaN or +inf logit (overflowing inputs) makes acc[r] NaN:
-     * exp propagates NaN, and inf - inf is NaN.  That is the only check the
+     * 2^y propagates NaN, and inf - inf is NaN.  That is the only check the
      * fast path needs: a non-finite score is ATTN_ERANGE. */
     void (*softmax_dot)(const float *z, const float *s, size_t ld, int ncols,
                         const float *rowmax, float *acc);
 
-    /* For r < R and j < ncols: w[r][j] += wscale softmax(z[r])_j.
+    /* For r < R and j < ncols: w[r][j] += wscale softmax2(z[r])_j.
      * Overwrites Z (it keeps the exponentials between passes). */
     void (*softmax_acc)(float *z, size_t ld, int ncols, const float *rowmax, float wscale,
                         float *w, size_t ldw);
+
+    /* out (m x lp, row-major) = the L m-vectors at row[j] + off as columns,
+     * columns [L, lp) zero; lp is L rounded up to ATTN_KERN_COLS.  The
+     * history's transpose, so that a head's keys are a contiguous B for tile. */
+    void (*pack)(const float *const *row, size_t off, int L, int m, size_t lp, float *out);
 } attn_kern;
 
 extern const attn_kern attn_kern_generic;

@@ -9,8 +9,8 @@
  * logits: the same loop; its epilogue scales, biases, stores and keeps the
  * row maxima while the product is still in registers.
  *
- * softmax: 8 logits per vector, one pass; 2^n is built in the exponent bits,
- * which is why exp flushes to 0 below ATTN_VEXP_MIN (vexp.h) with a mask.
+ * softmax: 8 logits per vector, one pass, in base 2 (vexp.h); 2^n is built
+ * in the exponent bits, which is why it flushes to 0 below ATTN_VEXP_MIN.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -109,27 +109,26 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
         rowmax[r] = s_hmax(mx[r]);
 }
 
-/* exp(x) for x <= 0 (or -inf); see vexp.h.  An exact 0 below the normal
- * range (a subnormal result would cost a microcode assist); NaN propagates
- * (NLT_UQ keeps it, max returns its second operand when one is NaN), which is
- * how a NaN or +inf logit makes the score NaN and the request ATTN_ERANGE. */
-static inline __m256 s_exp(__m256 x)
+/* 2^y for y <= 0 (or -inf); see vexp.h.  An exact 0 below the normal range
+ * (a subnormal result would cost a microcode assist); the clamp keeps n
+ * where (n + 127) << 23 is a valid exponent.  NaN propagates (NLT_UQ keeps
+ * it, max returns its second operand when one is NaN), which is how a NaN or
+ * +inf logit makes the score NaN and the request ATTN_ERANGE. */
+static inline __m256 s_exp2(__m256 y)
 {
     const __m256 lo = _mm256_set1_ps(ATTN_VEXP_MIN);
-    __m256 keep = _mm256_cmp_ps(x, lo, _CMP_NLT_UQ);
-    x = _mm256_max_ps(lo, x);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(ATTN_VEXP_LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_VEXP_LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_VEXP_LN2_LO), r);
+    __m256 keep = _mm256_cmp_ps(y, lo, _CMP_NLT_UQ);
+    y = _mm256_max_ps(lo, y);
+    __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(y, n);
     __m256 p = _mm256_set1_ps(ATTN_VEXP_C6);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN_VEXP_C5));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN_VEXP_C4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN_VEXP_C3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN_VEXP_C2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* n in [-126, 0]: (n + 127) << 23 is the bit pattern of a normal 2^n. */
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(ATTN_VEXP_C5));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(ATTN_VEXP_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(ATTN_VEXP_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(ATTN_VEXP_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(ATTN_VEXP_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    /* n in [-125, 0]: (n + 127) << 23 is the bit pattern of a normal 2^n. */
     __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
                                                       _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), keep);
@@ -147,7 +146,7 @@ static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
     for (int j = 0; j < ncols; j += 8) {
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++) {
-            __m256 e = s_exp(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)r * ld + j), vm[r]));
+            __m256 e = s_exp2(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)r * ld + j), vm[r]));
             sum[r] = _mm256_add_ps(sum[r], e);
             dot[r] = _mm256_fmadd_ps(e, _mm256_loadu_ps(s + (size_t)r * ld + j), dot[r]);
         }
@@ -164,7 +163,7 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
         const __m256 vm = _mm256_set1_ps(rowmax[r]);
         __m256 sum = _mm256_setzero_ps();
         for (int j = 0; j < ncols; j += 8) {
-            __m256 e = s_exp(_mm256_sub_ps(_mm256_loadu_ps(zr + j), vm));
+            __m256 e = s_exp2(_mm256_sub_ps(_mm256_loadu_ps(zr + j), vm));
             _mm256_storeu_ps(zr + j, e);
             sum = _mm256_add_ps(sum, e);
         }
@@ -175,6 +174,48 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
     }
 }
 
+/* Transpose the 8 x 8 block r in place: unpacks, shuffles within 128-bit
+ * halves, then an exchange of halves. */
+static inline void s_transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {
+        u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* 8 history rows by 8 coordinates at a time; rows past L read as zeros
+ * (the padding columns), coordinates past m are masked off. */
+static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp, float *out)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int j0 = 0; j0 < (int)lp; j0 += 8) {
+        int nr = L - j0 < 8 ? L - j0 : 8;
+        for (int t0 = 0; t0 < m; t0 += 8) {
+            int nt = m - t0 < 8 ? m - t0 : 8;
+            __m256i mt = _mm256_cmpgt_epi32(_mm256_set1_epi32(nt), lane);
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < nr ? _mm256_maskload_ps(row[j0 + i] + off + t0, mt)
+                              : _mm256_setzero_ps();
+            s_transpose8(r);
+            for (int x = 0; x < nt; x++)
+                _mm256_storeu_ps(out + (size_t)(t0 + x) * lp + j0, r[x]);
+        }
+    }
+}
+
 const attn_kern attn_kern_avx2 = {
     .name = "avx2",
     .rows = S_ROWS,
@@ -182,6 +223,7 @@ const attn_kern attn_kern_avx2 = {
     .logits = s_logits,
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
+    .pack = s_pack,
 };
 
 #endif

@@ -12,8 +12,8 @@
  * logits: the same loop; its epilogue scales, biases, stores and keeps the
  * row maxima while the product is still in registers.
  *
- * softmax: 16 logits per vector, one pass; exp by vscalefps, masked to an
- * exact 0 below the normal range (padding is -inf).
+ * softmax: 16 logits per vector, one pass, in base 2 (vexp.h); 2^n by
+ * vscalefps, masked to an exact 0 below the normal range (padding is -inf).
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx2,fma")
@@ -126,66 +126,77 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
         rowmax[r] = _mm512_reduce_max_ps(mx[r]);
 }
 
-/* exp(x) for x <= 0 (or -inf); see vexp.h.  Below ATTN_VEXP_MIN the result
- * is an exact 0, never a subnormal: subnormal results cost a microcode
- * assist of a hundred cycles or more, and padding (-inf) would pay it for
- * every lane.  NaN propagates (NLT_UQ keeps it, max returns its second
- * operand when one is NaN): that is how a NaN or +inf logit reaches the
+/* 2^y for y <= 0 (or -inf); see vexp.h.  Below ATTN_VEXP_MIN the result is
+ * an exact 0, never a subnormal (which would cost a microcode assist, and
+ * the -inf of padding would pay it on every lane).  scalef needs no clamp:
+ * whatever n and f hold in the dropped lanes, the mask zeroes them.  NaN
+ * propagates (NLT_UQ keeps it): that is how a NaN or +inf logit reaches the
  * score and makes the request fail with ATTN_ERANGE. */
-static inline __m512 s_exp(__m512 x)
+static inline __m512 s_exp2(__m512 y)
 {
-    const __m512 lo = _mm512_set1_ps(ATTN_VEXP_MIN);
-    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
-    x = _mm512_max_ps(lo, x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(ATTN_VEXP_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_VEXP_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_VEXP_LN2_LO), r);
+    __mmask16 keep = _mm512_cmp_ps_mask(y, _mm512_set1_ps(ATTN_VEXP_MIN), _CMP_NLT_UQ);
+    __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(y, n);
     __m512 p = _mm512_set1_ps(ATTN_VEXP_C6);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN_VEXP_C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN_VEXP_C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN_VEXP_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN_VEXP_C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C5));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-/* Eight 16-lane vectors to their eight sums, as one 8-lane vector. */
-static inline __m256 s_hsum8(const __m512 v[S_ROWS])
+/* The sums of four 16-lane vectors, as one 4-lane vector. */
+static inline __m128 s_hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
 {
-    __m256 h[S_ROWS];
-    for (int r = 0; r < S_ROWS; r++)
-        h[r] = _mm256_add_ps(_mm512_castps512_ps256(v[r]),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[r]), 1)));
-    /* hadd pairs lanes within 128-bit halves; two rounds leave, in each half,
-     * partial sums of four rows; adding the halves finishes them. */
-    __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
-    __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(h[4], h[5]), _mm256_hadd_ps(h[6], h[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+#define S_HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
+                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    /* Two rounds of hadd leave, in each 128-bit half, partial sums of the
+     * four rows in order; adding the halves finishes them. */
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(S_HALF(a), S_HALF(b)),
+                              _mm256_hadd_ps(S_HALF(c), S_HALF(d)));
+#undef S_HALF
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-/* All eight rows advance together: eight independent exp chains keep the
- * FMA ports busy where one row at a time would wait on latency, and the
- * eight sums and dots are reduced and divided as vectors. */
+/* Four rows advance together: four independent exp chains keep the FMA
+ * ports busy where one row at a time would wait on latency, and the sums and
+ * dots are reduced and divided as vectors.  Four, not eight, so that the
+ * twelve accumulators and the exp's constants fit the 32 registers. */
+static inline __attribute__((always_inline)) void
+s_softmax_dot4(const float *z, const float *s, size_t ld, int ncols, const float *rowmax,
+               float *acc)
+{
+    const __m512 m0 = _mm512_set1_ps(rowmax[0]), m1 = _mm512_set1_ps(rowmax[1]);
+    const __m512 m2 = _mm512_set1_ps(rowmax[2]), m3 = _mm512_set1_ps(rowmax[3]);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m512 d0 = s0, d1 = s0, d2 = s0, d3 = s0;
+    const float *z1 = z + ld, *z2 = z + 2 * ld, *z3 = z + 3 * ld;
+    const float *t1 = s + ld, *t2 = s + 2 * ld, *t3 = s + 3 * ld;
+    for (int j = 0; j < ncols; j += 16) {
+        __m512 e0 = s_exp2(_mm512_sub_ps(_mm512_loadu_ps(z + j), m0));
+        __m512 e1 = s_exp2(_mm512_sub_ps(_mm512_loadu_ps(z1 + j), m1));
+        __m512 e2 = s_exp2(_mm512_sub_ps(_mm512_loadu_ps(z2 + j), m2));
+        __m512 e3 = s_exp2(_mm512_sub_ps(_mm512_loadu_ps(z3 + j), m3));
+        s0 = _mm512_add_ps(s0, e0);
+        s1 = _mm512_add_ps(s1, e1);
+        s2 = _mm512_add_ps(s2, e2);
+        s3 = _mm512_add_ps(s3, e3);
+        d0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(s + j), d0);
+        d1 = _mm512_fmadd_ps(e1, _mm512_loadu_ps(t1 + j), d1);
+        d2 = _mm512_fmadd_ps(e2, _mm512_loadu_ps(t2 + j), d2);
+        d3 = _mm512_fmadd_ps(e3, _mm512_loadu_ps(t3 + j), d3);
+    }
+    __m128 res = _mm_div_ps(s_hsum4(d0, d1, d2, d3), s_hsum4(s0, s1, s2, s3));
+    _mm_storeu_ps(acc, _mm_add_ps(_mm_loadu_ps(acc), res));
+}
+
 static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
                           const float *rowmax, float *acc)
 {
-    __m512 vm[S_ROWS], sum[S_ROWS], dot[S_ROWS];
-    for (int r = 0; r < S_ROWS; r++) {
-        vm[r] = _mm512_set1_ps(rowmax[r]);
-        sum[r] = dot[r] = _mm512_setzero_ps();
-    }
-    for (int j = 0; j < ncols; j += 16) {
-#pragma GCC unroll 8
-        for (int r = 0; r < S_ROWS; r++) {
-            __m512 e = s_exp(_mm512_sub_ps(_mm512_loadu_ps(z + (size_t)r * ld + j), vm[r]));
-            sum[r] = _mm512_add_ps(sum[r], e);
-            dot[r] = _mm512_fmadd_ps(e, _mm512_loadu_ps(s + (size_t)r * ld + j), dot[r]);
-        }
-    }
-    __m256 res = _mm256_div_ps(s_hsum8(dot), s_hsum8(sum));
-    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), res));
+    s_softmax_dot4(z, s, ld, ncols, rowmax, acc);
+    s_softmax_dot4(z + 4 * ld, s + 4 * ld, ld, ncols, rowmax + 4, acc + 4);
 }
 
 static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, float wscale,
@@ -196,7 +207,7 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
         const __m512 vm = _mm512_set1_ps(rowmax[r]);
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < ncols; j += 16) {
-            __m512 e = s_exp(_mm512_sub_ps(_mm512_loadu_ps(zr + j), vm));
+            __m512 e = s_exp2(_mm512_sub_ps(_mm512_loadu_ps(zr + j), vm));
             _mm512_storeu_ps(zr + j, e);
             sum = _mm512_add_ps(sum, e);
         }
@@ -207,6 +218,57 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
     }
 }
 
+/* Transpose the 16 x 16 block r in place: 16 unpacks of floats, 16 of pairs,
+ * then 32 shuffles of 128-bit lanes (after the first two stages, lane k of
+ * u[4g + c] holds column 4k + c of rows 4g..4g+3). */
+static inline void s_transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 x01 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 y01 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 x23 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512 y23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        r[c] = _mm512_shuffle_f32x4(x01, y01, _MM_SHUFFLE(2, 0, 2, 0));
+        r[4 + c] = _mm512_shuffle_f32x4(x01, y01, _MM_SHUFFLE(3, 1, 3, 1));
+        r[8 + c] = _mm512_shuffle_f32x4(x23, y23, _MM_SHUFFLE(2, 0, 2, 0));
+        r[12 + c] = _mm512_shuffle_f32x4(x23, y23, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* 16 history rows by 16 coordinates at a time.  Rows past L read as zeros,
+ * which writes the zero padding columns for free; coordinates past m are
+ * masked off on load and their output rows are not stored. */
+static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp, float *out)
+{
+    for (int j0 = 0; j0 < L; j0 += 16) {
+        int nr = L - j0 < 16 ? L - j0 : 16;
+        for (int t0 = 0; t0 < m; t0 += 16) {
+            int nt = m - t0 < 16 ? m - t0 : 16;
+            __mmask16 mt = (__mmask16)((1u << nt) - 1u);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < nr ? _mm512_maskz_loadu_ps(mt, row[j0 + i] + off + t0)
+                              : _mm512_setzero_ps();
+            s_transpose16(r);
+            for (int x = 0; x < nt; x++)
+                _mm512_storeu_ps(out + (size_t)(t0 + x) * lp + j0, r[x]);
+        }
+    }
+}
+
 const attn_kern attn_kern_avx512 = {
     .name = "avx512",
     .rows = S_ROWS,
@@ -214,6 +276,7 @@ const attn_kern attn_kern_avx512 = {
     .logits = s_logits,
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
+    .pack = s_pack,
 };
 
 #endif

@@ -31,26 +31,25 @@ static void s_tile(const float *const *a, size_t aoff, int K, const float *b, si
     }
 }
 
-/* exp(x) for x <= 0 (or -inf): an exact 0 below the normal range, else
- * 2^n p(r).  NaN propagates, so that a NaN or +inf logit makes the score NaN
- * (the request then fails with ATTN_ERANGE). */
-static float s_exp(float x)
+/* 2^y for y <= 0 (or -inf): an exact 0 below the normal range, else
+ * 2^n p(f) (vexp.h).  NaN propagates, so that a NaN or +inf logit makes the
+ * score NaN (the request then fails with ATTN_ERANGE). */
+static float s_exp2(float y)
 {
-    if (isnan(x))
-        return x;
-    if (x < ATTN_VEXP_MIN)
+    if (isnan(y))
+        return y;
+    if (y < ATTN_VEXP_MIN)
         return 0.0f;
-    float n = floorf(x * ATTN_VEXP_LOG2E + 0.5f);
-    float r = x - n * ATTN_VEXP_LN2_HI;
-    r = r - n * ATTN_VEXP_LN2_LO;
+    float n = floorf(y + 0.5f);
+    float f = y - n;
     float p = ATTN_VEXP_C6;
-    p = p * r + ATTN_VEXP_C5;
-    p = p * r + ATTN_VEXP_C4;
-    p = p * r + ATTN_VEXP_C3;
-    p = p * r + ATTN_VEXP_C2;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;   /* n in [-126, 0]: a normal 2^n */
+    p = p * f + ATTN_VEXP_C5;
+    p = p * f + ATTN_VEXP_C4;
+    p = p * f + ATTN_VEXP_C3;
+    p = p * f + ATTN_VEXP_C2;
+    p = p * f + ATTN_VEXP_C1;
+    p = p * f + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;   /* n in [-125, 0]: a normal 2^n */
     float two_n;
     memcpy(&two_n, &bits, sizeof two_n);
     return p * two_n;
@@ -80,7 +79,7 @@ static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
         const float *zr = z + (size_t)r * ld, *sr = s + (size_t)r * ld, mx = rowmax[r];
         float sum = 0.0f, dot = 0.0f;
         for (int j = 0; j < ncols; j++) {
-            float e = s_exp(zr[j] - mx);
+            float e = s_exp2(zr[j] - mx);
             sum += e;
             dot += e * sr[j];
         }
@@ -95,13 +94,37 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
         float *zr = z + (size_t)r * ld, *wr = w + (size_t)r * ldw, mx = rowmax[r];
         float sum = 0.0f;
         for (int j = 0; j < ncols; j++) {
-            zr[j] = s_exp(zr[j] - mx);
+            zr[j] = s_exp2(zr[j] - mx);
             sum += zr[j];
         }
         float f = wscale / sum;
         for (int j = 0; j < ncols; j++)
             wr[j] += zr[j] * f;
     }
+}
+
+/* Eight columns at a time so that each run of stores is 32 contiguous bytes. */
+static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp, float *out)
+{
+    int j = 0;
+    for (; j + 8 <= L; j += 8) {
+        const float *r0 = row[j] + off, *r1 = row[j + 1] + off, *r2 = row[j + 2] + off,
+                    *r3 = row[j + 3] + off, *r4 = row[j + 4] + off, *r5 = row[j + 5] + off,
+                    *r6 = row[j + 6] + off, *r7 = row[j + 7] + off;
+        for (int t = 0; t < m; t++) {
+            float *o = out + (size_t)t * lp + j;
+            o[0] = r0[t]; o[1] = r1[t]; o[2] = r2[t]; o[3] = r3[t];
+            o[4] = r4[t]; o[5] = r5[t]; o[6] = r6[t]; o[7] = r7[t];
+        }
+    }
+    for (; j < L; j++) {
+        const float *r = row[j] + off;
+        for (int t = 0; t < m; t++)
+            out[(size_t)t * lp + j] = r[t];
+    }
+    if ((size_t)L < lp)
+        for (int t = 0; t < m; t++)
+            memset(out + (size_t)t * lp + L, 0, (lp - L) * sizeof *out);
 }
 
 const attn_kern attn_kern_generic = {
@@ -111,4 +134,5 @@ const attn_kern attn_kern_generic = {
     .logits = s_logits,
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
+    .pack = s_pack,
 };

@@ -2,7 +2,9 @@
  *
  * Per request (docs/MODEL.md has the algebra):
  *
- *   1. bias[j] = pos_bias[j] + log w_j, zero padded to lp (L rounded up to 16).
+ *   1. bias[j] = pos_bias[j] + log w_j, -inf padded to lp (L rounded up to 16);
+ *      bias and scale are multiplied by log2(e), since the kernels' softmax
+ *      is in base 2 (vexp.h).
  *   2. Find every row's q, g (candidates) and k, v (history): in the tables
  *      (ALL, identity), or projected now with the tile kernel (NONE).
  *   3. Pack the history transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix
@@ -10,7 +12,8 @@
  *      the tile kernel streams.
  *   4. For each block of R candidates and each head h, two tiles
  *          Z = Q_h KT_h   and   S = G_h VT_h      (R x lp each, in L1)
- *      then one fused pass: score += sum_j softmax_j(scale Z + bias) S_j.
+ *      then one fused pass: score += sum_j softmax_j(scale Z + bias) S_j
+ *      (the kernels' logits epilogue also keeps each row's maximum).
  *      Candidate rows are read in place through pointers, never gathered.
  *      For the identity model S = Z (q = g = k = v), so one tile suffices.
  *   5. Item bias, a finiteness check, top-k, and for the k winners only the
@@ -29,6 +32,7 @@
 #include "attn/kern.h"
 #include "attn/tables.h"
 #include "attn/topk.h"
+#include "attn/vexp.h"
 
 /* Floats needed per buffer that depends on the tables (the rest depends on
  * the limits and m only). */
@@ -167,6 +171,7 @@ size_t attn_scratch_bytes(const attn_scratch *s)
 typedef struct s_view {
     const attn_kern *k;
     int L, N, lp;
+    float scale2;           /* logit scale times log2(e): kernels work in base 2 */
     size_t q_off, g_off, k_off, v_off;
 } s_view;
 
@@ -229,29 +234,26 @@ static void s_project(const attn_tables *t, const attn_kern *k, const float *w,
         row[i] = proj + (size_t)(i < n ? i : n - 1) * ld;
 }
 
-/* out (m x lp) = the m-vectors at row[j] + off, as columns; zero past L.
- * Eight columns at a time so each store run is 32 contiguous bytes. */
-static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp, float *out)
+/* Ask for the cache lines of rows [c0, c0 + n) of ptr, span floats from off:
+ * candidate rows are scattered over a catalog far bigger than the caches, and
+ * naming them a block ahead overlaps their misses with the current block. */
+static void s_prefetch(const float *const *ptr, int c0, int n, size_t off, size_t span)
 {
-    int j = 0;
-    for (; j + 8 <= L; j += 8) {
-        const float *r0 = row[j] + off, *r1 = row[j + 1] + off, *r2 = row[j + 2] + off,
-                    *r3 = row[j + 3] + off, *r4 = row[j + 4] + off, *r5 = row[j + 5] + off,
-                    *r6 = row[j + 6] + off, *r7 = row[j + 7] + off;
-        for (int t = 0; t < m; t++) {
-            float *o = out + (size_t)t * lp + j;
-            o[0] = r0[t]; o[1] = r1[t]; o[2] = r2[t]; o[3] = r3[t];
-            o[4] = r4[t]; o[5] = r5[t]; o[6] = r6[t]; o[7] = r7[t];
-        }
+    for (int i = c0; i < c0 + n; i++)
+        for (size_t x = 0; x < span; x += 16)
+            __builtin_prefetch(ptr[i] + off + x, 0, 3);
+}
+
+/* The same for catalog rows, before their pointers exist: history rows
+ * are asked for first thing, so that their misses overlap the setup work. */
+static void s_prefetch_catalog(const attn_tables *t, const uint32_t *rows, int n, size_t off,
+                               size_t span)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = t->base + (size_t)rows[i] * t->stride + off;
+        for (size_t c = 0; c < span; c += 16)
+            __builtin_prefetch(x + c, 0, 3);
     }
-    for (; j < L; j++) {
-        const float *r = row[j] + off;
-        for (int t = 0; t < m; t++)
-            out[(size_t)t * lp + j] = r[t];
-    }
-    if ((size_t)L < lp)
-        for (int t = 0; t < m; t++)
-            memset(out + (size_t)t * lp + L, 0, (lp - L) * sizeof *out);
 }
 
 /* Steps 1-3: bias, row pointers (projected if need be), packed history. */
@@ -259,13 +261,20 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
                       s_view *v)
 {
     const attn_model *md = t->model;
+    /* k and v of a row (contiguous), or the embedding NONE will project. */
+    if (t->w_qg || t->shared)
+        s_prefetch_catalog(t, rq->hist, rq->n_hist, 0, (size_t)t->d);
+    else
+        s_prefetch_catalog(t, rq->hist, rq->n_hist, t->k_off, t->v_off + t->m - t->k_off);
     v->k = attn_kern_get();
     v->L = rq->n_hist;
     v->N = rq->n_cand;
     v->lp = (int)attn_round_cols((size_t)v->L);
+    /* Logits in base 2 (vexp.h): log2(e) (scale Z + bias). */
+    v->scale2 = md->scale * ATTN_VEXP_LOG2E;
     for (int j = 0; j < v->L; j++)
-        s->bias[j] = (md->pos_bias ? md->pos_bias[j] : 0.0f) +
-                     (rq->hist_weight ? logf(rq->hist_weight[j]) : 0.0f);
+        s->bias[j] = ((md->pos_bias ? md->pos_bias[j] : 0.0f) +
+                      (rq->hist_weight ? logf(rq->hist_weight[j]) : 0.0f)) * ATTN_VEXP_LOG2E;
     /* Padding positions: -inf makes their weight exactly 0 (kern.h). */
     for (int j = v->L; j < v->lp; j++)
         s->bias[j] = -INFINITY;
@@ -287,19 +296,9 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         v->k_off = t->k_off;
         v->v_off = t->v_off;
     }
-    s_pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
+    v->k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
     if (!t->shared)
-        s_pack(s->hrow, v->v_off, v->L, t->m, (size_t)v->lp, s->vt);
-}
-
-/* Ask for the cache lines of rows [c0, c0 + n) of ptr, span floats from off:
- * candidate rows are scattered over a catalog far bigger than the caches, and
- * naming them a block ahead overlaps their misses with the current block. */
-static void s_prefetch(const float *const *ptr, int c0, int n, size_t off, size_t span)
-{
-    for (int i = c0; i < c0 + n; i++)
-        for (size_t x = 0; x < span; x += 16)
-            __builtin_prefetch(ptr[i] + off + x, 0, 3);
+        v->k->pack(s->hrow, v->v_off, v->L, t->m, (size_t)v->lp, s->vt);
 }
 
 /* Step 4: scores[c] for every candidate, item bias included.  Returns
@@ -309,7 +308,7 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
 {
     const attn_kern *k = v->k;
     const int R = k->rows, dh = t->dh, lp = v->lp;
-    const float scale = t->model->scale;
+    const float scale = v->scale2;
     /* q and g of a row: contiguous in every layout but the identity's. */
     const size_t span = t->shared ? (size_t)t->m : v->g_off + t->m - v->q_off;
     float acc[ATTN_KERN_MAX_ROWS], mx[ATTN_KERN_MAX_ROWS];
@@ -355,7 +354,7 @@ static void s_explain(const attn_tables *t, attn_scratch *s, const s_view *v, in
         for (int h = 0; h < t->heads; h++) {
             size_t hoff = (size_t)h * dh;
             k->logits(s->wrow + i0, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp,
-                      t->model->scale, s->bias, s->z, NULL, lp, mx);
+                      v->scale2, s->bias, s->z, NULL, lp, mx);
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < R && i0 + r < n; r++) {

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "attn/attn.h"
 #include "attn/kern.h"
@@ -35,6 +36,26 @@ static void *s_alloc(size_t n, size_t size)
         n = 1;
     if (n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0)
         return NULL;
+    return p;
+}
+
+/* The big table: rows are read at random, one or two per catalog item per
+ * request, so with 4 KiB pages nearly every row costs a TLB miss as well as
+ * a cache miss.  Ask for transparent huge pages (a hint: where THP is off the
+ * call fails harmlessly and the table works the same). */
+#define S_HUGE (2u << 20)
+
+static void *s_alloc_table(size_t n, size_t size)
+{
+    if (n > SIZE_MAX / size)
+        return NULL;
+    size_t bytes = n * size;
+    if (bytes < 2 * S_HUGE)
+        return s_alloc(n, size);
+    void *p = NULL;
+    if (posix_memalign(&p, S_HUGE, bytes) != 0)
+        return NULL;
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
     return p;
 }
 
@@ -126,7 +147,7 @@ static void *s_worker(void *arg)
 static int s_build_rows(attn_tables *t, const int64_t *param_index, int threads)
 {
     t->stride = 2 * (size_t)t->wcols;
-    t->rows = s_alloc((t->n + ATTN_KERN_MAX_ROWS) * t->stride, sizeof(float));
+    t->rows = s_alloc_table((t->n + ATTN_KERN_MAX_ROWS) * t->stride, sizeof(float));
     if (!t->rows)
         return ATTN_ENOMEM;
     t->base = t->rows;
@@ -168,7 +189,7 @@ static int s_build_rows(attn_tables *t, const int64_t *param_index, int threads)
 static int s_build_effective(attn_tables *t, const int64_t *param_index)
 {
     t->stride = attn_round_cols((size_t)t->d);
-    t->rows = s_alloc(t->n * t->stride, sizeof(float));
+    t->rows = s_alloc_table(t->n * t->stride, sizeof(float));
     if (!t->rows)
         return ATTN_ENOMEM;
     for (size_t r = 0; r < t->n; r++) {

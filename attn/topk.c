@@ -48,10 +48,15 @@
             idx[i] = (uint32_t)i;                                              \
         for (int i = k / 2 - 1; i >= 0; i--)                                   \
             s_sift_##SFX(s, idx, k, i);                                         \
+        /* Every index in the heap is below i, so i loses any tie: only a   \
+         * strictly larger score than the root's gets in.  The scan is then  \
+         * one compare against a register, whatever n is. */                  \
+        T thr = s[idx[0]];                                                     \
         for (int i = k; i < n; i++)                                            \
-            if (s_better_##SFX(s, (uint32_t)i, idx[0])) {                       \
+            if (s[i] > thr) {                                                  \
                 idx[0] = (uint32_t)i;                                          \
                 s_sift_##SFX(s, idx, k, 0);                                     \
+                thr = s[idx[0]];                                               \
             }                                                                  \
         /* Heap sort: the root is the worst; park it at the end. */           \
         for (int size = k; size > 1; size--) {                                 \

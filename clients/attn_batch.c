@@ -75,9 +75,12 @@ static void s_summary(const cli_batch_stats *st)
             (unsigned long long)st->rejected, codes);
     if (st->skipped)
         fprintf(stderr, "; %llu lines were already done", (unsigned long long)st->skipped);
-    fprintf(stderr, "; %llu retries (%llu timeouts, %llu busy/unavailable)\n",
+    fprintf(stderr, "; %llu retries (%llu timeouts, %llu busy/unavailable)",
             (unsigned long long)st->retries, (unsigned long long)st->timeouts,
             (unsigned long long)st->busy);
+    if (st->stale)
+        fprintf(stderr, "; %llu late replies dropped", (unsigned long long)st->stale);
+    fputc('\n', stderr);
 }
 
 int main(int argc, char **argv)

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <cjson/cJSON.h>
 
 #include "attn/hist.h"
@@ -246,6 +247,28 @@ void cli_progress_destroy(cli_progress **self_p);
 
 /* "1:02:03" or "4:05" into buf. */
 const char *cli_fmt_duration(double seconds, char *buf, size_t len);
+
+/* ---- append-only JSONL files ------------------------------------------------ */
+
+/* write(2) all of p, retrying short writes and EINTR; 0 or -1 (errno set). */
+int cli_write_all(int fd, const char *p, size_t n);
+
+/* Lines in a regular file (a last line without newline counts); 0 when the
+ * file can't be read or is not regular (a pipe: the total is unknown). */
+uint64_t cli_count_lines(const char *path);
+
+/* For --resume: the complete lines of an output file (fd, named path in
+ * messages), the byte offset just after the last one (where a torn line
+ * begins), and that last line's text in *last (caller frees; NULL when
+ * there are no lines). */
+int cli_output_scan(int fd, const char *path, uint64_t *lines, off_t *end, char **last,
+                    cli_err *err);
+
+/* Keep only the complete rejects lines whose "line" is 1..done (rewritten
+ * through path.tmp and rename): rejects a crash wrote for lines beyond the
+ * output would otherwise be duplicated when those lines are redone.  A
+ * missing file is fine. */
+int cli_rejects_trim(const char *path, uint64_t done, cli_err *err);
 
 /* ---- attn-batch ------------------------------------------------------------ */
 typedef struct cli_batch_opts {

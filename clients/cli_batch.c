@@ -111,121 +111,6 @@ static void s_line_clear(s_line *l)
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int s_write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Lines in a regular file (a last line without newline counts); 0 if the
- * file can't be read or is not regular (a pipe: total unknown). */
-static uint64_t s_count_lines(const char *path)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return 0;
-    char buf[65536];
-    uint64_t n = 0;
-    char last = '\n';
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) > 0) {
-        for (char *p = buf; (p = memchr(p, '\n', (size_t)(buf + r - p))); p++)
-            n++;
-        last = buf[r - 1];
-    }
-    close(fd);
-    return n + (last != '\n');
-}
-
-/* Scan an existing output for --resume: complete lines, the byte offset
- * just after the last one, and that last line's text (caller frees). */
-static int s_scan_output(int fd, uint64_t *lines, off_t *end, char **last, cli_err *err,
-                         const char *path)
-{
-    char buf[65536];
-    uint64_t n = 0;
-    off_t pos = 0, line_end = 0, prev_end = 0;
-    ssize_t r;
-    *last = NULL;
-    while ((r = pread(fd, buf, sizeof buf, pos)) > 0) {
-        for (ssize_t i = 0; i < r; i++) {
-            if (buf[i] == '\n') {
-                n++;
-                prev_end = line_end;
-                line_end = pos + i + 1;
-            }
-        }
-        pos += r;
-    }
-    if (r < 0)
-        return cli_fail(err, CLI_IO, "cannot read %s: %s", path, strerror(errno));
-    *lines = n;
-    *end = line_end;
-    if (n) {
-        size_t len = (size_t)(line_end - prev_end - 1);
-        *last = malloc(len + 1);
-        if (!*last)
-            return cli_fail(err, CLI_NOMEM, "out of memory");
-        if (pread(fd, *last, len, prev_end) != (ssize_t)len) {
-            free(*last);
-            *last = NULL;
-            return cli_fail(err, CLI_IO, "cannot read %s: %s", path, strerror(errno));
-        }
-        (*last)[len] = '\0';
-    }
-    return CLI_OK;
-}
-
-/* Keep the rejects of lines 1..done (complete lines only): what a crash
- * wrote beyond the output is about lines that will be redone. */
-static int s_trim_rejects(const char *path, uint64_t done, cli_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return CLI_OK;
-        return cli_fail(err, CLI_IO, "cannot open --rejects %s: %s", path, strerror(errno));
-    }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *t = fopen(tmp, "w");
-    if (!t) {
-        fclose(f);
-        return cli_fail(err, CLI_IO, "cannot write %s: %s", tmp, strerror(errno));
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int bad = 0;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        if (line[n - 1] != '\n')
-            break;
-        cJSON *r = cli_json_object(line, (size_t)n);
-        const cJSON *ln = cJSON_GetObjectItemCaseSensitive(r, "line");
-        if (cJSON_IsNumber(ln) && ln->valuedouble >= 1 && ln->valuedouble <= (double)done)
-            bad |= fwrite(line, 1, (size_t)n, t) != (size_t)n;
-        cJSON_Delete(r);
-    }
-    free(line);
-    fclose(f);
-    if (fclose(t) != 0 || bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return cli_fail(err, CLI_IO, "cannot rewrite --rejects %s: %s", path, strerror(errno));
-    }
-    return CLI_OK;
-}
-
 /* The id of a JSON object line as a cJSON value (null when absent or when
  * the line is not an object: that is what its output line carries). */
 static cJSON *s_line_id(const char *text)
@@ -259,7 +144,7 @@ static int s_open_files(s_job *j, cli_err *err)
         return cli_fail(err, CLI_IO, "cannot open --in %s: %s", o->in, strerror(errno));
     }
     if (o->progress && strcmp(o->in, "-") != 0)
-        j->total = s_count_lines(o->in);
+        j->total = cli_count_lines(o->in);
 
     if (strcmp(o->out, "-") == 0) {
         if (o->resume)
@@ -272,7 +157,7 @@ static int s_open_files(s_job *j, cli_err *err)
         uint64_t done;
         off_t end;
         char *last;
-        int rc = s_scan_output(j->out_fd, &done, &end, &last, err, o->out);
+        int rc = cli_output_scan(j->out_fd, o->out, &done, &end, &last, err);
         if (rc != CLI_OK)
             return rc;
         /* Skip the lines already answered, checking that the output really
@@ -309,7 +194,7 @@ static int s_open_files(s_job *j, cli_err *err)
         j->st->skipped = done;
         j->next_read = j->next_write = done + 1;
         if (o->rejects) {
-            int rc2 = s_trim_rejects(o->rejects, done, err);
+            int rc2 = cli_rejects_trim(o->rejects, done, err);
             if (rc2 != CLI_OK)
                 return rc2;
         }
@@ -577,14 +462,14 @@ static int s_flush(s_job *j, cli_err *err)
                       cli_buf_puts(&j->wbuf, "}\n");
             if (bad)
                 return cli_fail(err, CLI_NOMEM, "out of memory");
-            if (s_write_all(j->rej_fd, j->wbuf.data, j->wbuf.len))
+            if (cli_write_all(j->rej_fd, j->wbuf.data, j->wbuf.len))
                 return cli_fail(err, CLI_IO, "cannot write --rejects %s: %s", j->o->rejects,
                                 strerror(errno));
         }
         cli_buf_reset(&j->wbuf);
         if (cli_buf_puts(&j->wbuf, l->out) || cli_buf_put(&j->wbuf, "\n", 1))
             return cli_fail(err, CLI_NOMEM, "out of memory");
-        if (s_write_all(j->out_fd, j->wbuf.data, j->wbuf.len))
+        if (cli_write_all(j->out_fd, j->wbuf.data, j->wbuf.len))
             return cli_fail(err, CLI_IO, "cannot write --out %s: %s", j->o->out,
                             strerror(errno));
         j->st->lines++;
@@ -714,9 +599,16 @@ int cli_batch_run(void *zmq_ctx, const cli_batch_opts *o, cli_batch_stats *st, c
                       (unsigned long long)st->rejected, (unsigned long long)st->lines);
     if (rc == CLI_STOPPED && err) {
         size_t n = strlen(err->msg);
-        snprintf(err->msg + n, sizeof err->msg - n,
-                 " after %llu lines; run again with --resume to continue",
-                 (unsigned long long)(j->next_write - 1));
+        uint64_t late = cli_pipe_stale(j->pipe);
+        /* Late replies mean a daemon is alive but slower than --timeout. */
+        if (late)
+            n += (size_t)snprintf(err->msg + n, sizeof err->msg - n,
+                                  " (%llu replies came after their timeout: raise --timeout?)",
+                                  (unsigned long long)late);
+        if (n < sizeof err->msg)
+            snprintf(err->msg + n, sizeof err->msg - n,
+                     " after %llu lines; run again with --resume to continue",
+                     (unsigned long long)(j->next_write - 1));
     }
 done:
     cli_progress_destroy(&j->bar);

@@ -84,7 +84,7 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t failed, int fo
     } else {
         w = snprintf(line, sizeof line, "%s %llu done", p->label, (unsigned long long)done);
     }
-    if (w > 0 && (size_t)w < sizeof line)
+    if (rate > 0 && w > 0 && (size_t)w < sizeof line)   /* 0: not measured yet */
         w += snprintf(line + w, sizeof line - (size_t)w, "  %.0f/s", rate);
     if (p->total && rate > 0 && done < p->total && w > 0 && (size_t)w < sizeof line)
         w += snprintf(line + w, sizeof line - (size_t)w, "  ETA %s",

@@ -367,9 +367,16 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
                       "the dimension and every embedding with --force-dim (trained models "
                       "of dimension %d then stop being usable)",
                       store_path(db), db_dim, o.dim, db_dim, db_dim);
+    /* The write lock is taken before reading: "every item" then means every
+     * item at commit, not every item minus those an import added while we
+     * computed.  Readers (the daemon) are not blocked by it. */
+    int rc = store_begin(db, err);
+    if (rc != STORE_OK)
+        return rc;
     s_items it = {0};
     float *emb = NULL;
-    int rc = s_read_items(db, &it, err);
+    char *desc = NULL;
+    rc = s_read_items(db, &it, err);
     if (rc == STORE_OK && it.n &&
         !(emb = malloc(it.n * (size_t)o.dim * sizeof *emb)))
         rc = s_fail(err, STORE_ERR_NOMEM, "embed: out of memory for %zu x %d vectors", it.n,
@@ -377,33 +384,29 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
     if (rc == STORE_OK)
         rc = store_embed_texts((const char *const *)it.text, (const char *const *)it.ext, it.n,
                                &o, emb, info, err);
-    char *desc = NULL;
     if (rc == STORE_OK && !(desc = store_embed_describe(&o, info)))
         rc = s_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
+    if (rc == STORE_OK && o.dim != db_dim) {
+        rc = s_change_dim(db, o.dim, info, err);
+        if (rc == STORE_OK)
+            rc = s_write_raw(db, &it, emb, o.dim, &o, err);
+    } else {
+        for (size_t i = 0; i < it.n && rc == STORE_OK; i++) {
+            rc = store_item_set_embedding(db, it.id[i], emb + i * (size_t)o.dim, err);
+            if (o.progress && i % 4096 == 0)
+                o.progress(o.progress_ctx, "write", i, it.n);
+        }
+    }
     if (rc == STORE_OK)
-        rc = store_begin(db, err);
-    if (rc == STORE_OK) {
-        if (o.dim != db_dim) {
-            rc = s_change_dim(db, o.dim, info, err);
-            if (rc == STORE_OK)
-                rc = s_write_raw(db, &it, emb, o.dim, &o, err);
-        } else {
-            for (size_t i = 0; i < it.n && rc == STORE_OK; i++) {
-                rc = store_item_set_embedding(db, it.id[i], emb + i * (size_t)o.dim, err);
-                if (o.progress && i % 4096 == 0)
-                    o.progress(o.progress_ctx, "write", i, it.n);
-            }
-        }
-        if (rc == STORE_OK)
-            rc = store_meta_set(db, "embedder", desc, err);
-        if (rc == STORE_OK)
-            rc = store_catalog_touch(db, err);
-        if (rc == STORE_OK)
-            rc = store_commit(db, err);
-        if (rc != STORE_OK) {
-            store_rollback(db);
-            info->dim_changed = 0;
-        }
+        rc = store_meta_set(db, "embedder", desc, err);
+    if (rc == STORE_OK)
+        rc = store_catalog_touch(db, err);
+    if (rc == STORE_OK)
+        rc = store_commit(db, err);
+    if (rc != STORE_OK) {
+        store_rollback(db);
+        info->dim_changed = 0;
+        info->models_unusable = 0;
     }
     free(desc);
     free(emb);

@@ -4,7 +4,8 @@
  *
  * X is n x V sparse (items x features), k = dim + oversample (at most
  * min(n, V)).  Dense work arrays: Y (n x k) and Z (V x k), row-major, so the
- * sparse products stream through X's rows once each:
+ * sparse products stream through X's rows once each (and are the cost:
+ * 2 * nnz * k flops per product, 2 * power_iters + 3 products):
  *
  *     Y = X Omega                    Omega: V x k, N(0,1) from the seed
  *     repeat q times:  Q = orth(Y);  Z = orth(X^T Q);  Y = X Z
@@ -80,70 +81,77 @@ static void s_gauss(uint64_t *s, float *x, size_t n)
     }
 }
 
-/* Y (n x k) = X (n x V) * A (V x k), all row-major. */
-static void s_xa(const store_embed_csr *x, const float *a, int k, float *y)
+/* Dense rows are padded to a multiple of LANE floats (zero in the padding,
+ * which products of zero-padded inputs keep at zero), so that the inner
+ * loops below have a constant trip count and compile to vector code at -O2. */
+#define LANE 8
+
+static inline void s_axpy(float *restrict y, float a, const float *restrict x, int ld)
+{
+    for (int c = 0; c < ld; c += LANE)
+        for (int q = 0; q < LANE; q++)
+            y[c + q] += a * x[c + q];
+}
+
+/* Y (n x ld) = X (n x V) * A (V x ld), all row-major. */
+static void s_xa(const store_embed_csr *x, const float *a, int ld, float *y)
 {
     for (size_t i = 0; i < x->rows; i++) {
-        float *yi = y + i * (size_t)k;
-        memset(yi, 0, (size_t)k * sizeof *yi);
-        for (size_t e = x->rowptr[i]; e < x->rowptr[i + 1]; e++) {
-            const float *aj = a + (size_t)x->col[e] * (size_t)k;
-            float v = x->val[e];
-            for (int c = 0; c < k; c++)
-                yi[c] += v * aj[c];
-        }
+        float *yi = y + i * (size_t)ld;
+        memset(yi, 0, (size_t)ld * sizeof *yi);
+        for (size_t e = x->rowptr[i]; e < x->rowptr[i + 1]; e++)
+            s_axpy(yi, x->val[e], a + (size_t)x->col[e] * (size_t)ld, ld);
     }
 }
 
-/* Z (V x k) = X^T (V x n) * Q (n x k), row-major. */
-static void s_xtq(const store_embed_csr *x, const float *q, int k, float *z)
+/* Z (V x ld) = X^T (V x n) * Q (n x ld), row-major. */
+static void s_xtq(const store_embed_csr *x, const float *q, int ld, float *z)
 {
-    memset(z, 0, x->cols * (size_t)k * sizeof *z);
+    memset(z, 0, x->cols * (size_t)ld * sizeof *z);
     for (size_t i = 0; i < x->rows; i++) {
-        const float *qi = q + i * (size_t)k;
-        for (size_t e = x->rowptr[i]; e < x->rowptr[i + 1]; e++) {
-            float *zj = z + (size_t)x->col[e] * (size_t)k;
-            float v = x->val[e];
-            for (int c = 0; c < k; c++)
-                zj[c] += v * qi[c];
-        }
+        const float *qi = q + i * (size_t)ld;
+        for (size_t e = x->rowptr[i]; e < x->rowptr[i + 1]; e++)
+            s_axpy(z + (size_t)x->col[e] * (size_t)ld, x->val[e], qi, ld);
     }
 }
 
-static void s_to_cm(const float *rm, size_t m, int k, float *cm)
+/* The first k columns of a row-major m x ld matrix to column-major and back
+ * (the padding is left alone). */
+static void s_to_cm(const float *rm, size_t m, int k, int ld, float *cm)
 {
     for (size_t i = 0; i < m; i++)
         for (int c = 0; c < k; c++)
-            cm[i + (size_t)c * m] = rm[i * (size_t)k + (size_t)c];
+            cm[i + (size_t)c * m] = rm[i * (size_t)ld + (size_t)c];
 }
 
-static void s_from_cm(const float *cm, size_t m, int k, float *rm)
+static void s_from_cm(const float *cm, size_t m, int k, int ld, float *rm)
 {
     for (size_t i = 0; i < m; i++)
         for (int c = 0; c < k; c++)
-            rm[i * (size_t)k + (size_t)c] = cm[i + (size_t)c * m];
+            rm[i * (size_t)ld + (size_t)c] = cm[i + (size_t)c * m];
 }
 
-/* QR of a (m x k, row-major) in ws->cm; the factor stays in ws->cm/tau. */
-static int s_qr(s_ws *ws, const float *a, size_t m, int k, store_err *err)
+/* QR of a (m x k, row-major, row stride ld) in ws->cm; the factor stays in
+ * ws->cm and ws->tau. */
+static int s_qr(s_ws *ws, const float *a, size_t m, int k, int ld, store_err *err)
 {
     int mi = (int)m, info = 0;
-    s_to_cm(a, m, k, ws->cm);
+    s_to_cm(a, m, k, ld, ws->cm);
     sgeqrf_(&mi, &k, ws->cm, &mi, ws->tau, ws->work, &ws->lwork, &info);
     return info ? s_fail(err, STORE_ERR_IO, "sgeqrf", info) : STORE_OK;
 }
 
-/* a (m x k, row-major) := an orthonormal basis of its columns. */
-static int s_orth(s_ws *ws, float *a, size_t m, int k, store_err *err)
+/* a (m x k, row stride ld) := an orthonormal basis of its columns. */
+static int s_orth(s_ws *ws, float *a, size_t m, int k, int ld, store_err *err)
 {
-    int rc = s_qr(ws, a, m, k, err);
+    int rc = s_qr(ws, a, m, k, ld, err);
     if (rc != STORE_OK)
         return rc;
     int mi = (int)m, info = 0;
     sorgqr_(&mi, &k, &k, ws->cm, &mi, ws->tau, ws->work, &ws->lwork, &info);
     if (info)
         return s_fail(err, STORE_ERR_IO, "sorgqr", info);
-    s_from_cm(ws->cm, m, k, a);
+    s_from_cm(ws->cm, m, k, ld, a);
     return STORE_OK;
 }
 
@@ -230,6 +238,8 @@ int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o
 {
     size_t n = x->rows, v = x->cols;
     *rank = 0;
+    if (n == 0)
+        return STORE_OK;
     memset(out, 0, n * (size_t)dim * sizeof *out);
     size_t k = (size_t)dim + (size_t)(o->oversample > 0 ? o->oversample : 0);
     if (k > n)
@@ -241,8 +251,9 @@ int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o
     if (n > INT32_MAX / 2 || v > INT32_MAX / 2)
         return s_fail(err, STORE_ERR_INVAL, "(matrix too large)", 0);
     int ki = (int)k;
-    float *y = malloc(n * k * sizeof *y);
-    float *z = malloc(v * k * sizeof *z);
+    int ld = (ki + LANE - 1) / LANE * LANE;
+    float *y = calloc(n * (size_t)ld, sizeof *y);
+    float *z = calloc(v * (size_t)ld, sizeof *z);
     float *s = malloc(k * sizeof *s);
     float *vt = malloc(k * k * sizeof *vt);
     float *m = calloc(k * (size_t)dim, sizeof *m);
@@ -253,26 +264,28 @@ int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o
     if (rc != STORE_OK)
         goto out;
 
+    /* Omega in Z's buffer, row by row so that the padding stays zero. */
     uint64_t state = o->seed * 0x2545F4914F6CDD1Dull + 0x5EED;
-    s_gauss(&state, z, v * k);                 /* Omega, in Z's buffer */
-    s_xa(x, z, ki, y);
+    for (size_t j = 0; j < v; j++)
+        s_gauss(&state, z + j * (size_t)ld, k);
+    s_xa(x, z, ld, y);
     int steps = o->power_iters > 0 ? o->power_iters : 0;
     for (int it = 0; it < steps && rc == STORE_OK; it++) {
-        rc = s_orth(&ws, y, n, ki, err);
+        rc = s_orth(&ws, y, n, ki, ld, err);
         if (rc == STORE_OK) {
-            s_xtq(x, y, ki, z);
-            rc = s_orth(&ws, z, v, ki, err);
+            s_xtq(x, y, ld, z);
+            rc = s_orth(&ws, z, v, ki, ld, err);
         }
         if (rc == STORE_OK)
-            s_xa(x, z, ki, y);
+            s_xa(x, z, ld, y);
         if (o->progress)
             o->progress(o->progress_ctx, "svd", (size_t)it + 1, (size_t)steps + 1);
     }
     if (rc == STORE_OK)
-        rc = s_orth(&ws, y, n, ki, err);       /* Q */
+        rc = s_orth(&ws, y, n, ki, ld, err);   /* Q */
     if (rc == STORE_OK) {
-        s_xtq(x, y, ki, z);                    /* B^T */
-        rc = s_qr(&ws, z, v, ki, err);         /* R in ws.cm */
+        s_xtq(x, y, ld, z);                    /* B^T */
+        rc = s_qr(&ws, z, v, ki, ld, err);     /* R in ws.cm */
     }
     if (rc == STORE_OK)
         rc = s_small_svd(&ws, v, ki, s, vt, err);
@@ -290,7 +303,7 @@ int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o
         for (size_t j = 0; j < k; j++)
             m[j * (size_t)dim + (size_t)c] = vt[(size_t)c + j * k] * s[c];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, dim, ki, 1.0f, y, ki, m, dim,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, dim, ki, 1.0f, y, ld, m, dim,
                 0.0f, out, dim);
     s_fix_signs(out, n, dim);
     if (o->progress)

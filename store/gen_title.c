@@ -159,7 +159,7 @@ void store_gen_title(char *out, const store_gen_topic *tp, int k,
     /* The blend phrase's draws happen for every title, used or not, to keep
      * the draw count constant (see the top of the file). */
     uint32_t bi = store_gen_below(r, sizeof s_blend / sizeof s_blend[0]);
-    uint32_t ba = store_gen_below(r, 12);
+    double ba = store_gen_uniform(r);      /* scaled below: tp2's list length varies */
     uint32_t bn = store_gen_below(r, STORE_GEN_NOUNS);
 
     s_expand(&b, tmpl, &v, words, nw);
@@ -168,7 +168,7 @@ void store_gen_title(char *out, const store_gen_topic *tp, int k,
         s_title_case(tname, sizeof tname, tp2->name);
         int na2 = s_count(tp2->adj, 13);
         s_slots v2 = {
-            .a = tp2->adj[ba % (uint32_t)na2],
+            .a = tp2->adj[(int)(ba * na2)],
             .n = tp2->theme[k2].noun[bn],
             .t = tname,
         };

@@ -1,8 +1,9 @@
 /* gen_users.c -- demo users: drifting interests, sessions, time-ordered histories.
  *
  * A user is, from their own stream (seed, USER, u):
- *   - a history length 5 + (mean-5) X, X Pareto(alpha 2) with mean ~1,
- *     capped at 25: most users have a few dozen events, a few hundreds;
+ *   - a history length 5 + (mean-5) Y, Y Lomax (Pareto II, alpha 2) with
+ *     mean 1, capped at 30: the median user has ~20 events at mean 40, one
+ *     in ten over 100, the heaviest about a thousand;
  *   - 1-4 interest topics (drawn by topic popularity), each with a favourite
  *     theme and a weight that moves linearly from w0 to w1 along the history
  *     (some interests grow, some fade); a third of users also pick up a new
@@ -28,7 +29,7 @@
 #include <string.h>
 
 #define S_MAX_INTERESTS 5
-#define S_PARETO_CAP 25.0
+#define S_LOMAX_CAP 30.0
 #define S_EXPLORE_P 0.03      /* an event anywhere in the catalog */
 #define S_DETOUR_P 0.15       /* an event from another interest */
 #define S_REPEAT_P 0.05       /* re-view of a recent item */
@@ -304,12 +305,15 @@ int store_gen_user_history(const store_gen_world *w, uint32_t u, store_gen_histo
     store_gen_rng r;
     store_gen_rng_seed(&r, w->opt.seed, STORE_GEN_STREAM_USER, u);
 
-    /* 1 - uniform is in (0, 1], so x is finite: Pareto(2) with mean 1. */
-    double x = 0.5 / sqrt(1.0 - store_gen_uniform(&r));
-    if (x > S_PARETO_CAP)
-        x = S_PARETO_CAP;
+    /* Lomax(alpha 2, scale 1) by inversion: 1/sqrt(1-u) - 1, mean 1, min 0.
+     * 1 - uniform is in (0, 1], so y is finite.  The cap takes 1/(1+cap) off
+     * the mean; dividing by that keeps the mean history length at m. */
+    double y = 1.0 / sqrt(1.0 - store_gen_uniform(&r)) - 1.0;
+    if (y > S_LOMAX_CAP)
+        y = S_LOMAX_CAP;
+    y *= (1.0 + S_LOMAX_CAP) / S_LOMAX_CAP;
     double m = w->opt.events_per_user;
-    uint32_t n = 5 + (uint32_t)((m - 5.0) * x + 0.5);
+    uint32_t n = 5 + (uint32_t)((m - 5.0) * y + 0.5);
 
     h->n = 0;
     if (s_reserve(h, n) != STORE_OK)

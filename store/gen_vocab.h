@@ -4,7 +4,7 @@
  *     char title[STORE_GEN_TITLE_MAX];
  *     const char *words[STORE_GEN_WORDS_MAX]; int nw;
  *     store_gen_title(title, t, 1, NULL, 0, &rng, words, &nw);
- *     // "Cool Ballads at the Blue Note"; words = {"Cool", "Ballads", "Blue Note"}
+ *     // "Cool Ballads at the Blue Note"; words = {"Cool", "Ballads", "the Blue Note"}
  *
  * Each topic has title templates, topic-wide adjectives and proper names,
  * and four themes (its sub-topics), each with a name and six nouns.  An item

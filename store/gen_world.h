@@ -2,7 +2,8 @@
  *
  *     store_gen_world w;
  *     store_gen_world_build(&w, &opts);          // topics, items, samplers
- *     store_gen_item_content(&w, i, &c);         // title, text, embedding of item i
+ *     store_gen_content c = {.emb = emb, .scratch = scratch};
+ *     store_gen_item_content(&w, i, 0, &c);      // title, text, embedding of item i
  *     store_gen_history h = {0};
  *     store_gen_user_history(&w, u, &h);         // user u's time-ordered events
  *     store_gen_history_free(&h);

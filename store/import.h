@@ -28,7 +28,7 @@
 #include "store/store.h"
 
 enum store_import_format {
-    STORE_IMPORT_AUTO = 0,   /* by extension: .csv .tsv .txt -> CSV; .jsonl .ndjson .json -> JSONL */
+    STORE_IMPORT_AUTO = 0,   /* by extension: .csv .tsv .txt, or .jsonl .ndjson .json */
     STORE_IMPORT_CSV,        /* RFC 4180, header row naming the columns */
     STORE_IMPORT_JSONL,      /* one JSON object per line */
 };
@@ -60,6 +60,7 @@ typedef struct store_import_opts {
     const char *npy_path;      /* store_import_items: also embeddings from .npy */
     const char *ids_path;      /*   ... aligned with this list of ext_ids */
     int64_t now;               /* items.updated_at; 0 = time(NULL) */
+    int cache_kib;             /* SQLite page cache while importing; 0 = 64 MiB */
     store_import_progress_fn progress;   /* may be NULL */
     void *progress_ctx;
 } store_import_opts;

@@ -168,7 +168,8 @@ int store_import_events(store *db, const char *path, const store_import_opts *op
     char rejects[600];
     snprintf(rejects, sizeof rejects, "%s.rejects", path);
     store_import_job job;
-    int rc = store_import_job_start(&job, db, opts, stats, rejects, err);
+    const char *inputs[] = {path};
+    int rc = store_import_job_start(&job, db, opts, stats, rejects, inputs, 1, err);
     if (rc != STORE_OK)
         return rc;
     store_import_rd_opts ro = {0};

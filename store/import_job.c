@@ -9,9 +9,11 @@
 #include "store/import_job.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,9 +25,31 @@
  * for a 4 Hz progress line at a million rows a second. */
 #define PROGRESS_EVERY 4096
 
+/* Page cache during an import, KiB: bounded, and enough for the indexes of
+ * tens of millions of events to stay mostly in memory. */
+#define IMPORT_CACHE_KIB (64 * 1024)
+
+static void s_cache_restore(store_import_job *job)
+{
+    if (!job->cache_was)
+        return;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld", (long long)job->cache_was);
+    sqlite3_exec(store_sqlite(job->db), sql, NULL, NULL, NULL);
+    job->cache_was = 0;
+}
+
+/* Do a and b name the same existing file? */
+static int s_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 int store_import_job_start(store_import_job *job, store *db, const store_import_opts *opts,
                            store_import_stats *stats, const char *default_rejects,
-                           store_err *err)
+                           const char *const *inputs, int n_inputs, store_err *err)
 {
     memset(job, 0, sizeof *job);
     job->db = db;
@@ -48,6 +72,21 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
     if (opts->skip_bad) {
         const char *path = opts->rejects_path ? opts->rejects_path : default_rejects;
         snprintf(stats->rejects_path, sizeof stats->rejects_path, "%s", path);
+        /* Opening the rejects file truncates it: never an input, never the
+         * database. */
+        int clash = s_same_file(path, store_path(db));
+        for (int i = 0; i < n_inputs && !clash; i++)
+            clash = s_same_file(path, inputs[i]);
+        if (clash) {
+            if (err) {
+                err->code = STORE_ERR_INVAL;
+                snprintf(err->msg, sizeof err->msg, "%.300s: the rejects file would overwrite "
+                         "an input of the import; choose another --rejects", path);
+            }
+            store_import_map_free(&job->users);
+            store_import_map_free(&job->items);
+            return STORE_ERR_INVAL;
+        }
         /* Truncated now, removed at the end if nothing was rejected: after a
          * run the file exists exactly when that run rejected something. */
         job->rejects = fopen(path, "w");
@@ -62,8 +101,25 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
             return STORE_ERR_IO;
         }
     }
+    /* A bigger page cache for the length of the import: inserts land all
+     * over the interactions primary key, and with SQLite's default 2 MB the
+     * transaction spills and re-reads pages long before it commits.  The
+     * previous size comes back in store_import_job_finish. */
+    sqlite3 *h = store_sqlite(db);
+    sqlite3_stmt *cs;
+    job->cache_was = 0;
+    if (sqlite3_prepare_v2(h, "PRAGMA cache_size", -1, &cs, NULL) == SQLITE_OK) {
+        if (sqlite3_step(cs) == SQLITE_ROW)
+            job->cache_was = sqlite3_column_int64(cs, 0);
+        sqlite3_finalize(cs);
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d",
+             opts->cache_kib > 0 ? opts->cache_kib : IMPORT_CACHE_KIB);
+    sqlite3_exec(h, sql, NULL, NULL, NULL);
     int rc = store_begin(db, err);
     if (rc != STORE_OK) {
+        s_cache_restore(job);
         if (job->rejects) {
             fclose(job->rejects);
             unlink(stats->rejects_path);
@@ -102,6 +158,7 @@ int store_import_job_finish(store_import_job *job, int rc)
         rc = store_commit(job->db, job->err);
     if (rc != STORE_OK)
         store_rollback(job->db);
+    s_cache_restore(job);
     if (job->rejects) {
         if (fclose(job->rejects) != 0 && rc == STORE_OK) {
             /* The data is committed; the reject list is incomplete.  Say so

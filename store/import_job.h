@@ -26,16 +26,20 @@ typedef struct store_import_job {
     const void *hdr_written;       /* reader whose header went to rejects */
     store_import_map *users;       /* ext_id -> user_id */
     store_import_map *items;       /* ext_id -> item_id */
+    int64_t cache_was;             /* PRAGMA cache_size before the import, 0 = untouched */
     int items_changed;             /* bump catalog_version at commit */
     int embeddings_from;           /* write meta embedder "imported" at commit */
     char embed_source[256];        /* file the embeddings came from */
 } store_import_job;
 
 /* Begin the transaction and open the rejects file (when skip_bad; its path
- * is opts->rejects_path or default_rejects).  On failure nothing is open. */
+ * is opts->rejects_path or default_rejects).  inputs (NULL-terminated, NULL
+ * entries skipped up to n) are the files the import will read: a rejects
+ * path naming one of them, or the database, is refused before anything is
+ * truncated.  On failure nothing is open. */
 int store_import_job_start(store_import_job *job, store *db, const store_import_opts *opts,
                            store_import_stats *stats, const char *default_rejects,
-                           store_err *err);
+                           const char *const *inputs, int n_inputs, store_err *err);
 
 /* Commit if rc is STORE_OK (bumping catalog_version first when items
  * changed), else roll back.  Closes the rejects file, removing it when it

@@ -444,7 +444,15 @@ int store_import_movielens(store *db, const char *dir, const store_import_opts *
     char rejects[4200];
     snprintf(rejects, sizeof rejects, "%s.rejects", store_path(db));
     store_import_job job;
-    int rc = store_import_job_start(&job, db, &o, stats, rejects, err);
+    static const char *const names[] = {"u.genre", "u.item", "u.data", "movies.csv",
+                                        "ratings.csv", "tags.csv"};
+    char paths[6][4200];
+    const char *inputs[6];
+    for (int i = 0; i < 6; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+        inputs[i] = paths[i];
+    }
+    int rc = store_import_job_start(&job, db, &o, stats, rejects, inputs, 6, err);
     if (rc != STORE_OK)
         return rc;
     rc = layout == 1 ? s_ml100k(&job, dir) : s_mlcsv(&job, dir);

@@ -626,7 +626,7 @@ void store_import_rd_get(store_import_rd *rd, int col, store_import_val *v)
         return;
     const cJSON *j = NULL;
     for (char **n = c->names; *n && !j; n++) {
-        j = cJSON_GetObjectItemCaseSensitive(rd->json, *n);
+        j = cJSON_GetObjectItem(rd->json, *n);   /* like CSV headers: any case */
         if (j)
             v->name = *n;
     }

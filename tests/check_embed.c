@@ -174,7 +174,8 @@ START_TEST(test_empty_text)
         keys[i] = kbuf[i];
     }
     /* Two empty texts and one whose words (and their character n-grams)
-     * occur nowhere else, so min_df drops them: all three get the hashed unit vector of their ext_id. */
+     * occur nowhere else, so min_df drops them: all three get the hashed
+     * unit vector of their ext_id. */
     free(t[3]);
     t[3] = strdup("");
     free(t[8]);

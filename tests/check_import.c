@@ -324,7 +324,8 @@ START_TEST(test_items_csv)
     float e[DIM];
     ck_assert_int_eq(s_emb(db, "i2", e), DIM);
     ck_assert(e[0] == 0 && e[1] == 1 && e[2] == 0 && e[3] == 0);
-    int64_t cv0 = s_int(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'catalog_version'");
+    int64_t cv0 = s_int(db, "SELECT CAST(value AS INTEGER) FROM meta "
+                            "WHERE key = 'catalog_version'");
     ck_assert_int_ge(cv0, 1);
 
     /* Columns by flag, another separator, upserts that keep item_id: i2
@@ -742,6 +743,16 @@ START_TEST(test_skip_bad)
     ck_assert_int_eq(store_import_events(db, tu_path("clean.csv"), &o, &st, &err), STORE_OK);
     ck_assert_int_eq(st.rejected, 0);
     ck_assert_int_ne(access(tu_path("my.rejects"), F_OK), 0);
+
+    /* A rejects path naming the input is refused before it is truncated. */
+    o.rejects_path = tu_path("clean.csv");
+    ck_assert_int_eq(store_import_events(db, tu_path("clean.csv"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "would overwrite an input"), "%s", err.msg);
+    size_t cl;
+    char *clean = s_slurp(tu_path("clean.csv"), &cl);
+    ck_assert_str_eq(clean, "user,item,ts\nu9,i1,9\n");
+    free(clean);
     store_close(&db);
 }
 END_TEST
@@ -798,6 +809,7 @@ START_TEST(test_kill9)
         s_kill_ctx k = {.fd = fds[1]};
         store_import_opts co = store_import_defaults();
         co.progress = s_kill_progress;
+        co.cache_kib = 1024;      /* small, so that the transaction spills */
         co.progress_ctx = &k;
         store_import_stats cst;
         store_import_events(cdb, tu_path("huge.csv"), &co, &cst, NULL);
@@ -807,10 +819,14 @@ START_TEST(test_kill9)
     char c;
     ck_assert_int_eq(read(fds[0], &c, 1), 1);
     close(fds[0]);
-    /* 100k rows into the transaction SQLite has spilled uncommitted pages
-     * into the WAL (about 3 MB with the default page cache): the recovery
-     * below must ignore frames no commit record covers.  Kill without
-     * warning. */
+    /* 100k rows into the transaction, with a 1 MiB page cache, SQLite has
+     * spilled uncommitted pages into the WAL: the recovery below must
+     * ignore frames no commit record covers.  Kill without warning. */
+    struct stat wal;
+    char walpath[700];
+    snprintf(walpath, sizeof walpath, "%s-wal", dbpath);
+    ck_assert_int_eq(stat(walpath, &wal), 0);
+    ck_assert_int_gt(wal.st_size, 1 << 20);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);

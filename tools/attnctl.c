@@ -10,7 +10,7 @@ static const struct {
     const char *usage;
 } s_commands[] = {
     {"init", cmd_init, "init DB --dim D            create an empty database"},
-    {"gen", cmd_gen, "gen DB [--items N --users N --dim D --seed S]  synthetic demo data"},
+    {"gen", cmd_gen, "gen DB [--items N --users N --dim D --seed S --events-per-user M --force]"},
     {"import", cmd_import, "import items|events|movielens DB FILE|DIR [options]"},
     {"embed", cmd_embed, "embed DB --dim D [--seed S]  text embeddings for every item"},
     {"train", cmd_train, "train DB [options]           learn a model version"},

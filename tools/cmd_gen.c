@@ -166,6 +166,10 @@ int cmd_gen(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
+    if (!*path) {
+        fprintf(stderr, "attnctl gen: the database path is empty\n");
+        return 2;
+    }
     store_err err = {0};
     if (store_gen_check(&o, &err) != STORE_OK) {     /* the combined limits */
         fprintf(stderr, "attnctl gen: %s\n", err.msg);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,9 @@
 static void s_usage(FILE *out)
 {
     fprintf(out,
-        "usage: attnctl import items DB [FILE] [options]      items: id, title, text, embedding\n"
-        "       attnctl import events DB FILE [options]       events: user, item, ts, kind, weight\n"
-        "       attnctl import movielens DB DIR [--dim D]     MovieLens 100K or CSV layout\n"
+        "usage: attnctl import items DB [FILE] [options]    id, title, text, embedding\n"
+        "       attnctl import events DB FILE [options]     user, item, ts, kind, weight\n"
+        "       attnctl import movielens DB DIR [--dim D]   MovieLens 100K or CSV layout\n"
         "\n"
         "FILE is CSV (RFC 4180, header row) or JSONL (one object per line), chosen by\n"
         "extension (.csv .tsv .jsonl .ndjson) or --format.  One transaction: a bad line\n"
@@ -43,7 +44,7 @@ static void s_usage(FILE *out)
         "  --col-ts NAME           time column         (default ts, timestamp, time)\n"
         "  --col-kind NAME         kind column         (default kind, type, event)\n"
         "  --col-weight NAME       weight column       (default weight)\n"
-        "  --kind K                kind of events without one (default view; rating for movielens)\n"
+        "  --kind K                kind of events without one (default view; movielens: rating)\n"
         "  --npy FILE --ids FILE   items: embeddings from a float32 .npy matrix, row i for\n"
         "                          the id on line i of the ids file\n"
         "  --skip-bad              write bad lines to the rejects file and go on\n"
@@ -57,7 +58,8 @@ static void s_usage(FILE *out)
 
 typedef struct s_progress {
     char file[256];         /* file of the current line */
-    double start;           /* when that file started, seconds */
+    double start;           /* when we first heard of that file, seconds */
+    uint64_t rows0;         /* its rows at that moment */
     double last;            /* last redraw */
     int shown;              /* something is on the line */
 } s_progress;
@@ -74,9 +76,13 @@ static void s_on_progress(void *ctx, const store_import_progress *p)
     s_progress *pr = ctx;
     double now = s_now();
     if (strcmp(pr->file, p->file)) {
+        /* The first report comes a few thousand rows in: rates count from
+         * there, and the line waits for a second report to have one. */
         snprintf(pr->file, sizeof pr->file, "%s", p->file);
         pr->start = now;
-        pr->last = 0;
+        pr->rows0 = p->rows;
+        pr->last = now;
+        return;
     }
     if (p->done) {
         if (pr->shown)
@@ -88,7 +94,7 @@ static void s_on_progress(void *ctx, const store_import_progress *p)
         return;
     pr->last = now;
     double el = now - pr->start;
-    double rate = el > 0 ? (double)p->rows / el : 0;
+    double rate = el > 0 ? (double)(p->rows - pr->rows0) / el : 0;
     fprintf(stderr, "\r\033[K%s: %llu rows, %.0f rows/s", p->file,
             (unsigned long long)p->rows, rate);
     if (p->bytes_total && p->bytes_done) {

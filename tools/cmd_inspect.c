@@ -121,7 +121,8 @@ static void s_kinds(s_ctx *c)
 static void s_embedder(s_ctx *c)
 {
     char buf[2048];
-    s_meta(c, "embedder", buf, sizeof buf);
+    if (store_meta_get(c->db, "embedder", buf, sizeof buf, NULL) != STORE_OK)
+        snprintf(buf, sizeof buf, "(not recorded)");
     printf("embedder      %s\n", buf);
 }
 

@@ -1,0 +1,94 @@
+/* train_grad.c -- the loss and gradient of given examples, for the tests.
+ *
+ * The same engine as training (tables, chunk forward/backward, backprop
+ * through the tables), one example per chunk and no dropout, so that a
+ * finite-difference check of this function checks the code training runs.
+ */
+#include "attn/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "attn/train_int.h"
+
+int attn_train_grad(const attn_train_data *data, const attn_model *md,
+                    const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
+                    int mask_seen, double *loss, attn_model *grad)
+{
+    if (!data || !md || !ex || n_ex < 1 || !loss || !grad || !md->item_ids ||
+        md->n_items < 1 || grad->n_items != md->n_items || grad->d != md->d ||
+        grad->m != md->m || grad->l_max != md->l_max || (md->residual && !grad->residual) ||
+        (cand && n_cand < 1) || !md->pos_bias || !grad->pos_bias)
+        return ATTN_EINVAL;
+    if (attn_seqs_check(&data->seqs, NULL, 0) != ATTN_OK || data->seqs.n_rows != data->n_rows)
+        return ATTN_EINVAL;
+    /* Catalog rows -> model items, from the model's item ids. */
+    int32_t *row2mi = malloc(data->n_rows * sizeof *row2mi);
+    uint32_t *mi2row = malloc((size_t)md->n_items * sizeof *mi2row);
+    if (!row2mi || !mi2row) {
+        free(row2mi);
+        free(mi2row);
+        return ATTN_ENOMEM;
+    }
+    int st = ATTN_OK;
+    for (int64_t i = 0; i < md->n_items; i++)
+        mi2row[i] = UINT32_MAX;
+    for (size_t r = 0; r < data->n_rows; r++) {
+        int64_t k = attn_model_item_index(md, data->item_id[r]);
+        row2mi[r] = (int32_t)k;
+        if (k >= 0)
+            mi2row[k] = (uint32_t)r;
+    }
+    for (int64_t i = 0; i < md->n_items; i++)
+        if (mi2row[i] == UINT32_MAX)
+            st = ATTN_EINVAL;
+    for (int e = 0; e < n_ex && st == ATTN_OK; e++) {
+        const attn_seqs *s = &data->seqs;
+        if (ex[e].user >= s->n_users || ex[e].t < 1 ||
+            ex[e].t >= s->off[ex[e].user + 1] - s->off[ex[e].user]) {
+            st = ATTN_EINVAL;
+            break;
+        }
+        for (uint32_t i = 0; i <= ex[e].t; i++)
+            if (row2mi[s->row[s->off[ex[e].user] + i]] < 0)
+                st = ATTN_EINVAL;
+        if (cand)
+            for (int i = 0; i < n_cand; i++)
+                if ((int64_t)cand[(size_t)e * n_cand + i] >= md->n_items)
+                    st = ATTN_EINVAL;
+    }
+    attn_tr_net *net = NULL;
+    attn_tr_ws *ws = NULL;
+    if (st == ATTN_OK) {
+        net = attn_tr_net_new(md, data->emb, data->ld, mi2row);
+        attn_tr_shape sh = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL, .n_cand = n_cand,
+                            .chunk = 1};
+        ws = net ? attn_tr_ws_new(net, &sh) : NULL;
+        if (!net || !ws)
+            st = ATTN_ENOMEM;
+    }
+    if (st == ATTN_OK) {
+        attn_tr_net_tables(net, 1);
+        attn_tr_view v = {&data->seqs, row2mi};
+        attn_tr_run run = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL,
+                           .mask_seen = mask_seen, .loss_scale = 1.0f,
+                           .use_item_bias = md->item_bias != NULL, .n_cand = n_cand};
+        attn_tr_ws_zero(ws);
+        for (int e = 0; e < n_ex && st == ATTN_OK; e++) {
+            attn_tr_chunk ch = {ex[e].user, ex[e].t, ex[e].t + 1};
+            run.cand = cand ? cand + (size_t)e * n_cand : NULL;
+            st = attn_tr_chunk_run(net, &v, ws, &ch, &run);
+        }
+        if (st == ATTN_OK) {
+            *loss = attn_tr_ws_loss(ws);
+            st = attn_tr_backprop(net, attn_tr_ws_dT(ws), attn_tr_ws_dbias(ws),
+                                  attn_tr_ws_dpos(ws), grad, 1);
+        }
+    }
+    attn_tr_ws_free(&ws);
+    attn_tr_net_free(&net);
+    free(row2mi);
+    free(mi2row);
+    return st;
+}

@@ -1,0 +1,114 @@
+/* train_kern.c -- the portable kernel set and the choice between sets.
+ *
+ * The portable loops are the specification the vector set must match;
+ * they run on any CPU and in the tests (attn_tr_kern_select("generic")).
+ */
+#include "attn/train_kern.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+static void s_mm_nn(int rows, int n, int k, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int acc)
+{
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        if (!acc)
+            memset(c, 0, (size_t)n * sizeof *c);
+        for (int t = 0; t < k; t++) {
+            const float a = A[(size_t)r * lda + t];
+            const float *b = B + (size_t)t * ldb;
+            for (int j = 0; j < n; j++)
+                c[j] += a * b[j];
+        }
+    }
+}
+
+static void s_mm_tn(int rows, int cols, int n, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int acc)
+{
+    if (!acc)
+        for (int p = 0; p < cols; p++)
+            memset(C + (size_t)p * ldc, 0, (size_t)n * sizeof *C);
+    for (int r = 0; r < rows; r++) {
+        const float *b = B + (size_t)r * ldb;
+        for (int p = 0; p < cols; p++) {
+            const float a = A[(size_t)r * lda + p];
+            float *c = C + (size_t)p * ldc;
+            for (int j = 0; j < n; j++)
+                c[j] += a * b[j];
+        }
+    }
+}
+
+static float s_softmax_fwd(const float *z, const float *bias, float scale, int n8,
+                           const float *s, float *e, float *inv)
+{
+    float mx = ATTN_TR_NEG;
+    for (int j = 0; j < n8; j++) {
+        e[j] = scale * z[j] + bias[j];
+        mx = e[j] > mx ? e[j] : mx;
+    }
+    float sum = 0.0f, dot = 0.0f;
+    for (int j = 0; j < n8; j++) {
+        e[j] = expf(e[j] - mx);
+        sum += e[j];
+        dot += e[j] * s[j];
+    }
+    *inv = 1.0f / sum;
+    return dot * *inv;
+}
+
+static void s_softmax_bwd(const float *e, const float *s, float sc, float ginv, float scale,
+                          int n8, float *dz, float *ds, float *dbw)
+{
+    for (int j = 0; j < n8; j++) {
+        const float ga = ginv * e[j];
+        const float dzz = ga * (s[j] - sc);
+        ds[j] += ga;
+        dz[j] += scale * dzz;
+        dbw[j] += dzz;
+    }
+}
+
+static const attn_tr_kern s_generic = {"generic", s_mm_nn, s_mm_tn, s_softmax_fwd,
+                                       s_softmax_bwd};
+
+const attn_tr_kern *attn_tr_kern_generic(void)
+{
+    return &s_generic;
+}
+
+static const attn_tr_kern *s_chosen;
+static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+
+static void s_choose(void)
+{
+    const attn_tr_kern *k = attn_tr_kern_avx2();
+    s_chosen = k ? k : &s_generic;
+}
+
+const attn_tr_kern *attn_tr_kern_get(void)
+{
+    pthread_once(&s_once, s_choose);
+    return s_chosen;
+}
+
+int attn_tr_kern_select(const char *name)
+{
+    pthread_once(&s_once, s_choose);
+    if (!name || !strcmp(name, "auto")) {
+        s_choose();
+        return 0;
+    }
+    if (!strcmp(name, "generic")) {
+        s_chosen = &s_generic;
+        return 0;
+    }
+    if (!strcmp(name, "avx2") && attn_tr_kern_avx2()) {
+        s_chosen = attn_tr_kern_avx2();
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,953 @@
+/* check_attn.c -- the attn/ math library: model, reference, fast path,
+ * top-k, histogram.
+ *
+ * The fast path is checked against the reference (double precision, plain
+ * loops, no shared code) on many random shapes, with every vector kernel
+ * this CPU can run and in both precompute modes.  The reference itself is
+ * checked against small cases worked by hand.
+ *
+ * Tolerances (docs/MODEL.md, "Numerical safety"): a fast score may differ
+ * from the reference by S_RTOL times the larger of |reference score| and the
+ * RMS of the request's reference scores.  The second term is the "absolute"
+ * part: a score near zero is the difference of terms of the request's size,
+ * and float arithmetic errs relative to those terms, not to their difference.
+ * Rankings and explanations must agree exactly except where the reference's
+ * own gap is within twice the tolerance (a near tie either way is correct).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "attn/hist.h"
+#include "attn/model.h"
+#include "attn/score.h"
+#include "attn/topk.h"
+#include "tests/testutil.h"
+
+#define S_RTOL 1e-4
+#define S_WTOL 2e-5      /* attention weights, absolute (they lie in [0, 1]) */
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+enum {
+    F_PROJ = 1,       /* random projections (else all NULL: identity) */
+    F_PARTIAL = 2,    /* some projections NULL (needs m == d) */
+    F_RES = 4,        /* per-item residual */
+    F_IBIAS = 8,      /* per-item bias */
+    F_POS = 16,       /* position bias */
+    F_WEIGHTS = 32,   /* request event weights */
+};
+
+typedef struct fx {
+    int n, d, ld;
+    float *emb;
+    int64_t *pidx;          /* NULL when the model has no per-item arrays */
+    attn_model *md;
+} fx;
+
+/* A catalog of n unit rows (times emb_scale), row stride ld >= d. */
+static float *s_catalog(tu_rng *r, int n, int d, int ld, float emb_scale)
+{
+    float *e = calloc((size_t)n * ld, sizeof *e);
+    ck_assert_ptr_nonnull(e);
+    for (int i = 0; i < n; i++) {
+        float *x = e + (size_t)i * ld;
+        double ss = 0.0;
+        tu_fill_normal(r, x, (size_t)d, 1.0f);
+        for (int c = 0; c < d; c++)
+            ss += (double)x[c] * x[c];
+        for (int c = 0; c < d; c++)
+            x[c] = (float)(x[c] / sqrt(ss + 1e-30)) * emb_scale;
+        for (int c = d; c < ld; c++)
+            x[c] = NAN;          /* stride padding must never be read */
+    }
+    return e;
+}
+
+/* A random model; wqk scales W_Q and W_K (logit spread). */
+static attn_model *s_model(tu_rng *r, int d, int m, int heads, int l_max, int n_items,
+                           unsigned flags, float wqk)
+{
+    attn_model *md;
+    if (flags & (F_PROJ | F_PARTIAL)) {
+        md = attn_model_new(d, m, heads, l_max, n_items, (flags & F_RES) != 0);
+        ck_assert_ptr_nonnull(md);
+        tu_fill_normal(r, md->wq, (size_t)d * m, wqk);
+        tu_fill_normal(r, md->wk, (size_t)d * m, wqk);
+        tu_fill_normal(r, md->wv, (size_t)d * m, 1.0f / sqrtf((float)d));
+        tu_fill_normal(r, md->wo, (size_t)m * d, 1.0f / sqrtf((float)m));
+        if (flags & F_PARTIAL) {
+            float **w[4] = {&md->wq, &md->wk, &md->wv, &md->wo};
+            for (int i = 0; i < 4; i++)
+                if (tu_next(r) & 1) {
+                    free(*w[i]);
+                    *w[i] = NULL;
+                }
+        }
+    } else {
+        md = attn_model_identity(d, l_max);
+        ck_assert_ptr_nonnull(md);
+        if (n_items > 0) {
+            md->n_items = n_items;
+            md->item_ids = calloc((size_t)n_items, sizeof(int64_t));
+            md->item_bias = calloc((size_t)n_items, sizeof(float));
+            if (flags & F_RES)
+                md->residual = calloc((size_t)n_items * d, sizeof(float));
+        }
+    }
+    for (int i = 0; i < n_items; i++)
+        md->item_ids[i] = 10 * i + 3;
+    if (md->residual)
+        tu_fill_normal(r, md->residual, (size_t)n_items * d, 0.2f);
+    if (md->item_bias) {
+        if (flags & F_IBIAS)
+            tu_fill_normal(r, md->item_bias, (size_t)n_items, 0.5f);
+        else {
+            free(md->item_bias);
+            md->item_bias = NULL;
+        }
+    }
+    if (flags & F_POS) {
+        if (!md->pos_bias)
+            md->pos_bias = calloc((size_t)l_max, sizeof(float));
+        tu_fill_normal(r, md->pos_bias, (size_t)l_max, 0.5f);
+    } else {
+        free(md->pos_bias);
+        md->pos_bias = NULL;
+    }
+    ck_assert_int_eq(attn_model_check(md, NULL, 0), ATTN_OK);
+    return md;
+}
+
+static fx s_fixture(tu_rng *r, int n, int d, int m, int heads, int l_max, unsigned flags,
+                    float wqk, float emb_scale)
+{
+    fx f = {.n = n, .d = d, .ld = d + (int)(tu_next(r) % 4)};
+    f.emb = s_catalog(r, n, d, f.ld, emb_scale);
+    int n_items = (flags & (F_RES | F_IBIAS)) ? n / 2 + 1 : 0;
+    f.md = s_model(r, d, m, heads, l_max, n_items, flags, wqk);
+    if (n_items > 0) {
+        f.pidx = malloc((size_t)n * sizeof *f.pidx);
+        for (int i = 0; i < n; i++)
+            f.pidx[i] = (tu_next(r) % 3 == 0) ? -1 : (int64_t)(tu_next(r) % n_items);
+    }
+    return f;
+}
+
+static void s_fixture_free(fx *f)
+{
+    free(f->emb);
+    free(f->pidx);
+    attn_model_free(&f->md);
+}
+
+/* ---- the comparison ----------------------------------------------------- */
+
+typedef struct rq_buf {
+    uint32_t hist[256], cand[256];
+    float w[256];
+    attn_request rq;
+} rq_buf;
+
+static void s_request(tu_rng *r, rq_buf *b, int n, int L, int N, int k, int explain,
+                      int weights)
+{
+    for (int j = 0; j < L; j++)
+        b->hist[j] = (uint32_t)(tu_next(r) % n);
+    for (int c = 0; c < N; c++)
+        b->cand[c] = (uint32_t)(tu_next(r) % n);
+    for (int j = 0; j < L; j++)
+        b->w[j] = (float)(0.1 + 4.0 * tu_uniform(r));
+    b->rq = (attn_request){.hist = b->hist, .hist_weight = weights ? b->w : NULL,
+                           .n_hist = L, .cand = b->cand, .n_cand = N, .k = k,
+                           .explain = explain};
+}
+
+/* Largest error seen, in units of the tolerance (reported by the suite). */
+static double s_worst;
+
+/* Score rq with the fast path and the reference and compare everything:
+ * scores, ranking, explanations, and attn_score against attn_score_all. */
+static void s_compare(const fx *f, const attn_tables *t, attn_scratch *s,
+                      const attn_request *rq, double rtol, const char *what)
+{
+    const int N = rq->n_cand, L = rq->n_hist;
+    double *ref = malloc((size_t)N * sizeof *ref), *w = malloc((size_t)N * L * sizeof *w);
+    float *all = malloc((size_t)N * sizeof *all);
+    uint32_t *rtop = malloc((size_t)N * sizeof *rtop), etop[64];
+    ck_assert_int_eq(attn_score_ref(f->md, f->emb, (size_t)f->n, (size_t)f->ld, f->pidx, rq,
+                                    ref, w), ATTN_OK);
+    ck_assert_int_eq(attn_score_all(t, rq, s, all), ATTN_OK);
+
+    double rms = 0.0;
+    for (int c = 0; c < N; c++)
+        rms += ref[c] * ref[c];
+    rms = sqrt(rms / N);
+    for (int c = 0; c < N; c++) {
+        double tol = rtol * fmax(fabs(ref[c]), rms) + 1e-30;
+        double err = fabs((double)all[c] - ref[c]);
+        if (err / tol > s_worst)
+            s_worst = err / tol;
+        ck_assert_msg(err <= tol, "%s [%s]: score[%d] fast %.9g ref %.9g (tol %.3g)", what,
+                      attn_kernel_name(), c, (double)all[c], ref[c], tol);
+    }
+
+    attn_result res;
+    ck_assert_int_eq(attn_score(t, rq, s, &res), ATTN_OK);
+    int n_ref = attn_topk_f64(ref, N, rq->k, rtop);
+    ck_assert_int_eq(res.n, n_ref);
+    ck_assert_int_eq(res.n_explain, rq->explain < L ? rq->explain : L);
+    for (int i = 0; i < res.n; i++) {
+        uint32_t c = res.cand[i];
+        ck_assert_uint_lt(c, (unsigned)N);
+        /* Same code, same inputs: bitwise the same score. */
+        ck_assert_msg(res.score[i] == all[c], "%s: attn_score and attn_score_all differ", what);
+        if (c != rtop[i]) {
+            double tol = 2 * rtol * fmax(fmax(fabs(ref[c]), fabs(ref[rtop[i]])), rms);
+            ck_assert_msg(fabs(ref[c] - ref[rtop[i]]) <= tol,
+                          "%s [%s]: rank %d is cand %u (ref %.9g), reference has %u (%.9g)",
+                          what, attn_kernel_name(), i, c, ref[c], rtop[i], ref[rtop[i]]);
+        }
+        const double *wc = w + (size_t)c * L;
+        int ne = attn_topk_f64(wc, L, res.n_explain, etop);
+        ck_assert_int_eq(ne, res.n_explain);
+        for (int e = 0; e < ne; e++) {
+            uint32_t j = res.because[(size_t)i * ne + e];
+            float bw = res.because_weight[(size_t)i * ne + e];
+            ck_assert_uint_lt(j, (unsigned)L);
+            ck_assert_msg(fabs(bw - wc[j]) <= S_WTOL, "%s [%s]: weight of hist %u: %.9g vs %.9g",
+                          what, attn_kernel_name(), j, (double)bw, wc[j]);
+            if (j != etop[e])
+                ck_assert_msg(fabs(wc[j] - wc[etop[e]]) <= 2 * S_WTOL,
+                              "%s [%s]: explanation %d of rank %d is hist %u (%.9g), "
+                              "reference has %u (%.9g)", what, attn_kernel_name(), e, i, j,
+                              wc[j], etop[e], wc[etop[e]]);
+            if (e > 0)
+                ck_assert(bw <= res.because_weight[(size_t)i * ne + e - 1]);
+        }
+    }
+    free(ref);
+    free(w);
+    free(all);
+    free(rtop);
+}
+
+/* Every kernel this CPU can run, then back to automatic. */
+static const char *const s_kernels[] = {"generic", "avx2", "avx512"};
+#define S_NKERN 3
+
+static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned flag_force,
+                           float wqk, float emb_scale, double rtol, const char *what)
+{
+    for (int it = 0; it < iters; it++) {
+        unsigned flags = ((unsigned)tu_next(r) & flag_mask) | flag_force;
+        int heads = (flags & (F_PROJ | F_PARTIAL)) ? 1 + (int)(tu_next(r) % 4) : 1;
+        if (tu_next(r) % 5 == 0 && (flags & F_PROJ))
+            heads = 8;
+        int d = 1 + (int)(tu_next(r) % 40);
+        int m = d;
+        if ((flags & F_PROJ) && !(flags & F_PARTIAL) && (tu_next(r) & 1))
+            m = heads * (1 + (int)(tu_next(r) % 12));
+        if (m % heads)
+            heads = 1;
+        int l_max = 1 + (int)(tu_next(r) % 40);
+        fx f = s_fixture(r, 60, d, m, heads, l_max, flags, wqk, emb_scale);
+        attn_precompute mode = (tu_next(r) & 1) ? ATTN_PRECOMPUTE_ALL : ATTN_PRECOMPUTE_NONE;
+        attn_tables *t = NULL;
+        ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, (size_t)f.n, (size_t)f.ld, f.pidx,
+                                           mode, 1 + (int)(tu_next(r) % 3)), ATTN_OK);
+        attn_limits lim = {.max_cand = 48, .max_hist = l_max, .max_k = 48, .max_explain = 6};
+        attn_scratch *s = attn_scratch_new(t, &lim);
+        ck_assert_ptr_nonnull(s);
+        for (int q = 0; q < 3; q++) {
+            int L = q == 0 ? l_max : 1 + (int)(tu_next(r) % l_max);
+            int N = q == 1 ? 1 : 1 + (int)(tu_next(r) % 48);
+            int k = 1 + (int)(tu_next(r) % 48);
+            int ex = (int)(tu_next(r) % 7);
+            rq_buf b;
+            s_request(r, &b, f.n, L, N, k, ex, (flags & F_WEIGHTS) != 0);
+            char name[160];
+            snprintf(name, sizeof name, "%s it %d q %d flags %#x d %d m %d H %d L %d N %d %s",
+                     what, it, q, flags, d, m, heads, L, N, mode ? "NONE" : "ALL");
+            for (int kk = 0; kk < S_NKERN; kk++)
+                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
+                    s_compare(&f, t, s, &b.rq, rtol, name);
+            attn_kernel_select(NULL);
+        }
+        attn_scratch_free(&s);
+        attn_tables_free(&t);
+        s_fixture_free(&f);
+    }
+}
+
+/* ---- the fast path against the reference -------------------------------- */
+
+START_TEST(test_fast_random)
+{
+    tu_rng r = {101};
+    s_worst = 0.0;
+    s_check_random(&r, 60, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 1.0f, 1.0f,
+                   S_RTOL, "general");
+    s_check_random(&r, 25, F_PARTIAL | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PARTIAL, 1.0f,
+                   1.0f, S_RTOL, "partial");
+    ck_assert(s_worst <= 1.0);
+}
+END_TEST
+
+START_TEST(test_fast_identity)
+{
+    tu_rng r = {202};
+    s_check_random(&r, 40, F_RES | F_IBIAS | F_POS | F_WEIGHTS, 0, 1.0f, 1.0f, S_RTOL,
+                   "identity");
+}
+END_TEST
+
+/* Logits in the hundreds: exp would overflow without the max subtraction,
+ * and the softmax is nearly one-hot. */
+START_TEST(test_fast_large_logits)
+{
+    tu_rng r = {303};
+    s_check_random(&r, 20, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 8.0f, 1.0f, S_RTOL,
+                   "large W");
+    s_check_random(&r, 20, F_POS | F_WEIGHTS, 0, 1.0f, 5.0f, S_RTOL, "large identity");
+}
+END_TEST
+
+/* The reference scores P1-like shapes too (bigger than the random ones). */
+START_TEST(test_fast_bigger)
+{
+    tu_rng r = {404};
+    int shapes[][4] = {{64, 4, 50, 100}, {96, 8, 33, 70}, {40, 2, 17, 5}};
+    for (int i = 0; i < 3; i++) {
+        int d = shapes[i][0], H = shapes[i][1], L = shapes[i][2], N = shapes[i][3];
+        fx f = s_fixture(&r, 300, d, d, H, L, F_PROJ | F_POS | F_IBIAS | F_RES, 1.0f, 1.0f);
+        for (int mode = 0; mode < 2; mode++) {
+            attn_tables *t = NULL;
+            ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, (size_t)f.n, (size_t)f.ld,
+                                               f.pidx, (attn_precompute)mode, 2), ATTN_OK);
+            attn_limits lim = {.max_cand = N, .max_hist = L, .max_k = 20, .max_explain = 5};
+            attn_scratch *s = attn_scratch_new(t, &lim);
+            rq_buf b;
+            s_request(&r, &b, f.n, L, N, 20, 5, 1);
+            for (int kk = 0; kk < S_NKERN; kk++)
+                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
+                    s_compare(&f, t, s, &b.rq, S_RTOL, "bigger");
+            attn_kernel_select(NULL);
+            attn_scratch_free(&s);
+            attn_tables_free(&t);
+        }
+        s_fixture_free(&f);
+    }
+}
+END_TEST
+
+/* Duplicate candidates score bitwise equal and rank by request index;
+ * duplicate history items tie in weight and explain newest first. */
+START_TEST(test_fast_duplicates)
+{
+    tu_rng r = {505};
+    for (int ident = 0; ident < 2; ident++) {
+        fx f = s_fixture(&r, 30, 16, 16, ident ? 1 : 2, 10, ident ? 0 : F_PROJ, 1.0f, 1.0f);
+        attn_tables *t = NULL;
+        ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, (size_t)f.n, (size_t)f.ld, NULL,
+                                           ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+        attn_limits lim = {.max_cand = 16, .max_hist = 10, .max_k = 16, .max_explain = 10};
+        attn_scratch *s = attn_scratch_new(t, &lim);
+        uint32_t hist[] = {5, 7, 5, 9, 7};        /* 5 and 7 twice */
+        uint32_t cand[] = {3, 4, 3, 5, 4, 3};     /* 3 three times, 4 twice */
+        attn_request rq = {.hist = hist, .n_hist = 5, .cand = cand, .n_cand = 6, .k = 6,
+                           .explain = 5};
+        for (int kk = 0; kk < S_NKERN; kk++) {
+            if (attn_kernel_select(s_kernels[kk]) != ATTN_OK)
+                continue;
+            attn_result res;
+            ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_OK);
+            int pos[6];
+            for (int i = 0; i < res.n; i++)
+                pos[res.cand[i]] = i;
+            /* Equal candidates are adjacent, lower request index first. */
+            ck_assert_int_eq(pos[2], pos[0] + 1);
+            ck_assert_int_eq(pos[5], pos[2] + 1);
+            ck_assert_int_eq(pos[4], pos[1] + 1);
+            ck_assert(res.score[pos[0]] == res.score[pos[5]]);
+            for (int i = 0; i < res.n; i++) {
+                const uint32_t *bc = res.because + (size_t)i * res.n_explain;
+                int at[5];
+                for (int e = 0; e < res.n_explain; e++)
+                    at[bc[e]] = e;
+                /* No position bias, equal weights: a repeat ties, newer first. */
+                ck_assert_int_eq(at[2], at[0] + 1);
+                ck_assert_int_eq(at[4], at[1] + 1);
+            }
+        }
+        attn_kernel_select(NULL);
+        attn_scratch_free(&s);
+        attn_tables_free(&t);
+        s_fixture_free(&f);
+    }
+}
+END_TEST
+
+/* The tables do not depend on how many threads built them. */
+START_TEST(test_tables_threads)
+{
+    tu_rng r = {606};
+    fx f = s_fixture(&r, 1000, 24, 32, 4, 8, F_PROJ | F_RES | F_IBIAS, 1.0f, 1.0f);
+    attn_tables *t1 = NULL, *t3 = NULL;
+    ck_assert_int_eq(attn_tables_build(&t1, f.md, f.emb, 1000, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    ck_assert_int_eq(attn_tables_build(&t3, f.md, f.emb, 1000, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 3), ATTN_OK);
+    ck_assert_uint_eq(attn_tables_rows(t1), 1000);
+    ck_assert_uint_eq(attn_tables_bytes(t1), attn_tables_bytes(t3));
+    /* At least q, g, k, v for every row. */
+    ck_assert_uint_ge(attn_tables_bytes(t1), 1000u * 4 * 32 * sizeof(float));
+    attn_limits lim = {.max_cand = 100, .max_hist = 8, .max_k = 10, .max_explain = 2};
+    attn_scratch *s = attn_scratch_new(t1, &lim);
+    ck_assert(attn_scratch_fits(s, t3));
+    float a[100], b[100];
+    rq_buf q;
+    s_request(&r, &q, 1000, 8, 100, 10, 2, 0);
+    ck_assert_int_eq(attn_score_all(t1, &q.rq, s, a), ATTN_OK);
+    ck_assert_int_eq(attn_score_all(t3, &q.rq, s, b), ATTN_OK);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    /* The copy in the tables is independent of the caller's model. */
+    ck_assert_ptr_ne(attn_tables_model(t1), f.md);
+    ck_assert_int_eq(attn_tables_model(t1)->heads, 4);
+    attn_scratch_free(&s);
+    attn_tables_free(&t1);
+    attn_tables_free(&t3);
+    attn_tables_free(&t3);          /* NULL is fine */
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* The identity model and NONE mode cost no memory per catalog row. */
+START_TEST(test_tables_memory)
+{
+    tu_rng r = {707};
+    fx f = s_fixture(&r, 2000, 32, 32, 1, 8, 0, 1.0f, 1.0f);
+    attn_model *gen = s_model(&r, 32, 32, 4, 8, 0, F_PROJ, 1.0f);
+    struct { const attn_model *md; attn_precompute mode; } c[] = {
+        {f.md, ATTN_PRECOMPUTE_ALL}, {f.md, ATTN_PRECOMPUTE_NONE}, {gen, ATTN_PRECOMPUTE_NONE},
+    };
+    for (int i = 0; i < 3; i++) {
+        attn_tables *t1 = NULL, *t2 = NULL;
+        ck_assert_int_eq(attn_tables_build(&t1, c[i].md, f.emb, 1000, (size_t)f.ld, NULL,
+                                           c[i].mode, 1), ATTN_OK);
+        ck_assert_int_eq(attn_tables_build(&t2, c[i].md, f.emb, 2000, (size_t)f.ld, NULL,
+                                           c[i].mode, 1), ATTN_OK);
+        ck_assert_uint_eq(attn_tables_bytes(t1), attn_tables_bytes(t2));
+        attn_tables_free(&t1);
+        attn_tables_free(&t2);
+    }
+    attn_model_free(&gen);
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* ---- the reference against hand-worked cases ---------------------------- */
+
+START_TEST(test_ref_by_hand)
+{
+    /* d = m = 2, one head, scale 1, W_Q = W_K = W_O = I, W_V = [[1,2],[3,4]].
+     * History e0 = (1,0), e1 = (0,1); candidate (1,0).
+     * z = (1, 0) + pos_bias (0.5, 0) + log w (0, log 2) = (1.5, log 2).
+     * v0 = (1,2), v1 = (3,4); u = a0 v0 + a1 v1; score = u . (1,0) + beta. */
+    attn_model *md = attn_model_new(2, 2, 1, 2, 1, 0);
+    md->scale = 1.0f;
+    float wv[] = {1, 2, 3, 4};
+    memcpy(md->wv, wv, sizeof wv);
+    free(md->wq);
+    free(md->wk);
+    free(md->wo);
+    md->wq = md->wk = md->wo = NULL;
+    md->pos_bias[0] = 0.5f;
+    md->item_ids[0] = 42;
+    md->item_bias[0] = 0.25f;
+    ck_assert_int_eq(attn_model_check(md, NULL, 0), ATTN_OK);
+    float emb[] = {1, 0, 0, 1, 1, 0};
+    int64_t pidx[] = {-1, -1, 0};
+    uint32_t hist[] = {0, 1}, cand[] = {2, 0};
+    float w[] = {1.0f, 2.0f};
+    attn_request rq = {.hist = hist, .hist_weight = w, .n_hist = 2, .cand = cand, .n_cand = 2};
+    double sc[2], wt[4];
+    ck_assert_int_eq(attn_score_ref(md, emb, 3, 2, pidx, &rq, sc, wt), ATTN_OK);
+    double e0 = exp(1.5), e1 = 2.0, a0 = e0 / (e0 + e1), a1 = e1 / (e0 + e1);
+    ck_assert_double_eq_tol(sc[0], a0 * 1 + a1 * 3 + 0.25, 1e-12);
+    ck_assert_double_eq_tol(sc[1], a0 * 1 + a1 * 3, 1e-12);
+    ck_assert_double_eq_tol(wt[0], a0, 1e-12);
+    ck_assert_double_eq_tol(wt[1], a1, 1e-12);
+
+    /* Two heads of width 1 average their weights: with W = I, head 0 sees
+     * coordinate 0 and head 1 coordinate 1. */
+    attn_model *m2 = attn_model_new(2, 2, 2, 2, 0, 0);
+    m2->scale = 1.0f;
+    free(m2->wq); free(m2->wk); free(m2->wv); free(m2->wo);
+    m2->wq = m2->wk = m2->wv = m2->wo = NULL;
+    float emb2[] = {1, 0, 0, 1, 2, 3};
+    uint32_t c2[] = {2};
+    attn_request rq2 = {.hist = hist, .n_hist = 2, .cand = c2, .n_cand = 1};
+    ck_assert_int_eq(attn_score_ref(m2, emb2, 3, 2, NULL, &rq2, sc, wt), ATTN_OK);
+    /* head 0: z = (2, 0); head 1: z = (0, 3). */
+    double h0a0 = exp(2.0) / (exp(2.0) + 1), h1a1 = exp(3.0) / (exp(3.0) + 1);
+    /* ctx = (h0: a0*1 + a1*0, h1: a0*0 + a1*1) = (h0a0, h1a1); score = ctx . (2,3) */
+    ck_assert_double_eq_tol(sc[0], 2 * h0a0 + 3 * h1a1, 1e-12);
+    ck_assert_double_eq_tol(wt[0], (h0a0 + (1 - h1a1)) / 2, 1e-12);
+    ck_assert_double_eq_tol(wt[1], ((1 - h0a0) + h1a1) / 2, 1e-12);
+    attn_model_free(&md);
+    attn_model_free(&m2);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------- */
+
+START_TEST(test_score_errors)
+{
+    tu_rng r = {808};
+    fx f = s_fixture(&r, 20, 8, 8, 1, 6, F_PROJ, 1.0f, 1.0f);   /* heads as the identity's */
+    attn_tables *t = NULL;
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 20, (size_t)f.ld, NULL,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    attn_limits lim = {.max_cand = 4, .max_hist = 5, .max_k = 3, .max_explain = 2};
+    attn_scratch *s = attn_scratch_new(t, &lim);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_gt(attn_scratch_bytes(s), 0);
+    uint32_t hist[8] = {1, 2, 3, 4, 5, 6}, cand[8] = {7, 8, 9, 10, 11};
+    float w[8] = {1, 1, 1, 1, 1, 1};
+    attn_request ok = {.hist = hist, .hist_weight = w, .n_hist = 3, .cand = cand, .n_cand = 4,
+                       .k = 3, .explain = 2};
+    attn_result res;
+    float sc[8];
+    ck_assert_int_eq(attn_score(t, &ok, s, &res), ATTN_OK);
+
+    attn_request rq = ok;
+    rq.n_hist = 6;                 /* over max_hist 5 (and l_max 6 is fine) */
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_ELIMIT);
+    ck_assert_int_eq(attn_score_all(t, &rq, s, sc), ATTN_ELIMIT);
+    rq = ok; rq.n_cand = 5;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_ELIMIT);
+    rq = ok; rq.k = 4;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_ELIMIT);
+    ck_assert_int_eq(attn_score_all(t, &rq, s, sc), ATTN_OK);   /* k is ignored there */
+    rq = ok; rq.explain = 3;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_ELIMIT);
+    rq = ok; rq.n_hist = 0;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    rq = ok; rq.n_cand = 0;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    rq = ok; rq.k = 0;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    rq = ok; rq.explain = -1;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    rq = ok; cand[2] = 20;         /* row out of the catalog */
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score_all(t, &rq, s, sc), ATTN_EINVAL);
+    cand[2] = 9;
+    hist[1] = 1000000;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    hist[1] = 2;
+    w[0] = 0.0f;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    w[0] = -1.0f;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    w[0] = NAN;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    w[0] = INFINITY;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    w[0] = 1.0f;
+    rq.hist = NULL;
+    ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score(NULL, &ok, s, &res), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score(t, NULL, s, &res), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score(t, &ok, NULL, &res), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score(t, &ok, s, NULL), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score_all(t, &ok, s, NULL), ATTN_EINVAL);
+    ck_assert_int_eq(attn_score(t, &ok, s, &res), ATTN_OK);
+
+    /* A history longer than the model's position bias. */
+    attn_limits big = {.max_cand = 4, .max_hist = 8, .max_k = 3, .max_explain = 2};
+    attn_scratch *s8 = attn_scratch_new(t, &big);
+    rq = ok; rq.n_hist = 7;
+    ck_assert_int_eq(attn_score(t, &rq, s8, &res), ATTN_ELIMIT);
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 20, (size_t)f.ld, NULL, &rq, (double[4]){0},
+                                    NULL), ATTN_EINVAL);
+    attn_scratch_free(&s8);
+
+    /* Scratches and tables that do not go together. */
+    fx g = s_fixture(&r, 20, 8, 8, 1, 6, 0, 1.0f, 1.0f);          /* identity, d = 8 */
+    fx h = s_fixture(&r, 20, 12, 12, 1, 6, 0, 1.0f, 1.0f);        /* identity, d = 12 */
+    attn_tables *ti = NULL, *t12 = NULL, *tn = NULL;
+    ck_assert_int_eq(attn_tables_build(&ti, g.md, g.emb, 20, (size_t)g.ld, NULL,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    ck_assert_int_eq(attn_tables_build(&t12, h.md, h.emb, 20, (size_t)h.ld, NULL,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    ck_assert_int_eq(attn_tables_build(&tn, f.md, f.emb, 20, (size_t)f.ld, NULL,
+                                       ATTN_PRECOMPUTE_NONE, 1), ATTN_OK);
+    ck_assert(!attn_scratch_fits(s, t12));                       /* other d */
+    ck_assert_int_eq(attn_score(t12, &ok, s, &res), ATTN_EINVAL);
+    ck_assert(attn_scratch_fits(s, ti));                         /* needs less */
+    attn_scratch *si = attn_scratch_new(ti, &lim);
+    ck_assert(!attn_scratch_fits(si, t));                        /* no room for V */
+    ck_assert_int_eq(attn_score(t, &ok, si, &res), ATTN_EINVAL);
+    ck_assert(!attn_scratch_fits(s, tn));                        /* no room to project */
+    ck_assert_int_eq(attn_score(tn, &ok, s, &res), ATTN_EINVAL);
+    attn_scratch *sn = attn_scratch_new(tn, &lim);
+    ck_assert(attn_scratch_fits(sn, t));
+    ck_assert_int_eq(attn_score(t, &ok, sn, &res), ATTN_OK);
+    ck_assert_int_eq(attn_score(tn, &ok, sn, &res), ATTN_OK);
+
+    /* Bad limits. */
+    attn_limits bad = lim;
+    bad.max_cand = 0;
+    ck_assert_ptr_null(attn_scratch_new(t, &bad));
+    bad = lim; bad.max_explain = -1;
+    ck_assert_ptr_null(attn_scratch_new(t, &bad));
+    ck_assert_ptr_null(attn_scratch_new(NULL, &lim));
+
+    attn_scratch_free(&si);
+    attn_scratch_free(&sn);
+    attn_scratch_free(&s);
+    attn_scratch_free(&s);          /* NULL is fine */
+    attn_tables_free(&tn);
+    attn_tables_free(&ti);
+    attn_tables_free(&t12);
+    attn_tables_free(&t);
+    s_fixture_free(&g);
+    s_fixture_free(&h);
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* Overflowing inputs: a non-finite score is ATTN_ERANGE, never a ranking. */
+START_TEST(test_score_erange)
+{
+    tu_rng r = {909};
+    for (int ident = 0; ident < 2; ident++) {
+        fx f = s_fixture(&r, 10, 8, 8, ident ? 1 : 2, 4, ident ? 0 : F_PROJ, 1.0f, 1e25f);
+        for (int mode = 0; mode < 2; mode++) {
+            attn_tables *t = NULL;
+            ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, (size_t)f.ld, NULL,
+                                               (attn_precompute)mode, 1), ATTN_OK);
+            attn_limits lim = {.max_cand = 4, .max_hist = 4, .max_k = 4, .max_explain = 2};
+            attn_scratch *s = attn_scratch_new(t, &lim);
+            uint32_t hist[] = {1, 2, 3}, cand[] = {4, 5};
+            attn_request rq = {.hist = hist, .n_hist = 3, .cand = cand, .n_cand = 2, .k = 2,
+                               .explain = 1};
+            for (int kk = 0; kk < S_NKERN; kk++) {
+                if (attn_kernel_select(s_kernels[kk]) != ATTN_OK)
+                    continue;
+                attn_result res;
+                float sc[2];
+                ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_ERANGE);
+                ck_assert_int_eq(res.n, 0);
+                ck_assert_int_eq(attn_score_all(t, &rq, s, sc), ATTN_ERANGE);
+            }
+            attn_kernel_select(NULL);
+            attn_scratch_free(&s);
+            attn_tables_free(&t);
+        }
+        s_fixture_free(&f);
+    }
+}
+END_TEST
+
+START_TEST(test_tables_errors)
+{
+    tu_rng r = {1010};
+    fx f = s_fixture(&r, 10, 8, 8, 2, 4, F_PROJ | F_IBIAS, 1.0f, 1.0f);
+    attn_tables *t = (attn_tables *)&r;          /* must be reset to NULL */
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, 7, f.pidx, ATTN_PRECOMPUTE_ALL, 1),
+                     ATTN_EINVAL);                /* ld < d */
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, 8, f.pidx, ATTN_PRECOMPUTE_ALL, 0),
+                     ATTN_EINVAL);
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, 8, f.pidx, (attn_precompute)7, 1),
+                     ATTN_EINVAL);
+    ck_assert_int_eq(attn_tables_build(&t, NULL, f.emb, 10, 8, f.pidx, ATTN_PRECOMPUTE_ALL, 1),
+                     ATTN_EINVAL);
+    f.pidx[3] = f.md->n_items;                   /* past the model's items */
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_EINVAL);
+    f.pidx[3] = -2;
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_NONE, 1), ATTN_EINVAL);
+    f.pidx[3] = -1;
+    f.md->wq[5] = NAN;                            /* the model is checked */
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_EINVAL);
+    f.md->wq[5] = 0.0f;
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 10, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    attn_tables_free(&t);
+    ck_assert_ptr_null(t);
+    s_fixture_free(&f);
+}
+END_TEST
+
+START_TEST(test_kernel_select)
+{
+    const char *autoname = attn_kernel_name();
+    ck_assert_int_eq(attn_kernel_select("generic"), ATTN_OK);
+    ck_assert_str_eq(attn_kernel_name(), "generic");
+    ck_assert_int_eq(attn_kernel_select("no-such-isa"), ATTN_EINVAL);
+    ck_assert_str_eq(attn_kernel_name(), "generic");
+    ck_assert_int_eq(attn_kernel_select("auto"), ATTN_OK);
+    ck_assert_str_eq(attn_kernel_name(), autoname);
+}
+END_TEST
+
+/* ---- model -------------------------------------------------------------- */
+
+START_TEST(test_model_basic)
+{
+    attn_model *id = attn_model_identity(16, 50);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_int_eq(id->version, 0);
+    ck_assert_int_eq(id->heads, 1);
+    ck_assert_int_eq(id->m, 16);
+    ck_assert_float_eq(id->scale, ATTN_IDENTITY_SCALE);
+    ck_assert_ptr_null(id->wq);
+    ck_assert_int_eq(attn_model_check(id, NULL, 0), ATTN_OK);
+    ck_assert_int_eq(attn_model_item_index(id, 5), -1);
+
+    attn_model *md = attn_model_new(8, 12, 3, 20, 5, 1);
+    ck_assert_ptr_nonnull(md);
+    ck_assert_float_eq_tol(md->scale, 0.5f, 1e-7f);       /* 1/sqrt(12/3) */
+    ck_assert_ptr_nonnull(md->residual);
+    for (int i = 0; i < 5; i++)
+        md->item_ids[i] = 100 + 7 * i;
+    md->wk[3] = 1.5f;
+    ck_assert_int_eq(attn_model_check(md, NULL, 0), ATTN_OK);
+    ck_assert_int_eq(attn_model_item_index(md, 100), 0);
+    ck_assert_int_eq(attn_model_item_index(md, 128), 4);
+    ck_assert_int_eq(attn_model_item_index(md, 114), 2);
+    ck_assert_int_eq(attn_model_item_index(md, 99), -1);
+    ck_assert_int_eq(attn_model_item_index(md, 101), -1);
+    ck_assert_int_eq(attn_model_item_index(md, 200), -1);
+    size_t want = sizeof *md + 4 * 8 * 12 * sizeof(float) + 20 * sizeof(float) +
+                  5 * sizeof(int64_t) + 5 * sizeof(float) + 5 * 8 * sizeof(float);
+    ck_assert_uint_eq(attn_model_bytes(md), want);
+
+    attn_model *cp = attn_model_clone(md);
+    ck_assert_ptr_nonnull(cp);
+    ck_assert_ptr_ne(cp->wk, md->wk);
+    ck_assert_float_eq(cp->wk[3], 1.5f);
+    ck_assert_uint_eq(attn_model_bytes(cp), want);
+    ck_assert_int_eq(attn_model_item_index(cp, 121), 3);
+
+    ck_assert_ptr_null(attn_model_new(8, 10, 3, 20, 0, 0));   /* 10 % 3 */
+    ck_assert_ptr_null(attn_model_new(0, 8, 1, 20, 0, 0));
+    ck_assert_ptr_null(attn_model_new(8, 8, 1, 0, 0, 0));
+    ck_assert_ptr_null(attn_model_new(8, 8, 1, 4, -1, 0));
+    ck_assert_ptr_null(attn_model_identity(0, 4));
+    ck_assert_ptr_null(attn_model_clone(NULL));
+
+    attn_model_free(&id);
+    ck_assert_ptr_null(id);
+    attn_model_free(&id);
+    attn_model_free(&md);
+    attn_model_free(&cp);
+}
+END_TEST
+
+START_TEST(test_model_check)
+{
+    char why[128];
+    attn_model *md = attn_model_new(4, 4, 2, 6, 3, 1);
+    for (int i = 0; i < 3; i++)
+        md->item_ids[i] = i;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_OK);
+
+    md->wv[7] = NAN;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "wv[7]") != NULL, "why: %s", why);
+    md->wv[7] = 0.0f;
+    md->residual[5] = INFINITY;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "residual") != NULL, "why: %s", why);
+    md->residual[5] = 0.0f;
+    md->pos_bias[2] = -INFINITY;
+    ck_assert_int_eq(attn_model_check(md, NULL, 0), ATTN_EINVAL);
+    md->pos_bias[2] = 0.0f;
+    md->scale = NAN;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    md->scale = 1.0f;
+    md->item_ids[2] = 1;                          /* not strictly ascending */
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "ascending") != NULL, "why: %s", why);
+    md->item_ids[2] = 2;
+    md->heads = 3;                                /* 4 % 3 */
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    md->heads = 2;
+    md->m = 6;                                    /* shapes no longer match... */
+    free(md->wq);
+    md->wq = NULL;                                /* ...and NULL needs m == d */
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "identity") != NULL, "why: %s", why);
+    md->m = 4;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_OK);
+    md->l_max = 0;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    md->l_max = 6;
+    int64_t *ids = md->item_ids;
+    md->item_ids = NULL;
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);
+    md->item_ids = ids;
+    ck_assert_int_eq(attn_model_check(NULL, why, sizeof why), ATTN_EINVAL);
+    attn_model_free(&md);
+}
+END_TEST
+
+/* ---- top-k -------------------------------------------------------------- */
+
+static const float *s_sort_keys;
+
+static int s_cmp_rank(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    float sx = s_sort_keys[x], sy = s_sort_keys[y];
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+START_TEST(test_topk)
+{
+    float s[] = {1, 3, 3, 2, 3, 0, 2};
+    uint32_t idx[8];
+    ck_assert_int_eq(attn_topk_f32(s, 7, 4, idx), 4);
+    uint32_t want[] = {1, 2, 4, 3};
+    ck_assert(memcmp(idx, want, sizeof want) == 0);
+    ck_assert_int_eq(attn_topk_f32(s, 7, 10, idx), 7);
+    uint32_t all[] = {1, 2, 4, 3, 6, 0, 5};
+    ck_assert(memcmp(idx, all, sizeof all) == 0);
+    ck_assert_int_eq(attn_topk_f32(s, 0, 3, idx), 0);
+    ck_assert_int_eq(attn_topk_f32(s, 7, 0, idx), 0);
+    double d[] = {-1, -1, -1};
+    ck_assert_int_eq(attn_topk_f64(d, 3, 2, idx), 2);
+    ck_assert_uint_eq(idx[0], 0);
+    ck_assert_uint_eq(idx[1], 1);
+
+    /* Against a full sort, with many ties. */
+    tu_rng r = {1111};
+    float x[500];
+    uint32_t got[500], ref[500];
+    for (int it = 0; it < 200; it++) {
+        int n = 1 + (int)(tu_next(&r) % 500), k = 1 + (int)(tu_next(&r) % 60);
+        for (int i = 0; i < n; i++)
+            x[i] = (float)(tu_next(&r) % 20) - 5.0f;
+        if (it % 3 == 0)
+            for (int i = 0; i < n; i++)
+                x[i] = (float)tu_normal(&r);
+        int nk = attn_topk_f32(x, n, k, got);
+        ck_assert_int_eq(nk, k < n ? k : n);
+        for (int i = 0; i < n; i++)
+            ref[i] = (uint32_t)i;
+        s_sort_keys = x;
+        qsort(ref, (size_t)n, sizeof ref[0], s_cmp_rank);
+        ck_assert(memcmp(got, ref, (size_t)nk * sizeof got[0]) == 0);
+    }
+}
+END_TEST
+
+/* ---- histogram ---------------------------------------------------------- */
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+START_TEST(test_hist)
+{
+    static attn_hist h, h2, hm;
+    enum { N = 20000 };
+    static uint64_t v[N];
+    tu_rng r = {1212};
+    const double qs[] = {0.0, 0.001, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0};
+    for (int dist = 0; dist < 4; dist++) {
+        attn_hist_reset(&h);
+        attn_hist_reset(&h2);
+        uint64_t sum = 0;
+        for (int i = 0; i < N; i++) {
+            double u = tu_uniform(&r);
+            v[i] = dist == 0 ? (uint64_t)(1 + u * 1e9)               /* uniform */
+                 : dist == 1 ? (uint64_t)(-log(1 - u) * 250000.0)     /* exponential */
+                 : dist == 2 ? (uint64_t)exp(5 + 25 * u)              /* log-uniform */
+                             : (uint64_t)(u * 300);                   /* small, exact */
+            attn_hist_add(i % 2 ? &h : &h2, v[i]);
+            sum += v[i];
+        }
+        hm = h;
+        attn_hist_merge(&hm, &h2);
+        qsort(v, N, sizeof v[0], s_cmp_u64);
+        ck_assert_uint_eq(hm.n, N);
+        ck_assert_uint_eq(hm.sum, sum);
+        ck_assert_uint_eq(hm.min, v[0]);
+        ck_assert_uint_eq(hm.max, v[N - 1]);
+        for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+            size_t rank = (size_t)ceil(qs[i] * N);
+            uint64_t truth = v[rank ? rank - 1 : 0];
+            uint64_t got = attn_hist_quantile(&hm, qs[i]);
+            double rel = truth ? fabs((double)got - (double)truth) / (double)truth
+                               : (double)got;
+            ck_assert_msg(rel < 0.01, "dist %d q %g: got %llu true %llu", dist, qs[i],
+                          (unsigned long long)got, (unsigned long long)truth);
+            if (truth < 256)
+                ck_assert_uint_eq(got, truth);             /* buckets of width 1 */
+        }
+    }
+    attn_hist_reset(&h);
+    ck_assert_uint_eq(attn_hist_quantile(&h, 0.5), 0);
+    ck_assert_uint_eq(h.min, UINT64_MAX);
+    attn_hist_add(&h, UINT64_MAX);                         /* beyond the range */
+    attn_hist_add(&h, 5);
+    ck_assert_uint_eq(attn_hist_quantile(&h, 1.0), UINT64_MAX);
+    ck_assert_uint_eq(attn_hist_quantile(&h, 0.0), 5);
+    ck_assert_uint_eq(attn_hist_quantile(&h, 0.5), 5);
+    ck_assert_uint_le(attn_hist_quantile(&h, 0.75), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_strerror)
+{
+    ck_assert_str_eq(attn_strerror(ATTN_OK), "ok");
+    ck_assert_str_eq(attn_strerror(ATTN_ELIMIT), "elimit");
+    ck_assert_str_eq(attn_strerror(ATTN_ERANGE), "erange");
+    ck_assert_str_eq(attn_strerror(12345), "unknown");
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("attn");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60.0 * tu_slowdown());
+    tcase_add_test(tc, test_strerror);
+    tcase_add_test(tc, test_model_basic);
+    tcase_add_test(tc, test_model_check);
+    tcase_add_test(tc, test_topk);
+    tcase_add_test(tc, test_hist);
+    tcase_add_test(tc, test_ref_by_hand);
+    tcase_add_test(tc, test_kernel_select);
+    tcase_add_test(tc, test_fast_random);
+    tcase_add_test(tc, test_fast_identity);
+    tcase_add_test(tc, test_fast_large_logits);
+    tcase_add_test(tc, test_fast_bigger);
+    tcase_add_test(tc, test_fast_duplicates);
+    tcase_add_test(tc, test_tables_threads);
+    tcase_add_test(tc, test_tables_memory);
+    tcase_add_test(tc, test_tables_errors);
+    tcase_add_test(tc, test_score_errors);
+    tcase_add_test(tc, test_score_erange);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(s_suite());
+}
