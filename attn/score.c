@@ -60,6 +60,10 @@ struct attn_scratch {
     float *top_score;       /* max_k */
     uint32_t *because;      /* max_k x max_explain */
     float *because_w;       /* max_k x max_explain */
+    int32_t *first;         /* max_hist: newest position holding the same row */
+    uint32_t *seen_row;     /* dedup hash: 2 x max_hist rounded to a power of two */
+    uint32_t *seen_gen;     /* generation stamps: clearing the hash is O(1) */
+    uint32_t seen_mask, seen_cur;
     void *arena;            /* the single allocation everything above lives in */
     size_t bytes;
 };
@@ -110,6 +114,13 @@ static size_t s_layout(attn_scratch *s, char *arena)
     s->top_score = s_carve(arena, &off, nk, sizeof(float));
     s->because = s_carve(arena, &off, nk * ne + 1, sizeof(uint32_t));
     s->because_w = s_carve(arena, &off, nk * ne + 1, sizeof(float));
+    size_t hash = 16;
+    while (hash < 2 * (size_t)l->max_hist)
+        hash <<= 1;
+    s->seen_mask = (uint32_t)hash - 1;
+    s->first = s_carve(arena, &off, (size_t)l->max_hist + 1, sizeof(int32_t));
+    s->seen_row = s_carve(arena, &off, hash, sizeof(uint32_t));
+    s->seen_gen = s_carve(arena, &off, hash, sizeof(uint32_t));
     return off;
 }
 
@@ -338,9 +349,36 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
     return bad ? ATTN_ERANGE : ATTN_OK;
 }
 
-/* Step 5: head-averaged weights of the n winners, and their top entries. */
+/* Map each history position to the newest position holding the same row;
+ * returns the number of distinct rows.  A user who watched an item twice
+ * should read "because you watched X" once, with the attention X got in all. */
+static int s_distinct_history(attn_scratch *s, const attn_request *rq)
+{
+    if (++s->seen_cur == 0) {   /* stamps wrapped: clear for real */
+        memset(s->seen_gen, 0, (size_t)(s->seen_mask + 1) * sizeof *s->seen_gen);
+        s->seen_cur = 1;
+    }
+    int distinct = 0;
+    for (int j = 0; j < rq->n_hist; j++) {
+        uint32_t row = rq->hist[j], h = (row * 2654435761u) & s->seen_mask;
+        while (s->seen_gen[h] == s->seen_cur && rq->hist[s->seen_row[h]] != row)
+            h = (h + 1) & s->seen_mask;
+        if (s->seen_gen[h] == s->seen_cur) {
+            s->first[j] = (int32_t)s->seen_row[h];
+        } else {
+            s->seen_gen[h] = s->seen_cur;
+            s->seen_row[h] = (uint32_t)j;
+            s->first[j] = j;
+            distinct++;
+        }
+    }
+    return distinct;
+}
+
+/* Step 5: head-averaged weights of the n winners, merged per distinct
+ * history row, and their top entries. */
 static void s_explain(const attn_tables *t, attn_scratch *s, const s_view *v, int n,
-                      int n_explain)
+                      int n_explain, int merge)
 {
     const attn_kern *k = v->k;
     const int R = k->rows, dh = t->dh, lp = v->lp;
@@ -358,7 +396,14 @@ static void s_explain(const attn_tables *t, attn_scratch *s, const s_view *v, in
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < R && i0 + r < n; r++) {
-            const float *wr = s->w + (size_t)r * lp;
+            float *wr = s->w + (size_t)r * lp;
+            /* Repeats add into their newest position and drop out of the
+             * selection (weights are >= 0, so -1 is never chosen). */
+            for (int j = 0; merge && j < v->L; j++)
+                if (s->first[j] != j) {
+                    wr[s->first[j]] += wr[j];
+                    wr[j] = -1.0f;
+                }
             uint32_t *idx = s->because + (size_t)(i0 + r) * n_explain;
             attn_topk_f32(wr, v->L, n_explain, idx);
             for (int e = 0; e < n_explain; e++)
@@ -383,9 +428,12 @@ int attn_score(const attn_tables *t, const attn_request *rq, attn_scratch *s,
     int n = attn_topk_f32(s->score, v.N, rq->k, s->top);
     for (int i = 0; i < n; i++)
         s->top_score[i] = s->score[s->top[i]];
-    int n_explain = rq->explain < v.L ? rq->explain : v.L;
-    if (n_explain > 0)
-        s_explain(t, s, &v, n, n_explain);
+    int n_explain = 0;
+    if (rq->explain > 0) {
+        int distinct = s_distinct_history(s, rq);
+        n_explain = rq->explain < distinct ? rq->explain : distinct;
+        s_explain(t, s, &v, n, n_explain, distinct < v.L);
+    }
     out->n = n;
     out->n_explain = n_explain;
     out->cand = s->top;

@@ -18,6 +18,11 @@
  * The reference implementation computes the same thing with plain loops and
  * double accumulation straight from the model's matrices; it allocates, is
  * slow, and exists as the oracle the fast path is tested against.
+ *
+ * Threads: tables are read-only once built and may be shared by any number
+ * of threads; a scratch belongs to one thread at a time.  docs/MODEL.md has
+ * the formula, the tie rules, the memory each precompute mode costs and the
+ * measured speed.
  */
 #ifndef ATTN_SCORE_H
 #define ATTN_SCORE_H
@@ -55,20 +60,25 @@ typedef struct attn_request {
  * next use.  Order: score descending, ties by lower request index first. */
 typedef struct attn_result {
     int n;                   /* results: min(k, n_cand) */
-    int n_explain;           /* entries per result: min(explain, n_hist) */
+    int n_explain;           /* entries per result: min(explain, distinct history rows) */
     const uint32_t *cand;    /* n: index into request cand[] */
     const float *score;      /* n */
-    const uint32_t *because; /* n * n_explain: index into request hist[],
-                                largest head-averaged weight first, ties newer first */
-    const float *because_weight; /* n * n_explain: that weight, in (0, 1] */
+    const uint32_t *because; /* n * n_explain: index into request hist[] of a distinct
+                                row (its newest position); the weight of a row that
+                                appears at several positions is their sum; largest
+                                first, ties newer first */
+    const float *because_weight; /* n * n_explain: that weight, in [0, 1] (an exact
+                                    0 only when a very sharp softmax underflows) */
 } attn_result;
 
 /* Build the per-model tables over a catalog.  emb is n x d with row stride ld
  * floats; the tables keep a pointer to it when they need it (identity model,
  * or PRECOMPUTE_NONE), so it must outlive them.  param_index[r] is the index of
  * catalog row r in the model's per-item arrays or -1; NULL means no row has
- * one.  threads (>= 1) splits the precomputation.  The model is copied.
- * Returns ATTN_OK, ATTN_EINVAL (shapes, d mismatch) or ATTN_ENOMEM. */
+ * one; the tables copy what they need of it.  threads (>= 1) splits the
+ * precomputation.  The model is copied (and checked: attn_model_check).
+ * Returns ATTN_OK, ATTN_EINVAL (bad model, ld < d, a param_index entry outside
+ * [-1, n_items)) or ATTN_ENOMEM; *out is NULL unless ATTN_OK. */
 int attn_tables_build(attn_tables **out, const attn_model *model, const float *emb,
                       size_t n, size_t ld, const int64_t *param_index,
                       attn_precompute mode, int threads);
@@ -89,8 +99,10 @@ void attn_scratch_free(attn_scratch **scratch_p);
 size_t attn_scratch_bytes(const attn_scratch *s);
 
 /* Score and rank.  Never allocates.  Returns ATTN_OK, ATTN_EINVAL (bad rows,
- * n_hist < 1, weights not > 0), ATTN_ELIMIT (beyond the scratch's limits) or
- * ATTN_ERANGE (a score came out non-finite). */
+ * n_hist < 1, weights not finite and > 0, a scratch that does not fit),
+ * ATTN_ELIMIT (beyond the scratch's limits, or n_hist > model->l_max: the
+ * caller truncates the history) or ATTN_ERANGE (a score came out
+ * non-finite: overflowing inputs).  On error *out has n = 0. */
 int attn_score(const attn_tables *t, const attn_request *rq, attn_scratch *s,
                attn_result *out);
 

@@ -30,6 +30,7 @@ typedef struct attn_tr_net {
     float *text;           /* n_mi x d frozen text embeddings of the model items */
     float *E;              /* n_mi x d effective embeddings */
     float *W;              /* d x 4m: [W_Q | W_K | W_V | W_Oᵀ] */
+    float *WT;             /* 4m x d: W transposed, for dE = dT Wᵀ */
     float *T;              /* n_mi x 4m: [q | k | v | g] per item */
 } attn_tr_net;
 

@@ -9,12 +9,12 @@
  */
 #include "attn/train_int.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/train_kern.h"
 
 #define S_MAX_THREADS 64
 
@@ -82,8 +82,9 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const float *emb, size_t ld,
     net->text = s_alloc(n * d);
     net->E = s_alloc(n * d);
     net->W = s_alloc(d * 4 * m);
+    net->WT = s_alloc(d * 4 * m);
     net->T = s_alloc(n * 4 * m);
-    if (!net->text || !net->E || !net->W || !net->T) {
+    if (!net->text || !net->E || !net->W || !net->WT || !net->T) {
         attn_tr_net_free(&net);
         return NULL;
     }
@@ -100,6 +101,7 @@ void attn_tr_net_free(attn_tr_net **net_p)
     free(net->text);
     free(net->E);
     free(net->W);
+    free(net->WT);
     free(net->T);
     free(net);
     *net_p = NULL;
@@ -136,8 +138,8 @@ static void s_tables_part(void *arg, int i)
         }
     }
     if (hi > lo)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), m4, d, 1.0f,
-                    net->E + (size_t)lo * d, d, net->W, m4, 0.0f, net->T + (size_t)lo * m4, m4);
+        attn_tr_kern_get()->mm_nn((int)(hi - lo), m4, d, net->E + (size_t)lo * d, (size_t)d,
+                                  net->W, (size_t)m4, net->T + (size_t)lo * m4, (size_t)m4, 0);
 }
 
 void attn_tr_net_tables(attn_tr_net *net, int threads)
@@ -152,6 +154,9 @@ void attn_tr_net_tables(attn_tr_net *net, int threads)
         for (int t = 0; t < m; t++)
             row[ATTN_TR_G * m + t] = md->wo[(size_t)t * d + i];
     }
+    for (int i = 0; i < d; i++)
+        for (int t = 0; t < m4; t++)
+            net->WT[(size_t)t * d + i] = net->W[(size_t)i * m4 + t];
     s_tables_job job = {net, threads < 1 ? 1 : threads};
     attn_tr_par(job.threads, s_tables_part, &job);
 }
@@ -177,12 +182,12 @@ static void s_back_part(void *arg, int i)
         return;
     }
     const int rows = (int)(hi - lo);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, m4, rows, 1.0f,
-                net->E + (size_t)lo * d, d, job->dT + (size_t)lo * m4, m4, 0.0f, dW, m4);
+    const attn_tr_kern *k = attn_tr_kern_get();
+    k->mm_tn(rows, d, m4, net->E + (size_t)lo * d, (size_t)d, job->dT + (size_t)lo * m4,
+             (size_t)m4, dW, (size_t)m4, 0);
     if (job->dE)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, d, m4, 1.0f,
-                    job->dT + (size_t)lo * m4, m4, net->W, m4, 0.0f,
-                    job->dE + (size_t)lo * d, d);
+        k->mm_nn(rows, d, m4, job->dT + (size_t)lo * m4, (size_t)m4, net->WT, (size_t)d,
+                 job->dE + (size_t)lo * d, (size_t)d, 0);
 }
 
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,

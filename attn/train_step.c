@@ -15,30 +15,45 @@
  * model item and Q, G are read in place from T; sampled candidates are
  * gathered into dense rows first.
  *
- * Per example and head only O(|C| L) scalar work remains (the softmax and
- * its derivative); the products cost O(|C| (chunk + L) m) per chunk instead
- * of O(|C| L m) per example.
+ * The products cost O(|C| (chunk + L) m) per chunk instead of O(|C| L m)
+ * per example; what remains per example is the softmax over the window for
+ * each candidate and head.  That part is memory-bound if done example by
+ * example (every example sweeps all |C| rows of four matrices), so it runs
+ * in blocks of S_BLOCK candidate rows, which stay in L2 while every example
+ * of the chunk visits them: pass 1 scores, then each example's loss
+ * softmax over its candidates, then pass 2 recomputes the attention (exp is
+ * cheaper than the memory it would take to keep it) and goes backward.
+ * An example's candidates are a multiplicity per row (mult): full softmax
+ * is 1 for every row but the masked history, sampled lists count repeats.
  *
  * Derivatives, for one example, candidate c and head h (s_j = S[c][j],
  * sc = sum_j a_j s_j, g = dLoss/dscore_c):
  *     dS[c][j] = g a_j
  *     dz_j     = g a_j (s_j - sc)        (softmax Jacobian)
  *     dZ[c][j] = scale dz_j,   dpos[position of j] += dz_j
+ * and for the loss softmax with multiplicities n_c and target y:
+ *     loss = log sum_c n_c exp(score_c) - score_y,  g_c = n_c p_c - [c = y].
  */
 #include "attn/train_int.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/train_kern.h"
+
+#define S_BLOCK 32   /* candidate rows per block: 4 matrices x 2 heads x 32 rows
+                        x ~128 columns x 4 B = 128 KiB, inside L2 */
 
 struct attn_tr_ws {
     attn_tr_shape sh;
+    const attn_tr_kern *k; /* the kernel set */
     int ncap;            /* most candidate rows in a chunk */
     int pcap;            /* most columns in a chunk: chunk + l_max - 1 */
-    int lcap;            /* most candidates of one example */
+    int pp;              /* row stride of Z & co: pcap + 8 rounded up to 16 */
+    int lcap;            /* most candidates drawn for one example */
+    int l8;              /* l_max rounded up to 8: a window's padded length */
     float *dT;           /* n_mi x 4m gradient accumulator */
     float *dbias;        /* n_mi */
     float *dpos;         /* l_max */
@@ -47,20 +62,22 @@ struct attn_tr_ws {
     float *dQG;          /* ncap x 2m */
     float *KV;           /* pcap x 2m gathered [k | v] of the columns */
     float *dKV;          /* pcap x 2m */
-    float *Z, *S;        /* heads x ncap x pcap */
-    float *dZ, *dS;      /* heads x ncap x pcap */
-    float *A;            /* lcap x heads x l_max: attention of the current example */
-    float *SC;           /* lcap x heads: per-head score parts */
-    double *score;       /* lcap */
-    uint32_t *list;      /* lcap: candidate slots of the current example */
-    uint32_t *c_item;    /* ncap: model item of each slot */
-    int32_t *slot;       /* n_mi: slot of an item in this chunk, or -1 */
-    uint32_t *seen;      /* n_mi: stamp of items in the history so far */
+    float *KT, *VT;      /* m x pp: the columns' keys and values, transposed */
+    float *Z, *S;        /* heads x ncap x pp */
+    float *dZ, *dS;      /* heads x ncap x pp */
+    uint32_t *mult;      /* chunk x ncap: multiplicity of each row as a candidate */
+    float *sg;           /* chunk x ncap: scores, then d loss / d score */
+    float *bias;         /* chunk x l8: logit bias of each example's window, padded */
+    float *dbw;          /* chunk x l8: d loss / d bias */
+    uint8_t *drop;       /* chunk x l8: dropped events */
+    int *cb, *n8, *lw;   /* chunk: window start column, padded length, length */
+    uint32_t *tgt;       /* chunk: the target's row */
+    float *e;            /* l8: attention of one row, scratch */
+    uint32_t *list;      /* lcap: one example's drawn candidates */
+    uint32_t *c_item;    /* ncap: model item of each row */
+    int32_t *slot;       /* n_mi: row of an item in this chunk, or -1 */
     uint32_t *useen;     /* n_mi: stamp of the user's training items */
-    uint32_t stamp;      /* current stamp for seen / useen */
-    float *bias;         /* l_max: logit bias of the window's events */
-    float *dbw;          /* l_max: d loss / d bias of the window's events */
-    uint8_t *drop;       /* l_max: dropped events of the window */
+    uint32_t stamp;      /* current stamp for useen */
     size_t n_mi, m, l_max;  /* accumulator sizes */
 };
 
@@ -83,22 +100,25 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh)
     if (!ws)
         return NULL;
     ws->sh = *sh;
+    ws->k = attn_tr_kern_get();
     const size_t n = (size_t)net->n_mi, m = (size_t)net->m, H = (size_t)net->heads;
-    const size_t L = (size_t)net->l_max;
+    const size_t L = (size_t)net->l_max, ch = (size_t)sh->chunk;
     size_t per_ex;
     if (sh->mode == ATTN_TR_FULL)
-        per_ex = n;
+        per_ex = 1;
     else if (sh->mode == ATTN_TR_SAMPLED)
         per_ex = (size_t)sh->neg + 1;
     else
         per_ex = (size_t)sh->n_cand;
-    size_t ncap = sh->mode == ATTN_TR_FULL ? n : per_ex * (size_t)sh->chunk;
+    size_t ncap = sh->mode == ATTN_TR_FULL ? n : per_ex * ch;
     if (ncap > n)
         ncap = n;
     ws->ncap = (int)ncap;
     ws->lcap = (int)per_ex;
     ws->pcap = sh->chunk + net->l_max - 1;
-    const size_t P = (size_t)ws->pcap;
+    ws->pp = (ws->pcap + 8 + 15) & ~15;
+    ws->l8 = (net->l_max + 7) & ~7;
+    const size_t P = (size_t)ws->pcap, Pp = (size_t)ws->pp, L8 = (size_t)ws->l8;
     ws->dT = s_alloc(n * 4 * m, sizeof(float));
     ws->dbias = s_alloc(n, sizeof(float));
     ws->dpos = s_alloc(L, sizeof(float));
@@ -108,31 +128,36 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh)
     }
     ws->KV = s_alloc(P * 2 * m, sizeof(float));
     ws->dKV = s_alloc(P * 2 * m, sizeof(float));
-    ws->Z = s_alloc(H * ncap * P, sizeof(float));
-    ws->S = s_alloc(H * ncap * P, sizeof(float));
-    ws->dZ = s_alloc(H * ncap * P, sizeof(float));
-    ws->dS = s_alloc(H * ncap * P, sizeof(float));
-    ws->A = s_alloc(per_ex * H * L, sizeof(float));
-    ws->SC = s_alloc(per_ex * H, sizeof(float));
-    ws->score = s_alloc(per_ex, sizeof(double));
+    ws->KT = s_alloc(m * Pp, sizeof(float));
+    ws->VT = s_alloc(m * Pp, sizeof(float));
+    ws->Z = s_alloc(H * ncap * Pp, sizeof(float));
+    ws->S = s_alloc(H * ncap * Pp, sizeof(float));
+    ws->dZ = s_alloc(H * ncap * Pp, sizeof(float));
+    ws->dS = s_alloc(H * ncap * Pp, sizeof(float));
+    ws->mult = s_alloc(ch * ncap, sizeof(uint32_t));
+    ws->sg = s_alloc(ch * ncap, sizeof(float));
+    ws->bias = s_alloc(ch * L8, sizeof(float));
+    ws->dbw = s_alloc(ch * L8, sizeof(float));
+    ws->drop = s_alloc(ch * L8, 1);
+    ws->cb = s_alloc(ch, sizeof(int));
+    ws->n8 = s_alloc(ch, sizeof(int));
+    ws->lw = s_alloc(ch, sizeof(int));
+    ws->tgt = s_alloc(ch, sizeof(uint32_t));
+    ws->e = s_alloc(L8, sizeof(float));
     ws->list = s_alloc(per_ex, sizeof(uint32_t));
     ws->c_item = s_alloc(ncap, sizeof(uint32_t));
     ws->slot = s_alloc(n, sizeof(int32_t));
-    ws->seen = s_alloc(n, sizeof(uint32_t));
     ws->useen = s_alloc(n, sizeof(uint32_t));
-    ws->bias = s_alloc(L, sizeof(float));
-    ws->dbw = s_alloc(L, sizeof(float));
-    ws->drop = s_alloc(L, 1);
     if (!ws->dT || !ws->dbias || !ws->dpos || (sh->mode != ATTN_TR_FULL && (!ws->QG || !ws->dQG)) ||
-        !ws->KV || !ws->dKV || !ws->Z || !ws->S || !ws->dZ || !ws->dS || !ws->A || !ws->SC ||
-        !ws->score || !ws->list || !ws->c_item || !ws->slot || !ws->seen || !ws->useen ||
-        !ws->bias || !ws->dbw || !ws->drop) {
+        !ws->KV || !ws->dKV || !ws->KT || !ws->VT || !ws->Z || !ws->S || !ws->dZ || !ws->dS ||
+        !ws->mult || !ws->sg || !ws->bias || !ws->dbw || !ws->drop || !ws->cb || !ws->n8 ||
+        !ws->lw || !ws->tgt || !ws->e || !ws->list || !ws->c_item || !ws->slot || !ws->useen) {
         attn_tr_ws_free(&ws);
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
         ws->slot[i] = -1;
-    /* FULL: every model item is a row, slot = item. */
+    /* FULL: every model item is a row, row = item. */
     if (sh->mode == ATTN_TR_FULL)
         for (size_t i = 0; i < n; i++)
             ws->c_item[i] = (uint32_t)i;
@@ -147,28 +172,12 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     if (!ws_p || !*ws_p)
         return;
     attn_tr_ws *ws = *ws_p;
-    free(ws->dT);
-    free(ws->dbias);
-    free(ws->dpos);
-    free(ws->QG);
-    free(ws->dQG);
-    free(ws->KV);
-    free(ws->dKV);
-    free(ws->Z);
-    free(ws->S);
-    free(ws->dZ);
-    free(ws->dS);
-    free(ws->A);
-    free(ws->SC);
-    free(ws->score);
-    free(ws->list);
-    free(ws->c_item);
-    free(ws->slot);
-    free(ws->seen);
-    free(ws->useen);
-    free(ws->bias);
-    free(ws->dbw);
-    free(ws->drop);
+    void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->KT,
+                 ws->VT, ws->Z, ws->S, ws->dZ, ws->dS, ws->mult, ws->sg, ws->bias, ws->dbw,
+                 ws->drop, ws->cb, ws->n8, ws->lw, ws->tgt, ws->e, ws->list, ws->c_item,
+                 ws->slot, ws->useen};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
     free(ws);
     *ws_p = NULL;
 }
@@ -178,7 +187,7 @@ float *attn_tr_ws_dbias(attn_tr_ws *ws) { return ws->dbias; }
 float *attn_tr_ws_dpos(attn_tr_ws *ws) { return ws->dpos; }
 double attn_tr_ws_loss(const attn_tr_ws *ws) { return ws->loss; }
 
-/* Only the accumulators; the chunk buffers are cleared per chunk. */
+/* Only the accumulators; the chunk buffers are rebuilt per chunk. */
 void attn_tr_ws_zero(attn_tr_ws *ws)
 {
     memset(ws->dT, 0, ws->n_mi * 4 * ws->m * sizeof(float));
@@ -187,53 +196,33 @@ void attn_tr_ws_zero(attn_tr_ws *ws)
     ws->loss = 0.0;
 }
 
-/* A fresh stamp for the seen / useen marks; clears them on wrap-around. */
-static uint32_t s_stamp(attn_tr_ws *ws, size_t n)
-{
-    if (++ws->stamp == 0) {
-        memset(ws->seen, 0, n * sizeof *ws->seen);
-        memset(ws->useen, 0, n * sizeof *ws->useen);
-        ws->stamp = 1;
-    }
-    return ws->stamp;
-}
-
-/* Slot of model item mi among the chunk's candidate rows, adding it. */
-static int s_slot(attn_tr_ws *ws, uint32_t mi, int *nc)
+/* Row of model item mi among the chunk's candidate rows, adding it. */
+static uint32_t s_slot(attn_tr_ws *ws, uint32_t mi, int *nc)
 {
     if (ws->slot[mi] < 0) {
         ws->slot[mi] = *nc;
         ws->c_item[*nc] = mi;
         (*nc)++;
     }
-    return ws->slot[mi];
+    return (uint32_t)ws->slot[mi];
 }
 
-/* The candidates of example (u, t) as slots into ws->list; the target's
- * entry is list[0].  Returns the count.  SAMPLED draws `neg` items uniformly
- * from model items outside the user's training items (rejection; after 64
- * failed tries an item other than the target is accepted, so a user who has
- * seen nearly everything cannot stall the loop). */
-static int s_candidates(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_run *run,
-                        uint32_t target, uint32_t u, uint32_t t, int ex, int *nc)
+/* The drawn candidates of example (u, t), target first, as model items in
+ * ws->list; returns the count.  SAMPLED draws `neg` items uniformly from
+ * model items outside the user's training items (rejection; after 64
+ * failed tries an item other than the target is accepted, so a user who
+ * has seen nearly everything cannot stall the loop). */
+static int s_draw(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_run *run,
+                  uint32_t target, uint32_t u, uint32_t t, int ex)
 {
     int n = 0;
-    if (run->mode == ATTN_TR_FULL) {
-        ws->list[n++] = target;
-        for (uint32_t i = 0; i < (uint32_t)net->n_mi; i++) {
-            if (i == target || (run->mask_seen && ws->seen[i] == ws->stamp))
-                continue;
-            ws->list[n++] = i;
-        }
-        return n;
-    }
     if (run->mode == ATTN_TR_EXPLICIT) {
         const uint32_t *c = run->cand + (size_t)ex * run->n_cand;
         for (int i = 0; i < run->n_cand; i++)
-            ws->list[n++] = (uint32_t)s_slot(ws, c[i], nc);
+            ws->list[n++] = c[i];
         return n;
     }
-    ws->list[n++] = (uint32_t)s_slot(ws, target, nc);
+    ws->list[n++] = target;
     attn_eval_rng rng = attn_eval_rng_for(run->seed ^ (run->epoch * 0x9E3779B97F4A7C15ull), u,
                                           ((uint64_t)t << 1) | 1u);
     for (int k = 0; k < run->neg; k++) {
@@ -245,126 +234,181 @@ static int s_candidates(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_ru
         }
         if (it == target)
             it = (it + 1) % (uint32_t)net->n_mi;
-        ws->list[n++] = (uint32_t)s_slot(ws, it, nc);
+        ws->list[n++] = it;
     }
     return n;
 }
 
-/* Forward and backward of one example whose history is the window of
- * columns [cb, cb + Lw) (newest last).  Returns its loss (unscaled). */
-static double s_example(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_run *run,
-                        int n_list, int nc_ld, int cb, int Lw, const float *ibias)
+/* The candidate rows and each example's multiplicities.  Returns Nc. */
+static int s_candidates(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
+                        const attn_tr_chunk *ch, const attn_tr_run *run, const uint32_t *ev)
 {
-    const int H = net->heads, P = ws->pcap;
-    const float scale = net->md->scale;
-    const size_t plane = (size_t)nc_ld * P;
-    /* Forward: attention, per-head score parts, scores. */
-    double mx = -INFINITY;
-    for (int i = 0; i < n_list; i++) {
-        const uint32_t c = ws->list[i];
-        double sc_all = 0.0;
-        for (int h = 0; h < H; h++) {
-            const float *z = ws->Z + h * plane + (size_t)c * P + cb;
-            const float *s = ws->S + h * plane + (size_t)c * P + cb;
-            float *a = ws->A + ((size_t)i * H + h) * Lw;
-            float zmax = -INFINITY;
-            for (int j = 0; j < Lw; j++) {
-                a[j] = scale * z[j] + ws->bias[j];
-                zmax = a[j] > zmax ? a[j] : zmax;
-            }
-            float sum = 0.0f;
-            for (int j = 0; j < Lw; j++) {
-                a[j] = expf(a[j] - zmax);
-                sum += a[j];
-            }
-            const float inv = 1.0f / sum;
-            float dot = 0.0f;
-            for (int j = 0; j < Lw; j++) {
-                a[j] *= inv;
-                dot += a[j] * s[j];
-            }
-            ws->SC[(size_t)i * H + h] = dot;
-            sc_all += dot;
+    const int nex = (int)(ch->t1 - ch->t0);
+    if (run->mode == ATTN_TR_FULL) {
+        const int n = (int)net->n_mi;
+        /* Row 0 holds the mask of the history so far; each example copies
+         * it, then its own event joins the history. */
+        uint32_t *base = ws->mult;
+        for (int c = 0; c < n; c++)
+            base[c] = 1;
+        if (run->mask_seen)
+            for (uint32_t i = 0; i < ch->t0; i++)
+                base[v->row2mi[ev[i]]] = 0;
+        for (int e = nex - 1; e >= 0; e--) {
+            /* Fill from the last example down so that row 0 is read before
+             * it is overwritten: example e's mask is row 0 plus the events
+             * t0 .. t0+e-1. */
+            uint32_t *row = ws->mult + (size_t)e * n;
+            if (e > 0)
+                memcpy(row, base, (size_t)n * sizeof *row);
+            if (run->mask_seen)
+                for (int i = 0; i < e; i++)
+                    row[v->row2mi[ev[ch->t0 + (uint32_t)i]]] = 0;
+            ws->tgt[e] = (uint32_t)v->row2mi[ev[ch->t0 + (uint32_t)e]];
+            row[ws->tgt[e]] = 1;
         }
-        if (ibias)
-            sc_all += ibias[ws->c_item[c]];
-        ws->score[i] = sc_all;
-        if (sc_all > mx)
-            mx = sc_all;
+        return n;
     }
+    int nc = 0;
+    if (run->mode == ATTN_TR_SAMPLED) {
+        if (++ws->stamp == 0) {
+            memset(ws->useen, 0, ws->n_mi * sizeof *ws->useen);
+            ws->stamp = 1;
+        }
+        uint64_t n_train = attn_eval_train_len(v->seqs, ch->u);
+        for (uint64_t i = 0; i < n_train; i++)
+            ws->useen[v->row2mi[ev[i]]] = ws->stamp;
+    }
+    /* Rows first (so that Nc is known), then the counts. */
+    for (int e = 0; e < nex; e++) {
+        uint32_t t = ch->t0 + (uint32_t)e;
+        int n = s_draw(net, ws, run, (uint32_t)v->row2mi[ev[t]], ch->u, t, e);
+        for (int i = 0; i < n; i++)
+            s_slot(ws, ws->list[i], &nc);
+    }
+    memset(ws->mult, 0, (size_t)nex * nc * sizeof *ws->mult);
+    for (int e = 0; e < nex; e++) {
+        uint32_t t = ch->t0 + (uint32_t)e;
+        int n = s_draw(net, ws, run, (uint32_t)v->row2mi[ev[t]], ch->u, t, e);
+        uint32_t *row = ws->mult + (size_t)e * nc;
+        for (int i = 0; i < n; i++)
+            row[ws->slot[ws->list[i]]]++;
+        ws->tgt[e] = (uint32_t)ws->slot[ws->list[0]];
+    }
+    return nc;
+}
+
+/* Pass 1 over a block of rows: every example's score of each candidate. */
+static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, int nex, int Nc, int r0, int r1,
+                     const float *ibias)
+{
+    const attn_tr_kern *k = ws->k;
+    const int H = net->heads, Pp = ws->pp, L8 = ws->l8;
+    const float scale = net->md->scale;
+    const size_t plane = (size_t)Nc * Pp;
+    for (int e = 0; e < nex; e++) {
+        const uint32_t *mult = ws->mult + (size_t)e * Nc;
+        float *score = ws->sg + (size_t)e * Nc;
+        const float *bias = ws->bias + (size_t)e * L8;
+        for (int c = r0; c < r1; c++) {
+            if (!mult[c])
+                continue;
+            float sc = 0.0f, inv;
+            for (int h = 0; h < H; h++) {
+                const size_t row = h * plane + (size_t)c * Pp + ws->cb[e];
+                sc += k->softmax_fwd(ws->Z + row, bias, scale, ws->n8[e], ws->S + row, ws->e,
+                                     &inv);
+            }
+            score[c] = sc + (ibias ? ibias[ws->c_item[c]] : 0.0f);
+        }
+    }
+}
+
+/* The loss softmax of example e: its loss (unscaled), and g_c * loss_scale
+ * in place of the scores.  NAN if a score is not finite. */
+static double s_loss(attn_tr_ws *ws, int e, int Nc, float loss_scale)
+{
+    const uint32_t *mult = ws->mult + (size_t)e * Nc;
+    float *sg = ws->sg + (size_t)e * Nc;
+    double mx = -INFINITY;
+    for (int c = 0; c < Nc; c++)
+        if (mult[c] && sg[c] > mx)
+            mx = sg[c];
     if (!isfinite(mx))
         return NAN;
     double sum = 0.0;
-    for (int i = 0; i < n_list; i++)
-        sum += exp(ws->score[i] - mx);
+    for (int c = 0; c < Nc; c++)
+        if (mult[c])
+            sum += mult[c] * exp(sg[c] - mx);
     const double lse = mx + log(sum);
-    const double loss = lse - ws->score[0];
-    /* Backward. */
-    for (int i = 0; i < n_list; i++) {
-        const uint32_t c = ws->list[i];
-        double p = exp(ws->score[i] - lse);
-        const float g = (float)((p - (i == 0 ? 1.0 : 0.0)) * run->loss_scale);
-        if (g == 0.0f)
-            continue;
-        if (ibias)
-            ws->dbias[ws->c_item[c]] += g;
-        for (int h = 0; h < H; h++) {
-            const float *s = ws->S + h * plane + (size_t)c * P + cb;
-            float *dz = ws->dZ + h * plane + (size_t)c * P + cb;
-            float *ds = ws->dS + h * plane + (size_t)c * P + cb;
-            const float *a = ws->A + ((size_t)i * H + h) * Lw;
-            const float sc = ws->SC[(size_t)i * H + h];
-            for (int j = 0; j < Lw; j++) {
-                const float ga = g * a[j];
-                const float dzz = ga * (s[j] - sc);
-                ds[j] += ga;
-                dz[j] += scale * dzz;
-                ws->dbw[j] += dzz;
+    const uint32_t y = ws->tgt[e];
+    const double loss = lse - sg[y];
+    for (int c = 0; c < Nc; c++)
+        if (mult[c])
+            sg[c] = (float)((mult[c] * exp(sg[c] - lse) - (c == (int)y ? 1.0 : 0.0)) * loss_scale);
+    return loss;
+}
+
+/* Pass 2 over a block of rows: recompute each attention, go backward. */
+static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, int nex, int Nc, int r0, int r1,
+                       const float *ibias)
+{
+    const attn_tr_kern *k = ws->k;
+    const int H = net->heads, Pp = ws->pp, L8 = ws->l8;
+    const float scale = net->md->scale;
+    const size_t plane = (size_t)Nc * Pp;
+    for (int e = 0; e < nex; e++) {
+        const uint32_t *mult = ws->mult + (size_t)e * Nc;
+        const float *g = ws->sg + (size_t)e * Nc;
+        const float *bias = ws->bias + (size_t)e * L8;
+        float *dbw = ws->dbw + (size_t)e * L8;
+        for (int c = r0; c < r1; c++) {
+            if (!mult[c] || g[c] == 0.0f)
+                continue;
+            if (ibias)
+                ws->dbias[ws->c_item[c]] += g[c];
+            for (int h = 0; h < H; h++) {
+                const size_t row = h * plane + (size_t)c * Pp + ws->cb[e];
+                float inv;
+                float sc = k->softmax_fwd(ws->Z + row, bias, scale, ws->n8[e], ws->S + row,
+                                          ws->e, &inv);
+                k->softmax_bwd(ws->e, ws->S + row, sc, g[c] * inv, scale, ws->n8[e],
+                               ws->dZ + row, ws->dS + row, dbw);
             }
         }
     }
-    return loss;
 }
 
 int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
                       const attn_tr_chunk *ch, const attn_tr_run *run)
 {
+    const attn_tr_kern *k = ws->k;
     const attn_seqs *sq = v->seqs;
-    const int m = net->m, H = net->heads, dh = net->dh, L = net->l_max;
+    const int m = net->m, H = net->heads, dh = net->dh, L = net->l_max, L8 = ws->l8;
     const int m4 = 4 * m, m2 = 2 * m;
     const uint32_t *ev = sq->row + sq->off[ch->u];
     const float *w = sq->weight ? sq->weight + sq->off[ch->u] : NULL;
+    const int nex = (int)(ch->t1 - ch->t0);
     const int c0 = (int)ch->t0 > L ? (int)ch->t0 - L : 0;
-    const int P = (int)ch->t1 - 1 - c0;         /* columns: events c0 .. t1-2 */
-    const int Pl = ws->pcap;                     /* leading dimension of Z & co */
-    const size_t nmi = (size_t)net->n_mi;
-    const uint32_t stamp = s_stamp(ws, nmi);
+    const int P = (int)ch->t1 - 1 - c0;           /* columns: events c0 .. t1-2 */
+    const int Pp = ws->pp;                         /* row stride of Z & co */
+    const int ncols = (P + 8 + 15) & ~15;          /* columns computed: windows may
+                                                      read up to 7 past P */
+    const int Nc = s_candidates(net, v, ws, ch, run, ev);
 
-    /* Marks: the history before t0 (mask) and the user's training items
-     * (negatives avoid them). */
-    if (run->mode == ATTN_TR_FULL && run->mask_seen)
-        for (uint32_t i = 0; i < ch->t0; i++)
-            ws->seen[v->row2mi[ev[i]]] = stamp;
-    if (run->mode == ATTN_TR_SAMPLED) {
-        uint64_t n_train = attn_eval_train_len(sq, ch->u);
-        for (uint64_t i = 0; i < n_train; i++)
-            ws->useen[v->row2mi[ev[i]]] = stamp;
-    }
-
-    /* Candidate lists first (sampled: they define the chunk's rows).  The
-     * lists of all examples are kept by regenerating them below: drawing is
-     * deterministic per (seed, epoch, user, t). */
-    int nc = 0;
-    if (run->mode != ATTN_TR_FULL)
-        for (uint32_t t = ch->t0; t < ch->t1; t++)
-            s_candidates(net, ws, run, (uint32_t)v->row2mi[ev[t]], ch->u, t,
-                         (int)(t - ch->t0), &nc);
-    const int Nc = run->mode == ATTN_TR_FULL ? (int)nmi : nc;
-
-    /* Gather the columns' [k | v] and, if sampled, the rows' [q | g]. */
+    /* The columns' [k | v] as rows and, transposed, as KT and VT (zero past
+     * P); the candidates' [q | g], gathered unless every item is one. */
     for (int p = 0; p < P; p++) {
-        const float *tr = net->T + (size_t)v->row2mi[ev[c0 + p]] * m4;
-        memcpy(ws->KV + (size_t)p * m2, tr + ATTN_TR_K * m, (size_t)m2 * sizeof(float));
+        const float *tr = net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m;
+        memcpy(ws->KV + (size_t)p * m2, tr, (size_t)m2 * sizeof(float));
+        for (int i = 0; i < m; i++) {
+            ws->KT[(size_t)i * Pp + p] = tr[i];
+            ws->VT[(size_t)i * Pp + p] = tr[m + i];
+        }
+    }
+    for (int i = 0; i < m; i++) {
+        memset(ws->KT + (size_t)i * Pp + P, 0, (size_t)(ncols - P) * sizeof(float));
+        memset(ws->VT + (size_t)i * Pp + P, 0, (size_t)(ncols - P) * sizeof(float));
     }
     const float *Qb, *Gb;
     int ldq;
@@ -382,63 +426,71 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         Gb = ws->QG + m;
         ldq = m2;
     }
-    const size_t plane = (size_t)Nc * Pl;
+    /* Z_h = Q_h K_hᵀ and S_h = G_h V_hᵀ over the chunk's columns. */
+    const size_t plane = (size_t)Nc * Pp;
     for (int h = 0; h < H; h++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nc, P, dh, 1.0f, Qb + h * dh, ldq,
-                    ws->KV + h * dh, m2, 0.0f, ws->Z + h * plane, Pl);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nc, P, dh, 1.0f, Gb + h * dh, ldq,
-                    ws->KV + m + h * dh, m2, 0.0f, ws->S + h * plane, Pl);
+        k->mm_nn(Nc, ncols, dh, Qb + h * dh, (size_t)ldq, ws->KT + (size_t)h * dh * Pp,
+                 (size_t)Pp, ws->Z + h * plane, (size_t)Pp, 0);
+        k->mm_nn(Nc, ncols, dh, Gb + h * dh, (size_t)ldq, ws->VT + (size_t)h * dh * Pp,
+                 (size_t)Pp, ws->S + h * plane, (size_t)Pp, 0);
     }
     memset(ws->dZ, 0, (size_t)H * plane * sizeof(float));
     memset(ws->dS, 0, (size_t)H * plane * sizeof(float));
 
-    const float *ibias = run->use_item_bias ? net->md->item_bias : NULL;
-    int st = ATTN_OK;
-    for (uint32_t t = ch->t0; t < ch->t1; t++) {
-        const int w0 = (int)t > L ? (int)t - L : 0;
-        const int Lw = (int)t - w0, cb = w0 - c0;
-        /* Bias by position (newest = position 0 = last column) and dropout. */
+    /* Each example's window: bias by position (newest = position 0 = last
+     * column), dropout, padding to a multiple of 8. */
+    for (int e = 0; e < nex; e++) {
+        const int t = (int)ch->t0 + e;
+        const int w0 = t > L ? t - L : 0, Lw = t - w0, n8 = (Lw + 7) & ~7;
+        float *bias = ws->bias + (size_t)e * L8;
+        uint8_t *drop = ws->drop + (size_t)e * L8;
+        ws->cb[e] = w0 - c0;
+        ws->lw[e] = Lw;
+        ws->n8[e] = n8;
         attn_eval_rng rng = attn_eval_rng_for(run->seed ^ (run->epoch * 0xC2B2AE3D27D4EB4Full),
                                               ch->u, (uint64_t)t << 1);
         int kept = 0;
         for (int j = 0; j < Lw; j++) {
-            const int pos = Lw - 1 - j;
-            ws->drop[j] = run->dropout > 0.0 && attn_eval_rng_unit(&rng) < run->dropout;
-            kept += !ws->drop[j];
-            ws->bias[j] = net->md->pos_bias[pos] + (w ? logf(w[w0 + j]) : 0.0f);
-            ws->dbw[j] = 0.0f;
+            drop[j] = run->dropout > 0.0 && attn_eval_rng_unit(&rng) < run->dropout;
+            kept += !drop[j];
+            bias[j] = net->md->pos_bias[Lw - 1 - j] + (w ? logf(w[w0 + j]) : 0.0f);
         }
         if (kept == 0)
-            ws->drop[Lw - 1] = 0;   /* always keep the newest event */
-        for (int j = 0; j < Lw; j++)
-            if (ws->drop[j])
-                ws->bias[j] = -INFINITY;
-        const uint32_t target = (uint32_t)v->row2mi[ev[t]];
-        int n_list;
-        if (run->mode == ATTN_TR_FULL) {
-            n_list = s_candidates(net, ws, run, target, ch->u, t, 0, &nc);
-        } else {
-            int dummy = nc;
-            n_list = s_candidates(net, ws, run, target, ch->u, t, (int)(t - ch->t0), &dummy);
-        }
-        double loss = s_example(net, ws, run, n_list, Nc, cb, Lw, ibias);
-        if (!isfinite(loss)) {
+            drop[Lw - 1] = 0;   /* always keep the newest event */
+        for (int j = 0; j < n8; j++)
+            if (j >= Lw || drop[j])
+                bias[j] = ATTN_TR_NEG;
+        memset(ws->dbw + (size_t)e * L8, 0, (size_t)L8 * sizeof(float));
+    }
+
+    const float *ibias = run->use_item_bias ? net->md->item_bias : NULL;
+    for (int r0 = 0; r0 < Nc; r0 += S_BLOCK)
+        s_scores(net, ws, nex, Nc, r0, r0 + S_BLOCK < Nc ? r0 + S_BLOCK : Nc, ibias);
+    int st = ATTN_OK;
+    for (int e = 0; e < nex && st == ATTN_OK; e++) {
+        double loss = s_loss(ws, e, Nc, run->loss_scale);
+        if (!isfinite(loss))
             st = ATTN_ERANGE;
-            break;
-        }
-        ws->loss += loss * run->loss_scale;
-        for (int j = 0; j < Lw; j++)
-            if (!ws->drop[j])
-                ws->dpos[Lw - 1 - j] += ws->dbw[j];
-        if (run->mode == ATTN_TR_FULL && run->mask_seen)
-            ws->seen[target] = stamp;
+        else
+            ws->loss += loss * run->loss_scale;
     }
 
     if (st == ATTN_OK) {
-        /* dQ_h = dZ_h K_h, dK_h = dZ_hᵀ Q_h, dG_h = dS_h V_h, dV_h = dS_hᵀ G_h. */
+        for (int r0 = 0; r0 < Nc; r0 += S_BLOCK)
+            s_backward(net, ws, nex, Nc, r0, r0 + S_BLOCK < Nc ? r0 + S_BLOCK : Nc, ibias);
+        for (int e = 0; e < nex; e++) {
+            const float *dbw = ws->dbw + (size_t)e * L8;
+            const uint8_t *drop = ws->drop + (size_t)e * L8;
+            const int Lw = ws->lw[e];
+            for (int j = 0; j < Lw; j++)
+                if (!drop[j])
+                    ws->dpos[Lw - 1 - j] += dbw[j];
+        }
+        /* dQ_h (+)= dZ_h K_h, dG_h (+)= dS_h V_h, dK_h = dZ_hᵀ Q_h, dV_h = dS_hᵀ G_h.
+         * With full softmax dQ, dG land in dT directly. */
         float *dQb, *dGb;
-        int lddq;
-        if (run->mode == ATTN_TR_FULL) {
+        int lddq, acc = run->mode == ATTN_TR_FULL;
+        if (acc) {
             dQb = ws->dT + ATTN_TR_Q * m;
             dGb = ws->dT + ATTN_TR_G * m;
             lddq = m4;
@@ -447,17 +499,16 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
             dGb = ws->dQG + m;
             lddq = m2;
         }
-        const float beta = run->mode == ATTN_TR_FULL ? 1.0f : 0.0f;
         for (int h = 0; h < H; h++) {
             const float *dz = ws->dZ + h * plane, *ds = ws->dS + h * plane;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nc, dh, P, 1.0f, dz, Pl,
-                        ws->KV + h * dh, m2, beta, dQb + h * dh, lddq);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nc, dh, P, 1.0f, ds, Pl,
-                        ws->KV + m + h * dh, m2, beta, dGb + h * dh, lddq);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, Nc, 1.0f, dz, Pl,
-                        Qb + h * dh, ldq, 0.0f, ws->dKV + h * dh, m2);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, Nc, 1.0f, ds, Pl,
-                        Gb + h * dh, ldq, 0.0f, ws->dKV + m + h * dh, m2);
+            k->mm_nn(Nc, dh, P, dz, (size_t)Pp, ws->KV + h * dh, (size_t)m2, dQb + h * dh,
+                     (size_t)lddq, acc);
+            k->mm_nn(Nc, dh, P, ds, (size_t)Pp, ws->KV + m + h * dh, (size_t)m2, dGb + h * dh,
+                     (size_t)lddq, acc);
+            k->mm_tn(Nc, P, dh, dz, (size_t)Pp, Qb + h * dh, (size_t)ldq, ws->dKV + h * dh,
+                     (size_t)m2, 0);
+            k->mm_tn(Nc, P, dh, ds, (size_t)Pp, Gb + h * dh, (size_t)ldq, ws->dKV + m + h * dh,
+                     (size_t)m2, 0);
         }
         /* Scatter the gathered rows' gradients into dT, in a fixed order. */
         for (int p = 0; p < P; p++) {
@@ -466,7 +517,7 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
             for (int i = 0; i < m2; i++)
                 dt[i] += src[i];
         }
-        if (run->mode != ATTN_TR_FULL)
+        if (!acc)
             for (int c = 0; c < Nc; c++) {
                 float *dt = ws->dT + (size_t)ws->c_item[c] * m4;
                 const float *src = ws->dQG + (size_t)c * m2;

@@ -137,15 +137,17 @@ int cli_send(void *sock, int delim, const void *body, size_t len, int64_t deadli
              cli_err *err)
 {
     for (;;) {
-        /* The delimiter and the body form one message: once the first frame
-         * is accepted the second always is, so a partial send can't happen. */
         int rc = delim ? zmq_send(sock, "", 0, ZMQ_DONTWAIT | ZMQ_SNDMORE)
                        : zmq_send(sock, body, len, ZMQ_DONTWAIT);
-        if (rc >= 0) {
-            if (delim && zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
-                return cli_fail(err, CLI_ZMQ, "send: %s", zmq_strerror(errno));
-            return CLI_OK;
+        if (rc >= 0 && delim) {
+            /* The delimiter and the body are one message.  If the peer's pipe
+             * goes away between the two frames, libzmq drops the part already
+             * written and fails the body with EAGAIN: nothing was sent, so
+             * the whole message is simply tried again. */
+            rc = zmq_send(sock, body, len, ZMQ_DONTWAIT);
         }
+        if (rc >= 0)
+            return CLI_OK;
         if (errno != EAGAIN && errno != EINTR)
             return cli_fail(err, CLI_ZMQ, "send: %s", zmq_strerror(errno));
         int w = s_wait(sock, ZMQ_POLLOUT, deadline_us);

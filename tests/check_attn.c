@@ -15,6 +15,7 @@
  * own gap is within twice the tolerance (a near tie either way is correct).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,30 @@ static void s_request(tu_rng *r, rq_buf *b, int n, int L, int N, int k, int expl
                            .explain = explain};
 }
 
+/* The reference's explanation weights with repeats merged, written the
+ * plain quadratic way: a row's weight is the sum over its positions and sits
+ * at its newest one; later positions get -1 so they are never chosen.
+ * Returns the number of distinct rows (out may be NULL to count only). */
+static int s_merge_repeats(const attn_request *rq, const double *w, double *out)
+{
+    int distinct = 0;
+    for (int j = 0; j < rq->n_hist; j++) {
+        int first = j;
+        for (int i = 0; i < j; i++)
+            if (rq->hist[i] == rq->hist[j]) {
+                first = i;
+                break;
+            }
+        if (out)
+            out[j] = first == j ? 0.0 : -1.0;
+        if (first == j)
+            distinct++;
+        if (out)
+            out[first] += w[j];
+    }
+    return distinct;
+}
+
 /* Largest error seen, in units of the tolerance (reported by the suite). */
 static double s_worst;
 
@@ -198,7 +223,8 @@ static void s_compare(const fx *f, const attn_tables *t, attn_scratch *s,
     ck_assert_int_eq(attn_score(t, rq, s, &res), ATTN_OK);
     int n_ref = attn_topk_f64(ref, N, rq->k, rtop);
     ck_assert_int_eq(res.n, n_ref);
-    ck_assert_int_eq(res.n_explain, rq->explain < L ? rq->explain : L);
+    int distinct = s_merge_repeats(rq, w, NULL);
+    ck_assert_int_eq(res.n_explain, rq->explain < distinct ? rq->explain : distinct);
     for (int i = 0; i < res.n; i++) {
         uint32_t c = res.cand[i];
         ck_assert_uint_lt(c, (unsigned)N);
@@ -210,7 +236,8 @@ static void s_compare(const fx *f, const attn_tables *t, attn_scratch *s,
                           "%s [%s]: rank %d is cand %u (ref %.9g), reference has %u (%.9g)",
                           what, attn_kernel_name(), i, c, ref[c], rtop[i], ref[rtop[i]]);
         }
-        const double *wc = w + (size_t)c * L;
+        double wc[256];
+        s_merge_repeats(rq, w + (size_t)c * L, wc);
         int ne = attn_topk_f64(wc, L, res.n_explain, etop);
         ck_assert_int_eq(ne, res.n_explain);
         for (int e = 0; e < ne; e++) {
@@ -343,8 +370,48 @@ START_TEST(test_fast_bigger)
 }
 END_TEST
 
+/* One history item: its weight is exactly 1 and the score is S + bias;
+ * k and explain beyond what there is are clipped. */
+START_TEST(test_fast_edges)
+{
+    tu_rng r = {1414};
+    for (int ident = 0; ident < 2; ident++) {
+        fx f = s_fixture(&r, 40, 13, ident ? 13 : 24, ident ? 1 : 3, 7,
+                         (ident ? 0 : F_PROJ) | F_POS | F_IBIAS | F_RES, 1.0f, 1.0f);
+        for (int mode = 0; mode < 2; mode++) {
+            attn_tables *t = NULL;
+            ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 40, (size_t)f.ld, f.pidx,
+                                               (attn_precompute)mode, 1), ATTN_OK);
+            attn_limits lim = {.max_cand = 8, .max_hist = 7, .max_k = 8, .max_explain = 4};
+            attn_scratch *s = attn_scratch_new(t, &lim);
+            for (int kk = 0; kk < S_NKERN; kk++) {
+                if (attn_kernel_select(s_kernels[kk]) != ATTN_OK)
+                    continue;
+                rq_buf b;
+                s_request(&r, &b, 40, 1, 1, 5, 3, 1);
+                s_compare(&f, t, s, &b.rq, S_RTOL, "L=1 N=1");
+                attn_result res;
+                ck_assert_int_eq(attn_score(t, &b.rq, s, &res), ATTN_OK);
+                ck_assert_int_eq(res.n, 1);
+                ck_assert_int_eq(res.n_explain, 1);
+                ck_assert_uint_eq(res.because[0], 0);
+                ck_assert_float_eq(res.because_weight[0], 1.0f);
+                s_request(&r, &b, 40, 1, 8, 8, 4, 0);
+                s_compare(&f, t, s, &b.rq, S_RTOL, "L=1 N=8");
+                s_request(&r, &b, 40, 7, 8, 8, 0, 1);
+                s_compare(&f, t, s, &b.rq, S_RTOL, "L=l_max explain=0");
+            }
+            attn_kernel_select(NULL);
+            attn_scratch_free(&s);
+            attn_tables_free(&t);
+        }
+        s_fixture_free(&f);
+    }
+}
+END_TEST
+
 /* Duplicate candidates score bitwise equal and rank by request index;
- * duplicate history items tie in weight and explain newest first. */
+ * repeated history rows are explained once, with their weights summed. */
 START_TEST(test_fast_duplicates)
 {
     tu_rng r = {505};
@@ -372,15 +439,22 @@ START_TEST(test_fast_duplicates)
             ck_assert_int_eq(pos[5], pos[2] + 1);
             ck_assert_int_eq(pos[4], pos[1] + 1);
             ck_assert(res.score[pos[0]] == res.score[pos[5]]);
+            /* 5 and 7 appear twice: three distinct rows, each explained once,
+             * at its newest position, with the weight of both views. */
+            ck_assert_int_eq(res.n_explain, 3);
             for (int i = 0; i < res.n; i++) {
                 const uint32_t *bc = res.because + (size_t)i * res.n_explain;
-                int at[5];
-                for (int e = 0; e < res.n_explain; e++)
-                    at[bc[e]] = e;
-                /* No position bias, equal weights: a repeat ties, newer first. */
-                ck_assert_int_eq(at[2], at[0] + 1);
-                ck_assert_int_eq(at[4], at[1] + 1);
+                const float *bw = res.because_weight + (size_t)i * res.n_explain;
+                float sum = 0;
+                for (int e = 0; e < res.n_explain; e++) {
+                    ck_assert(bc[e] == 0 || bc[e] == 1 || bc[e] == 3);
+                    sum += bw[e];
+                }
+                ck_assert_msg(fabsf(sum - 1.0f) < 1e-5f, "merged weights sum to %g", sum);
+                ck_assert(bw[0] >= bw[1] && bw[1] >= bw[2]);
             }
+            /* And each merged weight equals the reference's sum. */
+            s_compare(&f, t, s, &rq, S_RTOL, "repeated history rows");
         }
         attn_kernel_select(NULL);
         attn_scratch_free(&s);
@@ -444,6 +518,62 @@ START_TEST(test_tables_memory)
         attn_tables_free(&t2);
     }
     attn_model_free(&gen);
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* Threads share tables, each with its own scratch, and get the same
+ * answers as one thread alone. */
+typedef struct s_thr {
+    const attn_tables *t;
+    const rq_buf *q;
+    int nq;
+    float *out;          /* nq x 32 scores */
+    int st;
+} s_thr;
+
+static void *s_thread(void *arg)
+{
+    s_thr *a = arg;
+    attn_limits lim = {.max_cand = 32, .max_hist = 12, .max_k = 5, .max_explain = 2};
+    attn_scratch *s = attn_scratch_new(a->t, &lim);
+    a->st = s ? ATTN_OK : ATTN_ENOMEM;
+    for (int rep = 0; rep < 20 && a->st == ATTN_OK; rep++)
+        for (int i = 0; i < a->nq && a->st == ATTN_OK; i++) {
+            attn_result res;
+            a->st = attn_score_all(a->t, &a->q[i].rq, s, a->out + (size_t)i * 32);
+            if (a->st == ATTN_OK)
+                a->st = attn_score(a->t, &a->q[i].rq, s, &res);
+        }
+    attn_scratch_free(&s);
+    return NULL;
+}
+
+START_TEST(test_threads_share_tables)
+{
+    tu_rng r = {1313};
+    fx f = s_fixture(&r, 500, 32, 32, 4, 12, F_PROJ | F_POS | F_IBIAS | F_RES, 1.0f, 1.0f);
+    attn_tables *t = NULL;
+    ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 500, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 2), ATTN_OK);
+    enum { NQ = 8 };
+    static rq_buf q[NQ];
+    for (int i = 0; i < NQ; i++)
+        s_request(&r, &q[i], 500, 12, 32, 5, 2, 1);
+    float one[NQ * 32], two[2][NQ * 32];
+    s_thr solo = {t, q, NQ, one, 0};
+    s_thread(&solo);
+    ck_assert_int_eq(solo.st, ATTN_OK);
+    s_thr a[2] = {{t, q, NQ, two[0], 0}, {t, q, NQ, two[1], 0}};
+    pthread_t tid[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, s_thread, &a[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(tid[i], NULL);
+        ck_assert_int_eq(a[i].st, ATTN_OK);
+        ck_assert(memcmp(one, two[i], sizeof one) == 0);
+    }
+    attn_tables_free(&t);
     s_fixture_free(&f);
 }
 END_TEST
@@ -683,6 +813,20 @@ START_TEST(test_tables_errors)
                                        ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
     attn_tables_free(&t);
     ck_assert_ptr_null(t);
+    /* An empty catalog builds (a store may be empty); no row is valid. */
+    for (int mode = 0; mode < 2; mode++) {
+        ck_assert_int_eq(attn_tables_build(&t, f.md, NULL, 0, 8, NULL, (attn_precompute)mode, 2),
+                         ATTN_OK);
+        ck_assert_uint_eq(attn_tables_rows(t), 0);
+        attn_limits lim = {.max_cand = 2, .max_hist = 2, .max_k = 2, .max_explain = 0};
+        attn_scratch *s = attn_scratch_new(t, &lim);
+        uint32_t row = 0;
+        attn_request rq = {.hist = &row, .n_hist = 1, .cand = &row, .n_cand = 1, .k = 1};
+        attn_result res;
+        ck_assert_int_eq(attn_score(t, &rq, s, &res), ATTN_EINVAL);
+        attn_scratch_free(&s);
+        attn_tables_free(&t);
+    }
     s_fixture_free(&f);
 }
 END_TEST
@@ -937,8 +1081,10 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_fast_identity);
     tcase_add_test(tc, test_fast_large_logits);
     tcase_add_test(tc, test_fast_bigger);
+    tcase_add_test(tc, test_fast_edges);
     tcase_add_test(tc, test_fast_duplicates);
     tcase_add_test(tc, test_tables_threads);
+    tcase_add_test(tc, test_threads_share_tables);
     tcase_add_test(tc, test_tables_memory);
     tcase_add_test(tc, test_tables_errors);
     tcase_add_test(tc, test_score_errors);

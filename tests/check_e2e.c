@@ -239,12 +239,28 @@ static void s_reference(const char *db_path, const char *user, const char **cand
                                     weights), 0);
     uint32_t order[256];
     out->n = attn_topk_f64(scores, n_cand, k, order);
-    out->n_because = explain < n_hist ? explain : n_hist;
+    /* A history item seen twice is one explanation with the summed weight. */
+    int distinct = 0;
+    int first[200];
+    for (int j = 0; j < n_hist; j++) {
+        first[j] = j;
+        for (int i = 0; i < j && first[j] == j; i++)
+            if (hist[i] == hist[j])
+                first[j] = i;
+        distinct += first[j] == j;
+    }
+    out->n_because = explain < distinct ? explain : distinct;
     for (int i = 0; i < out->n; i++) {
         snprintf(out->item[i], sizeof out->item[i], "%s", cand[order[i]]);
         out->score[i] = scores[order[i]];
         uint32_t bidx[200];
-        attn_topk_f64(weights + (size_t)order[i] * (size_t)n_hist, n_hist, out->n_because, bidx);
+        double merged[200];
+        const double *wc = weights + (size_t)order[i] * (size_t)n_hist;
+        for (int j = 0; j < n_hist; j++)
+            merged[j] = first[j] == j ? 0.0 : -1.0;
+        for (int j = 0; j < n_hist; j++)
+            merged[first[j]] += wc[j];
+        attn_topk_f64(merged, n_hist, out->n_because, bidx);
         for (int j = 0; j < out->n_because; j++)
             snprintf(out->because[i][j], 32, "%s", store_catalog_ext(cat, hist[bidx[j]]));
     }
@@ -342,7 +358,7 @@ END_TEST
 START_TEST(rank_anonymous_history_and_unknowns)
 {
     const char *req =
-        "{\"op\":\"rank\",\"id\":7,\"history\":[\"i00003\",\"nope1\",\"i00005\"],"
+        "{\"op\":\"rank\",\"id\":7,\"history\":[\"i00003\",\"nope1\",\"i00005\",\"i00003\"],"
         "\"candidates\":[\"i00010\",\"zzz\",\"i00011\",\"i00010\"],\"k\":5,\"explain\":2,"
         "\"titles\":true}";
     cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
@@ -358,13 +374,16 @@ START_TEST(rank_anonymous_history_and_unknowns)
         strcat(buf, ";");
     }
     ck_assert_msg(strstr(buf, "zzz;") && strstr(buf, "nope1;"), "unknown: %s", buf);
-    ck_assert_int_eq(cJSON_GetObjectItem(reply, "history")->valueint, 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(reply, "history")->valueint, 3);
     const cJSON *first = items->child;
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(first, "title")));
     ck_assert(strlen(cJSON_GetObjectItem(first, "title")->valuestring) > 0);
     const cJSON *because = cJSON_GetObjectItem(first, "because");
+    /* i00003 was seen twice: explained once, so two distinct entries. */
     ck_assert_int_eq(cJSON_GetArraySize(because), 2);
-    /* Head-averaged weights of the two history items sum to one. */
+    ck_assert_str_ne(cJSON_GetObjectItem(because->child, "item")->valuestring,
+                     cJSON_GetObjectItem(because->child->next, "item")->valuestring);
+    /* Head-averaged weights over all history positions sum to one. */
     double sum = 0;
     for (const cJSON *b = because->child; b; b = b->next)
         sum += cJSON_GetObjectItem(b, "weight")->valuedouble;

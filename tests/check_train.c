@@ -16,6 +16,7 @@
 #include "attn/eval.h"
 #include "attn/score.h"
 #include "attn/train.h"
+#include "attn/train_kern.h"
 #include "tests/testutil.h"
 
 /* ---- a small data set ---------------------------------------------------- */
@@ -256,6 +257,317 @@ START_TEST(test_gradient_no_residual)
 }
 END_TEST
 
+
+START_TEST(test_gradient_generic_kernels)
+{
+    /* The portable kernel set must pass the same check. */
+    ck_assert_int_eq(attn_tr_kern_select("generic"), 0);
+    ck_assert_str_eq(attn_tr_kern_get()->name, "generic");
+    s_data d;
+    const int len[] = {9, 12};
+    s_data_make(&d, 7, 6, 2, len, NULL, 1, 41);
+    attn_model *md = s_model(&d, 4, 2, 4, 1, 42);
+    attn_train_example ex[] = {{0, 8}, {1, 11}, {1, 2}};
+    s_gradcheck(&d, md, ex, 3, NULL, 0, 1);
+    attn_model_free(&md);
+    s_data_free(&d);
+    ck_assert_int_eq(attn_tr_kern_select(NULL), 0);
+}
+END_TEST
+
+START_TEST(test_kernels_agree)
+{
+    /* Every product shape the trainer uses, odd sizes included, in both
+     * sets, against a double-precision loop. */
+    const attn_tr_kern *g = attn_tr_kern_generic(), *v = attn_tr_kern_avx2();
+    if (!v)
+        return;
+    tu_rng r = {3};
+    const int shapes[][3] = {{37, 48, 16}, {5, 16, 113}, {64, 33, 7}, {3, 7, 2}, {50, 256, 64}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        const int rows = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+        float *A = malloc(sizeof(float) * rows * k), *B = malloc(sizeof(float) * k * n);
+        float *C1 = malloc(sizeof(float) * rows * n), *C2 = malloc(sizeof(float) * rows * n);
+        tu_fill_normal(&r, A, (size_t)rows * k, 1.0f);
+        tu_fill_normal(&r, B, (size_t)k * n, 1.0f);
+        for (int acc = 0; acc < 2; acc++) {
+            tu_fill_normal(&r, C1, (size_t)rows * n, 1.0f);
+            memcpy(C2, C1, sizeof(float) * rows * n);
+            double *want = malloc(sizeof(double) * rows * n);
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < n; j++) {
+                    double x = acc ? C1[i * n + j] : 0.0;
+                    for (int t = 0; t < k; t++)
+                        x += (double)A[i * k + t] * B[t * n + j];
+                    want[i * n + j] = x;
+                }
+            g->mm_nn(rows, n, k, A, (size_t)k, B, (size_t)n, C1, (size_t)n, acc);
+            v->mm_nn(rows, n, k, A, (size_t)k, B, (size_t)n, C2, (size_t)n, acc);
+            for (int i = 0; i < rows * n; i++) {
+                ck_assert_msg(fabs(C1[i] - want[i]) < 1e-4 * (1 + fabs(want[i])), "nn generic");
+                ck_assert_msg(fabs(C2[i] - want[i]) < 1e-4 * (1 + fabs(want[i])), "nn avx2");
+            }
+            /* mm_tn: C (k x n) = Aᵀ (rows x k)ᵀ times B2 (rows x n). */
+            float *B2 = malloc(sizeof(float) * rows * n), *D1 = malloc(sizeof(float) * k * n);
+            float *D2 = malloc(sizeof(float) * k * n);
+            tu_fill_normal(&r, B2, (size_t)rows * n, 1.0f);
+            tu_fill_normal(&r, D1, (size_t)k * n, 1.0f);
+            memcpy(D2, D1, sizeof(float) * k * n);
+            double *want2 = malloc(sizeof(double) * k * n);
+            for (int p = 0; p < k; p++)
+                for (int j = 0; j < n; j++) {
+                    double x = acc ? D1[p * n + j] : 0.0;
+                    for (int i = 0; i < rows; i++)
+                        x += (double)A[i * k + p] * B2[i * n + j];
+                    want2[p * n + j] = x;
+                }
+            g->mm_tn(rows, k, n, A, (size_t)k, B2, (size_t)n, D1, (size_t)n, acc);
+            v->mm_tn(rows, k, n, A, (size_t)k, B2, (size_t)n, D2, (size_t)n, acc);
+            for (int i = 0; i < k * n; i++) {
+                ck_assert_msg(fabs(D1[i] - want2[i]) < 1e-4 * (1 + fabs(want2[i])), "tn generic");
+                ck_assert_msg(fabs(D2[i] - want2[i]) < 1e-4 * (1 + fabs(want2[i])), "tn avx2");
+            }
+            free(want);
+            free(want2);
+            free(B2);
+            free(D1);
+            free(D2);
+        }
+        free(A);
+        free(B);
+        free(C1);
+        free(C2);
+    }
+    /* The softmax pair, with padding that must get weight exactly 0. */
+    float z[16], bias[16], sv[16], e1[16], e2[16];
+    tu_fill_normal(&r, z, 16, 2.0f);
+    tu_fill_normal(&r, bias, 16, 1.0f);
+    tu_fill_normal(&r, sv, 16, 1.0f);
+    for (int j = 11; j < 16; j++)
+        bias[j] = ATTN_TR_NEG;
+    float inv1, inv2;
+    float d1 = g->softmax_fwd(z, bias, 0.7f, 16, sv, e1, &inv1);
+    float d2 = v->softmax_fwd(z, bias, 0.7f, 16, sv, e2, &inv2);
+    ck_assert_float_eq_tol(d1, d2, 1e-5f);
+    ck_assert_float_eq_tol(inv1, inv2, 1e-5f * inv1);
+    for (int j = 0; j < 16; j++)
+        ck_assert_float_eq_tol(e1[j], e2[j], 1e-5f);
+    for (int j = 11; j < 16; j++)
+        ck_assert(e2[j] == 0.0f);
+}
+END_TEST
+
+/* ---- training ----------------------------------------------------------------- */
+
+/* The next item is the previous one plus one, nine times in ten. */
+static int s_next(tu_rng *r, int prev, int n)
+{
+    return tu_uniform(r) < 0.9 ? (prev + 1) % n : (int)(tu_next(r) % (uint64_t)n);
+}
+
+typedef struct s_log {
+    double first_loss, last_loss;
+    int epochs, calls, stop_after;
+} s_log;
+
+static int s_progress(void *ctx, const attn_train_progress *p)
+{
+    s_log *l = ctx;
+    l->calls++;
+    if (p->end_of_epoch) {
+        if (p->epoch == 1)
+            l->first_loss = p->loss;
+        l->last_loss = p->loss;
+        l->epochs = p->epoch;
+        ck_assert(p->val_ndcg >= 0.0 && p->val_ndcg <= 1.0);
+        ck_assert(p->examples_per_s > 0.0);
+    }
+    return l->stop_after > 0 && l->calls >= l->stop_after;
+}
+
+static double s_test_ndcg(const s_data *d, const attn_model *md, attn_eval_fn fn, void *ctx)
+{
+    attn_eval_model *em = NULL;
+    int64_t *pi = NULL;
+    if (!fn) {
+        pi = attn_eval_param_index(md, d->item_id, d->td.n_rows);
+        ck_assert_int_eq(attn_eval_model_new(&em, md, d->emb, d->td.n_rows, (size_t)d->td.d, pi,
+                                             1), ATTN_OK);
+        fn = attn_eval_model_score;
+        ctx = em;
+    }
+    attn_eval_opts o;
+    attn_eval_defaults(&o);
+    o.protocol = ATTN_EVAL_FULL;
+    attn_eval_result r;
+    ck_assert_int_eq(attn_eval_run(&d->td.seqs, &o, fn, ctx, &r), ATTN_OK);
+    attn_eval_model_free(&em);
+    free(pi);
+    return r.ndcg;
+}
+
+static void s_small_opts(attn_train_opts *o, int d)
+{
+    attn_train_defaults(o, d);
+    o->epochs = 6;
+    o->heads = 2;
+    o->l_max = 6;
+    o->batch = 64;
+    o->chunk = 8;
+    o->lr = 1e-2;
+    o->patience = 0;
+}
+
+START_TEST(test_learns_predictable)
+{
+    int len[60];
+    for (int u = 0; u < 60; u++)
+        len[u] = 15 + u % 10;
+    s_data d;
+    s_data_make(&d, 30, 8, 60, len, s_next, 0, 51);
+    for (int mode = 0; mode < 2; mode++) {
+        attn_train_opts o;
+        s_small_opts(&o, 8);
+        o.neg = mode ? 8 : 0;
+        s_log lg = {0};
+        attn_model *md = NULL;
+        attn_train_report rep;
+        char why[256];
+        ck_assert_msg(attn_train(&d.td, &o, s_progress, &lg, &md, &rep, why, sizeof why) ==
+                      ATTN_OK, "%s", why);
+        ck_assert_int_eq(lg.epochs, 6);
+        ck_assert_msg(lg.last_loss < 0.7 * lg.first_loss, "loss %g -> %g", lg.first_loss,
+                      lg.last_loss);
+        ck_assert_int_eq(md->n_items, 30);
+        ck_assert_int_eq(md->d, 8);
+        ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_OK);
+        attn_eval_base *b = attn_eval_base_new(&d.td.seqs, d.emb, 8, 8, NULL);
+        double pop = s_test_ndcg(&d, md, attn_eval_popularity, b);
+        double model = s_test_ndcg(&d, md, NULL, NULL);
+        ck_assert_msg(model > pop + 0.3 && model > 0.6, "%s: model NDCG@10 %.3f, popularity %.3f",
+                      mode ? "sampled" : "full", model, pop);
+        attn_eval_base_free(&b);
+        uint64_t want = 0;
+        for (int u = 0; u < 60; u++)
+            want += (uint64_t)len[u] - 3;   /* targets 1 .. n-3 */
+        ck_assert_uint_eq(rep.examples, want);
+        attn_model_free(&md);
+    }
+    s_data_free(&d);
+}
+END_TEST
+
+static int s_same(const float *a, const float *b, size_t n)
+{
+    return (!a && !b) || (a && b && memcmp(a, b, n * sizeof *a) == 0);
+}
+
+START_TEST(test_reproducible)
+{
+    int len[40];
+    for (int u = 0; u < 40; u++)
+        len[u] = 8 + u % 9;
+    s_data d;
+    s_data_make(&d, 25, 8, 40, len, s_next, 1, 61);
+    attn_model *md[3] = {NULL, NULL, NULL};
+    for (int run = 0; run < 3; run++) {
+        attn_train_opts o;
+        s_small_opts(&o, 8);
+        o.epochs = 2;
+        o.neg = 5;
+        o.threads = 2;
+        o.seed = run == 2 ? 7 : 1;
+        char why[256];
+        ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md[run], NULL, why, sizeof why) ==
+                      ATTN_OK, "%s", why);
+    }
+    const size_t dm = 8 * 8, ni = (size_t)md[0]->n_items;
+    for (int k = 1; k < 3; k++) {
+        int same = s_same(md[0]->wq, md[k]->wq, dm) && s_same(md[0]->wk, md[k]->wk, dm) &&
+                   s_same(md[0]->wv, md[k]->wv, dm) && s_same(md[0]->wo, md[k]->wo, dm) &&
+                   s_same(md[0]->pos_bias, md[k]->pos_bias, 6) &&
+                   s_same(md[0]->item_bias, md[k]->item_bias, ni) &&
+                   s_same(md[0]->residual, md[k]->residual, ni * 8);
+        ck_assert_msg(same == (k == 1), "run %d: weights %s", k, same ? "equal" : "differ");
+    }
+    for (int k = 0; k < 3; k++)
+        attn_model_free(&md[k]);
+    s_data_free(&d);
+}
+END_TEST
+
+START_TEST(test_bad_input)
+{
+    /* Users of 1, 1, 2 and 3 events: no training example. */
+    int len[] = {1, 1, 2, 3};
+    s_data d;
+    s_data_make(&d, 10, 4, 4, len, NULL, 0, 71);
+    attn_train_opts o;
+    s_small_opts(&o, 4);
+    attn_model *md = (attn_model *)1;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
+    ck_assert_ptr_null(md);
+    ck_assert_msg(strstr(why, "too few interactions"), "%s", why);
+    ck_assert_uint_eq(rep.users_single, 2);
+    ck_assert_uint_eq(rep.users_short, 2);
+    s_data_free(&d);
+
+    /* Options outside their range name the option. */
+    int len2[] = {10, 10};
+    s_data_make(&d, 10, 4, 2, len2, NULL, 0, 72);
+    s_small_opts(&o, 4);
+    o.heads = 3;
+    ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "heads"), "%s", why);
+    s_small_opts(&o, 4);
+    o.dropout = 1.0;
+    ck_assert_int_eq(attn_train_check_opts(&o, 4, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "dropout"), "%s", why);
+    /* Sequences over another catalog. */
+    s_small_opts(&o, 4);
+    d.td.seqs.n_rows = 11;
+    ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
+    d.td.seqs.n_rows = 10;
+    /* A single-event user among good ones is counted, and training works. */
+    s_data_free(&d);
+    int len3[] = {12, 1, 12, 12};
+    s_data_make(&d, 10, 4, 4, len3, NULL, 0, 73);
+    o.epochs = 1;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
+                  why);
+    ck_assert_uint_eq(rep.users_single, 1);
+    ck_assert_uint_eq(rep.users, 3);
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
+START_TEST(test_stop_from_callback)
+{
+    int len[30];
+    for (int u = 0; u < 30; u++)
+        len[u] = 12;
+    s_data d;
+    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    attn_train_opts o;
+    s_small_opts(&o, 8);
+    o.epochs = 50;
+    s_log lg = {.stop_after = 2};
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_msg(attn_train(&d.td, &o, s_progress, &lg, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
+    ck_assert_int_eq(rep.stopped, 1);
+    ck_assert_int_eq(rep.epochs_run, 1);
+    ck_assert_ptr_nonnull(md);
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -264,6 +576,15 @@ int main(void)
     tcase_add_test(tc, test_gradient_full);
     tcase_add_test(tc, test_gradient_sampled);
     tcase_add_test(tc, test_gradient_no_residual);
+    tcase_add_test(tc, test_gradient_generic_kernels);
+    tcase_add_test(tc, test_kernels_agree);
     suite_add_tcase(s, tc);
+    TCase *tt = tcase_create("training");
+    tcase_set_timeout(tt, 60 * tu_slowdown());
+    tcase_add_test(tt, test_learns_predictable);
+    tcase_add_test(tt, test_reproducible);
+    tcase_add_test(tt, test_bad_input);
+    tcase_add_test(tt, test_stop_from_callback);
+    suite_add_tcase(s, tt);
     return tu_run(s);
 }

@@ -1,0 +1,456 @@
+/* bench_score.c -- attnd's scoring path in-process, one thread, per shape.
+ *
+ * For each reference shape (P1..P4, docs/PERFORMANCE.md) this program
+ *
+ *   1. makes a random catalog (unit-length rows) and a random model of the
+ *      trained shape (dense W_Q, W_K, W_V, W_O, position bias, item bias),
+ *      builds the fast path's tables (ATTN_PRECOMPUTE_ALL, and again NONE);
+ *   2. pre-generates a pool of requests (L distinct history rows with event
+ *      weights, N distinct candidates) and times attn_score on requests drawn
+ *      at random from the pool, one clock_gettime pair per request, after a
+ *      warm-up pass over the whole pool -- so the rows a request touches are
+ *      as cold as they would be in a server facing many users;
+ *   3. measures OpenBLAS sgemm on one thread, once at a large representative
+ *      shape (the FLOP-bound limit) and once at each request's own shapes;
+ *   4. writes everything the Python peers need into DIR/<shape>.bin --
+ *      weights, catalog, request pool, and attnd's top-k for the first
+ *      --check requests -- so all three score the same inputs with the same
+ *      weights, and the peers can check they return the same top-k.
+ *
+ * Output: one JSON object per line on stdout (bench/run collects them).
+ *
+ * The file layout (little-endian) is
+ *   int32 hdr[16] = {magic 'ATBN', version 1, d, m, heads, L, N, items, pool,
+ *                    k, n_check, 0...};  float32 hdr_f[4] = {scale, 0...}
+ *   f32 wq[d*m] wk[d*m] wv[d*m] wo[m*d] pos_bias[L] item_bias[items] emb[items*d]
+ *   u32 hist[pool*L]  f32 hist_w[pool*L]  u32 cand[pool*N]
+ *   u32 top[n_check*k] (indexes into the request's cand[])  f32 top_score[n_check*k]
+ * (bench/peer_common.py reads it.)
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "attn/score.h"
+#include "bench/bench.h"
+
+#define S_K 10
+#define S_MAGIC 0x4E425441   /* "ATBN" */
+
+typedef struct s_shape {
+    const char *name;
+    int d, heads, L, N;
+} s_shape;
+
+static const s_shape s_shapes[] = {
+    {"P1", 64, 4, 50, 100},
+    {"P2", 128, 4, 100, 200},
+    {"P3", 384, 8, 50, 100},
+    {"P4", 384, 8, 200, 1000},
+};
+
+typedef struct s_opts {
+    char shapes[64];
+    size_t items;
+    double seconds;     /* timed seconds per shape and mode */
+    int pool;
+    int check;
+    const char *out;    /* directory for the peers' files, or NULL */
+    uint64_t seed;
+    int sgemm_only;
+    int ref;            /* requests checked against attn_score_ref */
+} s_opts;
+
+/* One shape's data, shared by both table modes. */
+typedef struct s_data {
+    const s_shape *sh;
+    int m;
+    size_t items;
+    float *emb;
+    attn_model *md;
+    int64_t *pidx;
+    uint32_t *hist, *cand;
+    float *hist_w;
+    int pool;
+} s_data;
+
+static void s_die(const char *what, int st)
+{
+    fprintf(stderr, "bench_score: %s: %s\n", what, attn_strerror(st));
+    exit(1);
+}
+
+/* ---- sgemm ---------------------------------------------------------------------- */
+
+/* Best-of-5 GFLOP/s of C = A B (M x K times K x N) on one thread, each trial
+ * ~0.1 s.  Best, not median: the question is what the core can do; noise
+ * from the neighbours only ever slows it down. */
+static double s_sgemm_gflops(int M, int N, int K, int trans_b)
+{
+    float *a = bench_alloc((size_t)M * K * sizeof(float));
+    float *b = bench_alloc((size_t)K * N * sizeof(float));
+    float *c = bench_alloc((size_t)M * N * sizeof(float));
+    bench_rng r = {.s = 7};
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        a[i] = bench_uniform(&r);
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        b[i] = bench_uniform(&r);
+    double best = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        uint64_t t0 = bench_now_ns(), t;
+        long it = 0;
+        do {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
+                        K, 1.0f, a, K, b, trans_b ? K : N, 0.0f, c, N);
+            it++;
+        } while ((t = bench_now_ns() - t0) < 100000000u);
+        double g = 2.0 * M * N * K * (double)it / ((double)t / 1e9) / 1e9;
+        if (g > best)
+            best = g;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* The rate sgemm reaches on the request's own products: per head, Z = Q_h K_hᵀ
+ * and S = G_h V_hᵀ, N x L x m/H each.  Reported beside the limit to show
+ * what handing these small GEMMs to BLAS one by one would get. */
+static double s_sgemm_request(const s_shape *sh)
+{
+    const int dh = sh->d / sh->heads;   /* m = d */
+    float *q = bench_alloc((size_t)sh->N * sh->d * sizeof(float));
+    float *k = bench_alloc((size_t)sh->L * sh->d * sizeof(float));
+    float *z = bench_alloc((size_t)sh->N * sh->L * sizeof(float));
+    bench_rng r = {.s = 9};
+    for (size_t i = 0; i < (size_t)sh->N * sh->d; i++)
+        q[i] = bench_uniform(&r);
+    for (size_t i = 0; i < (size_t)sh->L * sh->d; i++)
+        k[i] = bench_uniform(&r);
+    double best = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        uint64_t t0 = bench_now_ns(), t;
+        long it = 0;
+        do {
+            for (int pass = 0; pass < 2; pass++)
+                for (int h = 0; h < sh->heads; h++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, sh->N, sh->L, dh, 1.0f,
+                                q + h * dh, sh->d, k + h * dh, sh->d, 0.0f, z, sh->L);
+            it++;
+        } while ((t = bench_now_ns() - t0) < 50000000u);
+        double g = 4.0 * sh->N * sh->L * sh->d * (double)it / ((double)t / 1e9) / 1e9;
+        if (g > best)
+            best = g;
+    }
+    free(q);
+    free(k);
+    free(z);
+    return best;
+}
+
+/* ---- data ----------------------------------------------------------------------- */
+
+static void s_make_data(s_data *D, const s_shape *sh, const s_opts *o, int shape_index)
+{
+    bench_rng r = {.s = o->seed * 1000003u + (uint64_t)shape_index};
+    memset(D, 0, sizeof *D);
+    D->sh = sh;
+    D->m = sh->d;
+    D->items = o->items;
+    D->pool = o->pool;
+    D->emb = bench_catalog(o->items, sh->d, &r);
+    D->md = bench_model(sh->d, D->m, sh->heads, sh->L, (int64_t)o->items, NULL, &r);
+    D->pidx = bench_alloc(o->items * sizeof *D->pidx);
+    for (size_t i = 0; i < o->items; i++)
+        D->pidx[i] = (int64_t)i;   /* item ids are 0..n-1: row r has parameters r */
+    D->hist = bench_alloc((size_t)o->pool * sh->L * sizeof *D->hist);
+    D->hist_w = bench_alloc((size_t)o->pool * sh->L * sizeof *D->hist_w);
+    D->cand = bench_alloc((size_t)o->pool * sh->N * sizeof *D->cand);
+    uint32_t *perm = bench_alloc(o->items * sizeof *perm);
+    for (size_t i = 0; i < o->items; i++)
+        perm[i] = (uint32_t)i;
+    for (int p = 0; p < o->pool; p++) {
+        bench_distinct(perm, (uint32_t)o->items, sh->L, &r, D->hist + (size_t)p * sh->L);
+        /* Event weights as the daemon sees them (view 1, like 2, ...):
+         * they enter the logits as log w, so they are part of the check. */
+        for (int j = 0; j < sh->L; j++)
+            D->hist_w[(size_t)p * sh->L + j] = 0.5f + 1.5f * (bench_uniform(&r) + 1.0f) * 0.5f;
+        bench_distinct(perm, (uint32_t)o->items, sh->N, &r, D->cand + (size_t)p * sh->N);
+    }
+    free(perm);
+}
+
+static void s_free_data(s_data *D)
+{
+    free(D->emb);
+    attn_model_free(&D->md);
+    free(D->pidx);
+    free(D->hist);
+    free(D->hist_w);
+    free(D->cand);
+}
+
+static attn_request s_request(const s_data *D, int p)
+{
+    const s_shape *sh = D->sh;
+    return (attn_request){.hist = D->hist + (size_t)p * sh->L,
+                          .hist_weight = D->hist_w + (size_t)p * sh->L,
+                          .n_hist = sh->L,
+                          .cand = D->cand + (size_t)p * sh->N,
+                          .n_cand = sh->N,
+                          .k = S_K,
+                          .explain = 0};
+}
+
+/* ---- timing --------------------------------------------------------------------- */
+
+/* Warm up (the code, the branch predictors, the scratch; the pool's rows
+ * stay mostly cold, as they would in a server facing many users) for a
+ * quarter of the timed period or one pass over the pool, whichever ends
+ * first; then time requests drawn at random from the pool until `seconds`
+ * have passed (and at least 200 requests). */
+static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D, double seconds)
+{
+    attn_result res;
+    uint64_t w0 = bench_now_ns();
+    for (int p = 0; p < D->pool && bench_now_ns() - w0 < (uint64_t)(seconds * 0.25e9); p++) {
+        attn_request rq = s_request(D, p);
+        int st = attn_score(t, &rq, s, &res);
+        if (st != ATTN_OK)
+            s_die("attn_score", st);
+    }
+    size_t cap = 1 << 16, n = 0;
+    double *us = bench_alloc(cap * sizeof *us);
+    bench_rng r = {.s = 12345};
+    uint64_t start = bench_now_ns(), limit = (uint64_t)(seconds * 1e9);
+    while ((bench_now_ns() - start < limit || n < 200) && n < cap) {
+        attn_request rq = s_request(D, (int)bench_below(&r, (uint32_t)D->pool));
+        uint64_t t0 = bench_now_ns();
+        int st = attn_score(t, &rq, s, &res);
+        uint64_t t1 = bench_now_ns();
+        if (st != ATTN_OK)
+            s_die("attn_score", st);
+        us[n++] = (double)(t1 - t0) / 1e3;
+    }
+    double wall = (double)(bench_now_ns() - start) / 1e9;
+    bench_stats stats = bench_summarise(us, n, wall);
+    free(us);
+    return stats;
+}
+
+/* Largest relative difference between the fast path and the reference
+ * oracle over the first n pool requests: a guard that the tables being
+ * timed really compute the model (the peers' check then covers them too). */
+static double s_ref_error(const attn_tables *t, attn_scratch *s, const s_data *D, int n)
+{
+    const int N = D->sh->N;
+    float *fast = bench_alloc((size_t)N * sizeof *fast);
+    double *ref = bench_alloc((size_t)N * sizeof *ref);
+    double worst = 0;
+    for (int p = 0; p < n && p < D->pool; p++) {
+        attn_request rq = s_request(D, p);
+        int st = attn_score_all(t, &rq, s, fast);
+        if (st != ATTN_OK)
+            s_die("attn_score_all", st);
+        st = attn_score_ref(D->md, D->emb, D->items, (size_t)D->sh->d, D->pidx, &rq, ref, NULL);
+        if (st != ATTN_OK)
+            s_die("attn_score_ref", st);
+        double scale = 0;
+        for (int c = 0; c < N; c++)
+            scale = fmax(scale, fabs(ref[c]));
+        for (int c = 0; c < N; c++)
+            worst = fmax(worst, fabs(fast[c] - ref[c]) / (scale > 0 ? scale : 1));
+    }
+    free(fast);
+    free(ref);
+    return worst;
+}
+
+/* ---- the peers' file ------------------------------------------------------------- */
+
+static void s_write(FILE *f, const void *p, size_t size, size_t n, const char *path)
+{
+    if (n && fwrite(p, size, n, f) != n) {
+        fprintf(stderr, "bench_score: writing %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+static void s_write_peer_file(const attn_tables *t, attn_scratch *s, const s_data *D,
+                              const s_opts *o)
+{
+    const s_shape *sh = D->sh;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.bin", o->out, sh->name);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "bench_score: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    int n_check = o->check < D->pool ? o->check : D->pool;
+    int32_t hdr[16] = {S_MAGIC, 1, sh->d, D->m, sh->heads, sh->L, sh->N, (int32_t)D->items,
+                       D->pool, S_K, n_check};
+    float hdr_f[4] = {D->md->scale};
+    s_write(f, hdr, sizeof hdr[0], 16, path);
+    s_write(f, hdr_f, sizeof hdr_f[0], 4, path);
+    size_t dm = (size_t)sh->d * D->m;
+    s_write(f, D->md->wq, sizeof(float), dm, path);
+    s_write(f, D->md->wk, sizeof(float), dm, path);
+    s_write(f, D->md->wv, sizeof(float), dm, path);
+    s_write(f, D->md->wo, sizeof(float), dm, path);
+    s_write(f, D->md->pos_bias, sizeof(float), (size_t)sh->L, path);
+    s_write(f, D->md->item_bias, sizeof(float), D->items, path);
+    s_write(f, D->emb, sizeof(float), D->items * sh->d, path);
+    s_write(f, D->hist, sizeof(uint32_t), (size_t)D->pool * sh->L, path);
+    s_write(f, D->hist_w, sizeof(float), (size_t)D->pool * sh->L, path);
+    s_write(f, D->cand, sizeof(uint32_t), (size_t)D->pool * sh->N, path);
+    for (int pass = 0; pass < 2; pass++)
+        for (int p = 0; p < n_check; p++) {
+            attn_request rq = s_request(D, p);
+            attn_result res;
+            int st = attn_score(t, &rq, s, &res);
+            if (st != ATTN_OK)
+                s_die("attn_score", st);
+            if (res.n != S_K) {
+                fprintf(stderr, "bench_score: %d results, expected %d\n", res.n, S_K);
+                exit(1);
+            }
+            if (pass == 0)
+                s_write(f, res.cand, sizeof(uint32_t), S_K, path);
+            else
+                s_write(f, res.score, sizeof(float), S_K, path);
+        }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench_score: closing %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
+            "                   [--check N] [--ref N] [--out DIR] [--seed S] [--sgemm-only]\n"
+            "Times attn_score in-process on one thread for each reference shape and\n"
+            "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
+}
+
+static int s_parse(int argc, char **argv, s_opts *o)
+{
+    *o = (s_opts){.items = 100000, .seconds = 0.6, .pool = 1024, .check = 32, .seed = 1,
+                  .ref = 2};
+    snprintf(o->shapes, sizeof o->shapes, "P1,P2,P3,P4");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--sgemm-only")) {
+            o->sgemm_only = 1;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            s_usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            s_usage(stderr);
+            return -1;
+        }
+        i++;
+        if (!strcmp(a, "--shapes"))
+            snprintf(o->shapes, sizeof o->shapes, "%s", v);
+        else if (!strcmp(a, "--items"))
+            o->items = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--seconds"))
+            o->seconds = atof(v);
+        else if (!strcmp(a, "--pool"))
+            o->pool = atoi(v);
+        else if (!strcmp(a, "--check"))
+            o->check = atoi(v);
+        else if (!strcmp(a, "--ref"))
+            o->ref = atoi(v);
+        else if (!strcmp(a, "--out"))
+            o->out = v;
+        else if (!strcmp(a, "--seed"))
+            o->seed = strtoull(v, NULL, 10);
+        else {
+            s_usage(stderr);
+            return -1;
+        }
+    }
+    if (o->items < 2000 || o->pool < 1 || o->check < 0 || o->seconds <= 0) {
+        fprintf(stderr, "bench_score: need --items >= 2000, --pool >= 1, --seconds > 0\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    s_opts o;
+    if (s_parse(argc, argv, &o) != 0)
+        return 2;
+    /* One thread everywhere: the comparison is per core. */
+    openblas_set_num_threads(1);
+    const char *coretype = getenv("OPENBLAS_CORETYPE");
+    /* The representative shape: a thousand candidates against 1024 columns
+     * with the inner dimension of the largest model, d = 384.  Large enough
+     * that sgemm runs at its steady rate on this core. */
+    double g_ref = s_sgemm_gflops(1024, 1024, 384, 0);
+    printf("{\"kind\":\"env\",\"openblas_core\":\"%s\",\"openblas_coretype\":\"%s\","
+           "\"openblas_config\":\"%s\",\"attn_kernel\":\"%s\"}\n",
+           openblas_get_corename(), coretype ? coretype : "unset", openblas_get_config(),
+           attn_kernel_name());
+    printf("{\"kind\":\"sgemm\",\"M\":1024,\"N\":1024,\"K\":384,\"gflops\":%.2f}\n", g_ref);
+    fflush(stdout);
+    if (o.sgemm_only)
+        return 0;
+
+    for (size_t si = 0; si < sizeof s_shapes / sizeof s_shapes[0]; si++) {
+        const s_shape *sh = &s_shapes[si];
+        if (!strstr(o.shapes, sh->name))
+            continue;
+        s_data D;
+        s_make_data(&D, sh, &o, (int)si);
+        double flops = 4.0 * sh->N * sh->L * D.m;
+        double g_req = s_sgemm_request(sh);
+        attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = S_K, .max_explain = 0};
+        static const struct {
+            attn_precompute mode;
+            const char *name;
+        } modes[] = {{ATTN_PRECOMPUTE_ALL, "all"}, {ATTN_PRECOMPUTE_NONE, "none"}};
+        for (size_t mi = 0; mi < 2; mi++) {
+            attn_tables *t;
+            uint64_t b0 = bench_now_ns();
+            int st = attn_tables_build(&t, D.md, D.emb, D.items, (size_t)sh->d, D.pidx,
+                                       modes[mi].mode, 2);
+            if (st != ATTN_OK)
+                s_die("attn_tables_build", st);
+            double build_ms = (double)(bench_now_ns() - b0) / 1e6;
+            attn_scratch *s = attn_scratch_new(t, &lim);
+            if (!s)
+                s_die("attn_scratch_new", ATTN_ENOMEM);
+            double err = mi == 0 ? s_ref_error(t, s, &D, o.ref) : -1;
+            bench_stats bs = s_time(t, s, &D, o.seconds);
+            if (mi == 0 && o.out)
+                s_write_peer_file(t, s, &D, &o);
+            printf("{\"kind\":\"score\",\"shape\":\"%s\",\"impl\":\"attnd\",\"mode\":\"%s\","
+                   "\"d\":%d,\"m\":%d,\"H\":%d,\"L\":%d,\"N\":%d,\"items\":%zu,"
+                   "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
+                   "\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
+                   "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g}\n",
+                   sh->name, modes[mi].name, sh->d, D.m, sh->heads, sh->L, sh->N, D.items, bs.n,
+                   bs.rps, bs.p50_us, bs.p99_us, bs.mean_us, flops, g_req,
+                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err);
+            fflush(stdout);
+            attn_scratch_free(&s);
+            attn_tables_free(&t);
+        }
+        s_free_data(&D);
+    }
+    return 0;
+}
