@@ -65,6 +65,7 @@ ALL_LIBS = $(LIBSRV) $(LIBTOOL) $(LIBCLI) $(LIBSTORE) $(LIBATTN)
 PROGRAMS = $(BIN)/attnd $(BIN)/attnctl $(BIN)/attn-query $(BIN)/attn-batch $(BIN)/attn-load
 TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SUITES))
 
+.SECONDARY:
 .PHONY: all check check-run demo demo-stop bench install uninstall clean deps valgrind
 BENCH_PROGRAMS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
@@ -96,6 +97,9 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
+# Suites that run the programs need them built, even when made one by one.
+$(TESTS): | $(PROGRAMS)
 
 # The end-to-end suites find the programs through these.
 $(BUILD)/tests/%.o: override CPPFLAGS += -DATTN_BIN_DIR='"$(abspath $(BIN))"' -DATTN_SRC_DIR='"$(abspath .)"'

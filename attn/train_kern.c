@@ -85,7 +85,9 @@ static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
 static void s_choose(void)
 {
-    const attn_tr_kern *k = attn_tr_kern_avx2();
+    const attn_tr_kern *k = attn_tr_kern_avx512();
+    if (!k)
+        k = attn_tr_kern_avx2();
     s_chosen = k ? k : &s_generic;
 }
 
@@ -108,6 +110,10 @@ int attn_tr_kern_select(const char *name)
     }
     if (!strcmp(name, "avx2") && attn_tr_kern_avx2()) {
         s_chosen = attn_tr_kern_avx2();
+        return 0;
+    }
+    if (!strcmp(name, "avx512") && attn_tr_kern_avx512()) {
+        s_chosen = attn_tr_kern_avx512();
         return 0;
     }
     return -1;

@@ -42,14 +42,15 @@ typedef struct attn_tr_kern {
                         int n8, float *dz, float *ds, float *dbw);
 } attn_tr_kern;
 
-/* The best set this CPU runs ("avx2" or "generic"), chosen once. */
+/* The best set this CPU runs ("avx512", "avx2" or "generic"), chosen once. */
 const attn_tr_kern *attn_tr_kern_get(void);
 
-/* The portable set, and the AVX2 one (NULL if the CPU cannot run it). */
+/* The portable set, and the vector ones (NULL if the CPU cannot run them). */
 const attn_tr_kern *attn_tr_kern_generic(void);
 const attn_tr_kern *attn_tr_kern_avx2(void);
+const attn_tr_kern *attn_tr_kern_avx512(void);
 
-/* Force a set for the rest of the process: "generic", "avx2" or NULL for
+/* Force a set for the rest of the process: "generic", "avx2", "avx512" or NULL for
  * the automatic choice.  Returns 0, or -1 if this CPU cannot run it.  For
  * tests; not while training runs. */
 int attn_tr_kern_select(const char *name);

@@ -62,6 +62,7 @@ typedef struct s_opts {
     uint64_t seed;
     int sgemm_only;
     int ref;            /* requests checked against attn_score_ref */
+    char modes[32];     /* "all,none": which table modes to time */
 } s_opts;
 
 /* One shape's data, shared by both table modes. */
@@ -336,7 +337,8 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
-            "                   [--check N] [--ref N] [--out DIR] [--seed S] [--sgemm-only]\n"
+            "                   [--check N] [--ref N] [--out DIR] [--seed S] [--modes all,none]\n"
+            "                   [--sgemm-only]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -346,6 +348,7 @@ static int s_parse(int argc, char **argv, s_opts *o)
     *o = (s_opts){.items = 100000, .seconds = 0.6, .pool = 1024, .check = 32, .seed = 1,
                   .ref = 2};
     snprintf(o->shapes, sizeof o->shapes, "P1,P2,P3,P4");
+    snprintf(o->modes, sizeof o->modes, "all,none");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm-only")) {
@@ -371,6 +374,8 @@ static int s_parse(int argc, char **argv, s_opts *o)
             o->pool = atoi(v);
         else if (!strcmp(a, "--check"))
             o->check = atoi(v);
+        else if (!strcmp(a, "--modes"))
+            snprintf(o->modes, sizeof o->modes, "%s", v);
         else if (!strcmp(a, "--ref"))
             o->ref = atoi(v);
         else if (!strcmp(a, "--out"))
@@ -424,6 +429,8 @@ int main(int argc, char **argv)
             const char *name;
         } modes[] = {{ATTN_PRECOMPUTE_ALL, "all"}, {ATTN_PRECOMPUTE_NONE, "none"}};
         for (size_t mi = 0; mi < 2; mi++) {
+            if (!strstr(o.modes, modes[mi].name))
+                continue;
             attn_tables *t;
             uint64_t b0 = bench_now_ns();
             int st = attn_tables_build(&t, D.md, D.emb, D.items, (size_t)sh->d, D.pidx,

@@ -258,30 +258,33 @@ START_TEST(test_gradient_no_residual)
 END_TEST
 
 
-START_TEST(test_gradient_generic_kernels)
+START_TEST(test_gradient_every_kernel_set)
 {
-    /* The portable kernel set must pass the same check. */
-    ck_assert_int_eq(attn_tr_kern_select("generic"), 0);
-    ck_assert_str_eq(attn_tr_kern_get()->name, "generic");
-    s_data d;
-    const int len[] = {9, 12};
-    s_data_make(&d, 7, 6, 2, len, NULL, 1, 41);
-    attn_model *md = s_model(&d, 4, 2, 4, 1, 42);
-    attn_train_example ex[] = {{0, 8}, {1, 11}, {1, 2}};
-    s_gradcheck(&d, md, ex, 3, NULL, 0, 1);
-    attn_model_free(&md);
-    s_data_free(&d);
+    /* Every kernel set this CPU runs must pass the same check. */
+    const char *sets[] = {"generic", "avx2", "avx512"};
+    for (int k = 0; k < 3; k++) {
+        if (attn_tr_kern_select(sets[k]) != 0)
+            continue;
+        ck_assert_str_eq(attn_tr_kern_get()->name, sets[k]);
+        s_data d;
+        const int len[] = {9, 12};
+        s_data_make(&d, 7, 6, 2, len, NULL, 1, 41);
+        attn_model *md = s_model(&d, 4, 2, 4, 1, 42);
+        attn_train_example ex[] = {{0, 8}, {1, 11}, {1, 2}};
+        s_gradcheck(&d, md, ex, 3, NULL, 0, 1);
+        attn_model_free(&md);
+        s_data_free(&d);
+    }
     ck_assert_int_eq(attn_tr_kern_select(NULL), 0);
 }
 END_TEST
 
-START_TEST(test_kernels_agree)
+/* Every product shape the trainer uses, odd sizes included, and the
+ * softmax pair, in vector set v and the portable set, against a
+ * double-precision loop. */
+static void s_kernels_agree(const attn_tr_kern *v)
 {
-    /* Every product shape the trainer uses, odd sizes included, in both
-     * sets, against a double-precision loop. */
-    const attn_tr_kern *g = attn_tr_kern_generic(), *v = attn_tr_kern_avx2();
-    if (!v)
-        return;
+    const attn_tr_kern *g = attn_tr_kern_generic();
     tu_rng r = {3};
     const int shapes[][3] = {{37, 48, 16}, {5, 16, 113}, {64, 33, 7}, {3, 7, 2}, {50, 256, 64}};
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
@@ -305,7 +308,8 @@ START_TEST(test_kernels_agree)
             v->mm_nn(rows, n, k, A, (size_t)k, B, (size_t)n, C2, (size_t)n, acc);
             for (int i = 0; i < rows * n; i++) {
                 ck_assert_msg(fabs(C1[i] - want[i]) < 1e-4 * (1 + fabs(want[i])), "nn generic");
-                ck_assert_msg(fabs(C2[i] - want[i]) < 1e-4 * (1 + fabs(want[i])), "nn avx2");
+                ck_assert_msg(fabs(C2[i] - want[i]) < 1e-4 * (1 + fabs(want[i])), "nn %s",
+                              v->name);
             }
             /* mm_tn: C (k x n) = Aᵀ (rows x k)ᵀ times B2 (rows x n). */
             float *B2 = malloc(sizeof(float) * rows * n), *D1 = malloc(sizeof(float) * k * n);
@@ -325,7 +329,8 @@ START_TEST(test_kernels_agree)
             v->mm_tn(rows, k, n, A, (size_t)k, B2, (size_t)n, D2, (size_t)n, acc);
             for (int i = 0; i < k * n; i++) {
                 ck_assert_msg(fabs(D1[i] - want2[i]) < 1e-4 * (1 + fabs(want2[i])), "tn generic");
-                ck_assert_msg(fabs(D2[i] - want2[i]) < 1e-4 * (1 + fabs(want2[i])), "tn avx2");
+                ck_assert_msg(fabs(D2[i] - want2[i]) < 1e-4 * (1 + fabs(want2[i])), "tn %s",
+                              v->name);
             }
             free(want);
             free(want2);
@@ -338,22 +343,39 @@ START_TEST(test_kernels_agree)
         free(C1);
         free(C2);
     }
-    /* The softmax pair, with padding that must get weight exactly 0. */
-    float z[16], bias[16], sv[16], e1[16], e2[16];
-    tu_fill_normal(&r, z, 16, 2.0f);
-    tu_fill_normal(&r, bias, 16, 1.0f);
-    tu_fill_normal(&r, sv, 16, 1.0f);
-    for (int j = 11; j < 16; j++)
+    /* The softmax pair over 24 entries (a masked tail for 16-lane sets),
+     * with padding that must get weight exactly 0. */
+    float z[24], bias[24], sv[24], e1[24], e2[24], dz1[24] = {0}, dz2[24] = {0};
+    float ds1[24] = {0}, ds2[24] = {0}, db1[24] = {0}, db2[24] = {0};
+    tu_fill_normal(&r, z, 24, 2.0f);
+    tu_fill_normal(&r, bias, 24, 1.0f);
+    tu_fill_normal(&r, sv, 24, 1.0f);
+    for (int j = 19; j < 24; j++)
         bias[j] = ATTN_TR_NEG;
     float inv1, inv2;
-    float d1 = g->softmax_fwd(z, bias, 0.7f, 16, sv, e1, &inv1);
-    float d2 = v->softmax_fwd(z, bias, 0.7f, 16, sv, e2, &inv2);
+    float d1 = g->softmax_fwd(z, bias, 0.7f, 24, sv, e1, &inv1);
+    float d2 = v->softmax_fwd(z, bias, 0.7f, 24, sv, e2, &inv2);
     ck_assert_float_eq_tol(d1, d2, 1e-5f);
     ck_assert_float_eq_tol(inv1, inv2, 1e-5f * inv1);
-    for (int j = 0; j < 16; j++)
+    for (int j = 0; j < 24; j++)
         ck_assert_float_eq_tol(e1[j], e2[j], 1e-5f);
-    for (int j = 11; j < 16; j++)
+    for (int j = 19; j < 24; j++)
         ck_assert(e2[j] == 0.0f);
+    g->softmax_bwd(e1, sv, d1, 0.3f * inv1, 0.7f, 24, dz1, ds1, db1);
+    v->softmax_bwd(e2, sv, d2, 0.3f * inv2, 0.7f, 24, dz2, ds2, db2);
+    for (int j = 0; j < 24; j++) {
+        ck_assert_float_eq_tol(dz1[j], dz2[j], 1e-5f);
+        ck_assert_float_eq_tol(ds1[j], ds2[j], 1e-5f);
+        ck_assert_float_eq_tol(db1[j], db2[j], 1e-5f);
+    }
+}
+
+START_TEST(test_kernels_agree)
+{
+    const attn_tr_kern *sets[] = {attn_tr_kern_avx2(), attn_tr_kern_avx512()};
+    for (int si = 0; si < 2; si++)
+        if (sets[si])
+            s_kernels_agree(sets[si]);
 }
 END_TEST
 
@@ -576,7 +598,7 @@ int main(void)
     tcase_add_test(tc, test_gradient_full);
     tcase_add_test(tc, test_gradient_sampled);
     tcase_add_test(tc, test_gradient_no_residual);
-    tcase_add_test(tc, test_gradient_generic_kernels);
+    tcase_add_test(tc, test_gradient_every_kernel_set);
     tcase_add_test(tc, test_kernels_agree);
     suite_add_tcase(s, tc);
     TCase *tt = tcase_create("training");

@@ -1,0 +1,216 @@
+/* train_kern_avx512.c -- the trainer's kernel set for AVX-512 (F) CPUs.
+ *
+ * The same loops as train_kern_avx2.c, sixteen lanes wide; tails are
+ * handled with lane masks instead of scalar loops.  A history window of 50
+ * events takes 4 vectors here against 7 with AVX2, and the softmax is where
+ * full-softmax training spends its time.  attn_tr_kern_avx512() hands the
+ * set out only after checking the CPU.
+ */
+#include "attn/train_kern.h"
+
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,fma")
+
+#include <immintrin.h>
+
+/* Lanes [0, n) of 16, n in 0..16. */
+static inline __mmask16 s_mask(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+static inline __m512 s_ld(const float *p, __mmask16 k)
+{
+    return _mm512_maskz_loadu_ps(k, p);
+}
+
+static void s_mm_nn(int rows, int n, int k, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int acc)
+{
+    for (int j = 0; j < n; j += 32) {
+        const __mmask16 k0 = s_mask(n - j), k1 = s_mask(n - j - 16);
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            float *c0 = C + (size_t)r * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            const __m512 z = _mm512_setzero_ps();
+            __m512 x00 = acc ? s_ld(c0, k0) : z, x01 = acc ? s_ld(c0 + 16, k1) : z;
+            __m512 x10 = acc ? s_ld(c1, k0) : z, x11 = acc ? s_ld(c1 + 16, k1) : z;
+            __m512 x20 = acc ? s_ld(c2, k0) : z, x21 = acc ? s_ld(c2 + 16, k1) : z;
+            __m512 x30 = acc ? s_ld(c3, k0) : z, x31 = acc ? s_ld(c3 + 16, k1) : z;
+            const float *a0 = A + (size_t)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            for (int t = 0; t < k; t++) {
+                const float *b = B + (size_t)t * ldb + j;
+                const __m512 b0 = s_ld(b, k0), b1 = s_ld(b + 16, k1);
+                __m512 v = _mm512_set1_ps(a0[t]);
+                x00 = _mm512_fmadd_ps(v, b0, x00);
+                x01 = _mm512_fmadd_ps(v, b1, x01);
+                v = _mm512_set1_ps(a1[t]);
+                x10 = _mm512_fmadd_ps(v, b0, x10);
+                x11 = _mm512_fmadd_ps(v, b1, x11);
+                v = _mm512_set1_ps(a2[t]);
+                x20 = _mm512_fmadd_ps(v, b0, x20);
+                x21 = _mm512_fmadd_ps(v, b1, x21);
+                v = _mm512_set1_ps(a3[t]);
+                x30 = _mm512_fmadd_ps(v, b0, x30);
+                x31 = _mm512_fmadd_ps(v, b1, x31);
+            }
+            _mm512_mask_storeu_ps(c0, k0, x00);
+            _mm512_mask_storeu_ps(c0 + 16, k1, x01);
+            _mm512_mask_storeu_ps(c1, k0, x10);
+            _mm512_mask_storeu_ps(c1 + 16, k1, x11);
+            _mm512_mask_storeu_ps(c2, k0, x20);
+            _mm512_mask_storeu_ps(c2 + 16, k1, x21);
+            _mm512_mask_storeu_ps(c3, k0, x30);
+            _mm512_mask_storeu_ps(c3 + 16, k1, x31);
+        }
+        for (; r < rows; r++) {
+            float *c0 = C + (size_t)r * ldc + j;
+            const __m512 z = _mm512_setzero_ps();
+            __m512 x00 = acc ? s_ld(c0, k0) : z, x01 = acc ? s_ld(c0 + 16, k1) : z;
+            const float *a0 = A + (size_t)r * lda;
+            for (int t = 0; t < k; t++) {
+                const float *b = B + (size_t)t * ldb + j;
+                const __m512 v = _mm512_set1_ps(a0[t]);
+                x00 = _mm512_fmadd_ps(v, s_ld(b, k0), x00);
+                x01 = _mm512_fmadd_ps(v, s_ld(b + 16, k1), x01);
+            }
+            _mm512_mask_storeu_ps(c0, k0, x00);
+            _mm512_mask_storeu_ps(c0 + 16, k1, x01);
+        }
+    }
+}
+
+static void s_mm_tn(int rows, int cols, int n, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int acc)
+{
+    for (int j = 0; j < n; j += 32) {
+        const __mmask16 k0 = s_mask(n - j), k1 = s_mask(n - j - 16);
+        int p = 0;
+        for (; p + 4 <= cols; p += 4) {
+            float *c0 = C + (size_t)p * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            const __m512 z = _mm512_setzero_ps();
+            __m512 x00 = acc ? s_ld(c0, k0) : z, x01 = acc ? s_ld(c0 + 16, k1) : z;
+            __m512 x10 = acc ? s_ld(c1, k0) : z, x11 = acc ? s_ld(c1 + 16, k1) : z;
+            __m512 x20 = acc ? s_ld(c2, k0) : z, x21 = acc ? s_ld(c2 + 16, k1) : z;
+            __m512 x30 = acc ? s_ld(c3, k0) : z, x31 = acc ? s_ld(c3 + 16, k1) : z;
+            for (int r = 0; r < rows; r++) {
+                const float *b = B + (size_t)r * ldb + j, *a = A + (size_t)r * lda + p;
+                const __m512 b0 = s_ld(b, k0), b1 = s_ld(b + 16, k1);
+                __m512 v = _mm512_set1_ps(a[0]);
+                x00 = _mm512_fmadd_ps(v, b0, x00);
+                x01 = _mm512_fmadd_ps(v, b1, x01);
+                v = _mm512_set1_ps(a[1]);
+                x10 = _mm512_fmadd_ps(v, b0, x10);
+                x11 = _mm512_fmadd_ps(v, b1, x11);
+                v = _mm512_set1_ps(a[2]);
+                x20 = _mm512_fmadd_ps(v, b0, x20);
+                x21 = _mm512_fmadd_ps(v, b1, x21);
+                v = _mm512_set1_ps(a[3]);
+                x30 = _mm512_fmadd_ps(v, b0, x30);
+                x31 = _mm512_fmadd_ps(v, b1, x31);
+            }
+            _mm512_mask_storeu_ps(c0, k0, x00);
+            _mm512_mask_storeu_ps(c0 + 16, k1, x01);
+            _mm512_mask_storeu_ps(c1, k0, x10);
+            _mm512_mask_storeu_ps(c1 + 16, k1, x11);
+            _mm512_mask_storeu_ps(c2, k0, x20);
+            _mm512_mask_storeu_ps(c2 + 16, k1, x21);
+            _mm512_mask_storeu_ps(c3, k0, x30);
+            _mm512_mask_storeu_ps(c3 + 16, k1, x31);
+        }
+        for (; p < cols; p++) {
+            float *c0 = C + (size_t)p * ldc + j;
+            const __m512 z = _mm512_setzero_ps();
+            __m512 x00 = acc ? s_ld(c0, k0) : z, x01 = acc ? s_ld(c0 + 16, k1) : z;
+            for (int r = 0; r < rows; r++) {
+                const float *b = B + (size_t)r * ldb + j;
+                const __m512 v = _mm512_set1_ps(A[(size_t)r * lda + p]);
+                x00 = _mm512_fmadd_ps(v, s_ld(b, k0), x00);
+                x01 = _mm512_fmadd_ps(v, s_ld(b + 16, k1), x01);
+            }
+            _mm512_mask_storeu_ps(c0, k0, x00);
+            _mm512_mask_storeu_ps(c0 + 16, k1, x01);
+        }
+    }
+}
+
+/* exp(x) for x <= 0; below -87.3 exactly 0 (see train_kern_avx2.c). */
+static inline __m512 s_exp(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(-87.3f);
+    const __mmask16 ok = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+    x = _mm512_max_ps(x, lo);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440054690583e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n),
+                                                         _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(ok, p, _mm512_castsi512_ps(e));
+}
+
+static float s_softmax_fwd(const float *z, const float *bias, float scale, int n8,
+                           const float *s, float *e, float *inv)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_set1_ps(ATTN_TR_NEG);
+    for (int j = 0; j < n8; j += 16) {
+        const __mmask16 k = s_mask(n8 - j);
+        __m512 x = _mm512_fmadd_ps(vs, s_ld(z + j, k), s_ld(bias + j, k));
+        _mm512_mask_storeu_ps(e + j, k, x);
+        mx = _mm512_mask_max_ps(mx, k, mx, x);
+    }
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps(), dot = _mm512_setzero_ps();
+    for (int j = 0; j < n8; j += 16) {
+        const __mmask16 k = s_mask(n8 - j);
+        __m512 y = _mm512_maskz_mov_ps(k, s_exp(_mm512_sub_ps(s_ld(e + j, k), m)));
+        _mm512_mask_storeu_ps(e + j, k, y);
+        sum = _mm512_add_ps(sum, y);
+        dot = _mm512_fmadd_ps(y, s_ld(s + j, k), dot);
+    }
+    *inv = 1.0f / _mm512_reduce_add_ps(sum);
+    return _mm512_reduce_add_ps(dot) * *inv;
+}
+
+static void s_softmax_bwd(const float *e, const float *s, float sc, float ginv, float scale,
+                          int n8, float *dz, float *ds, float *dbw)
+{
+    const __m512 vg = _mm512_set1_ps(ginv), vsc = _mm512_set1_ps(sc);
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int j = 0; j < n8; j += 16) {
+        const __mmask16 k = s_mask(n8 - j);
+        const __m512 ga = _mm512_mul_ps(vg, s_ld(e + j, k));
+        const __m512 dzz = _mm512_mul_ps(ga, _mm512_sub_ps(s_ld(s + j, k), vsc));
+        _mm512_mask_storeu_ps(ds + j, k, _mm512_add_ps(s_ld(ds + j, k), ga));
+        _mm512_mask_storeu_ps(dz + j, k, _mm512_fmadd_ps(vs, dzz, s_ld(dz + j, k)));
+        _mm512_mask_storeu_ps(dbw + j, k, _mm512_add_ps(s_ld(dbw + j, k), dzz));
+    }
+}
+
+static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_softmax_fwd,
+                                      s_softmax_bwd};
+
+const attn_tr_kern *attn_tr_kern_avx512(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return &s_avx512;
+    return NULL;
+}
+
+#else
+
+const attn_tr_kern *attn_tr_kern_avx512(void)
+{
+    return NULL;
+}
+
+#endif
