@@ -153,6 +153,67 @@ static double s_sgemm_request(const s_shape *sh)
     return best;
 }
 
+/* ---- memory -------------------------------------------------------------------- */
+
+/* The other physical limit: a request must bring in the precomputed rows it
+ * uses -- q and g (2m floats) of each candidate, k and v (2m floats) of each
+ * history item -- from a table far larger than the caches.  This times
+ * exactly that traffic and nothing else: the same row indexes as the
+ * request pool, rows of 4m floats laid out as the tables lay them out
+ * ([q g | k v], docs/MODEL.md), summed with plain vector loads.  Its rate is
+ * the memory-bound limit the FLOP-bound one leaves out.  Returns the median
+ * microseconds per request. */
+static volatile float s_sink;
+#ifndef S_AHEAD
+#define S_AHEAD 16
+#endif
+
+static double s_gather_us(const s_data *D, double seconds)
+{
+    const s_shape *sh = D->sh;
+    const size_t half = 2 * (size_t)D->m, stride = 2 * half;
+    float *tab = bench_alloc(D->items * stride * sizeof(float));
+    for (size_t i = 0; i < D->items * stride; i++)
+        tab[i] = 1.0f;   /* touch every page before timing */
+    size_t cap = 1 << 16, n = 0;
+    double *us = bench_alloc(cap * sizeof *us);
+    bench_rng r = {.s = 4242};
+    float acc[16] = {0};
+    uint64_t start = bench_now_ns();
+    while ((bench_now_ns() - start < (uint64_t)(seconds * 1e9) || n < 50) && n < cap) {
+        int p = (int)bench_below(&r, (uint32_t)D->pool);
+        const uint32_t *c = D->cand + (size_t)p * sh->N, *h = D->hist + (size_t)p * sh->L;
+        uint64_t t0 = bench_now_ns();
+        const int nr = sh->N + sh->L;
+#define S_ROW(i) ((i) < sh->N ? tab + (size_t)c[(i)] * stride \
+                              : tab + (size_t)h[(i) - sh->N] * stride + half)
+        /* Rows are independent, so ask for them S_AHEAD rows early: the
+         * misses overlap instead of queueing behind each other. */
+        for (int i = 0; i < nr && i < S_AHEAD; i++)
+            for (size_t x = 0; x < half; x += 16)
+                __builtin_prefetch(S_ROW(i) + x, 0, 3);
+        for (int i = 0; i < nr; i++) {
+            if (i + S_AHEAD < nr)
+                for (size_t x = 0; x < half; x += 16)
+                    __builtin_prefetch(S_ROW(i + S_AHEAD) + x, 0, 3);
+            const float *row = S_ROW(i);
+            for (size_t x = 0; x < half; x += 16)
+                for (int l = 0; l < 16; l++)
+                    acc[l] += row[x + l];
+        }
+#undef S_ROW
+        us[n++] = (double)(bench_now_ns() - t0) / 1e3;
+    }
+    float sum = 0;
+    for (int l = 0; l < 16; l++)
+        sum += acc[l];
+    s_sink = sum;
+    bench_stats st = bench_summarise(us, n, 1);
+    free(us);
+    free(tab);
+    return st.p50_us;
+}
+
 /* ---- data ----------------------------------------------------------------------- */
 
 static void s_make_data(s_data *D, const s_shape *sh, const s_opts *o, int shape_index)
@@ -423,6 +484,8 @@ int main(int argc, char **argv)
         s_make_data(&D, sh, &o, (int)si);
         double flops = 4.0 * sh->N * sh->L * D.m;
         double g_req = s_sgemm_request(sh);
+        double gather_us = s_gather_us(&D, o.seconds * 0.5);
+        double bytes = (double)(sh->N + sh->L) * 2 * D.m * sizeof(float);
         attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = S_K, .max_explain = 0};
         static const struct {
             attn_precompute mode;
@@ -449,10 +512,11 @@ int main(int argc, char **argv)
                    "\"d\":%d,\"m\":%d,\"H\":%d,\"L\":%d,\"N\":%d,\"items\":%zu,"
                    "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
                    "\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
-                   "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g}\n",
+                   "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
+                   "\"row_bytes\":%.0f,\"gather_us\":%.2f}\n",
                    sh->name, modes[mi].name, sh->d, D.m, sh->heads, sh->L, sh->N, D.items, bs.n,
                    bs.rps, bs.p50_us, bs.p99_us, bs.mean_us, flops, g_req,
-                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err);
+                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err, bytes, gather_us);
             fflush(stdout);
             attn_scratch_free(&s);
             attn_tables_free(&t);

@@ -59,6 +59,7 @@ typedef struct s_main {
     srv_server srv;
     void *frontend, *backend, *loader_rx;
     int sig_pipe[2];
+    char (*ident)[16];      /* routing id of each worker: "w<index>" */
     int *idle;              /* stack of idle worker indexes */
     int n_idle;
     s_pending *queue;       /* ring of queue_max */
@@ -138,10 +139,8 @@ static void s_reply_main_error(s_main *m, zmq_msg_t *route, uint8_t style,
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
                        uint64_t t_recv, uint8_t style)
 {
-    char ident[16];
-    int ilen = snprintf(ident, sizeof ident, "w%d", worker);
     srv_task_meta meta = {.t_recv_ns = t_recv, .style = style};
-    zmq_send(m->backend, ident, (size_t)ilen, ZMQ_SNDMORE);
+    zmq_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE);
     zmq_msg_send(route, m->backend, ZMQ_SNDMORE);
     zmq_send(m->backend, &meta, sizeof meta, ZMQ_SNDMORE);
     zmq_msg_send(payload, m->backend, 0);
@@ -531,9 +530,7 @@ static void s_stop_workers(s_main *m)
     for (int i = 0; i < m->srv.n_workers; i++) {
         if (!m->srv.workers[i])
             continue;
-        char ident[16];
-        int ilen = snprintf(ident, sizeof ident, "w%d", i);
-        zmq_send(m->backend, ident, (size_t)ilen, ZMQ_SNDMORE);
+        zmq_send(m->backend, m->ident[i], strlen(m->ident[i]), ZMQ_SNDMORE);
         zmq_send(m->backend, "", 0, 0);
     }
     for (int i = 0; i < m->srv.n_workers; i++)
@@ -646,6 +643,7 @@ static void s_cleanup(s_main *m)
     free(m->waiters);
     free(m->queue);
     free(m->idle);
+    free(m->ident);
     free(m->srv.workers);
     if (m->sig_pipe[0] >= 0) {
         close(m->sig_pipe[0]);
@@ -697,13 +695,16 @@ int srv_server_run(const srv_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     m->idle = calloc((size_t)m->srv.n_workers, sizeof *m->idle);
+    m->ident = calloc((size_t)m->srv.n_workers, sizeof *m->ident);
+    for (int i = 0; m->ident && i < m->srv.n_workers; i++)
+        snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
     m->srv.workers = calloc((size_t)m->srv.n_workers, sizeof *m->srv.workers);
     m->queue = calloc(cfg->queue_max > 0 ? (size_t)cfg->queue_max : 1, sizeof *m->queue);
     m->view_now = calloc(1, sizeof *m->view_now);
     m->view_prev = calloc(1, sizeof *m->view_prev);
     m->view_interval = calloc(1, sizeof *m->view_interval);
     m->srv.zctx = zmq_ctx_new();
-    if (!m->idle || !m->srv.workers || !m->queue || !m->view_now || !m->view_prev ||
+    if (!m->idle || !m->ident || !m->srv.workers || !m->queue || !m->view_now || !m->view_prev ||
         !m->view_interval || !m->srv.zctx || srv_json_init(&m->out, 1 << 14) ||
         pipe2(m->sig_pipe, O_CLOEXEC | O_NONBLOCK)) {
         srv_log(SRV_ERROR, "msg=\"cannot allocate the server\"");
