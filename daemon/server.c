@@ -213,7 +213,8 @@ static void s_on_frontend(s_main *m)
         } else if (atomic_load(&m->srv.stopping)) {
             s_reply_main_error(m, &f[0], style, &f[payload_at], SRV_E_UNAVAILABLE,
                                "shutting down: send to another instance or retry later");
-        } else if (m->n_idle > 0) {
+        } else if (m->n_idle > 0 && m->q_len > 0) {
+            /* This thread already has the queue head to score; a helper takes this. */
             atomic_fetch_add(&m->srv.counters.in_flight, 1);
             s_dispatch(m, m->idle[--m->n_idle], &f[0], &f[payload_at], t_recv, style);
         } else if (m->q_len < cfg->queue_max) {
@@ -490,21 +491,22 @@ static int s_on_signal_pipe(s_main *m)
     return 0;
 }
 
+/* Worker 0 runs inline on this thread; the others get threads of their own
+ * and announce themselves before they can be routed to. */
 static int s_start_workers(s_main *m)
 {
     srv_server *srv = &m->srv;
     char why[600];
     for (int i = 0; i < srv->n_workers; i++) {
-        srv->workers[i] = srv_worker_start(srv, i, why, sizeof why);
+        srv->workers[i] = srv_worker_start(srv, i, i > 0, why, sizeof why);
         if (!srv->workers[i]) {
             srv_log(SRV_ERROR, "msg=\"cannot start worker\" reason=\"%s\"", why);
             return -1;
         }
     }
-    /* Each worker announces itself before it can be routed to. */
-    int ready = 0;
+    int ready = 0, want = srv->n_workers - 1;
     uint64_t deadline = srv_now_ns() + 10000000000ull;
-    while (ready < srv->n_workers && srv_now_ns() < deadline) {
+    while (ready < want && srv_now_ns() < deadline) {
         zmq_pollitem_t it = {.socket = m->backend, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, 100) <= 0)
             continue;
@@ -518,16 +520,40 @@ static int s_start_workers(s_main *m)
             zmq_msg_close(&parts[p]);
         ready++;
     }
-    if (ready < srv->n_workers) {
-        srv_log(SRV_ERROR, "msg=\"workers did not start\" ready=%d of=%d", ready, srv->n_workers);
+    if (ready < want) {
+        srv_log(SRV_ERROR, "msg=\"workers did not start\" ready=%d of=%d", ready, want);
         return -1;
     }
     return 0;
 }
 
+/* Handle the oldest queued request on this thread: no hand-off, so no
+ * thread wake-ups beyond libzmq's own I/O thread. */
+static void s_process_inline(s_main *m)
+{
+    s_pending *p = &m->queue[m->q_head];
+    m->q_head = (m->q_head + 1) % m->srv.cfg.queue_max;
+    m->q_len--;
+    atomic_fetch_sub(&m->srv.counters.queued, 1);
+    struct srv_worker *w = m->srv.workers[0];
+    int kind = srv_worker_handle(w, p->t_recv, zmq_msg_data(&p->payload),
+                                 zmq_msg_size(&p->payload));
+    size_t len;
+    const char *reply = srv_worker_reply(w, &len);
+    if (kind == SRV_DONE_RELOAD) {
+        s_add_waiter(m, &p->route, p->style, reply, len);
+    } else {
+        s_send_reply(m, &p->route, p->style, reply, len);
+        atomic_fetch_sub(&m->srv.counters.in_flight, 1);
+    }
+    srv_worker_done(w, p->t_recv);
+    zmq_msg_close(&p->route);
+    zmq_msg_close(&p->payload);
+}
+
 static void s_stop_workers(s_main *m)
 {
-    for (int i = 0; i < m->srv.n_workers; i++) {
+    for (int i = 1; i < m->srv.n_workers; i++) {
         if (!m->srv.workers[i])
             continue;
         zmq_send(m->backend, m->ident[i], strlen(m->ident[i]), ZMQ_SNDMORE);
@@ -589,6 +615,8 @@ static void s_loop(s_main *m)
         long timeout_ms = (long)((next_cron - now) / 1000000) + 1;
         if (atomic_load(&m->srv.stopping) && timeout_ms > 50)
             timeout_ms = 50;
+        if (m->q_len > 0)
+            timeout_ms = 0;   /* work is waiting: only look, never sleep */
         int rc = zmq_poll(items, 4, timeout_ms);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
@@ -605,6 +633,9 @@ static void s_loop(s_main *m)
             s_on_loader(m);
         if (items[3].revents & ZMQ_POLLIN)
             s_on_signal_pipe(m);
+        /* Idle helpers took what they could; this thread scores the next one. */
+        if (m->q_len > 0)
+            s_process_inline(m);
     }
 }
 

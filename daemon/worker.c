@@ -10,6 +10,7 @@
 #include "daemon/worker.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ struct srv_worker {
     attn_limits lim;
     srv_arena arena;             /* cJSON parse trees */
     srv_json out;                /* reply being written */
+    int threaded;                /* own thread and socket, or run inline by main */
+    uint64_t stage[SRV_STAGE_COUNT];  /* timings of the request being handled */
     srv_wstats stats;
     srv_metrics_view *view;      /* for the stats op */
     uint32_t *cand_rows;         /* max_candidates: known, unique, not excluded */
@@ -521,16 +524,17 @@ static void s_stats(srv_worker *w, const srv_request *rq)
 
 /* ---- the loop ------------------------------------------------------------- */
 
-static void s_handle(srv_worker *w, zmq_msg_t *route, const srv_task_meta *meta,
-                     const char *buf, size_t len)
+int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t len)
 {
-    uint64_t stage[SRV_STAGE_COUNT] = {0};
+    if (!w->threaded)
+        srv_arena_bind(&w->arena);
+    memset(w->stage, 0, sizeof w->stage);
     uint64_t t0 = srv_now_ns();
     srv_request rq;
     cJSON *tree = NULL;
     char why[600];
     int code = srv_request_parse(buf, len, &w->srv->cfg, &rq, &tree, why, sizeof why);
-    stage[SRV_STAGE_PARSE] = srv_now_ns() - t0;
+    w->stage[SRV_STAGE_PARSE] = srv_now_ns() - t0;
     int kind = SRV_DONE_REPLY;
     if (code != SRV_OK) {
         s_error(w, &rq, code, why);
@@ -539,7 +543,7 @@ static void s_handle(srv_worker *w, zmq_msg_t *route, const srv_task_meta *meta,
         w->stats.ops[rq.op]++;
         pthread_mutex_unlock(&w->stats.lock);
         switch (rq.op) {
-        case SRV_OP_RANK: s_rank(w, &rq, meta->t_recv_ns, stage); break;
+        case SRV_OP_RANK: s_rank(w, &rq, t_recv, w->stage); break;
         case SRV_OP_HEALTH: srv_write_health(&w->out, w->srv, rq.id_json); break;
         case SRV_OP_INFO: s_info(w, &rq); break;
         case SRV_OP_STATS: s_stats(w, &rq); break;
@@ -558,12 +562,24 @@ static void s_handle(srv_worker *w, zmq_msg_t *route, const srv_task_meta *meta,
         if (srv_json_init(&w->out, 1 << 16) == 0)
             s_error(w, &rq, SRV_E_INTERNAL, "out of memory writing the reply");
     }
-    s_send(w, route, meta->style, (uint8_t)kind, w->out.buf, w->out.len);
-    stage[SRV_STAGE_TOTAL] = srv_now_ns() - meta->t_recv_ns;
+    if (!w->threaded)
+        srv_arena_bind(NULL);
+    return kind;
+}
+
+const char *srv_worker_reply(const srv_worker *w, size_t *len)
+{
+    *len = w->out.len;
+    return w->out.buf;
+}
+
+void srv_worker_done(srv_worker *w, uint64_t t_recv)
+{
+    w->stage[SRV_STAGE_TOTAL] = srv_now_ns() - t_recv;
     pthread_mutex_lock(&w->stats.lock);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        if (stage[s] || s == SRV_STAGE_TOTAL)
-            attn_hist_add(&w->stats.stage[s], stage[s]);
+        if (w->stage[s] || s == SRV_STAGE_TOTAL)
+            attn_hist_add(&w->stats.stage[s], w->stage[s]);
     pthread_mutex_unlock(&w->stats.lock);
 }
 
@@ -580,6 +596,8 @@ static void *s_main(void *arg)
         zmq_msg_init(&route);
         if (zmq_msg_recv(&route, w->sock, 0) < 0) {
             zmq_msg_close(&route);
+            if (zmq_errno() == EINTR)
+                continue;
             break;  /* context terminated */
         }
         if (!zmq_msg_more(&route)) {  /* a lone empty frame: stop */
@@ -593,7 +611,10 @@ static void *s_main(void *arg)
         srv_task_meta tm = {0};
         if (zmq_msg_size(&meta) == sizeof tm)
             memcpy(&tm, zmq_msg_data(&meta), sizeof tm);
-        s_handle(w, &route, &tm, zmq_msg_data(&payload), zmq_msg_size(&payload));
+        int kind = srv_worker_handle(w, tm.t_recv_ns, zmq_msg_data(&payload),
+                                     zmq_msg_size(&payload));
+        s_send(w, &route, tm.style, (uint8_t)kind, w->out.buf, w->out.len);
+        srv_worker_done(w, tm.t_recv_ns);
         zmq_msg_close(&route);
         zmq_msg_close(&meta);
         zmq_msg_close(&payload);
@@ -630,7 +651,8 @@ static void s_free(srv_worker *w)
     free(w);
 }
 
-srv_worker *srv_worker_start(srv_server *srv, int index, char *why, size_t why_len)
+srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why,
+                             size_t why_len)
 {
     const srv_config *cfg = &srv->cfg;
     srv_worker *w = calloc(1, sizeof *w);
@@ -640,6 +662,7 @@ srv_worker *srv_worker_start(srv_server *srv, int index, char *why, size_t why_l
     }
     w->index = index;
     w->srv = srv;
+    w->threaded = threaded;
     srv_wstats_init(&w->stats);
     store_err err;
     if (store_open(&w->db, cfg->db, STORE_READONLY, cfg->busy_timeout_ms, &err) != STORE_OK) {
@@ -674,6 +697,8 @@ srv_worker *srv_worker_start(srv_server *srv, int index, char *why, size_t why_l
         w->scratch = attn_scratch_new(snap->tables, &w->lim);
         srv_snapshot_release(&snap);
     }
+    if (!threaded)
+        return w;
     w->sock = zmq_socket(srv->zctx, ZMQ_DEALER);
     char ident[16];
     int ilen = snprintf(ident, sizeof ident, "w%d", index);
@@ -700,6 +725,7 @@ void srv_worker_join(srv_worker **worker_p)
     if (!w)
         return;
     *worker_p = NULL;
-    pthread_join(w->thread, NULL);
+    if (w->threaded)
+        pthread_join(w->thread, NULL);
     s_free(w);
 }
