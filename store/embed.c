@@ -8,6 +8,7 @@
  * vectors from two different embedders share no geometry.
  */
 #include "store/embed.h"
+#include "store/store_int.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -34,20 +35,6 @@ store_embed_opts store_embed_defaults(void)
     return o;
 }
 
-static int s_fail(store_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int s_fail(store_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
 
 /* The vector of an item without features: N(0,1) draws from a stream
  * seeded by its ext_id and the seed, normalised -- a uniformly random
@@ -90,7 +77,7 @@ int store_embed_texts(const char *const *texts, const char *const *keys, size_t 
     memset(info, 0, sizeof *info);
     int dim = o->dim;
     if (dim < 1 || dim > 65536)
-        return s_fail(err, STORE_ERR_INVAL, "embed: dimension %d is outside 1..65536", dim);
+        return store_fail(err, STORE_ERR_INVAL, "embed: dimension %d is outside 1..65536", dim);
     store_embed_csr x;
     int rc = store_embed_tfidf(texts, n, o, &x, err);
     if (rc != STORE_OK)
@@ -188,7 +175,7 @@ static void s_items_free(s_items *it)
 
 static int s_sqlfail(store *db, store_err *err, const char *what)
 {
-    return s_fail(err, STORE_ERR_IO, "%s: %s: %s", store_path(db), what,
+    return store_fail(err, STORE_ERR_IO, "%s: %s: %s", store_path(db), what,
                   sqlite3_errmsg(store_sqlite(db)));
 }
 
@@ -212,7 +199,7 @@ static int s_read_items(store *db, s_items *it, store_err *err)
                 it->ext = ext;
             if (!text) {
                 sqlite3_finalize(st);
-                return s_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
+                return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
             }
             it->text = text;
             it->cap = cap;
@@ -228,7 +215,7 @@ static int s_read_items(store *db, s_items *it, store_err *err)
             free(it->ext[it->n]);
             free(it->text[it->n]);
             sqlite3_finalize(st);
-            return s_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
+            return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
         }
         it->n++;
     }
@@ -263,7 +250,7 @@ static int s_resize_identity(store *db, int dim, store_err *err)
     if (rc == SQLITE_DONE)
         return STORE_OK;         /* no version 0: nothing to resize */
     if (!cfg)
-        return s_fail(err, STORE_ERR_CORRUPT, "%s: models version 0: config is not JSON",
+        return store_fail(err, STORE_ERR_CORRUPT, "%s: models version 0: config is not JSON",
                       store_path(db));
     cJSON_DeleteItemFromObject(cfg, "d");
     cJSON_DeleteItemFromObject(cfg, "m");
@@ -272,7 +259,7 @@ static int s_resize_identity(store *db, int dim, store_err *err)
     char *text = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
     if (!text)
-        return s_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
+        return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
     rc = sqlite3_prepare_v2(h, "UPDATE models SET d_model = ?1, config = ?2 WHERE version = 0",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -328,7 +315,7 @@ static int s_write_raw(store *db, const s_items *it, const float *emb, int dim,
                            -1, &st, NULL) != SQLITE_OK)
         return s_sqlfail(db, err, "writing embeddings");
     unsigned char *blob = malloc((size_t)dim * 4);
-    int rc = blob ? STORE_OK : s_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
+    int rc = blob ? STORE_OK : store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
     for (size_t i = 0; i < it->n && rc == STORE_OK; i++) {
         const float *v = emb + i * (size_t)dim;
         /* Blobs are little-endian float32 whatever the host (docs/SCHEMA.md). */
@@ -362,7 +349,7 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
     if (!o.dim)
         o.dim = db_dim;
     if (o.dim != db_dim && !o.force_dim)
-        return s_fail(err, STORE_ERR_DIM,
+        return store_fail(err, STORE_ERR_DIM,
                       "%s: embedding_dim is %d, not %d; embed with --dim %d, or rewrite "
                       "the dimension and every embedding with --force-dim (trained models "
                       "of dimension %d then stop being usable)",
@@ -379,13 +366,13 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
     rc = s_read_items(db, &it, err);
     if (rc == STORE_OK && it.n &&
         !(emb = malloc(it.n * (size_t)o.dim * sizeof *emb)))
-        rc = s_fail(err, STORE_ERR_NOMEM, "embed: out of memory for %zu x %d vectors", it.n,
+        rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory for %zu x %d vectors", it.n,
                     o.dim);
     if (rc == STORE_OK)
         rc = store_embed_texts((const char *const *)it.text, (const char *const *)it.ext, it.n,
                                &o, emb, info, err);
     if (rc == STORE_OK && !(desc = store_embed_describe(&o, info)))
-        rc = s_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
+        rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
     if (rc == STORE_OK && o.dim != db_dim) {
         rc = s_change_dim(db, o.dim, info, err);
         if (rc == STORE_OK)

@@ -17,20 +17,10 @@
 #include <string.h>
 
 #include "store/gen_world.h"
+#include "store/store_int.h"
 
 #define S_TITLE_ATTEMPTS 16     /* fresh draws before a title gets "(Vol. n)" */
 
-static int s_fail(store_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
 
 void store_gen_defaults(store_gen_opts *o)
 {
@@ -44,27 +34,27 @@ void store_gen_defaults(store_gen_opts *o)
 int store_gen_check(const store_gen_opts *o, store_err *err)
 {
     if (o->n_items < 1 || o->n_items > STORE_GEN_MAX_ITEMS)
-        return s_fail(err, STORE_ERR_INVAL, "items: %u is out of range 1..%u", o->n_items,
+        return store_fail(err, STORE_ERR_INVAL, "items: %u is out of range 1..%u", o->n_items,
                       STORE_GEN_MAX_ITEMS);
     if (o->n_users < 1 || o->n_users > STORE_GEN_MAX_USERS)
-        return s_fail(err, STORE_ERR_INVAL, "users: %u is out of range 1..%u", o->n_users,
+        return store_fail(err, STORE_ERR_INVAL, "users: %u is out of range 1..%u", o->n_users,
                       STORE_GEN_MAX_USERS);
     if (o->dim < STORE_GEN_MIN_DIM || o->dim > STORE_GEN_MAX_DIM)
-        return s_fail(err, STORE_ERR_INVAL, "dim: %d is out of range %d..%d", o->dim,
+        return store_fail(err, STORE_ERR_INVAL, "dim: %d is out of range %d..%d", o->dim,
                       STORE_GEN_MIN_DIM, STORE_GEN_MAX_DIM);
     if (!isfinite(o->events_per_user) || o->events_per_user < STORE_GEN_MIN_EPU ||
         o->events_per_user > STORE_GEN_MAX_EPU)
-        return s_fail(err, STORE_ERR_INVAL,
+        return store_fail(err, STORE_ERR_INVAL,
                       "events-per-user: %g is out of range %g..%g (every history holds "
                       "at least %g events)",
                       o->events_per_user, STORE_GEN_MIN_EPU, STORE_GEN_MAX_EPU,
                       STORE_GEN_MIN_EPU);
     if ((double)o->n_items * o->dim > STORE_GEN_MAX_FLOATS)
-        return s_fail(err, STORE_ERR_INVAL,
+        return store_fail(err, STORE_ERR_INVAL,
                       "items x dim: %u x %d floats is more than the %.0f allowed", o->n_items,
                       o->dim, STORE_GEN_MAX_FLOATS);
     if ((double)o->n_users * o->events_per_user > STORE_GEN_MAX_EVENTS)
-        return s_fail(err, STORE_ERR_INVAL,
+        return store_fail(err, STORE_ERR_INVAL,
                       "users x events-per-user: %u x %g events is more than the %.0f allowed",
                       o->n_users, o->events_per_user, STORE_GEN_MAX_EVENTS);
     return STORE_OK;
@@ -150,7 +140,7 @@ static int s_write_items(s_run *run, store_err *err)
     store_gen_content *c = malloc(sizeof *c);
     int rc = STORE_OK;
     if (!seen.slot || !emb || !scratch || !c) {
-        rc = s_fail(err, STORE_ERR_NOMEM, "gen: out of memory for %u items", n);
+        rc = store_fail(err, STORE_ERR_NOMEM, "gen: out of memory for %u items", n);
         goto out;
     }
     c->emb = emb;
@@ -188,7 +178,7 @@ static int s_write_users(s_run *run, store_err *err)
             break;
         run->st.users++;
         if (store_gen_user_history(w, u, &h) != STORE_OK) {
-            rc = s_fail(err, STORE_ERR_NOMEM, "gen: out of memory for the history of %s", ext);
+            rc = store_fail(err, STORE_ERR_NOMEM, "gen: out of memory for the history of %s", ext);
             break;
         }
         for (uint32_t e = 0; e < h.n && rc == STORE_OK; e++) {
@@ -247,7 +237,7 @@ int store_gen_create(const char *path, const store_gen_opts *o, store_gen_stats 
         return rc;
     run.item_id = malloc((size_t)o->n_items * sizeof *run.item_id);
     if (!run.item_id || store_gen_world_build(&run.w, o) != STORE_OK)
-        rc = s_fail(err, STORE_ERR_NOMEM, "gen: out of memory for %u items", o->n_items);
+        rc = store_fail(err, STORE_ERR_NOMEM, "gen: out of memory for %u items", o->n_items);
     else
         rc = s_fill(&run, err);
 
