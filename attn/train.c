@@ -93,6 +93,8 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("patience: %d, expected >= 0", o->patience);
     if (o->val_protocol != ATTN_EVAL_FULL && o->val_protocol != ATTN_EVAL_SAMPLED)
         S_BAD("validation protocol: %d is not full or sampled", o->val_protocol);
+    if (!(o->ema >= 0.0 && o->ema < 1.0))
+        S_BAD("ema: %g is out of range [0, 1)", o->ema);
     if (o->chunk < 1 || o->chunk > 4096)
         S_BAD("chunk: %d is out of range 1..4096", o->chunk);
     if (d < 1)
@@ -369,7 +371,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     }
     attn_model *md = attn_model_new(data->d, o->m, o->heads, o->l_max, p.n_mi, o->residual);
     attn_model *grad = attn_model_new(data->d, o->m, o->heads, o->l_max, p.n_mi, o->residual);
-    attn_model *best = NULL;
+    attn_model *best = NULL, *ema = NULL;
     attn_tr_adam adam = {0};
     s_ctx c = {.data = data, .o = o, .threads = o->threads};
     attn_tr_chunk *order = malloc(p.n_chunks * sizeof *order);
@@ -380,6 +382,8 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     for (int64_t i = 0; i < p.n_mi; i++)
         md->item_ids[i] = data->item_id[p.mi2row[i]];
     s_init(md, o->seed);
+    if (o->ema > 0.0 && !(ema = attn_model_clone(md)))
+        goto done;
     c.net = attn_tr_net_new(md, data->emb, data->ld, p.mi2row);
     if (!c.net)
         goto done;
@@ -397,6 +401,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
 
     const double steps_est = (double)p.examples / o->batch;
     const double warm_steps = o->warmup * steps_est;
+    const double total_steps = o->epochs * steps_est;
     uint64_t global_step = 0;
     double best_ndcg = -1.0, time_per_step = 0.0;
     int bad_epochs = 0;
@@ -479,10 +484,15 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
                 break;
             }
             double gscale = o->clip > 0.0 && norm > o->clip ? o->clip / norm : 1.0;
-            double lr = o->lr;
-            if (warm_steps > 0.0 && (double)(global_step + 1) < warm_steps)
-                lr *= (double)(global_step + 1) / warm_steps;
+            double lr = o->lr, at = (double)(global_step + 1);
+            if (warm_steps > 0.0 && at < warm_steps)
+                lr *= at / warm_steps;
+            else if (o->cosine && total_steps > warm_steps)
+                lr *= 0.5 * (1.0 + cos(M_PI * fmin(1.0, (at - warm_steps) /
+                                                        (total_steps - warm_steps))));
             attn_tr_adam_step(&adam, md, grad, gscale, lr, o->beta1, o->beta2, o->weight_decay);
+            if (ema)
+                attn_tr_ema(ema, md, o->ema);
             attn_tr_par(c.threads, s_zero, &c);
             loss_sum += bl * (double)n_ex;
             ex_done += n_ex;
@@ -510,7 +520,8 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
             break;
         rep->epochs_run = epoch;
         attn_eval_result vr;
-        if ((st = s_validate(data, o, &p, md, &vr)) != ATTN_OK) {
+        const attn_model *cur = ema ? ema : md;
+        if ((st = s_validate(data, o, &p, cur, &vr)) != ATTN_OK) {
             snprintf(why, why_len, "epoch %d: validation failed (%s)", epoch, attn_strerror(st));
             break;
         }
@@ -518,7 +529,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
         if (vr.ndcg > best_ndcg) {
             best_ndcg = vr.ndcg;
             attn_model_free(&best);
-            if (!(best = attn_model_clone(md))) {
+            if (!(best = attn_model_clone(cur))) {
                 st = ATTN_ENOMEM;
                 snprintf(why, why_len, "out of memory keeping the best model");
                 break;
@@ -569,6 +580,7 @@ done:
     attn_model_free(&md);
     attn_model_free(&grad);
     attn_model_free(&best);
+    attn_model_free(&ema);
     free(order);
     free(owner);
     s_prep_free(&p);

@@ -65,6 +65,11 @@ typedef struct attn_train_opts {
     int l_max;             /* history events used per prediction (default 50) */
     double lr;             /* peak learning rate (default 2e-3) */
     double warmup;         /* warm-up, in epochs (default 1) */
+    int cosine;            /* after warm-up, decay the rate along a half cosine
+                              to 0 at the last epoch (default 0: constant) */
+    double ema;            /* if > 0, validate and keep an exponential moving
+                              average of the weights, this decay per step
+                              (Polyak averaging; default 0 = off) */
     double weight_decay;   /* decoupled, on W_* and residuals (default 0.1) */
     double clip;           /* global gradient-norm clip, 0 = none (default 5) */
     double dropout;        /* probability of dropping a history event (default 0.2) */

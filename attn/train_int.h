@@ -130,6 +130,9 @@ typedef struct attn_tr_adam {
 int attn_tr_adam_init(attn_tr_adam *a, const attn_model *md);
 void attn_tr_adam_free(attn_tr_adam *a);
 
+/* avg = decay avg + (1 - decay) md, array by array (same shapes). */
+void attn_tr_ema(attn_model *avg, const attn_model *md, double decay);
+
 /* Global L2 norm of every gradient array in grad (double accumulation). */
 double attn_tr_grad_norm(const attn_model *grad);
 

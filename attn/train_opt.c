@@ -90,3 +90,15 @@ void attn_tr_adam_step(attn_tr_adam *a, attn_model *md, const attn_model *grad,
         }
     }
 }
+
+void attn_tr_ema(attn_model *avg, const attn_model *md, double decay)
+{
+    s_arr a[7], p[7];
+    int n = s_arrays(avg, a);
+    s_arrays(md, p);
+    const float k = (float)decay, k1 = (float)(1.0 - decay);
+    for (int i = 0; i < n; i++)
+        if (a[i].p && p[i].p)
+            for (size_t j = 0; j < a[i].n; j++)
+                a[i].p[j] = k * a[i].p[j] + k1 * p[i].p[j];
+}

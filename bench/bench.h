@@ -22,6 +22,30 @@
 
 #include "attn/model.h"
 
+/* ---- the reference shapes (DESIGN.md section 8; m = d) ---------------------------- */
+
+typedef struct bench_shape {
+    const char *name;
+    int d, heads, L, N;
+} bench_shape;
+
+static const bench_shape bench_shapes[] = {
+    {"P1", 64, 4, 50, 100},
+    {"P2", 128, 4, 100, 200},
+    {"P3", 384, 8, 50, 100},
+    {"P4", 384, 8, 200, 1000},
+};
+#define BENCH_N_SHAPES (sizeof bench_shapes / sizeof bench_shapes[0])
+
+/* The shape called name, or NULL. */
+static inline const bench_shape *bench_shape_find(const char *name)
+{
+    for (size_t i = 0; i < BENCH_N_SHAPES; i++)
+        if (strcmp(bench_shapes[i].name, name) == 0)
+            return &bench_shapes[i];
+    return NULL;
+}
+
 /* ---- clock ------------------------------------------------------------------ */
 
 static inline uint64_t bench_now_ns(void)

@@ -40,17 +40,7 @@
 #define S_K 10
 #define S_MAGIC 0x4E425441   /* "ATBN" */
 
-typedef struct s_shape {
-    const char *name;
-    int d, heads, L, N;
-} s_shape;
-
-static const s_shape s_shapes[] = {
-    {"P1", 64, 4, 50, 100},
-    {"P2", 128, 4, 100, 200},
-    {"P3", 384, 8, 50, 100},
-    {"P4", 384, 8, 200, 1000},
-};
+typedef bench_shape s_shape;
 
 typedef struct s_opts {
     char shapes[64];
@@ -478,8 +468,8 @@ int main(int argc, char **argv)
     if (o.sgemm_only)
         return 0;
 
-    for (size_t si = 0; si < sizeof s_shapes / sizeof s_shapes[0]; si++) {
-        const s_shape *sh = &s_shapes[si];
+    for (size_t si = 0; si < BENCH_N_SHAPES; si++) {
+        const s_shape *sh = &bench_shapes[si];
         if (!strstr(o.shapes, sh->name))
             continue;
         s_data D;

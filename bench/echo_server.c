@@ -21,6 +21,14 @@
  * thread, the socket options attnd's frontend uses (high-water marks), and
  * REQ-style framing [route, "", body] or bare DEALER framing [route, body]
  * answered in kind.  SIGINT/SIGTERM end it; it prints the messages served.
+ *
+ * --score SHAPE adds the one piece of work attnd cannot avoid: before each
+ * reply, attn_score on a request of that shape (P1..P4) drawn from a pool
+ * over a random 100,000-item catalog and trained-shape model (bench.h), on
+ * this one thread.  The server then costs what a ZeroMQ ROUTER plus the
+ * scoring engine cost, with no parsing, lookups, encoding or threads: the
+ * floor under attnd's end-to-end cost, and the gap to attnd is the daemon's
+ * own overhead.
  */
 #include <errno.h>
 #include <signal.h>
@@ -28,6 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
+
+#include "attn/attn.h"
+#include "attn/score.h"
+#include "bench/bench.h"
 
 static volatile sig_atomic_t s_stop;
 
@@ -140,22 +152,90 @@ static int s_reply(const s_canned *c, const char *body, size_t n, zmq_msg_t *msg
     return 0;
 }
 
+/* --score: everything attn_score needs, built once. */
+typedef struct s_scorer {
+    const bench_shape *sh;
+    float *emb;
+    attn_model *md;
+    attn_tables *t;
+    attn_scratch *s;
+    uint32_t *hist, *cand;   /* pool x L, pool x N catalog rows */
+    int pool, next;
+} s_scorer;
+
+static int s_scorer_init(s_scorer *sc, const char *shape, size_t items)
+{
+    memset(sc, 0, sizeof *sc);
+    if (!(sc->sh = bench_shape_find(shape))) {
+        fprintf(stderr, "echo_server: --score %s: not one of P1..P4\n", shape);
+        return -1;
+    }
+    const bench_shape *sh = sc->sh;
+    bench_rng r = {.s = 99};
+    sc->emb = bench_catalog(items, sh->d, &r);
+    sc->md = bench_model(sh->d, sh->d, sh->heads, sh->L, (int64_t)items, NULL, &r);
+    int64_t *pidx = bench_alloc(items * sizeof *pidx);
+    for (size_t i = 0; i < items; i++)
+        pidx[i] = (int64_t)i;
+    int st = attn_tables_build(&sc->t, sc->md, sc->emb, items, (size_t)sh->d, pidx,
+                               ATTN_PRECOMPUTE_ALL, 2);
+    free(pidx);
+    attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = 10, .max_explain = 0};
+    if (st != ATTN_OK || !(sc->s = attn_scratch_new(sc->t, &lim))) {
+        fprintf(stderr, "echo_server: cannot build the scoring tables\n");
+        return -1;
+    }
+    sc->pool = 1024;
+    sc->hist = bench_alloc((size_t)sc->pool * sh->L * sizeof *sc->hist);
+    sc->cand = bench_alloc((size_t)sc->pool * sh->N * sizeof *sc->cand);
+    uint32_t *perm = bench_alloc(items * sizeof *perm);
+    for (size_t i = 0; i < items; i++)
+        perm[i] = (uint32_t)i;
+    for (int p = 0; p < sc->pool; p++) {
+        bench_distinct(perm, (uint32_t)items, sh->L, &r, sc->hist + (size_t)p * sh->L);
+        bench_distinct(perm, (uint32_t)items, sh->N, &r, sc->cand + (size_t)p * sh->N);
+    }
+    free(perm);
+    return 0;
+}
+
+/* Score the pool's next request; its result is dropped (the reply is canned). */
+static int s_score_one(s_scorer *sc)
+{
+    const bench_shape *sh = sc->sh;
+    int p = sc->next;
+    sc->next = (sc->next + 1) % sc->pool;
+    attn_request rq = {.hist = sc->hist + (size_t)p * sh->L, .n_hist = sh->L,
+                       .cand = sc->cand + (size_t)p * sh->N, .n_cand = sh->N, .k = 10};
+    attn_result res;
+    return attn_score(sc->t, &rq, sc->s, &res);
+}
+
 int main(int argc, char **argv)
 {
-    const char *bind = "tcp://127.0.0.1:5599", *reply = NULL;
+    const char *bind = "tcp://127.0.0.1:5599", *reply = NULL, *score = NULL;
+    size_t items = 100000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bind") && i + 1 < argc)
             bind = argv[++i];
         else if (!strcmp(argv[i], "--reply") && i + 1 < argc)
             reply = argv[++i];
+        else if (!strcmp(argv[i], "--score") && i + 1 < argc)
+            score = argv[++i];
+        else if (!strcmp(argv[i], "--items") && i + 1 < argc)
+            items = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: echo_server [--bind ENDPOINT] [--reply FILE]\n"
+            fprintf(stderr, "usage: echo_server [--bind ENDPOINT] [--reply FILE] "
+                            "[--score P1|P2|P3|P4 [--items N]]\n"
                             "A ROUTER that answers each request at once (see the source).\n");
             return 2;
         }
     }
     s_canned canned = {0};
     if (reply && s_load_canned(reply, &canned) != 0)
+        return 1;
+    s_scorer scorer;
+    if (score && (items < 2000 || s_scorer_init(&scorer, score, items) != 0))
         return 1;
     struct sigaction sa = {.sa_handler = s_on_signal};
     sigaction(SIGINT, &sa, NULL);
@@ -171,8 +251,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo_server: cannot bind %s: %s\n", bind, zmq_strerror(errno));
         return 1;
     }
-    fprintf(stderr, "echo_server: listening on %s (%s)\n", bind,
-            reply ? "canned reply" : "echo");
+    fprintf(stderr, "echo_server: listening on %s (%s%s%s)\n", bind,
+            reply ? "canned reply" : "echo", score ? ", scoring " : "", score ? score : "");
 
     unsigned long served = 0, bad = 0;
     zmq_msg_t part[4];
@@ -209,6 +289,10 @@ int main(int argc, char **argv)
             continue;
         }
         zmq_msg_t *body = &part[n - 1], out;
+        if (score && s_score_one(&scorer) != ATTN_OK) {
+            fprintf(stderr, "echo_server: attn_score failed\n");
+            break;
+        }
         if (s_reply(&canned, zmq_msg_data(body), zmq_msg_size(body), &out) != 0) {
             fprintf(stderr, "echo_server: out of memory\n");
             break;
@@ -230,5 +314,13 @@ int main(int argc, char **argv)
     zmq_close(sock);
     zmq_ctx_term(ctx);
     free(canned.text);
+    if (score) {
+        attn_scratch_free(&scorer.s);
+        attn_tables_free(&scorer.t);
+        attn_model_free(&scorer.md);
+        free(scorer.emb);
+        free(scorer.hist);
+        free(scorer.cand);
+    }
     return 0;
 }

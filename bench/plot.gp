@@ -47,7 +47,7 @@ set y2label "MiB"
 set logscale y2
 set y2tics
 set ytics nomirror
-set key top left
+set key bottom right box opaque
 plot f('items-all') using 1:2 with linespoints pt 7 title "req/s, precompute all", \
      f('items-none') using 1:2 with linespoints pt 5 title "req/s, precompute none", \
      f('items-all') using 1:($5+$7) axes x1y2 with linespoints pt 7 dt 3 title "MiB: embeddings + tables (all)", \

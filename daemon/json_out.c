@@ -140,10 +140,69 @@ void srv_json_cstr(srv_json *w, const char *s)
 
 void srv_json_int(srv_json *w, int64_t v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    char tmp[24], *o = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--o = '-';
     s_sep(w);
-    s_put(w, tmp, (size_t)n);
+    s_put(w, o, (size_t)(tmp + sizeof tmp - o));
+}
+
+/* Six significant digits, like %.6g, without printf: glibc's float path
+ * costs ~2,000 instructions a number, and a reply carries one score per
+ * item and per explanation.  Handles 1e-4 <= |v| < 1e6 (scores and
+ * weights) in integer arithmetic; anything else goes to snprintf. */
+static int s_format_num(char *out, double v)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e6))
+        return snprintf(out, 32, "%.6g", v);
+    /* e = floor(log10(a)) in -4..5; the six digits are round(a * 10^(5 - e)). */
+    int e = (int)floor(log10(a));
+    long digits = lround(a * pow10[5 - e]);
+    if (digits >= 1000000) {          /* rounding carried into a seventh digit */
+        digits /= 10;
+        e++;
+    } else if (digits < 100000) {     /* log10 landed just below a power of ten */
+        e--;
+        digits = lround(a * pow10[5 - e]);
+    }
+    if (e >= 6 || e < -4)             /* %g switches to an exponent here: let it */
+        return snprintf(out, 32, "%.6g", v);
+    char d[6];
+    for (int i = 5; i >= 0; i--) {
+        d[i] = (char)('0' + digits % 10);
+        digits /= 10;
+    }
+    int nd = 6;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    char *o = out;
+    if (v < 0)
+        *o++ = '-';
+    if (e >= 0) {
+        for (int i = 0; i <= e; i++)
+            *o++ = i < nd ? d[i] : '0';
+        if (nd > e + 1) {
+            *o++ = '.';
+            for (int i = e + 1; i < nd; i++)
+                *o++ = d[i];
+        }
+    } else {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -e - 1; i++)
+            *o++ = '0';
+        for (int i = 0; i < nd; i++)
+            *o++ = d[i];
+    }
+    *o = 0;
+    return (int)(o - out);
 }
 
 void srv_json_num(srv_json *w, double v)
@@ -153,7 +212,7 @@ void srv_json_num(srv_json *w, double v)
         return;
     }
     char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%.6g", v);
+    int n = s_format_num(tmp, v);
     s_sep(w);
     s_put(w, tmp, (size_t)n);
 }

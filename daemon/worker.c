@@ -52,6 +52,10 @@ struct srv_worker {
     uint64_t stage[SRV_STAGE_COUNT];  /* timings of the request being handled */
     srv_wstats stats;
     srv_metrics_view *view;      /* for the stats op */
+    const char **look_ext;       /* max(max_candidates, max_history): ids to look up */
+    size_t *look_len;            /* their lengths */
+    uint64_t *look_hash;         /* lookup scratch */
+    int64_t *look_rows;          /* lookup results */
     uint32_t *cand_rows;         /* max_candidates: known, unique, not excluded */
     const char **unknown;        /* max_candidates + max history: borrowed ext ids */
     uint32_t *excluded_rows;     /* max_candidates */
@@ -167,16 +171,28 @@ typedef struct s_rank_state {
     const char *fallback;     /* NULL, or the reason */
 } s_rank_state;
 
+/* Look up n ids at once (their misses overlap) into w->look_rows. */
+static void s_lookup(srv_worker *w, const srv_snapshot *snap, int n)
+{
+    for (int i = 0; i < n; i++)
+        w->look_len[i] = strlen(w->look_ext[i]);
+    store_catalog_find_many(snap->cat, w->look_ext, w->look_len, n, w->look_hash,
+                            w->look_rows);
+}
+
 /* Map candidates to rows: unknown ones listed, duplicates ranked once. */
 static void s_map_candidates(srv_worker *w, const srv_snapshot *snap, const srv_request *rq,
                              s_rank_state *st)
 {
+    int n = 0;
+    for (const cJSON *e = rq->candidates->child; e; e = e->next)
+        w->look_ext[n++] = e->valuestring;
+    s_lookup(w, snap, n);
     s_rowset_clear(&w->dedupe);
-    for (const cJSON *e = rq->candidates->child; e; e = e->next) {
-        const char *ext = e->valuestring;
-        int64_t row = store_catalog_find(snap->cat, ext, strlen(ext));
+    for (int i = 0; i < n; i++) {
+        int64_t row = w->look_rows[i];
         if (row < 0)
-            w->unknown[st->n_unknown++] = ext;
+            w->unknown[st->n_unknown++] = w->look_ext[i];
         else if (s_rowset_add(&w->dedupe, (uint32_t)row))
             w->cand_rows[st->n_cand++] = (uint32_t)row;
     }
@@ -192,20 +208,27 @@ static void s_map_history(srv_worker *w, const srv_snapshot *snap, const srv_req
     const cJSON *first = rq->history->child;
     const cJSON *e = first->prev;
     const cJSON *wt = rq->weights ? rq->weights->child->prev : NULL;
-    int limit = w->srv->cfg.max_history;
-    for (int i = 0; i < limit; i++) {
-        int64_t row = store_catalog_find(snap->cat, e->valuestring, strlen(e->valuestring));
-        if (row < 0) {
-            w->unknown[st->n_unknown++] = e->valuestring;
-        } else if (st->n_hist < snap->l_hist) {
-            w->hist_rows[st->n_hist] = (uint32_t)row;
-            w->hist_w[st->n_hist] = wt ? (float)wt->valuedouble : 1.0f;
-            st->n_hist++;
-        }
-        if (e == first)
+    int n = 0, limit = w->srv->cfg.max_history;
+    for (; n < limit; n++) {
+        w->look_ext[n] = e->valuestring;
+        w->hist_w[n] = wt ? (float)wt->valuedouble : 1.0f;
+        if (e == first) {
+            n++;
             break;
+        }
         e = e->prev;
         wt = wt ? wt->prev : NULL;
+    }
+    s_lookup(w, snap, n);
+    for (int i = 0; i < n; i++) {
+        int64_t row = w->look_rows[i];
+        if (row < 0) {
+            w->unknown[st->n_unknown++] = w->look_ext[i];
+        } else if (st->n_hist < snap->l_hist) {
+            w->hist_rows[st->n_hist] = (uint32_t)row;
+            w->hist_w[st->n_hist] = w->hist_w[i];   /* i >= n_hist: no overwrite ahead */
+            st->n_hist++;
+        }
     }
     if (st->n_hist == 0)
         st->fallback = "unknown_history";
@@ -638,6 +661,10 @@ static void s_free(srv_worker *w)
     srv_json_free(&w->out);
     srv_wstats_destroy(&w->stats);
     free(w->view);
+    free(w->look_ext);
+    free(w->look_len);
+    free(w->look_hash);
+    free(w->look_rows);
     free(w->cand_rows);
     free(w->unknown);
     free(w->excluded_rows);
@@ -675,6 +702,12 @@ srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why
     w->lim = (attn_limits){.max_cand = cfg->max_candidates, .max_hist = cfg->max_history,
                            .max_k = cfg->max_k, .max_explain = cfg->max_explain};
     w->view = malloc(sizeof *w->view);
+    size_t n_look = (size_t)(cfg->max_candidates > cfg->max_history ? cfg->max_candidates
+                                                                     : cfg->max_history);
+    w->look_ext = malloc(sizeof *w->look_ext * n_look);
+    w->look_len = malloc(sizeof *w->look_len * n_look);
+    w->look_hash = malloc(sizeof *w->look_hash * n_look);
+    w->look_rows = malloc(sizeof *w->look_rows * n_look);
     w->cand_rows = malloc(sizeof *w->cand_rows * (size_t)cfg->max_candidates);
     w->unknown = malloc(sizeof *w->unknown * n_unknown);
     w->excluded_rows = malloc(sizeof *w->excluded_rows * (size_t)cfg->max_candidates);
@@ -683,7 +716,8 @@ srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why
     w->events = malloc(sizeof *w->events * (size_t)n_events);
     w->fallback_scores = malloc(sizeof *w->fallback_scores * (size_t)cfg->max_candidates);
     w->fallback_order = malloc(sizeof *w->fallback_order * (size_t)cfg->max_k);
-    if (!w->view || !w->cand_rows || !w->unknown || !w->excluded_rows || !w->hist_rows ||
+    if (!w->view || !w->look_ext || !w->look_len || !w->look_hash || !w->look_rows ||
+        !w->cand_rows || !w->unknown || !w->excluded_rows || !w->hist_rows ||
         !w->hist_w || !w->events || !w->fallback_scores || !w->fallback_order ||
         s_rowset_init(&w->dedupe, (uint32_t)cfg->max_candidates) ||
         s_rowset_init(&w->seen, (uint32_t)n_events) ||

@@ -134,6 +134,11 @@ int store_catalog_version(store *db, int64_t *version, store_err *err);
  * NUL-terminated. */
 int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len);
 int64_t store_catalog_row(const store_catalog *cat, int64_t item_id);
+/* n lookups at once, rows[i] for ext[i] (length len[i]) or -1; faster than
+ * n calls on large catalogs (the memory accesses overlap).  scratch holds n
+ * values. */
+void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
+                             const size_t *len, int n, uint64_t *scratch, int64_t *rows);
 /* ext_id of a row, borrowed from the catalog, NUL-terminated. */
 const char *store_catalog_ext(const store_catalog *cat, uint32_t row);
 

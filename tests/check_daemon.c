@@ -3,6 +3,7 @@
  * whole is exercised over sockets by check_e2e. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,41 @@ START_TEST(json_writer)
 }
 END_TEST
 
+/* Numbers come out as %.6g would print them (to the last digit), and ints
+ * exactly, without printf on the reply path. */
+START_TEST(json_numbers_match_printf)
+{
+    srv_json w;
+    ck_assert_int_eq(srv_json_init(&w, 64), 0);
+    tu_rng r = {.s = 11};
+    const double fixed[] = {0, 1, -1, 0.5, 10, 100000, 999999.5, 1e-6, 9.999995e-6, 0.1,
+                            123456789, 1e15, 1e-7, 3.14159265, -0.000123456, 99999.95};
+    int n_fixed = (int)(sizeof fixed / sizeof fixed[0]);
+    for (int i = 0; i < 20000 + n_fixed; i++) {
+        double v = i < n_fixed ? fixed[i]
+                               : (tu_uniform(&r) - 0.5) * pow(10.0, (int)(tu_uniform(&r) * 24) - 8);
+        srv_json_reset(&w);
+        srv_json_num(&w, v);
+        char want[64];
+        snprintf(want, sizeof want, "%.6g", v);
+        double got = strtod(w.buf, NULL), ref = strtod(want, NULL);
+        /* Same value to the sixth digit: a half-way case may round the other way. */
+        ck_assert_msg(fabs(got - ref) <= 1.01e-5 * fabs(ref), "%.17g: wrote %s, %%.6g gives %s", v,
+                      w.buf, want);
+        ck_assert_msg(strlen(w.buf) <= strlen(want) + 1, "%.17g: %s vs %s", v, w.buf, want);
+    }
+    const int64_t ints[] = {0, 7, -7, 1234567890123LL, INT64_MIN, INT64_MAX};
+    for (int i = 0; i < 6; i++) {
+        srv_json_reset(&w);
+        srv_json_int(&w, ints[i]);
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)ints[i]);
+        ck_assert_str_eq(w.buf, want);
+    }
+    srv_json_free(&w);
+}
+END_TEST
+
 START_TEST(utf8_validation)
 {
     ck_assert(srv_utf8_valid("plain", 5));
@@ -222,6 +258,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, config_file_errors_name_the_line);
     tcase_add_test(tc, config_table_is_consistent);
     tcase_add_test(tc, json_writer);
+    tcase_add_test(tc, json_numbers_match_printf);
     tcase_add_test(tc, utf8_validation);
     tcase_add_test(tc, request_parsing);
     tcase_add_test(tc, arena_backs_cjson);

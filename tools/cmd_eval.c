@@ -40,7 +40,9 @@ static void s_usage(FILE *out)
             "  --seed S      first seed (default 1; draws use S, S+1, ...)\n"
             "  --neg N       sampled negatives per user (default 100)\n"
             "  --split test|valid   which target (default test)\n"
-            "  --threads T   threads for building the model's tables (default 2)\n");
+            "  --threads T   threads for building the model's tables (default 2)\n"
+            "  --window N    transition baseline: recent items that vote (default 8)\n"
+            "  --decay X     transition baseline: weight per step of distance (default 0.5)\n");
 }
 
 static int s_int(const char *flag, const char *text, long min, long max, long *out)
@@ -160,7 +162,8 @@ static void s_print_table(s_cell cells[2][S_N_METHODS], const s_method *m, int n
 
 int cmd_eval(int argc, char **argv)
 {
-    enum { O_MODEL = 256, O_JSON, O_SEEDS, O_SEED, O_NEG, O_SPLIT, O_THREADS, O_HELP };
+    enum { O_MODEL = 256, O_JSON, O_SEEDS, O_SEED, O_NEG, O_SPLIT, O_THREADS, O_WINDOW, O_DECAY,
+           O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"json", no_argument, NULL, O_JSON},
@@ -169,11 +172,14 @@ int cmd_eval(int argc, char **argv)
         {"neg", required_argument, NULL, O_NEG},
         {"split", required_argument, NULL, O_SPLIT},
         {"threads", required_argument, NULL, O_THREADS},
+        {"window", required_argument, NULL, O_WINDOW},
+        {"decay", required_argument, NULL, O_DECAY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     long version = STORE_MODEL_ACTIVE, n_seeds = 3, seed = 1, n_neg = 100, threads = 2;
     int json = 0, split = ATTN_EVAL_TEST;
+    attn_eval_base_opts bo = {.window = 8, .decay = 0.5};
     optind = 1;
     opterr = 0;
     int c;
@@ -212,6 +218,23 @@ int cmd_eval(int argc, char **argv)
                 return 2;
             threads = v;
             break;
+        case O_WINDOW:
+            if (s_int("--window", optarg, 1, 1000, &v))
+                return 2;
+            bo.window = (int)v;
+            break;
+        case O_DECAY: {
+            char *end;
+            errno = 0;
+            double x = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(x > 0.0 && x <= 1.0)) {
+                fprintf(stderr, "attnctl eval: --decay: '%s' is not a number in (0, 1]\n",
+                        optarg);
+                return 2;
+            }
+            bo.decay = x;
+            break;
+        }
         case 'h':
         case O_HELP:
             s_usage(stdout);
@@ -267,7 +290,7 @@ int cmd_eval(int argc, char **argv)
     if (s_load_model(db, version, cat, &md, &em, (int)threads) ||
         s_load_model(db, 0, cat, &idm, &eid, (int)threads))
         goto out;
-    base = attn_eval_base_new(&ds->seqs, cat->emb, (size_t)cat->dim, cat->dim, NULL);
+    base = attn_eval_base_new(&ds->seqs, cat->emb, (size_t)cat->dim, cat->dim, &bo);
     if (!base) {
         fprintf(stderr, "attnctl eval: out of memory building the baselines\n");
         goto out;

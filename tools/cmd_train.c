@@ -47,6 +47,9 @@ static void s_usage(FILE *out)
         "  --weight-decay X   AdamW decoupled weight decay (default 0.1)\n"
         "  --dropout P        drop each history event with probability P (default 0.2)\n"
         "  --warmup E         linear warm-up over E epochs (default 1)\n"
+        "  --cosine           then decay the rate along a half cosine to 0 at --epochs\n"
+        "  --ema X            keep (and save) an exponential moving average of the\n"
+        "                     weights, decay X per step (e.g. 0.999; default off)\n"
         "  --clip X           clip the global gradient norm at X, 0 = off (default 5)\n"
         "  --no-mask-seen     full softmax: keep the history's items as negatives\n"
         "  --val-protocol full|sampled   validation metric protocol (default full)\n"
@@ -156,7 +159,9 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "best_epoch", rep->best_epoch);
     cJSON_AddNumberToObject(c, "lr", o->lr);
     cJSON_AddNumberToObject(c, "warmup_epochs", o->warmup);
+    cJSON_AddStringToObject(c, "lr_schedule", o->cosine ? "warmup+cosine" : "warmup+constant");
     cJSON_AddNumberToObject(c, "weight_decay", o->weight_decay);
+    cJSON_AddNumberToObject(c, "ema", o->ema);
     cJSON_AddNumberToObject(c, "clip", o->clip);
     cJSON_AddNumberToObject(c, "dropout", o->dropout);
     cJSON_AddNumberToObject(c, "beta1", o->beta1);
@@ -215,7 +220,7 @@ int cmd_train(int argc, char **argv)
     enum {
         O_EPOCHS = 256, O_DIM_M, O_HEADS, O_L_MAX, O_LR, O_BATCH, O_NEG, O_FULL, O_NO_RES,
         O_NO_IBIAS, O_WD, O_DROPOUT, O_WARMUP, O_CLIP, O_NO_MASK, O_VAL, O_SEED, O_THREADS,
-        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_HELP,
+        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_HELP,
     };
     static const struct option opts[] = {
         {"epochs", required_argument, NULL, O_EPOCHS},
@@ -240,14 +245,17 @@ int cmd_train(int argc, char **argv)
         {"activate", no_argument, NULL, O_ACTIVATE},
         {"quiet", no_argument, NULL, O_QUIET},
         {"chunk", required_argument, NULL, O_CHUNK},
+        {"cosine", no_argument, NULL, O_COSINE},
+        {"ema", required_argument, NULL, O_EMA},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     /* Flags are kept raw until the dimension is known (--dim-m defaults to d). */
     long epochs = -1, dim_m = -1, heads = -1, l_max = -1, batch = -1, neg = -1, seed = -1;
     long threads = -1, patience = -1, chunk = -1;
-    double lr = -1, wd = -1, dropout = -1, warmup = -1, clip = -1;
+    double lr = -1, wd = -1, dropout = -1, warmup = -1, clip = -1, ema = -1;
     int full = 0, no_res = 0, no_ibias = 0, no_mask = 0, activate = 0, quiet = 0, val = -1;
+    int cosine = 0;
     optind = 1;
     opterr = 0;
     int c;
@@ -285,6 +293,8 @@ int cmd_train(int argc, char **argv)
         case O_PATIENCE: bad = s_long("--patience", optarg, 0, 100000, &patience); break;
         case O_CHUNK: bad = s_long("--chunk", optarg, 1, 4096, &chunk); break;
         case O_ACTIVATE: activate = 1; break;
+        case O_COSINE: cosine = 1; break;
+        case O_EMA: bad = s_double("--ema", optarg, 0, 0.999999, &ema); break;
         case O_QUIET: quiet = 1; break;
         case 'h':
         case O_HELP:
@@ -358,6 +368,8 @@ int cmd_train(int argc, char **argv)
     if (threads > 0) o.threads = (int)threads;
     if (patience >= 0) o.patience = (int)patience;
     if (chunk > 0) o.chunk = (int)chunk;
+    if (cosine) o.cosine = 1;
+    if (ema >= 0) o.ema = ema;
     char why[512];
     if (attn_train_check_opts(&o, cat->dim, why, sizeof why) != ATTN_OK) {
         fprintf(stderr, "attnctl train: %s\n", why);
