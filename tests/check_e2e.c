@@ -922,6 +922,98 @@ START_TEST(metrics_line_logged)
 }
 END_TEST
 
+
+/* A batch job survives the daemon's death: kill -9 mid-job, restart on the
+ * same endpoint, and every input line still gets exactly one ok output line,
+ * in input order. */
+START_TEST(batch_survives_daemon_kill)
+{
+    char db[300], in[300], out[300], rej[300];
+    snprintf(db, sizeof db, "%s", tu_path("batch.db"));
+    snprintf(in, sizeof in, "%s", tu_path("batch.in"));
+    snprintf(out, sizeof out, "%s", tu_path("batch.out"));
+    snprintf(rej, sizeof rej, "%s", tu_path("batch.rej"));
+    s_make_db(db, 400, 50, 16);
+    enum { LINES = 4000 };
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < LINES; i++) {
+        fprintf(f, "{\"op\":\"rank\",\"id\":\"L%d\",\"user\":\"u%04d\",\"candidates\":[", i,
+                1 + i % 50);
+        for (int c = 0; c < 200; c++)
+            fprintf(f, "%s\"i%05d\"", c ? "," : "", 1 + (i + c * 7) % 400);
+        fprintf(f, "],\"k\":5}\n");
+    }
+    fclose(f);
+    daemon_proc d;
+    const char *one_worker[] = {"--workers", "1", NULL};
+    s_start(&d, db, "batch.sock", one_worker);
+    pid_t job = fork();
+    ck_assert_int_ge(job, 0);
+    if (job == 0) {
+        char bin[512];
+        snprintf(bin, sizeof bin, "%s/attn-batch", ATTN_BIN_DIR);
+        FILE *log = freopen(tu_path("batch.log"), "w", stderr);
+        (void)log;
+        execl(bin, bin, "--endpoint", d.endpoint, "--in", in, "--out", out, "--rejects", rej,
+              "--window", "32", "--timeout", "1500", "--retries", "20", "--no-progress",
+              (char *)NULL);
+        _exit(127);
+    }
+    /* Let it get going, then kill the daemon hard and bring it back. */
+    double deadline = s_now() + 30 * tu_slowdown();
+    long size = 0;
+    while (size < 200000 && s_now() < deadline) {
+        FILE *o = fopen(out, "r");
+        if (o) {
+            fseek(o, 0, SEEK_END);
+            size = ftell(o);
+            fclose(o);
+        }
+        usleep(2000);
+    }
+    ck_assert_msg(size > 0, "attn-batch wrote nothing");
+    ck_assert_msg(waitpid(job, NULL, WNOHANG) == 0, "attn-batch finished before the kill");
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, NULL, 0);
+    usleep(300000);
+    s_start(&d, db, "batch.sock", one_worker);
+    int status;
+    deadline = s_now() + 120 * tu_slowdown();
+    while (waitpid(job, &status, WNOHANG) != job) {
+        ck_assert_msg(s_now() < deadline, "attn-batch did not finish");
+        usleep(20000);
+    }
+    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "attn-batch exit status %d (see %s)", status, tu_path("batch.log"));
+    f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    static char line[1 << 16];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        cJSON *r = cJSON_Parse(line);
+        ck_assert_msg(r && s_ok(r), "line %d: %.200s", n + 1, line);
+        char want[16];
+        snprintf(want, sizeof want, "L%d", n);
+        ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, want);
+        cJSON_Delete(r);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, LINES);
+    /* The kill really cost requests: the job had to retry some. */
+    f = fopen(tu_path("batch.log"), "r");
+    ck_assert_ptr_nonnull(f);
+    int retried = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "attn-batch:") && strstr(line, " retries") && !strstr(line, " 0 retries"))
+            retried = 1;
+    fclose(f);
+    ck_assert_msg(retried, "no retries reported in %s", tu_path("batch.log"));
+}
+END_TEST
+
 /* ---- start-up errors ------------------------------------------------------ */
 
 static int s_run_attnd(const char *args, char *out, size_t len)
@@ -1017,6 +1109,7 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, reload_under_load);
     tcase_add_test(tc, failed_reload_keeps_serving);
     tcase_add_test(tc, metrics_line_logged);
+    tcase_add_test(tc, batch_survives_daemon_kill);
     tcase_add_test(tc, startup_errors);
     tcase_add_test(tc, conf_file_documents_every_key);
     suite_add_tcase(s, tc);
