@@ -134,6 +134,23 @@ static void s_reply_main_error(s_main *m, zmq_msg_t *route, uint8_t style,
     s_send_reply(m, route, style, m->out.buf, m->out.len);
 }
 
+/* The index in a worker's routing id "w<index>"; -1 if it is not one.
+ * Frames are not NUL-terminated: parse within the frame's size. */
+static int s_worker_index(zmq_msg_t *ident)
+{
+    const char *p = zmq_msg_data(ident);
+    size_t n = zmq_msg_size(ident);
+    if (n < 2 || n > 10 || p[0] != 'w')
+        return -1;
+    int index = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        index = index * 10 + (p[i] - '0');
+    }
+    return index;
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
@@ -404,7 +421,7 @@ static void s_on_backend(s_main *m)
         zmq_msg_recv(&route, m->backend, 0);
         zmq_msg_recv(&meta, m->backend, 0);
         zmq_msg_recv(&payload, m->backend, 0);
-        int worker = atoi((const char *)zmq_msg_data(&ident) + 1);
+        int worker = s_worker_index(&ident);
         srv_done_meta dm = {0};
         if (zmq_msg_size(&meta) == sizeof dm)
             memcpy(&dm, zmq_msg_data(&meta), sizeof dm);
@@ -515,9 +532,12 @@ static int s_start_workers(s_main *m)
             zmq_msg_init(&parts[p]);
             zmq_msg_recv(&parts[p], m->backend, 0);
         }
-        m->idle[m->n_idle++] = atoi((const char *)zmq_msg_data(&parts[0]) + 1);
+        int worker = s_worker_index(&parts[0]);
         for (int p = 0; p < 4; p++)
             zmq_msg_close(&parts[p]);
+        if (worker < 1 || worker >= srv->n_workers)
+            continue;
+        m->idle[m->n_idle++] = worker;
         ready++;
     }
     if (ready < want) {

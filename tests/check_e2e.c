@@ -113,10 +113,19 @@ static void s_start(daemon_proc *d, const char *db, const char *name, const char
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0) {
-        const char *argv[40];
+        const char *argv[48];
         int n = 0;
         static char bin[512];
         snprintf(bin, sizeof bin, "%s/attnd", ATTN_BIN_DIR);
+        /* ATTN_DAEMON_VALGRIND=1: the daemon itself runs under valgrind, and
+         * an error or a leak makes it exit 99, which s_stop reports. */
+        if (getenv("ATTN_DAEMON_VALGRIND")) {
+            argv[n++] = "valgrind";
+            argv[n++] = "-q";
+            argv[n++] = "--error-exitcode=99";
+            argv[n++] = "--leak-check=full";
+            argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+        }
         argv[n++] = bin;
         argv[n++] = "--db";
         argv[n++] = db;
@@ -131,7 +140,7 @@ static void s_start(daemon_proc *d, const char *db, const char *name, const char
         argv[n] = NULL;
         FILE *log = freopen(d->log, "w", stderr);
         (void)log;
-        execv(bin, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     /* Ready when health answers. */

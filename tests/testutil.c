@@ -85,7 +85,7 @@ void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd)
 
 double tu_slowdown(void)
 {
-    if (getenv("ATTN_UNDER_VALGRIND"))
+    if (getenv("ATTN_UNDER_VALGRIND") || getenv("ATTN_DAEMON_VALGRIND"))
         return 30.0;
 #if defined(__SANITIZE_ADDRESS__)
     return 4.0;
