@@ -845,6 +845,69 @@ START_TEST(test_kill9)
 }
 END_TEST
 
+/* The attnctl programs themselves: exit codes and the messages a user sees. */
+static int s_attnctl(const char *args, char *out, size_t len)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/attnctl %s 2>&1", ATTN_BIN_DIR, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = 0;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_attnctl_programs)
+{
+    char out[8192], args[2048];
+    const char *db = tu_path("cli.db");
+    const char *items = tu_path("cli-items.csv");
+    const char *events = tu_path("cli-events.csv");
+    const char *bad = tu_path("cli-bad.csv");
+    unlink(db);
+    const char *it = "id,title,text\nm1,Star Voyage,space opera stars ships\n"
+                     "m2,Ship of Stars,space opera fleet\nm3,Garden Days,roses tulips garden\n";
+    tu_write_file(items, it, strlen(it));
+    const char *ev = "user,item,ts\nu1,m1,100\nu1,m2,200\nu2,m3,150\nu2,m3,160\n";
+    tu_write_file(events, ev, strlen(ev));
+    const char *bd = "user,item,ts\nu3,m1,300\nu3,m2,soon\n";
+    tu_write_file(bad, bd, strlen(bd));
+
+    snprintf(args, sizeof args, "init %s --dim 8", db);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "import items %s %s --quiet", db, items);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "import events %s %s --quiet", db, events);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    /* A bad line: exit 1, file:line and the column, nothing imported. */
+    snprintf(args, sizeof args, "import events %s %s --quiet", db, bad);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "cli-bad.csv:3") && strstr(out, "ts"), "%s", out);
+    snprintf(args, sizeof args, "embed %s --dim 8", db);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "inspect %s", db);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "3 embedded") || strstr(out, "(3 embedded"), "%s", out);
+    ck_assert_msg(strstr(out, "integrity") && strstr(out, "ok"), "%s", out);
+    /* u3 was never created: the failed import left nothing behind. */
+    sqlite3 *raw;
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, "SELECT count(*) FROM users", -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    /* Bad usage is exit 2; a missing database is a clear error, exit 1. */
+    ck_assert_int_eq(s_attnctl("import", out, sizeof out), 2);
+    snprintf(args, sizeof args, "inspect %s", tu_path("absent.db"));
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "absent.db"), "%s", out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("import");
@@ -878,6 +941,7 @@ static Suite *s_suite(void)
     tc = tcase_create("crash");
     tcase_set_timeout(tc, 30.0 * tu_slowdown());
     tcase_add_test(tc, test_kill9);
+    tcase_add_test(tc, test_attnctl_programs);
     suite_add_tcase(s, tc);
     return s;
 }
