@@ -1,7 +1,7 @@
 /* kern.h -- the inner loops of the fast path, one set per instruction set.
  * Internal to attn/: score.c and tables.c drive these; nothing else should.
  *
- * Four loops carry all the arithmetic of a request (and pack lays out the
+ * The loops that carry the arithmetic of a request (and pack lays out the
  * history for them):
  *
  *   tile         C = A B for a few rows of A (a small GEMM whose A rows are
@@ -10,9 +10,13 @@
  *   logits       the same product for Z = Q K, finished while it is still in
  *                registers: z = scale Z + bias is stored together with each
  *                row's maximum, which saves the softmax a pass;
- *   softmax_dot  for a few rows, sum_j softmax(z)_j S_j in one fused
- *                exp / sum / dot pass;
- *   softmax_acc  the same softmax, accumulated as weights (explanations).
+ *   softmax_exp  for a few rows, e = 2^(z - max) in place and its row sums;
+ *   av_dot       for the same rows, sum_j e_j (v_j . g) / sum: the weighted
+ *                sum of the history's values (rows read in place through
+ *                pointers, no transpose), dotted with the candidate's g;
+ *   softmax_dot  sum_j softmax(z)_j S_j in one fused pass, for the identity
+ *                model, whose S is the raw logits product itself;
+ *   softmax_acc  the softmax, accumulated as weights (explanations).
  *
  * The softmax is in base 2: 2^(z - max z), with log2(e) folded into the
  * caller's scale and bias (vexp.h).  Padding columns carry a bias of -inf:
@@ -28,11 +32,42 @@
 
 #include <stddef.h>
 
+/* Prefetching inside the kernels.  The caller's next rows are far away in
+ * DRAM, and a core has few outstanding misses (16 line fill buffers on the
+ * machine measured): a burst of prefetches between kernel calls stalls the
+ * pipeline until enough of them complete, while the same prefetches spread
+ * over a kernel's inner loop overlap the arithmetic far better (48 lines
+ * during one P3-sized value product: +11% in the loop, +55% as a burst
+ * before it).  So logits and av_dot take a cursor over the next rows' lines
+ * and a count, and pace that many over their inner loop (attn_pace), the
+ * rest (if the loop is shorter) at the end. */
+
 /* Column padding every caller must respect: ncols and ld of B and C are
  * multiples of this (floats), so every kernel can work in whole vectors. */
 #define ATTN_KERN_COLS 16
 /* The most rows any kernel processes per call; buffers size for it. */
 #define ATTN_KERN_MAX_ROWS 16
+
+/* The rows a kernel call prefetches from: a cursor over the cache lines of
+ * a few rows' spans, shared by the calls that split them (score.c). */
+typedef struct attn_pf {
+    const char *row[ATTN_KERN_MAX_ROWS];  /* each span's first cache line */
+    int rows, lines;        /* rows; lines per row */
+    int ri, li;             /* the next line: row ri, line li */
+} attn_pf;
+
+/* The next line to ask for, or NULL when all are issued. */
+static inline const char *attn_pf_next(attn_pf *q)
+{
+    if (q->ri >= q->rows)
+        return NULL;
+    const char *p = q->row[q->ri] + 64 * q->li;
+    if (++q->li == q->lines) {
+        q->li = 0;
+        q->ri++;
+    }
+    return p;
+}
 
 typedef struct attn_kern {
     const char *name;   /* "avx512", "avx2", "generic" */
@@ -48,10 +83,28 @@ typedef struct attn_kern {
     /* As tile, then for r < R and j < ncols: z[r][j] = C[r][j] scale + bias[j],
      * stored at z (and the plain C[r][j] at raw, unless raw is NULL), both with
      * leading dimension ldz; rowmax[r] = max_j z[r][j].  z = -inf (padding,
-     * or an underflowing logit) is allowed and gets weight 0. */
+     * or an underflowing logit) is allowed and gets weight 0.
+     * npf lines from pf (if not NULL) are prefetched along the way (see
+     * "Prefetching inside the kernels" above). */
     void (*logits)(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                    int ncols, float scale, const float *bias, float *z, float *raw,
-                   size_t ldz, float *rowmax);
+                   size_t ldz, float *rowmax, attn_pf *pf, int npf);
+
+    /* For r < R and j < ncols: z[r][j] = 2^(z[r][j] - rowmax[r]), in place;
+     * sum[r] = the row's sum.  ld and ncols as for tile. */
+    void (*softmax_exp)(float *z, size_t ld, int ncols, const float *rowmax, float *sum);
+
+    /* For r < R: acc[r] += (sum_{j<L} e[r][j] v_j) . g_r / sum[r], where
+     * v_j = vrow[j] + voff and g_r = grow[r] + goff are n-vectors (any n >= 1,
+     * read in place: no alignment, no padding) and e has leading dimension
+     * lde.  The second half of the attention after softmax_exp: weighting the
+     * values and dotting with g costs L n + n multiply-adds per row, where
+     * forming S = G Vᵀ first would cost lp n and need V transposed.  A NaN or
+     * inf anywhere makes acc[r] NaN or inf: the caller checks the scores.
+     * pf, npf: as for logits. */
+    void (*av_dot)(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
+                   int n, const float *const *grow, size_t goff, const float *sum, float *acc,
+                   attn_pf *pf, int npf);
 
     /* For r < R: acc[r] += sum_j 2^(z_j - rowmax[r]) S[r][j] / sum_j 2^(z_j - rowmax[r]),
      * j < ncols.  Z and S have leading dimension ld; S may be the raw output
@@ -66,9 +119,12 @@ typedef struct attn_kern {
     void (*softmax_acc)(float *z, size_t ld, int ncols, const float *rowmax, float wscale,
                         float *w, size_t ldw);
 
-    /* out (m x lp, row-major) = the L m-vectors at row[j] + off as columns,
-     * columns [L, lp) zero; lp is L rounded up to ATTN_KERN_COLS.  The
-     * history's transpose, so that a head's keys are a contiguous B for tile. */
+    /* out (m x lp, row-major) = the m-vectors at row[j] + off as columns,
+     * j < lp, where lp is L rounded up to ATTN_KERN_COLS.  The history's
+     * transpose, so that a head's keys are a contiguous B for tile.  Columns
+     * past L need only be finite (their bias is -inf): the vector sets copy
+     * whatever rows row[L..lp) point to -- the caller pads the pointers with
+     * repeats of real rows -- rather than spend a branch per row on zeros. */
     void (*pack)(const float *const *row, size_t off, int L, int m, size_t lp, float *out);
 } attn_kern;
 
@@ -81,5 +137,69 @@ extern const attn_kern attn_kern_avx512;
 /* The kernel set in use: chosen once from the CPU's features, or the one
  * forced by attn_kernel_select() (score.h).  Never NULL. */
 const attn_kern *attn_kern_get(void);
+
+/* Ask for the cache line holding p (read, all cache levels).  An asm
+ * statement rather than __builtin_prefetch: GCC 12 deletes a loop of
+ * __builtin_prefetch calls as dead code once it can bound the trip count
+ * (measured: the scoring loop's prefetches vanished from the object file),
+ * and an asm volatile cannot be removed. */
+static inline void attn_prefetch(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+#elif defined(__aarch64__)
+    __asm__ volatile("prfm pldl1keep, %0" : : "Q"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+/* Spreads a kernel's n prefetches from pf evenly over its inner loop: one
+ * every `every` steps (bunched at the start of the loop, they would queue
+ * behind each other for the fill buffers just the same as a burst).  The
+ * loop asks attn_pace_run how many steps it may run before the next one is
+ * due, so that the steps themselves carry no test (a countdown in the loop
+ * body cost the logits kernel 6%). */
+typedef struct attn_pace {
+    attn_pf *pf;            /* where the lines come from, or NULL */
+    int n;                  /* lines still to issue in this call */
+    int every, left;        /* one per `every` steps; steps until the next */
+} attn_pace;
+
+static inline void attn_pace_init(attn_pace *p, attn_pf *pf, int n, int steps)
+{
+    p->pf = pf;
+    p->n = pf ? n : 0;
+    p->every = n > 0 && steps > n ? steps / n : 1;
+    p->left = 0;
+}
+
+/* Issue the prefetch now due, if any; returns how many of the `remaining`
+ * steps may run before the next (all of them once this call's are out). */
+static inline int attn_pace_run(attn_pace *p, int remaining)
+{
+    if (p->n <= 0)
+        return remaining;
+    if (p->left == 0) {
+        const char *line = attn_pf_next(p->pf);
+        if (line)
+            attn_prefetch(line);
+        p->n = line ? p->n - 1 : 0;
+        p->left = p->every;
+    }
+    int run = p->left < remaining ? p->left : remaining;
+    p->left -= run;
+    return run;
+}
+
+/* Whatever the loop was too short for. */
+static inline void attn_pace_rest(attn_pace *p)
+{
+    const char *line;
+    while (p->n > 0 && (line = attn_pf_next(p->pf)) != NULL) {
+        attn_prefetch(line);
+        p->n--;
+    }
+}
 
 #endif

@@ -11,6 +11,8 @@
  *
  * softmax: 8 logits per vector, one pass, in base 2 (vexp.h); 2^n is built
  * in the exponent bits, which is why it flushes to 0 below ATTN_VEXP_MIN.
+ *
+ * av_dot: six rows of weights times the value rows, 16 columns at a time.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -26,19 +28,23 @@
 
 /* Six rows of A times columns [j, j + 16) of B into acc. */
 static inline __attribute__((always_inline)) void
-s_block(const float *const *p, int K, const float *b, size_t ldb, __m256 acc[S_ROWS][2])
+s_block(const float *const *p, int K, const float *b, size_t ldb, __m256 acc[S_ROWS][2],
+        attn_pace *pace)
 {
 #pragma GCC unroll 6
     for (int r = 0; r < S_ROWS; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int t = 0; t < K; t++) {
-        const float *bt = b + (size_t)t * ldb;
-        __m256 b0 = _mm256_loadu_ps(bt), b1 = _mm256_loadu_ps(bt + 8);
+    for (int t = 0; t < K;) {
+        int end = t + (pace ? attn_pace_run(pace, K - t) : K - t);
+        for (; t < end; t++) {
+            const float *bt = b + (size_t)t * ldb;
+            __m256 b0 = _mm256_loadu_ps(bt), b1 = _mm256_loadu_ps(bt + 8);
 #pragma GCC unroll 6
-        for (int r = 0; r < S_ROWS; r++) {
-            __m256 x = _mm256_broadcast_ss(p[r] + t);
-            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+            for (int r = 0; r < S_ROWS; r++) {
+                __m256 x = _mm256_broadcast_ss(p[r] + t);
+                acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+            }
         }
     }
 }
@@ -51,7 +57,7 @@ static void s_tile(const float *const *a, size_t aoff, int K, const float *b, si
         p[r] = a[r] + aoff;
     for (int j = 0; j < ncols; j += 16) {
         __m256 acc[S_ROWS][2];
-        s_block(p, K, b + j, ldb, acc);
+        s_block(p, K, b + j, ldb, acc, NULL);
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++) {
             _mm256_storeu_ps(c + (size_t)r * ldc + j, acc[r][0]);
@@ -78,18 +84,20 @@ static inline float s_hsum(__m256 v)
 
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax)
+                     size_t ldz, float *rowmax, attn_pf *pf, int npf)
 {
     const float *p[S_ROWS];
     __m256 mx[S_ROWS];
     const __m256 vs = _mm256_set1_ps(scale);
+    attn_pace pace;
+    attn_pace_init(&pace, pf, npf, K * (ncols / 16));
     for (int r = 0; r < S_ROWS; r++) {
         p[r] = a[r] + aoff;
         mx[r] = _mm256_set1_ps(-INFINITY);
     }
     for (int j = 0; j < ncols; j += 16) {
         __m256 acc[S_ROWS][2];
-        s_block(p, K, b + j, ldb, acc);
+        s_block(p, K, b + j, ldb, acc, &pace);
         const __m256 b0 = _mm256_loadu_ps(bias + j), b1 = _mm256_loadu_ps(bias + j + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++) {
@@ -105,6 +113,7 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
             mx[r] = _mm256_max_ps(mx[r], _mm256_max_ps(z0, z1));
         }
     }
+    attn_pace_rest(&pace);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = s_hmax(mx[r]);
 }
@@ -155,6 +164,72 @@ static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
         acc[r] += s_hsum(dot[r]) / s_hsum(sum[r]);
 }
 
+/* 2^(z - max) in place and the row sums; all six rows per step for
+ * independent exp chains. */
+static void s_softmax_exp(float *z, size_t ld, int ncols, const float *rowmax, float *sum)
+{
+    __m256 vm[S_ROWS], sm[S_ROWS];
+    for (int r = 0; r < S_ROWS; r++) {
+        vm[r] = _mm256_set1_ps(rowmax[r]);
+        sm[r] = _mm256_setzero_ps();
+    }
+    for (int j = 0; j < ncols; j += 8) {
+#pragma GCC unroll 6
+        for (int r = 0; r < S_ROWS; r++) {
+            float *zr = z + (size_t)r * ld + j;
+            __m256 e = s_exp2(_mm256_sub_ps(_mm256_loadu_ps(zr), vm[r]));
+            _mm256_storeu_ps(zr, e);
+            sm[r] = _mm256_add_ps(sm[r], e);
+        }
+    }
+    for (int r = 0; r < S_ROWS; r++)
+        sum[r] = s_hsum(sm[r]);
+}
+
+/* Six rows of weights times the value rows, 16 columns at a time (masked to
+ * n), dotted with g: the s_block pattern with the value rows as B. */
+static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
+                     int n, const float *const *grow, size_t goff, const float *sum, float *acc,
+                     attn_pf *pf, int npf)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 part[S_ROWS];
+    attn_pace pace;
+    attn_pace_init(&pace, pf, npf, L * ((n + 15) / 16));
+    for (int r = 0; r < S_ROWS; r++)
+        part[r] = _mm256_setzero_ps();
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j0), lane);
+        const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j0 - 8), lane);
+        __m256 a[S_ROWS][2];
+#pragma GCC unroll 6
+        for (int r = 0; r < S_ROWS; r++)
+            a[r][0] = a[r][1] = _mm256_setzero_ps();
+        for (int t = 0; t < L;) {
+            int end = t + attn_pace_run(&pace, L - t);
+            for (; t < end; t++) {
+                const float *vt = vrow[t] + voff + j0;
+                __m256 b0 = _mm256_maskload_ps(vt, m0), b1 = _mm256_maskload_ps(vt + 8, m1);
+#pragma GCC unroll 6
+                for (int r = 0; r < S_ROWS; r++) {
+                    __m256 x = _mm256_broadcast_ss(e + (size_t)r * lde + t);
+                    a[r][0] = _mm256_fmadd_ps(x, b0, a[r][0]);
+                    a[r][1] = _mm256_fmadd_ps(x, b1, a[r][1]);
+                }
+            }
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < S_ROWS; r++) {
+            const float *gr = grow[r] + goff + j0;
+            part[r] = _mm256_fmadd_ps(a[r][0], _mm256_maskload_ps(gr, m0), part[r]);
+            part[r] = _mm256_fmadd_ps(a[r][1], _mm256_maskload_ps(gr + 8, m1), part[r]);
+        }
+    }
+    attn_pace_rest(&pace);
+    for (int r = 0; r < S_ROWS; r++)
+        acc[r] += s_hsum(part[r]) / sum[r];
+}
+
 static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, float wscale,
                           float *w, size_t ldw)
 {
@@ -175,43 +250,58 @@ static void s_softmax_acc(float *z, size_t ld, int ncols, const float *rowmax, f
 }
 
 /* Transpose the 8 x 8 block r in place: unpacks, shuffles within 128-bit
- * halves, then an exchange of halves. */
-static inline void s_transpose8(__m256 r[8])
+ * halves, then an exchange of halves.  Unrolled so the rows stay in
+ * registers. */
+static inline __attribute__((always_inline)) void s_transpose8(__m256 r[8])
 {
     __m256 t[8], u[8];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+#pragma GCC unroll 2
     for (int g = 0; g < 2; g++) {
         u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
         u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
         u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
         u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
+#pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
         r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
     }
 }
 
-/* 8 history rows by 8 coordinates at a time; rows past L read as zeros
- * (the padding columns), coordinates past m are masked off. */
+/* 8 history rows by 8 coordinates at a time; rows past L are read through
+ * the caller's padded pointers (kern.h), coordinates past m are masked. */
 static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp, float *out)
 {
+    (void)L;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int j0 = 0; j0 < (int)lp; j0 += 8) {
-        int nr = L - j0 < 8 ? L - j0 : 8;
+    for (size_t j0 = 0; j0 < lp; j0 += 8) {
+        const float *p[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+            p[i] = row[j0 + i] + off;
         for (int t0 = 0; t0 < m; t0 += 8) {
             int nt = m - t0 < 8 ? m - t0 : 8;
             __m256i mt = _mm256_cmpgt_epi32(_mm256_set1_epi32(nt), lane);
             __m256 r[8];
+#pragma GCC unroll 8
             for (int i = 0; i < 8; i++)
-                r[i] = i < nr ? _mm256_maskload_ps(row[j0 + i] + off + t0, mt)
-                              : _mm256_setzero_ps();
+                r[i] = _mm256_maskload_ps(p[i] + t0, mt);
             s_transpose8(r);
-            for (int x = 0; x < nt; x++)
-                _mm256_storeu_ps(out + (size_t)(t0 + x) * lp + j0, r[x]);
+            float *o = out + (size_t)t0 * lp + j0;
+            if (nt == 8) {
+#pragma GCC unroll 8
+                for (int x = 0; x < 8; x++)
+                    _mm256_storeu_ps(o + (size_t)x * lp, r[x]);
+            } else {
+                for (int x = 0; x < nt; x++)
+                    _mm256_storeu_ps(o + (size_t)x * lp, r[x]);
+            }
         }
     }
 }
@@ -221,6 +311,8 @@ const attn_kern attn_kern_avx2 = {
     .rows = S_ROWS,
     .tile = s_tile,
     .logits = s_logits,
+    .softmax_exp = s_softmax_exp,
+    .av_dot = s_av_dot,
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
     .pack = s_pack,

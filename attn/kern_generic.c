@@ -55,10 +55,20 @@ static float s_exp2(float y)
     return p * two_n;
 }
 
+/* The generic set issues its prefetches first: its loops are long enough
+ * (plain scalar code) that a burst costs little against them. */
+static void s_prefetch_all(attn_pf *pf, int npf)
+{
+    attn_pace pace;
+    attn_pace_init(&pace, pf, npf, 1);
+    attn_pace_rest(&pace);
+}
+
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax)
+                     size_t ldz, float *rowmax, attn_pf *pf, int npf)
 {
+    s_prefetch_all(pf, npf);
     s_tile(a, aoff, K, b, ldb, ncols, z, ldz);
     for (int r = 0; r < S_ROWS; r++) {
         float *zr = z + (size_t)r * ldz, mx = -INFINITY;
@@ -84,6 +94,37 @@ static void s_softmax_dot(const float *z, const float *s, size_t ld, int ncols,
             dot += e * sr[j];
         }
         acc[r] += dot / sum;
+    }
+}
+
+static void s_softmax_exp(float *z, size_t ld, int ncols, const float *rowmax, float *sum)
+{
+    for (int r = 0; r < S_ROWS; r++) {
+        float *zr = z + (size_t)r * ld, mx = rowmax[r], s = 0.0f;
+        for (int j = 0; j < ncols; j++) {
+            zr[j] = s_exp2(zr[j] - mx);
+            s += zr[j];
+        }
+        sum[r] = s;
+    }
+}
+
+static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
+                     int n, const float *const *grow, size_t goff, const float *sum, float *acc,
+                     attn_pf *pf, int npf)
+{
+    s_prefetch_all(pf, npf);
+    for (int r = 0; r < S_ROWS; r++) {
+        const float *er = e + (size_t)r * lde, *g = grow[r] + goff;
+        float d = 0.0f;
+        for (int j = 0; j < L; j++) {
+            const float *v = vrow[j] + voff;
+            float x = 0.0f;
+            for (int c = 0; c < n; c++)
+                x += v[c] * g[c];
+            d += er[j] * x;
+        }
+        acc[r] += d / sum[r];
     }
 }
 
@@ -132,6 +173,8 @@ const attn_kern attn_kern_generic = {
     .rows = S_ROWS,
     .tile = s_tile,
     .logits = s_logits,
+    .softmax_exp = s_softmax_exp,
+    .av_dot = s_av_dot,
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
     .pack = s_pack,

@@ -5,22 +5,28 @@
  *   1. bias[j] = pos_bias[j] + log w_j, -inf padded to lp (L rounded up to 16);
  *      bias and scale are multiplied by log2(e), since the kernels' softmax
  *      is in base 2 (vexp.h).
- *   2. Find every row's q, g (candidates) and k, v (history): in the tables
- *      (ALL, identity), or projected now with the tile kernel (NONE).
- *   3. Pack the history transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix
- *      (likewise VT), so each head's slice is a contiguous dh x lp block that
- *      the tile kernel streams.
- *   4. For each block of R candidates and each head h, two tiles
- *          Z = Q_h KT_h   and   S = G_h VT_h      (R x lp each, in L1)
- *      then one fused pass: score += sum_j softmax_j(scale Z + bias) S_j
- *      (the kernels' logits epilogue also keeps each row's maximum).
- *      Candidate rows are read in place through pointers, never gathered.
- *      For the identity model S = Z (q = g = k = v), so one tile suffices.
+ *   2. Find the history's k, v rows: in the tables (ALL, identity), or
+ *      projected now with the tile kernel (NONE).
+ *   3. Pack the keys transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix,
+ *      so each head's slice is a contiguous dh x lp block that the tile
+ *      kernel streams.  The values are not packed: they are read in place.
+ *   4. For each block of R candidates (found in the tables, or projected now
+ *      into the scratch: NONE) and each head h:
+ *          Z = Q_h KT_h                     (logits: R x lp, in L1)
+ *          E = 2^(scale Z + bias - max)     (softmax_exp, in place)
+ *          score += (E V_h) . g_h / sum(E)  (av_dot: the values' rows are
+ *                                            the B operand, read in place)
+ *      For the identity model S = Q K is the logits product itself (q = g =
+ *      k = v), so one tile and a fused softmax_dot pass suffice.
+ *      Candidate rows are read in place through pointers, never gathered;
+ *      the next block's rows are prefetched a few lines per kernel call.
  *   5. Item bias, a finiteness check, top-k, and for the k winners only the
  *      head-averaged attention weights are recomputed for the explanations.
  *
  * The scratch holds every buffer, sized once in attn_scratch_new for the
  * limits it was given; attn_score only checks a request against them.
+ * Nothing in it is sized by max_cand times the model's width: candidates
+ * only ever occupy one block.
  */
 #include "attn/score.h"
 
@@ -34,12 +40,20 @@
 #include "attn/topk.h"
 #include "attn/vexp.h"
 
+/* NONE projects candidates (and builds effective rows) this many at a time
+ * into the scratch, a multiple of every kernel's rows.  Not one block: the
+ * projection streams all of [W_Q | W_Oᵀ] (1.2 MB at d = m = 384), which the
+ * scoring between two blocks pushes out of L2 -- per block, that cost P4
+ * a third more time than projecting everything first. */
+#define S_CHUNK 48
+
 /* Floats needed per buffer that depends on the tables (the rest depends on
- * the limits and m only). */
+ * the limits and m only).  Nothing here grows with max_cand: a NONE-mode
+ * scratch projects and holds one chunk of candidates, not the whole
+ * request. */
 typedef struct s_need {
-    size_t vt;     /* m x lp when V differs from K */
-    size_t eff;    /* effective rows built per request */
-    size_t proj;   /* NONE: projected candidate and history rows */
+    size_t eff;    /* effective rows built per request: the history and one block */
+    size_t proj;   /* NONE: projected history rows and one block of candidates */
 } s_need;
 
 struct attn_scratch {
@@ -47,15 +61,13 @@ struct attn_scratch {
     int d, m, heads;        /* shapes of the tables it was sized for */
     size_t lp;              /* max_hist rounded up to ATTN_KERN_COLS */
     s_need cap;             /* capacities of the table-dependent buffers */
-    float *kt, *vt;         /* m x lp: history keys and values, transposed */
+    float *kt;              /* m x lp: history keys, transposed */
     float *bias;            /* lp: logit bias by position */
-    float *z, *s, *w;       /* ATTN_KERN_MAX_ROWS x lp: logits, S, weights of a block */
-    float *score;           /* max_cand + ATTN_KERN_MAX_ROWS */
-    float *eff;             /* (max_hist + max_cand) x round16(d), if cap.eff */
-    float *proj;            /* (max_hist + max_cand + 2 MAX_ROWS) x wcols, if cap.proj */
-    const float **qrow;     /* max_cand + MAX_ROWS: candidate row pointers */
+    float *z, *s, *w;       /* ATTN_KERN_MAX_ROWS x lp: logits (then weights), S, explained weights */
+    float *score;           /* max_cand + MAX_ROWS: scores, accumulated by whole blocks */
+    float *heff, *ceff;     /* if cap.eff: max_hist, S_CHUNK x round16(d) effective rows */
+    float *hproj, *cproj;   /* if cap.proj: max_hist + MAX_ROWS, S_CHUNK x wcols projected rows */
     const float **hrow;     /* max_hist + MAX_ROWS: history row pointers */
-    const float **wrow;     /* max_k + MAX_ROWS: winners' row pointers */
     uint32_t *top;          /* max_k: winners (request indexes) */
     float *top_score;       /* max_k */
     uint32_t *because;      /* max_k x max_explain */
@@ -68,16 +80,15 @@ struct attn_scratch {
     size_t bytes;
 };
 
-static s_need s_needs(const attn_tables *t, const attn_limits *lim, size_t lp)
+static s_need s_needs(const attn_tables *t, const attn_limits *lim)
 {
-    s_need nd = {0, 0, 0};
-    size_t rows = (size_t)lim->max_hist + lim->max_cand;
-    if (!t->shared)
-        nd.vt = (size_t)t->m * lp;
+    s_need nd = {0, 0};
     if (t->eff)
-        nd.eff = rows * attn_round_cols((size_t)t->d);
+        nd.eff = ((size_t)lim->max_hist + S_CHUNK) * attn_round_cols((size_t)t->d);
+    /* The history is projected in whole kernel blocks, so its last block may
+     * write up to MAX_ROWS - 1 rows past max_hist. */
     if (t->w_qg)
-        nd.proj = (rows + 2 * ATTN_KERN_MAX_ROWS) * (size_t)t->wcols;
+        nd.proj = ((size_t)lim->max_hist + ATTN_KERN_MAX_ROWS + S_CHUNK) * (size_t)t->wcols;
     return nd;
 }
 
@@ -96,29 +107,36 @@ static size_t s_layout(attn_scratch *s, char *arena)
 {
     const attn_limits *l = &s->lim;
     const size_t R = ATTN_KERN_MAX_ROWS, lp = s->lp, m = (size_t)s->m;
-    const size_t nk = (size_t)l->max_k, ne = (size_t)l->max_explain;
+    const size_t nk = (size_t)l->max_k, ne = (size_t)l->max_explain, nh = (size_t)l->max_hist;
     size_t off = 0;
     s->kt = s_carve(arena, &off, m * lp, sizeof(float));
-    s->vt = s->cap.vt ? s_carve(arena, &off, s->cap.vt, sizeof(float)) : NULL;
     s->bias = s_carve(arena, &off, lp, sizeof(float));
     s->z = s_carve(arena, &off, R * lp, sizeof(float));
     s->s = s_carve(arena, &off, R * lp, sizeof(float));
     s->w = s_carve(arena, &off, R * lp, sizeof(float));
     s->score = s_carve(arena, &off, (size_t)l->max_cand + R, sizeof(float));
-    s->eff = s->cap.eff ? s_carve(arena, &off, s->cap.eff, sizeof(float)) : NULL;
-    s->proj = s->cap.proj ? s_carve(arena, &off, s->cap.proj, sizeof(float)) : NULL;
-    s->qrow = s_carve(arena, &off, (size_t)l->max_cand + R, sizeof(float *));
-    s->hrow = s_carve(arena, &off, (size_t)l->max_hist + R, sizeof(float *));
-    s->wrow = s_carve(arena, &off, nk + R, sizeof(float *));
+    s->heff = s->ceff = NULL;
+    if (s->cap.eff) {
+        size_t deff = s->cap.eff / (nh + S_CHUNK);
+        s->heff = s_carve(arena, &off, nh * deff, sizeof(float));
+        s->ceff = s_carve(arena, &off, S_CHUNK * deff, sizeof(float));
+    }
+    s->hproj = s->cproj = NULL;
+    if (s->cap.proj) {
+        size_t wcols = s->cap.proj / (nh + R + S_CHUNK);
+        s->hproj = s_carve(arena, &off, (nh + R) * wcols, sizeof(float));
+        s->cproj = s_carve(arena, &off, S_CHUNK * wcols, sizeof(float));
+    }
+    s->hrow = s_carve(arena, &off, nh + R, sizeof(float *));
     s->top = s_carve(arena, &off, nk, sizeof(uint32_t));
     s->top_score = s_carve(arena, &off, nk, sizeof(float));
     s->because = s_carve(arena, &off, nk * ne + 1, sizeof(uint32_t));
     s->because_w = s_carve(arena, &off, nk * ne + 1, sizeof(float));
     size_t hash = 16;
-    while (hash < 2 * (size_t)l->max_hist)
+    while (hash < 2 * nh)
         hash <<= 1;
     s->seen_mask = (uint32_t)hash - 1;
-    s->first = s_carve(arena, &off, (size_t)l->max_hist + 1, sizeof(int32_t));
+    s->first = s_carve(arena, &off, nh + 1, sizeof(int32_t));
     s->seen_row = s_carve(arena, &off, hash, sizeof(uint32_t));
     s->seen_gen = s_carve(arena, &off, hash, sizeof(uint32_t));
     return off;
@@ -141,7 +159,7 @@ attn_scratch *attn_scratch_new(const attn_tables *t, const attn_limits *lim)
     s->m = t->m;
     s->heads = t->heads;
     s->lp = attn_round_cols((size_t)lim->max_hist);
-    s->cap = s_needs(t, lim, s->lp);
+    s->cap = s_needs(t, lim);
     size_t bytes = s_layout(s, NULL);
     if (posix_memalign(&s->arena, 64, bytes) != 0) {
         free(s);
@@ -158,8 +176,10 @@ int attn_scratch_fits(const attn_scratch *s, const attn_tables *t)
 {
     if (!s || !t || s->d != t->d || s->m != t->m || s->heads != t->heads)
         return 0;
-    s_need nd = s_needs(t, &s->lim, s->lp);
-    return nd.vt <= s->cap.vt && nd.eff <= s->cap.eff && nd.proj <= s->cap.proj;
+    s_need nd = s_needs(t, &s->lim);
+    /* Buffers are carved by row width, so a capacity fits only at the width
+     * it was sized for (any width fits an empty need). */
+    return (nd.eff == 0 || nd.eff == s->cap.eff) && (nd.proj == 0 || nd.proj == s->cap.proj);
 }
 
 void attn_scratch_free(attn_scratch **scratch_p)
@@ -184,6 +204,7 @@ typedef struct s_view {
     int L, N, lp;
     float scale2;           /* logit scale times log2(e): kernels work in base 2 */
     size_t q_off, g_off, k_off, v_off;
+    size_t cspan;           /* floats of a candidate's source row worth prefetching */
 } s_view;
 
 static int s_validate(const attn_tables *t, const attn_request *rq, const attn_scratch *s,
@@ -213,9 +234,10 @@ static int s_validate(const attn_tables *t, const attn_request *rq, const attn_s
 }
 
 /* Pointers to n catalog rows (effective ones built in buf when needed),
- * padded with repeats to a whole number of kernel blocks. */
+ * padded with repeats of the last one to total (kernels read whole blocks,
+ * pack reads up to lp columns). */
 static void s_rows(const attn_tables *t, const uint32_t *rows, int n, float *buf,
-                   const float **out)
+                   const float **out, int total)
 {
     size_t deff = attn_round_cols((size_t)t->d);
     for (int i = 0; i < n; i++) {
@@ -230,57 +252,127 @@ static void s_rows(const attn_tables *t, const uint32_t *rows, int n, float *buf
         }
         out[i] = x;
     }
-    for (int i = n; i < n + ATTN_KERN_MAX_ROWS; i++)
+    for (int i = n; i < total; i++)
         out[i] = out[n - 1];
 }
 
-/* NONE: project n rows through w (d x wcols) into proj, and repoint them. */
+/* Weight columns per step of a projection: a panel of d x S_PANEL floats
+ * stays in L2 while every row block goes past it (as in tables.c). */
+#define S_PANEL 192
+
+/* NONE: project n rows through w (d x wcols) into proj (room for n rounded
+ * up to whole kernel blocks), and repoint them, padding to total as in
+ * s_rows.  row[] must already be padded to a whole kernel block. */
 static void s_project(const attn_tables *t, const attn_kern *k, const float *w,
-                      const float **row, int n, float *proj)
+                      const float **row, int n, float *proj, int total)
 {
     const size_t ld = (size_t)t->wcols;
-    for (int i = 0; i < n; i += k->rows)
-        k->tile(row + i, 0, t->d, w, ld, t->wcols, proj + (size_t)i * ld, ld);
-    for (int i = 0; i < n + ATTN_KERN_MAX_ROWS; i++)
+    for (int c0 = 0; c0 < t->wcols; c0 += S_PANEL) {
+        int pw = t->wcols - c0 < S_PANEL ? t->wcols - c0 : S_PANEL;
+        for (int i = 0; i < n; i += k->rows)
+            k->tile(row + i, 0, t->d, w + c0, ld, pw, proj + (size_t)i * ld + c0, ld);
+    }
+    for (int i = 0; i < total; i++)
         row[i] = proj + (size_t)(i < n ? i : n - 1) * ld;
 }
 
-/* Ask for the cache lines of rows [c0, c0 + n) of ptr, span floats from off:
- * candidate rows are scattered over a catalog far bigger than the caches, and
- * naming them a block ahead overlaps their misses with the current block. */
-static void s_prefetch(const float *const *ptr, int c0, int n, size_t off, size_t span)
+/* The q|g rows of the n <= S_CHUNK candidates cand[0..n) into
+ * out[0..n + MAX_ROWS) (padded with repeats): pointers into the tables, or
+ * (NONE) rows projected into the scratch now -- a chunk at a time, which is
+ * why a NONE scratch does not grow with the number of candidates. */
+static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
+                        const uint32_t *cand, int n, const float **out)
 {
-    for (int i = c0; i < c0 + n; i++)
-        for (size_t x = 0; x < span; x += 16)
-            __builtin_prefetch(ptr[i] + off + x, 0, 3);
+    s_rows(t, cand, n, s->ceff, out, n + ATTN_KERN_MAX_ROWS);
+    if (t->w_qg)
+        s_project(t, v->k, t->w_qg, out, n, s->cproj, n + ATTN_KERN_MAX_ROWS);
 }
 
-/* The same for catalog rows, before their pointers exist: history rows
- * are asked for first thing, so that their misses overlap the setup work. */
-static void s_prefetch_catalog(const attn_tables *t, const uint32_t *rows, int n, size_t off,
-                               size_t span)
+/* ---- prefetching ----------------------------------------------------------
+ *
+ * Every row a request reads is a random catalog row in tables far bigger
+ * than the caches: without help each line is a DRAM miss the kernels wait
+ * for (about 150 ns here).  So the next block's rows are asked for while
+ * the current block computes -- not in one burst between kernel calls, but
+ * handed to the kernels, which pace them over their inner loops (kern.h):
+ * a core has few outstanding misses (16 line fill buffers), and a prefetch
+ * that finds none free stalls the pipeline behind it. */
+
+/* The cache lines of floats [off, off + span) of catalog row r: first line
+ * and count. */
+static inline const char *s_span(const attn_tables *t, uint32_t r, size_t off, size_t span,
+                                 int *lines)
+{
+    uintptr_t a = (uintptr_t)(t->base + (size_t)r * t->stride + off);
+    uintptr_t f = a & ~(uintptr_t)63, l = (a + span * sizeof(float) - 1) & ~(uintptr_t)63;
+    *lines = (int)((l - f) / 64) + 1;
+    return (const char *)f;
+}
+
+/* Ask for all of it now. */
+static void s_prefetch_rows(const attn_tables *t, const uint32_t *rows, int n, size_t off,
+                            size_t span)
 {
     for (int i = 0; i < n; i++) {
-        const float *x = t->base + (size_t)rows[i] * t->stride + off;
-        for (size_t c = 0; c < span; c += 16)
-            __builtin_prefetch(x + c, 0, 3);
+        int lines;
+        const char *p = s_span(t, rows[i], off, span, &lines);
+        for (int l = 0; l < lines; l++)
+            attn_prefetch(p + 64 * l);
     }
 }
 
-/* Steps 1-3: bias, row pointers (projected if need be), packed history. */
+/* A cursor over the same span of n <= MAX_ROWS catalog rows, for the
+ * kernels to pace (every row gets the longest row's line count: a row whose
+ * span starts on a line boundary then asks for one line past it, which
+ * costs nothing). */
+static void s_pf_init(attn_pf *q, const attn_tables *t, const uint32_t *rows, int n,
+                      size_t off, size_t span)
+{
+    q->rows = n > 0 ? n : 0;
+    q->lines = 0;
+    q->ri = q->li = 0;
+    for (int i = 0; i < q->rows; i++) {
+        int lines;
+        q->row[i] = s_span(t, rows[i], off, span, &lines);
+        q->lines = lines > q->lines ? lines : q->lines;
+    }
+}
+
+/* Issue whatever the kernels did not. */
+static void s_pf_rest(attn_pf *q)
+{
+    const char *p;
+    while ((p = attn_pf_next(q)) != NULL)
+        attn_prefetch(p);
+}
+
+/* Steps 1-2: bias and history row pointers (projected if need be). */
 static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch *s,
                       s_view *v)
 {
     const attn_model *md = t->model;
-    /* k and v of a row (contiguous), or the embedding NONE will project. */
-    if (t->w_qg || t->shared)
-        s_prefetch_catalog(t, rq->hist, rq->n_hist, 0, (size_t)t->d);
-    else
-        s_prefetch_catalog(t, rq->hist, rq->n_hist, t->k_off, t->v_off + t->m - t->k_off);
     v->k = attn_kern_get();
     v->L = rq->n_hist;
     v->N = rq->n_cand;
     v->lp = (int)attn_round_cols((size_t)v->L);
+    const int R = v->k->rows, first = t->w_qg || t->eff ? S_CHUNK : R;
+    const int n0 = v->N < first ? v->N : first;
+    /* First thing, what the pack and the first block wait for, so that the
+     * setup below overlaps their misses: the history's keys and values
+     * (NONE: the embeddings it projects now) and the first block's rows
+     * (NONE: the first chunk's).
+     * (Tried: the keys and the first head's values only, the other heads'
+     * values paced through the first block -- no faster.) */
+    if (t->w_qg) {
+        s_prefetch_rows(t, rq->hist, v->L, 0, (size_t)t->d);
+        s_prefetch_rows(t, rq->cand, n0, 0, (size_t)t->d);
+    } else if (t->shared) {
+        s_prefetch_rows(t, rq->hist, v->L, 0, (size_t)t->m);
+        s_prefetch_rows(t, rq->cand, n0, 0, (size_t)t->m);
+    } else {
+        s_prefetch_rows(t, rq->hist, v->L, t->k_off, t->v_off + t->m - t->k_off);
+        s_prefetch_rows(t, rq->cand, n0, t->q_off, t->g_off + t->m - t->q_off);
+    }
     /* Logits in base 2 (vexp.h): log2(e) (scale Z + bias). */
     v->scale2 = md->scale * ATTN_VEXP_LOG2E;
     for (int j = 0; j < v->L; j++)
@@ -290,61 +382,91 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
     for (int j = v->L; j < v->lp; j++)
         s->bias[j] = -INFINITY;
 
-    /* Effective rows, when built here, go to eff: history first. */
-    float *ceff = t->eff ? s->eff + (size_t)v->L * attn_round_cols((size_t)t->d) : NULL;
-    s_rows(t, rq->hist, v->L, s->eff, s->hrow);
-    s_rows(t, rq->cand, v->N, ceff, s->qrow);
+    s_rows(t, rq->hist, v->L, s->heff, s->hrow, v->L + ATTN_KERN_MAX_ROWS);
     if (t->w_qg) {
-        float *hproj = s->proj;
-        float *cproj = s->proj + ((size_t)v->L + ATTN_KERN_MAX_ROWS) * t->wcols;
-        s_project(t, v->k, t->w_kv, s->hrow, v->L, hproj);
-        s_project(t, v->k, t->w_qg, s->qrow, v->N, cproj);
+        s_project(t, v->k, t->w_kv, s->hrow, v->L, s->hproj, v->L + ATTN_KERN_MAX_ROWS);
         v->q_off = v->k_off = 0;
         v->g_off = v->v_off = (size_t)t->m;
+        v->cspan = (size_t)t->d;          /* NONE reads the embedding, then projects */
     } else {
         v->q_off = t->q_off;
         v->g_off = t->g_off;
         v->k_off = t->k_off;
         v->v_off = t->v_off;
+        /* q and g of a row: contiguous in every layout but the identity's. */
+        v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;
     }
-    v->k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
-    if (!t->shared)
-        v->k->pack(s->hrow, v->v_off, v->L, t->m, (size_t)v->lp, s->vt);
 }
 
-/* Step 4: scores[c] for every candidate, item bias included.  Returns
- * ATTN_ERANGE if one is not finite. */
+/* One block of up to R candidates, one head: acc[r] += the head's attention
+ * term.  pf, if not NULL, is a cursor over the next block's lines, per of
+ * which the kernels of this call issue. */
+static void s_head(const attn_tables *t, attn_scratch *s, const s_view *v, const float **blk,
+                   int h, float *acc, attn_pf *pf, int per)
+{
+    const attn_kern *k = v->k;
+    const int lp = v->lp;
+    const size_t hoff = (size_t)h * t->dh;
+    float mx[ATTN_KERN_MAX_ROWS], sum[ATTN_KERN_MAX_ROWS];
+    /* The logits loop has dh steps per 48 columns, the values loop L: the
+     * lines are split in that proportion (all to logits for the identity,
+     * whose second pass has no loop to hide them in). */
+    int steps_z = t->dh * ((lp + 47) / 48), steps_v = t->shared ? 0 : v->L;
+    int nz = per * steps_z / (steps_z + steps_v);
+    /* Identity: S = Q K too, before scale and bias: keep it raw. */
+    k->logits(blk, v->q_off + hoff, t->dh, s->kt + hoff * lp, lp, lp, v->scale2, s->bias,
+              s->z, t->shared ? s->s : NULL, lp, mx, pf, nz);
+    if (t->shared) {
+        k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
+        return;
+    }
+    k->softmax_exp(s->z, lp, lp, mx, sum);
+    k->av_dot(s->z, lp, v->L, s->hrow, v->v_off + hoff, t->dh, blk, v->g_off + hoff, sum, acc,
+              pf, per - nz);
+}
+
+/* Steps 3-4: scores[c] for every candidate, item bias included.  Returns
+ * ATTN_ERANGE if a score is not finite.  scores has room for N rounded up
+ * to whole blocks (the kernels write whole blocks). */
 static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *s,
                     const s_view *v, float *scores)
 {
     const attn_kern *k = v->k;
-    const int R = k->rows, dh = t->dh, lp = v->lp;
-    const float scale = v->scale2;
-    /* q and g of a row: contiguous in every layout but the identity's. */
-    const size_t span = t->shared ? (size_t)t->m : v->g_off + t->m - v->q_off;
-    float acc[ATTN_KERN_MAX_ROWS], mx[ATTN_KERN_MAX_ROWS];
+    const int R = k->rows, H = t->heads;
+    /* Rows built in the scratch (NONE, or effective rows) come a chunk at a
+     * time; rows in the tables a block at a time (just pointers). */
+    const int chunk = t->w_qg || t->eff ? S_CHUNK : R;
+    const float *crow[S_CHUNK + ATTN_KERN_MAX_ROWS];
     int bad = 0;
-    s_prefetch(s->qrow, 0, v->N < R ? v->N : R, v->q_off, span);
+    attn_pf q;
+    for (int c = 0; c < (v->N + R - 1) / R * R; c++)
+        scores[c] = 0.0f;
+
+    /* The keys were asked for first thing (s_prepare).  The history is
+     * needed whole before the first block can finish, and there is little
+     * to overlap it with.  (Tried: taking the first blocks head by head, so
+     * that the history arrives one head's slice at a time under their
+     * arithmetic -- no faster: the slices' traffic per head outruns a few
+     * blocks' arithmetic, and DRAM serves slices slower than whole rows.) */
+    k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
+
+    /* Block by block, every head; the next block's rows are handed to the
+     * kernels a few lines per call. */
     for (int c0 = 0; c0 < v->N; c0 += R) {
-        if (c0 + R < v->N)
-            s_prefetch(s->qrow, c0 + R, v->N - c0 - R < R ? v->N - c0 - R : R, v->q_off, span);
-        for (int r = 0; r < R; r++)
-            acc[r] = 0.0f;
-        for (int h = 0; h < t->heads; h++) {
-            size_t hoff = (size_t)h * dh;
-            /* Identity: S = Q K too, before scale and bias: keep it raw. */
-            k->logits(s->qrow + c0, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, scale,
-                      s->bias, s->z, t->shared ? s->s : NULL, lp, mx);
-            if (!t->shared)
-                k->tile(s->qrow + c0, v->g_off + hoff, dh, s->vt + hoff * lp, lp, lp, s->s, lp);
-            k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
-        }
-        int nr = v->N - c0 < R ? v->N - c0 : R;
-        for (int r = 0; r < nr; r++) {
-            float x = acc[r] + (t->row_bias ? t->row_bias[rq->cand[c0 + r]] : 0.0f);
-            bad |= !isfinite(x);
-            scores[c0 + r] = x;
-        }
+        if (c0 % chunk == 0)
+            s_cand_rows(t, v, s, rq->cand + c0, v->N - c0 < chunk ? v->N - c0 : chunk, crow);
+        /* The rows one chunk ahead (a block, for the tables), block by block. */
+        int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
+        s_pf_init(&q, t, rq->cand + ahead, nn, t->w_qg ? 0 : v->q_off, v->cspan);
+        int per = (q.rows * q.lines + H - 1) / H;
+        for (int h = 0; h < H; h++)
+            s_head(t, s, v, crow + c0 % chunk, h, scores + c0, &q, per);
+        s_pf_rest(&q);
+    }
+    for (int c = 0; c < v->N; c++) {
+        float x = scores[c] + (t->row_bias ? t->row_bias[rq->cand[c]] : 0.0f);
+        bad |= !isfinite(x);
+        scores[c] = x;
     }
     return bad ? ATTN_ERANGE : ATTN_OK;
 }
@@ -376,26 +498,29 @@ static int s_distinct_history(attn_scratch *s, const attn_request *rq)
 }
 
 /* Step 5: head-averaged weights of the n winners, merged per distinct
- * history row, and their top entries. */
-static void s_explain(const attn_tables *t, attn_scratch *s, const s_view *v, int n,
-                      int n_explain, int merge)
+ * history row, and their top entries.  The winners' rows are found (NONE:
+ * projected) again, a block at a time. */
+static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch *s,
+                      const s_view *v, int n, int n_explain, int merge)
 {
     const attn_kern *k = v->k;
     const int R = k->rows, dh = t->dh, lp = v->lp;
+    const float *blk[2 * ATTN_KERN_MAX_ROWS];
+    uint32_t rows[ATTN_KERN_MAX_ROWS];
     float mx[ATTN_KERN_MAX_ROWS];
-    for (int i = 0; i < n; i++)
-        s->wrow[i] = s->qrow[s->top[i]];
-    for (int i = n; i < n + R; i++)
-        s->wrow[i] = s->wrow[n - 1];
     for (int i0 = 0; i0 < n; i0 += R) {
+        int nr = n - i0 < R ? n - i0 : R;
+        for (int r = 0; r < nr; r++)
+            rows[r] = rq->cand[s->top[i0 + r]];
+        s_cand_rows(t, v, s, rows, nr, blk);
         memset(s->w, 0, (size_t)R * lp * sizeof *s->w);
         for (int h = 0; h < t->heads; h++) {
             size_t hoff = (size_t)h * dh;
-            k->logits(s->wrow + i0, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp,
-                      v->scale2, s->bias, s->z, NULL, lp, mx);
+            k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2, s->bias,
+                      s->z, NULL, lp, mx, NULL, 0);
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
-        for (int r = 0; r < R && i0 + r < n; r++) {
+        for (int r = 0; r < nr; r++) {
             float *wr = s->w + (size_t)r * lp;
             /* Repeats add into their newest position and drop out of the
              * selection (weights are >= 0, so -1 is never chosen). */
@@ -432,7 +557,7 @@ int attn_score(const attn_tables *t, const attn_request *rq, attn_scratch *s,
     if (rq->explain > 0) {
         int distinct = s_distinct_history(s, rq);
         n_explain = rq->explain < distinct ? rq->explain : distinct;
-        s_explain(t, s, &v, n, n_explain, distinct < v.L);
+        s_explain(t, rq, s, &v, n, n_explain, distinct < v.L);
     }
     out->n = n;
     out->n_explain = n_explain;
@@ -453,5 +578,8 @@ int attn_score_all(const attn_tables *t, const attn_request *rq, attn_scratch *s
         return st;
     s_view v;
     s_prepare(t, rq, s, &v);
-    return s_scores(t, rq, s, &v, scores);
+    /* Accumulated in the scratch: the kernels write whole blocks. */
+    st = s_scores(t, rq, s, &v, s->score);
+    memcpy(scores, s->score, (size_t)v.N * sizeof *scores);
+    return st;
 }

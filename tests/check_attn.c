@@ -370,6 +370,107 @@ START_TEST(test_fast_bigger)
 }
 END_TEST
 
+/* Candidates go through the fast path a block of R rows at a time (NONE
+ * projects each block into the scratch as it goes): many blocks, a last
+ * block that is not full, winners spanning several blocks for the
+ * explanations, in both modes, with residuals (effective rows built per
+ * block) and without. */
+START_TEST(test_fast_blocks)
+{
+    tu_rng r = {1515};
+    struct { int d, m, H, L, N; unsigned flags; } c[] = {
+        {24, 32, 4, 19, 250, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS},
+        {20, 20, 1, 5, 61, F_RES | F_IBIAS | F_POS},                   /* identity */
+        {16, 48, 3, 33, 97, F_PROJ | F_POS},
+        {40, 40, 2, 50, 1, F_PROJ | F_RES},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        fx f = s_fixture(&r, 200, c[i].d, c[i].m, c[i].H, c[i].L, c[i].flags, 1.0f, 1.0f);
+        for (int mode = 0; mode < 2; mode++) {
+            attn_tables *t = NULL;
+            ck_assert_int_eq(attn_tables_build(&t, f.md, f.emb, 200, (size_t)f.ld, f.pidx,
+                                               (attn_precompute)mode, 2), ATTN_OK);
+            attn_limits lim = {.max_cand = 256, .max_hist = c[i].L, .max_k = 40,
+                               .max_explain = 6};
+            attn_scratch *s = attn_scratch_new(t, &lim);
+            ck_assert_ptr_nonnull(s);
+            static rq_buf b;
+            s_request(&r, &b, 200, c[i].L, c[i].N, 37, 6, (c[i].flags & F_WEIGHTS) != 0);
+            char name[96];
+            snprintf(name, sizeof name, "blocks d %d H %d L %d N %d %s", c[i].d, c[i].H,
+                     c[i].L, c[i].N, mode ? "NONE" : "ALL");
+            for (int kk = 0; kk < S_NKERN; kk++)
+                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
+                    s_compare(&f, t, s, &b.rq, S_RTOL, name);
+            attn_kernel_select(NULL);
+            attn_scratch_free(&s);
+            attn_tables_free(&t);
+        }
+        s_fixture_free(&f);
+    }
+}
+END_TEST
+
+/* A NONE-mode scratch holds one block of projected candidates, not the
+ * largest request's: raising max_cand costs a score per candidate and
+ * nothing per candidate and model column (it used to reserve projected rows
+ * for all of them: 31 MiB at max_cand 10000, m 384).  And the request at the
+ * limit still agrees with the precomputed tables. */
+START_TEST(test_scratch_none_size)
+{
+    tu_rng r = {1616};
+    fx f = s_fixture(&r, 50, 32, 96, 4, 12, F_PROJ | F_RES | F_IBIAS, 1.0f, 1.0f);
+    attn_tables *tn = NULL, *ta = NULL;
+    ck_assert_int_eq(attn_tables_build(&tn, f.md, f.emb, 50, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_NONE, 1), ATTN_OK);
+    ck_assert_int_eq(attn_tables_build(&ta, f.md, f.emb, 50, (size_t)f.ld, f.pidx,
+                                       ATTN_PRECOMPUTE_ALL, 1), ATTN_OK);
+    attn_limits small = {.max_cand = 100, .max_hist = 12, .max_k = 10, .max_explain = 3};
+    attn_limits big = small;
+    big.max_cand = 2100;
+    attn_scratch *s1 = attn_scratch_new(tn, &small), *s2 = attn_scratch_new(tn, &big);
+    attn_scratch *sa = attn_scratch_new(ta, &big);
+    ck_assert_ptr_nonnull(s1);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_ptr_nonnull(sa);
+    ck_assert_uint_le(attn_scratch_bytes(s2) - attn_scratch_bytes(s1),
+                      2000 * sizeof(float) + 64);
+    /* 2100 candidates (duplicates of 50 rows), scored both ways. */
+    enum { N = 2100 };
+    static uint32_t cand[N];
+    static float a[N], n[N];
+    uint32_t hist[12];
+    for (int c = 0; c < N; c++)
+        cand[c] = (uint32_t)(tu_next(&r) % 50);
+    for (int j = 0; j < 12; j++)
+        hist[j] = (uint32_t)(tu_next(&r) % 50);
+    attn_request rq = {.hist = hist, .n_hist = 12, .cand = cand, .n_cand = N, .k = 10,
+                       .explain = 3};
+    ck_assert_int_eq(attn_score_all(ta, &rq, sa, a), ATTN_OK);
+    ck_assert_int_eq(attn_score_all(tn, &rq, s2, n), ATTN_OK);
+    int first[50];
+    for (int x = 0; x < 50; x++)
+        first[x] = -1;
+    for (int c = 0; c < N; c++) {
+        ck_assert_msg(fabsf(a[c] - n[c]) <= 1e-4f * fmaxf(1.0f, fabsf(a[c])),
+                      "cand %d: ALL %.9g NONE %.9g", c, (double)a[c], (double)n[c]);
+        /* Duplicates score bitwise alike, whichever block they fall in. */
+        if (first[cand[c]] < 0)
+            first[cand[c]] = c;
+        ck_assert(n[c] == n[first[cand[c]]]);
+    }
+    attn_result res;
+    ck_assert_int_eq(attn_score(tn, &rq, s2, &res), ATTN_OK);
+    ck_assert_int_eq(res.n, 10);
+    attn_scratch_free(&s1);
+    attn_scratch_free(&s2);
+    attn_scratch_free(&sa);
+    attn_tables_free(&tn);
+    attn_tables_free(&ta);
+    s_fixture_free(&f);
+}
+END_TEST
+
 /* One history item: its weight is exactly 1 and the score is S + bias;
  * k and explain beyond what there is are clipped. */
 START_TEST(test_fast_edges)
@@ -720,8 +821,12 @@ START_TEST(test_score_errors)
     ck_assert_int_eq(attn_score(t12, &ok, s, &res), ATTN_EINVAL);
     ck_assert(attn_scratch_fits(s, ti));                         /* needs less */
     attn_scratch *si = attn_scratch_new(ti, &lim);
-    ck_assert(!attn_scratch_fits(si, t));                        /* no room for V */
-    ck_assert_int_eq(attn_score(t, &ok, si, &res), ATTN_EINVAL);
+    /* Precomputed tables need nothing the identity's scratch lacks (values
+     * are read in place, never packed), whatever the projections. */
+    ck_assert(attn_scratch_fits(si, t));
+    ck_assert_int_eq(attn_score(t, &ok, si, &res), ATTN_OK);
+    ck_assert(!attn_scratch_fits(si, tn));                       /* no room to project */
+    ck_assert_int_eq(attn_score(tn, &ok, si, &res), ATTN_EINVAL);
     ck_assert(!attn_scratch_fits(s, tn));                        /* no room to project */
     ck_assert_int_eq(attn_score(tn, &ok, s, &res), ATTN_EINVAL);
     attn_scratch *sn = attn_scratch_new(tn, &lim);
@@ -1082,6 +1187,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_fast_large_logits);
     tcase_add_test(tc, test_fast_bigger);
     tcase_add_test(tc, test_fast_edges);
+    tcase_add_test(tc, test_fast_blocks);
+    tcase_add_test(tc, test_scratch_none_size);
     tcase_add_test(tc, test_fast_duplicates);
     tcase_add_test(tc, test_tables_threads);
     tcase_add_test(tc, test_threads_share_tables);
