@@ -43,7 +43,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->beta2 = 0.98;
     o->batch = 256;
     o->neg = 0;
-    o->mask_seen = 1;
+    o->mask = ATTN_TRAIN_MASK_HISTORY;
     o->residual = 1;
     o->item_bias = 1;
     o->seed = 1;
@@ -91,6 +91,8 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("threads: %d is out of range 1..%d", o->threads, S_MAX_THREADS);
     if (o->patience < 0)
         S_BAD("patience: %d, expected >= 0", o->patience);
+    if (o->mask < ATTN_TRAIN_MASK_NONE || o->mask > ATTN_TRAIN_MASK_USER)
+        S_BAD("mask: %d is not none, history or user", o->mask);
     if (o->val_protocol != ATTN_EVAL_FULL && o->val_protocol != ATTN_EVAL_SAMPLED)
         S_BAD("validation protocol: %d is not full or sampled", o->val_protocol);
     if (!(o->ema >= 0.0 && o->ema < 1.0))
@@ -394,7 +396,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
         if (!(c.ws[i] = attn_tr_ws_new(c.net, &sh)))
             goto done;
     c.owner = owner;
-    c.run = (attn_tr_run){.mode = sh.mode, .neg = o->neg, .mask_seen = o->mask_seen,
+    c.run = (attn_tr_run){.mode = sh.mode, .neg = o->neg, .mask = o->mask,
                           .dropout = o->dropout, .seed = o->seed,
                           .use_item_bias = o->item_bias};
     st = ATTN_OK;

@@ -36,9 +36,9 @@
  *
  * Threads: each batch is split into fixed per-thread shares and the
  * gradients are summed in thread order, so a run is a function of (data,
- * options) -- same seed and thread count, same bits.  The library calls
- * BLAS (sgemm) from its own threads: the caller should pin OpenBLAS to one
- * thread (openblas_set_num_threads(1)) so the two do not fight.
+ * options) -- same seed and thread count, same bits.  No BLAS: the trainer's
+ * products are skinny and run one per thread, on its own vector loops
+ * (attn_train_kernel_name says which set this CPU got).
  */
 #ifndef ATTN_TRAIN_H
 #define ATTN_TRAIN_H
@@ -58,6 +58,14 @@ typedef struct attn_train_data {
     attn_seqs seqs;          /* every user's events as rows (seqs.n_rows == n_rows) */
 } attn_train_data;
 
+/* Full softmax: items left out of an example's candidates (the target
+ * never is). */
+enum attn_train_mask {
+    ATTN_TRAIN_MASK_NONE = 0,     /* every model item is a candidate */
+    ATTN_TRAIN_MASK_HISTORY = 1,  /* not the items of the example's history */
+    ATTN_TRAIN_MASK_USER = 2,     /* not any item of the user's training data */
+};
+
 typedef struct attn_train_opts {
     int epochs;            /* most passes over the data (default 40) */
     int m;                 /* attention width (default d) */
@@ -76,7 +84,8 @@ typedef struct attn_train_opts {
     double beta1, beta2;   /* Adam moments (0.9, 0.98) */
     int batch;             /* examples per step (default 256) */
     int neg;               /* sampled negatives per example; 0 = full softmax */
-    int mask_seen;         /* full softmax: leave the history's items out (default 1) */
+    int mask;              /* full softmax: which of the user's items are not
+                              negatives (enum attn_train_mask; default HISTORY) */
     int residual;          /* learn the per-item residual (default 1) */
     int item_bias;         /* learn the item bias (default 1) */
     uint64_t seed;         /* initialisation, order, negatives, dropout (default 1) */
@@ -121,7 +130,7 @@ typedef struct attn_train_report {
     int epochs_run;
     int best_epoch;          /* the returned model's epoch (0: initial) */
     double val_hr, val_ndcg; /* its validation metrics */
-    double val_users;        /* users in the validation split */
+    uint32_t val_users;      /* users in the validation split */
     double loss;             /* mean training loss of its epoch */
     double seconds;          /* wall time of training */
     int stopped;             /* 1 if the callback stopped training */
@@ -137,13 +146,17 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
                attn_train_progress_fn progress, void *ctx, attn_model **out,
                attn_train_report *rep, char *why, size_t why_len);
 
+/* The trainer's vector loops on this CPU: "avx512", "avx2" or "generic".
+ * Borrowed string. */
+const char *attn_train_kernel_name(void);
+
 /* ---- exposed for tests -----------------------------------------------------
  * The loss (summed over examples, not averaged) and its gradient with
  * respect to every parameter of md, for the examples (user u, target
  * position t) listed, with no dropout.  md holds the model's items
  * (item_ids, item_bias, residual may be NULL); every event of those users
  * up to t must be a model item.  Candidates: every model item (neg == 0,
- * mask_seen as in opts) or, if cand is not NULL, cand[e * n_cand ...] (model
+ * mask as in opts) or, if cand is not NULL, cand[e * n_cand ...] (model
  * item indexes, the true item first) for example e.  grad has md's shapes
  * (attn_model_new with a residual if md has one) and is overwritten.
  * Returns ATTN_OK, ATTN_EINVAL or ATTN_ENOMEM. */
@@ -154,6 +167,6 @@ typedef struct attn_train_example {
 
 int attn_train_grad(const attn_train_data *data, const attn_model *md,
                     const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
-                    int mask_seen, double *loss, attn_model *grad);
+                    int mask, double *loss, attn_model *grad);
 
 #endif

@@ -14,7 +14,7 @@
 
 int attn_train_grad(const attn_train_data *data, const attn_model *md,
                     const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
-                    int mask_seen, double *loss, attn_model *grad)
+                    int mask, double *loss, attn_model *grad)
 {
     if (!data || !md || !ex || n_ex < 1 || !loss || !grad || !md->item_ids ||
         md->n_items < 1 || grad->n_items != md->n_items || grad->d != md->d ||
@@ -72,7 +72,7 @@ int attn_train_grad(const attn_train_data *data, const attn_model *md,
         attn_tr_net_tables(net, 1);
         attn_tr_view v = {&data->seqs, row2mi};
         attn_tr_run run = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL,
-                           .mask_seen = mask_seen, .loss_scale = 1.0f,
+                           .mask = mask, .loss_scale = 1.0f,
                            .use_item_bias = md->item_bias != NULL, .n_cand = n_cand};
         attn_tr_ws_zero(ws);
         for (int e = 0; e < n_ex && st == ATTN_OK; e++) {

@@ -84,7 +84,7 @@ typedef struct attn_tr_chunk {
 typedef struct attn_tr_run {
     int mode;
     int neg;
-    int mask_seen;
+    int mask;          /* enum attn_train_mask (FULL) */
     double dropout;
     uint64_t seed;
     uint64_t epoch;

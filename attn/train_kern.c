@@ -4,6 +4,7 @@
  * they run on any CPU and in the tests (attn_tr_kern_select("generic")).
  */
 #include "attn/train_kern.h"
+#include "attn/train.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -42,38 +43,51 @@ static void s_mm_tn(int rows, int cols, int n, const float *A, size_t lda, const
     }
 }
 
-static float s_softmax_fwd(const float *z, const float *bias, float scale, int n8,
-                           const float *s, float *e, float *inv)
+static void s_sm_fwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, float *sc, float *mx, float *inv, float *work)
 {
-    float mx = ATTN_TR_NEG;
-    for (int j = 0; j < n8; j++) {
-        e[j] = scale * z[j] + bias[j];
-        mx = e[j] > mx ? e[j] : mx;
-    }
-    float sum = 0.0f, dot = 0.0f;
-    for (int j = 0; j < n8; j++) {
-        e[j] = expf(e[j] - mx);
-        sum += e[j];
-        dot += e[j] * s[j];
-    }
-    *inv = 1.0f / sum;
-    return dot * *inv;
-}
-
-static void s_softmax_bwd(const float *e, const float *s, float sc, float ginv, float scale,
-                          int n8, float *dz, float *ds, float *dbw)
-{
-    for (int j = 0; j < n8; j++) {
-        const float ga = ginv * e[j];
-        const float dzz = ga * (s[j] - sc);
-        ds[j] += ga;
-        dz[j] += scale * dzz;
-        dbw[j] += dzz;
+    for (int c = 0; c < n; c++) {
+        float m = ATTN_TR_NEG;
+        for (int j = 0; j < l; j++) {
+            work[j] = scale * Z[(size_t)j * ld + c] + bias[j];
+            m = work[j] > m ? work[j] : m;
+        }
+        float sum = 0.0f, dot = 0.0f;
+        for (int j = 0; j < l; j++) {
+            const float e = expf(work[j] - m);
+            sum += e;
+            dot += e * S[(size_t)j * ld + c];
+        }
+        mx[c] = m;
+        inv[c] = 1.0f / sum;
+        sc[c] = dot * inv[c];
     }
 }
 
-static const attn_tr_kern s_generic = {"generic", s_mm_nn, s_mm_tn, s_softmax_fwd,
-                                       s_softmax_bwd};
+static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, const float *g, const float *sc, const float *mx,
+                     const float *inv, float *dZ, float *dS, float *dbw, float *work)
+{
+    for (int j = 0; j < l; j++)
+        work[j] = 0.0f;
+    for (int c = 0; c < n; c++) {
+        if (g[c] == 0.0f)
+            continue;
+        const float ginv = g[c] * inv[c];
+        for (int j = 0; j < l; j++) {
+            const size_t at = (size_t)j * ld + c;
+            const float ga = ginv * expf(scale * Z[at] + bias[j] - mx[c]);
+            const float dzz = ga * (S[at] - sc[c]);
+            dS[at] += ga;
+            dZ[at] += scale * dzz;
+            work[j] += dzz;
+        }
+    }
+    for (int j = 0; j < l; j++)
+        dbw[j] += work[j];
+}
+
+static const attn_tr_kern s_generic = {"generic", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
 
 const attn_tr_kern *attn_tr_kern_generic(void)
 {
@@ -117,4 +131,9 @@ int attn_tr_kern_select(const char *name)
         return 0;
     }
     return -1;
+}
+
+const char *attn_train_kernel_name(void)
+{
+    return attn_tr_kern_get()->name;
 }

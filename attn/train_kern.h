@@ -9,26 +9,37 @@
  *   mm_nn   C[r][0..n) (+)= sum_{t<k} A[r][t] B[t][0..n)          r < rows
  *   mm_tn   C[p][0..n) (+)= sum_{r<rows} A[r][p] B[r][0..n)        p < cols
  *
- * and two loops carry the per-example softmax over a history window of n8
- * entries (a multiple of 8, padded with bias ATTN_TR_NEG so the padding gets
- * weight exactly 0):
+ * and two loops carry the per-example softmax over a history window.  They
+ * are vectorised across candidates, not across the window: Z and S are
+ * stored event-major (row j = one history event, column c = one candidate,
+ * leading dimension ld), so a vector holds one event's logits for 8 or 16
+ * candidates, every lane runs its own softmax, and nothing is reduced
+ * across lanes except the position-bias gradient, once per call.
  *
- *   softmax_fwd  e[j] = exp(scale z[j] + bias[j] - max); returns
- *                sum_j e[j] s[j] / sum_j e[j] and sets *inv = 1 / sum_j e[j]
- *   softmax_bwd  with ga = ginv e[j]:  ds[j] += ga;  dzz = ga (s[j] - sc);
- *                dz[j] += scale dzz;  dbw[j] += dzz
+ *   sm_fwd  for c < n:  x_j = scale Z[j][c] + bias[j],  mx_c = max_j x_j,
+ *           e_j = exp(x_j - mx_c),  inv_c = 1 / sum_j e_j,
+ *           sc_c = inv_c sum_j e_j S[j][c]
+ *   sm_bwd  for c < n, with a_j = e_j inv_c recomputed from mx_c and inv_c,
+ *           ga = g_c a_j:  dS[j][c] += ga;  dzz = ga (S[j][c] - sc_c);
+ *           dZ[j][c] += scale dzz;  dbw[j] += sum_c dzz
  *
- * Results agree between sets to float rounding, not bitwise; a run always
- * uses one set, so it stays reproducible on its machine.
+ * n is a multiple of 16 (callers pad the candidate dimension with zero rows
+ * and g = 0); `work` is scratch of 16 x l floats.  A window entry with bias
+ * ATTN_TR_NEG gets weight exactly 0.  Results agree between sets to float
+ * rounding, not bitwise; a run always uses one set, so it stays
+ * reproducible on its machine.
  */
 #ifndef ATTN_TRAIN_KERN_H
 #define ATTN_TRAIN_KERN_H
 
 #include <stddef.h>
 
-/* Bias of padding and dropped events: exp of it is exactly 0, and unlike
- * -inf it keeps every product finite. */
+/* Bias of dropped events: exp of it is exactly 0, and unlike -inf it keeps
+ * every product finite. */
 #define ATTN_TR_NEG (-1.0e30f)
+
+/* Candidate padding every sm_* call needs. */
+#define ATTN_TR_LANES 16
 
 typedef struct attn_tr_kern {
     const char *name;
@@ -36,10 +47,11 @@ typedef struct attn_tr_kern {
                   size_t ldb, float *C, size_t ldc, int acc);
     void (*mm_tn)(int rows, int cols, int n, const float *A, size_t lda, const float *B,
                   size_t ldb, float *C, size_t ldc, int acc);
-    float (*softmax_fwd)(const float *z, const float *bias, float scale, int n8,
-                         const float *s, float *e, float *inv);
-    void (*softmax_bwd)(const float *e, const float *s, float sc, float ginv, float scale,
-                        int n8, float *dz, float *ds, float *dbw);
+    void (*sm_fwd)(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                   float scale, int n, float *sc, float *mx, float *inv, float *work);
+    void (*sm_bwd)(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                   float scale, int n, const float *g, const float *sc, const float *mx,
+                   const float *inv, float *dZ, float *dS, float *dbw, float *work);
 } attn_tr_kern;
 
 /* The best set this CPU runs ("avx512", "avx2" or "generic"), chosen once. */
@@ -50,9 +62,9 @@ const attn_tr_kern *attn_tr_kern_generic(void);
 const attn_tr_kern *attn_tr_kern_avx2(void);
 const attn_tr_kern *attn_tr_kern_avx512(void);
 
-/* Force a set for the rest of the process: "generic", "avx2", "avx512" or NULL for
- * the automatic choice.  Returns 0, or -1 if this CPU cannot run it.  For
- * tests; not while training runs. */
+/* Force a set for the rest of the process: "generic", "avx2", "avx512" or
+ * NULL for the automatic choice.  Returns 0, or -1 if this CPU cannot run
+ * it.  For tests; not while training runs. */
 int attn_tr_kern_select(const char *name);
 
 #endif

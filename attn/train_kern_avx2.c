@@ -7,6 +7,9 @@
  * while the shared dimension streams past (2 loads of B and 4 broadcasts of
  * A per 8 FMAs); column tails of 8 and then scalars.
  *
+ * softmax: 8 candidates per vector, each lane its own softmax over the
+ * window; the window's logits wait in `work` (aligned) between the passes.
+ *
  * exp: exp(x) = 2^n exp(r), n = round(x log2 e), r = x - n ln 2 with ln 2
  * split in two (Cody & Waite) so that n ln2_hi is exact; exp(r) by its
  * degree-6 Taylor polynomial (|r| <= ln2/2, error ~1e-7 relative); 2^n made
@@ -186,8 +189,32 @@ static inline __m256 s_exp(__m256 x)
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
-/* Horizontal sum in a fixed order (so results do not depend on anything
- * but the inputs). */
+static void s_sm_fwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, float *sc, float *mx, float *inv, float *work)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int c = 0; c < n; c += 8) {
+        __m256 m = _mm256_set1_ps(ATTN_TR_NEG);
+        for (int j = 0; j < l; j++) {
+            __m256 x = _mm256_fmadd_ps(vs, _mm256_loadu_ps(Z + (size_t)j * ld + c),
+                                       _mm256_set1_ps(bias[j]));
+            _mm256_store_ps(work + 8 * j, x);
+            m = _mm256_max_ps(m, x);
+        }
+        __m256 sum = _mm256_setzero_ps(), dot = _mm256_setzero_ps();
+        for (int j = 0; j < l; j++) {
+            __m256 e = s_exp(_mm256_sub_ps(_mm256_load_ps(work + 8 * j), m));
+            sum = _mm256_add_ps(sum, e);
+            dot = _mm256_fmadd_ps(e, _mm256_loadu_ps(S + (size_t)j * ld + c), dot);
+        }
+        const __m256 iv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+        _mm256_storeu_ps(mx + c, m);
+        _mm256_storeu_ps(inv + c, iv);
+        _mm256_storeu_ps(sc + c, _mm256_mul_ps(dot, iv));
+    }
+}
+
+/* Horizontal sum in a fixed order (so results depend only on the inputs). */
 static inline float s_hsum(__m256 v)
 {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -196,51 +223,35 @@ static inline float s_hsum(__m256 v)
     return _mm_cvtss_f32(x);
 }
 
-static inline float s_hmax(__m256 v)
-{
-    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
-    return _mm_cvtss_f32(x);
-}
-
-static float s_softmax_fwd(const float *z, const float *bias, float scale, int n8,
-                           const float *s, float *e, float *inv)
+static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, const float *g, const float *sc, const float *mx,
+                     const float *inv, float *dZ, float *dS, float *dbw, float *work)
 {
     const __m256 vs = _mm256_set1_ps(scale);
-    __m256 mx = _mm256_set1_ps(ATTN_TR_NEG);
-    for (int j = 0; j < n8; j += 8) {
-        __m256 x = _mm256_fmadd_ps(vs, _mm256_loadu_ps(z + j), _mm256_loadu_ps(bias + j));
-        _mm256_storeu_ps(e + j, x);
-        mx = _mm256_max_ps(mx, x);
+    for (int j = 0; j < l; j++)
+        _mm256_store_ps(work + 8 * j, _mm256_setzero_ps());
+    for (int c = 0; c < n; c += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + c);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_NEQ_UQ)) == 0)
+            continue;
+        const __m256 ginv = _mm256_mul_ps(gv, _mm256_loadu_ps(inv + c));
+        const __m256 m = _mm256_loadu_ps(mx + c), scv = _mm256_loadu_ps(sc + c);
+        for (int j = 0; j < l; j++) {
+            const size_t at = (size_t)j * ld + c;
+            __m256 x = _mm256_fmadd_ps(vs, _mm256_loadu_ps(Z + at), _mm256_set1_ps(bias[j]));
+            __m256 ga = _mm256_mul_ps(ginv, s_exp(_mm256_sub_ps(x, m)));
+            __m256 sv = _mm256_loadu_ps(S + at);
+            __m256 dzz = _mm256_mul_ps(ga, _mm256_sub_ps(sv, scv));
+            _mm256_storeu_ps(dS + at, _mm256_add_ps(_mm256_loadu_ps(dS + at), ga));
+            _mm256_storeu_ps(dZ + at, _mm256_fmadd_ps(vs, dzz, _mm256_loadu_ps(dZ + at)));
+            _mm256_store_ps(work + 8 * j, _mm256_add_ps(_mm256_load_ps(work + 8 * j), dzz));
+        }
     }
-    const __m256 m = _mm256_set1_ps(s_hmax(mx));
-    __m256 sum = _mm256_setzero_ps(), dot = _mm256_setzero_ps();
-    for (int j = 0; j < n8; j += 8) {
-        __m256 y = s_exp(_mm256_sub_ps(_mm256_loadu_ps(e + j), m));
-        _mm256_storeu_ps(e + j, y);
-        sum = _mm256_add_ps(sum, y);
-        dot = _mm256_fmadd_ps(y, _mm256_loadu_ps(s + j), dot);
-    }
-    *inv = 1.0f / s_hsum(sum);
-    return s_hsum(dot) * *inv;
+    for (int j = 0; j < l; j++)
+        dbw[j] += s_hsum(_mm256_load_ps(work + 8 * j));
 }
 
-static void s_softmax_bwd(const float *e, const float *s, float sc, float ginv, float scale,
-                          int n8, float *dz, float *ds, float *dbw)
-{
-    const __m256 vg = _mm256_set1_ps(ginv), vsc = _mm256_set1_ps(sc);
-    const __m256 vs = _mm256_set1_ps(scale);
-    for (int j = 0; j < n8; j += 8) {
-        __m256 ga = _mm256_mul_ps(vg, _mm256_loadu_ps(e + j));
-        __m256 dzz = _mm256_mul_ps(ga, _mm256_sub_ps(_mm256_loadu_ps(s + j), vsc));
-        _mm256_storeu_ps(ds + j, _mm256_add_ps(_mm256_loadu_ps(ds + j), ga));
-        _mm256_storeu_ps(dz + j, _mm256_fmadd_ps(vs, dzz, _mm256_loadu_ps(dz + j)));
-        _mm256_storeu_ps(dbw + j, _mm256_add_ps(_mm256_loadu_ps(dbw + j), dzz));
-    }
-}
-
-static const attn_tr_kern s_avx2 = {"avx2", s_mm_nn, s_mm_tn, s_softmax_fwd, s_softmax_bwd};
+static const attn_tr_kern s_avx2 = {"avx2", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
 
 const attn_tr_kern *attn_tr_kern_avx2(void)
 {

@@ -1,9 +1,8 @@
 /* train_kern_avx512.c -- the trainer's kernel set for AVX-512 (F) CPUs.
  *
- * The same loops as train_kern_avx2.c, sixteen lanes wide; tails are
- * handled with lane masks instead of scalar loops.  A history window of 50
- * events takes 4 vectors here against 7 with AVX2, and the softmax is where
- * full-softmax training spends its time.  attn_tr_kern_avx512() hands the
+ * The same loops as train_kern_avx2.c, sixteen lanes wide: 16 candidates
+ * per softmax vector, where full-softmax training spends its time; matrix
+ * tails are handled with lane masks instead of scalar loops.  attn_tr_kern_avx512() hands the
  * set out only after checking the CPU.
  */
 #include "attn/train_kern.h"
@@ -156,47 +155,59 @@ static inline __m512 s_exp(__m512 x)
     return _mm512_maskz_mul_ps(ok, p, _mm512_castsi512_ps(e));
 }
 
-static float s_softmax_fwd(const float *z, const float *bias, float scale, int n8,
-                           const float *s, float *e, float *inv)
+static void s_sm_fwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, float *sc, float *mx, float *inv, float *work)
 {
     const __m512 vs = _mm512_set1_ps(scale);
-    __m512 mx = _mm512_set1_ps(ATTN_TR_NEG);
-    for (int j = 0; j < n8; j += 16) {
-        const __mmask16 k = s_mask(n8 - j);
-        __m512 x = _mm512_fmadd_ps(vs, s_ld(z + j, k), s_ld(bias + j, k));
-        _mm512_mask_storeu_ps(e + j, k, x);
-        mx = _mm512_mask_max_ps(mx, k, mx, x);
-    }
-    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    __m512 sum = _mm512_setzero_ps(), dot = _mm512_setzero_ps();
-    for (int j = 0; j < n8; j += 16) {
-        const __mmask16 k = s_mask(n8 - j);
-        __m512 y = _mm512_maskz_mov_ps(k, s_exp(_mm512_sub_ps(s_ld(e + j, k), m)));
-        _mm512_mask_storeu_ps(e + j, k, y);
-        sum = _mm512_add_ps(sum, y);
-        dot = _mm512_fmadd_ps(y, s_ld(s + j, k), dot);
-    }
-    *inv = 1.0f / _mm512_reduce_add_ps(sum);
-    return _mm512_reduce_add_ps(dot) * *inv;
-}
-
-static void s_softmax_bwd(const float *e, const float *s, float sc, float ginv, float scale,
-                          int n8, float *dz, float *ds, float *dbw)
-{
-    const __m512 vg = _mm512_set1_ps(ginv), vsc = _mm512_set1_ps(sc);
-    const __m512 vs = _mm512_set1_ps(scale);
-    for (int j = 0; j < n8; j += 16) {
-        const __mmask16 k = s_mask(n8 - j);
-        const __m512 ga = _mm512_mul_ps(vg, s_ld(e + j, k));
-        const __m512 dzz = _mm512_mul_ps(ga, _mm512_sub_ps(s_ld(s + j, k), vsc));
-        _mm512_mask_storeu_ps(ds + j, k, _mm512_add_ps(s_ld(ds + j, k), ga));
-        _mm512_mask_storeu_ps(dz + j, k, _mm512_fmadd_ps(vs, dzz, s_ld(dz + j, k)));
-        _mm512_mask_storeu_ps(dbw + j, k, _mm512_add_ps(s_ld(dbw + j, k), dzz));
+    for (int c = 0; c < n; c += 16) {
+        __m512 m = _mm512_set1_ps(ATTN_TR_NEG);
+        for (int j = 0; j < l; j++) {
+            __m512 x = _mm512_fmadd_ps(vs, _mm512_loadu_ps(Z + (size_t)j * ld + c),
+                                       _mm512_set1_ps(bias[j]));
+            _mm512_store_ps(work + 16 * j, x);
+            m = _mm512_max_ps(m, x);
+        }
+        __m512 sum = _mm512_setzero_ps(), dot = _mm512_setzero_ps();
+        for (int j = 0; j < l; j++) {
+            __m512 e = s_exp(_mm512_sub_ps(_mm512_load_ps(work + 16 * j), m));
+            sum = _mm512_add_ps(sum, e);
+            dot = _mm512_fmadd_ps(e, _mm512_loadu_ps(S + (size_t)j * ld + c), dot);
+        }
+        const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+        _mm512_storeu_ps(mx + c, m);
+        _mm512_storeu_ps(inv + c, iv);
+        _mm512_storeu_ps(sc + c, _mm512_mul_ps(dot, iv));
     }
 }
 
-static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_softmax_fwd,
-                                      s_softmax_bwd};
+static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const float *bias,
+                     float scale, int n, const float *g, const float *sc, const float *mx,
+                     const float *inv, float *dZ, float *dS, float *dbw, float *work)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int j = 0; j < l; j++)
+        _mm512_store_ps(work + 16 * j, _mm512_setzero_ps());
+    for (int c = 0; c < n; c += 16) {
+        const __m512 gv = _mm512_loadu_ps(g + c);
+        if (_mm512_cmp_ps_mask(gv, _mm512_setzero_ps(), _CMP_NEQ_UQ) == 0)
+            continue;
+        const __m512 ginv = _mm512_mul_ps(gv, _mm512_loadu_ps(inv + c));
+        const __m512 m = _mm512_loadu_ps(mx + c), scv = _mm512_loadu_ps(sc + c);
+        for (int j = 0; j < l; j++) {
+            const size_t at = (size_t)j * ld + c;
+            __m512 x = _mm512_fmadd_ps(vs, _mm512_loadu_ps(Z + at), _mm512_set1_ps(bias[j]));
+            __m512 ga = _mm512_mul_ps(ginv, s_exp(_mm512_sub_ps(x, m)));
+            __m512 dzz = _mm512_mul_ps(ga, _mm512_sub_ps(_mm512_loadu_ps(S + at), scv));
+            _mm512_storeu_ps(dS + at, _mm512_add_ps(_mm512_loadu_ps(dS + at), ga));
+            _mm512_storeu_ps(dZ + at, _mm512_fmadd_ps(vs, dzz, _mm512_loadu_ps(dZ + at)));
+            _mm512_store_ps(work + 16 * j, _mm512_add_ps(_mm512_load_ps(work + 16 * j), dzz));
+        }
+    }
+    for (int j = 0; j < l; j++)
+        dbw[j] += _mm512_reduce_add_ps(_mm512_load_ps(work + 16 * j));
+}
+
+static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
 
 const attn_tr_kern *attn_tr_kern_avx512(void)
 {

@@ -5,9 +5,11 @@
  * done once per chunk, over the chunk's columns (events c0..t1-2) and its
  * candidate rows C:
  *
- *     Z_h = Q_C,h K_X,hᵀ     S_h = G_C,h V_X,hᵀ           (|C| x P, per head)
+ *     Z_h = K_X,h Q_C,hᵀ     S_h = V_X,h G_C,hᵀ           (P x |C|, per head)
  *
- * and every example then reads its window of columns: z = scale Z + bias,
+ * stored event-major (a row per event, a column per candidate) so that the
+ * softmax loops can vectorise across candidates (train_kern.h).  Every
+ * example then reads its window of rows: z = scale Z + bias,
  * a = softmax over the window, score = sum_h a . S + item bias.  The
  * backward pass is the same in reverse: each example adds its dZ, dS into
  * the chunk's matrices (windows overlap), and four more products per head
@@ -19,9 +21,10 @@
  * per example; what remains per example is the softmax over the window for
  * each candidate and head.  That part is memory-bound if done example by
  * example (every example sweeps all |C| rows of four matrices), so it runs
- * in blocks of S_BLOCK candidate rows, which stay in L2 while every example
- * of the chunk visits them: pass 1 scores, then each example's loss
- * softmax over its candidates, then pass 2 recomputes the attention (exp is
+ * in blocks of S_BLOCK candidate columns, which stay in L2 while every
+ * example of the chunk visits them: pass 1 scores (keeping each softmax's
+ * max and normaliser), then each example's loss softmax over its
+ * candidates, then pass 2 recomputes the attention from those (exp is
  * cheaper than the memory it would take to keep it) and goes backward.
  * An example's candidates are a multiplicity per row (mult): full softmax
  * is 1 for every row but the masked history, sampled lists count repeats.
@@ -43,39 +46,41 @@
 #include "attn/attn.h"
 #include "attn/train_kern.h"
 
-#define S_BLOCK 32   /* candidate rows per block: 4 matrices x 2 heads x 32 rows
-                        x ~128 columns x 4 B = 128 KiB, inside L2 */
+#define S_BLOCK 64   /* candidate columns per block: 4 matrices x 2 heads x ~113
+                        events x 64 x 4 B = 231 KiB, inside L2 */
 
 struct attn_tr_ws {
     attn_tr_shape sh;
     const attn_tr_kern *k; /* the kernel set */
     int ncap;            /* most candidate rows in a chunk */
-    int pcap;            /* most columns in a chunk: chunk + l_max - 1 */
-    int pp;              /* row stride of Z & co: pcap + 8 rounded up to 16 */
+    int ldc;             /* ncap rounded up to ATTN_TR_LANES: row length of Z & co */
+    int pcap;            /* most columns (events) in a chunk: chunk + l_max - 1 */
     int lcap;            /* most candidates drawn for one example */
-    int l8;              /* l_max rounded up to 8: a window's padded length */
+    int l8;              /* l_max rounded up to 8: per-example row stride */
     float *dT;           /* n_mi x 4m gradient accumulator */
     float *dbias;        /* n_mi */
     float *dpos;         /* l_max */
     double loss;         /* summed (scaled) loss */
     float *QG;           /* ncap x 2m gathered [q | g] (not FULL) */
     float *dQG;          /* ncap x 2m */
-    float *KV;           /* pcap x 2m gathered [k | v] of the columns */
+    float *KV;           /* pcap x 2m gathered [k | v] of the events */
     float *dKV;          /* pcap x 2m */
-    float *KT, *VT;      /* m x pp: the columns' keys and values, transposed */
-    float *Z, *S;        /* heads x ncap x pp */
-    float *dZ, *dS;      /* heads x ncap x pp */
-    uint32_t *mult;      /* chunk x ncap: multiplicity of each row as a candidate */
-    float *sg;           /* chunk x ncap: scores, then d loss / d score */
-    float *bias;         /* chunk x l8: logit bias of each example's window, padded */
+    float *QT, *GT;      /* m x ldc: the candidates' q and g, transposed, zero padded */
+    float *Z, *S;        /* heads x pcap x ldc */
+    float *dZ, *dS;      /* heads x pcap x ldc */
+    float *SC, *MX, *INV;  /* chunk x heads x ldc: each softmax's score part,
+                              max and 1 / sum */
+    uint32_t *mult;      /* chunk x ldc: multiplicity of each candidate */
+    float *sg;           /* chunk x ldc: scores, then d loss / d score (0 = none) */
+    float *bias;         /* chunk x l8: logit bias of each example's window */
     float *dbw;          /* chunk x l8: d loss / d bias */
     uint8_t *drop;       /* chunk x l8: dropped events */
-    int *cb, *n8, *lw;   /* chunk: window start column, padded length, length */
-    uint32_t *tgt;       /* chunk: the target's row */
-    float *e;            /* l8: attention of one row, scratch */
+    int *cb, *lw;        /* chunk: window's first event row, its length */
+    uint32_t *tgt;       /* chunk: the target's candidate column */
+    float *work;         /* ATTN_TR_LANES x l8: kernel scratch */
     uint32_t *list;      /* lcap: one example's drawn candidates */
-    uint32_t *c_item;    /* ncap: model item of each row */
-    int32_t *slot;       /* n_mi: row of an item in this chunk, or -1 */
+    uint32_t *c_item;    /* ncap: model item of each candidate column */
+    int32_t *slot;       /* n_mi: column of an item in this chunk, or -1 */
     uint32_t *useen;     /* n_mi: stamp of the user's training items */
     uint32_t stamp;      /* current stamp for useen */
     size_t n_mi, m, l_max;  /* accumulator sizes */
@@ -114,11 +119,11 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh)
     if (ncap > n)
         ncap = n;
     ws->ncap = (int)ncap;
+    ws->ldc = (int)((ncap + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES);
     ws->lcap = (int)per_ex;
     ws->pcap = sh->chunk + net->l_max - 1;
-    ws->pp = (ws->pcap + 8 + 15) & ~15;
     ws->l8 = (net->l_max + 7) & ~7;
-    const size_t P = (size_t)ws->pcap, Pp = (size_t)ws->pp, L8 = (size_t)ws->l8;
+    const size_t P = (size_t)ws->pcap, C = (size_t)ws->ldc, L8 = (size_t)ws->l8;
     ws->dT = s_alloc(n * 4 * m, sizeof(float));
     ws->dbias = s_alloc(n, sizeof(float));
     ws->dpos = s_alloc(L, sizeof(float));
@@ -128,36 +133,39 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh)
     }
     ws->KV = s_alloc(P * 2 * m, sizeof(float));
     ws->dKV = s_alloc(P * 2 * m, sizeof(float));
-    ws->KT = s_alloc(m * Pp, sizeof(float));
-    ws->VT = s_alloc(m * Pp, sizeof(float));
-    ws->Z = s_alloc(H * ncap * Pp, sizeof(float));
-    ws->S = s_alloc(H * ncap * Pp, sizeof(float));
-    ws->dZ = s_alloc(H * ncap * Pp, sizeof(float));
-    ws->dS = s_alloc(H * ncap * Pp, sizeof(float));
-    ws->mult = s_alloc(ch * ncap, sizeof(uint32_t));
-    ws->sg = s_alloc(ch * ncap, sizeof(float));
+    ws->QT = s_alloc(m * C, sizeof(float));
+    ws->GT = s_alloc(m * C, sizeof(float));
+    ws->Z = s_alloc(H * P * C, sizeof(float));
+    ws->S = s_alloc(H * P * C, sizeof(float));
+    ws->dZ = s_alloc(H * P * C, sizeof(float));
+    ws->dS = s_alloc(H * P * C, sizeof(float));
+    ws->SC = s_alloc(ch * H * C, sizeof(float));
+    ws->MX = s_alloc(ch * H * C, sizeof(float));
+    ws->INV = s_alloc(ch * H * C, sizeof(float));
+    ws->mult = s_alloc(ch * C, sizeof(uint32_t));
+    ws->sg = s_alloc(ch * C, sizeof(float));
     ws->bias = s_alloc(ch * L8, sizeof(float));
     ws->dbw = s_alloc(ch * L8, sizeof(float));
     ws->drop = s_alloc(ch * L8, 1);
     ws->cb = s_alloc(ch, sizeof(int));
-    ws->n8 = s_alloc(ch, sizeof(int));
     ws->lw = s_alloc(ch, sizeof(int));
     ws->tgt = s_alloc(ch, sizeof(uint32_t));
-    ws->e = s_alloc(L8, sizeof(float));
+    ws->work = s_alloc(ATTN_TR_LANES * L8, sizeof(float));
     ws->list = s_alloc(per_ex, sizeof(uint32_t));
     ws->c_item = s_alloc(ncap, sizeof(uint32_t));
     ws->slot = s_alloc(n, sizeof(int32_t));
     ws->useen = s_alloc(n, sizeof(uint32_t));
     if (!ws->dT || !ws->dbias || !ws->dpos || (sh->mode != ATTN_TR_FULL && (!ws->QG || !ws->dQG)) ||
-        !ws->KV || !ws->dKV || !ws->KT || !ws->VT || !ws->Z || !ws->S || !ws->dZ || !ws->dS ||
-        !ws->mult || !ws->sg || !ws->bias || !ws->dbw || !ws->drop || !ws->cb || !ws->n8 ||
-        !ws->lw || !ws->tgt || !ws->e || !ws->list || !ws->c_item || !ws->slot || !ws->useen) {
+        !ws->KV || !ws->dKV || !ws->QT || !ws->GT || !ws->Z || !ws->S || !ws->dZ || !ws->dS ||
+        !ws->SC || !ws->MX || !ws->INV || !ws->mult || !ws->sg || !ws->bias || !ws->dbw ||
+        !ws->drop || !ws->cb || !ws->lw || !ws->tgt || !ws->work || !ws->list || !ws->c_item ||
+        !ws->slot || !ws->useen) {
         attn_tr_ws_free(&ws);
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
         ws->slot[i] = -1;
-    /* FULL: every model item is a row, row = item. */
+    /* FULL: every model item is a candidate, column = item. */
     if (sh->mode == ATTN_TR_FULL)
         for (size_t i = 0; i < n; i++)
             ws->c_item[i] = (uint32_t)i;
@@ -172,10 +180,10 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     if (!ws_p || !*ws_p)
         return;
     attn_tr_ws *ws = *ws_p;
-    void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->KT,
-                 ws->VT, ws->Z, ws->S, ws->dZ, ws->dS, ws->mult, ws->sg, ws->bias, ws->dbw,
-                 ws->drop, ws->cb, ws->n8, ws->lw, ws->tgt, ws->e, ws->list, ws->c_item,
-                 ws->slot, ws->useen};
+    void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->QT,
+                 ws->GT, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->mult,
+                 ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->work,
+                 ws->list, ws->c_item, ws->slot, ws->useen};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     free(ws);
@@ -239,29 +247,32 @@ static int s_draw(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_run *run
     return n;
 }
 
-/* The candidate rows and each example's multiplicities.  Returns Nc. */
+/* The candidates and each example's multiplicities (rows of stride ldc,
+ * zero past Nc).  Returns Nc. */
 static int s_candidates(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
                         const attn_tr_chunk *ch, const attn_tr_run *run, const uint32_t *ev)
 {
     const int nex = (int)(ch->t1 - ch->t0);
+    const size_t C = (size_t)ws->ldc;
+    memset(ws->mult, 0, (size_t)nex * C * sizeof *ws->mult);
     if (run->mode == ATTN_TR_FULL) {
         const int n = (int)net->n_mi;
-        /* Row 0 holds the mask of the history so far; each example copies
-         * it, then its own event joins the history. */
+        /* Row 0 holds the mask of the history before t0 (or of all the
+         * user's training items); each later example copies it and, for a
+         * history mask, adds its own earlier events.  Filled from the last
+         * example down, so row 0 is read before it is finished. */
         uint32_t *base = ws->mult;
         for (int c = 0; c < n; c++)
             base[c] = 1;
-        if (run->mask_seen)
-            for (uint32_t i = 0; i < ch->t0; i++)
-                base[v->row2mi[ev[i]]] = 0;
+        const uint64_t n_masked = run->mask == ATTN_TRAIN_MASK_USER ?
+            attn_eval_train_len(v->seqs, ch->u) : run->mask == ATTN_TRAIN_MASK_HISTORY ? ch->t0 : 0;
+        for (uint64_t i = 0; i < n_masked; i++)
+            base[v->row2mi[ev[i]]] = 0;
         for (int e = nex - 1; e >= 0; e--) {
-            /* Fill from the last example down so that row 0 is read before
-             * it is overwritten: example e's mask is row 0 plus the events
-             * t0 .. t0+e-1. */
-            uint32_t *row = ws->mult + (size_t)e * n;
+            uint32_t *row = ws->mult + (size_t)e * C;
             if (e > 0)
                 memcpy(row, base, (size_t)n * sizeof *row);
-            if (run->mask_seen)
+            if (run->mask == ATTN_TRAIN_MASK_HISTORY)
                 for (int i = 0; i < e; i++)
                     row[v->row2mi[ev[ch->t0 + (uint32_t)i]]] = 0;
             ws->tgt[e] = (uint32_t)v->row2mi[ev[ch->t0 + (uint32_t)e]];
@@ -279,18 +290,18 @@ static int s_candidates(const attn_tr_net *net, const attn_tr_view *v, attn_tr_w
         for (uint64_t i = 0; i < n_train; i++)
             ws->useen[v->row2mi[ev[i]]] = ws->stamp;
     }
-    /* Rows first (so that Nc is known), then the counts. */
+    /* The draws are a function of (seed, epoch, user, t): draw once to
+     * number the columns, once more to count. */
     for (int e = 0; e < nex; e++) {
         uint32_t t = ch->t0 + (uint32_t)e;
         int n = s_draw(net, ws, run, (uint32_t)v->row2mi[ev[t]], ch->u, t, e);
         for (int i = 0; i < n; i++)
             s_slot(ws, ws->list[i], &nc);
     }
-    memset(ws->mult, 0, (size_t)nex * nc * sizeof *ws->mult);
     for (int e = 0; e < nex; e++) {
         uint32_t t = ch->t0 + (uint32_t)e;
         int n = s_draw(net, ws, run, (uint32_t)v->row2mi[ev[t]], ch->u, t, e);
-        uint32_t *row = ws->mult + (size_t)e * nc;
+        uint32_t *row = ws->mult + (size_t)e * C;
         for (int i = 0; i < n; i++)
             row[ws->slot[ws->list[i]]]++;
         ws->tgt[e] = (uint32_t)ws->slot[ws->list[0]];
@@ -298,38 +309,44 @@ static int s_candidates(const attn_tr_net *net, const attn_tr_view *v, attn_tr_w
     return nc;
 }
 
-/* Pass 1 over a block of rows: every example's score of each candidate. */
-static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, int nex, int Nc, int r0, int r1,
+/* Pass 1 over the candidate columns [r0, r1): every example's per-head
+ * softmax and score of each candidate. */
+static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, int nex, int r0, int r1,
                      const float *ibias)
 {
     const attn_tr_kern *k = ws->k;
-    const int H = net->heads, Pp = ws->pp, L8 = ws->l8;
+    const int H = net->heads, L8 = ws->l8;
+    const size_t C = (size_t)ws->ldc, plane = (size_t)ws->pcap * C;
     const float scale = net->md->scale;
-    const size_t plane = (size_t)Nc * Pp;
     for (int e = 0; e < nex; e++) {
-        const uint32_t *mult = ws->mult + (size_t)e * Nc;
-        float *score = ws->sg + (size_t)e * Nc;
         const float *bias = ws->bias + (size_t)e * L8;
+        const size_t at = (size_t)ws->cb[e] * C + (size_t)r0;
+        for (int h = 0; h < H; h++) {
+            const size_t eh = ((size_t)e * H + h) * C + (size_t)r0;
+            k->sm_fwd(ws->Z + h * plane + at, ws->S + h * plane + at, C, ws->lw[e], bias, scale,
+                      r1 - r0, ws->SC + eh, ws->MX + eh, ws->INV + eh, ws->work);
+        }
+        const uint32_t *mult = ws->mult + (size_t)e * C;
+        float *score = ws->sg + (size_t)e * C;
         for (int c = r0; c < r1; c++) {
             if (!mult[c])
                 continue;
-            float sc = 0.0f, inv;
-            for (int h = 0; h < H; h++) {
-                const size_t row = h * plane + (size_t)c * Pp + ws->cb[e];
-                sc += k->softmax_fwd(ws->Z + row, bias, scale, ws->n8[e], ws->S + row, ws->e,
-                                     &inv);
-            }
-            score[c] = sc + (ibias ? ibias[ws->c_item[c]] : 0.0f);
+            float sc = ibias ? ibias[ws->c_item[c]] : 0.0f;
+            for (int h = 0; h < H; h++)
+                sc += ws->SC[((size_t)e * H + h) * C + (size_t)c];
+            score[c] = sc;
         }
     }
 }
 
 /* The loss softmax of example e: its loss (unscaled), and g_c * loss_scale
- * in place of the scores.  NAN if a score is not finite. */
-static double s_loss(attn_tr_ws *ws, int e, int Nc, float loss_scale)
+ * in place of the scores (0 where the candidate is absent); item-bias
+ * gradients.  NAN if a score is not finite. */
+static double s_loss(attn_tr_ws *ws, int e, int Nc, float loss_scale, int item_bias)
 {
-    const uint32_t *mult = ws->mult + (size_t)e * Nc;
-    float *sg = ws->sg + (size_t)e * Nc;
+    const size_t C = (size_t)ws->ldc;
+    const uint32_t *mult = ws->mult + (size_t)e * C;
+    float *sg = ws->sg + (size_t)e * C;
     double mx = -INFINITY;
     for (int c = 0; c < Nc; c++)
         if (mult[c] && sg[c] > mx)
@@ -343,38 +360,35 @@ static double s_loss(attn_tr_ws *ws, int e, int Nc, float loss_scale)
     const double lse = mx + log(sum);
     const uint32_t y = ws->tgt[e];
     const double loss = lse - sg[y];
-    for (int c = 0; c < Nc; c++)
-        if (mult[c])
-            sg[c] = (float)((mult[c] * exp(sg[c] - lse) - (c == (int)y ? 1.0 : 0.0)) * loss_scale);
+    for (int c = 0; c < (int)C; c++) {
+        if (!mult[c]) {
+            sg[c] = 0.0f;
+            continue;
+        }
+        sg[c] = (float)((mult[c] * exp(sg[c] - lse) - (c == (int)y ? 1.0 : 0.0)) * loss_scale);
+        if (item_bias)
+            ws->dbias[ws->c_item[c]] += sg[c];
+    }
     return loss;
 }
 
-/* Pass 2 over a block of rows: recompute each attention, go backward. */
-static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, int nex, int Nc, int r0, int r1,
-                       const float *ibias)
+/* Pass 2 over the candidate columns [r0, r1): recompute each attention,
+ * go backward into dZ, dS and the bias gradient. */
+static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, int nex, int r0, int r1)
 {
     const attn_tr_kern *k = ws->k;
-    const int H = net->heads, Pp = ws->pp, L8 = ws->l8;
+    const int H = net->heads, L8 = ws->l8;
+    const size_t C = (size_t)ws->ldc, plane = (size_t)ws->pcap * C;
     const float scale = net->md->scale;
-    const size_t plane = (size_t)Nc * Pp;
     for (int e = 0; e < nex; e++) {
-        const uint32_t *mult = ws->mult + (size_t)e * Nc;
-        const float *g = ws->sg + (size_t)e * Nc;
         const float *bias = ws->bias + (size_t)e * L8;
-        float *dbw = ws->dbw + (size_t)e * L8;
-        for (int c = r0; c < r1; c++) {
-            if (!mult[c] || g[c] == 0.0f)
-                continue;
-            if (ibias)
-                ws->dbias[ws->c_item[c]] += g[c];
-            for (int h = 0; h < H; h++) {
-                const size_t row = h * plane + (size_t)c * Pp + ws->cb[e];
-                float inv;
-                float sc = k->softmax_fwd(ws->Z + row, bias, scale, ws->n8[e], ws->S + row,
-                                          ws->e, &inv);
-                k->softmax_bwd(ws->e, ws->S + row, sc, g[c] * inv, scale, ws->n8[e],
-                               ws->dZ + row, ws->dS + row, dbw);
-            }
+        const size_t at = (size_t)ws->cb[e] * C + (size_t)r0;
+        const float *g = ws->sg + (size_t)e * C + (size_t)r0;
+        for (int h = 0; h < H; h++) {
+            const size_t eh = ((size_t)e * H + h) * C + (size_t)r0;
+            k->sm_bwd(ws->Z + h * plane + at, ws->S + h * plane + at, C, ws->lw[e], bias, scale,
+                      r1 - r0, g, ws->SC + eh, ws->MX + eh, ws->INV + eh, ws->dZ + h * plane + at,
+                      ws->dS + h * plane + at, ws->dbw + (size_t)e * L8, ws->work);
         }
     }
 }
@@ -390,26 +404,16 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     const float *w = sq->weight ? sq->weight + sq->off[ch->u] : NULL;
     const int nex = (int)(ch->t1 - ch->t0);
     const int c0 = (int)ch->t0 > L ? (int)ch->t0 - L : 0;
-    const int P = (int)ch->t1 - 1 - c0;           /* columns: events c0 .. t1-2 */
-    const int Pp = ws->pp;                         /* row stride of Z & co */
-    const int ncols = (P + 8 + 15) & ~15;          /* columns computed: windows may
-                                                      read up to 7 past P */
+    const int P = (int)ch->t1 - 1 - c0;           /* event rows: c0 .. t1-2 */
+    const size_t C = (size_t)ws->ldc, plane = (size_t)ws->pcap * C;
     const int Nc = s_candidates(net, v, ws, ch, run, ev);
+    const int Cn = (int)((Nc + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES);
 
-    /* The columns' [k | v] as rows and, transposed, as KT and VT (zero past
-     * P); the candidates' [q | g], gathered unless every item is one. */
-    for (int p = 0; p < P; p++) {
-        const float *tr = net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m;
-        memcpy(ws->KV + (size_t)p * m2, tr, (size_t)m2 * sizeof(float));
-        for (int i = 0; i < m; i++) {
-            ws->KT[(size_t)i * Pp + p] = tr[i];
-            ws->VT[(size_t)i * Pp + p] = tr[m + i];
-        }
-    }
-    for (int i = 0; i < m; i++) {
-        memset(ws->KT + (size_t)i * Pp + P, 0, (size_t)(ncols - P) * sizeof(float));
-        memset(ws->VT + (size_t)i * Pp + P, 0, (size_t)(ncols - P) * sizeof(float));
-    }
+    /* The events' [k | v]; the candidates' [q | g] as rows (gathered unless
+     * every item is one) and transposed (QT, GT, zero past Nc). */
+    for (int p = 0; p < P; p++)
+        memcpy(ws->KV + (size_t)p * m2, net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m,
+               (size_t)m2 * sizeof(float));
     const float *Qb, *Gb;
     int ldq;
     if (run->mode == ATTN_TR_FULL) {
@@ -426,27 +430,39 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         Gb = ws->QG + m;
         ldq = m2;
     }
-    /* Z_h = Q_h K_hᵀ and S_h = G_h V_hᵀ over the chunk's columns. */
-    const size_t plane = (size_t)Nc * Pp;
-    for (int h = 0; h < H; h++) {
-        k->mm_nn(Nc, ncols, dh, Qb + h * dh, (size_t)ldq, ws->KT + (size_t)h * dh * Pp,
-                 (size_t)Pp, ws->Z + h * plane, (size_t)Pp, 0);
-        k->mm_nn(Nc, ncols, dh, Gb + h * dh, (size_t)ldq, ws->VT + (size_t)h * dh * Pp,
-                 (size_t)Pp, ws->S + h * plane, (size_t)Pp, 0);
+    for (int c = 0; c < Nc; c++) {
+        const float *q = Qb + (size_t)c * ldq, *g = Gb + (size_t)c * ldq;
+        for (int t = 0; t < m; t++) {
+            ws->QT[(size_t)t * C + c] = q[t];
+            ws->GT[(size_t)t * C + c] = g[t];
+        }
     }
-    memset(ws->dZ, 0, (size_t)H * plane * sizeof(float));
-    memset(ws->dS, 0, (size_t)H * plane * sizeof(float));
+    for (int t = 0; t < m; t++) {
+        memset(ws->QT + (size_t)t * C + Nc, 0, (size_t)(Cn - Nc) * sizeof(float));
+        memset(ws->GT + (size_t)t * C + Nc, 0, (size_t)(Cn - Nc) * sizeof(float));
+    }
+    /* Z_h = K_h Q_hᵀ and S_h = V_h G_hᵀ: an event per row, a candidate per
+     * column. */
+    for (int h = 0; h < H; h++) {
+        k->mm_nn(P, Cn, dh, ws->KV + h * dh, (size_t)m2, ws->QT + (size_t)h * dh * C, C,
+                 ws->Z + h * plane, C, 0);
+        k->mm_nn(P, Cn, dh, ws->KV + m + h * dh, (size_t)m2, ws->GT + (size_t)h * dh * C, C,
+                 ws->S + h * plane, C, 0);
+        for (int p = 0; p < P; p++) {
+            memset(ws->dZ + h * plane + (size_t)p * C, 0, (size_t)Cn * sizeof(float));
+            memset(ws->dS + h * plane + (size_t)p * C, 0, (size_t)Cn * sizeof(float));
+        }
+    }
 
     /* Each example's window: bias by position (newest = position 0 = last
-     * column), dropout, padding to a multiple of 8. */
+     * row) and dropout. */
     for (int e = 0; e < nex; e++) {
         const int t = (int)ch->t0 + e;
-        const int w0 = t > L ? t - L : 0, Lw = t - w0, n8 = (Lw + 7) & ~7;
+        const int w0 = t > L ? t - L : 0, Lw = t - w0;
         float *bias = ws->bias + (size_t)e * L8;
         uint8_t *drop = ws->drop + (size_t)e * L8;
         ws->cb[e] = w0 - c0;
         ws->lw[e] = Lw;
-        ws->n8[e] = n8;
         attn_eval_rng rng = attn_eval_rng_for(run->seed ^ (run->epoch * 0xC2B2AE3D27D4EB4Full),
                                               ch->u, (uint64_t)t << 1);
         int kept = 0;
@@ -457,18 +473,18 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         }
         if (kept == 0)
             drop[Lw - 1] = 0;   /* always keep the newest event */
-        for (int j = 0; j < n8; j++)
-            if (j >= Lw || drop[j])
+        for (int j = 0; j < Lw; j++)
+            if (drop[j])
                 bias[j] = ATTN_TR_NEG;
         memset(ws->dbw + (size_t)e * L8, 0, (size_t)L8 * sizeof(float));
     }
 
     const float *ibias = run->use_item_bias ? net->md->item_bias : NULL;
-    for (int r0 = 0; r0 < Nc; r0 += S_BLOCK)
-        s_scores(net, ws, nex, Nc, r0, r0 + S_BLOCK < Nc ? r0 + S_BLOCK : Nc, ibias);
+    for (int r0 = 0; r0 < Cn; r0 += S_BLOCK)
+        s_scores(net, ws, nex, r0, r0 + S_BLOCK < Cn ? r0 + S_BLOCK : Cn, ibias);
     int st = ATTN_OK;
     for (int e = 0; e < nex && st == ATTN_OK; e++) {
-        double loss = s_loss(ws, e, Nc, run->loss_scale);
+        double loss = s_loss(ws, e, Nc, run->loss_scale, ibias != NULL);
         if (!isfinite(loss))
             st = ATTN_ERANGE;
         else
@@ -476,8 +492,8 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     }
 
     if (st == ATTN_OK) {
-        for (int r0 = 0; r0 < Nc; r0 += S_BLOCK)
-            s_backward(net, ws, nex, Nc, r0, r0 + S_BLOCK < Nc ? r0 + S_BLOCK : Nc, ibias);
+        for (int r0 = 0; r0 < Cn; r0 += S_BLOCK)
+            s_backward(net, ws, nex, r0, r0 + S_BLOCK < Cn ? r0 + S_BLOCK : Cn);
         for (int e = 0; e < nex; e++) {
             const float *dbw = ws->dbw + (size_t)e * L8;
             const uint8_t *drop = ws->drop + (size_t)e * L8;
@@ -486,7 +502,7 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
                 if (!drop[j])
                     ws->dpos[Lw - 1 - j] += dbw[j];
         }
-        /* dQ_h (+)= dZ_h K_h, dG_h (+)= dS_h V_h, dK_h = dZ_hᵀ Q_h, dV_h = dS_hᵀ G_h.
+        /* dQ_h (+)= dZ_hᵀ K_h, dG_h (+)= dS_hᵀ V_h, dK_h = dZ_h Q_h, dV_h = dS_h G_h.
          * With full softmax dQ, dG land in dT directly. */
         float *dQb, *dGb;
         int lddq, acc = run->mode == ATTN_TR_FULL;
@@ -501,13 +517,12 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         }
         for (int h = 0; h < H; h++) {
             const float *dz = ws->dZ + h * plane, *ds = ws->dS + h * plane;
-            k->mm_nn(Nc, dh, P, dz, (size_t)Pp, ws->KV + h * dh, (size_t)m2, dQb + h * dh,
+            k->mm_tn(P, Nc, dh, dz, C, ws->KV + h * dh, (size_t)m2, dQb + h * dh, (size_t)lddq,
+                     acc);
+            k->mm_tn(P, Nc, dh, ds, C, ws->KV + m + h * dh, (size_t)m2, dGb + h * dh,
                      (size_t)lddq, acc);
-            k->mm_nn(Nc, dh, P, ds, (size_t)Pp, ws->KV + m + h * dh, (size_t)m2, dGb + h * dh,
-                     (size_t)lddq, acc);
-            k->mm_tn(Nc, P, dh, dz, (size_t)Pp, Qb + h * dh, (size_t)ldq, ws->dKV + h * dh,
-                     (size_t)m2, 0);
-            k->mm_tn(Nc, P, dh, ds, (size_t)Pp, Gb + h * dh, (size_t)ldq, ws->dKV + m + h * dh,
+            k->mm_nn(P, dh, Nc, dz, C, Qb + h * dh, (size_t)ldq, ws->dKV + h * dh, (size_t)m2, 0);
+            k->mm_nn(P, dh, Nc, ds, C, Gb + h * dh, (size_t)ldq, ws->dKV + m + h * dh,
                      (size_t)m2, 0);
         }
         /* Scatter the gathered rows' gradients into dT, in a fixed order. */

@@ -130,9 +130,11 @@ static double s_oracle(const s_data *d, const attn_model *md, const attn_train_e
                 cl[n++] = (uint32_t)md->item_ids[cand[(size_t)e * n_cand + i]] / 10 - 1;
         } else {
             cl[n++] = ev[t];
+            /* mask 1: the history; 2: all the user's training events. */
+            int n_masked = mask == 2 ? (int)attn_eval_train_len(s, ex[e].user) : mask == 1 ? t : 0;
             for (uint32_t r = 0; r < d->td.n_rows; r++) {
                 int seen = 0;
-                for (int i = 0; i < t && mask; i++)
+                for (int i = 0; i < n_masked; i++)
                     seen |= ev[i] == r;
                 if (r != ev[t] && !seen)
                     cl[n++] = r;
@@ -214,8 +216,9 @@ START_TEST(test_gradient_full)
     attn_model *md = s_model(&d, 4, 2, 4, 1, 12);
     /* t < l_max, t = l_max, t > l_max (window cut), several users. */
     attn_train_example ex[] = {{0, 1}, {0, 4}, {0, 8}, {1, 5}, {2, 11}, {2, 3}};
-    s_gradcheck(&d, md, ex, 6, NULL, 0, 0);
-    s_gradcheck(&d, md, ex, 6, NULL, 0, 1);
+    s_gradcheck(&d, md, ex, 6, NULL, 0, ATTN_TRAIN_MASK_NONE);
+    s_gradcheck(&d, md, ex, 6, NULL, 0, ATTN_TRAIN_MASK_HISTORY);
+    s_gradcheck(&d, md, ex, 6, NULL, 0, ATTN_TRAIN_MASK_USER);
     attn_model_free(&md);
     s_data_free(&d);
 }
@@ -343,31 +346,41 @@ static void s_kernels_agree(const attn_tr_kern *v)
         free(C1);
         free(C2);
     }
-    /* The softmax pair over 24 entries (a masked tail for 16-lane sets),
-     * with padding that must get weight exactly 0. */
-    float z[24], bias[24], sv[24], e1[24], e2[24], dz1[24] = {0}, dz2[24] = {0};
-    float ds1[24] = {0}, ds2[24] = {0}, db1[24] = {0}, db2[24] = {0};
-    tu_fill_normal(&r, z, 24, 2.0f);
-    tu_fill_normal(&r, bias, 24, 1.0f);
-    tu_fill_normal(&r, sv, 24, 1.0f);
-    for (int j = 19; j < 24; j++)
-        bias[j] = ATTN_TR_NEG;
-    float inv1, inv2;
-    float d1 = g->softmax_fwd(z, bias, 0.7f, 24, sv, e1, &inv1);
-    float d2 = v->softmax_fwd(z, bias, 0.7f, 24, sv, e2, &inv2);
-    ck_assert_float_eq_tol(d1, d2, 1e-5f);
-    ck_assert_float_eq_tol(inv1, inv2, 1e-5f * inv1);
-    for (int j = 0; j < 24; j++)
-        ck_assert_float_eq_tol(e1[j], e2[j], 1e-5f);
-    for (int j = 19; j < 24; j++)
-        ck_assert(e2[j] == 0.0f);
-    g->softmax_bwd(e1, sv, d1, 0.3f * inv1, 0.7f, 24, dz1, ds1, db1);
-    v->softmax_bwd(e2, sv, d2, 0.3f * inv2, 0.7f, 24, dz2, ds2, db2);
-    for (int j = 0; j < 24; j++) {
-        ck_assert_float_eq_tol(dz1[j], dz2[j], 1e-5f);
-        ck_assert_float_eq_tol(ds1[j], ds2[j], 1e-5f);
-        ck_assert_float_eq_tol(db1[j], db2[j], 1e-5f);
+    /* The softmax pair: 13 events, 32 candidates (two 16-lane vectors) in
+     * rows of 40, one dropped event that must get weight exactly 0, some
+     * candidates with no gradient. */
+    enum { LW = 13, NC = 32, LD = 40 };
+    float Z[LW * LD], S[LW * LD], bias[LW], gv[NC];
+    float sc1[NC], sc2[NC], mx1[NC], mx2[NC], iv1[NC], iv2[NC];
+    float dZ1[LW * LD] = {0}, dZ2[LW * LD] = {0}, dS1[LW * LD] = {0}, dS2[LW * LD] = {0};
+    float db1[16] = {0}, db2[16] = {0};
+    float *work = NULL;
+    ck_assert_int_eq(posix_memalign((void **)&work, 64, sizeof(float) * 16 * 16), 0);
+    tu_fill_normal(&r, Z, LW * LD, 2.0f);
+    tu_fill_normal(&r, S, LW * LD, 1.0f);
+    tu_fill_normal(&r, bias, LW, 1.0f);
+    tu_fill_normal(&r, gv, NC, 0.1f);
+    bias[4] = ATTN_TR_NEG;
+    for (int c = 0; c < NC; c += 5)
+        gv[c] = 0.0f;
+    g->sm_fwd(Z, S, LD, LW, bias, 0.7f, NC, sc1, mx1, iv1, work);
+    v->sm_fwd(Z, S, LD, LW, bias, 0.7f, NC, sc2, mx2, iv2, work);
+    for (int c = 0; c < NC; c++) {
+        ck_assert_float_eq_tol(sc1[c], sc2[c], 1e-5f);
+        ck_assert_float_eq_tol(mx1[c], mx2[c], 1e-5f);
+        ck_assert_float_eq_tol(iv1[c], iv2[c], 1e-5f * iv1[c]);
     }
+    g->sm_bwd(Z, S, LD, LW, bias, 0.7f, NC, gv, sc1, mx1, iv1, dZ1, dS1, db1, work);
+    v->sm_bwd(Z, S, LD, LW, bias, 0.7f, NC, gv, sc2, mx2, iv2, dZ2, dS2, db2, work);
+    for (int i = 0; i < LW * LD; i++) {
+        ck_assert_float_eq_tol(dZ1[i], dZ2[i], 1e-5f);
+        ck_assert_float_eq_tol(dS1[i], dS2[i], 1e-5f);
+    }
+    for (int j = 0; j < LW; j++)
+        ck_assert_float_eq_tol(db1[j], db2[j], 1e-5f);
+    for (int c = 0; c < NC; c++)
+        ck_assert(dS2[4 * LD + c] == 0.0f && dZ2[4 * LD + c] == 0.0f);
+    free(work);
 }
 
 START_TEST(test_kernels_agree)

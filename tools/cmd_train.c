@@ -6,7 +6,6 @@
  * its configuration (hyper-parameters, data size, training time) and
  * validation metrics, and make it active if asked.
  */
-#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -51,7 +50,9 @@ static void s_usage(FILE *out)
         "  --ema X            keep (and save) an exponential moving average of the\n"
         "                     weights, decay X per step (e.g. 0.999; default off)\n"
         "  --clip X           clip the global gradient norm at X, 0 = off (default 5)\n"
-        "  --no-mask-seen     full softmax: keep the history's items as negatives\n"
+        "  --mask history|user|none   full softmax: leave out of the negatives the\n"
+        "                     history's items (default), all the user's training\n"
+        "                     items, or none\n"
         "  --val-protocol full|sampled   validation metric protocol (default full)\n"
         "  --seed S           seed (default 1): same seed and threads, same model\n"
         "  --threads T        threads (default 2)\n"
@@ -153,7 +154,8 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddStringToObject(c, "task", "next-item, leave-last-two-out");
     cJSON_AddStringToObject(c, "loss", o->neg > 0 ? "sampled softmax" : "full softmax");
     cJSON_AddNumberToObject(c, "neg", o->neg);
-    cJSON_AddBoolToObject(c, "mask_seen", o->mask_seen);
+    static const char *masks[] = {"none", "history", "user"};
+    cJSON_AddStringToObject(c, "mask", masks[o->mask]);
     cJSON_AddNumberToObject(c, "epochs", o->epochs);
     cJSON_AddNumberToObject(c, "epochs_run", rep->epochs_run);
     cJSON_AddNumberToObject(c, "best_epoch", rep->best_epoch);
@@ -176,9 +178,7 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddStringToObject(c, "val_protocol",
                             o->val_protocol == ATTN_EVAL_FULL ? "full" : "sampled");
     cJSON_AddNumberToObject(c, "train_seconds", round(rep->seconds * 10.0) / 10.0);
-    cJSON_AddStringToObject(c, "openblas_core", openblas_get_corename());
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    cJSON_AddStringToObject(c, "openblas_coretype", ct ? ct : "");
+    cJSON_AddStringToObject(c, "kernels", attn_train_kernel_name());
     cJSON *data = cJSON_AddObjectToObject(c, "data");
     if (data) {
         cJSON_AddNumberToObject(data, "users", ds->seqs.n_users);
@@ -219,7 +219,7 @@ int cmd_train(int argc, char **argv)
 {
     enum {
         O_EPOCHS = 256, O_DIM_M, O_HEADS, O_L_MAX, O_LR, O_BATCH, O_NEG, O_FULL, O_NO_RES,
-        O_NO_IBIAS, O_WD, O_DROPOUT, O_WARMUP, O_CLIP, O_NO_MASK, O_VAL, O_SEED, O_THREADS,
+        O_NO_IBIAS, O_WD, O_DROPOUT, O_WARMUP, O_CLIP, O_MASK, O_VAL, O_SEED, O_THREADS,
         O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_HELP,
     };
     static const struct option opts[] = {
@@ -237,7 +237,7 @@ int cmd_train(int argc, char **argv)
         {"dropout", required_argument, NULL, O_DROPOUT},
         {"warmup", required_argument, NULL, O_WARMUP},
         {"clip", required_argument, NULL, O_CLIP},
-        {"no-mask-seen", no_argument, NULL, O_NO_MASK},
+        {"mask", required_argument, NULL, O_MASK},
         {"val-protocol", required_argument, NULL, O_VAL},
         {"seed", required_argument, NULL, O_SEED},
         {"threads", required_argument, NULL, O_THREADS},
@@ -254,7 +254,7 @@ int cmd_train(int argc, char **argv)
     long epochs = -1, dim_m = -1, heads = -1, l_max = -1, batch = -1, neg = -1, seed = -1;
     long threads = -1, patience = -1, chunk = -1;
     double lr = -1, wd = -1, dropout = -1, warmup = -1, clip = -1, ema = -1;
-    int full = 0, no_res = 0, no_ibias = 0, no_mask = 0, activate = 0, quiet = 0, val = -1;
+    int full = 0, no_res = 0, no_ibias = 0, mask = -1, activate = 0, quiet = 0, val = -1;
     int cosine = 0;
     optind = 1;
     opterr = 0;
@@ -276,7 +276,19 @@ int cmd_train(int argc, char **argv)
         case O_DROPOUT: bad = s_double("--dropout", optarg, 0, 0.99, &dropout); break;
         case O_WARMUP: bad = s_double("--warmup", optarg, 0, 1000, &warmup); break;
         case O_CLIP: bad = s_double("--clip", optarg, 0, 1e9, &clip); break;
-        case O_NO_MASK: no_mask = 1; break;
+        case O_MASK:
+            if (!strcmp(optarg, "none"))
+                mask = ATTN_TRAIN_MASK_NONE;
+            else if (!strcmp(optarg, "history"))
+                mask = ATTN_TRAIN_MASK_HISTORY;
+            else if (!strcmp(optarg, "user"))
+                mask = ATTN_TRAIN_MASK_USER;
+            else {
+                fprintf(stderr, "attnctl train: --mask: '%s', expected history, user or "
+                                "none\n", optarg);
+                bad = 1;
+            }
+            break;
         case O_VAL:
             if (!strcmp(optarg, "full"))
                 val = ATTN_EVAL_FULL;
@@ -319,8 +331,6 @@ int cmd_train(int argc, char **argv)
     }
     const char *path = argv[optind];
 
-    /* The trainer runs its own threads, each calling single-threaded BLAS. */
-    openblas_set_num_threads(1);
     int rc = 1;
     store *db = NULL;
     store_catalog *cat = NULL;
@@ -358,7 +368,7 @@ int cmd_train(int argc, char **argv)
     if (full) o.neg = 0;
     if (no_res) o.residual = 0;
     if (no_ibias) o.item_bias = 0;
-    if (no_mask) o.mask_seen = 0;
+    if (mask >= 0) o.mask = mask;
     if (wd >= 0) o.weight_decay = wd;
     if (dropout >= 0) o.dropout = dropout;
     if (warmup >= 0) o.warmup = warmup;
@@ -379,11 +389,10 @@ int cmd_train(int argc, char **argv)
 
     if (!quiet) {
         fprintf(stderr, "attnctl train: %s: %u items (d %d), %u users, %llu events; "
-                        "m %d, %d heads, l_max %d, %s, %d threads, OpenBLAS %s%s%s\n",
+                        "m %d, %d heads, l_max %d, %s, %d threads, %s kernels\n",
                 path, cat->n, cat->dim, ds->seqs.n_users, (unsigned long long)ds->n_events,
                 o.m, o.heads, o.l_max, o.neg ? "sampled softmax" : "full softmax", o.threads,
-                openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? " coretype " : "",
-                getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
+                attn_train_kernel_name());
         if (ds->n_unembedded)
             fprintf(stderr, "attnctl train: note: %llu events of items without an embedding "
                             "are left out\n", (unsigned long long)ds->n_unembedded);
