@@ -36,9 +36,9 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->l_max = 50;
     o->lr = 2e-3;
     o->warmup = 1.0;
-    o->weight_decay = 0.1;
+    o->weight_decay = 0.01;
     o->clip = 5.0;
-    o->dropout = 0.2;
+    o->dropout = 0.05;
     o->beta1 = 0.9;
     o->beta2 = 0.98;
     o->batch = 256;

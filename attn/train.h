@@ -78,9 +78,9 @@ typedef struct attn_train_opts {
     double ema;            /* if > 0, validate and keep an exponential moving
                               average of the weights, this decay per step
                               (Polyak averaging; default 0 = off) */
-    double weight_decay;   /* decoupled, on W_* and residuals (default 0.1) */
+    double weight_decay;   /* decoupled, on W_* and residuals (default 0.01) */
     double clip;           /* global gradient-norm clip, 0 = none (default 5) */
-    double dropout;        /* probability of dropping a history event (default 0.2) */
+    double dropout;        /* probability of dropping a history event (default 0.05) */
     double beta1, beta2;   /* Adam moments (0.9, 0.98) */
     int batch;             /* examples per step (default 256) */
     int neg;               /* sampled negatives per example; 0 = full softmax */
