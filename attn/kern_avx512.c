@@ -86,6 +86,16 @@ s_finish(__m512 acc[S_ROWS][3], float *c, size_t ldc, const int W, const s_epi *
     }
 }
 
+/* The accumulators of one block, zeroed. */
+static inline __attribute__((always_inline)) void s_zero_acc(__m512 acc[S_ROWS][3])
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < S_ROWS; r++)
+#pragma GCC unroll 3
+        for (int w = 0; w < 3; w++)
+            acc[r][w] = _mm512_setzero_ps();
+}
+
 /* Eight rows of A times columns [0, 16 W) of B.  W is a compile-time
  * constant at each call site, and so is whether ep->bias is NULL, so the
  * accumulators stay in registers and the unused epilogue disappears. */
@@ -94,11 +104,7 @@ s_block(const float *const *p, int K, const float *b, size_t ldb, float *c, size
         const int W, const s_epi *ep, size_t j0)
 {
     __m512 acc[S_ROWS][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < S_ROWS; r++)
-#pragma GCC unroll 3
-        for (int w = 0; w < 3; w++)
-            acc[r][w] = _mm512_setzero_ps();
+    s_zero_acc(acc);
     for (int t = 0; t < K; t++)
         S_STEP(t);
     s_finish(acc, c, ldc, W, ep, j0);
@@ -113,11 +119,7 @@ s_block_paced(const float *const *p, int K, const float *b, size_t ldb, float *c
               const int W, const s_epi *ep, size_t j0, attn_pace *pace)
 {
     __m512 acc[S_ROWS][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < S_ROWS; r++)
-#pragma GCC unroll 3
-        for (int w = 0; w < 3; w++)
-            acc[r][w] = _mm512_setzero_ps();
+    s_zero_acc(acc);
     for (int t = 0; t < K;) {
         int end = t + attn_pace_run(pace, K - t);
         for (; t < end; t++)

@@ -89,6 +89,22 @@ static int s_double(const char *flag, const char *text, double min, double max, 
     return 0;
 }
 
+/* A flag whose value is one of names[]: *out = its index. */
+static int s_choice(const char *flag, const char *text, const char *const *names, int n,
+                    int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(text, names[i])) {
+            *out = i;
+            return 0;
+        }
+    fprintf(stderr, "attnctl train: %s: '%s', expected", flag, text);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s %s", i == 0 ? "" : i == n - 1 ? " or" : ",", names[i]);
+    fputc('\n', stderr);
+    return -1;
+}
+
 static double s_now(void)
 {
     struct timespec ts;
@@ -276,30 +292,17 @@ int cmd_train(int argc, char **argv)
         case O_DROPOUT: bad = s_double("--dropout", optarg, 0, 0.99, &dropout); break;
         case O_WARMUP: bad = s_double("--warmup", optarg, 0, 1000, &warmup); break;
         case O_CLIP: bad = s_double("--clip", optarg, 0, 1e9, &clip); break;
-        case O_MASK:
-            if (!strcmp(optarg, "none"))
-                mask = ATTN_TRAIN_MASK_NONE;
-            else if (!strcmp(optarg, "history"))
-                mask = ATTN_TRAIN_MASK_HISTORY;
-            else if (!strcmp(optarg, "user"))
-                mask = ATTN_TRAIN_MASK_USER;
-            else {
-                fprintf(stderr, "attnctl train: --mask: '%s', expected history, user or "
-                                "none\n", optarg);
-                bad = 1;
-            }
+        case O_MASK: {
+            static const char *const names[] = {"none", "history", "user"};
+            bad = s_choice("--mask", optarg, names, 3, &mask);
             break;
-        case O_VAL:
-            if (!strcmp(optarg, "full"))
-                val = ATTN_EVAL_FULL;
-            else if (!strcmp(optarg, "sampled"))
-                val = ATTN_EVAL_SAMPLED;
-            else {
-                fprintf(stderr, "attnctl train: --val-protocol: '%s', expected full or "
-                                "sampled\n", optarg);
-                bad = 1;
-            }
+        }
+        case O_VAL: {
+            /* index = enum attn_eval_protocol */
+            static const char *const names[] = {"sampled", "full"};
+            bad = s_choice("--val-protocol", optarg, names, 2, &val);
             break;
+        }
         case O_SEED: bad = s_long("--seed", optarg, 0, INT32_MAX, &seed); break;
         case O_THREADS: bad = s_long("--threads", optarg, 1, 64, &threads); break;
         case O_PATIENCE: bad = s_long("--patience", optarg, 0, 100000, &patience); break;
