@@ -1027,13 +1027,7 @@ END_TEST
 
 static int s_run_attnd(const char *args, char *out, size_t len)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/attnd %s 2>&1", ATTN_BIN_DIR, args);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return tu_run_program("attnd", args, out, len);
 }
 
 START_TEST(startup_errors)

@@ -848,14 +848,7 @@ END_TEST
 /* The attnctl programs themselves: exit codes and the messages a user sees. */
 static int s_attnctl(const char *args, char *out, size_t len)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/attnctl %s 2>&1", ATTN_BIN_DIR, args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return tu_run_program("attnctl", args, out, len);
 }
 
 START_TEST(test_attnctl_programs)

@@ -865,14 +865,7 @@ END_TEST
 #ifdef ATTN_BIN_DIR
 static int s_attnctl(const char *args, char *out, size_t len)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/attnctl %s 2>&1", ATTN_BIN_DIR, args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t got = fread(out, 1, len - 1, p);
-    out[got] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_run_program("attnctl", args, out, len);
 }
 #endif
 

@@ -28,6 +28,11 @@ double tu_normal(tu_rng *r);              /* N(0, 1) */
 void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd);
 
 /* Run a suite with the usual runner; returns the process exit status. */
+/* Runs program (a name in the build's bin directory) with args through the
+ * shell, stderr joined to stdout; out gets up to len - 1 bytes of it,
+ * NUL-terminated.  Returns the exit status, or -1 if it did not exit. */
+int tu_run_program(const char *program, const char *args, char *out, size_t len);
+
 int tu_run(Suite *s);
 
 /* Scale for time limits: 1, or larger under valgrind/sanitizers. */
