@@ -381,13 +381,10 @@ int store_catalog_load(store *db, store_catalog **out, store_err *err)
     return STORE_OK;
 }
 
-int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len)
+/* The row of ext (hash h) in the ext-id table, or -1: linear probing. */
+static int64_t s_probe(const s_priv *p, uint64_t h, const char *ext, size_t len)
 {
-    const s_priv *p = cat->priv;
-    if (!ext || cat->n == 0)
-        return -1;
-    uint64_t h = s_hash_str(ext, len), i = h & p->mask;
-    for (uint64_t s; (s = p->ext_tab[i]) != 0; i = (i + 1) & p->mask) {
+    for (uint64_t s, i = h & p->mask; (s = p->ext_tab[i]) != 0; i = (i + 1) & p->mask) {
         if (S_TAG(s) != S_TAG(h))
             continue;
         int64_t r = S_ROW(s);
@@ -395,6 +392,13 @@ int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len
             return r;
     }
     return -1;
+}
+
+int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len)
+{
+    if (!ext || cat->n == 0)
+        return -1;
+    return s_probe(cat->priv, s_hash_str(ext, len), ext, len);
 }
 
 /* The same as n calls of store_catalog_find, in three passes so that the
@@ -422,20 +426,8 @@ void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
             __builtin_prefetch(p->pool + p->off[S_ROW(s)]);
         }
     }
-    for (int i = 0; i < n; i++) {
-        uint64_t h = scratch[i], j = h & p->mask;
-        rows[i] = -1;
-        for (uint64_t s; (s = p->ext_tab[j]) != 0; j = (j + 1) & p->mask) {
-            if (S_TAG(s) != S_TAG(h))
-                continue;
-            int64_t r = S_ROW(s);
-            if (p->off[r + 1] - p->off[r] - 1 == len[i] &&
-                !memcmp(p->pool + p->off[r], ext[i], len[i])) {
-                rows[i] = r;
-                break;
-            }
-        }
-    }
+    for (int i = 0; i < n; i++)
+        rows[i] = s_probe(p, scratch[i], ext[i], len[i]);
 }
 
 int64_t store_catalog_row(const store_catalog *cat, int64_t item_id)
