@@ -45,6 +45,10 @@ typedef struct attn_seqs {
     const uint64_t *off;      /* n_users + 1: user u owns events off[u]..off[u+1]-1 */
     const uint32_t *row;      /* catalog row of each event, oldest first per user */
     const float *weight;      /* weight of each event (finite, > 0), or NULL = all 1 */
+    int refit;                /* 0: the last two events of a user are held out;
+                                 1: only the last (the validation target is
+                                 training data too: a model refit for the test
+                                 split, and the baselines that face it) */
 } attn_seqs;
 
 /* ATTN_OK if the arrays are consistent (offsets ascending, rows < n_rows,
@@ -61,11 +65,12 @@ enum attn_eval_protocol {
     ATTN_EVAL_FULL = 1,    /* every catalog item but the history's */
 };
 
-/* Events of a user that are training data: all but the last two. */
+/* Events of a user that are training data: all but the last two (the last
+ * one with refit). */
 static inline uint64_t attn_eval_train_len(const attn_seqs *s, uint32_t u)
 {
-    uint64_t n = s->off[u + 1] - s->off[u];
-    return n > 2 ? n - 2 : 0;
+    uint64_t n = s->off[u + 1] - s->off[u], held = s->refit ? 1 : 2;
+    return n > held ? n - held : 0;
 }
 
 /* Position (0-based, within the user's events) of the user's target in

@@ -97,6 +97,9 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("validation protocol: %d is not full or sampled", o->val_protocol);
     if (!(o->ema >= 0.0 && o->ema < 1.0))
         S_BAD("ema: %g is out of range [0, 1)", o->ema);
+    if (o->refit && o->patience != 0)
+        S_BAD("refit: the validation targets are training data, so there is nothing to "
+              "stop early on; needs patience 0 (it trains exactly the epochs asked for)");
     if (o->chunk < 1 || o->chunk > 4096)
         S_BAD("chunk: %d is out of range 1..4096", o->chunk);
     if (d < 1)
@@ -147,7 +150,7 @@ static int s_prepare(const attn_train_data *data, const attn_train_opts *o, s_pr
         uint64_t n_train = attn_eval_train_len(s, u);
         if (n == 1)
             rep->users_single++;
-        else if (n <= 3)
+        else if (n_train < 2)
             rep->users_short++;
         else
             rep->users++;
@@ -160,9 +163,10 @@ static int s_prepare(const attn_train_data *data, const attn_train_opts *o, s_pr
         }
     }
     if (p->examples == 0) {
-        snprintf(why, why_len, "too few interactions: no user has the 4 events a training "
-                 "example needs (%u users: %u with a single event, %u with 2-3 events)",
-                 s->n_users, rep->users_single, rep->users_short);
+        snprintf(why, why_len, "too few interactions: no user has the %d events a training "
+                 "example needs (%u users: %u with a single event, %u with 2-%d events)",
+                 s->refit ? 3 : 4, s->n_users, rep->users_single, rep->users_short,
+                 s->refit ? 2 : 3);
         return ATTN_EINVAL;
     }
     for (size_t r = 0; r < data->n_rows; r++)
@@ -363,6 +367,11 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     if ((st = s_check_data(data, why, why_len)) != ATTN_OK ||
         (st = attn_train_check_opts(o, data->d, why, why_len)) != ATTN_OK)
         return st;
+    /* With refit the validation targets are training data: every use of
+     * the sequences below (examples, model items, masks) sees that. */
+    attn_train_data own = *data;
+    own.seqs.refit = o->refit != 0;
+    data = &own;
     const double t_start = s_now();
     s_prep p;
     if ((st = s_prepare(data, o, &p, rep, why, why_len)) != ATTN_OK) {
@@ -521,15 +530,16 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
         if (st != ATTN_OK)
             break;
         rep->epochs_run = epoch;
-        attn_eval_result vr;
+        attn_eval_result vr = {.hr = NAN, .ndcg = NAN};
         const attn_model *cur = ema ? ema : md;
-        if ((st = s_validate(data, o, &p, cur, &vr)) != ATTN_OK) {
+        if (!o->refit && (st = s_validate(data, o, &p, cur, &vr)) != ATTN_OK) {
             snprintf(why, why_len, "epoch %d: validation failed (%s)", epoch, attn_strerror(st));
             break;
         }
         double ep_loss = ex_done ? loss_sum / (double)ex_done : 0.0;
-        if (vr.ndcg > best_ndcg) {
-            best_ndcg = vr.ndcg;
+        if (o->refit || vr.ndcg > best_ndcg) {   /* refit: the last epoch is the model */
+            if (!o->refit)
+                best_ndcg = vr.ndcg;
             attn_model_free(&best);
             if (!(best = attn_model_clone(cur))) {
                 st = ATTN_ENOMEM;

@@ -93,6 +93,10 @@ typedef struct attn_train_opts {
     int patience;          /* stop after this many epochs without a better
                               validation NDCG@10; 0 = never (default 5) */
     int val_protocol;      /* ATTN_EVAL_FULL (default) or ATTN_EVAL_SAMPLED */
+    int refit;             /* train on the validation targets too, exactly
+                              `epochs` epochs, no validation (needs patience
+                              0): the final fit once a run with validation
+                              has chosen the options (default 0) */
     int chunk;             /* most targets of one user processed together (64) */
 } attn_train_opts;
 
@@ -124,7 +128,7 @@ typedef int (*attn_train_progress_fn)(void *ctx, const attn_train_progress *p);
 typedef struct attn_train_report {
     uint32_t users;          /* users with at least one training example */
     uint32_t users_single;   /* users with exactly one event: skipped */
-    uint32_t users_short;    /* users with 2-3 events: no training example */
+    uint32_t users_short;    /* users with 2-3 events (2 with refit): no training example */
     uint64_t examples;       /* training examples per epoch */
     int64_t items;           /* items in the model (occur in training data) */
     int epochs_run;

@@ -68,6 +68,13 @@ START_TEST(test_split)
         ck_assert_int_eq(attn_eval_target(&s, u, ATTN_EVAL_VALID), valid[u]);
         ck_assert_uint_eq(attn_eval_train_len(&s, u), train[u]);
     }
+    /* Refit: only the test target is held out; the targets do not move. */
+    s.refit = 1;
+    const uint64_t train_refit[] = {0, 1, 2, 4};
+    for (uint32_t u = 0; u < 4; u++) {
+        ck_assert_int_eq(attn_eval_target(&s, u, ATTN_EVAL_TEST), test[u]);
+        ck_assert_uint_eq(attn_eval_train_len(&s, u), train_refit[u]);
+    }
 }
 END_TEST
 

@@ -579,6 +579,43 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* --refit trains on the validation targets too, for exactly the epochs
+ * asked, and keeps the last epoch (there is nothing to validate on). */
+START_TEST(test_refit)
+{
+    int len[40];
+    for (int u = 0; u < 40; u++)
+        len[u] = 6 + u % 7;
+    s_data d;
+    s_data_make(&d, 20, 8, 40, len, s_next, 0, 91);
+    attn_train_opts o;
+    s_small_opts(&o, 8);
+    o.epochs = 3;
+    o.refit = 1;
+    o.patience = 2;
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "refit") && strstr(why, "patience"), "%s", why);
+    o.patience = 0;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
+                  why);
+    uint64_t want = 0;
+    for (int u = 0; u < 40; u++)
+        want += (uint64_t)len[u] - 2;   /* targets 1 .. n-2 */
+    ck_assert_uint_eq(rep.examples, want);
+    ck_assert_int_eq(rep.epochs_run, 3);
+    ck_assert_int_eq(rep.best_epoch, 3);
+    ck_assert(isnan(rep.val_ndcg));
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_OK);
+    /* The caller's sequences are left as they were. */
+    ck_assert_int_eq(d.td.seqs.refit, 0);
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
 START_TEST(test_stop_from_callback)
 {
     int len[30];
@@ -620,6 +657,7 @@ int main(void)
     tcase_add_test(tt, test_reproducible);
     tcase_add_test(tt, test_bad_input);
     tcase_add_test(tt, test_stop_from_callback);
+    tcase_add_test(tt, test_refit);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <cjson/cJSON.h>
 
 #include "attn/attn.h"
 #include "attn/eval.h"
@@ -85,6 +86,28 @@ static void s_mean_sd(const double *x, int n, double *mean, double *sd)
         q += (x[i] - m) * (x[i] - m);
     *mean = m;
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
+}
+
+/* 1 if version was trained with --refit (its config says so), 0 if not,
+ * -1 (said) on error. */
+static int s_model_refit(store *db, int64_t version)
+{
+    store_err err;
+    store_model_info *list = NULL;
+    size_t n = 0;
+    if (store_model_list(db, &list, &n, &err) != STORE_OK) {
+        fprintf(stderr, "attnctl eval: %s\n", err.msg);
+        return -1;
+    }
+    int refit = 0;
+    for (size_t i = 0; i < n; i++)
+        if (list[i].version == version && list[i].config) {
+            cJSON *c = cJSON_Parse(list[i].config);
+            refit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "refit"));
+            cJSON_Delete(c);
+        }
+    store_model_list_free(&list, n);
+    return refit;
 }
 
 static int s_load_model(store *db, int64_t version, const store_catalog *cat, attn_model **md,
@@ -290,6 +313,17 @@ int cmd_eval(int argc, char **argv)
     if (s_load_model(db, version, cat, &md, &em, (int)threads) ||
         s_load_model(db, 0, cat, &idm, &eid, (int)threads))
         goto out;
+    int refit = s_model_refit(db, md->version);
+    if (refit < 0)
+        goto out;
+    if (refit && split == ATTN_EVAL_VALID) {
+        fprintf(stderr, "attnctl eval: %s: model version %lld was refit on the validation "
+                        "targets (attnctl train --refit): its validation score means nothing; "
+                        "use --split test\n", path, (long long)md->version);
+        goto out;
+    }
+    /* The baselines learn from what the model learnt from. */
+    ds->seqs.refit = refit;
     base = attn_eval_base_new(&ds->seqs, cat->emb, (size_t)cat->dim, cat->dim, &bo);
     if (!base) {
         fprintf(stderr, "attnctl eval: out of memory building the baselines\n");
@@ -334,10 +368,11 @@ int cmd_eval(int argc, char **argv)
         s_print_json(cells, m);
     } else {
         const attn_eval_result *r = &cells[1][0].last;
-        printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d) vs identity; "
+        printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d%s) vs identity; "
                "%u users evaluated, %u skipped (fewer than %d events)\n", path,
-               (long long)md->version, md->d, md->m, md->heads, md->l_max, r->users, r->skipped,
-               split == ATTN_EVAL_TEST ? 2 : 3);
+               (long long)md->version, md->d, md->m, md->heads, md->l_max,
+               refit ? ", refit: it and the baselines learnt from every event but the last" : "",
+               r->users, r->skipped, split == ATTN_EVAL_TEST ? 2 : 3);
         s_print_table(cells, m, (int)n_seeds, (int)n_neg);
         if (cells[0][0].last.short_neg)
             printf("note: %u users have fewer than %ld unseen items; all of theirs were used\n",

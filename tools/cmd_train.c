@@ -57,6 +57,9 @@ static void s_usage(FILE *out)
         "  --seed S           seed (default 1): same seed and threads, same model\n"
         "  --threads T        threads (default 2)\n"
         "  --patience P       stop after P epochs without improvement, 0 = never (default 5)\n"
+        "  --refit            train on the validation targets too, exactly --epochs\n"
+        "                     epochs with no validation: the final fit once a run with\n"
+        "                     validation has chosen the options (docs/TRAINING.md)\n"
         "  --activate         make the new version the one attnd serves\n"
         "  --quiet            no progress line\n");
 }
@@ -142,10 +145,14 @@ static int s_on_progress(void *ctx, const attn_train_progress *p)
         if (pr->shown)
             fputs("\r\033[K", stderr);
         pr->shown = 0;
-        fprintf(stderr, "epoch %d/%d  loss %.4f  valid HR@10 %.4f NDCG@10 %.4f%s  "
-                "%.0f ex/s  elapsed %.0fs  ETA %s\n", p->epoch, p->epochs, p->loss, p->val_hr,
-                p->val_ndcg, p->best_epoch == p->epoch ? " *" : "  ", p->examples_per_s,
-                p->elapsed_s, eta);
+        if (isnan(p->val_ndcg))   /* refit: no validation */
+            fprintf(stderr, "epoch %d/%d  loss %.4f  %.0f ex/s  elapsed %.0fs  ETA %s\n",
+                    p->epoch, p->epochs, p->loss, p->examples_per_s, p->elapsed_s, eta);
+        else
+            fprintf(stderr, "epoch %d/%d  loss %.4f  valid HR@10 %.4f NDCG@10 %.4f%s  "
+                    "%.0f ex/s  elapsed %.0fs  ETA %s\n", p->epoch, p->epochs, p->loss,
+                    p->val_hr, p->val_ndcg, p->best_epoch == p->epoch ? " *" : "  ",
+                    p->examples_per_s, p->elapsed_s, eta);
         return 0;
     }
     double now = s_now();
@@ -167,7 +174,9 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     if (!c)
         return NULL;
     cJSON_AddStringToObject(c, "trainer", "attn_train 1");
-    cJSON_AddStringToObject(c, "task", "next-item, leave-last-two-out");
+    cJSON_AddStringToObject(c, "task", o->refit ? "next-item, leave-last-out (refit)" :
+                                                  "next-item, leave-last-two-out");
+    cJSON_AddBoolToObject(c, "refit", o->refit);
     cJSON_AddStringToObject(c, "loss", o->neg > 0 ? "sampled softmax" : "full softmax");
     cJSON_AddNumberToObject(c, "neg", o->neg);
     static const char *masks[] = {"none", "history", "user"};
@@ -217,7 +226,9 @@ static char *s_metrics(const attn_train_opts *o, const attn_train_report *rep)
     cJSON *c = cJSON_CreateObject();
     if (!c)
         return NULL;
-    cJSON *v = cJSON_AddObjectToObject(c, "valid");
+    cJSON *v = o->refit ? NULL : cJSON_AddObjectToObject(c, "valid");
+    if (o->refit)
+        cJSON_AddNullToObject(c, "valid");   /* validation targets were training data */
     if (v) {
         cJSON_AddStringToObject(v, "protocol",
                                 o->val_protocol == ATTN_EVAL_FULL ? "full" : "sampled");
@@ -236,7 +247,7 @@ int cmd_train(int argc, char **argv)
     enum {
         O_EPOCHS = 256, O_DIM_M, O_HEADS, O_L_MAX, O_LR, O_BATCH, O_NEG, O_FULL, O_NO_RES,
         O_NO_IBIAS, O_WD, O_DROPOUT, O_WARMUP, O_CLIP, O_MASK, O_VAL, O_SEED, O_THREADS,
-        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_HELP,
+        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_REFIT, O_HELP,
     };
     static const struct option opts[] = {
         {"epochs", required_argument, NULL, O_EPOCHS},
@@ -263,6 +274,7 @@ int cmd_train(int argc, char **argv)
         {"chunk", required_argument, NULL, O_CHUNK},
         {"cosine", no_argument, NULL, O_COSINE},
         {"ema", required_argument, NULL, O_EMA},
+        {"refit", no_argument, NULL, O_REFIT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -271,7 +283,7 @@ int cmd_train(int argc, char **argv)
     long threads = -1, patience = -1, chunk = -1;
     double lr = -1, wd = -1, dropout = -1, warmup = -1, clip = -1, ema = -1;
     int full = 0, no_res = 0, no_ibias = 0, mask = -1, activate = 0, quiet = 0, val = -1;
-    int cosine = 0;
+    int cosine = 0, refit = 0;
     optind = 1;
     opterr = 0;
     int c;
@@ -309,6 +321,7 @@ int cmd_train(int argc, char **argv)
         case O_CHUNK: bad = s_long("--chunk", optarg, 1, 4096, &chunk); break;
         case O_ACTIVATE: activate = 1; break;
         case O_COSINE: cosine = 1; break;
+        case O_REFIT: refit = 1; break;
         case O_EMA: bad = s_double("--ema", optarg, 0, 0.999999, &ema); break;
         case O_QUIET: quiet = 1; break;
         case 'h':
@@ -383,6 +396,11 @@ int cmd_train(int argc, char **argv)
     if (chunk > 0) o.chunk = (int)chunk;
     if (cosine) o.cosine = 1;
     if (ema >= 0) o.ema = ema;
+    if (refit) {
+        o.refit = 1;
+        if (patience < 0)
+            o.patience = 0;   /* nothing to stop early on */
+    }
     char why[512];
     if (attn_train_check_opts(&o, cat->dim, why, sizeof why) != ATTN_OK) {
         fprintf(stderr, "attnctl train: %s\n", why);
@@ -409,9 +427,10 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "attnctl train: skipped %u user%s with a single event (nothing to "
                         "predict from)\n", rep.users_single, rep.users_single == 1 ? "" : "s");
     if (rep.users_short && !quiet)
-        fprintf(stderr, "attnctl train: %u user%s with 2-3 events give no training example "
-                        "(their last two events are held out)\n", rep.users_short,
-                rep.users_short == 1 ? "" : "s");
+        fprintf(stderr, "attnctl train: %u user%s with 2-%d events give no training example "
+                        "(their last %s held out)\n", rep.users_short,
+                rep.users_short == 1 ? "" : "s", o.refit ? 2 : 3,
+                o.refit ? "event is" : "two events are");
     if (st != ATTN_OK) {
         fprintf(stderr, "attnctl train: %s: %s\n", path, why);
         goto out;
@@ -427,11 +446,17 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "attnctl train: %s\n", err.msg);
         goto out;
     }
-    printf("%s: model version %lld%s: best epoch %d of %d, valid (%s) HR@10 %.4f NDCG@10 "
-           "%.4f; %llu examples, %lld items, trained in %.1f s\n", path, (long long)version,
-           activate ? " (active)" : "", rep.best_epoch, rep.epochs_run,
-           o.val_protocol == ATTN_EVAL_FULL ? "full" : "sampled", rep.val_hr, rep.val_ndcg,
-           (unsigned long long)rep.examples, (long long)rep.items, rep.seconds);
+    if (o.refit)
+        printf("%s: model version %lld%s: refit, %d epochs on training and validation "
+               "targets (no validation); %llu examples, %lld items, trained in %.1f s\n", path,
+               (long long)version, activate ? " (active)" : "", rep.epochs_run,
+               (unsigned long long)rep.examples, (long long)rep.items, rep.seconds);
+    else
+        printf("%s: model version %lld%s: best epoch %d of %d, valid (%s) HR@10 %.4f NDCG@10 "
+               "%.4f; %llu examples, %lld items, trained in %.1f s\n", path, (long long)version,
+               activate ? " (active)" : "", rep.best_epoch, rep.epochs_run,
+               o.val_protocol == ATTN_EVAL_FULL ? "full" : "sampled", rep.val_hr, rep.val_ndcg,
+               (unsigned long long)rep.examples, (long long)rep.items, rep.seconds);
     if (!activate)
         printf("make it the served model with: attnctl model activate %s %lld\n", path,
                (long long)version);
