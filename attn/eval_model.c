@@ -4,7 +4,8 @@
  * they measure what the daemon would answer: the same tables
  * (attn_tables_build, everything precomputed as the daemon does by
  * default), the same scorer (attn_score_all), the same history cut (the
- * newest l_max events) and weights.  Nothing in here knows how the model
+ * newest l_max events, and the older ones as self-attention context) and
+ * weights.  Nothing in here knows how the model
  * was trained.
  */
 #include "attn/eval.h"
@@ -71,9 +72,12 @@ int attn_eval_model_score(void *ctx, const attn_eval_query *q, double *score, do
     (void)tie;
     if (q->n_cand < 1 || (size_t)q->n_cand > em->n || q->n_hist < 1)
         return ATTN_EINVAL;
-    attn_request rq = {.hist = q->hist, .hist_weight = q->hist_weight,
-                       .n_hist = q->n_hist < em->l_max ? q->n_hist : em->l_max,
-                       .cand = q->cand, .n_cand = q->n_cand, .k = 1, .explain = 0};
+    /* The newest l_max events; the older ones are context for a model with
+     * a self-attention block, as the daemon passes them. */
+    const int n_hist = q->n_hist < em->l_max ? q->n_hist : em->l_max;
+    attn_request rq = {.hist = q->hist, .hist_weight = q->hist_weight, .n_hist = n_hist,
+                       .n_ctx = q->n_hist - n_hist, .cand = q->cand, .n_cand = q->n_cand,
+                       .k = 1, .explain = 0};
     int st = attn_score_all(em->t, &rq, em->s, em->buf);
     if (st != ATTN_OK)
         return st;

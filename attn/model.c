@@ -77,6 +77,32 @@ attn_model *attn_model_new(int d, int m, int heads, int l_max, int64_t n_items,
     return md;
 }
 
+int attn_model_add_sa(attn_model *md, int sa_len)
+{
+    if (!md || md->sa_len || sa_len < 1 || sa_len > ATTN_SA_MAX)
+        return ATTN_EINVAL;
+    int ok = 1;
+    const size_t dm = (size_t)md->d * (size_t)md->m;
+    float *q = s_zalloc(dm, sizeof(float), &ok), *k = s_zalloc(dm, sizeof(float), &ok);
+    float *uk = s_zalloc(dm, sizeof(float), &ok), *uv = s_zalloc(dm, sizeof(float), &ok);
+    float *pos = s_zalloc((size_t)sa_len, sizeof(float), &ok);
+    if (!ok) {
+        free(q);
+        free(k);
+        free(uk);
+        free(uv);
+        free(pos);
+        return ATTN_ENOMEM;
+    }
+    md->sa_len = sa_len;
+    md->sa_q = q;
+    md->sa_k = k;
+    md->sa_uk = uk;
+    md->sa_uv = uv;
+    md->sa_pos = pos;
+    return ATTN_OK;
+}
+
 attn_model *attn_model_identity(int d, int l_max)
 {
     if (d < 1 || l_max < 1 || d > S_MAX_DIM || l_max > S_MAX_LEN)
@@ -116,6 +142,11 @@ attn_model *attn_model_clone(const attn_model *src)
     md->item_ids = s_dup(src->item_ids, ni, sizeof(int64_t), &ok);
     md->item_bias = s_dup(src->item_bias, ni, sizeof(float), &ok);
     md->residual = s_dup(src->residual, ni * (size_t)src->d, sizeof(float), &ok);
+    md->sa_q = s_dup(src->sa_q, dm, sizeof(float), &ok);
+    md->sa_k = s_dup(src->sa_k, dm, sizeof(float), &ok);
+    md->sa_uk = s_dup(src->sa_uk, dm, sizeof(float), &ok);
+    md->sa_uv = s_dup(src->sa_uv, dm, sizeof(float), &ok);
+    md->sa_pos = s_dup(src->sa_pos, (size_t)src->sa_len, sizeof(float), &ok);
     if (!ok)
         attn_model_free(&md);
     return md;
@@ -134,6 +165,11 @@ void attn_model_free(attn_model **model_p)
     free(md->item_ids);
     free(md->item_bias);
     free(md->residual);
+    free(md->sa_q);
+    free(md->sa_k);
+    free(md->sa_uk);
+    free(md->sa_uv);
+    free(md->sa_pos);
     free(md);
     *model_p = NULL;
 }
@@ -171,6 +207,10 @@ int attn_model_check(const attn_model *md, char *why, size_t why_len)
         S_WHY("scale is not finite");
         return ATTN_EINVAL;
     }
+    if (md->sa_len > 0 && (!md->wq || !md->wk || !md->wv || !md->wo)) {
+        S_WHY("a self-attention block needs all four projections (an identity one is NULL)");
+        return ATTN_EINVAL;
+    }
     if ((!md->wq || !md->wk || !md->wv || !md->wo) && md->m != md->d) {
         S_WHY("a NULL (identity) projection needs m == d, have m=%d d=%d", md->m, md->d);
         return ATTN_EINVAL;
@@ -183,11 +223,23 @@ int attn_model_check(const attn_model *md, char *why, size_t why_len)
         S_WHY("per-item arrays present but n_items is 0");
         return ATTN_EINVAL;
     }
+    if (md->sa_len < 0 || md->sa_len > ATTN_SA_MAX) {
+        S_WHY("sa_len=%d must be in 0..%d", md->sa_len, ATTN_SA_MAX);
+        return ATTN_EINVAL;
+    }
+    if ((md->sa_len > 0 && (!md->sa_q || !md->sa_k || !md->sa_uk || !md->sa_uv || !md->sa_pos)) ||
+        (md->sa_len == 0 && (md->sa_q || md->sa_k || md->sa_uk || md->sa_uv || md->sa_pos))) {
+        S_WHY("self-attention block: sa_len=%d but its arrays are %s", md->sa_len,
+              md->sa_len > 0 ? "missing" : "present");
+        return ATTN_EINVAL;
+    }
     size_t dm = (size_t)md->d * (size_t)md->m, ni = (size_t)md->n_items;
     struct { const char *name; const float *x; size_t n; } arr[] = {
         {"wq", md->wq, dm}, {"wk", md->wk, dm}, {"wv", md->wv, dm}, {"wo", md->wo, dm},
         {"pos_bias", md->pos_bias, (size_t)md->l_max},
         {"item_bias", md->item_bias, ni}, {"residual", md->residual, ni * (size_t)md->d},
+        {"sa_q", md->sa_q, dm}, {"sa_k", md->sa_k, dm}, {"sa_uk", md->sa_uk, dm},
+        {"sa_uv", md->sa_uv, dm}, {"sa_pos", md->sa_pos, (size_t)md->sa_len},
     };
     for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) {
         long long bad = arr[a].x ? s_first_bad(arr[a].x, arr[a].n) : -1;
@@ -232,5 +284,6 @@ size_t attn_model_bytes(const attn_model *md)
     b += md->item_ids ? ni * sizeof(int64_t) : 0;
     b += md->item_bias ? ni * sizeof(float) : 0;
     b += md->residual ? ni * (size_t)md->d * sizeof(float) : 0;
+    b += md->sa_len ? (4 * dm + (size_t)md->sa_len) * sizeof(float) : 0;
     return b;
 }

@@ -5,6 +5,12 @@
  *
  *     W_Q, W_K, W_V   d x m        W_O   m x d        pos_bias   l_max
  *
+ * and, optionally, a history self-attention block (sa_len > 0) that gives
+ * each history event a key and value in the context of the sa_len - 1
+ * events before it (docs/MODEL.md §2.1):
+ *
+ *     S_Q, S_K, U_K, U_V   d x m      sa_pos   sa_len
+ *
  * A NULL projection means the identity (and requires m == d).  Version 0, the
  * identity model, has every projection NULL, one head and no biases: attention
  * by embedding similarity, usable before any training.
@@ -33,6 +39,10 @@ typedef struct attn_model {
     int64_t *item_ids;    /* n_items, strictly ascending items.item_id */
     float *item_bias;     /* n_items, or NULL = zeros */
     float *residual;      /* n_items x d added to the text embedding, or NULL */
+    int sa_len;           /* self-attention window (events, itself included); 0 = no block */
+    float *sa_q, *sa_k;   /* d x m: the block's query and key projections */
+    float *sa_uk, *sa_uv; /* d x m: what an attended event adds to the key / value */
+    float *sa_pos;        /* sa_len, by distance (0 = the event itself) */
 } attn_model;
 
 /* Logit scale of the identity model: cosine similarities of L2-normalised
@@ -49,6 +59,16 @@ attn_model *attn_model_identity(int d, int l_max);
  * Returns NULL on out-of-memory or bad shapes (m % heads, non-positive sizes). */
 attn_model *attn_model_new(int d, int m, int heads, int l_max, int64_t n_items,
                            int with_residual);
+
+/* Longest self-attention window: far beyond any useful one (attention
+ * weight falls off within ~20 events, docs/QUALITY.md), and small enough
+ * for the scorer's stack. */
+#define ATTN_SA_MAX 256
+
+/* Give md a self-attention block of window sa_len (>= 1), every array
+ * zeroed -- a zero block changes no score.  ATTN_OK, ATTN_EINVAL (length
+ * outside 1..ATTN_SA_MAX, or md already has one) or ATTN_ENOMEM (md unchanged). */
+int attn_model_add_sa(attn_model *md, int sa_len);
 
 /* Deep copy; NULL on out-of-memory. */
 attn_model *attn_model_clone(const attn_model *src);

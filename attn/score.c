@@ -54,6 +54,9 @@
 typedef struct s_need {
     size_t eff;    /* effective rows built per request: the history and one block */
     size_t proj;   /* NONE: projected history rows and one block of candidates */
+    size_t sa;     /* self-attention block: the history's contextual [k | v] rows */
+    int wcols, hcols;   /* row widths the buffers are carved at */
+    int ctx;       /* context rows a request may add to the history: sa_len - 1 */
 } s_need;
 
 struct attn_scratch {
@@ -66,8 +69,10 @@ struct attn_scratch {
     float *z, *s, *w;       /* ATTN_KERN_MAX_ROWS x lp: logits (then weights), S, explained weights */
     float *score;           /* max_cand + MAX_ROWS: scores, accumulated by whole blocks */
     float *heff, *ceff;     /* if cap.eff: max_hist, S_CHUNK x round16(d) effective rows */
-    float *hproj, *cproj;   /* if cap.proj: max_hist + MAX_ROWS, S_CHUNK x wcols projected rows */
-    const float **hrow;     /* max_hist + MAX_ROWS: history row pointers */
+    float *hproj, *cproj;   /* if cap.proj: (max_hist + MAX_ROWS) x hcols, S_CHUNK x wcols
+                               projected rows */
+    float *hsa;             /* if cap.sa: (max_hist + MAX_ROWS) x wcols [k' | v'] rows */
+    const float **hrow;     /* max_hist + ctx + MAX_ROWS: history (and context) row pointers */
     uint32_t *top;          /* max_k: winners (request indexes) */
     float *top_score;       /* max_k */
     uint32_t *because;      /* max_k x max_explain */
@@ -82,13 +87,17 @@ struct attn_scratch {
 
 static s_need s_needs(const attn_tables *t, const attn_limits *lim)
 {
-    s_need nd = {0, 0};
+    s_need nd = {0, 0, 0, t->wcols, t->hcols, t->sa_len ? t->sa_len - 1 : 0};
+    const size_t hist = (size_t)lim->max_hist + (size_t)nd.ctx + ATTN_KERN_MAX_ROWS;
     if (t->eff)
-        nd.eff = ((size_t)lim->max_hist + S_CHUNK) * attn_round_cols((size_t)t->d);
+        nd.eff = ((size_t)lim->max_hist + (size_t)nd.ctx + S_CHUNK) *
+                 attn_round_cols((size_t)t->d);
     /* The history is projected in whole kernel blocks, so its last block may
      * write up to MAX_ROWS - 1 rows past max_hist. */
     if (t->w_qg)
-        nd.proj = ((size_t)lim->max_hist + ATTN_KERN_MAX_ROWS + S_CHUNK) * (size_t)t->wcols;
+        nd.proj = hist * (size_t)t->hcols + (size_t)S_CHUNK * (size_t)t->wcols;
+    if (t->sa_len)
+        nd.sa = ((size_t)lim->max_hist + ATTN_KERN_MAX_ROWS) * (size_t)t->wcols;
     return nd;
 }
 
@@ -116,18 +125,20 @@ static size_t s_layout(attn_scratch *s, char *arena)
     s->w = s_carve(arena, &off, R * lp, sizeof(float));
     s->score = s_carve(arena, &off, (size_t)l->max_cand + R, sizeof(float));
     s->heff = s->ceff = NULL;
+    const size_t nc = (size_t)s->cap.ctx;   /* context rows after the history */
     if (s->cap.eff) {
-        size_t deff = s->cap.eff / (nh + S_CHUNK);
-        s->heff = s_carve(arena, &off, nh * deff, sizeof(float));
+        size_t deff = s->cap.eff / (nh + nc + S_CHUNK);
+        s->heff = s_carve(arena, &off, (nh + nc) * deff, sizeof(float));
         s->ceff = s_carve(arena, &off, S_CHUNK * deff, sizeof(float));
     }
-    s->hproj = s->cproj = NULL;
+    s->hproj = s->cproj = s->hsa = NULL;
     if (s->cap.proj) {
-        size_t wcols = s->cap.proj / (nh + R + S_CHUNK);
-        s->hproj = s_carve(arena, &off, (nh + R) * wcols, sizeof(float));
-        s->cproj = s_carve(arena, &off, S_CHUNK * wcols, sizeof(float));
+        s->hproj = s_carve(arena, &off, (nh + nc + R) * (size_t)s->cap.hcols, sizeof(float));
+        s->cproj = s_carve(arena, &off, S_CHUNK * (size_t)s->cap.wcols, sizeof(float));
     }
-    s->hrow = s_carve(arena, &off, nh + R, sizeof(float *));
+    if (s->cap.sa)
+        s->hsa = s_carve(arena, &off, s->cap.sa, sizeof(float));
+    s->hrow = s_carve(arena, &off, nh + nc + R, sizeof(float *));
     s->top = s_carve(arena, &off, nk, sizeof(uint32_t));
     s->top_score = s_carve(arena, &off, nk, sizeof(float));
     s->because = s_carve(arena, &off, nk * ne + 1, sizeof(uint32_t));
@@ -179,7 +190,9 @@ int attn_scratch_fits(const attn_scratch *s, const attn_tables *t)
     s_need nd = s_needs(t, &s->lim);
     /* Buffers are carved by row width, so a capacity fits only at the width
      * it was sized for (any width fits an empty need). */
-    return (nd.eff == 0 || nd.eff == s->cap.eff) && (nd.proj == 0 || nd.proj == s->cap.proj);
+    return (nd.eff == 0 || nd.eff == s->cap.eff) &&
+           (nd.proj == 0 || (nd.proj == s->cap.proj && nd.hcols == s->cap.hcols)) &&
+           (nd.sa == 0 || nd.sa == s->cap.sa) && nd.ctx == s->cap.ctx;
 }
 
 void attn_scratch_free(attn_scratch **scratch_p)
@@ -202,15 +215,19 @@ size_t attn_scratch_bytes(const attn_scratch *s)
 typedef struct s_view {
     const attn_kern *k;
     int L, N, lp;
+    int Lc;                 /* L plus the context rows a self-attention block reads */
     float scale2;           /* logit scale times log2(e): kernels work in base 2 */
     size_t q_off, g_off, k_off, v_off;
+    size_t s_off;           /* self-attention block: [sq | sk] of a history row (then
+                               [uk | uv] wcols on) */
     size_t cspan;           /* floats of a candidate's source row worth prefetching */
 } s_view;
 
 static int s_validate(const attn_tables *t, const attn_request *rq, const attn_scratch *s,
                       int ranked)
 {
-    if (!t || !rq || !s || !rq->hist || !rq->cand || rq->n_hist < 1 || rq->n_cand < 1)
+    if (!t || !rq || !s || !rq->hist || !rq->cand || rq->n_hist < 1 || rq->n_cand < 1 ||
+        rq->n_ctx < 0)
         return ATTN_EINVAL;
     if (ranked && (rq->k < 1 || rq->explain < 0))
         return ATTN_EINVAL;
@@ -227,6 +244,9 @@ static int s_validate(const attn_tables *t, const attn_request *rq, const attn_s
         if (rq->hist_weight && !(rq->hist_weight[j] > 0.0f && isfinite(rq->hist_weight[j])))
             return ATTN_EINVAL;
     }
+    for (int j = rq->n_hist; j < rq->n_hist + rq->n_ctx; j++)
+        if (rq->hist[j] >= t->n)
+            return ATTN_EINVAL;
     for (int c = 0; c < rq->n_cand; c++)
         if (rq->cand[c] >= t->n)
             return ATTN_EINVAL;
@@ -263,12 +283,12 @@ static void s_rows(const attn_tables *t, const uint32_t *rows, int n, float *buf
 /* NONE: project n rows through w (d x wcols) into proj (room for n rounded
  * up to whole kernel blocks), and repoint them, padding to total as in
  * s_rows.  row[] must already be padded to a whole kernel block. */
-static void s_project(const attn_tables *t, const attn_kern *k, const float *w,
+static void s_project(const attn_tables *t, const attn_kern *k, const float *w, int cols,
                       const float **row, int n, float *proj, int total)
 {
-    const size_t ld = (size_t)t->wcols;
-    for (int c0 = 0; c0 < t->wcols; c0 += S_PANEL) {
-        int pw = t->wcols - c0 < S_PANEL ? t->wcols - c0 : S_PANEL;
+    const size_t ld = (size_t)cols;
+    for (int c0 = 0; c0 < cols; c0 += S_PANEL) {
+        int pw = cols - c0 < S_PANEL ? cols - c0 : S_PANEL;
         for (int i = 0; i < n; i += k->rows)
             k->tile(row + i, 0, t->d, w + c0, ld, pw, proj + (size_t)i * ld + c0, ld);
     }
@@ -285,7 +305,7 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
 {
     s_rows(t, cand, n, s->ceff, out, n + ATTN_KERN_MAX_ROWS);
     if (t->w_qg)
-        s_project(t, v->k, t->w_qg, out, n, s->cproj, n + ATTN_KERN_MAX_ROWS);
+        s_project(t, v->k, t->w_qg, t->wcols, out, n, s->cproj, n + ATTN_KERN_MAX_ROWS);
 }
 
 /* ---- prefetching ----------------------------------------------------------
@@ -346,6 +366,46 @@ static void s_pf_rest(attn_pf *q)
         attn_prefetch(p);
 }
 
+/* Step 2b, models with a self-attention block (docs/MODEL.md §2.1): each
+ * history event's key and value in the context of the events before it,
+ * into the scratch; the row pointers move there.  L x window x 3m
+ * multiply-adds: small beside the candidates' L x N x 4m. */
+static void s_self_attend(const attn_tables *t, attn_scratch *s, s_view *v)
+{
+    const attn_model *md = t->model;
+    const int L = v->L, Lc = v->Lc, m = t->m, Ls = t->sa_len;
+    const size_t w = (size_t)t->wcols, uo = v->s_off + w;
+    const float sc = 1.0f / sqrtf((float)m);
+    float a[ATTN_SA_MAX];
+    for (int j = 0; j < L; j++) {
+        const float *rj = s->hrow[j];
+        const int nw = Lc - j < Ls ? Lc - j : Ls;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < nw; i++) {
+            const float *sq = rj + v->s_off, *sk = s->hrow[j + i] + v->s_off + m;
+            float z = 0.0f;
+            for (int c = 0; c < m; c++)
+                z += sq[c] * sk[c];
+            a[i] = z * sc + md->sa_pos[i];
+            mx = a[i] > mx ? a[i] : mx;
+        }
+        for (int i = 0; i < nw; i++)
+            sum += (a[i] = expf(a[i] - mx));
+        float *out = s->hsa + (size_t)j * w;
+        memcpy(out, rj + v->k_off, (size_t)m * sizeof *out);
+        memcpy(out + m, rj + v->v_off, (size_t)m * sizeof *out);
+        for (int i = 0; i < nw; i++) {
+            const float *u = s->hrow[j + i] + uo, ai = a[i] / sum;
+            for (int c = 0; c < 2 * m; c++)   /* [uk | uv] is contiguous */
+                out[c] += ai * u[c];
+        }
+    }
+    for (int j = 0; j < L + ATTN_KERN_MAX_ROWS; j++)
+        s->hrow[j] = s->hsa + (size_t)(j < L ? j : L - 1) * w;
+    v->k_off = 0;
+    v->v_off = (size_t)m;
+}
+
 /* Steps 1-2: bias and history row pointers (projected if need be). */
 static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch *s,
                       s_view *v)
@@ -353,6 +413,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
     const attn_model *md = t->model;
     v->k = attn_kern_get();
     v->L = rq->n_hist;
+    v->Lc = v->L + (t->sa_len ? (rq->n_ctx < t->sa_len - 1 ? rq->n_ctx : t->sa_len - 1) : 0);
     v->N = rq->n_cand;
     v->lp = (int)attn_round_cols((size_t)v->L);
     const int R = v->k->rows, first = t->w_qg || t->eff ? S_CHUNK : R;
@@ -364,13 +425,13 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
      * (Tried: the keys and the first head's values only, the other heads'
      * values paced through the first block -- no faster.) */
     if (t->w_qg) {
-        s_prefetch_rows(t, rq->hist, v->L, 0, (size_t)t->d);
+        s_prefetch_rows(t, rq->hist, v->Lc, 0, (size_t)t->d);
         s_prefetch_rows(t, rq->cand, n0, 0, (size_t)t->d);
     } else if (t->shared) {
         s_prefetch_rows(t, rq->hist, v->L, 0, (size_t)t->m);
         s_prefetch_rows(t, rq->cand, n0, 0, (size_t)t->m);
     } else {
-        s_prefetch_rows(t, rq->hist, v->L, t->k_off, t->v_off + t->m - t->k_off);
+        s_prefetch_rows(t, rq->hist, v->Lc, t->k_off, (size_t)t->hcols - (t->wcols - 2 * t->m));
         s_prefetch_rows(t, rq->cand, n0, t->q_off, t->g_off + t->m - t->q_off);
     }
     /* Logits in base 2 (vexp.h): log2(e) (scale Z + bias). */
@@ -382,9 +443,10 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
     for (int j = v->L; j < v->lp; j++)
         s->bias[j] = -INFINITY;
 
-    s_rows(t, rq->hist, v->L, s->heff, s->hrow, v->L + ATTN_KERN_MAX_ROWS);
+    s_rows(t, rq->hist, v->Lc, s->heff, s->hrow, v->Lc + ATTN_KERN_MAX_ROWS);
     if (t->w_qg) {
-        s_project(t, v->k, t->w_kv, s->hrow, v->L, s->hproj, v->L + ATTN_KERN_MAX_ROWS);
+        s_project(t, v->k, t->w_kv, t->hcols, s->hrow, v->Lc, s->hproj,
+                  v->Lc + ATTN_KERN_MAX_ROWS);
         v->q_off = v->k_off = 0;
         v->g_off = v->v_off = (size_t)t->m;
         v->cspan = (size_t)t->d;          /* NONE reads the embedding, then projects */
@@ -396,6 +458,9 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         /* q and g of a row: contiguous in every layout but the identity's. */
         v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;
     }
+    v->s_off = v->k_off + (size_t)t->wcols;
+    if (t->sa_len)
+        s_self_attend(t, s, v);
 }
 
 /* One block of up to R candidates, one head: acc[r] += the head's attention

@@ -47,9 +47,14 @@ typedef struct attn_limits {
 } attn_limits;
 
 typedef struct attn_request {
-    const uint32_t *hist;       /* n_hist catalog rows, newest first */
+    const uint32_t *hist;       /* n_hist (+ n_ctx) catalog rows, newest first */
     const float *hist_weight;   /* n_hist event weights > 0, or NULL = all 1 */
     int n_hist;                 /* >= 1, <= limits and <= model->l_max */
+    int n_ctx;                  /* >= 0: older events after the history in hist[],
+                                   context for a self-attention block only (the
+                                   events before the oldest attended one, as in
+                                   training); the first sa_len - 1 are used, the
+                                   rest and all of them without a block ignored */
     const uint32_t *cand;       /* n_cand catalog rows (duplicates allowed) */
     int n_cand;                 /* >= 1 */
     int k;                      /* >= 1; fewer results if n_cand < k */

@@ -74,14 +74,15 @@ static void s_effective(const attn_model *md, const float *emb, size_t ld,
     }
 }
 
-/* Fill one d x wcols block of [A | B]: A is W (d x m) or the identity when
- * NULL, likewise B; columns past 2m stay zero. */
-static void s_pair(float *w, int wcols, int d, int m, const float *a, const float *b,
+/* Fill a d x wcols block of [A | B] in a matrix of row stride ld: A is W
+ * (d x m) or the identity when NULL, likewise B; columns past 2m stay zero. */
+static void s_pair(float *w, int ld, int wcols, int d, int m, const float *a, const float *b,
                    int b_transposed)
 {
-    memset(w, 0, (size_t)d * wcols * sizeof *w);
+    for (int i = 0; i < d; i++)
+        memset(w + (size_t)i * ld, 0, (size_t)wcols * sizeof *w);
     for (int i = 0; i < d; i++) {
-        float *row = w + (size_t)i * wcols;
+        float *row = w + (size_t)i * ld;
         for (int t = 0; t < m; t++) {
             row[t] = a ? a[(size_t)i * m + t] : (float)(i == t);
             /* W_O is m x d; g = W_O e is e times W_Oᵀ, whose (i, t) is W_O[t][i]. */
@@ -129,11 +130,12 @@ static void *s_worker(void *arg)
             ptr[i] = ptr[nr - 1];
         for (int half = 0; half < 2; half++) {
             const float *w = half ? t->w_kv : t->w_qg;
+            const int cols = half ? t->hcols : t->wcols;
             size_t out_off = half ? (size_t)t->wcols : 0;
-            for (int c0 = 0; c0 < t->wcols; c0 += S_PANEL) {
-                int pw = t->wcols - c0 < S_PANEL ? t->wcols - c0 : S_PANEL;
+            for (int c0 = 0; c0 < cols; c0 += S_PANEL) {
+                int pw = cols - c0 < S_PANEL ? cols - c0 : S_PANEL;
                 for (int i = 0; i < nr; i += R)
-                    job->k->tile(ptr + i, 0, t->d, w + c0, (size_t)t->wcols, pw,
+                    job->k->tile(ptr + i, 0, t->d, w + c0, (size_t)cols, pw,
                                  t->rows + (r0 + i) * t->stride + out_off + c0, t->stride);
             }
         }
@@ -143,10 +145,11 @@ static void *s_worker(void *arg)
     return NULL;
 }
 
-/* ALL mode, general model: rows = [q | g | pad | k | v | pad]. */
+/* ALL mode, general model: rows = [q | g | pad | k | v | pad], with a
+ * self-attention block followed by [sq | sk | pad | uk | uv | pad]. */
 static int s_build_rows(attn_tables *t, const int64_t *param_index, int threads)
 {
-    t->stride = 2 * (size_t)t->wcols;
+    t->stride = (size_t)t->wcols + (size_t)t->hcols;
     t->rows = s_alloc_table((t->n + ATTN_KERN_MAX_ROWS) * t->stride, sizeof(float));
     if (!t->rows)
         return ATTN_ENOMEM;
@@ -242,6 +245,8 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
     t->ld = ld;
     t->shared = !md->wq && !md->wk && !md->wv && !md->wo;
     t->wcols = (int)attn_round_cols(2 * (size_t)md->m);
+    t->sa_len = md->sa_len;
+    t->hcols = (md->sa_len ? 3 : 1) * t->wcols;
     int has_res = md->residual && param_index;
 
     /* Defaults: every vector is the text embedding itself. */
@@ -265,12 +270,17 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
         st = s_build_effective(t, param_index);
     if (st == ATTN_OK && !t->shared) {
         t->w_qg = s_alloc((size_t)t->d * t->wcols, sizeof(float));
-        t->w_kv = s_alloc((size_t)t->d * t->wcols, sizeof(float));
+        t->w_kv = s_alloc((size_t)t->d * t->hcols, sizeof(float));
         if (!t->w_qg || !t->w_kv) {
             st = ATTN_ENOMEM;
         } else {
-            s_pair(t->w_qg, t->wcols, t->d, t->m, md->wq, md->wo, 1);
-            s_pair(t->w_kv, t->wcols, t->d, t->m, md->wk, md->wv, 0);
+            s_pair(t->w_qg, t->wcols, t->wcols, t->d, t->m, md->wq, md->wo, 1);
+            s_pair(t->w_kv, t->hcols, t->wcols, t->d, t->m, md->wk, md->wv, 0);
+            if (md->sa_len) {
+                s_pair(t->w_kv + t->wcols, t->hcols, t->wcols, t->d, t->m, md->sa_q, md->sa_k, 0);
+                s_pair(t->w_kv + 2 * t->wcols, t->hcols, t->wcols, t->d, t->m, md->sa_uk,
+                       md->sa_uv, 0);
+            }
             /* NONE keeps the weights for requests; ALL only needs them now. */
             if (mode == ATTN_PRECOMPUTE_ALL) {
                 st = s_build_rows(t, param_index, threads);
@@ -289,7 +299,7 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
         t->bytes += (t->shared ? t->n : t->n + ATTN_KERN_MAX_ROWS) * t->stride * sizeof(float);
     t->bytes += t->pidx ? n * sizeof(int64_t) : 0;
     t->bytes += t->row_bias ? n * sizeof(float) : 0;
-    t->bytes += t->w_qg ? 2 * (size_t)t->d * t->wcols * sizeof(float) : 0;
+    t->bytes += t->w_qg ? (size_t)t->d * (t->wcols + t->hcols) * sizeof(float) : 0;
     *out = t;
     return ATTN_OK;
 }

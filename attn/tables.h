@@ -12,9 +12,16 @@
  *                base aliases the caller's embeddings (zero extra memory),
  *                every offset is 0.  With a residual in ATTN_PRECOMPUTE_ALL
  *                mode base is an owned copy of the effective embeddings.
- *   ALL          owned rows [q | g | pad | k | v | pad], stride 2 wcols.
+ *   ALL          owned rows [q | g | pad | k | v | pad], stride 2 wcols;
+ *                with a self-attention block the history side of a row
+ *                also holds [sq | sk | pad | uk | uv | pad] (stride 4 wcols).
  *   NONE         base aliases the embeddings and requests project the rows
  *                they touch with w_qg and w_kv.
+ *
+ * The history side of a row (k_off onwards, hcols floats) has the same
+ * layout whether it lives in the tables (ALL) or is projected per request
+ * (NONE): [k | v | pad], then with a block [sq | sk | pad | uk | uv | pad]
+ * starting wcols after k.
  *
  * When `eff` is set the rows at base are text embeddings without their
  * residual, and a request must build effective rows itself (pidx says which).
@@ -47,8 +54,11 @@ struct attn_tables {
     int64_t *pidx;             /* copy of param_index when eff is set, else NULL */
     float *row_bias;           /* item bias by catalog row, or NULL = zeros */
 
-    float *w_qg, *w_kv;        /* NONE: d x wcols, [W_Q | W_Oᵀ] and [W_K | W_V], zero padded */
+    float *w_qg, *w_kv;        /* NONE: d x wcols [W_Q | W_Oᵀ] and d x hcols [W_K | W_V]
+                                  (+ [S_Q | S_K], [U_K | U_V]), zero padded */
     int wcols;                 /* 2m rounded up to ATTN_KERN_COLS */
+    int hcols;                 /* history side: wcols, or 3 wcols with a block */
+    int sa_len;                /* the model's self-attention window, 0 = none */
     size_t bytes;              /* memory owned, for attn_tables_bytes */
 };
 

@@ -97,6 +97,8 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("validation protocol: %d is not full or sampled", o->val_protocol);
     if (!(o->ema >= 0.0 && o->ema < 1.0))
         S_BAD("ema: %g is out of range [0, 1)", o->ema);
+    if (o->sa_len < 0 || o->sa_len > ATTN_SA_MAX)
+        S_BAD("self-attn: window %d is out of range 0..%d (0 = no block)", o->sa_len, ATTN_SA_MAX);
     if (o->refit && o->patience != 0)
         S_BAD("refit: the validation targets are training data, so there is nothing to "
               "stop early on; needs patience 0 (it trains exactly the epochs asked for)");
@@ -218,6 +220,14 @@ static void s_init(attn_model *md, uint64_t seed)
             w[k][i] = (float)(sd * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2.0 * M_PI * u2));
         }
     }
+    /* The self-attention block: random query and key, zero outputs, so it
+     * starts as no block at all and grows only as far as it helps. */
+    float *sw[2] = {md->sa_q, md->sa_k};
+    for (int k = 0; k < 2 && md->sa_len; k++)
+        for (size_t i = 0; i < dm; i++) {
+            double u1 = attn_eval_rng_unit(&rng), u2 = attn_eval_rng_unit(&rng);
+            sw[k][i] = (float)(sd_in * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2.0 * M_PI * u2));
+        }
 }
 
 /* ---- one step -------------------------------------------------------------- */
@@ -256,7 +266,7 @@ static void s_work(void *arg, int i)
 static void s_reduce(void *arg, int i)
 {
     s_ctx *c = arg;
-    const size_t n = (size_t)c->net->n_mi, w = 4 * (size_t)c->net->m;
+    const size_t n = (size_t)c->net->n_mi, w = (size_t)c->net->tw;
     const size_t lo = n * (size_t)i / (size_t)c->threads, hi = n * (size_t)(i + 1) / (size_t)c->threads;
     float *d0 = attn_tr_ws_dT(c->ws[0]), *b0 = attn_tr_ws_dbias(c->ws[0]);
     for (int k = 1; k < c->threads; k++) {
@@ -388,6 +398,9 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     attn_tr_chunk *order = malloc(p.n_chunks * sizeof *order);
     int *owner = malloc(p.n_chunks * sizeof *owner);
     st = ATTN_ENOMEM;
+    if (md && grad && o->sa_len &&
+        (attn_model_add_sa(md, o->sa_len) || attn_model_add_sa(grad, o->sa_len)))
+        goto done;
     if (!md || !grad || !order || !owner || attn_tr_adam_init(&adam, md) != ATTN_OK)
         goto done;
     for (int64_t i = 0; i < p.n_mi; i++)
@@ -471,17 +484,20 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
             }
             attn_tr_par(c.threads, s_reduce, &c);
             double bl = 0.0;
-            float *dpos0 = attn_tr_ws_dpos(c.ws[0]);
+            float *dpos0 = attn_tr_ws_dpos(c.ws[0]), *dsa0 = attn_tr_ws_dsa_pos(c.ws[0]);
             for (int k = 0; k < c.threads; k++) {
                 bl += attn_tr_ws_loss(c.ws[k]);
                 if (k > 0) {
                     const float *dk = attn_tr_ws_dpos(c.ws[k]);
                     for (int j = 0; j < o->l_max; j++)
                         dpos0[j] += dk[j];
+                    const float *dsk = attn_tr_ws_dsa_pos(c.ws[k]);
+                    for (int j = 0; j < o->sa_len; j++)
+                        dsa0[j] += dsk[j];
                 }
             }
             if ((st = attn_tr_backprop(c.net, attn_tr_ws_dT(c.ws[0]), attn_tr_ws_dbias(c.ws[0]),
-                                       dpos0, grad, c.threads)) != ATTN_OK) {
+                                       dpos0, dsa0, grad, c.threads)) != ATTN_OK) {
                 snprintf(why, why_len, "out of memory in a training step");
                 break;
             }

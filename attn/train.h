@@ -98,6 +98,8 @@ typedef struct attn_train_opts {
                               0): the final fit once a run with validation
                               has chosen the options (default 0) */
     int chunk;             /* most targets of one user processed together (64) */
+    int sa_len;            /* history self-attention window (events, the event
+                              itself included), 0 = no block (default 0) */
 } attn_train_opts;
 
 void attn_train_defaults(attn_train_opts *o, int d);

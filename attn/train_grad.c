@@ -19,6 +19,7 @@ int attn_train_grad(const attn_train_data *data, const attn_model *md,
     if (!data || !md || !ex || n_ex < 1 || !loss || !grad || !md->item_ids ||
         md->n_items < 1 || grad->n_items != md->n_items || grad->d != md->d ||
         grad->m != md->m || grad->l_max != md->l_max || (md->residual && !grad->residual) ||
+        grad->sa_len != md->sa_len ||
         (cand && n_cand < 1) || !md->pos_bias || !grad->pos_bias)
         return ATTN_EINVAL;
     if (attn_seqs_check(&data->seqs, NULL, 0) != ATTN_OK || data->seqs.n_rows != data->n_rows)
@@ -83,7 +84,7 @@ int attn_train_grad(const attn_train_data *data, const attn_model *md,
         if (st == ATTN_OK) {
             *loss = attn_tr_ws_loss(ws);
             st = attn_tr_backprop(net, attn_tr_ws_dT(ws), attn_tr_ws_dbias(ws),
-                                  attn_tr_ws_dpos(ws), grad, 1);
+                                  attn_tr_ws_dpos(ws), attn_tr_ws_dsa_pos(ws), grad, 1);
         }
     }
     attn_tr_ws_free(&ws);

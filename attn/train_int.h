@@ -7,7 +7,9 @@
  *     T = E [W_Q | W_K | W_V | W_Oᵀ]      (n_mi x 4m; E = text + residual)
  *
  * whose row i holds item i's query q, key k, value v and output-side
- * vector g = W_O e (so u_c . e_c = ctx_c . g_c).  Examples only read T and
+ * vector g = W_O e (so u_c . e_c = ctx_c . g_c).  With a self-attention
+ * block T is n_mi x 8m, each row followed by the block's sq, sk, uk, uv
+ * (E [S_Q | S_K | U_K | U_V]): still one product.  Examples only read T and
  * write its gradient dT; the step then pushes dT back through the one
  * product (attn_tr_backprop), which is why the per-example work never
  * touches d-dimensional vectors.
@@ -26,16 +28,19 @@
 typedef struct attn_tr_net {
     const attn_model *md;  /* the parameters (borrowed) */
     int d, m, heads, dh, l_max;
+    int sa_len;            /* self-attention window, 0 = none */
+    int tw;                /* row width of T: 4m, or 8m with self-attention */
     int64_t n_mi;          /* model items */
     float *text;           /* n_mi x d frozen text embeddings of the model items */
     float *E;              /* n_mi x d effective embeddings */
-    float *W;              /* d x 4m: [W_Q | W_K | W_V | W_Oᵀ] */
-    float *WT;             /* 4m x d: W transposed, for dE = dT Wᵀ */
-    float *T;              /* n_mi x 4m: [q | k | v | g] per item */
+    float *W;              /* d x tw: [W_Q | W_K | W_V | W_Oᵀ (| S_Q | S_K | U_K | U_V)] */
+    float *WT;             /* tw x d: W transposed, for dE = dT Wᵀ */
+    float *T;              /* n_mi x tw: [q | k | v | g (| sq | sk | uk | uv)] per item */
 } attn_tr_net;
 
 /* Offsets of the four parts within a row of T or dT, in units of m. */
-enum { ATTN_TR_Q = 0, ATTN_TR_K = 1, ATTN_TR_V = 2, ATTN_TR_G = 3 };
+enum { ATTN_TR_Q = 0, ATTN_TR_K = 1, ATTN_TR_V = 2, ATTN_TR_G = 3,
+       ATTN_TR_SQ = 4, ATTN_TR_SK = 5, ATTN_TR_UK = 6, ATTN_TR_UV = 7 };
 
 /* How the candidates of an example are chosen. */
 enum attn_tr_mode {
@@ -64,11 +69,12 @@ typedef struct attn_tr_shape {
 attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh);
 void attn_tr_ws_free(attn_tr_ws **ws_p);
 
-/* Gradient accumulators of a workspace (dT n_mi x 4m, dbias n_mi, dpos
- * l_max) and its summed loss; attn_tr_ws_zero clears all four. */
+/* Gradient accumulators of a workspace (dT n_mi x tw, dbias n_mi, dpos
+ * l_max, dsa_pos sa_len) and its summed loss; attn_tr_ws_zero clears them. */
 float *attn_tr_ws_dT(attn_tr_ws *ws);
 float *attn_tr_ws_dbias(attn_tr_ws *ws);
 float *attn_tr_ws_dpos(attn_tr_ws *ws);
+float *attn_tr_ws_dsa_pos(attn_tr_ws *ws);
 double attn_tr_ws_loss(const attn_tr_ws *ws);
 void attn_tr_ws_zero(attn_tr_ws *ws);
 
@@ -109,11 +115,12 @@ void attn_tr_net_free(attn_tr_net **net_p);
 void attn_tr_net_tables(attn_tr_net *net, int threads);
 
 /* Push dT back through T = E W: fills grad->wq, wk, wv, wo (and residual,
- * if grad has one) from dT; grad->item_bias and pos_bias are copied from
- * dbias and dpos.  threads split rows; partial sums are added in a fixed
+ * if grad has one; sa_q, sa_k, sa_uk, sa_uv with a block) from dT;
+ * grad->item_bias, pos_bias and sa_pos are copied from dbias, dpos and
+ * dsa_pos.  threads split rows; partial sums are added in a fixed
  * order.  Returns ATTN_OK or ATTN_ENOMEM. */
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,
-                     const float *dpos, attn_model *grad, int threads);
+                     const float *dpos, const float *dsa_pos, attn_model *grad, int threads);
 
 /* Run fn(arg, i) for i in [0, n) on n threads (the caller is thread 0);
  * if a thread cannot be started its share runs on the caller, so the

@@ -78,12 +78,14 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const float *emb, size_t ld,
     net->dh = md->m / md->heads;
     net->l_max = md->l_max;
     net->n_mi = md->n_items;
-    const size_t n = (size_t)md->n_items, d = (size_t)md->d, m = (size_t)md->m;
+    net->sa_len = md->sa_len;
+    net->tw = (md->sa_len ? 8 : 4) * md->m;
+    const size_t n = (size_t)md->n_items, d = (size_t)md->d, tw = (size_t)net->tw;
     net->text = s_alloc(n * d);
     net->E = s_alloc(n * d);
-    net->W = s_alloc(d * 4 * m);
-    net->WT = s_alloc(d * 4 * m);
-    net->T = s_alloc(n * 4 * m);
+    net->W = s_alloc(d * tw);
+    net->WT = s_alloc(d * tw);
+    net->T = s_alloc(n * tw);
     if (!net->text || !net->E || !net->W || !net->WT || !net->T) {
         attn_tr_net_free(&net);
         return NULL;
@@ -123,7 +125,7 @@ static void s_tables_part(void *arg, int i)
     s_tables_job *job = arg;
     attn_tr_net *net = job->net;
     const attn_model *md = net->md;
-    const int d = net->d, m4 = 4 * net->m;
+    const int d = net->d, m4 = net->tw;
     int64_t lo, hi;
     s_rows(net->n_mi, i, job->threads, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
@@ -145,7 +147,7 @@ static void s_tables_part(void *arg, int i)
 void attn_tr_net_tables(attn_tr_net *net, int threads)
 {
     const attn_model *md = net->md;
-    const int d = net->d, m = net->m, m4 = 4 * m;
+    const int d = net->d, m = net->m, m4 = net->tw;
     for (int i = 0; i < d; i++) {
         float *row = net->W + (size_t)i * m4;
         memcpy(row + ATTN_TR_Q * m, md->wq + (size_t)i * m, (size_t)m * sizeof(float));
@@ -153,6 +155,12 @@ void attn_tr_net_tables(attn_tr_net *net, int threads)
         memcpy(row + ATTN_TR_V * m, md->wv + (size_t)i * m, (size_t)m * sizeof(float));
         for (int t = 0; t < m; t++)
             row[ATTN_TR_G * m + t] = md->wo[(size_t)t * d + i];
+        if (net->sa_len) {
+            memcpy(row + ATTN_TR_SQ * m, md->sa_q + (size_t)i * m, (size_t)m * sizeof(float));
+            memcpy(row + ATTN_TR_SK * m, md->sa_k + (size_t)i * m, (size_t)m * sizeof(float));
+            memcpy(row + ATTN_TR_UK * m, md->sa_uk + (size_t)i * m, (size_t)m * sizeof(float));
+            memcpy(row + ATTN_TR_UV * m, md->sa_uv + (size_t)i * m, (size_t)m * sizeof(float));
+        }
     }
     for (int i = 0; i < d; i++)
         for (int t = 0; t < m4; t++)
@@ -164,7 +172,7 @@ void attn_tr_net_tables(attn_tr_net *net, int threads)
 typedef struct s_back_job {
     const attn_tr_net *net;
     const float *dT;
-    float *dW;          /* threads x d x 4m partial sums */
+    float *dW;          /* threads x d x tw partial sums */
     float *dE;          /* n_mi x d, or NULL */
     int threads;
 } s_back_job;
@@ -173,7 +181,7 @@ static void s_back_part(void *arg, int i)
 {
     s_back_job *job = arg;
     const attn_tr_net *net = job->net;
-    const int d = net->d, m4 = 4 * net->m;
+    const int d = net->d, m4 = net->tw;
     int64_t lo, hi;
     s_rows(net->n_mi, i, job->threads, &lo, &hi);
     float *dW = job->dW + (size_t)i * d * m4;
@@ -191,9 +199,9 @@ static void s_back_part(void *arg, int i)
 }
 
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,
-                     const float *dpos, attn_model *grad, int threads)
+                     const float *dpos, const float *dsa_pos, attn_model *grad, int threads)
 {
-    const int d = net->d, m = net->m, m4 = 4 * m;
+    const int d = net->d, m = net->m, m4 = net->tw;
     if (threads < 1)
         threads = 1;
     if (threads > S_MAX_THREADS)
@@ -215,7 +223,15 @@ int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias
         memcpy(grad->wv + (size_t)i * m, row + ATTN_TR_V * m, (size_t)m * sizeof(float));
         for (int t = 0; t < m; t++)
             grad->wo[(size_t)t * d + i] = row[ATTN_TR_G * m + t];
+        if (net->sa_len) {
+            memcpy(grad->sa_q + (size_t)i * m, row + ATTN_TR_SQ * m, (size_t)m * sizeof(float));
+            memcpy(grad->sa_k + (size_t)i * m, row + ATTN_TR_SK * m, (size_t)m * sizeof(float));
+            memcpy(grad->sa_uk + (size_t)i * m, row + ATTN_TR_UK * m, (size_t)m * sizeof(float));
+            memcpy(grad->sa_uv + (size_t)i * m, row + ATTN_TR_UV * m, (size_t)m * sizeof(float));
+        }
     }
+    if (net->sa_len)
+        memcpy(grad->sa_pos, dsa_pos, (size_t)net->sa_len * sizeof(float));
     if (grad->item_bias)
         memcpy(grad->item_bias, dbias, (size_t)net->n_mi * sizeof(float));
     memcpy(grad->pos_bias, dpos, (size_t)net->l_max * sizeof(float));

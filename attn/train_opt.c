@@ -21,7 +21,9 @@ typedef struct s_arr {
 } s_arr;
 
 /* The arrays of md in a fixed order; absent ones have p == NULL. */
-static int s_arrays(const attn_model *md, s_arr out[7])
+#define S_ARR 12
+
+static int s_arrays(const attn_model *md, s_arr out[S_ARR])
 {
     const size_t dm = (size_t)md->d * md->m, ni = (size_t)md->n_items;
     out[0] = (s_arr){md->wq, dm, 1};
@@ -31,7 +33,12 @@ static int s_arrays(const attn_model *md, s_arr out[7])
     out[4] = (s_arr){md->pos_bias, (size_t)md->l_max, 0};
     out[5] = (s_arr){md->item_bias, ni, 0};
     out[6] = (s_arr){md->residual, ni * (size_t)md->d, 1};
-    return 7;
+    out[7] = (s_arr){md->sa_q, md->sa_len ? dm : 0, 1};
+    out[8] = (s_arr){md->sa_k, md->sa_len ? dm : 0, 1};
+    out[9] = (s_arr){md->sa_uk, md->sa_len ? dm : 0, 1};
+    out[10] = (s_arr){md->sa_uv, md->sa_len ? dm : 0, 1};
+    out[11] = (s_arr){md->sa_pos, (size_t)md->sa_len, 0};
+    return S_ARR;
 }
 
 int attn_tr_adam_init(attn_tr_adam *a, const attn_model *md)
@@ -39,6 +46,9 @@ int attn_tr_adam_init(attn_tr_adam *a, const attn_model *md)
     a->t = 0;
     a->m1 = attn_model_new(md->d, md->m, md->heads, md->l_max, md->n_items, md->residual != NULL);
     a->m2 = attn_model_new(md->d, md->m, md->heads, md->l_max, md->n_items, md->residual != NULL);
+    if (a->m1 && a->m2 && md->sa_len &&
+        (attn_model_add_sa(a->m1, md->sa_len) || attn_model_add_sa(a->m2, md->sa_len)))
+        attn_model_free(&a->m1);
     if (!a->m1 || !a->m2) {
         attn_tr_adam_free(a);
         return ATTN_ENOMEM;
@@ -54,7 +64,7 @@ void attn_tr_adam_free(attn_tr_adam *a)
 
 double attn_tr_grad_norm(const attn_model *grad)
 {
-    s_arr g[7];
+    s_arr g[S_ARR];
     int n = s_arrays(grad, g);
     double q = 0.0;
     for (int k = 0; k < n; k++)
@@ -67,7 +77,7 @@ double attn_tr_grad_norm(const attn_model *grad)
 void attn_tr_adam_step(attn_tr_adam *a, attn_model *md, const attn_model *grad,
                        double gscale, double lr, double beta1, double beta2, double wd)
 {
-    s_arr p[7], g[7], m1[7], m2[7];
+    s_arr p[S_ARR], g[S_ARR], m1[S_ARR], m2[S_ARR];
     int n = s_arrays(md, p);
     s_arrays(grad, g);
     s_arrays(a->m1, m1);
@@ -93,7 +103,7 @@ void attn_tr_adam_step(attn_tr_adam *a, attn_model *md, const attn_model *grad,
 
 void attn_tr_ema(attn_model *avg, const attn_model *md, double decay)
 {
-    s_arr a[7], p[7];
+    s_arr a[S_ARR], p[S_ARR];
     int n = s_arrays(avg, a);
     s_arrays(md, p);
     const float k = (float)decay, k1 = (float)(1.0 - decay);

@@ -57,9 +57,13 @@ struct attn_tr_ws {
     int pcap;            /* most columns (events) in a chunk: chunk + l_max - 1 */
     int lcap;            /* most candidates drawn for one example */
     int l8;              /* l_max rounded up to 8: per-example row stride */
-    float *dT;           /* n_mi x 4m gradient accumulator */
+    float *dT;           /* n_mi x tw gradient accumulator */
     float *dbias;        /* n_mi */
     float *dpos;         /* l_max */
+    float *dsa_pos;      /* sa_len: self-attention position bias gradient */
+    float *sa_a;         /* pcap x sa_len: each event's self-attention weights */
+    float *sa_x;         /* sa_len: scratch */
+    int sa_len, tw;
     double loss;         /* summed (scaled) loss */
     float *QG;           /* ncap x 2m gathered [q | g] (not FULL) */
     float *dQG;          /* ncap x 2m */
@@ -124,7 +128,12 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, const attn_tr_shape *sh)
     ws->pcap = sh->chunk + net->l_max - 1;
     ws->l8 = (net->l_max + 7) & ~7;
     const size_t P = (size_t)ws->pcap, C = (size_t)ws->ldc, L8 = (size_t)ws->l8;
-    ws->dT = s_alloc(n * 4 * m, sizeof(float));
+    ws->tw = net->tw;
+    ws->sa_len = net->sa_len;
+    ws->dsa_pos = s_alloc((size_t)net->sa_len, sizeof(float));
+    ws->sa_a = s_alloc((size_t)ws->pcap * (size_t)net->sa_len, sizeof(float));
+    ws->sa_x = s_alloc((size_t)net->sa_len, sizeof(float));
+    ws->dT = s_alloc(n * (size_t)net->tw, sizeof(float));
     ws->dbias = s_alloc(n, sizeof(float));
     ws->dpos = s_alloc(L, sizeof(float));
     if (sh->mode != ATTN_TR_FULL) {
@@ -180,7 +189,7 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     if (!ws_p || !*ws_p)
         return;
     attn_tr_ws *ws = *ws_p;
-    void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->QT,
+    void *p[] = {ws->dsa_pos, ws->sa_a, ws->sa_x, ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->QT,
                  ws->GT, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->mult,
                  ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->work,
                  ws->list, ws->c_item, ws->slot, ws->useen};
@@ -193,12 +202,15 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
 float *attn_tr_ws_dT(attn_tr_ws *ws) { return ws->dT; }
 float *attn_tr_ws_dbias(attn_tr_ws *ws) { return ws->dbias; }
 float *attn_tr_ws_dpos(attn_tr_ws *ws) { return ws->dpos; }
+float *attn_tr_ws_dsa_pos(attn_tr_ws *ws) { return ws->dsa_pos; }
 double attn_tr_ws_loss(const attn_tr_ws *ws) { return ws->loss; }
 
 /* Only the accumulators; the chunk buffers are rebuilt per chunk. */
 void attn_tr_ws_zero(attn_tr_ws *ws)
 {
-    memset(ws->dT, 0, ws->n_mi * 4 * ws->m * sizeof(float));
+    memset(ws->dT, 0, ws->n_mi * (size_t)ws->tw * sizeof(float));
+    if (ws->sa_len)
+        memset(ws->dsa_pos, 0, (size_t)ws->sa_len * sizeof(float));
     memset(ws->dbias, 0, ws->n_mi * sizeof(float));
     memset(ws->dpos, 0, ws->l_max * sizeof(float));
     ws->loss = 0.0;
@@ -393,13 +405,99 @@ static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, int nex, int r0, 
     }
 }
 
+/* The self-attention block (docs/MODEL.md §2.1), on the chunk's event rows:
+ * event a (row p = a - c0) attends to events j = a - i, i < its window
+ * (it reaches back before c0, and before the example's own window, to the
+ * user's first event: an event's context does not depend on which example
+ * reads it, so the rows are shared by the chunk), weights sa_a[p][i]; its
+ * [k' | v'] row is [k_a | v_a] + sum_i w_i [uk_j | uv_j].  Every vector
+ * here is a part of T (a linear function of E), so the way back is
+ * gradients into dT rows, and attn_tr_backprop does the rest. */
+static void s_sa_fwd(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
+                     const uint32_t *ev, int c0, int P)
+{
+    const int m = net->m, tw = net->tw, Ls = net->sa_len;
+    const float sc = 1.0f / sqrtf((float)m);
+    const float *pos = net->md->sa_pos;
+    for (int p = 0; p < P; p++) {
+        const int a = c0 + p, nw = a + 1 < Ls ? a + 1 : Ls;
+        const float *Ta = net->T + (size_t)v->row2mi[ev[a]] * tw;
+        float *w = ws->sa_a + (size_t)p * Ls;
+        float mx = -INFINITY;
+        for (int i = 0; i < nw; i++) {
+            const float *Tj = net->T + (size_t)v->row2mi[ev[a - i]] * tw;
+            float z = 0.0f;
+            for (int t = 0; t < m; t++)
+                z += Ta[ATTN_TR_SQ * m + t] * Tj[ATTN_TR_SK * m + t];
+            w[i] = sc * z + pos[i];
+            if (w[i] > mx)
+                mx = w[i];
+        }
+        float sum = 0.0f;
+        for (int i = 0; i < nw; i++)
+            sum += (w[i] = expf(w[i] - mx));
+        for (int i = 0; i < nw; i++)
+            w[i] /= sum;
+        float *kv = ws->KV + (size_t)p * 2 * m;
+        memcpy(kv, Ta + ATTN_TR_K * m, (size_t)2 * m * sizeof(float));
+        for (int i = 0; i < nw; i++) {
+            const float *Tj = net->T + (size_t)v->row2mi[ev[a - i]] * tw;
+            for (int t = 0; t < 2 * m; t++)
+                kv[t] += w[i] * Tj[ATTN_TR_UK * m + t];
+        }
+    }
+}
+
+/* Backward of s_sa_fwd from dKV into dT and dsa_pos. */
+static void s_sa_bwd(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
+                     const uint32_t *ev, int c0, int P)
+{
+    const int m = net->m, tw = net->tw, Ls = net->sa_len;
+    const float sc = 1.0f / sqrtf((float)m);
+    for (int p = 0; p < P; p++) {
+        const int a = c0 + p, nw = a + 1 < Ls ? a + 1 : Ls;
+        const size_t ra = (size_t)v->row2mi[ev[a]] * tw;
+        const float *Ta = net->T + ra;
+        float *dTa = ws->dT + ra;
+        const float *dkv = ws->dKV + (size_t)p * 2 * m;
+        const float *w = ws->sa_a + (size_t)p * Ls;
+        float *da = ws->sa_x;
+        for (int t = 0; t < 2 * m; t++)
+            dTa[ATTN_TR_K * m + t] += dkv[t];
+        float gbar = 0.0f;
+        for (int i = 0; i < nw; i++) {
+            const size_t rj = (size_t)v->row2mi[ev[a - i]] * tw;
+            const float *Tj = net->T + rj;
+            float *dTj = ws->dT + rj;
+            float g = 0.0f;
+            for (int t = 0; t < 2 * m; t++) {
+                g += dkv[t] * Tj[ATTN_TR_UK * m + t];
+                dTj[ATTN_TR_UK * m + t] += w[i] * dkv[t];
+            }
+            da[i] = g;
+            gbar += w[i] * g;
+        }
+        for (int i = 0; i < nw; i++) {
+            const size_t rj = (size_t)v->row2mi[ev[a - i]] * tw;
+            const float *Tj = net->T + rj;
+            float *dTj = ws->dT + rj;
+            const float dl = w[i] * (da[i] - gbar);
+            ws->dsa_pos[i] += dl;
+            for (int t = 0; t < m; t++) {
+                dTa[ATTN_TR_SQ * m + t] += sc * dl * Tj[ATTN_TR_SK * m + t];
+                dTj[ATTN_TR_SK * m + t] += sc * dl * Ta[ATTN_TR_SQ * m + t];
+            }
+        }
+    }
+}
+
 int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
                       const attn_tr_chunk *ch, const attn_tr_run *run)
 {
     const attn_tr_kern *k = ws->k;
     const attn_seqs *sq = v->seqs;
     const int m = net->m, H = net->heads, dh = net->dh, L = net->l_max, L8 = ws->l8;
-    const int m4 = 4 * m, m2 = 2 * m;
+    const int m4 = net->tw, m2 = 2 * m;
     const uint32_t *ev = sq->row + sq->off[ch->u];
     const float *w = sq->weight ? sq->weight + sq->off[ch->u] : NULL;
     const int nex = (int)(ch->t1 - ch->t0);
@@ -411,9 +509,13 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
 
     /* The events' [k | v]; the candidates' [q | g] as rows (gathered unless
      * every item is one) and transposed (QT, GT, zero past Nc). */
-    for (int p = 0; p < P; p++)
-        memcpy(ws->KV + (size_t)p * m2, net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m,
-               (size_t)m2 * sizeof(float));
+    if (net->sa_len)
+        s_sa_fwd(net, v, ws, ev, c0, P);
+    else
+        for (int p = 0; p < P; p++)
+            memcpy(ws->KV + (size_t)p * m2,
+                   net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m,
+                   (size_t)m2 * sizeof(float));
     const float *Qb, *Gb;
     int ldq;
     if (run->mode == ATTN_TR_FULL) {
@@ -526,6 +628,9 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
                      (size_t)m2, 0);
         }
         /* Scatter the gathered rows' gradients into dT, in a fixed order. */
+        if (net->sa_len)
+            s_sa_bwd(net, v, ws, ev, c0, P);
+        else
         for (int p = 0; p < P; p++) {
             float *dt = ws->dT + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m;
             const float *src = ws->dKV + (size_t)p * m2;

@@ -83,6 +83,7 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
     snap->model_version = model->version;
     snap->catalog_version = snap->cat->version;
     snap->l_hist = cfg->max_history < model->l_max ? cfg->max_history : model->l_max;
+    snap->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
     snap->bytes = store_catalog_bytes(snap->cat) + attn_tables_bytes(snap->tables) +
                   n * (sizeof *snap->param_index + sizeof *snap->popularity);
     attn_model_free(&model);

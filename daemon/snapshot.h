@@ -28,6 +28,8 @@ typedef struct srv_snapshot {
     int64_t model_version;
     int64_t catalog_version;
     int l_hist;                 /* history used per request: min(max_history, model l_max) */
+    int l_ctx;                  /* older events read after it as self-attention context:
+                                   the model's sa_len - 1, 0 without a block */
     double build_ms;            /* time the build took */
     size_t bytes;               /* memory the snapshot holds */
 } srv_snapshot;

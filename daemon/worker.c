@@ -27,6 +27,8 @@
 #include "store/store.h"
 
 #define S_ARENA_BYTES (4u << 20)
+/* Most self-attention context events a request can carry (any model's). */
+#define S_CTX (ATTN_SA_MAX - 1)
 #define S_TITLE_MAX 512
 
 /* Open-addressing set of catalog rows.  Generation stamps make clearing
@@ -59,8 +61,8 @@ struct srv_worker {
     uint32_t *cand_rows;         /* max_candidates: known, unique, not excluded */
     const char **unknown;        /* max_candidates + max history: borrowed ext ids */
     uint32_t *excluded_rows;     /* max_candidates */
-    uint32_t *hist_rows;         /* max_history */
-    float *hist_w;               /* max_history */
+    uint32_t *hist_rows;         /* max_history + S_CTX: history, then context */
+    float *hist_w;               /* max_history + S_CTX */
     store_event *events;         /* max(max_history, max_seen) */
     float *fallback_scores;      /* max_candidates */
     uint32_t *fallback_order;    /* max_k */
@@ -168,6 +170,7 @@ static void s_item_key(srv_worker *w, const srv_snapshot *snap, uint32_t row, in
 
 typedef struct s_rank_state {
     int n_cand, n_unknown, n_excluded, n_hist;
+    int n_ctx;                /* self-attention context events after the history */
     const char *fallback;     /* NULL, or the reason */
 } s_rank_state;
 
@@ -201,14 +204,17 @@ static void s_map_candidates(srv_worker *w, const srv_snapshot *snap, const srv_
 /* Anonymous history: the request lists it oldest first; attention wants
  * newest first.  cJSON links an array's first element back to its last, so
  * walking prev from there visits the newest max_history entries newest
- * first; older ones are ignored, as the newest events of a user would be. */
+ * first (and, for a model with a self-attention block, up to l_ctx more as
+ * its context); older ones are ignored, as the newest events of a user
+ * would be.  Unknown items are reported among the first max_history. */
 static void s_map_history(srv_worker *w, const srv_snapshot *snap, const srv_request *rq,
                           s_rank_state *st)
 {
     const cJSON *first = rq->history->child;
     const cJSON *e = first->prev;
     const cJSON *wt = rq->weights ? rq->weights->child->prev : NULL;
-    int n = 0, limit = w->srv->cfg.max_history;
+    const int max_history = w->srv->cfg.max_history;
+    int n = 0, limit = max_history + snap->l_ctx;
     for (; n < limit; n++) {
         w->look_ext[n] = e->valuestring;
         w->hist_w[n] = wt ? (float)wt->valuedouble : 1.0f;
@@ -223,11 +229,14 @@ static void s_map_history(srv_worker *w, const srv_snapshot *snap, const srv_req
     for (int i = 0; i < n; i++) {
         int64_t row = w->look_rows[i];
         if (row < 0) {
-            w->unknown[st->n_unknown++] = w->look_ext[i];
+            if (i < max_history)
+                w->unknown[st->n_unknown++] = w->look_ext[i];
         } else if (st->n_hist < snap->l_hist) {
             w->hist_rows[st->n_hist] = (uint32_t)row;
             w->hist_w[st->n_hist] = w->hist_w[i];   /* i >= n_hist: no overwrite ahead */
             st->n_hist++;
+        } else if (st->n_ctx < snap->l_ctx) {
+            w->hist_rows[st->n_hist + st->n_ctx++] = (uint32_t)row;
         }
     }
     if (st->n_hist == 0)
@@ -247,7 +256,7 @@ static int s_user_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         st->fallback = "unknown_user";
         return 0;
     }
-    int want = snap->l_hist;
+    int want = snap->l_hist + snap->l_ctx;
     if (rq->exclude_seen && w->srv->cfg.max_seen > want)
         want = w->srv->cfg.max_seen;
     int n = 0;
@@ -266,10 +275,14 @@ static int s_user_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         if (rq->exclude_seen)
             s_rowset_add(&w->seen, (uint32_t)row);
         float wt = w->events[i].weight;
-        if (st->n_hist < snap->l_hist && wt > 0 && isfinite(wt)) {
+        if (!(wt > 0 && isfinite(wt)))
+            continue;
+        if (st->n_hist < snap->l_hist) {
             w->hist_rows[st->n_hist] = (uint32_t)row;
             w->hist_w[st->n_hist] = wt;
             st->n_hist++;
+        } else if (st->n_ctx < snap->l_ctx) {
+            w->hist_rows[st->n_hist + st->n_ctx++] = (uint32_t)row;
         }
     }
     if (st->n_hist == 0)
@@ -361,7 +374,7 @@ static void s_rank(srv_worker *w, const srv_request *rq, uint64_t t_recv, uint64
     int n_res = 0;
     if (st.n_cand > 0 && !st.fallback) {
         attn_request ar = {.hist = w->hist_rows, .hist_weight = w->hist_w, .n_hist = st.n_hist,
-                           .cand = w->cand_rows, .n_cand = st.n_cand, .k = rq->k,
+                           .n_ctx = st.n_ctx, .cand = w->cand_rows, .n_cand = st.n_cand, .k = rq->k,
                            .explain = rq->explain};
         int rc = attn_score(snap->tables, &ar, w->scratch, &res);
         if (rc != ATTN_OK) {
@@ -697,13 +710,14 @@ srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why
         s_free(w);
         return NULL;
     }
-    int n_events = cfg->max_seen > cfg->max_history ? cfg->max_seen : cfg->max_history;
+    /* History buffers also hold the context of any self-attention block. */
+    const int hist_cap = cfg->max_history + S_CTX;
+    int n_events = cfg->max_seen > hist_cap ? cfg->max_seen : hist_cap;
     size_t n_unknown = (size_t)cfg->max_candidates + (size_t)cfg->max_history;
     w->lim = (attn_limits){.max_cand = cfg->max_candidates, .max_hist = cfg->max_history,
                            .max_k = cfg->max_k, .max_explain = cfg->max_explain};
     w->view = malloc(sizeof *w->view);
-    size_t n_look = (size_t)(cfg->max_candidates > cfg->max_history ? cfg->max_candidates
-                                                                     : cfg->max_history);
+    size_t n_look = (size_t)(cfg->max_candidates > hist_cap ? cfg->max_candidates : hist_cap);
     w->look_ext = malloc(sizeof *w->look_ext * n_look);
     w->look_len = malloc(sizeof *w->look_len * n_look);
     w->look_hash = malloc(sizeof *w->look_hash * n_look);
@@ -711,8 +725,8 @@ srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why
     w->cand_rows = malloc(sizeof *w->cand_rows * (size_t)cfg->max_candidates);
     w->unknown = malloc(sizeof *w->unknown * n_unknown);
     w->excluded_rows = malloc(sizeof *w->excluded_rows * (size_t)cfg->max_candidates);
-    w->hist_rows = malloc(sizeof *w->hist_rows * (size_t)cfg->max_history);
-    w->hist_w = malloc(sizeof *w->hist_w * (size_t)cfg->max_history);
+    w->hist_rows = malloc(sizeof *w->hist_rows * (size_t)hist_cap);
+    w->hist_w = malloc(sizeof *w->hist_w * (size_t)hist_cap);
     w->events = malloc(sizeof *w->events * (size_t)n_events);
     w->fallback_scores = malloc(sizeof *w->fallback_scores * (size_t)cfg->max_candidates);
     w->fallback_order = malloc(sizeof *w->fallback_order * (size_t)cfg->max_k);

@@ -62,6 +62,11 @@ int store_model_cfg_parse(const char *json, store_model_cfg *cfg, char *why, siz
     cfg->l_max = (int)l_max;
     cfg->scale = (float)scale->valuedouble;
     cfg->identity = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "identity"));
+    long sa_len = 0;
+    if (cJSON_GetObjectItemCaseSensitive(obj, "sa_len") &&
+        s_get_int(obj, "sa_len", 0, ATTN_SA_MAX, &sa_len, why, len))
+        goto out;
+    cfg->sa_len = (int)sa_len;
     rc = 0;
 out:
     cJSON_Delete(obj);
@@ -99,7 +104,8 @@ char *store_model_cfg_write(const attn_model *model, const char *extra, char *wh
     if (s_put_num(obj, "d", model->d, why, len) || s_put_num(obj, "m", model->m, why, len)
         || s_put_num(obj, "heads", model->heads, why, len)
         || s_put_num(obj, "l_max", model->l_max, why, len)
-        || s_put_num(obj, "scale", model->scale, why, len))
+        || s_put_num(obj, "scale", model->scale, why, len)
+        || s_put_num(obj, "sa_len", model->sa_len, why, len))
         goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(obj, "identity");
     if (!cJSON_AddBoolToObject(obj, "identity", identity))

@@ -10,6 +10,7 @@ typedef struct store_model_cfg {
     int d, m, heads, l_max;
     float scale;
     int identity;      /* "identity": true -- no projection tensors expected */
+    int sa_len;        /* "sa_len": self-attention window; absent = 0 = no block */
 } store_model_cfg;
 
 /* Parse and range-check json.  0 on success; -1 with a reason in why. */

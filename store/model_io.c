@@ -24,9 +24,11 @@
 
 /* The tensors a version may hold.  Absent projections are the identity,
  * absent biases zeros, absent item arrays "no per-item parameters". */
-enum { T_WQ, T_WK, T_WV, T_WO, T_POS, T_IDS, T_BIAS, T_RES, T__COUNT };
+enum { T_WQ, T_WK, T_WV, T_WO, T_POS, T_IDS, T_BIAS, T_RES,
+       T_SAQ, T_SAK, T_SAUK, T_SAUV, T_SAPOS, T__COUNT };
 static const char *const s_names[T__COUNT] = {
     "wq", "wk", "wv", "wo", "pos_bias", "item_ids", "item_bias", "residual",
+    "sa_q", "sa_k", "sa_uk", "sa_uv", "sa_pos",
 };
 
 static int s_tensor_index(const char *name)
@@ -141,7 +143,16 @@ static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, s
         [T_WQ] = {cfg->d, cfg->m}, [T_WK] = {cfg->d, cfg->m}, [T_WV] = {cfg->d, cfg->m},
         [T_WO] = {cfg->m, cfg->d}, [T_POS] = {1, cfg->l_max}, [T_IDS] = {n, 1},
         [T_BIAS] = {n, 1}, [T_RES] = {n, cfg->d},
+        [T_SAQ] = {cfg->d, cfg->m}, [T_SAK] = {cfg->d, cfg->m}, [T_SAUK] = {cfg->d, cfg->m},
+        [T_SAUV] = {cfg->d, cfg->m}, [T_SAPOS] = {1, cfg->sa_len},
     };
+    /* The self-attention block is all five tensors or none, as the config says. */
+    for (int t = T_SAQ; t <= T_SAPOS; t++)
+        if (info[t].present != (cfg->sa_len > 0))
+            return store_fail(err, STORE_ERR_CORRUPT,
+                              "%s: models version %lld: config says sa_len=%d but tensor '%s' "
+                              "is %s", db->path, (long long)v, cfg->sa_len, s_names[t],
+                              info[t].present ? "present" : "missing");
     for (int t = 0; t < T__COUNT; t++) {
         if (!info[t].present)
             continue;
@@ -184,6 +195,11 @@ static void *s_target(attn_model *md, int t)
     case T_IDS: return md->item_ids;
     case T_BIAS: return md->item_bias;
     case T_RES: return md->residual;
+    case T_SAQ: return md->sa_q;
+    case T_SAK: return md->sa_k;
+    case T_SAUK: return md->sa_uk;
+    case T_SAUV: return md->sa_uv;
+    case T_SAPOS: return md->sa_pos;
     }
     return NULL;
 }
@@ -269,6 +285,11 @@ static int s_load(store *db, int64_t version, attn_model **out, store_err *err)
         }
     md->version = version;
     md->scale = cfg.scale;
+    if (cfg.sa_len > 0 && attn_model_add_sa(md, cfg.sa_len) != 0) {
+        attn_model_free(&md);
+        return store_fail(err, STORE_ERR_NOMEM, "%s: models version %lld: out of memory",
+                          db->path, (long long)version);
+    }
     rc = s_fill(db, version, md, info, err);
     if (rc == STORE_OK) {
         char why[200];
@@ -445,6 +466,8 @@ static int s_save(store *db, const attn_model *md, const char *config, const cha
         {T_IDS, n, 1, n > 0 ? md->item_ids : NULL},
         {T_BIAS, n, 1, n > 0 ? md->item_bias : NULL},
         {T_RES, n, d, n > 0 ? md->residual : NULL},
+        {T_SAQ, d, m, md->sa_q}, {T_SAK, d, m, md->sa_k}, {T_SAUK, d, m, md->sa_uk},
+        {T_SAUV, d, m, md->sa_uv}, {T_SAPOS, 1, md->sa_len, md->sa_pos},
     };
     int code = STORE_OK;
     for (size_t i = 0; code == STORE_OK && i < sizeof ts / sizeof ts[0]; i++)

@@ -39,6 +39,7 @@ enum {
     F_IBIAS = 8,      /* per-item bias */
     F_POS = 16,       /* position bias */
     F_WEIGHTS = 32,   /* request event weights */
+    F_SA = 64,        /* a self-attention block (with F_PROJ only) */
 };
 
 typedef struct fx {
@@ -110,6 +111,16 @@ static attn_model *s_model(tu_rng *r, int d, int m, int heads, int l_max, int n_
             md->item_bias = NULL;
         }
     }
+    if ((flags & F_SA) && (flags & F_PROJ) && !(flags & F_PARTIAL)) {
+        /* Windows shorter and longer than the history. */
+        ck_assert_int_eq(attn_model_add_sa(md, 1 + (int)(tu_next(r) % (l_max + 4))), ATTN_OK);
+        const size_t dm = (size_t)d * m;
+        tu_fill_normal(r, md->sa_q, dm, wqk);
+        tu_fill_normal(r, md->sa_k, dm, wqk);
+        tu_fill_normal(r, md->sa_uk, dm, 1.0f / sqrtf((float)d));
+        tu_fill_normal(r, md->sa_uv, dm, 1.0f / sqrtf((float)d));
+        tu_fill_normal(r, md->sa_pos, (size_t)md->sa_len, 0.5f);
+    }
     if (flags & F_POS) {
         if (!md->pos_bias)
             md->pos_bias = calloc((size_t)l_max, sizeof(float));
@@ -155,14 +166,19 @@ typedef struct rq_buf {
 static void s_request(tu_rng *r, rq_buf *b, int n, int L, int N, int k, int explain,
                       int weights)
 {
-    for (int j = 0; j < L; j++)
+    /* Up to 11 older context events (used by self-attention blocks only,
+     * as many as the window wants; more, fewer or none). */
+    int ctx = (int)(tu_next(r) % 12);
+    if (L + ctx > 256)
+        ctx = 256 - L;
+    for (int j = 0; j < L + ctx; j++)
         b->hist[j] = (uint32_t)(tu_next(r) % n);
     for (int c = 0; c < N; c++)
         b->cand[c] = (uint32_t)(tu_next(r) % n);
     for (int j = 0; j < L; j++)
         b->w[j] = (float)(0.1 + 4.0 * tu_uniform(r));
     b->rq = (attn_request){.hist = b->hist, .hist_weight = weights ? b->w : NULL,
-                           .n_hist = L, .cand = b->cand, .n_cand = N, .k = k,
+                           .n_hist = L, .n_ctx = ctx, .cand = b->cand, .n_cand = N, .k = k,
                            .explain = explain};
 }
 
@@ -319,6 +335,8 @@ START_TEST(test_fast_random)
                    S_RTOL, "general");
     s_check_random(&r, 25, F_PARTIAL | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PARTIAL, 1.0f,
                    1.0f, S_RTOL, "partial");
+    s_check_random(&r, 40, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA, 1.0f, 1.0f,
+                   S_RTOL, "self-attention");
     ck_assert(s_worst <= 1.0);
 }
 END_TEST
@@ -383,6 +401,7 @@ START_TEST(test_fast_blocks)
         {20, 20, 1, 5, 61, F_RES | F_IBIAS | F_POS},                   /* identity */
         {16, 48, 3, 33, 97, F_PROJ | F_POS},
         {40, 40, 2, 50, 1, F_PROJ | F_RES},
+        {32, 64, 4, 50, 130, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS | F_SA},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         fx f = s_fixture(&r, 200, c[i].d, c[i].m, c[i].H, c[i].L, c[i].flags, 1.0f, 1.0f);
@@ -734,6 +753,119 @@ START_TEST(test_ref_by_hand)
 END_TEST
 
 /* ---- errors ------------------------------------------------------------- */
+
+/* The self-attention block (docs/MODEL.md §2.1): a case worked by hand, a
+ * zero block that changes nothing, and a random one that does. */
+START_TEST(test_self_attention)
+{
+    /* d = m = 1, every projection 1, S_Q = S_K = U_K = 1, U_V = 2; history
+     * e = (1, 2) newest first; candidate e = 1. */
+    attn_model *md = attn_model_new(1, 1, 1, 2, 0, 0);
+    ck_assert_int_eq(attn_model_add_sa(md, 2), ATTN_OK);
+    md->wq[0] = md->wk[0] = md->wv[0] = md->wo[0] = 1.0f;
+    md->sa_q[0] = md->sa_k[0] = md->sa_uk[0] = 1.0f;
+    md->sa_uv[0] = 2.0f;
+    md->scale = 1.0f;
+    ck_assert_int_eq(attn_model_check(md, NULL, 0), ATTN_OK);
+    float emb[3] = {1.0f, 2.0f, 1.0f};
+    uint32_t hist[2] = {0, 1}, cand[1] = {2};
+    attn_request rq = {.hist = hist, .n_hist = 2, .cand = cand, .n_cand = 1, .k = 1};
+    /* Newest event: attends to itself (logit 1*1) and the older one (1*2). */
+    double a0 = 1.0 / (1.0 + exp(1.0)), a1 = 1.0 - a0;
+    double k0 = 1.0 + a0 * 1.0 + a1 * 2.0, v0 = 1.0 + 2.0 * (a0 * 1.0 + a1 * 2.0);
+    /* Oldest: only itself. */
+    double k1 = 2.0 + 2.0, v1 = 2.0 + 4.0;
+    double b0 = 1.0 / (1.0 + exp(k1 - k0)), want = b0 * v0 + (1.0 - b0) * v1;
+    double ref;
+    ck_assert_int_eq(attn_score_ref(md, emb, 3, 1, NULL, &rq, &ref, NULL), ATTN_OK);
+    ck_assert_msg(fabs(ref - want) < 1e-9, "reference %.12g, by hand %.12g", ref, want);
+    for (int mode = 0; mode < 2; mode++) {
+        attn_tables *t = NULL;
+        ck_assert_int_eq(attn_tables_build(&t, md, emb, 3, 1, NULL, (attn_precompute)mode, 1),
+                         ATTN_OK);
+        attn_limits lim = {.max_cand = 1, .max_hist = 2, .max_k = 1, .max_explain = 2};
+        attn_scratch *sc = attn_scratch_new(t, &lim);
+        float fast;
+        ck_assert_int_eq(attn_score_all(t, &rq, sc, &fast), ATTN_OK);
+        ck_assert_msg(fabs(fast - want) < 1e-5 * want, "fast %.9g, by hand %.9g", (double)fast,
+                      want);
+        /* The older event as context only: one attended event whose key and
+         * value still see it; without the context, only itself. */
+        attn_request r1 = {.hist = hist, .n_hist = 1, .n_ctx = 1, .cand = cand, .n_cand = 1,
+                           .k = 1};
+        double ref1;
+        ck_assert_int_eq(attn_score_ref(md, emb, 3, 1, NULL, &r1, &ref1, NULL), ATTN_OK);
+        ck_assert_int_eq(attn_score_all(t, &r1, sc, &fast), ATTN_OK);
+        ck_assert_msg(fabs(ref1 - v0) < 1e-9 && fabs(fast - v0) < 1e-5 * v0,
+                      "context: ref %.9g fast %.9g, by hand %.9g", ref1, (double)fast, v0);
+        r1.n_ctx = 0;
+        ck_assert_int_eq(attn_score_ref(md, emb, 3, 1, NULL, &r1, &ref1, NULL), ATTN_OK);
+        ck_assert_int_eq(attn_score_all(t, &r1, sc, &fast), ATTN_OK);
+        ck_assert_msg(fabs(ref1 - 3.0) < 1e-9 && fabs(fast - 3.0) < 1e-5,
+                      "no context: ref %.9g fast %.9g, by hand 3", ref1, (double)fast);
+        /* Context rows are checked like history rows. */
+        uint32_t bad[2] = {0, 7};
+        r1.hist = bad;
+        r1.n_ctx = 1;
+        ck_assert_int_eq(attn_score_all(t, &r1, sc, &fast), ATTN_EINVAL);
+        ck_assert_int_eq(attn_score_ref(md, emb, 3, 1, NULL, &r1, &ref1, NULL), ATTN_EINVAL);
+        r1.n_ctx = -1;
+        ck_assert_int_eq(attn_score_all(t, &r1, sc, &fast), ATTN_EINVAL);
+        attn_scratch_free(&sc);
+        attn_tables_free(&t);
+    }
+    attn_model_free(&md);
+
+    /* A zero block scores as no block; a random one does not. */
+    tu_rng r = {1717};
+    fx f = s_fixture(&r, 80, 16, 24, 3, 12, F_PROJ | F_RES | F_IBIAS | F_POS, 1.0f, 1.0f);
+    rq_buf b;
+    s_request(&r, &b, f.n, 12, 30, 5, 3, 1);
+    double plain[30], zero[30], rnd[30];
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, plain, NULL),
+                     ATTN_OK);
+    ck_assert_int_eq(attn_model_add_sa(f.md, 5), ATTN_OK);
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, zero, NULL),
+                     ATTN_OK);
+    for (int c = 0; c < 30; c++)
+        ck_assert_msg(fabs(zero[c] - plain[c]) <= 1e-12 * fmax(1.0, fabs(plain[c])),
+                      "zero block changed score %d: %.12g vs %.12g", c, zero[c], plain[c]);
+    tu_fill_normal(&r, f.md->sa_q, 16 * 24, 1.0f);
+    tu_fill_normal(&r, f.md->sa_k, 16 * 24, 1.0f);
+    tu_fill_normal(&r, f.md->sa_uk, 16 * 24, 0.5f);
+    tu_fill_normal(&r, f.md->sa_uv, 16 * 24, 0.5f);
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, rnd, NULL),
+                     ATTN_OK);
+    double diff = 0.0;
+    for (int c = 0; c < 30; c++)
+        diff = fmax(diff, fabs(rnd[c] - plain[c]));
+    ck_assert_msg(diff > 1e-2, "a random block changed scores by only %g", diff);
+
+    /* What attn_model_check refuses. */
+    char why[160];
+    float *keep = f.md->sa_uv;
+    f.md->sa_uv = NULL;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "sa_len=5") && strstr(why, "missing"), "%s", why);
+    f.md->sa_uv = keep;
+    f.md->sa_pos[2] = NAN;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "sa_pos[2]"), "%s", why);
+    f.md->sa_pos[2] = 0.0f;
+    f.md->sa_len = ATTN_SA_MAX + 1;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "sa_len"), "%s", why);
+    f.md->sa_len = 5;
+    ck_assert_int_eq(attn_model_add_sa(f.md, 3), ATTN_EINVAL);   /* already has one */
+    float *wq = f.md->wq;
+    f.md->wq = NULL;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "self-attention"), "%s", why);
+    f.md->wq = wq;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_OK);
+    s_fixture_free(&f);
+}
+END_TEST
 
 START_TEST(test_score_errors)
 {
@@ -1194,6 +1326,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_threads_share_tables);
     tcase_add_test(tc, test_tables_memory);
     tcase_add_test(tc, test_tables_errors);
+    tcase_add_test(tc, test_self_attention);
     tcase_add_test(tc, test_score_errors);
     tcase_add_test(tc, test_score_erange);
     suite_add_tcase(s, tc);

@@ -217,20 +217,24 @@ static void s_reference(const char *db_path, const char *user, const char **cand
                   err.msg);
     int64_t uid;
     ck_assert_int_eq(store_user_id(db, user, strlen(user), &uid, &err), STORE_OK);
-    int l = model->l_max < 200 ? model->l_max : 200;
+    /* The newest l_max events, then sa_len - 1 older ones as self-attention
+     * context (none without a block). */
+    int l = model->l_max < 100 ? model->l_max : 100;
+    int l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
     store_event ev[200];
     int n_ev = 0;
-    ck_assert_int_eq(store_history(db, uid, l, ev, &n_ev, &err), STORE_OK);
+    ck_assert_int_eq(store_history(db, uid, l + l_ctx, ev, &n_ev, &err), STORE_OK);
     uint32_t hist[200], crow[256];
     float w[200];
-    int n_hist = 0;
+    int n_all = 0;
     for (int i = 0; i < n_ev; i++) {
         int64_t row = store_catalog_row(cat, ev[i].item_id);
         if (row >= 0) {
-            hist[n_hist] = (uint32_t)row;
-            w[n_hist++] = ev[i].weight;
+            hist[n_all] = (uint32_t)row;
+            w[n_all++] = ev[i].weight;
         }
     }
+    int n_hist = n_all < l ? n_all : l;
     ck_assert_int_gt(n_hist, 0);
     for (int i = 0; i < n_cand; i++) {
         int64_t row = store_catalog_find(cat, cand[i], strlen(cand[i]));
@@ -240,8 +244,9 @@ static void s_reference(const char *db_path, const char *user, const char **cand
     int64_t *param = malloc(cat->n * sizeof *param);
     for (uint32_t r = 0; r < cat->n; r++)
         param[r] = attn_model_item_index(model, cat->item_id[r]);
-    attn_request rq = {.hist = hist, .hist_weight = w, .n_hist = n_hist, .cand = crow,
-                       .n_cand = n_cand, .k = k, .explain = explain};
+    attn_request rq = {.hist = hist, .hist_weight = w, .n_hist = n_hist,
+                       .n_ctx = n_all - n_hist, .cand = crow, .n_cand = n_cand, .k = k,
+                       .explain = explain};
     double *scores = malloc(sizeof(double) * (size_t)n_cand);
     double *weights = malloc(sizeof(double) * (size_t)n_cand * (size_t)n_hist);
     ck_assert_int_eq(attn_score_ref(model, cat->emb, cat->n, (size_t)cat->dim, param, &rq, scores,
@@ -780,8 +785,10 @@ static void *s_load_thread(void *arg)
     return NULL;
 }
 
-/* A trained-looking model: random projections, biases and residuals. */
-static int64_t s_save_random_model(const char *db_path, int heads, int activate)
+/* A trained-looking model: random projections, biases and residuals; with
+ * sa_len > 0 also a self-attention block, and a short l_max so that the
+ * block's context reaches past the history. */
+static int64_t s_save_random_model(const char *db_path, int heads, int activate, int sa_len)
 {
     store *db;
     store_err err;
@@ -791,14 +798,22 @@ static int64_t s_save_random_model(const char *db_path, int heads, int activate)
     ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
     int d = cat->dim, m = 8 * heads;
     int64_t n_items = cat->n / 2;
-    attn_model *model = attn_model_new(d, m, heads, 50, n_items, 1);
+    const int l_max = sa_len > 0 ? 8 : 50;
+    attn_model *model = attn_model_new(d, m, heads, l_max, n_items, 1);
     ck_assert_ptr_nonnull(model);
     tu_rng rng = {.s = 99};
+    if (sa_len > 0) {
+        ck_assert_int_eq(attn_model_add_sa(model, sa_len), 0);
+        float *sw[4] = {model->sa_q, model->sa_k, model->sa_uk, model->sa_uv};
+        for (int i = 0; i < 4; i++)
+            tu_fill_normal(&rng, sw[i], (size_t)d * m, 0.5f);
+        tu_fill_normal(&rng, model->sa_pos, (size_t)sa_len, 0.3f);
+    }
     tu_fill_normal(&rng, model->wq, (size_t)d * m, 0.5f);
     tu_fill_normal(&rng, model->wk, (size_t)d * m, 0.5f);
     tu_fill_normal(&rng, model->wv, (size_t)d * m, 0.5f);
     tu_fill_normal(&rng, model->wo, (size_t)m * d, 0.5f);
-    tu_fill_normal(&rng, model->pos_bias, 50, 0.3f);
+    tu_fill_normal(&rng, model->pos_bias, (size_t)l_max, 0.3f);
     for (int64_t i = 0; i < n_items; i++)
         model->item_ids[i] = cat->item_id[2 * i];
     tu_fill_normal(&rng, model->item_bias, (size_t)n_items, 0.1f);
@@ -828,7 +843,7 @@ START_TEST(reload_under_load)
     pthread_create(&t[0], NULL, s_load_thread, &c);
     pthread_create(&t[1], NULL, s_load_thread, &c2);
     usleep(200000);
-    int64_t v = s_save_random_model(db, 2, 1);
+    int64_t v = s_save_random_model(db, 2, 1, 0);
     cJSON *r = s_call_json(d.endpoint, "{\"op\":\"reload\",\"id\":\"rl\"}");
     ck_assert_msg(s_ok(r), "%s", s_message(r));
     ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "rl");
@@ -859,6 +874,23 @@ START_TEST(reload_under_load)
     s_reference(db, "u0009", s_cand, 30, 8, 2, &ref);
     s_assert_matches(r, &ref);
     cJSON_Delete(r);
+
+    /* A model with a self-attention block: the daemon reads the context
+     * events after the history, and still equals the reference. */
+    int64_t v2 = s_save_random_model(db, 2, 1, 5);
+    r = s_call_json(d.endpoint, "{\"op\":\"reload\"}");
+    ck_assert_msg(s_ok(r), "%s", s_message(r));
+    ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v2);
+    cJSON_Delete(r);
+    const char *users[] = {"u0009", "u0017", "u0030"};
+    for (int u = 0; u < 3; u++) {
+        snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"candidates\":%s,"
+                 "\"k\":8,\"explain\":2}", users[u], cj);
+        r = s_call_json(d.endpoint, req);
+        s_reference(db, users[u], s_cand, 30, 8, 2, &ref);
+        s_assert_matches(r, &ref);
+        cJSON_Delete(r);
+    }
     ck_assert_int_eq(s_stop(&d), 0);
 }
 END_TEST
@@ -870,7 +902,7 @@ START_TEST(failed_reload_keeps_serving)
     s_make_db(db, 300, 30, 16);
     daemon_proc d;
     s_start(&d, db, "badreload.sock", NULL);
-    int64_t v = s_save_random_model(db, 1, 1);
+    int64_t v = s_save_random_model(db, 1, 1, 0);
     /* Corrupt the active model's tensor behind the store's back. */
     sqlite3 *raw;
     char sql[256];

@@ -662,6 +662,19 @@ static attn_model *s_model(int d, int m, int heads, int l_max, int n, int residu
     return md;
 }
 
+/* s_model with a self-attention block of window sa_len. */
+static attn_model *s_model_sa(int d, int m, int sa_len, uint64_t seed)
+{
+    attn_model *md = s_model(d, m, 2, 10, 4, 1, seed);
+    ck_assert_int_eq(attn_model_add_sa(md, sa_len), 0);
+    tu_rng r = {seed + 1};
+    float *w[4] = {md->sa_q, md->sa_k, md->sa_uk, md->sa_uv};
+    for (int i = 0; i < 4; i++)
+        tu_fill_normal(&r, w[i], (size_t)d * m, 0.3f);
+    tu_fill_normal(&r, md->sa_pos, (size_t)sa_len, 0.1f);
+    return md;
+}
+
 static void s_same_array(const void *a, const void *b, size_t bytes, const char *what)
 {
     ck_assert_msg((a == NULL) == (b == NULL), "%s: presence differs", what);
@@ -686,6 +699,12 @@ static void s_same_model(const attn_model *a, const attn_model *b)
     s_same_array(a->item_ids, b->item_ids, n * 8, "item_ids");
     s_same_array(a->item_bias, b->item_bias, n * 4, "item_bias");
     s_same_array(a->residual, b->residual, n * a->d * 4, "residual");
+    ck_assert_int_eq(a->sa_len, b->sa_len);
+    s_same_array(a->sa_q, b->sa_q, dm, "sa_q");
+    s_same_array(a->sa_k, b->sa_k, dm, "sa_k");
+    s_same_array(a->sa_uk, b->sa_uk, dm, "sa_uk");
+    s_same_array(a->sa_uv, b->sa_uv, dm, "sa_uv");
+    s_same_array(a->sa_pos, b->sa_pos, (size_t)a->sa_len * 4, "sa_pos");
 }
 
 START_TEST(test_model_roundtrip)
@@ -779,6 +798,15 @@ START_TEST(test_model_roundtrip)
     ck_assert_int_eq(store_model_active(db, &act, &err), STORE_OK);
     ck_assert_int_eq(act, v2);
 
+    /* A model with a self-attention block. */
+    attn_model *c = s_model_sa(DIM, 12, 3, 17);
+    int64_t vc;
+    ck_assert_msg(store_model_save(db, c, NULL, NULL, 0, &vc, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_model_load(db, vc, &md, &err) == STORE_OK, "%s", err.msg);
+    s_same_model(c, md);
+    attn_model_free(&md);
+    attn_model_free(&c);
+
     attn_model_free(&a);
     attn_model_free(&b);
     store_close(&db);
@@ -812,7 +840,9 @@ static void s_break_tensor(const char *name, const char *sql, int code, const ch
     const char *path = s_fresh(name, DIM);
     store *db = s_open(path, STORE_READWRITE);
     store_err err = {0};
-    attn_model *a = s_model(DIM, DIM, 2, 10, 4, 1, 11);
+    /* Names starting "t-sa" get a self-attention block. */
+    attn_model *a = strncmp(name, "t-sa", 4) ? s_model(DIM, DIM, 2, 10, 4, 1, 11)
+                                             : s_model_sa(DIM, DIM, 3, 11);
     int64_t v;
     ck_assert_int_eq(store_model_save(db, a, NULL, NULL, 0, &v, &err), STORE_OK);
     attn_model_free(&a);
@@ -857,6 +887,18 @@ START_TEST(test_model_corrupt_tensor)
                    STORE_ERR_SCHEMA, "'ffn1'", NULL);
     s_break_tensor("t-config.db", "UPDATE models SET config = '{\"d\":8}' WHERE version = 1",
                    STORE_ERR_CORRUPT, "config", NULL);
+    s_break_tensor("t-sa-missing.db", "DELETE FROM model_tensors WHERE name = 'sa_uk'",
+                   STORE_ERR_CORRUPT, "'sa_uk'", "missing");
+    s_break_tensor("t-sa-nan.db",
+                   "UPDATE model_tensors SET data = CAST(substr(data, 1, 4) || X'0000C07F' || "
+                   "substr(data, 9) AS BLOB) WHERE name = 'sa_pos'",
+                   STORE_ERR_CORRUPT, "'sa_pos'", "finite");
+    s_break_tensor("t-sa-shape.db", "UPDATE model_tensors SET rows = 4, cols = 16 WHERE "
+                   "name = 'sa_q'", STORE_ERR_CORRUPT, "'sa_q'", "expected 8x8");
+    s_break_tensor("t-sa-config.db", "UPDATE models SET config = json_set(config, '$.sa_len', "
+                   "0) WHERE version = 1", STORE_ERR_CORRUPT, "sa_len=0", "present");
+    s_break_tensor("t-sa-range.db", "UPDATE models SET config = json_set(config, '$.sa_len', "
+                   "1000) WHERE version = 1", STORE_ERR_CORRUPT, "sa_len", NULL);
 }
 END_TEST
 

@@ -120,7 +120,9 @@ static double s_oracle(const s_data *d, const attn_model *md, const attn_train_e
         const uint32_t *ev = s->row + s->off[ex[e].user];
         const float *w = s->weight ? s->weight + s->off[ex[e].user] : NULL;
         int t = (int)ex[e].t, L = t < md->l_max ? t : md->l_max;
-        for (int j = 0; j < L; j++) {
+        /* Every older event as context, as the daemon passes it. */
+        int ctx = t - L < 64 - L ? t - L : 64 - L;
+        for (int j = 0; j < L + ctx; j++) {
             hist[j] = ev[t - 1 - j];
             hw[j] = w ? w[t - 1 - j] : 1.0f;
         }
@@ -140,8 +142,8 @@ static double s_oracle(const s_data *d, const attn_model *md, const attn_train_e
                     cl[n++] = r;
             }
         }
-        attn_request rq = {.hist = hist, .hist_weight = hw, .n_hist = L, .cand = cl,
-                           .n_cand = n, .k = 1};
+        attn_request rq = {.hist = hist, .hist_weight = hw, .n_hist = L, .n_ctx = ctx,
+                           .cand = cl, .n_cand = n, .k = 1};
         ck_assert_int_eq(attn_score_ref(md, d->emb, d->td.n_rows, (size_t)d->td.d, pi, &rq, sc,
                                         NULL), ATTN_OK);
         double mx = -INFINITY, sum = 0.0;
@@ -162,6 +164,8 @@ static void s_gradcheck(const s_data *d, attn_model *md, const attn_train_exampl
     attn_model *g = attn_model_new(md->d, md->m, md->heads, md->l_max, md->n_items,
                                    md->residual != NULL);
     ck_assert_ptr_nonnull(g);
+    if (md->sa_len)
+        ck_assert_int_eq(attn_model_add_sa(g, md->sa_len), ATTN_OK);
     double loss;
     ck_assert_int_eq(attn_train_grad(&d->td, md, ex, n_ex, cand, n_cand, mask, &loss, g),
                      ATTN_OK);
@@ -180,6 +184,11 @@ static void s_gradcheck(const s_data *d, attn_model *md, const attn_train_exampl
         {"pos_bias", md->pos_bias, g->pos_bias, (size_t)md->l_max},
         {"item_bias", md->item_bias, g->item_bias, (size_t)md->n_items},
         {"residual", md->residual, g->residual, (size_t)md->n_items * md->d},
+        {"sa_q", md->sa_q, g->sa_q, (size_t)md->d * md->m},
+        {"sa_k", md->sa_k, g->sa_k, (size_t)md->d * md->m},
+        {"sa_uk", md->sa_uk, g->sa_uk, (size_t)md->d * md->m},
+        {"sa_uv", md->sa_uv, g->sa_uv, (size_t)md->d * md->m},
+        {"sa_pos", md->sa_pos, g->sa_pos, (size_t)md->sa_len},
     };
     int checked = 0;
     for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) {
@@ -220,6 +229,33 @@ START_TEST(test_gradient_full)
     s_gradcheck(&d, md, ex, 6, NULL, 0, ATTN_TRAIN_MASK_HISTORY);
     s_gradcheck(&d, md, ex, 6, NULL, 0, ATTN_TRAIN_MASK_USER);
     attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
+/* With a self-attention block: windows shorter than, equal to and longer
+ * than the history, reaching back past the example's own window (t > l_max). */
+START_TEST(test_gradient_self_attention)
+{
+    s_data d;
+    const int len[] = {9, 6, 12};
+    s_data_make(&d, 7, 6, 3, len, NULL, 1, 13);
+    const int windows[] = {1, 3, 6};
+    for (int w = 0; w < 3; w++) {
+        attn_model *md = s_model(&d, 4, 2, 4, 1, 14 + (uint64_t)w);
+        ck_assert_int_eq(attn_model_add_sa(md, windows[w]), ATTN_OK);
+        tu_rng r = {15 + (uint64_t)w};
+        const size_t dm = (size_t)md->d * md->m;
+        tu_fill_normal(&r, md->sa_q, dm, 0.8f);
+        tu_fill_normal(&r, md->sa_k, dm, 0.8f);
+        tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
+        tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
+        tu_fill_normal(&r, md->sa_pos, (size_t)md->sa_len, 0.5f);
+        attn_train_example ex[] = {{0, 1}, {0, 4}, {0, 8}, {1, 5}, {2, 11}, {2, 3}};
+        s_gradcheck(&d, md, ex, 6, NULL, 0, w == 0 ? ATTN_TRAIN_MASK_NONE
+                                                   : ATTN_TRAIN_MASK_HISTORY);
+        attn_model_free(&md);
+    }
     s_data_free(&d);
 }
 END_TEST
@@ -646,6 +682,7 @@ int main(void)
     TCase *tc = tcase_create("gradient");
     tcase_set_timeout(tc, 60 * tu_slowdown());
     tcase_add_test(tc, test_gradient_full);
+    tcase_add_test(tc, test_gradient_self_attention);
     tcase_add_test(tc, test_gradient_sampled);
     tcase_add_test(tc, test_gradient_no_residual);
     tcase_add_test(tc, test_gradient_every_kernel_set);

@@ -37,6 +37,9 @@ static void s_usage(FILE *out)
         "  --dim-m M          attention width (default: the embedding dimension)\n"
         "  --heads H          heads, dividing M (default 2)\n"
         "  --l-max L          history events per prediction (default 50)\n"
+        "  --self-attn W      add a history self-attention block: each event's key\n"
+        "                     and value in the context of the W-1 events before it\n"
+        "                     (0 = none, the default; docs/MODEL.md)\n"
         "  --lr X             peak learning rate (default 0.002)\n"
         "  --batch N          examples per step (default 256)\n"
         "  --neg K            K sampled negatives per example instead of ...\n"
@@ -195,6 +198,7 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "beta2", o->beta2);
     cJSON_AddNumberToObject(c, "batch", o->batch);
     cJSON_AddNumberToObject(c, "chunk", o->chunk);
+    cJSON_AddNumberToObject(c, "self_attn", o->sa_len);
     cJSON_AddBoolToObject(c, "residual", o->residual);
     cJSON_AddBoolToObject(c, "item_bias", o->item_bias);
     cJSON_AddNumberToObject(c, "seed", (double)o->seed);
@@ -247,7 +251,7 @@ int cmd_train(int argc, char **argv)
     enum {
         O_EPOCHS = 256, O_DIM_M, O_HEADS, O_L_MAX, O_LR, O_BATCH, O_NEG, O_FULL, O_NO_RES,
         O_NO_IBIAS, O_WD, O_DROPOUT, O_WARMUP, O_CLIP, O_MASK, O_VAL, O_SEED, O_THREADS,
-        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_REFIT, O_HELP,
+        O_PATIENCE, O_ACTIVATE, O_QUIET, O_CHUNK, O_COSINE, O_EMA, O_REFIT, O_SA, O_HELP,
     };
     static const struct option opts[] = {
         {"epochs", required_argument, NULL, O_EPOCHS},
@@ -275,12 +279,13 @@ int cmd_train(int argc, char **argv)
         {"cosine", no_argument, NULL, O_COSINE},
         {"ema", required_argument, NULL, O_EMA},
         {"refit", no_argument, NULL, O_REFIT},
+        {"self-attn", required_argument, NULL, O_SA},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     /* Flags are kept raw until the dimension is known (--dim-m defaults to d). */
     long epochs = -1, dim_m = -1, heads = -1, l_max = -1, batch = -1, neg = -1, seed = -1;
-    long threads = -1, patience = -1, chunk = -1;
+    long threads = -1, patience = -1, chunk = -1, sa = -1;
     double lr = -1, wd = -1, dropout = -1, warmup = -1, clip = -1, ema = -1;
     int full = 0, no_res = 0, no_ibias = 0, mask = -1, activate = 0, quiet = 0, val = -1;
     int cosine = 0, refit = 0;
@@ -322,6 +327,7 @@ int cmd_train(int argc, char **argv)
         case O_ACTIVATE: activate = 1; break;
         case O_COSINE: cosine = 1; break;
         case O_REFIT: refit = 1; break;
+        case O_SA: bad = s_long("--self-attn", optarg, 0, ATTN_SA_MAX, &sa); break;
         case O_EMA: bad = s_double("--ema", optarg, 0, 0.999999, &ema); break;
         case O_QUIET: quiet = 1; break;
         case 'h':
@@ -396,6 +402,7 @@ int cmd_train(int argc, char **argv)
     if (chunk > 0) o.chunk = (int)chunk;
     if (cosine) o.cosine = 1;
     if (ema >= 0) o.ema = ema;
+    if (sa >= 0) o.sa_len = (int)sa;
     if (refit) {
         o.refit = 1;
         if (patience < 0)
