@@ -53,6 +53,7 @@ typedef struct s_opts {
     int sgemm_only;
     int ref;            /* requests checked against attn_score_ref */
     char modes[32];     /* "all,none": which table modes to time */
+    int self_attn;      /* > 0: give the model a self-attention block of this window */
 } s_opts;
 
 /* One shape's data, shared by both table modes. */
@@ -66,6 +67,8 @@ typedef struct s_data {
     uint32_t *hist, *cand;
     float *hist_w;
     int pool;
+    int ctx;            /* self-attention context rows per request (window - 1) */
+    uint32_t *hctx;     /* with a block: pool x (L + ctx), history then context */
 } s_data;
 
 static void s_die(const char *what, int st)
@@ -224,11 +227,29 @@ static void s_make_data(s_data *D, const s_shape *sh, const s_opts *o, int shape
     D->hist = bench_alloc((size_t)o->pool * sh->L * sizeof *D->hist);
     D->hist_w = bench_alloc((size_t)o->pool * sh->L * sizeof *D->hist_w);
     D->cand = bench_alloc((size_t)o->pool * sh->N * sizeof *D->cand);
+    if (o->self_attn > 0) {
+        /* A block of the model's scale: random S_Q, S_K, U_K, U_V. */
+        if (attn_model_add_sa(D->md, o->self_attn) != ATTN_OK)
+            s_die("attn_model_add_sa", ATTN_EINVAL);
+        const size_t dm = (size_t)sh->d * D->m;
+        float *w[4] = {D->md->sa_q, D->md->sa_k, D->md->sa_uk, D->md->sa_uv};
+        for (int k = 0; k < 4; k++)
+            for (size_t i = 0; i < dm; i++)
+                w[k][i] = bench_uniform(&r) / sqrtf((float)sh->d);
+        D->ctx = o->self_attn - 1;
+        D->hctx = bench_alloc((size_t)o->pool * (sh->L + D->ctx) * sizeof *D->hctx);
+    }
     uint32_t *perm = bench_alloc(o->items * sizeof *perm);
     for (size_t i = 0; i < o->items; i++)
         perm[i] = (uint32_t)i;
     for (int p = 0; p < o->pool; p++) {
-        bench_distinct(perm, (uint32_t)o->items, sh->L, &r, D->hist + (size_t)p * sh->L);
+        if (D->hctx) {
+            uint32_t *hc = D->hctx + (size_t)p * (sh->L + D->ctx);
+            bench_distinct(perm, (uint32_t)o->items, sh->L + D->ctx, &r, hc);
+            memcpy(D->hist + (size_t)p * sh->L, hc, (size_t)sh->L * sizeof *hc);
+        } else {
+            bench_distinct(perm, (uint32_t)o->items, sh->L, &r, D->hist + (size_t)p * sh->L);
+        }
         /* Event weights as the daemon sees them (view 1, like 2, ...):
          * they enter the logits as log w, so they are part of the check. */
         for (int j = 0; j < sh->L; j++)
@@ -246,14 +267,17 @@ static void s_free_data(s_data *D)
     free(D->hist);
     free(D->hist_w);
     free(D->cand);
+    free(D->hctx);
 }
 
 static attn_request s_request(const s_data *D, int p)
 {
     const s_shape *sh = D->sh;
-    return (attn_request){.hist = D->hist + (size_t)p * sh->L,
+    return (attn_request){.hist = D->hctx ? D->hctx + (size_t)p * (sh->L + D->ctx)
+                                          : D->hist + (size_t)p * sh->L,
                           .hist_weight = D->hist_w + (size_t)p * sh->L,
                           .n_hist = sh->L,
+                          .n_ctx = D->ctx,
                           .cand = D->cand + (size_t)p * sh->N,
                           .n_cand = sh->N,
                           .k = S_K,
@@ -391,7 +415,7 @@ static void s_usage(FILE *out)
     fprintf(out,
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
             "                   [--check N] [--ref N] [--out DIR] [--seed S] [--modes all,none]\n"
-            "                   [--sgemm-only]\n"
+            "                   [--sgemm-only] [--self-attn W]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -435,10 +459,17 @@ static int s_parse(int argc, char **argv, s_opts *o)
             o->out = v;
         else if (!strcmp(a, "--seed"))
             o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--self-attn"))
+            o->self_attn = atoi(v);
         else {
             s_usage(stderr);
             return -1;
         }
+    }
+    if (o->self_attn < 0 || o->self_attn > ATTN_SA_MAX || (o->self_attn && o->out)) {
+        fprintf(stderr, "bench_score: --self-attn is 0..%d, and the peers (--out) have no "
+                        "self-attention block\n", ATTN_SA_MAX);
+        return -1;
     }
     if (o->items < 2000 || o->pool < 1 || o->check < 0 || o->seconds <= 0) {
         fprintf(stderr, "bench_score: need --items >= 2000, --pool >= 1, --seconds > 0\n");
@@ -505,10 +536,11 @@ int main(int argc, char **argv)
                    "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
                    "\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
                    "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
-                   "\"row_bytes\":%.0f,\"gather_us\":%.2f}\n",
+                   "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d}\n",
                    sh->name, modes[mi].name, sh->d, D.m, sh->heads, sh->L, sh->N, D.items, bs.n,
                    bs.rps, bs.p50_us, bs.p99_us, bs.mean_us, flops, g_req,
-                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err, bytes, gather_us);
+                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err, bytes, gather_us,
+                   o.self_attn);
             fflush(stdout);
             attn_scratch_free(&s);
             attn_tables_free(&t);
