@@ -494,6 +494,8 @@ static void s_info(srv_worker *w, const srv_request *rq)
         srv_json_int(o, m->l_max);
         srv_json_key(o, "identity");
         srv_json_bool(o, !m->wq && !m->wk && !m->wv && !m->wo);
+        srv_json_key(o, "self_attn");
+        srv_json_int(o, m->sa_len);
         srv_json_key(o, "precompute");
         srv_json_cstr(o, cfg->precompute == CFG_PRECOMPUTE_NONE ? "none" : "all");
         srv_json_key(o, "table_bytes");
@@ -516,6 +518,8 @@ static void s_info(srv_worker *w, const srv_request *rq)
         srv_json_num(o, snap->build_ms);
         srv_json_key(o, "history_used");
         srv_json_int(o, snap->l_hist);
+        srv_json_key(o, "history_context");
+        srv_json_int(o, snap->l_ctx);
     }
     srv_json_key(o, "limits");
     srv_json_open(o, '{');

@@ -368,9 +368,12 @@ int cmd_eval(int argc, char **argv)
         s_print_json(cells, m);
     } else {
         const attn_eval_result *r = &cells[1][0].last;
-        printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d%s) vs identity; "
+        char sa[48] = "";
+        if (md->sa_len)
+            snprintf(sa, sizeof sa, ", self-attention window %d", md->sa_len);
+        printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d%s%s) vs identity; "
                "%u users evaluated, %u skipped (fewer than %d events)\n", path,
-               (long long)md->version, md->d, md->m, md->heads, md->l_max,
+               (long long)md->version, md->d, md->m, md->heads, md->l_max, sa,
                refit ? ", refit: it and the baselines learnt from every event but the last" : "",
                r->users, r->skipped, split == ATTN_EVAL_TEST ? 2 : 3);
         s_print_table(cells, m, (int)n_seeds, (int)n_neg);
