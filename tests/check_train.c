@@ -496,10 +496,12 @@ START_TEST(test_learns_predictable)
         len[u] = 15 + u % 10;
     s_data d;
     s_data_make(&d, 30, 8, 60, len, s_next, 0, 51);
-    for (int mode = 0; mode < 2; mode++) {
+    /* Full softmax, sampled, full with a self-attention block. */
+    for (int mode = 0; mode < 3; mode++) {
         attn_train_opts o;
         s_small_opts(&o, 8);
-        o.neg = mode ? 8 : 0;
+        o.neg = mode == 1 ? 8 : 0;
+        o.sa_len = mode == 2 ? 3 : 0;
         s_log lg = {0};
         attn_model *md = NULL;
         attn_train_report rep;
@@ -511,12 +513,13 @@ START_TEST(test_learns_predictable)
                       lg.last_loss);
         ck_assert_int_eq(md->n_items, 30);
         ck_assert_int_eq(md->d, 8);
+        ck_assert_int_eq(md->sa_len, o.sa_len);
         ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_OK);
         attn_eval_base *b = attn_eval_base_new(&d.td.seqs, d.emb, 8, 8, NULL);
         double pop = s_test_ndcg(&d, md, attn_eval_popularity, b);
         double model = s_test_ndcg(&d, md, NULL, NULL);
         ck_assert_msg(model > pop + 0.3 && model > 0.6, "%s: model NDCG@10 %.3f, popularity %.3f",
-                      mode ? "sampled" : "full", model, pop);
+                      mode == 1 ? "sampled" : mode ? "self-attention" : "full", model, pop);
         attn_eval_base_free(&b);
         uint64_t want = 0;
         for (int u = 0; u < 60; u++)
@@ -547,6 +550,7 @@ START_TEST(test_reproducible)
         o.epochs = 2;
         o.neg = 5;
         o.threads = 2;
+        o.sa_len = 3;
         o.seed = run == 2 ? 7 : 1;
         char why[256];
         ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md[run], NULL, why, sizeof why) ==
@@ -558,7 +562,10 @@ START_TEST(test_reproducible)
                    s_same(md[0]->wv, md[k]->wv, dm) && s_same(md[0]->wo, md[k]->wo, dm) &&
                    s_same(md[0]->pos_bias, md[k]->pos_bias, 6) &&
                    s_same(md[0]->item_bias, md[k]->item_bias, ni) &&
-                   s_same(md[0]->residual, md[k]->residual, ni * 8);
+                   s_same(md[0]->residual, md[k]->residual, ni * 8) &&
+                   s_same(md[0]->sa_q, md[k]->sa_q, dm) && s_same(md[0]->sa_uk, md[k]->sa_uk, dm) &&
+                   s_same(md[0]->sa_uv, md[k]->sa_uv, dm) &&
+                   s_same(md[0]->sa_pos, md[k]->sa_pos, 3);
         ck_assert_msg(same == (k == 1), "run %d: weights %s", k, same ? "equal" : "differ");
     }
     for (int k = 0; k < 3; k++)
