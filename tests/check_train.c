@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attn/attn.h"
 #include "attn/eval.h"
@@ -659,6 +660,36 @@ START_TEST(test_refit)
 }
 END_TEST
 
+/* The commands: train --refit --self-attn, then eval names both and
+ * refuses the validation split of a refit model. */
+START_TEST(test_cli)
+{
+    char out[8192], args[1024];
+    const char *path = tu_path("cli.db");
+    unlink(path);
+    snprintf(args, sizeof args, "gen %s --items 300 --users 60 --dim 8 --events-per-user 20 "
+             "--force", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "train %s --refit --patience 2 --quiet", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "refit") && strstr(out, "patience"), "%s", out);
+    snprintf(args, sizeof args, "train %s --self-attn 300 --quiet", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--self-attn"), "%s", out);
+    snprintf(args, sizeof args, "train %s --refit --self-attn 3 --epochs 2 --threads 1 --quiet "
+             "--activate", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "refit, 2 epochs") && strstr(out, "(active)"), "%s", out);
+    snprintf(args, sizeof args, "eval %s --seeds 1", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "self-attention window 3") && strstr(out, "refit"), "%s", out);
+    snprintf(args, sizeof args, "eval %s --split valid", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "refit") && strstr(out, "--split test"), "%s", out);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_stop_from_callback)
 {
     int len[30];
@@ -702,6 +733,7 @@ int main(void)
     tcase_add_test(tt, test_bad_input);
     tcase_add_test(tt, test_stop_from_callback);
     tcase_add_test(tt, test_refit);
+    tcase_add_test(tt, test_cli);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }
