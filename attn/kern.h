@@ -126,6 +126,15 @@ typedef struct attn_kern {
      * whatever rows row[L..lp) point to -- the caller pads the pointers with
      * repeats of real rows -- rather than spend a branch per row on zeros. */
     void (*pack)(const float *const *row, size_t off, int L, int m, size_t lp, float *out);
+
+    /* The self-attention block's two loops (score.c), over a few rows reached
+     * through pointers:
+     *   dots    z[i] = q[0..n) . row[i][off..off+n),            i < cnt
+     *   axpys   out[0..n) += sum_{i < cnt} w[i] row[i][off..off+n)
+     * Any n >= 1 (vector sets mask the tail). */
+    void (*dots)(const float *q, const float *const *row, size_t off, int n, int cnt, float *z);
+    void (*axpys)(float *out, const float *const *row, size_t off, int n, int cnt,
+                  const float *w);
 } attn_kern;
 
 extern const attn_kern attn_kern_generic;

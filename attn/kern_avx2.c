@@ -306,6 +306,41 @@ static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp,
     }
 }
 
+/* Self-attention block: 8 columns a vector, the tail in scalar code. */
+static void s_dots(const float *q, const float *const *row, size_t off, int n, int cnt,
+                   float *z)
+{
+    for (int i = 0; i < cnt; i++) {
+        const float *r = row[i] + off;
+        __m256 acc = _mm256_setzero_ps();
+        int c = 0;
+        for (; c + 8 <= n; c += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(r + c), acc);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        float s = _mm_cvtss_f32(h);
+        for (; c < n; c++)
+            s += q[c] * r[c];
+        z[i] = s;
+    }
+}
+
+static void s_axpys(float *out, const float *const *row, size_t off, int n, int cnt,
+                    const float *w)
+{
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 acc = _mm256_loadu_ps(out + c);
+        for (int i = 0; i < cnt; i++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(w[i]), _mm256_loadu_ps(row[i] + off + c), acc);
+        _mm256_storeu_ps(out + c, acc);
+    }
+    for (; c < n; c++)
+        for (int i = 0; i < cnt; i++)
+            out[c] += w[i] * row[i][off + c];
+}
+
 const attn_kern attn_kern_avx2 = {
     .name = "avx2",
     .rows = S_ROWS,
@@ -316,6 +351,8 @@ const attn_kern attn_kern_avx2 = {
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
     .pack = s_pack,
+    .dots = s_dots,
+    .axpys = s_axpys,
 };
 
 #endif

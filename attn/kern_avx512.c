@@ -487,6 +487,38 @@ static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp,
     }
 }
 
+/* Self-attention block: 16 columns a vector, the tail masked. */
+static void s_dots(const float *q, const float *const *row, size_t off, int n, int cnt,
+                   float *z)
+{
+    for (int i = 0; i < cnt; i++) {
+        const float *r = row[i] + off;
+        __m512 acc = _mm512_setzero_ps();
+        int c = 0;
+        for (; c + 16 <= n; c += 16)
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(r + c), acc);
+        if (c < n) {
+            __mmask16 k = (__mmask16)((1u << (n - c)) - 1);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, q + c), _mm512_maskz_loadu_ps(k, r + c),
+                                  acc);
+        }
+        z[i] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+static void s_axpys(float *out, const float *const *row, size_t off, int n, int cnt,
+                    const float *w)
+{
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 k = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(k, out + c);
+        for (int i = 0; i < cnt; i++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), _mm512_maskz_loadu_ps(k, row[i] + off + c),
+                                  acc);
+        _mm512_mask_storeu_ps(out + c, k, acc);
+    }
+}
+
 const attn_kern attn_kern_avx512 = {
     .name = "avx512",
     .rows = S_ROWS,
@@ -497,6 +529,8 @@ const attn_kern attn_kern_avx512 = {
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
     .pack = s_pack,
+    .dots = s_dots,
+    .axpys = s_axpys,
 };
 
 #endif

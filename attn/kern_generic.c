@@ -168,6 +168,28 @@ static void s_pack(const float *const *row, size_t off, int L, int m, size_t lp,
             memset(out + (size_t)t * lp + L, 0, (lp - L) * sizeof *out);
 }
 
+static void s_dots(const float *q, const float *const *row, size_t off, int n, int cnt,
+                   float *z)
+{
+    for (int i = 0; i < cnt; i++) {
+        const float *r = row[i] + off;
+        float acc = 0.0f;
+        for (int c = 0; c < n; c++)
+            acc += q[c] * r[c];
+        z[i] = acc;
+    }
+}
+
+static void s_axpys(float *out, const float *const *row, size_t off, int n, int cnt,
+                    const float *w)
+{
+    for (int i = 0; i < cnt; i++) {
+        const float *r = row[i] + off;
+        for (int c = 0; c < n; c++)
+            out[c] += w[i] * r[c];
+    }
+}
+
 const attn_kern attn_kern_generic = {
     .name = "generic",
     .rows = S_ROWS,
@@ -178,4 +200,6 @@ const attn_kern attn_kern_generic = {
     .softmax_dot = s_softmax_dot,
     .softmax_acc = s_softmax_acc,
     .pack = s_pack,
+    .dots = s_dots,
+    .axpys = s_axpys,
 };

@@ -381,24 +381,19 @@ static void s_self_attend(const attn_tables *t, attn_scratch *s, s_view *v)
         const float *rj = s->hrow[j];
         const int nw = Lc - j < Ls ? Lc - j : Ls;
         float mx = -INFINITY, sum = 0.0f;
+        v->k->dots(rj + v->s_off, s->hrow + j, v->s_off + (size_t)m, m, nw, a);
         for (int i = 0; i < nw; i++) {
-            const float *sq = rj + v->s_off, *sk = s->hrow[j + i] + v->s_off + m;
-            float z = 0.0f;
-            for (int c = 0; c < m; c++)
-                z += sq[c] * sk[c];
-            a[i] = z * sc + md->sa_pos[i];
+            a[i] = a[i] * sc + md->sa_pos[i];
             mx = a[i] > mx ? a[i] : mx;
         }
         for (int i = 0; i < nw; i++)
             sum += (a[i] = expf(a[i] - mx));
+        for (int i = 0; i < nw; i++)
+            a[i] /= sum;
         float *out = s->hsa + (size_t)j * w;
         memcpy(out, rj + v->k_off, (size_t)m * sizeof *out);
         memcpy(out + m, rj + v->v_off, (size_t)m * sizeof *out);
-        for (int i = 0; i < nw; i++) {
-            const float *u = s->hrow[j + i] + uo, ai = a[i] / sum;
-            for (int c = 0; c < 2 * m; c++)   /* [uk | uv] is contiguous */
-                out[c] += ai * u[c];
-        }
+        v->k->axpys(out, s->hrow + j, uo, 2 * m, nw, a);   /* [uk | uv] is contiguous */
     }
     for (int j = 0; j < L + ATTN_KERN_MAX_ROWS; j++)
         s->hrow[j] = s->hsa + (size_t)(j < L ? j : L - 1) * w;

@@ -51,6 +51,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->patience = 5;
     o->val_protocol = ATTN_EVAL_FULL;
     o->chunk = 64;
+    o->sa_len = 8;
 }
 
 int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why_len)

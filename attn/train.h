@@ -99,7 +99,7 @@ typedef struct attn_train_opts {
                               has chosen the options (default 0) */
     int chunk;             /* most targets of one user processed together (64) */
     int sa_len;            /* history self-attention window (events, the event
-                              itself included), 0 = no block (default 0) */
+                              itself included), 0 = no block (default 8) */
 } attn_train_opts;
 
 void attn_train_defaults(attn_train_opts *o, int d);
