@@ -6,7 +6,9 @@
  *      bias and scale are multiplied by log2(e), since the kernels' softmax
  *      is in base 2 (vexp.h).
  *   2. Find the history's k, v rows: in the tables (ALL, identity), or
- *      projected now with the tile kernel (NONE).
+ *      projected now with the tile kernel (NONE).  A model with a
+ *      self-attention block turns them (and its context rows') into
+ *      contextual k', v' rows in the scratch first (s_self_attend).
  *   3. Pack the keys transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix,
  *      so each head's slice is a contiguous dh x lp block that the tile
  *      kernel streams.  The values are not packed: they are read in place.

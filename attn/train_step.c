@@ -189,8 +189,8 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     if (!ws_p || !*ws_p)
         return;
     attn_tr_ws *ws = *ws_p;
-    void *p[] = {ws->dsa_pos, ws->sa_a, ws->sa_x, ws->dT, ws->dbias, ws->dpos, ws->QG, ws->dQG, ws->KV, ws->dKV, ws->QT,
-                 ws->GT, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->mult,
+    void *p[] = {ws->dsa_pos, ws->sa_a, ws->sa_x, ws->dT, ws->dbias, ws->dpos, ws->QG,
+                 ws->dQG, ws->KV, ws->dKV, ws->QT, ws->GT, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->mult,
                  ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->work,
                  ws->list, ws->c_item, ws->slot, ws->useen};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
@@ -497,7 +497,7 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     const attn_tr_kern *k = ws->k;
     const attn_seqs *sq = v->seqs;
     const int m = net->m, H = net->heads, dh = net->dh, L = net->l_max, L8 = ws->l8;
-    const int m4 = net->tw, m2 = 2 * m;
+    const int tw = net->tw, m2 = 2 * m;   /* tw: row width of T and dT */
     const uint32_t *ev = sq->row + sq->off[ch->u];
     const float *w = sq->weight ? sq->weight + sq->off[ch->u] : NULL;
     const int nex = (int)(ch->t1 - ch->t0);
@@ -514,17 +514,17 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     else
         for (int p = 0; p < P; p++)
             memcpy(ws->KV + (size_t)p * m2,
-                   net->T + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m,
+                   net->T + (size_t)v->row2mi[ev[c0 + p]] * tw + ATTN_TR_K * m,
                    (size_t)m2 * sizeof(float));
     const float *Qb, *Gb;
     int ldq;
     if (run->mode == ATTN_TR_FULL) {
         Qb = net->T + ATTN_TR_Q * m;
         Gb = net->T + ATTN_TR_G * m;
-        ldq = m4;
+        ldq = tw;
     } else {
         for (int c = 0; c < Nc; c++) {
-            const float *tr = net->T + (size_t)ws->c_item[c] * m4;
+            const float *tr = net->T + (size_t)ws->c_item[c] * tw;
             memcpy(ws->QG + (size_t)c * m2, tr + ATTN_TR_Q * m, (size_t)m * sizeof(float));
             memcpy(ws->QG + (size_t)c * m2 + m, tr + ATTN_TR_G * m, (size_t)m * sizeof(float));
         }
@@ -611,7 +611,7 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         if (acc) {
             dQb = ws->dT + ATTN_TR_Q * m;
             dGb = ws->dT + ATTN_TR_G * m;
-            lddq = m4;
+            lddq = tw;
         } else {
             dQb = ws->dQG;
             dGb = ws->dQG + m;
@@ -631,15 +631,15 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
         if (net->sa_len)
             s_sa_bwd(net, v, ws, ev, c0, P);
         else
-        for (int p = 0; p < P; p++) {
-            float *dt = ws->dT + (size_t)v->row2mi[ev[c0 + p]] * m4 + ATTN_TR_K * m;
-            const float *src = ws->dKV + (size_t)p * m2;
-            for (int i = 0; i < m2; i++)
-                dt[i] += src[i];
-        }
+            for (int p = 0; p < P; p++) {
+                float *dt = ws->dT + (size_t)v->row2mi[ev[c0 + p]] * tw + ATTN_TR_K * m;
+                const float *src = ws->dKV + (size_t)p * m2;
+                for (int i = 0; i < m2; i++)
+                    dt[i] += src[i];
+            }
         if (!acc)
             for (int c = 0; c < Nc; c++) {
-                float *dt = ws->dT + (size_t)ws->c_item[c] * m4;
+                float *dt = ws->dT + (size_t)ws->c_item[c] * tw;
                 const float *src = ws->dQG + (size_t)c * m2;
                 for (int i = 0; i < m; i++) {
                     dt[ATTN_TR_Q * m + i] += src[i];
