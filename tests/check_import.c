@@ -886,6 +886,12 @@ START_TEST(test_attnctl_programs)
     /* u3 was never created: the failed import left nothing behind. */
     sqlite3 *raw;
     ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    /* An active model the daemon could not load is a problem inspect names. */
+    ck_assert_int_eq(sqlite3_exec(raw, "UPDATE models SET config = '{oops' WHERE active = 1",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "active model cannot be loaded") && strstr(out, "config"), "%s",
+                  out);
     sqlite3_stmt *st;
     ck_assert_int_eq(sqlite3_prepare_v2(raw, "SELECT count(*) FROM users", -1, &st, NULL),
                      SQLITE_OK);

@@ -129,7 +129,8 @@ static void s_embedder(s_ctx *c)
 static void s_models(s_ctx *c)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->h, "SELECT version, created_at, heads, d_model, active, metrics "
+    if (sqlite3_prepare_v2(c->h, "SELECT version, created_at, heads, d_model, active, metrics, "
+                           "CASE WHEN json_valid(config) THEN json_extract(config, '$.sa_len') END "
                            "FROM models ORDER BY version", -1, &st, NULL) != SQLITE_OK) {
         s_problem(c, "cannot read models: %s", sqlite3_errmsg(c->h));
         return;
@@ -141,12 +142,15 @@ static void s_models(s_ctx *c)
         int heads = sqlite3_column_int(st, 2), d = sqlite3_column_int(st, 3);
         int act = sqlite3_column_int(st, 4);
         const char *metrics = (const char *)sqlite3_column_text(st, 5);
-        char when[32];
+        int sa_len = sqlite3_column_int(st, 6);   /* NULL (no key, or bad JSON): 0 */
+        char when[32], sa[40] = "";
+        if (sa_len > 0)
+            snprintf(sa, sizeof sa, ", self-attention window %d", sa_len);
         struct tm tm;
         strftime(when, sizeof when, "%Y-%m-%d %H:%M", gmtime_r(&created, &tm));
-        printf("%s version %lld%s: d %d, %d head%s, created %s UTC%s%s%s\n",
+        printf("%s version %lld%s: d %d, %d head%s%s, created %s UTC%s%s%s\n",
                n ? "             " : "models       ", ver, ver == 0 ? " (identity)" : "",
-               d, heads, heads == 1 ? "" : "s", when, act ? ", ACTIVE" : "",
+               d, heads, heads == 1 ? "" : "s", sa, when, act ? ", ACTIVE" : "",
                metrics ? ", metrics " : "", metrics ? metrics : "");
         if (d != c->dim) {
             if (act)
@@ -162,8 +166,17 @@ static void s_models(s_ctx *c)
     sqlite3_finalize(st);
     if (!n)
         printf("models        none\n");
-    if (!active)
+    if (!active) {
         s_problem(c, "no model is active (activate one with 'attnctl model activate')");
+        return;
+    }
+    /* The daemon loads the active version with every check there is: so do
+     * we, so that "integrity ok" means it will serve. */
+    attn_model *md = NULL;
+    store_err err;
+    if (store_model_load(c->db, STORE_MODEL_ACTIVE, &md, &err) != STORE_OK)
+        s_problem(c, "the active model cannot be loaded: %s", err.msg);
+    attn_model_free(&md);
 }
 
 /* Every blob: right length, all finite.  Names the first few offenders. */
