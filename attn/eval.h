@@ -182,7 +182,8 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
 
 /* ---- baselines --------------------------------------------------------------
  * One object holds what they learn from the training data (each user's
- * events but the last two): item counts and windowed transition counts.
+ * events but the last two, or the last one when seqs->refit): item counts
+ * and windowed transition counts.
  * Each baseline is an attn_eval_fn taking it as ctx. */
 typedef struct attn_eval_base attn_eval_base;
 
@@ -217,7 +218,8 @@ int attn_eval_transition(void *base, const attn_eval_query *q, double *score, do
 /* ---- the served model -------------------------------------------------------
  * Scores through the daemon's own fast path (attn_tables_build +
  * attn_score_all), never through training code, with at most l_max of the
- * newest history events and their weights. */
+ * newest history events and their weights (and the older ones as context
+ * for a self-attention block, as the daemon passes them). */
 typedef struct attn_eval_model attn_eval_model;
 
 /* Tables for model over the catalog emb (n x d, stride ld); param_index[r]

@@ -15,14 +15,17 @@
  *
  * The task (docs/TRAINING.md): every user's events in chronological order
  * (attn_seqs; ties in time by item id, as served), the last two held out
- * (validation and test targets, attn/eval.h), and every other event t >= 1
- * is a training example: predict it from the l_max events before it, newest
- * first, scored exactly as the daemon scores (docs/MODEL.md):
+ * (validation and test targets, attn/eval.h; only the last with refit), and
+ * every other event t >= 1 is a training example: predict it from the l_max
+ * events before it, newest first, scored exactly as the daemon scores
+ * (docs/MODEL.md):
  *
- *   z[h][c][j] = scale (e_c W_Q)_h . (e_j W_K)_h + pos_bias[j] + log w_j
- *   score_c    = sum_h sum_j softmax_j(z[h][c][:]) (e_j W_V)_h . (e_c W_Oᵀ)_h + bias_c
+ *   z[h][c][j] = scale (e_c W_Q)_h . (e_j W_K')_h + pos_bias[j] + log w_j
+ *   score_c    = sum_h sum_j softmax_j(z[h][c][:]) (e_j W_V')_h . (e_c W_Oᵀ)_h + bias_c
  *
- * with e_i = text_i + residual_i.  The loss is the softmax cross-entropy of
+ * with e_i = text_i + residual_i, and e_j W_K', e_j W_V' the history event's
+ * key and value after the self-attention block over its sa_len - 1
+ * predecessors (docs/MODEL.md §2.1; plain e_j W_K, e_j W_V without one).  The loss is the softmax cross-entropy of
  * the true next item among the candidates: every item of the model (full
  * softmax) or the true one and `neg` items drawn uniformly from those the
  * user has not interacted with in training data.  AdamW with linear
