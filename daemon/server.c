@@ -31,6 +31,7 @@
 
 #define S_LOADER_ENDPOINT "inproc://attnd-loader"
 #define S_BATCH 64          /* messages read per poll wake-up, to bound latency of the rest */
+#define S_QUIET_MS 250      /* shutdown: the client socket must stay empty this long */
 #define S_QPS_SAMPLES 11    /* once a second: a 10 s window */
 
 typedef struct s_pending {
@@ -607,6 +608,24 @@ static int s_bind_frontend(s_main *m)
     return 0;
 }
 
+/* Shutdown, once nothing is in flight: answer `unavailable` to whatever
+ * reaches the client socket -- everything queued there, and what is still
+ * in transit from a client's burst -- until it has stayed empty for
+ * S_QUIET_MS, or the grace ends.  Not one batch: a burst larger than
+ * S_BATCH that the loop had not read yet would otherwise get silence. */
+static void s_drain_frontend(s_main *m)
+{
+    for (;;) {
+        zmq_pollitem_t it = {.socket = m->frontend, .events = ZMQ_POLLIN};
+        int rc = zmq_poll(&it, 1, S_QUIET_MS);
+        if (rc < 0 && zmq_errno() == EINTR)
+            continue;
+        if (rc <= 0 || srv_now_ns() >= m->stop_deadline)
+            return;
+        s_on_frontend(m);
+    }
+}
+
 static void s_loop(s_main *m)
 {
     uint64_t next_cron = srv_now_ns();
@@ -619,8 +638,7 @@ static void s_loop(s_main *m)
         if (atomic_load(&m->srv.stopping)) {
             int in_flight = atomic_load(&m->srv.counters.in_flight);
             if ((in_flight == 0 && !m->loader.running) || now >= m->stop_deadline) {
-                /* Whatever already sits in the socket gets `unavailable`, not silence. */
-                s_on_frontend(m);
+                s_drain_frontend(m);
                 if (in_flight)
                     srv_log(SRV_WARN, "msg=\"shutdown grace expired\" in_flight=%d", in_flight);
                 return;
@@ -674,7 +692,11 @@ static void s_cleanup(s_main *m)
     if (m->srv.workers)
         s_stop_workers(m);
     srv_snapshot_publish(NULL);
+    /* Replies still queued get the rest of the grace (2 s at least) to leave. */
+    uint64_t now = srv_now_ns();
     int linger = 0, flush_ms = 2000;
+    if (atomic_load(&m->srv.stopping) && m->stop_deadline > now + 2000000000ull)
+        flush_ms = (int)((m->stop_deadline - now) / 1000000);
     if (m->frontend)
         zmq_setsockopt(m->frontend, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
     void *socks[] = {m->frontend, m->backend, m->loader_rx};

@@ -755,6 +755,36 @@ START_TEST(sigterm_loses_no_reply)
 }
 END_TEST
 
+static void s_sigterm_now(void *arg)
+{
+    daemon_proc *d = arg;
+    kill(d->pid, SIGTERM);
+}
+
+/* SIGTERM right behind a burst far larger than one read batch: most of it
+ * is still unread in the socket (or in transit) when the last request in
+ * flight finishes, and every one of those must still get `unavailable`. */
+START_TEST(sigterm_burst_all_answered)
+{
+    daemon_proc d;
+    const char *extra[] = {"--set", "server.queue_max=100000", "--workers", "1", NULL};
+    s_start(&d, s_db, "burst.sock", extra);
+    int ok, busy, unavailable;
+    const int n = tu_slowdown() > 1.0 ? 600 : 3000;   /* valgrind: still ~10 batches */
+    int got = s_dealer_flood(d.endpoint, n, 5, &ok, &busy, &unavailable, s_sigterm_now, &d);
+    ck_assert_int_eq(got, n);
+    ck_assert_int_eq(ok + unavailable, n);
+    ck_assert_int_gt(unavailable, 0);
+    int status;
+    double deadline = s_now() + 30 * tu_slowdown();
+    while (waitpid(d.pid, &status, WNOHANG) != d.pid) {
+        ck_assert_msg(s_now() < deadline, "attnd did not exit after SIGTERM");
+        usleep(10000);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+}
+END_TEST
+
 typedef struct load_ctx {
     const char *endpoint;
     atomic_int stop;
@@ -1141,6 +1171,7 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, health_info_stats);
     tcase_add_test(tc, busy_when_queue_full);
     tcase_add_test(tc, sigterm_loses_no_reply);
+    tcase_add_test(tc, sigterm_burst_all_answered);
     tcase_add_test(tc, reload_under_load);
     tcase_add_test(tc, failed_reload_keeps_serving);
     tcase_add_test(tc, metrics_line_logged);
