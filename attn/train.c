@@ -207,27 +207,24 @@ static int s_prepare(const attn_train_data *data, const attn_train_opts *o, s_pr
 }
 
 /* Initial parameters: small random projections (so heads differ), zero
- * biases and residuals -- the untrained model ranks by item bias alone. */
+ * biases and residuals -- the untrained model ranks by item bias alone.
+ * The self-attention block gets a random query and key and zero outputs,
+ * so it starts as no block at all and grows only as far as it helps. */
 static void s_init(attn_model *md, uint64_t seed)
 {
     attn_eval_rng rng = attn_eval_rng_for(seed, 0x696E6974, 0);
     const size_t dm = (size_t)md->d * md->m;
     const double sd_in = 1.0 / sqrt((double)md->d), sd_out = 1.0 / sqrt((double)md->m);
-    float *w[4] = {md->wq, md->wk, md->wv, md->wo};
-    for (int k = 0; k < 4; k++) {
-        double sd = k == 3 ? sd_out : sd_in;
-        for (size_t i = 0; i < dm; i++) {
+    /* Drawn in this order (NULL: absent), so a seed means the same weights. */
+    struct { float *w; double sd; } init[] = {
+        {md->wq, sd_in}, {md->wk, sd_in}, {md->wv, sd_in}, {md->wo, sd_out},
+        {md->sa_q, sd_in}, {md->sa_k, sd_in},
+    };
+    for (size_t k = 0; k < sizeof init / sizeof init[0]; k++)
+        for (size_t i = 0; init[k].w && i < dm; i++) {
             double u1 = attn_eval_rng_unit(&rng), u2 = attn_eval_rng_unit(&rng);
-            w[k][i] = (float)(sd * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2.0 * M_PI * u2));
-        }
-    }
-    /* The self-attention block: random query and key, zero outputs, so it
-     * starts as no block at all and grows only as far as it helps. */
-    float *sw[2] = {md->sa_q, md->sa_k};
-    for (int k = 0; k < 2 && md->sa_len; k++)
-        for (size_t i = 0; i < dm; i++) {
-            double u1 = attn_eval_rng_unit(&rng), u2 = attn_eval_rng_unit(&rng);
-            sw[k][i] = (float)(sd_in * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2.0 * M_PI * u2));
+            init[k].w[i] = (float)(init[k].sd * sqrt(-2.0 * log(u1 + 1e-300)) *
+                                   cos(2.0 * M_PI * u2));
         }
 }
 

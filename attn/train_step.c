@@ -190,8 +190,8 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
         return;
     attn_tr_ws *ws = *ws_p;
     void *p[] = {ws->dsa_pos, ws->sa_a, ws->sa_x, ws->dT, ws->dbias, ws->dpos, ws->QG,
-                 ws->dQG, ws->KV, ws->dKV, ws->QT, ws->GT, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->mult,
-                 ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->work,
+                 ws->dQG, ws->KV, ws->dKV, ws->QT, ws->GT, ws->Z, ws->S, ws->dZ, ws->dS,
+                 ws->SC, ws->MX, ws->INV, ws->mult, ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->work,
                  ws->list, ws->c_item, ws->slot, ws->useen};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);

@@ -201,6 +201,20 @@ static void s_map_candidates(srv_worker *w, const srv_snapshot *snap, const srv_
     }
 }
 
+/* A known event, newest first: into the history while it has room, then
+ * into the self-attention context after it (weights: history only). */
+static void s_take_event(srv_worker *w, const srv_snapshot *snap, s_rank_state *st,
+                         uint32_t row, float weight)
+{
+    if (st->n_hist < snap->l_hist) {
+        w->hist_rows[st->n_hist] = row;
+        w->hist_w[st->n_hist] = weight;
+        st->n_hist++;
+    } else if (st->n_ctx < snap->l_ctx) {
+        w->hist_rows[st->n_hist + st->n_ctx++] = row;
+    }
+}
+
 /* Anonymous history: the request lists it oldest first; attention wants
  * newest first.  cJSON links an array's first element back to its last, so
  * walking prev from there visits the newest max_history entries newest
@@ -231,12 +245,9 @@ static void s_map_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         if (row < 0) {
             if (i < max_history)
                 w->unknown[st->n_unknown++] = w->look_ext[i];
-        } else if (st->n_hist < snap->l_hist) {
-            w->hist_rows[st->n_hist] = (uint32_t)row;
-            w->hist_w[st->n_hist] = w->hist_w[i];   /* i >= n_hist: no overwrite ahead */
-            st->n_hist++;
-        } else if (st->n_ctx < snap->l_ctx) {
-            w->hist_rows[st->n_hist + st->n_ctx++] = (uint32_t)row;
+        } else {
+            /* i >= n_hist + n_ctx: compacting never overwrites ahead. */
+            s_take_event(w, snap, st, (uint32_t)row, w->hist_w[i]);
         }
     }
     if (st->n_hist == 0)
@@ -275,15 +286,8 @@ static int s_user_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         if (rq->exclude_seen)
             s_rowset_add(&w->seen, (uint32_t)row);
         float wt = w->events[i].weight;
-        if (!(wt > 0 && isfinite(wt)))
-            continue;
-        if (st->n_hist < snap->l_hist) {
-            w->hist_rows[st->n_hist] = (uint32_t)row;
-            w->hist_w[st->n_hist] = wt;
-            st->n_hist++;
-        } else if (st->n_ctx < snap->l_ctx) {
-            w->hist_rows[st->n_hist + st->n_ctx++] = (uint32_t)row;
-        }
+        if (wt > 0 && isfinite(wt))
+            s_take_event(w, snap, st, (uint32_t)row, wt);
     }
     if (st->n_hist == 0)
         st->fallback = "no_history";
@@ -374,8 +378,8 @@ static void s_rank(srv_worker *w, const srv_request *rq, uint64_t t_recv, uint64
     int n_res = 0;
     if (st.n_cand > 0 && !st.fallback) {
         attn_request ar = {.hist = w->hist_rows, .hist_weight = w->hist_w, .n_hist = st.n_hist,
-                           .n_ctx = st.n_ctx, .cand = w->cand_rows, .n_cand = st.n_cand, .k = rq->k,
-                           .explain = rq->explain};
+                           .n_ctx = st.n_ctx, .cand = w->cand_rows, .n_cand = st.n_cand,
+                           .k = rq->k, .explain = rq->explain};
         int rc = attn_score(snap->tables, &ar, w->scratch, &res);
         if (rc != ATTN_OK) {
             snprintf(why, sizeof why, "scoring failed: %s", attn_strerror(rc));

@@ -281,6 +281,16 @@ static void s_compare(const fx *f, const attn_tables *t, attn_scratch *s,
 static const char *const s_kernels[] = {"generic", "avx2", "avx512"};
 #define S_NKERN 3
 
+/* s_compare on every kernel set this CPU can run, then back to automatic. */
+static void s_compare_every_kernel(const fx *f, const attn_tables *t, attn_scratch *s,
+                                   const attn_request *rq, double rtol, const char *what)
+{
+    for (int kk = 0; kk < S_NKERN; kk++)
+        if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
+            s_compare(f, t, s, rq, rtol, what);
+    attn_kernel_select(NULL);
+}
+
 static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned flag_force,
                            float wqk, float emb_scale, double rtol, const char *what)
 {
@@ -314,10 +324,7 @@ static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned fl
             char name[160];
             snprintf(name, sizeof name, "%s it %d q %d flags %#x d %d m %d H %d L %d N %d %s",
                      what, it, q, flags, d, m, heads, L, N, mode ? "NONE" : "ALL");
-            for (int kk = 0; kk < S_NKERN; kk++)
-                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
-                    s_compare(&f, t, s, &b.rq, rtol, name);
-            attn_kernel_select(NULL);
+            s_compare_every_kernel(&f, t, s, &b.rq, rtol, name);
         }
         attn_scratch_free(&s);
         attn_tables_free(&t);
@@ -376,10 +383,7 @@ START_TEST(test_fast_bigger)
             attn_scratch *s = attn_scratch_new(t, &lim);
             rq_buf b;
             s_request(&r, &b, f.n, L, N, 20, 5, 1);
-            for (int kk = 0; kk < S_NKERN; kk++)
-                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
-                    s_compare(&f, t, s, &b.rq, S_RTOL, "bigger");
-            attn_kernel_select(NULL);
+            s_compare_every_kernel(&f, t, s, &b.rq, S_RTOL, "bigger");
             attn_scratch_free(&s);
             attn_tables_free(&t);
         }
@@ -418,10 +422,7 @@ START_TEST(test_fast_blocks)
             char name[96];
             snprintf(name, sizeof name, "blocks d %d H %d L %d N %d %s", c[i].d, c[i].H,
                      c[i].L, c[i].N, mode ? "NONE" : "ALL");
-            for (int kk = 0; kk < S_NKERN; kk++)
-                if (attn_kernel_select(s_kernels[kk]) == ATTN_OK)
-                    s_compare(&f, t, s, &b.rq, S_RTOL, name);
-            attn_kernel_select(NULL);
+            s_compare_every_kernel(&f, t, s, &b.rq, S_RTOL, name);
             attn_scratch_free(&s);
             attn_tables_free(&t);
         }
