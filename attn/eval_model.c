@@ -20,6 +20,7 @@ struct attn_eval_model {
     attn_scratch *s;      /* one scratch: the runner is single-threaded */
     float *buf;           /* n: float scores from the fast path */
     int l_max;            /* history cut */
+    int l_ctx;            /* context events a self-attention block reads: sa_len - 1 */
     size_t n;             /* catalog rows = most candidates a query can have */
 };
 
@@ -36,6 +37,7 @@ int attn_eval_model_new(attn_eval_model **out, const attn_model *model, const fl
         return ATTN_ENOMEM;
     em->n = n;
     em->l_max = model->l_max;
+    em->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
     int st = attn_tables_build(&em->t, model, emb, n, ld, param_index, ATTN_PRECOMPUTE_ALL,
                                threads);
     if (st == ATTN_OK) {
@@ -75,8 +77,9 @@ int attn_eval_model_score(void *ctx, const attn_eval_query *q, double *score, do
     /* The newest l_max events; the older ones are context for a model with
      * a self-attention block, as the daemon passes them. */
     const int n_hist = q->n_hist < em->l_max ? q->n_hist : em->l_max;
+    const int n_ctx = q->n_hist - n_hist < em->l_ctx ? q->n_hist - n_hist : em->l_ctx;
     attn_request rq = {.hist = q->hist, .hist_weight = q->hist_weight, .n_hist = n_hist,
-                       .n_ctx = q->n_hist - n_hist, .cand = q->cand, .n_cand = q->n_cand,
+                       .n_ctx = n_ctx, .cand = q->cand, .n_cand = q->n_cand,
                        .k = 1, .explain = 0};
     int st = attn_score_all(em->t, &rq, em->s, em->buf);
     if (st != ATTN_OK)
