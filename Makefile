@@ -1,6 +1,6 @@
 # attnd — top-level build.  One Makefile, no recursion into module folders.
 #
-#   make                  build everything into $(BUILD) (default build/)
+#   make                  build everything into $(BUILD) (default build/release/)
 #   make check            install missing packages, build, run every Check suite
 #   make check SANITIZE=address|undefined   the same under a sanitizer (jemalloc off)
 #   make demo             install, build, generate the demo database, start attnd, ask it
@@ -44,8 +44,10 @@ override LDLIBS += $(PKG_LIBS) -lpthread -lm
 BIN = $(BUILD)/bin
 
 # A library per module: every .c in the folder except the program mains.
+UTIL_SRC   = $(wildcard util/*.c)
 ATTN_SRC   = $(wildcard attn/*.c)
-STORE_SRC  = $(wildcard store/*.c)
+# store/ is the SQLite core plus one folder per job (import/, embed/, gen/, ...).
+STORE_SRC  = $(wildcard store/*.c store/*/*.c)
 SRV_SRC    = $(filter-out daemon/attnd.c,$(wildcard daemon/*.c))
 CLI_SRC    = $(filter-out clients/attn_%.c,$(wildcard clients/*.c))
 TOOL_SRC   = $(filter-out tools/attnctl.c,$(wildcard tools/*.c))
@@ -54,13 +56,14 @@ TEST_UTIL  = $(filter-out $(TEST_SUITES),$(wildcard tests/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
+LIBUTIL  = $(BUILD)/libutil.a
 LIBATTN  = $(BUILD)/libattn.a
 LIBSTORE = $(BUILD)/libstore.a
 LIBSRV   = $(BUILD)/libsrv.a
 LIBCLI   = $(BUILD)/libcli.a
 LIBTOOL  = $(BUILD)/libtool.a
 # Link order: dependants before dependencies.
-ALL_LIBS = $(LIBSRV) $(LIBTOOL) $(LIBCLI) $(LIBSTORE) $(LIBATTN)
+ALL_LIBS = $(LIBSRV) $(LIBTOOL) $(LIBCLI) $(LIBSTORE) $(LIBATTN) $(LIBUTIL)
 
 PROGRAMS = $(BIN)/attnd $(BIN)/attnctl $(BIN)/attn-query $(BIN)/attn-batch $(BIN)/attn-load
 TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SUITES))
@@ -74,6 +77,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+$(LIBUTIL):  $(call obj,$(UTIL_SRC))
 $(LIBATTN):  $(call obj,$(ATTN_SRC))
 $(LIBSTORE): $(call obj,$(STORE_SRC))
 $(LIBSRV):   $(call obj,$(SRV_SRC))
