@@ -2,6 +2,7 @@
 #include "daemon/arena.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -13,11 +14,18 @@ int srv_arena_init(srv_arena *a, size_t cap)
     a->cap = a->base ? cap : 0;
     a->used = 0;
     a->spilled = 0;
+    a->spill = NULL;
     return a->base ? 0 : -1;
 }
 
+typedef struct s_spill {
+    struct s_spill *next;
+    max_align_t pad[];   /* keeps the payload aligned */
+} s_spill;
+
 void srv_arena_free(srv_arena *a)
 {
+    srv_arena_reset(a);
     free(a->base);
     a->base = NULL;
     a->cap = a->used = 0;
@@ -25,8 +33,29 @@ void srv_arena_free(srv_arena *a)
 
 void srv_arena_reset(srv_arena *a)
 {
+    for (s_spill *b = a->spill, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->spill = NULL;
     a->used = 0;
     a->spilled = 0;
+}
+
+void *srv_arena_alloc(srv_arena *a, size_t n)
+{
+    size_t at = (a->used + 15) & ~(size_t)15;
+    if (n <= a->cap && at <= a->cap - n) {
+        a->used = at + n;
+        return a->base + at;
+    }
+    s_spill *b = malloc(sizeof *b + (n ? n : 1));
+    if (!b)
+        return NULL;
+    b->next = a->spill;
+    a->spill = b;
+    a->spilled++;
+    return b->pad;
 }
 
 void srv_arena_bind(srv_arena *a)

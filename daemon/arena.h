@@ -1,4 +1,5 @@
-/* arena.h -- a per-worker bump allocator that cJSON parses into.
+/* arena.h -- per-worker bump allocators: cJSON parses into one, a
+ * request's parsed fields live in another.
  *
  * cJSON allocates a node per JSON value.  Its hooks are process-wide, so the
  * hooks installed here look at a thread-local arena: a worker binds its own
@@ -22,11 +23,16 @@ typedef struct srv_arena {
     size_t cap;
     size_t used;     /* bump offset */
     size_t spilled;  /* allocations that fell back to malloc since the last reset */
+    void *spill;     /* srv_arena_alloc's fallback blocks, freed by reset */
 } srv_arena;
 
 int srv_arena_init(srv_arena *a, size_t cap);   /* 0, or -1 out of memory */
 void srv_arena_free(srv_arena *a);
-void srv_arena_reset(srv_arena *a);
+void srv_arena_reset(srv_arena *a);   /* also frees srv_arena_alloc's spilled blocks */
+
+/* n bytes, 16-byte aligned, valid until the next reset; past the arena's
+ * capacity from malloc (still released by reset).  NULL out of memory. */
+void *srv_arena_alloc(srv_arena *a, size_t n);
 
 /* Make cJSON allocate through the thread's bound arena.  Call once, before
  * any thread parses. */

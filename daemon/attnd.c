@@ -11,6 +11,7 @@
 
 #include "daemon/config.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 
 static void s_usage(FILE *out)
 {
@@ -45,7 +46,10 @@ int main(int argc, char **argv)
     };
     srv_config cfg;
     char why[512];
-    cfg_defaults(&cfg);
+    if (cfg_defaults_checked(&cfg, why, sizeof why) != 0) {
+        fprintf(stderr, "attnd: %s\n", why);
+        return 2;
+    }
     /* First pass: only --config, so that flags apply over the file. */
     for (int i = 1; i < argc; i++) {
         const char *file = NULL;

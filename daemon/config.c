@@ -1,7 +1,9 @@
 /* config.c -- the configuration table and its parsers (INI via libinih).
  *
  * Defaults live in the table as text and go through the same setter as file
- * lines and flags, so a default can never be out of its own bounds.
+ * lines and flags.  A default outside its own bounds is refused by that
+ * setter: cfg_defaults reports it, attnd refuses to start, and a test in
+ * check_daemon fails on it.
  */
 #include "daemon/config.h"
 
@@ -12,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_PRECOMPUTE_ENUM, CFG_LEVEL };
+enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_BOOL, CFG_PRECOMPUTE_ENUM, CFG_LEVEL };
 
 typedef struct cfg_entry {
     const char *name;      /* section.key */
@@ -40,6 +42,13 @@ static const cfg_entry s_table[] = {
      "seconds between checks for a new active model or catalog version; 0 = off"},
     {"server.shutdown_grace", CFG_DOUBLE, F(shutdown_grace), 0, 3600, "10",
      "on SIGTERM, seconds to finish in-flight requests before exiting anyway"},
+    {"server.titles", CFG_BOOL, F(titles), 0, 0, "on",
+     "load every item title into the snapshot so replies can carry them (`titles`); off saves "
+     "the memory (docs/OPERATIONS.md measures it)"},
+    {"server.peer_buffer_bytes", CFG_INT, F(peer_buffer_bytes), 1 << 20, 1 << 30, "67108864",
+     "replies (and requests) one client may have queued in attnd before replies to it are "
+     "dropped (requests: the client is slowed); bounds what a client that never reads can "
+     "cost"},
     {"store.db", CFG_STRING, F(db), 0, 0, "attnd.db", "the SQLite database (opened read-only)"},
     {"store.busy_timeout_ms", CFG_INT, F(busy_timeout_ms), 0, 600000, "2000",
      "how long a read waits for a lock before the request fails with `store`"},
@@ -49,6 +58,8 @@ static const cfg_entry s_table[] = {
      "threads that build a snapshot's tables; 0 = one per core"},
     {"limits.max_message_bytes", CFG_INT, F(max_message_bytes), 256, 1 << 30, "1048576",
      "largest request accepted; larger ones get `too_large`"},
+    {"limits.max_reply_bytes", CFG_INT, F(max_reply_bytes), 4096, 1 << 30, "4194304",
+     "largest reply sent; a request whose answer would be larger gets `too_large`"},
     {"limits.max_candidates", CFG_INT, F(max_candidates), 1, 1000000, "10000",
      "candidates per rank request"},
     {"limits.max_k", CFG_INT, F(max_k), 1, 1000000, "1000", "results per rank request"},
@@ -64,7 +75,6 @@ static const cfg_entry s_table[] = {
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
 
 int cfg_key_count(void) { return S_NKEYS; }
-const char *cfg_key_name(int i) { return i >= 0 && i < S_NKEYS ? s_table[i].name : NULL; }
 
 int cfg_cores(void)
 {
@@ -100,6 +110,18 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
         *(double *)field = v;
         return 0;
     }
+    case CFG_BOOL:
+        if (!strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "yes") ||
+            !strcmp(value, "1"))
+            *(int *)field = 1;
+        else if (!strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "no") ||
+                 !strcmp(value, "0"))
+            *(int *)field = 0;
+        else {
+            snprintf(why, why_len, "%s: '%s' is not one of on, off", e->name, value);
+            return -1;
+        }
+        return 0;
     case CFG_STRING:
         if (!*value || strlen(value) >= e->size) {
             snprintf(why, why_len, "%s: value must be 1..%zu characters", e->name, e->size - 1);
@@ -130,14 +152,25 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
     return -1;
 }
 
+int cfg_defaults_checked(srv_config *cfg, char *why, size_t why_len)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int rc = 0;
+    for (int i = 0; i < S_NKEYS; i++) {
+        char reason[256];
+        if (s_apply(cfg, &s_table[i], s_table[i].def, reason, sizeof reason) != 0 && rc == 0) {
+            snprintf(why, why_len, "built-in default out of its bounds: %s", reason);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
 void cfg_defaults(srv_config *cfg)
 {
-    char why[256];
-    memset(cfg, 0, sizeof *cfg);
-    for (int i = 0; i < S_NKEYS; i++) {
-        int rc = s_apply(cfg, &s_table[i], s_table[i].def, why, sizeof why);
-        (void)rc;  /* a default out of its own bounds is a bug caught by the tests */
-    }
+    char why[300];
+    /* A bad default is a build bug: attnd and the tests call the checked form. */
+    (void)cfg_defaults_checked(cfg, why, sizeof why);
 }
 
 int cfg_set(srv_config *cfg, const char *key, const char *value, char *why, size_t why_len)
@@ -201,6 +234,12 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
                  cfg->default_k, cfg->max_k);
         return -1;
     }
+    if (cfg->max_reply_bytes > cfg->peer_buffer_bytes) {
+        snprintf(why, why_len, "limits.max_reply_bytes (%d) is larger than "
+                 "server.peer_buffer_bytes (%d): no reply could be queued", cfg->max_reply_bytes,
+                 cfg->peer_buffer_bytes);
+        return -1;
+    }
     if (strncmp(cfg->bind, "tcp://", 6) && strncmp(cfg->bind, "ipc://", 6) &&
         strncmp(cfg->bind, "inproc://", 9)) {
         snprintf(why, why_len, "server.bind: '%s' is not a tcp://, ipc:// or inproc:// endpoint",
@@ -228,6 +267,7 @@ void cfg_print(const srv_config *cfg, FILE *out)
         switch (e->type) {
         case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
         case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
+        case CFG_BOOL: fprintf(out, "%s\n", *(const int *)field ? "on" : "off"); break;
         case CFG_PRECOMPUTE_ENUM:
             fprintf(out, "%s\n", *(const int *)field == CFG_PRECOMPUTE_NONE ? "none" : "all");
             break;

@@ -28,6 +28,8 @@ typedef struct srv_config {
     char log_level[16];        /* debug | info | warn | error */
     double reload_poll;        /* seconds between checks for a new model/catalog; 0 = off */
     double shutdown_grace;     /* seconds to finish in-flight work on SIGTERM */
+    int titles;                /* load item titles into snapshots */
+    int peer_buffer_bytes;     /* what one client may have queued (sizes the HWMs) */
     /* [store] */
     char db[1024];             /* database path */
     int busy_timeout_ms;       /* SQLite busy timeout */
@@ -36,6 +38,7 @@ typedef struct srv_config {
     int build_threads;         /* threads building the tables; 0 = one per core */
     /* [limits] */
     int max_message_bytes;
+    int max_reply_bytes;
     int max_candidates;
     int max_k;
     int max_explain;
@@ -44,10 +47,13 @@ typedef struct srv_config {
     int default_k;
 } srv_config;
 
+/* The built-in defaults.  The checked form returns -1 with the key when a
+ * default lies outside its own bounds (a build bug). */
 void cfg_defaults(srv_config *cfg);
+int cfg_defaults_checked(srv_config *cfg, char *why, size_t why_len);
 
 /* Set "section.key" to the text value.  Returns 0, or -1 with the reason in
- * why ("server.workers: 'x' is not an integer in 0..1024"). */
+ * why ("server.workers: 'x' is not an integer in 0..256"). */
 int cfg_set(srv_config *cfg, const char *key, const char *value, char *why, size_t why_len);
 
 /* Apply an INI file over cfg.  Returns 0, or -1 with "file:line: reason". */
@@ -59,10 +65,9 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len);
 /* Write the effective configuration as an INI file. */
 void cfg_print(const srv_config *cfg, FILE *out);
 
-/* Number of configuration keys, and the name of key i ("server.bind"), for
- * tests that check conf/attnd.conf documents every key. */
+/* Number of configuration keys, for tests that check conf/attnd.conf
+ * documents every key. */
 int cfg_key_count(void);
-const char *cfg_key_name(int i);
 
 /* Cores online, at least 1. */
 int cfg_cores(void);

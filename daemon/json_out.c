@@ -1,6 +1,8 @@
 /* json_out.c -- see json_out.h. */
 #include "daemon/json_out.h"
 
+#include "util/utf8.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,8 +112,20 @@ static void s_str(srv_json *w, const char *s, size_t len)
                 *o++ = 'u'; *o++ = '0'; *o++ = '0';
                 *o++ = hex[c >> 4]; *o++ = hex[c & 15];
             }
+        } else if (c < 0x80) {
+            *o++ = (char)c;
         } else {
-            *o++ = (char)c;   /* UTF-8 passes through: requests were validated */
+            /* Valid UTF-8 passes through; anything else (a database row
+             * written by hand) becomes U+FFFD, so a reply is always valid. */
+            size_t n = util_utf8_seq(s + i, len - i);
+            if (n == 0) {
+                memcpy(o, "\xEF\xBF\xBD", 3);
+                o += 3;
+            } else {
+                memcpy(o, s + i, n);
+                o += n;
+                i += n - 1;
+            }
         }
     }
     *o++ = '"';

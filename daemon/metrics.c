@@ -12,6 +12,11 @@
 static const char *s_stage_names[SRV_STAGE_COUNT] = {"parse", "history", "score", "encode",
                                                       "total"};
 
+const char *srv_stage_name(int stage)
+{
+    return stage >= 0 && stage < SRV_STAGE_COUNT ? s_stage_names[stage] : "unknown";
+}
+
 void srv_wstats_init(srv_wstats *ws)
 {
     memset(ws, 0, sizeof *ws);
@@ -33,7 +38,7 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
         attn_hist_reset(&v->stage[s]);
     for (int i = 0; i < n; i++) {
         pthread_mutex_lock(&ws[i]->lock);
-        for (int k = 0; k < SRV_OP_COUNT; k++)
+        for (int k = 0; k < SRV_OPS_MAX; k++)
             v->ops[k] += ws[i]->ops[k];
         for (int k = 0; k < SRV_CODE_COUNT; k++)
             v->errors[k] += ws[i]->errors[k];
@@ -46,6 +51,8 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
         v->errors[k] += atomic_load(&c->errors[k]);
     v->received = atomic_load(&c->received);
     v->replied = atomic_load(&c->replied);
+    v->dropped = atomic_load(&c->dropped);
+    v->unroutable = atomic_load(&c->unroutable);
     v->in_flight = atomic_load(&c->in_flight);
     v->queued = atomic_load(&c->queued);
     v->reloads = atomic_load(&c->reloads);
@@ -67,7 +74,8 @@ void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
         h->sum -= b->sum;
         for (int i = 0; i < ATTN_HIST_BUCKETS; i++)
             h->bucket[i] -= b->bucket[i];
-        /* Exact extremes of the interval are unknown; bound them by buckets. */
+        /* The interval's own extremes are not kept: min and max stay the
+         * cumulative ones, which only loosens the clamp on its quantiles. */
         if (h->n == 0) {
             h->min = UINT64_MAX;
             h->max = 0;
@@ -83,9 +91,10 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
         int w_ = snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__); \
         if (w_ > 0) n += (size_t)w_; \
     } while (0)
-    PUT("msg=metrics qps=%.1f requests=%llu in_flight=%d queued=%d busy=%llu fallbacks=%llu",
-        v->qps, (unsigned long long)v->replied, v->in_flight, v->queued,
-        (unsigned long long)v->errors[SRV_E_BUSY], (unsigned long long)v->fallbacks);
+    PUT("msg=metrics qps=%.1f requests=%llu in_flight=%d queued=%d busy=%llu fallbacks=%llu "
+        "dropped=%llu", v->qps, (unsigned long long)v->replied, v->in_flight, v->queued,
+        (unsigned long long)v->errors[SRV_E_BUSY], (unsigned long long)v->fallbacks,
+        (unsigned long long)v->dropped);
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
         const attn_hist *h = &v->stage[s];
         PUT(" %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f", s_stage_names[s],
@@ -99,73 +108,6 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
         (long long)v->model_version, (long long)v->catalog_version, v->items,
         (unsigned long long)v->rss_bytes, (unsigned long long)v->jemalloc_allocated);
 #undef PUT
-}
-
-void srv_metrics_json(const srv_metrics_view *v, srv_json *w)
-{
-    srv_json_key(w, "uptime_s");
-    srv_json_num(w, v->uptime_s);
-    srv_json_key(w, "qps");
-    srv_json_num(w, v->qps);
-    srv_json_key(w, "requests");
-    srv_json_int(w, (int64_t)v->replied);
-    srv_json_key(w, "received");
-    srv_json_int(w, (int64_t)v->received);
-    srv_json_key(w, "in_flight");
-    srv_json_int(w, v->in_flight);
-    srv_json_key(w, "queued");
-    srv_json_int(w, v->queued);
-    srv_json_key(w, "busy");
-    srv_json_int(w, (int64_t)v->errors[SRV_E_BUSY]);
-    srv_json_key(w, "fallbacks");
-    srv_json_int(w, (int64_t)v->fallbacks);
-    srv_json_key(w, "reloads");
-    srv_json_int(w, (int64_t)v->reloads);
-    srv_json_key(w, "reload_failures");
-    srv_json_int(w, (int64_t)v->reload_failures);
-    srv_json_key(w, "ops");
-    srv_json_open(w, '{');
-    for (int k = 0; k < SRV_OP_COUNT; k++) {
-        srv_json_key(w, srv_op_name(k));
-        srv_json_int(w, (int64_t)v->ops[k]);
-    }
-    srv_json_close(w, '}');
-    srv_json_key(w, "errors");
-    srv_json_open(w, '{');
-    for (int k = 1; k < SRV_CODE_COUNT; k++) {
-        srv_json_key(w, srv_code_name(k));
-        srv_json_int(w, (int64_t)v->errors[k]);
-    }
-    srv_json_close(w, '}');
-    srv_json_key(w, "latency_us");
-    srv_json_open(w, '{');
-    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        const attn_hist *h = &v->stage[s];
-        srv_json_key(w, s_stage_names[s]);
-        srv_json_open(w, '{');
-        srv_json_key(w, "count");
-        srv_json_int(w, (int64_t)h->n);
-        static const double qs[] = {0.5, 0.9, 0.99, 0.999};
-        static const char *qn[] = {"p50", "p90", "p99", "p999"};
-        for (int q = 0; q < 4; q++) {
-            srv_json_key(w, qn[q]);
-            srv_json_num(w, attn_hist_quantile(h, qs[q]) / 1e3);
-        }
-        srv_json_key(w, "max");
-        srv_json_num(w, h->n ? h->max / 1e3 : 0);
-        srv_json_close(w, '}');
-    }
-    srv_json_close(w, '}');
-    srv_json_key(w, "rss_bytes");
-    srv_json_int(w, (int64_t)v->rss_bytes);
-    srv_json_key(w, "jemalloc_allocated");
-    srv_json_int(w, (int64_t)v->jemalloc_allocated);
-    srv_json_key(w, "model");
-    srv_json_int(w, v->model_version);
-    srv_json_key(w, "catalog");
-    srv_json_int(w, v->catalog_version);
-    srv_json_key(w, "items");
-    srv_json_int(w, v->items);
 }
 
 uint64_t srv_rss_bytes(void)

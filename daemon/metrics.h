@@ -14,8 +14,9 @@
 #include <stdint.h>
 
 #include "attn/hist.h"
-#include "daemon/json_out.h"
 #include "daemon/proto.h"
+
+#define SRV_OPS_MAX 16   /* rows the op table may grow to (ops.c checks) */
 
 enum srv_stage {
     SRV_STAGE_PARSE,    /* UTF-8 check, JSON parse, validation */
@@ -28,7 +29,7 @@ enum srv_stage {
 
 typedef struct srv_wstats {
     pthread_mutex_t lock;
-    uint64_t ops[SRV_OP_COUNT];          /* requests by op (parsed ones) */
+    uint64_t ops[SRV_OPS_MAX];           /* requests by op, by table row (parsed ones) */
     uint64_t errors[SRV_CODE_COUNT];     /* error replies by code */
     uint64_t fallbacks;                  /* rank replies that used the popularity prior */
     attn_hist stage[SRV_STAGE_COUNT];    /* nanoseconds */
@@ -38,6 +39,9 @@ typedef struct srv_counters {
     atomic_uint_fast64_t errors[SRV_CODE_COUNT];  /* error replies sent by the main thread */
     atomic_uint_fast64_t received;                /* messages read from the socket */
     atomic_uint_fast64_t replied;                 /* replies written to the socket */
+    atomic_uint_fast64_t dropped;                 /* replies dropped: the client's queue was
+                                                     full (it does not read) */
+    atomic_uint_fast64_t unroutable;              /* replies to a client that had gone */
     atomic_int in_flight;                         /* received, not yet replied */
     atomic_int queued;                            /* waiting for a worker */
     atomic_uint_fast64_t reloads, reload_failures;
@@ -47,8 +51,8 @@ typedef struct srv_counters {
 typedef struct srv_metrics_view {
     double uptime_s;
     double qps;
-    uint64_t received, replied;
-    uint64_t ops[SRV_OP_COUNT];
+    uint64_t received, replied, dropped, unroutable;
+    uint64_t ops[SRV_OPS_MAX];
     uint64_t errors[SRV_CODE_COUNT];
     uint64_t fallbacks, reloads, reload_failures;
     int in_flight, queued;
@@ -74,8 +78,8 @@ void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
 /* One logfmt line body (no timestamp/level) into buf. */
 void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len);
 
-/* Keys of the `stats` reply, after "ok":true. */
-void srv_metrics_json(const srv_metrics_view *v, srv_json *w);
+/* Stage names ("parse", ... "total"), for the log line and replies. */
+const char *srv_stage_name(int stage);
 
 uint64_t srv_rss_bytes(void);
 uint64_t srv_jemalloc_allocated(void);

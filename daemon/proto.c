@@ -1,109 +1,195 @@
-/* proto.c -- request parsing and validation for protocol v1.
+/* proto.c -- the request envelope, the top-level peek and the field reader.
  *
  * Every check names the field it rejects, because the message is all a
- * frontend developer sees of our validation.
+ * frontend developer sees of our validation.  cJSON parses (into the
+ * calling thread's arena, see arena.h); nothing outside this file sees its
+ * tree.
  */
 #include "daemon/proto.h"
 
+#include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char *s_ops[SRV_OP_COUNT] = {"rank", "health", "stats", "info", "reload"};
+#include "daemon/ops.h"
+#include "util/utf8.h"
+
 static const char *s_codes[SRV_CODE_COUNT] = {
     "ok", "bad_json", "bad_frame", "too_large", "bad_request", "unknown_op",
     "busy", "unavailable", "store", "internal", "reload_failed"};
-
-const char *srv_op_name(int op)
-{
-    return op >= 0 && op < SRV_OP_COUNT ? s_ops[op] : "unknown";
-}
 
 const char *srv_code_name(int code)
 {
     return code >= 0 && code < SRV_CODE_COUNT ? s_codes[code] : "internal";
 }
 
-int srv_utf8_valid(const char *buf, size_t len)
+struct srv_fields {
+    const cJSON *root;
+    const srv_config *cfg;
+    srv_arena *arena;
+    char *why;
+    size_t why_len;
+};
+
+/* ---- field reader --------------------------------------------------------- */
+
+const srv_config *srv_fields_config(const srv_fields *f)
 {
-    const unsigned char *s = (const unsigned char *)buf, *end = s + len;
-    while (s < end) {
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        int n;
-        unsigned min;
-        if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
-        else return 0;
-        if (end - s <= n)
-            return 0;
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xC0) != 0x80)
-                return 0;
-            c = (c << 6) | (s[i] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return 0;
-        s += n + 1;
-    }
-    return 1;
+    return f->cfg;
 }
 
-/* Integral JSON number in [lo, hi] into *out; default when absent. */
-static int s_int_field(const cJSON *obj, const char *name, int lo, int hi, int def, int *out,
-                       char *why, size_t why_len)
+void *srv_fields_alloc(srv_fields *f, size_t bytes)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!v || cJSON_IsNull(v)) {
+    void *p = srv_arena_alloc(f->arena, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+int srv_fields_fail(srv_fields *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->why, f->why_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const cJSON *s_get(const srv_fields *f, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->root, name);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+int srv_field_present(const srv_fields *f, const char *name)
+{
+    return s_get(f, name) != NULL;
+}
+
+int srv_field_int(srv_fields *f, const char *name, int lo, int hi, int def, int *out)
+{
+    const cJSON *v = s_get(f, name);
+    if (!v) {
         *out = def;
         return 0;
     }
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < lo || d > hi) {
-        snprintf(why, why_len, "%s: expected an integer in %d..%d", name, lo, hi);
-        return -1;
-    }
+    if (!(d == floor(d)) || d < lo || d > hi)
+        return srv_fields_fail(f, "%s: expected an integer in %d..%d", name, lo, hi);
     *out = (int)d;
     return 0;
 }
 
-static int s_bool_field(const cJSON *obj, const char *name, int *out, char *why, size_t why_len)
+int srv_field_bool(srv_fields *f, const char *name, int def, int *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!v || cJSON_IsNull(v)) {
-        *out = 0;
+    const cJSON *v = s_get(f, name);
+    if (!v) {
+        *out = def;
         return 0;
     }
-    if (!cJSON_IsBool(v)) {
-        snprintf(why, why_len, "%s: expected true or false", name);
-        return -1;
-    }
+    if (!cJSON_IsBool(v))
+        return srv_fields_fail(f, "%s: expected true or false", name);
     *out = cJSON_IsTrue(v);
     return 0;
 }
 
-/* A non-empty array whose every element is a non-empty string. */
-static int s_string_array(const cJSON *v, const char *name, int *n, char *why, size_t why_len)
+/* Copy a cJSON string into the arena.  Requests never hold NUL (the
+ * envelope refuses \u0000), so strlen is the string's length. */
+static int s_copy(srv_fields *f, const char *text, srv_str *out)
 {
-    if (!cJSON_IsArray(v)) {
-        snprintf(why, why_len, "%s: expected an array of strings", name);
+    size_t len = strlen(text);
+    char *s = srv_arena_alloc(f->arena, len + 1);
+    if (!s)
         return -1;
-    }
+    memcpy(s, text, len + 1);
+    out->s = s;
+    out->len = (uint32_t)len;
+    return 0;
+}
+
+int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out)
+{
+    const cJSON *v = s_get(f, name);
+    out->s = NULL;
+    out->len = 0;
+    if (!v)
+        return required ? srv_fields_fail(f, "%s: missing", name) : 0;
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return srv_fields_fail(f, "%s: expected a non-empty string", name);
+    if (s_copy(f, v->valuestring, out))
+        return srv_fields_fail(f, "%s: out of memory", name);
+    return 0;
+}
+
+int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
+                   int *n)
+{
+    const cJSON *v = s_get(f, name);
+    if (!v)
+        return srv_fields_fail(f, "%s: missing", name);
+    if (!cJSON_IsArray(v))
+        return srv_fields_fail(f, "%s: expected an array of strings", name);
+    int count = cJSON_GetArraySize(v);
+    if (count == 0)
+        return srv_fields_fail(f, "%s: empty array", name);
+    if (count > max)
+        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, count,
+                               limit ? limit : "the limit", max);
+    srv_str *a = srv_arena_alloc(f->arena, (size_t)count * sizeof *a);
+    if (!a)
+        return srv_fields_fail(f, "%s: out of memory", name);
     int i = 0;
-    for (const cJSON *e = v->child; e; e = e->next, i++)
-        if (!cJSON_IsString(e) || !e->valuestring[0]) {
-            snprintf(why, why_len, "%s[%d]: expected a non-empty string", name, i);
-            return -1;
-        }
-    if (i == 0) {
-        snprintf(why, why_len, "%s: empty array", name);
-        return -1;
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            return srv_fields_fail(f, "%s[%d]: expected a non-empty string", name, i);
+        if (s_copy(f, e->valuestring, &a[i]))
+            return srv_fields_fail(f, "%s: out of memory", name);
     }
-    *n = i;
+    *out = a;
+    *n = count;
+    return 0;
+}
+
+int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double hi, float **out)
+{
+    const cJSON *v = s_get(f, name);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
+        return srv_fields_fail(f, "%s: expected an array of %d numbers", name, n);
+    float *a = srv_arena_alloc(f->arena, (size_t)n * sizeof *a);
+    if (!a)
+        return srv_fields_fail(f, "%s: out of memory", name);
+    int i = 0;
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        /* A float that underflows to 0 or a subnormal would poison log(w). */
+        if (!isfinite(d) || d < lo || d > hi || (d != 0 && fabs(d) < FLT_MIN) ||
+            fabs(d) > FLT_MAX)
+            return srv_fields_fail(f, "%s[%d]: expected a finite number in %g..%g that a float "
+                                      "holds without underflow", name, i, lo > FLT_MIN ? lo
+                                      : FLT_MIN, hi < FLT_MAX ? hi : FLT_MAX);
+        a[i] = (float)d;
+    }
+    *out = a;
+    return 0;
+}
+
+/* ---- the envelope --------------------------------------------------------- */
+
+/* A JSON "\u0000" outside an escaped backslash: cJSON would end the C
+ * string there and "u1\u0000x" would silently be served as "u1". */
+static int s_has_nul_escape(const char *buf, size_t len)
+{
+    const char *p = buf, *end = buf + len;
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        const char *run = p;
+        while (p < end && *p == '\\')
+            p++;
+        if (((p - run) & 1) && end - p >= 5 && !memcmp(p, "u0000", 5))
+            return 1;
+    }
     return 0;
 }
 
@@ -129,89 +215,17 @@ static int s_read_id(const cJSON *root, srv_request *rq, char *why, size_t why_l
     return -1;
 }
 
-static int s_parse_rank(const cJSON *root, const srv_config *cfg, srv_request *rq, char *why,
-                        size_t why_len)
+/* Syntax and shape: valid UTF-8, no NUL escapes, one JSON object and only
+ * whitespace after it.  The tree (caller deletes) or NULL with why. */
+static cJSON *s_parse_object(const char *buf, size_t len, char *why, size_t why_len)
 {
-    const cJSON *user = cJSON_GetObjectItemCaseSensitive(root, "user");
-    const cJSON *hist = cJSON_GetObjectItemCaseSensitive(root, "history");
-    if (cJSON_IsNull(user))
-        user = NULL;
-    if (cJSON_IsNull(hist))
-        hist = NULL;
-    if (!user == !hist) {
-        snprintf(why, why_len, "user, history: exactly one of them is required");
-        return -1;
-    }
-    if (user) {
-        if (!cJSON_IsString(user) || !user->valuestring[0]) {
-            snprintf(why, why_len, "user: expected a non-empty string");
-            return -1;
-        }
-        rq->user = user->valuestring;
-    } else {
-        if (s_string_array(hist, "history", &rq->n_history, why, why_len))
-            return -1;
-        rq->history = hist;
-    }
-    const cJSON *weights = cJSON_GetObjectItemCaseSensitive(root, "weights");
-    if (weights && !cJSON_IsNull(weights)) {
-        if (!hist) {
-            snprintf(why, why_len, "weights: only allowed with history");
-            return -1;
-        }
-        if (!cJSON_IsArray(weights) || cJSON_GetArraySize(weights) != rq->n_history) {
-            snprintf(why, why_len, "weights: expected an array of %d numbers (one per history item)",
-                     rq->n_history);
-            return -1;
-        }
-        int i = 0;
-        for (const cJSON *e = weights->child; e; e = e->next, i++)
-            if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble) ||
-                e->valuedouble > 3.4e38) {
-                snprintf(why, why_len, "weights[%d]: expected a finite number > 0", i);
-                return -1;
-            }
-        rq->weights = weights;
-    }
-    const cJSON *cand = cJSON_GetObjectItemCaseSensitive(root, "candidates");
-    if (!cand || cJSON_IsNull(cand)) {
-        snprintf(why, why_len, "candidates: missing");
-        return -1;
-    }
-    if (s_string_array(cand, "candidates", &rq->n_cand, why, why_len))
-        return -1;
-    if (rq->n_cand > cfg->max_candidates) {
-        snprintf(why, why_len, "candidates: %d items, more than limits.max_candidates (%d)",
-                 rq->n_cand, cfg->max_candidates);
-        return -1;
-    }
-    rq->candidates = cand;
-    if (s_int_field(root, "k", 1, cfg->max_k, cfg->default_k, &rq->k, why, why_len) ||
-        s_int_field(root, "explain", 0, cfg->max_explain, 0, &rq->explain, why, why_len) ||
-        s_bool_field(root, "exclude_seen", &rq->exclude_seen, why, why_len) ||
-        s_bool_field(root, "titles", &rq->titles, why, why_len))
-        return -1;
-    if (rq->exclude_seen && !user) {
-        snprintf(why, why_len, "exclude_seen: only allowed with user");
-        return -1;
-    }
-    return 0;
-}
-
-int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_request *rq,
-                      cJSON **tree, char *why, size_t why_len)
-{
-    memset(rq, 0, sizeof *rq);
-    strcpy(rq->id_json, "null");
-    *tree = NULL;
-    if ((size_t)cfg->max_message_bytes < len) {
-        snprintf(why, why_len, "message: %zu bytes, more than limits.max_message_bytes (%d)", len,
-                 cfg->max_message_bytes);
-        return SRV_E_TOO_LARGE;
-    }
-    if (!srv_utf8_valid(buf, len)) {
+    if (!util_utf8_valid(buf, len)) {
         snprintf(why, why_len, "message: not valid UTF-8");
-        return SRV_E_BAD_JSON;
+        return NULL;
+    }
+    if (s_has_nul_escape(buf, len)) {
+        snprintf(why, why_len, "message: strings must not contain NUL (\\u0000)");
+        return NULL;
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
@@ -219,72 +233,211 @@ int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_re
         const char *at = cJSON_GetErrorPtr();
         long off = at && at >= buf && at <= buf + len ? (long)(at - buf) : -1;
         snprintf(why, why_len, "message: invalid JSON near byte %ld", off);
-        return SRV_E_BAD_JSON;
+        return NULL;
     }
-    /* Anything but whitespace after the object is an error, not ignored. */
     while (end && end < buf + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
     if (end && end < buf + len && *end) {
         snprintf(why, why_len, "message: trailing bytes after the JSON value at byte %ld",
                  (long)(end - buf));
         cJSON_Delete(root);
-        return SRV_E_BAD_JSON;
+        return NULL;
     }
     if (!cJSON_IsObject(root)) {
         snprintf(why, why_len, "message: expected a JSON object");
         cJSON_Delete(root);
-        return SRV_E_BAD_JSON;
+        return NULL;
     }
-    int code = SRV_E_BAD_REQUEST;
-    if (s_read_id(root, rq, why, why_len))
-        goto fail;
+    return root;
+}
+
+/* The op row, or a code with why: its name is cut on a character boundary
+ * so that the message stays valid UTF-8. */
+static int s_read_op(const cJSON *root, srv_request *rq, char *why, size_t why_len)
+{
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(root, "op");
     if (!op) {
         snprintf(why, why_len, "op: missing");
-        goto fail;
+        return SRV_E_BAD_REQUEST;
     }
     if (!cJSON_IsString(op)) {
         snprintf(why, why_len, "op: expected a string");
-        goto fail;
+        return SRV_E_BAD_REQUEST;
     }
-    rq->op = -1;
-    for (int i = 0; i < SRV_OP_COUNT; i++)
-        if (!strcmp(op->valuestring, s_ops[i]))
-            rq->op = i;
-    if (rq->op < 0) {
-        snprintf(why, why_len, "op: '%.64s' is not one of rank, health, stats, info, reload",
-                 op->valuestring);
-        code = SRV_E_UNKNOWN_OP;
-        goto fail;
+    size_t len = strlen(op->valuestring);
+    rq->op = srv_op_find(op->valuestring, len);
+    if (rq->op)
+        return SRV_OK;
+    int shown = (int)util_utf8_cut(op->valuestring, len, 64);
+    snprintf(why, why_len, "op: '%.*s%s' is not one of %s", shown, op->valuestring,
+             (size_t)shown < len ? "..." : "", srv_op_names());
+    return SRV_E_UNKNOWN_OP;
+}
+
+int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_arena *args_arena,
+                      srv_request *rq, char *why, size_t why_len)
+{
+    rq->op = NULL;
+    rq->args = NULL;
+    strcpy(rq->id_json, "null");
+    if ((size_t)cfg->max_message_bytes < len) {
+        snprintf(why, why_len, "message: %zu bytes, more than limits.max_message_bytes (%d)", len,
+                 cfg->max_message_bytes);
+        return SRV_E_TOO_LARGE;
     }
-    if (rq->op == SRV_OP_RANK && s_parse_rank(root, cfg, rq, why, why_len))
-        goto fail;
-    *tree = root;
-    return SRV_OK;
-fail:
+    cJSON *root = s_parse_object(buf, len, why, why_len);
+    if (!root)
+        return SRV_E_BAD_JSON;
+    int code = SRV_E_BAD_REQUEST;
+    if (s_read_id(root, rq, why, why_len) == 0)
+        code = s_read_op(root, rq, why, why_len);
+    if (code == SRV_OK && rq->op->parse) {
+        srv_fields f = {.root = root, .cfg = cfg, .arena = args_arena, .why = why,
+                        .why_len = why_len};
+        if (rq->op->parse(&f, &rq->args) != 0)
+            code = SRV_E_BAD_REQUEST;
+    }
     cJSON_Delete(root);
     return code;
 }
 
-void srv_reply_begin(srv_json *w, const char *id_json)
+/* ---- peek ----------------------------------------------------------------- *
+ * A scanner over the top level of one object: it skips values it does not
+ * want without building anything, and gives up (op NULL) on anything it
+ * does not understand; the full parse on a worker then names the problem. */
+
+typedef struct s_scan {
+    const char *p, *end;
+} s_scan;
+
+static void s_ws(s_scan *s)
 {
-    srv_json_reset(w);
-    srv_json_open(w, '{');
-    srv_json_key(w, "id");
-    srv_json_raw(w, id_json, strlen(id_json));
-    srv_json_key(w, "ok");
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
 }
 
-void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message)
+/* A string at s->p: its raw text between the quotes into at and len, and
+ * whether it held an escape.  -1 when unterminated. */
+static int s_string(s_scan *s, const char **at, size_t *len, int *escaped)
 {
-    srv_reply_begin(w, id_json);
-    srv_json_bool(w, 0);
-    srv_json_key(w, "error");
-    srv_json_open(w, '{');
-    srv_json_key(w, "code");
-    srv_json_cstr(w, srv_code_name(code));
-    srv_json_key(w, "message");
-    srv_json_cstr(w, message);
-    srv_json_close(w, '}');
-    srv_json_close(w, '}');
+    const char *p = s->p + 1;
+    *escaped = 0;
+    while (p < s->end && *p != '"') {
+        if (*p == '\\') {
+            *escaped = 1;
+            p++;
+        }
+        p++;
+    }
+    if (p >= s->end)
+        return -1;
+    *at = s->p + 1;
+    *len = (size_t)(p - *at);
+    s->p = p + 1;
+    return 0;
+}
+
+/* Skip one value of any kind; -1 on malformed input. */
+static int s_skip(s_scan *s)
+{
+    int depth = 0;
+    do {
+        s_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        const char *at;
+        size_t len;
+        int esc;
+        char c = *s->p;
+        if (c == '"') {
+            if (s_string(s, &at, &len, &esc))
+                return -1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            s->p++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            s->p++;
+        } else if (c == ',' || c == ':') {
+            s->p++;
+        } else {
+            while (s->p < s->end && !strchr(",:]}\" \n\r\t", *s->p))
+                s->p++;
+        }
+    } while (depth > 0);
+    return depth == 0 ? 0 : -1;
+}
+
+/* An id worth echoing: a plain string of valid UTF-8 within SRV_ID_MAX
+ * bytes and no escapes beyond the simple ones, or a short integer. */
+static void s_peek_id(const char *at, size_t len, int quoted, int escaped, char *id_json)
+{
+    if (quoted) {
+        if (len > SRV_ID_MAX || !util_utf8_valid(at, len))
+            return;
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)at[i] < 0x20 || (escaped && at[i] == '\\' &&
+                                                (i + 1 >= len || !strchr("\"\\/bfnrt", at[i + 1]))))
+                return;
+            else if (at[i] == '\\')
+                i++;
+        id_json[0] = '"';
+        memcpy(id_json + 1, at, len);
+        id_json[len + 1] = '"';
+        id_json[len + 2] = 0;
+        return;
+    }
+    size_t digits = len && at[0] == '-' ? len - 1 : len;
+    if (digits == 0 || digits > 15 || (len > 1 && at[len - digits] == '0'))
+        return;
+    for (size_t i = len - digits; i < len; i++)
+        if (at[i] < '0' || at[i] > '9')
+            return;
+    memcpy(id_json, at, len);
+    id_json[len] = 0;
+}
+
+void srv_request_peek(const char *buf, size_t len, const srv_op **op, char *id_json)
+{
+    s_scan s = {.p = buf, .end = buf + len};
+    int have_op = 0, have_id = 0;
+    *op = NULL;
+    strcpy(id_json, "null");
+    s_ws(&s);
+    if (s.p >= s.end || *s.p++ != '{')
+        return;
+    while (!(have_op && have_id)) {
+        s_ws(&s);
+        const char *key, *val;
+        size_t klen, vlen;
+        int kesc, vesc;
+        if (s.p >= s.end || *s.p != '"' || s_string(&s, &key, &klen, &kesc))
+            return;
+        s_ws(&s);
+        if (s.p >= s.end || *s.p++ != ':')
+            return;
+        s_ws(&s);
+        const char *value_at = s.p;
+        int is_op = !kesc && klen == 2 && !memcmp(key, "op", 2);
+        int is_id = !kesc && klen == 2 && !memcmp(key, "id", 2);
+        if (s.p < s.end && *s.p == '"') {
+            if (s_string(&s, &val, &vlen, &vesc))
+                return;
+            if (is_op && !vesc && !have_op)
+                *op = srv_op_find(val, vlen);
+            if (is_id && !have_id)
+                s_peek_id(val, vlen, 1, vesc, id_json);
+        } else {
+            if (s_skip(&s))
+                return;
+            if (is_id && !have_id)
+                s_peek_id(value_at, (size_t)(s.p - value_at), 0, 0, id_json);
+        }
+        have_op |= is_op;
+        have_id |= is_id;
+        s_ws(&s);
+        if (s.p >= s.end || *s.p != ',')
+            return;
+        s.p++;
+    }
 }

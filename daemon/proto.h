@@ -1,32 +1,35 @@
-/* proto.h -- protocol v1 (docs/PROTOCOL.md): ops, error codes, request parsing.
+/* proto.h -- protocol v1 (docs/PROTOCOL.md): error codes, the request
+ * envelope, and the field reader op parsers use.
  *
- *     srv_request rq;  cJSON *tree;  char why[256];
- *     int code = srv_request_parse(buf, len, &cfg, &rq, &tree, why, sizeof why);
+ *     srv_request rq;  char why[600];
+ *     int code = srv_request_parse(buf, len, &cfg, &args_arena, &rq, why, sizeof why);
  *     if (code != SRV_OK)
- *         srv_reply_error(&out, rq.id_json, code, why);   // id echoed when it was read
- *     ...
- *     cJSON_Delete(tree);   // rq borrows from tree until then
+ *         srv_reply_error(&out, rq.id_json, code, why);  // id echoed when it was read
+ *     else
+ *         rq.op->run(&call);                            // rq.args: the op's plain C struct
+ *
+ * The JSON parse tree never leaves this file: the envelope (UTF-8, object,
+ * id, op) is checked here, the op's own parser copies its fields into plain
+ * C structs in the caller's arena through srv_fields, and the tree is freed
+ * before srv_request_parse returns.  So a handler reads arrays and
+ * (pointer, length) strings and never walks a parser's lists.
  */
 #ifndef DAEMON_PROTO_H
 #define DAEMON_PROTO_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "daemon/arena.h"
 #include "daemon/config.h"
-#include "daemon/json_out.h"
 
-enum srv_op {
-    SRV_OP_RANK, SRV_OP_HEALTH, SRV_OP_STATS, SRV_OP_INFO, SRV_OP_RELOAD,
-    SRV_OP_COUNT
-};
-
-/* Reply codes; their names are the stable `error.code` strings. */
+/* Reply codes; their names are the stable `error.code` strings.  New codes
+ * are appended, never renumbered or renamed. */
 enum srv_code {
     SRV_OK = 0,
     SRV_E_BAD_JSON,       /* not valid UTF-8 JSON, or not an object */
     SRV_E_BAD_FRAME,      /* extra frames in the message */
-    SRV_E_TOO_LARGE,      /* over limits.max_message_bytes */
+    SRV_E_TOO_LARGE,      /* over limits.max_message_bytes, or a reply over max_reply_bytes */
     SRV_E_BAD_REQUEST,    /* a field missing, of the wrong type or out of range */
     SRV_E_UNKNOWN_OP,     /* op is not one we serve */
     SRV_E_BUSY,           /* the queue is full */
@@ -37,37 +40,61 @@ enum srv_code {
     SRV_CODE_COUNT
 };
 
-const char *srv_op_name(int op);
 const char *srv_code_name(int code);
 
-#define SRV_ID_MAX 256   /* longest id accepted, in bytes of its JSON text */
+#define SRV_ID_MAX 256                       /* longest id accepted, bytes of its text */
+#define SRV_ID_JSON_MAX (SRV_ID_MAX * 6 + 8)  /* its JSON text, every byte escaped */
+
+struct srv_op;
+
+/* A string of the request, copied out of the parse tree: NUL-terminated,
+ * len bytes, valid UTF-8 without NUL. */
+typedef struct srv_str {
+    const char *s;
+    uint32_t len;
+} srv_str;
 
 typedef struct srv_request {
-    int op;                       /* enum srv_op */
-    char id_json[SRV_ID_MAX * 6 + 8];  /* the id as JSON text, "null" when absent */
-    /* rank; pointers borrow from the parsed tree */
-    const char *user;             /* or NULL */
-    const cJSON *history;         /* array of strings, oldest first, or NULL */
-    const cJSON *weights;         /* array of numbers, or NULL */
-    const cJSON *candidates;      /* array of strings */
-    int n_history, n_cand;
-    int k, explain, exclude_seen, titles;
+    const struct srv_op *op;        /* the op's table row; NULL until it was read */
+    char id_json[SRV_ID_JSON_MAX];  /* the id as JSON text, "null" when absent */
+    void *args;                     /* the op's parsed fields (in the args arena), or NULL */
 } srv_request;
 
 /* Parse and validate one request.  Returns SRV_OK, or a code with the reason
  * in why naming the field.  rq->id_json is valid whenever the id could be
- * read, even on error.  On SRV_OK the caller owns *tree (cJSON_Delete);
- * on error *tree is NULL. */
-int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_request *rq,
-                      cJSON **tree, char *why, size_t why_len);
+ * read, even on error.  The op's fields go into args_arena, which the caller
+ * resets when the reply is written. */
+int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_arena *args_arena,
+                      srv_request *rq, char *why, size_t why_len);
 
-/* True if buf holds well-formed UTF-8 (no overlongs, no surrogates). */
-int srv_utf8_valid(const char *buf, size_t len);
+/* The op and id of a message without parsing it: a scan of the top-level
+ * keys only, for the main thread's routing and its busy replies.  *op is the
+ * table row, or NULL when the message has no readable "op" (the full parse
+ * then names the problem); id_json gets the id ("null" when absent or not
+ * a valid id).  Costs one pass over at most the bytes before both keys. */
+void srv_request_peek(const char *buf, size_t len, const struct srv_op **op, char *id_json);
 
-/* {"id":…,"ok":false,"error":{"code":…,"message":…}} into w (reset first). */
-void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message);
+/* ---- the field reader: what op parsers see of a request ------------------- *
+ * Each reader returns 0, or -1 with a message naming the field already in
+ * the reader's why (the parser just returns -1).  Absent and null fields
+ * take the default.  Arrays and strings are copied into the args arena. */
+typedef struct srv_fields srv_fields;
 
-/* Start a success reply: {"id":…,"ok":true   (caller adds keys and closes). */
-void srv_reply_begin(srv_json *w, const char *id_json);
+const srv_config *srv_fields_config(const srv_fields *f);
+void *srv_fields_alloc(srv_fields *f, size_t bytes);   /* zeroed; NULL out of memory */
+int srv_fields_fail(srv_fields *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int srv_field_present(const srv_fields *f, const char *name);  /* present and not null */
+/* An integral number in [lo, hi]. */
+int srv_field_int(srv_fields *f, const char *name, int lo, int hi, int def, int *out);
+int srv_field_bool(srv_fields *f, const char *name, int def, int *out);
+/* A non-empty string; out->s is NULL when absent and not required. */
+int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out);
+/* A non-empty array of at most max non-empty strings; limit names the
+ * configuration key behind max in the error (NULL: none). */
+int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
+                   int *n);
+/* An array of exactly n numbers, each representable as a normal float in
+ * [lo, hi] (so neither underflows to 0 nor overflows). */
+int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double hi, float **out);
 
 #endif

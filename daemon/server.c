@@ -1,38 +1,50 @@
-/* server.c -- the main thread: client socket, dispatch, cron, reload, shutdown.
+/* server.c -- the main thread: client socket, dispatch, cron, signals,
+ * shutdown.
  *
  * Dispatch is least-recently-used: a worker is handed a request only when it
  * is idle, so a slow request never holds another one hostage behind it in a
  * worker's private queue.  Requests that find every worker busy wait in one
  * bounded FIFO here; when that is full the reply is `busy` at once -- an
  * explicit signal a client can back off on, instead of an unbounded queue
- * that turns overload into timeouts.
+ * that turns overload into timeouts.  The ops that read shared state only
+ * (health, stats, info, reload) are answered as they arrive, so a full
+ * queue never makes a live daemon look dead.
+ *
+ * Signals arrive through a signalfd polled with the sockets: they are
+ * blocked in every thread attnd creates, so none interrupts a ZeroMQ call
+ * half-way through a message (wire.h retries on EINTR all the same).
+ * Threads a library started before main (OpenBLAS's pool) cannot be made
+ * to block them; a signal delivered there runs a handler that forwards it
+ * through a pipe polled beside the signalfd.
  */
 #include "daemon/server.h"
 
 #include <cblas.h>
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "daemon/arena.h"
 #include "daemon/log.h"
-#include "daemon/proto.h"
+#include "daemon/ops.h"
+#include "daemon/peers.h"
+#include "daemon/reload.h"
+#include "daemon/reply.h"
 #include "daemon/snapshot.h"
+#include "daemon/wire.h"
 #include "daemon/worker.h"
-#include "store/store.h"
+#include "util/clock.h"
 
-#define S_LOADER_ENDPOINT "inproc://attnd-loader"
 #define S_BATCH 64          /* messages read per poll wake-up, to bound latency of the rest */
 #define S_QUIET_MS 250      /* shutdown: the client socket must stay empty this long */
 #define S_QPS_SAMPLES 11    /* once a second: a 10 s window */
+#define S_DROP_LOG_NS 10000000000ull   /* at most one "replies dropped" line per 10 s */
 
 typedef struct s_pending {
     zmq_msg_t route;        /* client routing id */
@@ -41,97 +53,74 @@ typedef struct s_pending {
     uint8_t style;
 } s_pending;
 
-typedef struct s_waiter {   /* a client waiting for a reload to finish */
-    zmq_msg_t route;
-    uint8_t style;
-    char *id_json;
-} s_waiter;
-
-typedef struct s_loader {
-    pthread_t thread;
-    int running;
-    const srv_config *cfg;
-    void *zctx;
-    srv_snapshot *result;   /* NULL on failure */
-    char why[600];
-} s_loader;
-
 typedef struct s_main {
-    srv_server srv;
-    void *frontend, *backend, *loader_rx;
-    int sig_pipe[2];
+    srv_state st;
+    void *frontend, *backend;
+    int sig_fd;             /* signalfd */
+    int sig_pipe[2];        /* the handler's forwarding pipe */
+    srv_worker **workers;   /* [0] runs on this thread */
     char (*ident)[16];      /* routing id of each worker: "w<index>" */
-    int *idle;              /* stack of idle worker indexes */
+    int *idle;              /* stack of idle helper indexes */
     int n_idle;
     s_pending *queue;       /* ring of queue_max */
     int q_head, q_len;
-    s_waiter *waiters;
-    int n_waiters, cap_waiters;
-    s_loader loader;
-    store *poll_db;         /* cheap version checks for reload_poll */
-    int64_t failed_model, failed_catalog;   /* last pair a poll-triggered reload failed on */
-    int64_t trying_model, trying_catalog;
-    srv_json out;           /* replies the main thread writes itself */
+    srv_reloader *reloader;
+    srv_peers *peers;       /* reply bytes queued per client */
+    srv_json out;           /* errors the main thread writes itself */
     srv_metrics_view *view_now, *view_prev, *view_interval;
     uint64_t qps_ring[S_QPS_SAMPLES];
     uint64_t qps_time[S_QPS_SAMPLES];
     int qps_at, qps_filled;
     uint64_t next_metrics, next_poll, stop_deadline;
+    uint64_t next_drop_log, drops_logged;
 } s_main;
 
-static int s_signal_fd = -1;
+/* ---- replies -------------------------------------------------------------- */
 
-uint64_t srv_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void s_on_signal(int sig)
-{
-    char c = sig == SIGHUP ? 'H' : 'T';
-    int saved = errno;
-    ssize_t rc = write(s_signal_fd, &c, 1);
-    (void)rc;
-    errno = saved;
-}
-
-/* ---- replies from the main thread ----------------------------------------- */
-
+/* Every reply leaves through here.  A client over its byte budget (it does
+ * not read) gets nothing, counted; one that has gone is counted too.  A
+ * reply counts as sent only once libzmq took it. */
 static void s_send_reply(s_main *m, zmq_msg_t *route, uint8_t style, const char *buf, size_t len)
 {
-    zmq_msg_send(route, m->frontend, ZMQ_SNDMORE);
+    srv_counters *c = &m->st.counters;
+    zmq_msg_t body;
+    int rc = srv_peers_reply(m->peers, route, buf, len, &body);
+    if (rc != SRV_PEER_OK) {
+        atomic_fetch_add(&c->dropped, 1);
+        return;
+    }
+    zmq_msg_t to;
+    zmq_msg_init(&to);
+    zmq_msg_copy(&to, route);
+    if (srv_wire_send_msg(m->frontend, &to, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        atomic_fetch_add(zmq_errno() == EHOSTUNREACH ? &c->unroutable : &c->dropped, 1);
+        zmq_msg_close(&to);
+        zmq_msg_close(&body);
+        return;
+    }
     if (style == SRV_STYLE_REQ)
-        zmq_send(m->frontend, "", 0, ZMQ_SNDMORE);
-    zmq_send(m->frontend, buf, len, 0);
-    atomic_fetch_add(&m->srv.counters.replied, 1);
+        srv_wire_send(m->frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (srv_wire_send_msg(m->frontend, &body, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&body);
+        atomic_fetch_add(&c->dropped, 1);
+        return;
+    }
+    atomic_fetch_add(&c->replied, 1);
 }
 
-/* An error answered here (busy, too_large, bad_frame, unavailable): the id
- * is read with a plain parse when the message is small enough to be cheap. */
-static void s_reply_main_error(s_main *m, zmq_msg_t *route, uint8_t style,
-                               const zmq_msg_t *payload, int code, const char *why)
+static void s_send_cb(void *ctx, zmq_msg_t *route, uint8_t style, const char *buf, size_t len)
 {
-    char id_json[SRV_ID_MAX * 6 + 8] = "null";
-    if (payload && code != SRV_E_TOO_LARGE) {
-        srv_request rq;
-        cJSON *tree = NULL;
-        char ignore[256];
-        srv_request_parse(zmq_msg_data((zmq_msg_t *)payload), zmq_msg_size((zmq_msg_t *)payload),
-                          &m->srv.cfg, &rq, &tree, ignore, sizeof ignore);
-        memcpy(id_json, rq.id_json, sizeof id_json);
-        /* A health probe must not fail because the queue is full. */
-        if (code == SRV_E_BUSY && tree && rq.op == SRV_OP_HEALTH) {
-            cJSON_Delete(tree);
-            srv_write_health(&m->out, &m->srv, id_json);
-            s_send_reply(m, route, style, m->out.buf, m->out.len);
-            return;
-        }
-        cJSON_Delete(tree);
-    }
+    s_main *m = ctx;
+    s_send_reply(m, route, style, buf, len);
+    atomic_fetch_sub(&m->st.counters.in_flight, 1);   /* a reload waiter */
+}
+
+/* An error answered here (busy, too_large, bad_frame, unavailable). */
+static void s_reply_error(s_main *m, zmq_msg_t *route, uint8_t style, const char *id_json,
+                          int code, const char *why)
+{
     srv_reply_error(&m->out, id_json, code, why);
-    atomic_fetch_add(&m->srv.counters.errors[code], 1);
+    atomic_fetch_add(&m->st.counters.errors[code], 1);
     s_send_reply(m, route, style, m->out.buf, m->out.len);
 }
 
@@ -152,25 +141,83 @@ static int s_worker_index(zmq_msg_t *ident)
     return index;
 }
 
+/* ---- handling on this thread ---------------------------------------------- */
+
+/* Run a request on worker 0 and send (or park) its answer.  Takes route. */
+static void s_handle_here(s_main *m, zmq_msg_t *route, uint8_t style, const zmq_msg_t *payload,
+                          uint64_t t_recv, int was_in_flight)
+{
+    srv_worker *w = m->workers[0];
+    int outcome = srv_worker_handle(w, t_recv, zmq_msg_data((zmq_msg_t *)payload),
+                                    zmq_msg_size((zmq_msg_t *)payload));
+    size_t len;
+    const char *reply = srv_worker_reply(w, &len);
+    if (outcome == SRV_OUT_RELOAD) {
+        if (!was_in_flight)
+            atomic_fetch_add(&m->st.counters.in_flight, 1);
+        if (srv_reloader_wait(m->reloader, route, style, reply, len) != 0)
+            s_send_cb(m, route, style, "", 0);   /* out of memory: nothing better to say */
+    } else {
+        s_send_reply(m, route, style, reply, len);
+        if (was_in_flight)
+            atomic_fetch_sub(&m->st.counters.in_flight, 1);
+    }
+    srv_worker_done(w, t_recv);
+}
+
+/* The oldest queued request, scored on this thread: no hand-off, so no
+ * thread wake-ups beyond libzmq's own I/O thread. */
+static void s_process_inline(s_main *m)
+{
+    s_pending *p = &m->queue[m->q_head];
+    m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
+    m->q_len--;
+    atomic_fetch_sub(&m->st.counters.queued, 1);
+    s_handle_here(m, &p->route, p->style, &p->payload, p->t_recv, 1);
+    zmq_msg_close(&p->route);
+    zmq_msg_close(&p->payload);
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
                        uint64_t t_recv, uint8_t style)
 {
     srv_task_meta meta = {.t_recv_ns = t_recv, .style = style};
-    zmq_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE);
-    zmq_msg_send(route, m->backend, ZMQ_SNDMORE);
-    zmq_send(m->backend, &meta, sizeof meta, ZMQ_SNDMORE);
-    zmq_msg_send(payload, m->backend, 0);
+    if (srv_wire_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE) < 0 ||
+        srv_wire_send_msg(m->backend, route, ZMQ_SNDMORE) < 0 ||
+        srv_wire_send(m->backend, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
+        srv_wire_send_msg(m->backend, payload, 0) < 0) {
+        /* inproc to a live worker cannot fail but for a bug: say so, keep the worker */
+        srv_log(SRV_ERROR, "msg=\"cannot hand a request to a worker\" worker=%d reason=\"%s\"",
+                worker, zmq_strerror(zmq_errno()));
+        m->idle[m->n_idle++] = worker;
+        atomic_fetch_sub(&m->st.counters.in_flight, 1);
+    }
+}
+
+static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
+                      uint8_t style)
+{
+    s_pending *p = &m->queue[(m->q_head + m->q_len) % m->st.cfg.queue_max];
+    zmq_msg_init(&p->route);
+    zmq_msg_init(&p->payload);
+    zmq_msg_move(&p->route, route);
+    zmq_msg_move(&p->payload, payload);
+    p->t_recv = t_recv;
+    p->style = style;
+    m->q_len++;
+    atomic_fetch_add(&m->st.counters.in_flight, 1);
+    atomic_fetch_add(&m->st.counters.queued, 1);
 }
 
 static void s_worker_idle(s_main *m, int worker)
 {
     if (m->q_len > 0) {
         s_pending *p = &m->queue[m->q_head];
-        m->q_head = (m->q_head + 1) % m->srv.cfg.queue_max;
+        m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
         m->q_len--;
-        atomic_fetch_sub(&m->srv.counters.queued, 1);
+        atomic_fetch_sub(&m->st.counters.queued, 1);
         s_dispatch(m, worker, &p->route, &p->payload, p->t_recv, p->style);
         zmq_msg_close(&p->route);
         zmq_msg_close(&p->payload);
@@ -187,7 +234,7 @@ static int s_recv_message(void *sock, zmq_msg_t f[3], int flags)
     for (;;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, n == 0 ? flags : 0) < 0) {
+        if (srv_wire_recv(sock, &part, n == 0 ? flags : 0) < 0) {
             zmq_msg_close(&part);
             return n;
         }
@@ -201,243 +248,96 @@ static int s_recv_message(void *sock, zmq_msg_t f[3], int flags)
     }
 }
 
+/* One well-framed request of acceptable size: answer, hand over, queue or
+ * refuse it. */
+static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
+                    uint8_t style)
+{
+    const srv_op *op;
+    char id_json[SRV_ID_JSON_MAX];
+    srv_request_peek(zmq_msg_data(payload), zmq_msg_size(payload), &op, id_json);
+    if (op && op->at == SRV_AT_MAIN)
+        s_handle_here(m, route, style, payload, t_recv, 0);
+    else if (atomic_load(&m->st.stopping))
+        s_reply_error(m, route, style, id_json, SRV_E_UNAVAILABLE,
+                      "shutting down: send to another instance or retry later");
+    else if (m->n_idle > 0 && m->q_len > 0) {
+        /* This thread already has the queue head to score; a helper takes this. */
+        atomic_fetch_add(&m->st.counters.in_flight, 1);
+        s_dispatch(m, m->idle[--m->n_idle], route, payload, t_recv, style);
+    } else if (m->q_len < m->st.cfg.queue_max)
+        s_enqueue(m, route, payload, t_recv, style);
+    else
+        s_reply_error(m, route, style, id_json, SRV_E_BUSY,
+                      "every worker is busy and the queue is full; retry with backoff");
+}
+
 static void s_on_frontend(s_main *m)
 {
-    const srv_config *cfg = &m->srv.cfg;
     for (int batch = 0; batch < S_BATCH; batch++) {
         zmq_msg_t f[3];
         for (int i = 0; i < 3; i++)
             zmq_msg_init(&f[i]);
         int n = s_recv_message(m->frontend, f, ZMQ_DONTWAIT);
-        if (n == 0) {
-            for (int i = 0; i < 3; i++)
-                zmq_msg_close(&f[i]);
-            return;
-        }
-        uint64_t t_recv = srv_now_ns();
-        atomic_fetch_add(&m->srv.counters.received, 1);
-        /* [route]["" delimiter]?[payload]: REQ peers always add the delimiter. */
-        uint8_t style = n >= 2 && zmq_msg_size(&f[1]) == 0 ? SRV_STYLE_REQ : SRV_STYLE_BARE;
-        int payload_at = style == SRV_STYLE_REQ ? 2 : 1;
-        if (n != payload_at + 1) {
-            s_reply_main_error(m, &f[0], style, NULL, SRV_E_BAD_FRAME,
-                               n <= payload_at ? "message: no payload frame"
-                                               : "message: expected one JSON frame, got several");
-        } else if (zmq_msg_size(&f[payload_at]) > (size_t)cfg->max_message_bytes) {
+        if (n > 0) {
+            atomic_fetch_add(&m->st.counters.received, 1);
+            /* [route]["" delimiter]?[payload]: REQ peers always add the delimiter. */
+            uint8_t style = n >= 2 && zmq_msg_size(&f[1]) == 0 ? SRV_STYLE_REQ : SRV_STYLE_BARE;
+            int at = style == SRV_STYLE_REQ ? 2 : 1;
+            size_t size = n == at + 1 ? zmq_msg_size(&f[at]) : 0;
             char why[160];
-            snprintf(why, sizeof why, "message: %zu bytes, more than limits.max_message_bytes (%d)",
-                     zmq_msg_size(&f[payload_at]), cfg->max_message_bytes);
-            s_reply_main_error(m, &f[0], style, NULL, SRV_E_TOO_LARGE, why);
-        } else if (atomic_load(&m->srv.stopping)) {
-            s_reply_main_error(m, &f[0], style, &f[payload_at], SRV_E_UNAVAILABLE,
-                               "shutting down: send to another instance or retry later");
-        } else if (m->n_idle > 0 && m->q_len > 0) {
-            /* This thread already has the queue head to score; a helper takes this. */
-            atomic_fetch_add(&m->srv.counters.in_flight, 1);
-            s_dispatch(m, m->idle[--m->n_idle], &f[0], &f[payload_at], t_recv, style);
-        } else if (m->q_len < cfg->queue_max) {
-            s_pending *p = &m->queue[(m->q_head + m->q_len) % cfg->queue_max];
-            zmq_msg_init(&p->route);
-            zmq_msg_init(&p->payload);
-            zmq_msg_move(&p->route, &f[0]);
-            zmq_msg_move(&p->payload, &f[payload_at]);
-            p->t_recv = t_recv;
-            p->style = style;
-            m->q_len++;
-            atomic_fetch_add(&m->srv.counters.in_flight, 1);
-            atomic_fetch_add(&m->srv.counters.queued, 1);
-        } else {
-            s_reply_main_error(m, &f[0], style, &f[payload_at], SRV_E_BUSY,
-                               "every worker is busy and the queue is full; retry with backoff");
+            if (n != at + 1)
+                s_reply_error(m, &f[0], style, "null", SRV_E_BAD_FRAME,
+                              n <= at ? "message: no payload frame"
+                                      : "message: expected one JSON frame, got several");
+            else if (size > (size_t)m->st.cfg.max_message_bytes) {
+                snprintf(why, sizeof why, "message: %zu bytes, more than "
+                         "limits.max_message_bytes (%d)", size, m->st.cfg.max_message_bytes);
+                s_reply_error(m, &f[0], style, "null", SRV_E_TOO_LARGE, why);
+            } else
+                s_route(m, &f[0], &f[at], util_now_ns(), style);
         }
         for (int i = 0; i < 3; i++)
             zmq_msg_close(&f[i]);
-    }
-}
-
-/* ---- reload --------------------------------------------------------------- */
-
-static void *s_loader_main(void *arg)
-{
-    s_loader *l = arg;
-    l->result = NULL;
-    if (srv_snapshot_build(l->cfg, &l->result, l->why, sizeof l->why) != 0)
-        l->result = NULL;
-    void *tx = zmq_socket(l->zctx, ZMQ_PAIR);
-    zmq_connect(tx, S_LOADER_ENDPOINT);
-    zmq_send(tx, "", 0, 0);
-    zmq_close(tx);
-    return NULL;
-}
-
-static void s_reload_start(s_main *m, const char *reason)
-{
-    if (m->loader.running)
-        return;  /* waiters join the build under way */
-    srv_log(SRV_INFO, "msg=\"reload started\" reason=%s", reason);
-    m->loader.cfg = &m->srv.cfg;
-    m->loader.zctx = m->srv.zctx;
-    if (pthread_create(&m->loader.thread, NULL, s_loader_main, &m->loader) != 0) {
-        srv_log(SRV_ERROR, "msg=\"reload failed\" reason=\"cannot start the loader thread\"");
-        return;
-    }
-    m->loader.running = 1;
-}
-
-static void s_answer_waiters(s_main *m, const srv_snapshot *snap, const char *why)
-{
-    for (int i = 0; i < m->n_waiters; i++) {
-        s_waiter *wt = &m->waiters[i];
-        if (snap) {
-            srv_reply_begin(&m->out, wt->id_json);
-            srv_json_bool(&m->out, 1);
-            srv_json_key(&m->out, "model");
-            srv_json_int(&m->out, snap->model_version);
-            srv_json_key(&m->out, "catalog");
-            srv_json_int(&m->out, snap->catalog_version);
-            srv_json_key(&m->out, "items");
-            srv_json_int(&m->out, snap->cat->n);
-            srv_json_key(&m->out, "took_ms");
-            srv_json_num(&m->out, snap->build_ms);
-            srv_json_close(&m->out, '}');
-        } else {
-            srv_reply_error(&m->out, wt->id_json, why ? SRV_E_RELOAD_FAILED : SRV_E_UNAVAILABLE,
-                            why ? why : "shutting down before the reload finished");
-            atomic_fetch_add(&m->srv.counters.errors[why ? SRV_E_RELOAD_FAILED
-                                                          : SRV_E_UNAVAILABLE], 1);
-        }
-        s_send_reply(m, &wt->route, wt->style, m->out.buf, m->out.len);
-        zmq_msg_close(&wt->route);
-        free(wt->id_json);
-        atomic_fetch_sub(&m->srv.counters.in_flight, 1);
-    }
-    m->n_waiters = 0;
-}
-
-static void s_on_loader(s_main *m)
-{
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    zmq_msg_recv(&msg, m->loader_rx, 0);
-    zmq_msg_close(&msg);
-    pthread_join(m->loader.thread, NULL);
-    m->loader.running = 0;
-    srv_snapshot *snap = m->loader.result;
-    m->loader.result = NULL;
-    if (snap) {
-        srv_log(SRV_INFO,
-                "msg=reloaded model=%lld catalog=%lld items=%u build_ms=%.1f bytes=%zu",
-                (long long)snap->model_version, (long long)snap->catalog_version, snap->cat->n,
-                snap->build_ms, snap->bytes);
-        atomic_fetch_add(&m->srv.counters.reloads, 1);
-        m->failed_model = m->failed_catalog = -2;
-        /* A reference for the waiters' reply: publishing may free nothing of it. */
-        atomic_fetch_add(&snap->refs, 1);
-        srv_snapshot_publish(snap);
-        s_answer_waiters(m, snap, NULL);
-        srv_snapshot_release(&snap);
-    } else {
-        srv_log(SRV_ERROR, "msg=\"reload failed, the previous snapshot keeps serving\" reason=\"%s\"",
-                m->loader.why);
-        atomic_fetch_add(&m->srv.counters.reload_failures, 1);
-        m->failed_model = m->trying_model;
-        m->failed_catalog = m->trying_catalog;
-        s_answer_waiters(m, NULL, m->loader.why);
-    }
-}
-
-static void s_add_waiter(s_main *m, zmq_msg_t *route, uint8_t style, const char *id, size_t len)
-{
-    if (m->n_waiters == m->cap_waiters) {
-        int cap = m->cap_waiters ? m->cap_waiters * 2 : 8;
-        s_waiter *w = realloc(m->waiters, (size_t)cap * sizeof *w);
-        if (!w) {
-            s_reply_main_error(m, route, style, NULL, SRV_E_INTERNAL, "out of memory");
-            atomic_fetch_sub(&m->srv.counters.in_flight, 1);
+        if (n == 0)
             return;
-        }
-        m->waiters = w;
-        m->cap_waiters = cap;
     }
-    s_waiter *wt = &m->waiters[m->n_waiters];
-    wt->id_json = strndup(id, len);
-    if (!wt->id_json) {
-        s_reply_main_error(m, route, style, NULL, SRV_E_INTERNAL, "out of memory");
-        atomic_fetch_sub(&m->srv.counters.in_flight, 1);
-        return;
-    }
-    zmq_msg_init(&wt->route);
-    zmq_msg_move(&wt->route, route);
-    wt->style = style;
-    m->n_waiters++;
-    m->trying_model = m->trying_catalog = -2;
-    s_reload_start(m, "request");
 }
 
-/* Cheap version check: reload when the active model or catalog changed,
- * unless that exact pair already failed to load. */
-static void s_poll_versions(s_main *m)
-{
-    if (m->loader.running)
-        return;
-    store_err err;
-    if (!m->poll_db &&
-        store_open(&m->poll_db, m->srv.cfg.db, STORE_READONLY, 100, &err) != STORE_OK) {
-        srv_log(SRV_WARN, "msg=\"reload poll cannot open the database\" reason=\"%s\"", err.msg);
-        return;
-    }
-    int64_t model = -1, catalog = 0;
-    char buf[32];
-    if (store_model_active(m->poll_db, &model, &err) != STORE_OK) {
-        srv_log(SRV_WARN, "msg=\"reload poll failed\" reason=\"%s\"", err.msg);
-        store_close(&m->poll_db);  /* reopen next time: the file may have been replaced */
-        return;
-    }
-    if (store_meta_get(m->poll_db, "catalog_version", buf, sizeof buf, &err) == STORE_OK)
-        catalog = strtoll(buf, NULL, 10);
-    srv_snapshot *snap = srv_snapshot_acquire();
-    int changed = !snap || snap->model_version != model || snap->catalog_version != catalog;
-    srv_snapshot_release(&snap);
-    if (!changed || (model == m->failed_model && catalog == m->failed_catalog))
-        return;
-    m->trying_model = model;
-    m->trying_catalog = catalog;
-    s_reload_start(m, "poll");
-}
-
-/* ---- backend -------------------------------------------------------------- */
+/* ---- backend: what helpers send back -------------------------------------- */
 
 static void s_on_backend(s_main *m)
 {
     for (;;) {
-        zmq_msg_t ident, route, meta, payload;
-        zmq_msg_init(&ident);
-        if (zmq_msg_recv(&ident, m->backend, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ident);
+        zmq_msg_t f[4];
+        for (int i = 0; i < 4; i++)
+            zmq_msg_init(&f[i]);
+        int n = 0;
+        while (n < 4 && srv_wire_recv(m->backend, &f[n], n ? 0 : ZMQ_DONTWAIT) >= 0 &&
+               (++n == 4 || zmq_msg_more(&f[n - 1])))
+            ;
+        if (n == 4) {
+            int worker = s_worker_index(&f[0]);
+            srv_done_meta dm = {0};
+            if (zmq_msg_size(&f[2]) == sizeof dm)
+                memcpy(&dm, zmq_msg_data(&f[2]), sizeof dm);
+            if (dm.kind == SRV_DONE_REPLY) {
+                s_send_reply(m, &f[1], dm.style, zmq_msg_data(&f[3]), zmq_msg_size(&f[3]));
+                atomic_fetch_sub(&m->st.counters.in_flight, 1);
+            } else if (dm.kind == SRV_DONE_RELOAD &&
+                       srv_reloader_wait(m->reloader, &f[1], dm.style, zmq_msg_data(&f[3]),
+                                         zmq_msg_size(&f[3])) != 0) {
+                s_send_cb(m, &f[1], dm.style, "", 0);
+            }
+            if (worker > 0 && worker < m->st.n_workers)
+                s_worker_idle(m, worker);
+        } else if (n > 0) {
+            srv_wire_discard_more(m->backend);
+        }
+        for (int i = 0; i < 4; i++)
+            zmq_msg_close(&f[i]);
+        if (n == 0)
             return;
-        }
-        zmq_msg_init(&route);
-        zmq_msg_init(&meta);
-        zmq_msg_init(&payload);
-        zmq_msg_recv(&route, m->backend, 0);
-        zmq_msg_recv(&meta, m->backend, 0);
-        zmq_msg_recv(&payload, m->backend, 0);
-        int worker = s_worker_index(&ident);
-        srv_done_meta dm = {0};
-        if (zmq_msg_size(&meta) == sizeof dm)
-            memcpy(&dm, zmq_msg_data(&meta), sizeof dm);
-        if (dm.kind == SRV_DONE_REPLY) {
-            s_send_reply(m, &route, dm.style, zmq_msg_data(&payload), zmq_msg_size(&payload));
-            atomic_fetch_sub(&m->srv.counters.in_flight, 1);
-        } else if (dm.kind == SRV_DONE_RELOAD) {
-            s_add_waiter(m, &route, dm.style, zmq_msg_data(&payload), zmq_msg_size(&payload));
-        }
-        if (worker >= 0 && worker < m->srv.n_workers)
-            s_worker_idle(m, worker);
-        zmq_msg_close(&ident);
-        zmq_msg_close(&route);
-        zmq_msg_close(&meta);
-        zmq_msg_close(&payload);
     }
 }
 
@@ -445,16 +345,7 @@ static void s_on_backend(s_main *m)
 
 static void s_metrics_line(s_main *m)
 {
-    srv_wstats *all[256];
-    int n = m->srv.n_workers < 256 ? m->srv.n_workers : 256;
-    for (int i = 0; i < n; i++)
-        all[i] = srv_worker_stats(m->srv.workers[i]);
-    srv_metrics_collect(m->view_now, all, n, &m->srv.counters);
-    srv_snapshot *snap = srv_snapshot_acquire();
-    m->view_now->model_version = snap ? snap->model_version : -1;
-    m->view_now->catalog_version = snap ? snap->catalog_version : -1;
-    m->view_now->items = snap ? snap->cat->n : 0;
-    srv_snapshot_release(&snap);
+    srv_state_collect(&m->st, m->view_now);
     srv_metrics_interval(m->view_interval, m->view_now, m->view_prev);
     char line[3072];
     srv_metrics_logfmt(m->view_interval, line, sizeof line);
@@ -464,79 +355,146 @@ static void s_metrics_line(s_main *m)
     m->view_now = t;
 }
 
-static void s_cron(s_main *m, uint64_t now)
+static void s_qps(s_main *m, uint64_t now)
 {
     /* qps over the last ten seconds, from a ring of reply counts. */
-    m->qps_ring[m->qps_at] = atomic_load(&m->srv.counters.replied);
+    m->qps_ring[m->qps_at] = atomic_load(&m->st.counters.replied);
     m->qps_time[m->qps_at] = now;
     int oldest = m->qps_filled < S_QPS_SAMPLES - 1 ? 0 : (m->qps_at + 1) % S_QPS_SAMPLES;
     if (m->qps_at != oldest && now > m->qps_time[oldest]) {
-        double rate = (m->qps_ring[m->qps_at] - m->qps_ring[oldest]) * 1e9 /
+        double rate = (double)(m->qps_ring[m->qps_at] - m->qps_ring[oldest]) * 1e9 /
                       (double)(now - m->qps_time[oldest]);
-        atomic_store(&m->srv.counters.qps_milli, (uint64_t)(rate * 1000));
+        atomic_store(&m->st.counters.qps_milli, (uint64_t)(rate * 1000));
     }
     m->qps_at = (m->qps_at + 1) % S_QPS_SAMPLES;
     if (m->qps_filled < S_QPS_SAMPLES)
         m->qps_filled++;
-    const srv_config *cfg = &m->srv.cfg;
+}
+
+/* Replies dropped for clients that do not read: one line per 10 s at most,
+ * so that such a client cannot flood the log either. */
+static void s_log_drops(s_main *m, uint64_t now)
+{
+    uint64_t dropped = atomic_load(&m->st.counters.dropped);
+    if (dropped == m->drops_logged || now < m->next_drop_log)
+        return;
+    srv_log(SRV_WARN, "msg=\"replies dropped: a client is not reading\" dropped=%llu total=%llu "
+            "budget_bytes=%d", (unsigned long long)(dropped - m->drops_logged),
+            (unsigned long long)dropped, m->st.cfg.peer_buffer_bytes);
+    m->drops_logged = dropped;
+    m->next_drop_log = now + S_DROP_LOG_NS;
+}
+
+static void s_cron(s_main *m, uint64_t now)
+{
+    const srv_config *cfg = &m->st.cfg;
+    s_qps(m, now);
+    s_log_drops(m, now);
+    srv_peers_sweep(m->peers);
     if (cfg->metrics_interval > 0 && now >= m->next_metrics) {
         s_metrics_line(m);
         m->next_metrics = now + (uint64_t)(cfg->metrics_interval * 1e9);
     }
-    if (cfg->reload_poll > 0 && now >= m->next_poll && !atomic_load(&m->srv.stopping)) {
-        s_poll_versions(m);
+    if (cfg->reload_poll > 0 && now >= m->next_poll && !atomic_load(&m->st.stopping)) {
+        srv_reloader_poll(m->reloader);
         m->next_poll = now + (uint64_t)(cfg->reload_poll * 1e9);
     }
 }
 
-/* ---- start and stop ------------------------------------------------------- */
+/* ---- signals -------------------------------------------------------------- */
 
-static int s_on_signal_pipe(s_main *m)
+static int s_sig_write = -1;
+
+static void s_forward(int sig)
 {
-    char c[16];
-    ssize_t n = read(m->sig_pipe[0], c, sizeof c);
-    for (ssize_t i = 0; i < n; i++) {
-        if (c[i] == 'H') {
-            m->trying_model = m->trying_catalog = -2;
-            s_reload_start(m, "SIGHUP");
-        } else if (!atomic_load(&m->srv.stopping)) {
-            atomic_store(&m->srv.stopping, 1);
-            m->stop_deadline = srv_now_ns() + (uint64_t)(m->srv.cfg.shutdown_grace * 1e9);
-            srv_log(SRV_INFO, "msg=\"stopping: finishing in-flight requests\" in_flight=%d",
-                    atomic_load(&m->srv.counters.in_flight));
-        }
+    int saved = errno;
+    unsigned char c = (unsigned char)sig;
+    if (s_sig_write >= 0) {
+        ssize_t rc = write(s_sig_write, &c, 1);
+        (void)rc;
     }
-    return 0;
+    errno = saved;
 }
 
-/* Worker 0 runs inline on this thread; the others get threads of their own
- * and announce themselves before they can be routed to. */
+static void s_on_signo(s_main *m, int signo)
+{
+    if (signo == SIGHUP) {
+        if (!atomic_load(&m->st.stopping))
+            srv_reloader_start(m->reloader, "SIGHUP");
+    } else if (!atomic_load(&m->st.stopping)) {
+        atomic_store(&m->st.stopping, 1);
+        m->stop_deadline = util_now_ns() + (uint64_t)(m->st.cfg.shutdown_grace * 1e9);
+        srv_log(SRV_INFO, "msg=\"stopping: finishing in-flight requests\" in_flight=%d",
+                atomic_load(&m->st.counters.in_flight));
+    }
+}
+
+static void s_on_signal(s_main *m)
+{
+    struct signalfd_siginfo si;
+    while (read(m->sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+        s_on_signo(m, (int)si.ssi_signo);
+    unsigned char c[16];
+    ssize_t n;
+    while ((n = read(m->sig_pipe[0], c, sizeof c)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            s_on_signo(m, c[i]);
+}
+
+/* Block the signals attnd handles in this thread and every thread created
+ * after, read them from a signalfd, and forward those that land on a
+ * foreign thread through the pipe. */
+static int s_signals(s_main *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+        pipe2(m->sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    s_sig_write = m->sig_pipe[1];
+    struct sigaction sa = {.sa_handler = s_forward};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    m->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return m->sig_fd < 0 ? -1 : 0;
+}
+
+/* ---- start and stop ------------------------------------------------------- */
+
+/* Worker 0 runs on this thread; the others get threads of their own and
+ * announce themselves before they can be routed to. */
 static int s_start_workers(s_main *m)
 {
-    srv_server *srv = &m->srv;
+    srv_state *st = &m->st;
     char why[600];
-    for (int i = 0; i < srv->n_workers; i++) {
-        srv->workers[i] = srv_worker_start(srv, i, i > 0, why, sizeof why);
-        if (!srv->workers[i]) {
+    for (int i = 0; i < st->n_workers; i++) {
+        m->workers[i] = srv_worker_start(st, i, i > 0, why, sizeof why);
+        if (!m->workers[i]) {
             srv_log(SRV_ERROR, "msg=\"cannot start worker\" reason=\"%s\"", why);
             return -1;
         }
+        st->wstats[i] = srv_worker_stats(m->workers[i]);
     }
-    int ready = 0, want = srv->n_workers - 1;
-    uint64_t deadline = srv_now_ns() + 10000000000ull;
-    while (ready < want && srv_now_ns() < deadline) {
+    int ready = 0, want = st->n_workers - 1;
+    uint64_t deadline = util_now_ns() + 10000000000ull;
+    while (ready < want && util_now_ns() < deadline) {
         zmq_pollitem_t it = {.socket = m->backend, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, 100) <= 0)
+        if (srv_wire_poll(&it, 1, 100) <= 0)
             continue;
-        zmq_msg_t parts[4];
-        for (int p = 0; p < 4; p++) {
-            zmq_msg_init(&parts[p]);
-            zmq_msg_recv(&parts[p], m->backend, 0);
-        }
-        int worker = s_worker_index(&parts[0]);
-        for (int p = 0; p < 4; p++)
-            zmq_msg_close(&parts[p]);
-        if (worker < 1 || worker >= srv->n_workers)
+        zmq_msg_t ident;
+        zmq_msg_init(&ident);
+        int rc = srv_wire_recv(m->backend, &ident, 0);
+        int worker = rc < 0 ? -1 : s_worker_index(&ident);
+        zmq_msg_close(&ident);
+        srv_wire_discard_more(m->backend);
+        if (worker < 1 || worker >= st->n_workers)
             continue;
         m->idle[m->n_idle++] = worker;
         ready++;
@@ -548,54 +506,40 @@ static int s_start_workers(s_main *m)
     return 0;
 }
 
-/* Handle the oldest queued request on this thread: no hand-off, so no
- * thread wake-ups beyond libzmq's own I/O thread. */
-static void s_process_inline(s_main *m)
-{
-    s_pending *p = &m->queue[m->q_head];
-    m->q_head = (m->q_head + 1) % m->srv.cfg.queue_max;
-    m->q_len--;
-    atomic_fetch_sub(&m->srv.counters.queued, 1);
-    struct srv_worker *w = m->srv.workers[0];
-    int kind = srv_worker_handle(w, p->t_recv, zmq_msg_data(&p->payload),
-                                 zmq_msg_size(&p->payload));
-    size_t len;
-    const char *reply = srv_worker_reply(w, &len);
-    if (kind == SRV_DONE_RELOAD) {
-        s_add_waiter(m, &p->route, p->style, reply, len);
-    } else {
-        s_send_reply(m, &p->route, p->style, reply, len);
-        atomic_fetch_sub(&m->srv.counters.in_flight, 1);
-    }
-    srv_worker_done(w, p->t_recv);
-    zmq_msg_close(&p->route);
-    zmq_msg_close(&p->payload);
-}
-
 static void s_stop_workers(s_main *m)
 {
-    for (int i = 1; i < m->srv.n_workers; i++) {
-        if (!m->srv.workers[i])
-            continue;
-        zmq_send(m->backend, m->ident[i], strlen(m->ident[i]), ZMQ_SNDMORE);
-        zmq_send(m->backend, "", 0, 0);
-    }
-    for (int i = 0; i < m->srv.n_workers; i++)
-        srv_worker_join(&m->srv.workers[i]);
+    for (int i = 1; i < m->st.n_workers; i++)
+        if (m->workers[i]) {
+            srv_wire_send(m->backend, m->ident[i], strlen(m->ident[i]), ZMQ_SNDMORE);
+            srv_wire_send(m->backend, "", 0, 0);
+        }
+    for (int i = 0; i < m->st.n_workers; i++)
+        srv_worker_join(&m->workers[i]);
+}
+
+static int s_clamp(long v, long lo, long hi)
+{
+    return (int)(v < lo ? lo : v > hi ? hi : v);
 }
 
 static int s_bind_frontend(s_main *m)
 {
-    const srv_config *cfg = &m->srv.cfg;
-    m->frontend = zmq_socket(m->srv.zctx, ZMQ_ROUTER);
+    const srv_config *cfg = &m->st.cfg;
+    m->frontend = zmq_socket(m->st.zctx, ZMQ_ROUTER);
     /* Oversize requests within 4x the limit get a `too_large` reply; beyond
      * that libzmq drops the connection rather than buffer the bytes. */
     int64_t maxmsg = (int64_t)cfg->max_message_bytes * 4 + 4096;
-    int hwm = 100000;
-    zmq_setsockopt(m->frontend, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(m->frontend, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(m->frontend, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_bind(m->frontend, cfg->bind) != 0) {
+    /* Replies are bounded in bytes per client (peers.h); the message HWM is
+     * only a backstop.  Requests: a client's unread ones stall its
+     * connection (TCP back-pressure) past its byte budget, never drop. */
+    int sndhwm = 1000000;
+    int rcvhwm = s_clamp(cfg->peer_buffer_bytes / cfg->max_message_bytes, 16, 100000);
+    int mandatory = 1;   /* an unroutable reply is an error we count, not a silent drop */
+    if (!m->frontend || zmq_setsockopt(m->frontend, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        zmq_setsockopt(m->frontend, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) ||
+        zmq_setsockopt(m->frontend, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm) ||
+        zmq_setsockopt(m->frontend, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory) ||
+        zmq_bind(m->frontend, cfg->bind) != 0) {
         srv_log(SRV_ERROR, "msg=\"cannot bind\" endpoint=%s reason=\"%s\"", cfg->bind,
                 zmq_strerror(zmq_errno()));
         return -1;
@@ -603,8 +547,8 @@ static int s_bind_frontend(s_main *m)
     char ep[256];
     size_t eplen = sizeof ep;
     zmq_getsockopt(m->frontend, ZMQ_LAST_ENDPOINT, ep, &eplen);
-    srv_log(SRV_INFO, "msg=listening endpoint=%s workers=%d queue_max=%d", ep, m->srv.n_workers,
-            cfg->queue_max);
+    srv_log(SRV_INFO, "msg=listening endpoint=%s workers=%d queue_max=%d peer_buffer_bytes=%d",
+            ep, m->st.n_workers, cfg->queue_max, cfg->peer_buffer_bytes);
     return 0;
 }
 
@@ -617,48 +561,73 @@ static void s_drain_frontend(s_main *m)
 {
     for (;;) {
         zmq_pollitem_t it = {.socket = m->frontend, .events = ZMQ_POLLIN};
-        int rc = zmq_poll(&it, 1, S_QUIET_MS);
-        if (rc < 0 && zmq_errno() == EINTR)
-            continue;
-        if (rc <= 0 || srv_now_ns() >= m->stop_deadline)
+        int rc = srv_wire_poll(&it, 1, S_QUIET_MS);
+        if (rc <= 0 || util_now_ns() >= m->stop_deadline)
             return;
         s_on_frontend(m);
     }
 }
 
+/* The grace ended with requests still queued: each gets `unavailable`
+ * rather than silence. */
+static void s_refuse_queue(s_main *m)
+{
+    while (m->q_len > 0) {
+        s_pending *p = &m->queue[m->q_head];
+        char id_json[SRV_ID_JSON_MAX];
+        const srv_op *op;
+        srv_request_peek(zmq_msg_data(&p->payload), zmq_msg_size(&p->payload), &op, id_json);
+        s_reply_error(m, &p->route, p->style, id_json, SRV_E_UNAVAILABLE,
+                      "shutting down: the grace period ended before this request was served");
+        zmq_msg_close(&p->route);
+        zmq_msg_close(&p->payload);
+        m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
+        m->q_len--;
+        atomic_fetch_sub(&m->st.counters.queued, 1);
+        atomic_fetch_sub(&m->st.counters.in_flight, 1);
+    }
+}
+
+/* 1 when shutdown is complete. */
+static int s_stop_step(s_main *m, uint64_t now)
+{
+    int in_flight = atomic_load(&m->st.counters.in_flight);
+    int expired = now >= m->stop_deadline;
+    if ((in_flight > 0 || srv_reloader_running(m->reloader)) && !expired)
+        return 0;
+    if (expired)
+        s_refuse_queue(m);
+    s_drain_frontend(m);
+    in_flight = atomic_load(&m->st.counters.in_flight);
+    if (in_flight)
+        srv_log(SRV_WARN, "msg=\"shutdown grace expired\" in_flight=%d", in_flight);
+    return 1;
+}
+
 static void s_loop(s_main *m)
 {
-    uint64_t next_cron = srv_now_ns();
+    uint64_t next_cron = util_now_ns();
     for (;;) {
-        uint64_t now = srv_now_ns();
+        uint64_t now = util_now_ns();
         if (now >= next_cron) {
             s_cron(m, now);
             next_cron = now + 1000000000ull;
         }
-        if (atomic_load(&m->srv.stopping)) {
-            int in_flight = atomic_load(&m->srv.counters.in_flight);
-            if ((in_flight == 0 && !m->loader.running) || now >= m->stop_deadline) {
-                s_drain_frontend(m);
-                if (in_flight)
-                    srv_log(SRV_WARN, "msg=\"shutdown grace expired\" in_flight=%d", in_flight);
-                return;
-            }
-        }
-        zmq_pollitem_t items[4] = {
+        if (atomic_load(&m->st.stopping) && s_stop_step(m, now))
+            return;
+        zmq_pollitem_t items[5] = {
             {.socket = m->backend, .events = ZMQ_POLLIN},
             {.socket = m->frontend, .events = ZMQ_POLLIN},
-            {.socket = m->loader_rx, .events = ZMQ_POLLIN},
+            {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
+            {.fd = m->sig_fd, .events = ZMQ_POLLIN},
             {.fd = m->sig_pipe[0], .events = ZMQ_POLLIN},
         };
         long timeout_ms = (long)((next_cron - now) / 1000000) + 1;
-        if (atomic_load(&m->srv.stopping) && timeout_ms > 50)
+        if (atomic_load(&m->st.stopping) && timeout_ms > 50)
             timeout_ms = 50;
         if (m->q_len > 0)
             timeout_ms = 0;   /* work is waiting: only look, never sleep */
-        int rc = zmq_poll(items, 4, timeout_ms);
-        if (rc < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
+        if (srv_wire_poll(items, 5, timeout_ms) < 0) {
             srv_log(SRV_ERROR, "msg=\"poll failed\" reason=\"%s\"", zmq_strerror(zmq_errno()));
             return;
         }
@@ -668,9 +637,9 @@ static void s_loop(s_main *m)
         if (items[1].revents & ZMQ_POLLIN)
             s_on_frontend(m);
         if (items[2].revents & ZMQ_POLLIN)
-            s_on_loader(m);
-        if (items[3].revents & ZMQ_POLLIN)
-            s_on_signal_pipe(m);
+            srv_reloader_on_done(m->reloader);
+        if ((items[3].revents | items[4].revents) & ZMQ_POLLIN)
+            s_on_signal(m);
         /* Idle helpers took what they could; this thread scores the next one. */
         if (m->q_len > 0)
             s_process_inline(m);
@@ -679,49 +648,117 @@ static void s_loop(s_main *m)
 
 static void s_cleanup(s_main *m)
 {
-    s_answer_waiters(m, NULL, NULL);
-    if (m->loader.running) {
-        pthread_join(m->loader.thread, NULL);
-        srv_snapshot_release(&m->loader.result);
-    }
+    srv_reloader_free(&m->reloader);
     for (int i = 0; i < m->q_len; i++) {
-        s_pending *p = &m->queue[(m->q_head + i) % m->srv.cfg.queue_max];
+        s_pending *p = &m->queue[(m->q_head + i) % m->st.cfg.queue_max];
         zmq_msg_close(&p->route);
         zmq_msg_close(&p->payload);
     }
-    if (m->srv.workers)
+    if (m->workers)
         s_stop_workers(m);
     srv_snapshot_publish(NULL);
     /* Replies still queued get the rest of the grace (2 s at least) to leave. */
-    uint64_t now = srv_now_ns();
+    uint64_t now = util_now_ns();
     int linger = 0, flush_ms = 2000;
-    if (atomic_load(&m->srv.stopping) && m->stop_deadline > now + 2000000000ull)
+    if (atomic_load(&m->st.stopping) && m->stop_deadline > now + 2000000000ull)
         flush_ms = (int)((m->stop_deadline - now) / 1000000);
-    if (m->frontend)
+    if (m->frontend) {
         zmq_setsockopt(m->frontend, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
-    void *socks[] = {m->frontend, m->backend, m->loader_rx};
-    for (int i = 0; i < 3; i++)
-        if (socks[i]) {
-            if (i)
-                zmq_setsockopt(socks[i], ZMQ_LINGER, &linger, sizeof linger);
-            zmq_close(socks[i]);
-        }
-    if (m->srv.zctx)
-        zmq_ctx_term(m->srv.zctx);
-    store_close(&m->poll_db);
+        zmq_close(m->frontend);
+    }
+    if (m->backend) {
+        zmq_setsockopt(m->backend, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(m->backend);
+    }
+    if (m->st.zctx)
+        zmq_ctx_term(m->st.zctx);
+    srv_peers_free(&m->peers);   /* after the context: no reply callback can run */
     srv_json_free(&m->out);
     free(m->view_now);
     free(m->view_prev);
     free(m->view_interval);
-    free(m->waiters);
     free(m->queue);
     free(m->idle);
     free(m->ident);
-    free(m->srv.workers);
-    if (m->sig_pipe[0] >= 0) {
-        close(m->sig_pipe[0]);
-        close(m->sig_pipe[1]);
+    free(m->workers);
+    free(m->st.wstats);
+    if (m->sig_fd >= 0)
+        close(m->sig_fd);
+    /* No handler may write into the pipe once its descriptor can be reused. */
+    if (s_sig_write >= 0) {
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        s_sig_write = -1;
     }
+    for (int i = 0; i < 2; i++)
+        if (m->sig_pipe[i] >= 0)
+            close(m->sig_pipe[i]);
+}
+
+/* The first snapshot, before anything binds: a database that cannot be
+ * served stops start-up with the reason. */
+static int s_first_snapshot(const srv_config *cfg)
+{
+    srv_snapshot *snap = NULL;
+    char why[600];
+    if (srv_snapshot_build(cfg, &snap, why, sizeof why) != 0) {
+        srv_log(SRV_ERROR, "msg=\"cannot load the catalog and model\" reason=\"%s\"", why);
+        return -1;
+    }
+    srv_log(SRV_INFO, "msg=loaded model=%lld catalog=%lld items=%u unembedded=%u build_ms=%.1f "
+            "bytes=%zu title_bytes=%zu", (long long)snap->model_version,
+            (long long)snap->catalog_version, snap->cat->n, snap->cat->n_unembedded,
+            snap->build_ms, snap->bytes, snap->title_bytes);
+    srv_snapshot_publish(snap);
+    return 0;
+}
+
+static int s_alloc(s_main *m)
+{
+    const srv_config *cfg = &m->st.cfg;
+    size_t n = (size_t)m->st.n_workers;
+    m->idle = calloc(n, sizeof *m->idle);
+    m->ident = calloc(n, sizeof *m->ident);
+    m->workers = calloc(n, sizeof *m->workers);
+    m->st.wstats = calloc(n, sizeof *m->st.wstats);
+    m->queue = calloc((size_t)cfg->queue_max, sizeof *m->queue);
+    m->view_now = calloc(1, sizeof *m->view_now);
+    m->view_prev = calloc(1, sizeof *m->view_prev);
+    m->view_interval = calloc(1, sizeof *m->view_interval);
+    m->peers = srv_peers_new((size_t)cfg->peer_buffer_bytes);
+    m->st.zctx = zmq_ctx_new();
+    if (!m->idle || !m->ident || !m->workers || !m->st.wstats || !m->queue || !m->view_now ||
+        !m->view_prev || !m->view_interval || !m->peers || !m->st.zctx ||
+        srv_json_init(&m->out, 1 << 14))
+        return -1;
+    for (int i = 0; i < m->st.n_workers && i < 100000; i++)
+        snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
+    for (int s = 0; s < SRV_STAGE_COUNT; s++)
+        attn_hist_reset(&m->view_prev->stage[s]);
+    return 0;
+}
+
+/* Sockets, the reloader and the workers, in that order. */
+static int s_start(s_main *m)
+{
+    char why[600];
+    if (s_alloc(m)) {
+        srv_log(SRV_ERROR, "msg=\"cannot allocate the server\"");
+        return -1;
+    }
+    m->backend = zmq_socket(m->st.zctx, ZMQ_ROUTER);
+    if (!m->backend || zmq_bind(m->backend, SRV_BACKEND) != 0) {
+        srv_log(SRV_ERROR, "msg=\"cannot bind the workers' socket\" reason=\"%s\"",
+                zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    m->reloader = srv_reloader_new(&m->st, s_send_cb, m, why, sizeof why);
+    if (!m->reloader) {
+        srv_log(SRV_ERROR, "msg=\"cannot start the reloader\" reason=\"%s\"", why);
+        return -1;
+    }
+    return s_start_workers(m) || s_bind_frontend(m) ? -1 : 0;
 }
 
 int srv_server_run(const srv_config *cfg)
@@ -731,12 +768,11 @@ int srv_server_run(const srv_config *cfg)
         srv_log(SRV_ERROR, "msg=\"out of memory\"");
         return 1;
     }
-    int status = 1;
-    m->srv.cfg = *cfg;
-    m->srv.started_ns = srv_now_ns();
-    m->srv.n_workers = cfg->workers > 0 ? cfg->workers : cfg_cores();
-    m->failed_model = m->failed_catalog = -2;
-    m->sig_pipe[0] = m->sig_pipe[1] = -1;
+    m->sig_fd = m->sig_pipe[0] = m->sig_pipe[1] = -1;
+    m->st.cfg = *cfg;
+    m->st.started_ns = util_now_ns();
+    int cores = cfg_cores() < 256 ? cfg_cores() : 256;
+    m->st.n_workers = cfg->workers > 0 ? cfg->workers : cores;
     srv_log_set_level(cfg->log_level);
     srv_arena_install_cjson();
     /* One BLAS thread per worker: requests run in parallel, not GEMMs. */
@@ -744,72 +780,22 @@ int srv_server_run(const srv_config *cfg)
     srv_log(SRV_INFO, "msg=starting version=%s db=%s openblas_core=%s openblas_coretype=%s",
             SRV_VERSION, cfg->db, openblas_get_corename(),
             getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
-
-    srv_snapshot *snap = NULL;
-    char why[600];
-    if (srv_snapshot_build(cfg, &snap, why, sizeof why) != 0) {
-        srv_log(SRV_ERROR, "msg=\"cannot load the catalog and model\" reason=\"%s\"", why);
+    int status = 1;
+    if (s_first_snapshot(cfg)) {
         free(m);
         return 1;
     }
-    srv_log(SRV_INFO, "msg=loaded model=%lld catalog=%lld items=%u unembedded=%u build_ms=%.1f "
-            "bytes=%zu", (long long)snap->model_version, (long long)snap->catalog_version,
-            snap->cat->n, snap->cat->n_unembedded, snap->build_ms, snap->bytes);
-    srv_snapshot_publish(snap);
-
-    /* Signals go to the main thread only: block them while the other threads
-     * (libzmq's, workers, loader) are created, so they inherit the mask. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    signal(SIGPIPE, SIG_IGN);
-
-    m->idle = calloc((size_t)m->srv.n_workers, sizeof *m->idle);
-    m->ident = calloc((size_t)m->srv.n_workers, sizeof *m->ident);
-    for (int i = 0; m->ident && i < m->srv.n_workers; i++)
-        snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
-    m->srv.workers = calloc((size_t)m->srv.n_workers, sizeof *m->srv.workers);
-    m->queue = calloc(cfg->queue_max > 0 ? (size_t)cfg->queue_max : 1, sizeof *m->queue);
-    m->view_now = calloc(1, sizeof *m->view_now);
-    m->view_prev = calloc(1, sizeof *m->view_prev);
-    m->view_interval = calloc(1, sizeof *m->view_interval);
-    m->srv.zctx = zmq_ctx_new();
-    if (!m->idle || !m->ident || !m->srv.workers || !m->queue || !m->view_now || !m->view_prev ||
-        !m->view_interval || !m->srv.zctx || srv_json_init(&m->out, 1 << 14) ||
-        pipe2(m->sig_pipe, O_CLOEXEC | O_NONBLOCK)) {
-        srv_log(SRV_ERROR, "msg=\"cannot allocate the server\"");
-        goto done;
+    /* Before any thread exists, so that all of them inherit the mask. */
+    if (s_signals(m)) {
+        srv_log(SRV_ERROR, "msg=\"cannot set up signal handling\" reason=\"%s\"", strerror(errno));
+    } else if (s_start(m) == 0) {
+        m->next_metrics = util_now_ns() + (uint64_t)(cfg->metrics_interval * 1e9);
+        m->next_poll = util_now_ns() + (uint64_t)(cfg->reload_poll * 1e9);
+        s_loop(m);
+        if (cfg->metrics_interval > 0)
+            s_metrics_line(m);
+        status = 0;
     }
-    for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        attn_hist_reset(&m->view_prev->stage[s]);
-    m->backend = zmq_socket(m->srv.zctx, ZMQ_ROUTER);
-    m->loader_rx = zmq_socket(m->srv.zctx, ZMQ_PAIR);
-    if (zmq_bind(m->backend, SRV_BACKEND) || zmq_bind(m->loader_rx, S_LOADER_ENDPOINT)) {
-        srv_log(SRV_ERROR, "msg=\"cannot bind inproc sockets\" reason=\"%s\"",
-                zmq_strerror(zmq_errno()));
-        goto done;
-    }
-    if (s_start_workers(m) || s_bind_frontend(m))
-        goto done;
-
-    s_signal_fd = m->sig_pipe[1];
-    struct sigaction sa = {.sa_handler = s_on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    m->next_metrics = srv_now_ns() + (uint64_t)(cfg->metrics_interval * 1e9);
-    m->next_poll = srv_now_ns() + (uint64_t)(cfg->reload_poll * 1e9);
-    s_loop(m);
-    if (cfg->metrics_interval > 0)
-        s_metrics_line(m);
-    status = 0;
-done:
     s_cleanup(m);
     srv_log(SRV_INFO, "msg=stopped status=%d", status);
     free(m);

@@ -9,18 +9,27 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "attn/attn.h"
+#include "util/clock.h"
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static srv_snapshot *s_current;
 
 static double s_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return (double)util_now_ns() / 1e6;
+}
+
+const char *srv_snapshot_title(const srv_snapshot *snap, uint32_t row, size_t *len)
+{
+    const store_titles *t = snap->titles;
+    if (!t || !t->pool || row >= t->n) {
+        *len = 0;
+        return "";
+    }
+    *len = (size_t)(t->off[row + 1] - t->off[row]);
+    return t->pool + t->off[row];
 }
 
 static void s_free(srv_snapshot *snap)
@@ -29,6 +38,7 @@ static void s_free(srv_snapshot *snap)
     store_catalog_free(&snap->cat);
     free(snap->param_index);
     free(snap->popularity);
+    store_titles_free(&snap->titles);
     free(snap);
 }
 
@@ -67,8 +77,11 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
     }
     for (size_t r = 0; r < n; r++)
         snap->param_index[r] = attn_model_item_index(model, snap->cat->item_id[r]);
-    if (store_catalog_popularity(db, snap->cat, snap->popularity, &err) != STORE_OK)
+    if (store_catalog_popularity(db, snap->cat, snap->popularity, &err) != STORE_OK ||
+        (cfg->titles && store_catalog_titles(db, snap->cat, SRV_TITLE_MAX, &snap->titles,
+                                             &err) != STORE_OK))
         goto store_fail;
+    snap->title_bytes = snap->titles ? snap->titles->bytes : 0;
     int threads = cfg->build_threads > 0 ? cfg->build_threads : cfg_cores();
     attn_precompute mode =
         cfg->precompute == CFG_PRECOMPUTE_NONE ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
@@ -85,7 +98,7 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
     snap->l_hist = cfg->max_history < model->l_max ? cfg->max_history : model->l_max;
     snap->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
     snap->bytes = store_catalog_bytes(snap->cat) + attn_tables_bytes(snap->tables) +
-                  n * (sizeof *snap->param_index + sizeof *snap->popularity);
+                  n * (sizeof *snap->param_index + sizeof *snap->popularity) + snap->title_bytes;
     attn_model_free(&model);
     store_close(&db);
     snap->build_ms = s_now_ms() - t0;

@@ -1,7 +1,7 @@
 /* snapshot.h -- everything a request reads, built together, swapped together.
  *
  * A snapshot is the catalog, the active model, the tables precomputed for
- * that pair and the popularity prior.  Workers take a reference for the
+ * that pair, the popularity prior and the titles.  Workers take a reference for the
  * length of one request; a reload builds the next snapshot beside the
  * serving one and publishes it; the old one is freed by whoever drops the
  * last reference.  So a reload never blocks a request and never frees
@@ -18,6 +18,8 @@
 #include "daemon/config.h"
 #include "store/store.h"
 
+#define SRV_TITLE_MAX 1024   /* bytes of a title kept, cut on a character boundary */
+
 typedef struct srv_snapshot {
     atomic_int refs;            /* references: the published slot + requests */
     store_catalog *cat;         /* items and embeddings */
@@ -25,6 +27,8 @@ typedef struct srv_snapshot {
     const attn_model *model;    /* borrowed from tables */
     int64_t *param_index;       /* per catalog row: index into the model's item params, or -1 */
     float *popularity;          /* per catalog row: interaction count (cold-start prior) */
+    store_titles *titles;       /* per catalog row, or NULL with server.titles off */
+    size_t title_bytes;         /* memory the titles hold */
     int64_t model_version;
     int64_t catalog_version;
     int l_hist;                 /* history used per request: min(max_history, model l_max) */
@@ -37,6 +41,10 @@ typedef struct srv_snapshot {
 /* Build a snapshot from the database in cfg (own read-only connection).
  * Returns 0, or -1 with a one-line reason. */
 int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, size_t why_len);
+
+/* Title of a catalog row (not NUL-terminated, valid UTF-8); "" without
+ * titles. */
+const char *srv_snapshot_title(const srv_snapshot *snap, uint32_t row, size_t *len);
 
 /* Drop a reference; the last one frees.  Accepts NULL; sets *snap_p = NULL. */
 void srv_snapshot_release(srv_snapshot **snap_p);

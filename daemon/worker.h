@@ -1,50 +1,67 @@
-/* worker.h -- everything one request needs, and optionally a thread to run it.
+/* worker.h -- a scoring worker: its resources, and optionally its thread.
  *
- * The server creates `workers` of these at start.  Worker 0 is run inline by
- * the main thread (no thread, no socket: a request it handles crosses no
- * thread boundary); the others are threads that connect a DEALER to the
- * server's inproc backend, say READY, then answer one request at a time
- * until they receive an empty message (stop).
+ * The server creates `workers` of these at start.  Worker 0 belongs to the
+ * main thread (no thread, no socket: what it handles crosses no thread
+ * boundary, and main-thread ops run on it too); the others are threads
+ * that connect a DEALER to the server's inproc backend, say READY, then
+ * answer one request at a time until they receive an empty message (stop).
  *
- *     int kind = srv_worker_handle(w, t_recv, buf, len);   // inline use
+ *     int outcome = srv_worker_handle(w, t_recv, buf, len);   // worker 0
  *     size_t n;  const char *reply = srv_worker_reply(w, &n);
- *     ... send reply (kind SRV_DONE_RELOAD: it is the request id instead) ...
- *     srv_worker_done(w, t_recv);                          // record timings
+ *     ... send it (SRV_OUT_RELOAD: it is the request id instead) ...
+ *     srv_worker_done(w, t_recv);                             // record timings
+ *
+ * A worker reads the shared state and its own resources, never another
+ * worker's.
  */
 #ifndef DAEMON_WORKER_H
 #define DAEMON_WORKER_H
 
-#include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/json_out.h"
 #include "daemon/metrics.h"
-#include "daemon/server.h"
+#include "daemon/state.h"
 
 #define SRV_BACKEND "inproc://attnd-workers"
 
+/* Frame 2 of a main -> worker message. */
+typedef struct srv_task_meta {
+    uint64_t t_recv_ns;   /* CLOCK_MONOTONIC when main read the request */
+    uint8_t style;        /* enum srv_style: how to frame the reply */
+} srv_task_meta;
+
+/* Frame 2 of a worker -> main message. */
+typedef struct srv_done_meta {
+    uint8_t kind;         /* enum srv_done_kind */
+    uint8_t style;
+} srv_done_meta;
+
+enum srv_style { SRV_STYLE_BARE = 0, SRV_STYLE_REQ = 1 };  /* REQ: empty delimiter frame */
+enum srv_done_kind {
+    SRV_DONE_READY = 0,   /* a worker's first message: it can take work */
+    SRV_DONE_REPLY = 1,   /* forward the payload to the client */
+    SRV_DONE_RELOAD = 2,  /* the client asked to reload; payload is its id as JSON */
+};
+
 typedef struct srv_worker srv_worker;
 
-/* Allocate a worker (buffers sized from srv->cfg) and, if threaded, start
- * its thread.  NULL with a reason on failure (database open, memory). */
-srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why,
-                             size_t why_len);
+/* Allocate a worker (buffers sized from st->cfg) and, if threaded, start its
+ * thread.  NULL with a reason on failure (database open, memory). */
+srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, size_t why_len);
 
 /* Handle one request; the reply is in srv_worker_reply() until the next
- * call.  Returns SRV_DONE_REPLY, or SRV_DONE_RELOAD when the request asks
- * for a reload (the "reply" is then the request's id as JSON). */
+ * call.  Returns the outcome (enum srv_outcome of ops.h). */
 int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t len);
 const char *srv_worker_reply(const srv_worker *w, size_t *len);
 /* Record the request's stage timings, total measured from t_recv to now. */
 void srv_worker_done(srv_worker *w, uint64_t t_recv);
 
-/* Join the thread (after it was told to stop) and free everything. */
+/* Join the thread (after it was told to stop) and free everything.
+ * Accepts NULL. */
 void srv_worker_join(srv_worker **worker_p);
 
+/* The worker's statistics, for the state's registry. */
 srv_wstats *srv_worker_stats(srv_worker *w);
-
-/* The health reply; also written by the main thread when the queue is full,
- * so that a full queue never makes a live daemon look dead. */
-void srv_write_health(srv_json *o, srv_server *srv, const char *id_json);
 
 #endif

@@ -142,6 +142,23 @@ void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
 /* ext_id of a row, borrowed from the catalog, NUL-terminated. */
 const char *store_catalog_ext(const store_catalog *cat, uint32_t row);
 
+/* Titles of every catalog row, in one pool: row r's title is
+ * pool[off[r] .. off[r + 1]).  Each is cut to at most max_bytes on a
+ * character boundary and any invalid UTF-8 in the database is replaced by
+ * U+FFFD, so a title can go into a JSON reply as it is. */
+typedef struct store_titles {
+    uint32_t n;          /* rows, = the catalog's n */
+    char *pool;          /* the titles back to back, not NUL-terminated */
+    uint64_t *off;       /* n + 1 offsets into pool */
+    size_t bytes;        /* memory held: pool and offsets */
+} store_titles;
+
+/* One read of the items table, in the catalog's row order.  On failure
+ * *out is NULL and nothing is left allocated. */
+int store_catalog_titles(store *db, const store_catalog *cat, size_t max_bytes,
+                         store_titles **out, store_err *err);
+void store_titles_free(store_titles **titles_p);   /* accepts NULL */
+
 /* Interaction count per catalog row (the popularity prior), into counts[n]. */
 int store_catalog_popularity(store *db, const store_catalog *cat, float *counts,
                              store_err *err);

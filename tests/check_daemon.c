@@ -11,8 +11,11 @@
 #include "daemon/arena.h"
 #include "daemon/config.h"
 #include "daemon/json_out.h"
+#include "daemon/ops.h"
 #include "daemon/proto.h"
+#include "daemon/rank.h"
 #include "tests/testutil.h"
+#include "util/utf8.h"
 
 START_TEST(config_defaults_and_set)
 {
@@ -69,10 +72,12 @@ END_TEST
 
 START_TEST(config_table_is_consistent)
 {
-    /* Each default is within its own bounds (cfg_set accepts it back). */
+    /* Each default is within its own bounds: the setter accepts it (a
+     * default of 700000 for a key bounded by 600000 fails here), and
+     * cfg_set accepts the printed value back. */
     srv_config cfg, copy;
     char why[256];
-    cfg_defaults(&cfg);
+    ck_assert_msg(cfg_defaults_checked(&cfg, why, sizeof why) == 0, "%s", why);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -167,25 +172,35 @@ END_TEST
 
 START_TEST(utf8_validation)
 {
-    ck_assert(srv_utf8_valid("plain", 5));
-    ck_assert(srv_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
-    ck_assert(!srv_utf8_valid("\xc3\x28", 2));          /* bad continuation */
-    ck_assert(!srv_utf8_valid("\xc0\xaf", 2));          /* overlong */
-    ck_assert(!srv_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
-    ck_assert(!srv_utf8_valid("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
-    ck_assert(!srv_utf8_valid("\xe2\x82", 2));          /* truncated */
-    ck_assert(!srv_utf8_valid("\xff", 1));
+    ck_assert(util_utf8_valid("plain", 5));
+    ck_assert(util_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+    ck_assert(!util_utf8_valid("\xc3\x28", 2));          /* bad continuation */
+    ck_assert(!util_utf8_valid("\xc0\xaf", 2));          /* overlong */
+    ck_assert(!util_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+    ck_assert(!util_utf8_valid("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
+    ck_assert(!util_utf8_valid("\xe2\x82", 2));          /* truncated */
+    ck_assert(!util_utf8_valid("\xff", 1));
 }
 END_TEST
 
+static srv_arena s_args;
+
+/* Parse with default limits; rq->args lives in s_args until the next call. */
 static int s_parse(const char *json, srv_request *rq, char *why)
 {
     srv_config cfg;
     cfg_defaults(&cfg);
-    cJSON *tree = NULL;
-    int code = srv_request_parse(json, strlen(json), &cfg, rq, &tree, why, 256);
-    cJSON_Delete(tree);
-    return code;
+    if (!s_args.base)
+        ck_assert_int_eq(srv_arena_init(&s_args, 1 << 20), 0);
+    srv_arena_reset(&s_args);
+    return srv_request_parse(json, strlen(json), &cfg, &s_args, rq, why, 256);
+}
+
+static const srv_rank_args *s_rank(const srv_request *rq)
+{
+    ck_assert_ptr_nonnull(rq->op);
+    ck_assert_str_eq(rq->op->name, "rank");
+    return rq->args;
 }
 
 START_TEST(request_parsing)
@@ -195,21 +210,25 @@ START_TEST(request_parsing)
     ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"id\":\"a\\\"b\",\"user\":\"u\","
                              "\"candidates\":[\"x\",\"y\"],\"k\":5,\"explain\":2}", &rq, why),
                      SRV_OK);
-    ck_assert_int_eq(rq.op, SRV_OP_RANK);
+    const srv_rank_args *a = s_rank(&rq);
     ck_assert_str_eq(rq.id_json, "\"a\\\"b\"");
-    ck_assert_int_eq(rq.k, 5);
-    ck_assert_int_eq(rq.explain, 2);
-    ck_assert_int_eq(rq.n_cand, 2);
+    ck_assert_int_eq(a->k, 5);
+    ck_assert_int_eq(a->explain, 2);
+    ck_assert_int_eq(a->n_cand, 2);
+    ck_assert_str_eq(a->cand[1].s, "y");
+    ck_assert_uint_eq(a->cand[1].len, 1);
+    ck_assert_str_eq(a->user.s, "u");
     ck_assert_int_eq(s_parse("{\"op\":\"health\",\"id\":42}", &rq, why), SRV_OK);
     ck_assert_str_eq(rq.id_json, "42");
+    ck_assert_str_eq(rq.op->name, "health");
     ck_assert_int_eq(s_parse("{\"op\":\"health\"}", &rq, why), SRV_OK);
     ck_assert_str_eq(rq.id_json, "null");
     /* The id is echoed even when the rest is rejected. */
     ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"id\":\"keep\"}", &rq, why), SRV_E_BAD_REQUEST);
     ck_assert_str_eq(rq.id_json, "\"keep\"");
-    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u\",\"candidates\":[\"x\"]}", &rq, why),
-                     SRV_OK);
-    ck_assert_int_eq(rq.k, 10);   /* default_k */
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u\",\"candidates\":[\"x\"]}", &rq,
+                             why), SRV_OK);
+    ck_assert_int_eq(s_rank(&rq)->k, 10);   /* default_k */
     char long_id[400];
     memset(long_id, 'x', sizeof long_id);
     long_id[sizeof long_id - 1] = 0;
@@ -217,6 +236,105 @@ START_TEST(request_parsing)
     snprintf(req, sizeof req, "{\"op\":\"health\",\"id\":\"%s\"}", long_id);
     ck_assert_int_eq(s_parse(req, &rq, why), SRV_E_BAD_REQUEST);
     ck_assert_msg(strstr(why, "id"), "%s", why);
+}
+END_TEST
+
+/* Anonymous histories keep their order and weights; weights that a float
+ * cannot hold (1e-46 underflows to 0) are the client's error, not ours. */
+START_TEST(request_history_and_weights)
+{
+    srv_request rq;
+    char why[256];
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"history\":[\"a\",\"b\"],\"weights\":[1,"
+                             "0.5],\"candidates\":[\"x\"]}", &rq, why), SRV_OK);
+    const srv_rank_args *a = s_rank(&rq);
+    ck_assert_ptr_null(a->user.s);
+    ck_assert_int_eq(a->n_history, 2);
+    ck_assert_str_eq(a->history[0].s, "a");
+    ck_assert_float_eq(a->weights[1], 0.5f);
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"history\":[\"a\"],\"weights\":[1e-46],"
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_msg(strstr(why, "weights[0]"), "%s", why);
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"history\":[\"a\"],\"weights\":[0],"
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"history\":[\"a\"],\"weights\":[1e39],"
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u\",\"weights\":[1],"
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_msg(strstr(why, "weights"), "%s", why);
+}
+END_TEST
+
+/* A NUL escape would cut an id short ("u1\u0000x" served as "u1"): it is
+ * refused; an escaped backslash before "u0000" is just text. */
+START_TEST(request_nul_refused)
+{
+    srv_request rq;
+    char why[256];
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u1\\u0000zzz\","
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_E_BAD_JSON);
+    ck_assert_msg(strstr(why, "NUL"), "%s", why);
+    ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u1\\\\u0000zzz\","
+                             "\"candidates\":[\"x\"]}", &rq, why), SRV_OK);
+    ck_assert_str_eq(s_rank(&rq)->user.s, "u1\\u0000zzz");
+}
+END_TEST
+
+/* unknown_op lists the table, and cuts a long op on a character boundary. */
+START_TEST(request_unknown_op_message)
+{
+    srv_request rq;
+    char why[256], req[400], op[200] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(op, "\xc3\xa9");   /* 60 bytes of two-byte characters */
+    strcat(op, "\xe2\x82\xac\xe2\x82\xac");   /* the 64th byte is inside a euro sign */
+    snprintf(req, sizeof req, "{\"op\":\"%s\"}", op);
+    ck_assert_int_eq(s_parse(req, &rq, why), SRV_E_UNKNOWN_OP);
+    ck_assert_msg(util_utf8_valid(why, strlen(why)), "not UTF-8: %s", why);
+    ck_assert_msg(strstr(why, "rank, health, stats, info, reload"), "%s", why);
+}
+END_TEST
+
+/* The main thread's peek finds op and id without a parse, and gives up
+ * (op NULL) on what it cannot read rather than guessing. */
+START_TEST(request_peek)
+{
+    const srv_op *op;
+    char id[SRV_ID_JSON_MAX];
+    const char *m1 = "{\"candidates\":[\"a\",{\"op\":\"x\"}],\"id\":7,\"op\":\"health\"}";
+    srv_request_peek(m1, strlen(m1), &op, id);
+    ck_assert_ptr_nonnull(op);
+    ck_assert_str_eq(op->name, "health");
+    ck_assert_str_eq(id, "7");
+    const char *m2 = "{\"op\":\"rank\",\"id\":\"r\\\"1\"}";
+    srv_request_peek(m2, strlen(m2), &op, id);
+    ck_assert_str_eq(op->name, "rank");
+    ck_assert_str_eq(id, "\"r\\\"1\"");
+    const char *bad[] = {"", "[", "{\"op\"", "{\"op\":\"rank", "{\"op\":\"nope\"}",
+                         "{\"x\":[1,2}", "{\"op\":\"he\\u0061lth\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        srv_request_peek(bad[i], strlen(bad[i]), &op, id);
+        ck_assert_msg(op == NULL, "peek read an op from %s", bad[i]);
+    }
+    const char *m3 = "{\"id\":\"\xff\",\"op\":\"rank\"}";   /* not UTF-8: not echoed */
+    srv_request_peek(m3, strlen(m3), &op, id);
+    ck_assert_str_eq(id, "null");
+}
+END_TEST
+
+/* Every op in the table resolves by name; unknown names do not. */
+START_TEST(op_table)
+{
+    int n;
+    const srv_op *ops = srv_ops(&n);
+    ck_assert_int_ge(n, 5);
+    for (int i = 0; i < n; i++) {
+        ck_assert_ptr_eq(srv_op_find(ops[i].name, strlen(ops[i].name)), &ops[i]);
+        ck_assert_int_eq(srv_op_index(&ops[i]), i);
+        ck_assert_ptr_nonnull(strstr(srv_op_names(), ops[i].name));
+    }
+    ck_assert_ptr_null(srv_op_find("ran", 3));
+    ck_assert_ptr_null(srv_op_find("rankx", 5));
 }
 END_TEST
 
@@ -261,6 +379,11 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, json_numbers_match_printf);
     tcase_add_test(tc, utf8_validation);
     tcase_add_test(tc, request_parsing);
+    tcase_add_test(tc, request_history_and_weights);
+    tcase_add_test(tc, request_nul_refused);
+    tcase_add_test(tc, request_unknown_op_message);
+    tcase_add_test(tc, request_peek);
+    tcase_add_test(tc, op_table);
     tcase_add_test(tc, arena_backs_cjson);
     suite_add_tcase(s, tc);
     return s;

@@ -30,168 +30,14 @@
 #include "store/gen.h"
 #include "store/store.h"
 #include "tests/testutil.h"
+#include "tests/tu_daemon.h"
 
 #ifndef ATTN_BIN_DIR
 #error "ATTN_BIN_DIR must name the directory of the programs under test"
 #endif
 
-typedef struct daemon_proc {
-    pid_t pid;
-    char endpoint[300];
-    char log[300];
-} daemon_proc;
-
 static char s_db[300];
-static daemon_proc s_main_daemon;
-
-/* ---- helpers -------------------------------------------------------------- */
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void s_make_db(const char *path, uint32_t items, uint32_t users, int dim)
-{
-    store_gen_opts o;
-    store_gen_defaults(&o);
-    o.n_items = items;
-    o.n_users = users;
-    o.dim = dim;
-    o.seed = 7;
-    o.events_per_user = 30;
-    store_err err;
-    unlink(path);
-    if (store_gen_create(path, &o, NULL, &err) != STORE_OK) {
-        fprintf(stderr, "gen %s: %s\n", path, err.msg);
-        exit(2);
-    }
-}
-
-/* Send one request on a fresh REQ socket; the reply (caller frees) or NULL
- * on timeout. */
-static char *s_call(const char *endpoint, const char *json, int timeout_ms)
-{
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_REQ);
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
-    zmq_connect(s, endpoint);
-    char *out = NULL;
-    if (zmq_send(s, json, strlen(json), 0) >= 0) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, s, 0) >= 0) {
-            out = malloc(zmq_msg_size(&msg) + 1);
-            memcpy(out, zmq_msg_data(&msg), zmq_msg_size(&msg));
-            out[zmq_msg_size(&msg)] = 0;
-        }
-        zmq_msg_close(&msg);
-    }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
-    return out;
-}
-
-static cJSON *s_call_json(const char *endpoint, const char *json)
-{
-    char *reply = s_call(endpoint, json, (int)(10000 * tu_slowdown()));
-    ck_assert_msg(reply != NULL, "no reply to %.200s", json);
-    cJSON *r = cJSON_Parse(reply);
-    ck_assert_msg(r != NULL, "reply is not JSON: %s", reply);
-    free(reply);
-    return r;
-}
-
-static void s_start(daemon_proc *d, const char *db, const char *name, const char *const *extra)
-{
-    snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s", tu_path(name));
-    snprintf(d->log, sizeof d->log, "%s.log", tu_path(name));
-    d->pid = fork();
-    ck_assert_int_ge(d->pid, 0);
-    if (d->pid == 0) {
-        const char *argv[48];
-        int n = 0;
-        static char bin[512];
-        snprintf(bin, sizeof bin, "%s/attnd", ATTN_BIN_DIR);
-        /* ATTN_DAEMON_VALGRIND=1: the daemon itself runs under valgrind, and
-         * an error or a leak makes it exit 99, which s_stop reports. */
-        if (getenv("ATTN_DAEMON_VALGRIND")) {
-            argv[n++] = "valgrind";
-            argv[n++] = "-q";
-            argv[n++] = "--error-exitcode=99";
-            argv[n++] = "--leak-check=full";
-            argv[n++] = "--errors-for-leak-kinds=definite,indirect";
-        }
-        argv[n++] = bin;
-        argv[n++] = "--db";
-        argv[n++] = db;
-        argv[n++] = "--bind";
-        argv[n++] = d->endpoint;
-        argv[n++] = "--workers";
-        argv[n++] = "2";
-        argv[n++] = "--set";
-        argv[n++] = "server.reload_poll=0";
-        for (int i = 0; extra && extra[i] && n < 38; i++)
-            argv[n++] = extra[i];
-        argv[n] = NULL;
-        FILE *log = freopen(d->log, "w", stderr);
-        (void)log;
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    /* Ready when health answers. */
-    double deadline = s_now() + 30 * tu_slowdown();
-    while (s_now() < deadline) {
-        char *r = s_call(d->endpoint, "{\"op\":\"health\"}", 200);
-        if (r) {
-            free(r);
-            return;
-        }
-        int status;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
-            ck_abort_msg("attnd exited during start-up (status %d); see %s", status, d->log);
-    }
-    ck_abort_msg("attnd did not answer health within the start-up time; see %s", d->log);
-}
-
-/* SIGTERM and the exit status (0 expected). */
-static int s_stop(daemon_proc *d)
-{
-    int status = -1;
-    kill(d->pid, SIGTERM);
-    double deadline = s_now() + 30 * tu_slowdown();
-    while (s_now() < deadline) {
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(10000);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &status, 0);
-    return -1;
-}
-
-static const char *s_code(const cJSON *reply)
-{
-    const cJSON *err = cJSON_GetObjectItem(reply, "error");
-    const cJSON *code = err ? cJSON_GetObjectItem(err, "code") : NULL;
-    return code && cJSON_IsString(code) ? code->valuestring : "";
-}
-
-static const char *s_message(const cJSON *reply)
-{
-    const cJSON *err = cJSON_GetObjectItem(reply, "error");
-    const cJSON *msg = err ? cJSON_GetObjectItem(err, "message") : NULL;
-    return msg && cJSON_IsString(msg) ? msg->valuestring : "";
-}
-
-static int s_ok(const cJSON *reply)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItem(reply, "ok"));
-}
+static tu_daemon s_main_daemon;
 
 /* ---- the reference ranking ---------------------------------------------- */
 
@@ -290,7 +136,7 @@ static void s_reference(const char *db_path, const char *user, const char **cand
  * 1e-4 relative, same explanations. */
 static void s_assert_matches(const cJSON *reply, const ref_rank *ref)
 {
-    ck_assert_msg(s_ok(reply), "rank failed: %s", s_message(reply));
+    ck_assert_msg(tu_ok(reply), "rank failed: %s", tu_message(reply));
     const cJSON *items = cJSON_GetObjectItem(reply, "items");
     ck_assert_int_eq(cJSON_GetArraySize(items), ref->n);
     int i = 0;
@@ -334,13 +180,13 @@ static void s_pick_candidates(int n, int stride)
 static void s_setup_main(void)
 {
     snprintf(s_db, sizeof s_db, "%s", tu_path("e2e.db"));
-    s_make_db(s_db, 600, 60, 24);
-    s_start(&s_main_daemon, s_db, "main.sock", NULL);
+    tu_make_db(s_db, 600, 60, 24);
+    tu_daemon_start(&s_main_daemon, s_db, "main.sock", NULL);
 }
 
 static void s_teardown_main(void)
 {
-    s_stop(&s_main_daemon);
+    tu_daemon_stop(&s_main_daemon);
 }
 
 /* ---- ranking -------------------------------------------------------------- */
@@ -355,7 +201,7 @@ START_TEST(rank_matches_reference)
         snprintf(req, sizeof req,
                  "{\"op\":\"rank\",\"id\":\"r%d\",\"user\":\"%s\",\"candidates\":%s,\"k\":10,"
                  "\"explain\":3}", u, users[u], cj);
-        cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
+        cJSON *reply = tu_call_json(s_main_daemon.endpoint, req);
         ref_rank ref;
         s_reference(s_db, users[u], s_cand, 40, 10, 3, &ref);
         s_assert_matches(reply, &ref);
@@ -375,8 +221,8 @@ START_TEST(rank_anonymous_history_and_unknowns)
         "{\"op\":\"rank\",\"id\":7,\"history\":[\"i00003\",\"nope1\",\"i00005\",\"i00003\"],"
         "\"candidates\":[\"i00010\",\"zzz\",\"i00011\",\"i00010\"],\"k\":5,\"explain\":2,"
         "\"titles\":true}";
-    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
-    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    cJSON *reply = tu_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(tu_ok(reply), "%s", tu_message(reply));
     ck_assert_int_eq(cJSON_GetObjectItem(reply, "id")->valueint, 7);
     const cJSON *items = cJSON_GetObjectItem(reply, "items");
     ck_assert_int_eq(cJSON_GetArraySize(items), 2);   /* duplicate ranked once */
@@ -408,10 +254,10 @@ END_TEST
 
 START_TEST(rank_cold_start_fallback)
 {
-    cJSON *reply = s_call_json(s_main_daemon.endpoint,
+    cJSON *reply = tu_call_json(s_main_daemon.endpoint,
                                "{\"op\":\"rank\",\"user\":\"no-such-user\","
                                "\"candidates\":[\"i00001\",\"i00002\",\"i00003\"],\"k\":3}");
-    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    ck_assert_msg(tu_ok(reply), "%s", tu_message(reply));
     const cJSON *fb = cJSON_GetObjectItem(reply, "fallback");
     ck_assert(cJSON_IsObject(fb));
     ck_assert_str_eq(cJSON_GetObjectItem(fb, "kind")->valuestring, "popularity");
@@ -426,9 +272,9 @@ START_TEST(rank_cold_start_fallback)
         prev = s;
     }
     cJSON_Delete(reply);
-    reply = s_call_json(s_main_daemon.endpoint,
+    reply = tu_call_json(s_main_daemon.endpoint,
                         "{\"op\":\"rank\",\"history\":[\"x1\",\"x2\"],\"candidates\":[\"i00001\"]}");
-    ck_assert(s_ok(reply));
+    ck_assert(tu_ok(reply));
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "fallback"), "reason")
                          ->valuestring, "unknown_history");
     cJSON_Delete(reply);
@@ -454,8 +300,8 @@ START_TEST(rank_exclude_seen)
     snprintf(req, sizeof req,
              "{\"op\":\"rank\",\"user\":\"u0003\",\"candidates\":[\"%s\",\"i00599\"],"
              "\"exclude_seen\":true}", seen);
-    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
-    ck_assert_msg(s_ok(reply), "%s", s_message(reply));
+    cJSON *reply = tu_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(tu_ok(reply), "%s", tu_message(reply));
     const cJSON *excluded = cJSON_GetObjectItem(reply, "excluded");
     ck_assert_int_eq(cJSON_GetArraySize(excluded), 1);
     ck_assert_str_eq(excluded->child->valuestring, seen);
@@ -472,13 +318,13 @@ END_TEST
 
 static void s_expect_error(const char *req, const char *code, const char *field)
 {
-    cJSON *reply = s_call_json(s_main_daemon.endpoint, req);
-    ck_assert_msg(!s_ok(reply), "expected %s for %.200s", code, req);
-    ck_assert_msg(!strcmp(s_code(reply), code), "%.200s: got %s (%s), expected %s", req,
-                  s_code(reply), s_message(reply), code);
+    cJSON *reply = tu_call_json(s_main_daemon.endpoint, req);
+    ck_assert_msg(!tu_ok(reply), "expected %s for %.200s", code, req);
+    ck_assert_msg(!strcmp(tu_code(reply), code), "%.200s: got %s (%s), expected %s", req,
+                  tu_code(reply), tu_message(reply), code);
     if (field)
-        ck_assert_msg(strstr(s_message(reply), field), "message '%s' does not name '%s'",
-                      s_message(reply), field);
+        ck_assert_msg(strstr(tu_message(reply), field), "message '%s' does not name '%s'",
+                      tu_message(reply), field);
     cJSON_Delete(reply);
 }
 
@@ -609,7 +455,7 @@ START_TEST(dealer_pipelining)
         ck_assert_int_gt(n, 0);
         buf[n] = 0;
         cJSON *r = cJSON_Parse(buf);
-        ck_assert_msg(r && s_ok(r), "%s", buf);
+        ck_assert_msg(r && tu_ok(r), "%s", buf);
         int id = cJSON_GetObjectItem(r, "id")->valueint;
         ck_assert(id >= 0 && id < N && !got[id]);
         got[id] = 1;
@@ -622,14 +468,14 @@ END_TEST
 
 START_TEST(health_info_stats)
 {
-    cJSON *r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"health\",\"id\":\"h\"}");
-    ck_assert(s_ok(r));
+    cJSON *r = tu_call_json(s_main_daemon.endpoint, "{\"op\":\"health\",\"id\":\"h\"}");
+    ck_assert(tu_ok(r));
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "live")));
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "ready")));
     ck_assert_int_eq(cJSON_GetObjectItem(r, "items")->valueint, 600);
     cJSON_Delete(r);
-    r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"info\"}");
-    ck_assert(s_ok(r));
+    r = tu_call_json(s_main_daemon.endpoint, "{\"op\":\"info\"}");
+    ck_assert(tu_ok(r));
     ck_assert_int_eq(cJSON_GetObjectItem(r, "protocol")->valueint, 1);
     ck_assert_int_eq(cJSON_GetObjectItem(r, "workers")->valueint, 2);
     const cJSON *model = cJSON_GetObjectItem(r, "model");
@@ -637,11 +483,11 @@ START_TEST(health_info_stats)
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(model, "identity")));
     cJSON_Delete(r);
     /* Make sure at least one rank was served, then look at the counters. */
-    r = s_call_json(s_main_daemon.endpoint,
+    r = tu_call_json(s_main_daemon.endpoint,
                     "{\"op\":\"rank\",\"user\":\"u0002\",\"candidates\":[\"i00001\"]}");
     cJSON_Delete(r);
-    r = s_call_json(s_main_daemon.endpoint, "{\"op\":\"stats\"}");
-    ck_assert(s_ok(r));
+    r = tu_call_json(s_main_daemon.endpoint, "{\"op\":\"stats\"}");
+    ck_assert(tu_ok(r));
     ck_assert_int_ge(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "ops"), "rank")->valueint, 1);
     const cJSON *lat = cJSON_GetObjectItem(r, "latency_us");
     const char *stages[] = {"parse", "history", "score", "encode", "total"};
@@ -693,11 +539,11 @@ static int s_dealer_flood(const char *endpoint, int n, int n_cand, int *ok, int 
             break;
         buf[len] = 0;
         cJSON *r = cJSON_Parse(buf);
-        if (r && s_ok(r))
+        if (r && tu_ok(r))
             (*ok)++;
-        else if (r && !strcmp(s_code(r), "busy"))
+        else if (r && !strcmp(tu_code(r), "busy"))
             (*busy)++;
-        else if (r && !strcmp(s_code(r), "unavailable"))
+        else if (r && !strcmp(tu_code(r), "unavailable"))
             (*unavailable)++;
         else
             fprintf(stderr, "unexpected reply: %.300s\n", buf);
@@ -711,9 +557,9 @@ static int s_dealer_flood(const char *endpoint, int n, int n_cand, int *ok, int 
 
 START_TEST(busy_when_queue_full)
 {
-    daemon_proc d;
+    tu_daemon d;
     const char *extra[] = {"--set", "server.queue_max=2", "--workers", "1", NULL};
-    s_start(&d, s_db, "busy.sock", extra);
+    tu_daemon_start(&d, s_db, "busy.sock", extra);
     int ok, busy, unavailable;
     int got = s_dealer_flood(d.endpoint, 300, 600, &ok, &busy, &unavailable, NULL, NULL);
     ck_assert_int_eq(got, 300);
@@ -721,39 +567,39 @@ START_TEST(busy_when_queue_full)
     ck_assert_int_gt(ok, 0);
     ck_assert_int_eq(ok + busy, 300);
     /* health is answered even when the queue is full; and the daemon recovers. */
-    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"health\"}");
-    ck_assert(s_ok(r));
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"health\"}");
+    ck_assert(tu_ok(r));
     cJSON_Delete(r);
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
 
 static void s_sigterm_after(void *arg)
 {
-    daemon_proc *d = arg;
+    tu_daemon *d = arg;
     usleep(100000);   /* let the daemon read the burst off the socket */
     kill(d->pid, SIGTERM);
 }
 
 START_TEST(sigterm_loses_no_reply)
 {
-    daemon_proc d;
+    tu_daemon d;
     const char *extra[] = {"--set", "server.queue_max=100000", NULL};
-    s_start(&d, s_db, "term.sock", extra);
+    tu_daemon_start(&d, s_db, "term.sock", extra);
     int ok, busy, unavailable;
     int got = s_dealer_flood(d.endpoint, 400, 300, &ok, &busy, &unavailable, s_sigterm_after, &d);
     ck_assert_int_eq(got, 400);
     ck_assert_int_eq(ok + unavailable, 400);
     ck_assert_int_gt(ok, 0);
-    /* Already signalled: s_stop's second SIGTERM is ignored, it waits for
+    /* Already signalled: tu_daemon_stop's second SIGTERM is ignored, it waits for
      * the exit (-1 if there was none within the deadline). */
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
 
 static void s_sigterm_now(void *arg)
 {
-    daemon_proc *d = arg;
+    tu_daemon *d = arg;
     kill(d->pid, SIGTERM);
 }
 
@@ -762,18 +608,18 @@ static void s_sigterm_now(void *arg)
  * flight finishes, and every one of those must still get `unavailable`. */
 START_TEST(sigterm_burst_all_answered)
 {
-    daemon_proc d;
+    tu_daemon d;
     const char *extra[] = {"--set", "server.queue_max=100000", "--workers", "1", NULL};
-    s_start(&d, s_db, "burst.sock", extra);
+    tu_daemon_start(&d, s_db, "burst.sock", extra);
     int ok, busy, unavailable;
     const int n = tu_slowdown() > 1.0 ? 600 : 3000;   /* valgrind: still ~10 batches */
     int got = s_dealer_flood(d.endpoint, n, 5, &ok, &busy, &unavailable, s_sigterm_now, &d);
     ck_assert_int_eq(got, n);
     ck_assert_int_eq(ok + unavailable, n);
     ck_assert_int_gt(unavailable, 0);
-    /* Already signalled: s_stop's second SIGTERM is ignored, it waits for
+    /* Already signalled: tu_daemon_stop's second SIGTERM is ignored, it waits for
      * the exit (-1 if there was none within the deadline). */
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
 
@@ -789,13 +635,13 @@ static void *s_load_thread(void *arg)
 {
     load_ctx *c = arg;
     while (!atomic_load(&c->stop)) {
-        char *reply = s_call(c->endpoint,
+        char *reply = tu_call(c->endpoint,
                              "{\"op\":\"rank\",\"user\":\"u0005\",\"candidates\":"
                              "[\"i00001\",\"i00002\",\"i00003\",\"i00100\"],\"k\":3,\"explain\":1}",
                              (int)(10000 * tu_slowdown()));
         c->sent++;
         cJSON *r = reply ? cJSON_Parse(reply) : NULL;
-        if (!r || !s_ok(r)) {
+        if (!r || !tu_ok(r)) {
             c->failed++;
             snprintf(c->last_error, sizeof c->last_error, "%.200s", reply ? reply : "timeout");
         } else {
@@ -854,9 +700,9 @@ START_TEST(reload_under_load)
 {
     char db[300];
     snprintf(db, sizeof db, "%s", tu_path("reload.db"));
-    s_make_db(db, 600, 60, 24);
-    daemon_proc d;
-    s_start(&d, db, "reload.sock", NULL);
+    tu_make_db(db, 600, 60, 24);
+    tu_daemon d;
+    tu_daemon_start(&d, db, "reload.sock", NULL);
     load_ctx c = {.endpoint = d.endpoint};
     atomic_init(&c.stop, 0);
     pthread_t t[2];
@@ -866,8 +712,8 @@ START_TEST(reload_under_load)
     pthread_create(&t[1], NULL, s_load_thread, &c2);
     usleep(200000);
     int64_t v = s_save_random_model(db, 2, 1, 0);
-    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"reload\",\"id\":\"rl\"}");
-    ck_assert_msg(s_ok(r), "%s", s_message(r));
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"reload\",\"id\":\"rl\"}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
     ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "rl");
     ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v);
     cJSON_Delete(r);
@@ -891,7 +737,7 @@ START_TEST(reload_under_load)
     s_candidates(cj, sizeof cj, s_cand, 30);
     snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0009\",\"candidates\":%s,\"k\":8,"
              "\"explain\":2}", cj);
-    r = s_call_json(d.endpoint, req);
+    r = tu_call_json(d.endpoint, req);
     ref_rank ref;
     s_reference(db, "u0009", s_cand, 30, 8, 2, &ref);
     s_assert_matches(r, &ref);
@@ -900,20 +746,20 @@ START_TEST(reload_under_load)
     /* A model with a self-attention block: the daemon reads the context
      * events after the history, and still equals the reference. */
     int64_t v2 = s_save_random_model(db, 2, 1, 5);
-    r = s_call_json(d.endpoint, "{\"op\":\"reload\"}");
-    ck_assert_msg(s_ok(r), "%s", s_message(r));
+    r = tu_call_json(d.endpoint, "{\"op\":\"reload\"}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
     ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v2);
     cJSON_Delete(r);
     const char *users[] = {"u0009", "u0017", "u0030"};
     for (int u = 0; u < 3; u++) {
         snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"candidates\":%s,"
                  "\"k\":8,\"explain\":2}", users[u], cj);
-        r = s_call_json(d.endpoint, req);
+        r = tu_call_json(d.endpoint, req);
         s_reference(db, users[u], s_cand, 30, 8, 2, &ref);
         s_assert_matches(r, &ref);
         cJSON_Delete(r);
     }
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
 
@@ -921,9 +767,9 @@ START_TEST(failed_reload_keeps_serving)
 {
     char db[300];
     snprintf(db, sizeof db, "%s", tu_path("badreload.db"));
-    s_make_db(db, 300, 30, 16);
-    daemon_proc d;
-    s_start(&d, db, "badreload.sock", NULL);
+    tu_make_db(db, 300, 30, 16);
+    tu_daemon d;
+    tu_daemon_start(&d, db, "badreload.sock", NULL);
     int64_t v = s_save_random_model(db, 1, 1, 0);
     /* Corrupt the active model's tensor behind the store's back. */
     sqlite3 *raw;
@@ -935,17 +781,17 @@ START_TEST(failed_reload_keeps_serving)
     ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_changes(raw), 1);
     sqlite3_close(raw);
-    cJSON *r = s_call_json(d.endpoint, "{\"op\":\"reload\"}");
-    ck_assert_str_eq(s_code(r), "reload_failed");
-    ck_assert_msg(strstr(s_message(r), "wq"), "reason does not name the tensor: %s",
-                  s_message(r));
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"reload\"}");
+    ck_assert_str_eq(tu_code(r), "reload_failed");
+    ck_assert_msg(strstr(tu_message(r), "wq"), "reason does not name the tensor: %s",
+                  tu_message(r));
     cJSON_Delete(r);
-    r = s_call_json(d.endpoint,
+    r = tu_call_json(d.endpoint,
                     "{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\",\"i00002\"]}");
-    ck_assert(s_ok(r));
+    ck_assert(tu_ok(r));
     ck_assert_int_eq(cJSON_GetObjectItem(r, "model")->valueint, 0);   /* still the old one */
     cJSON_Delete(r);
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
     FILE *f = fopen(d.log, "r");
     ck_assert_ptr_nonnull(f);
     char line[4096];
@@ -961,17 +807,17 @@ START_TEST(metrics_line_logged)
 {
     char db[300];
     snprintf(db, sizeof db, "%s", tu_path("metrics.db"));
-    s_make_db(db, 200, 20, 16);
-    daemon_proc d;
+    tu_make_db(db, 200, 20, 16);
+    tu_daemon d;
     const char *extra[] = {"--set", "server.metrics_interval=0.2", NULL};
-    s_start(&d, db, "metrics.sock", extra);
+    tu_daemon_start(&d, db, "metrics.sock", extra);
     for (int i = 0; i < 5; i++) {
-        cJSON *r = s_call_json(d.endpoint,
+        cJSON *r = tu_call_json(d.endpoint,
                                "{\"op\":\"rank\",\"user\":\"u0001\",\"candidates\":[\"i00001\"]}");
         cJSON_Delete(r);
     }
     usleep((useconds_t)(1500000 * tu_slowdown()));
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
     FILE *f = fopen(d.log, "r");
     ck_assert_ptr_nonnull(f);
     char line[8192];
@@ -996,7 +842,7 @@ START_TEST(batch_survives_daemon_kill)
     snprintf(in, sizeof in, "%s", tu_path("batch.in"));
     snprintf(out, sizeof out, "%s", tu_path("batch.out"));
     snprintf(rej, sizeof rej, "%s", tu_path("batch.rej"));
-    s_make_db(db, 400, 50, 16);
+    tu_make_db(db, 400, 50, 16);
     enum { LINES = 4000 };
     FILE *f = fopen(in, "w");
     ck_assert_ptr_nonnull(f);
@@ -1008,9 +854,9 @@ START_TEST(batch_survives_daemon_kill)
         fprintf(f, "],\"k\":5}\n");
     }
     fclose(f);
-    daemon_proc d;
+    tu_daemon d;
     const char *one_worker[] = {"--workers", "1", NULL};
-    s_start(&d, db, "batch.sock", one_worker);
+    tu_daemon_start(&d, db, "batch.sock", one_worker);
     pid_t job = fork();
     ck_assert_int_ge(job, 0);
     if (job == 0) {
@@ -1024,9 +870,9 @@ START_TEST(batch_survives_daemon_kill)
         _exit(127);
     }
     /* Let it get going, then kill the daemon hard and bring it back. */
-    double deadline = s_now() + 30 * tu_slowdown();
+    double deadline = tu_now() + 30 * tu_slowdown();
     long size = 0;
-    while (size < 200000 && s_now() < deadline) {
+    while (size < 200000 && tu_now() < deadline) {
         FILE *o = fopen(out, "r");
         if (o) {
             fseek(o, 0, SEEK_END);
@@ -1040,14 +886,14 @@ START_TEST(batch_survives_daemon_kill)
     kill(d.pid, SIGKILL);
     waitpid(d.pid, NULL, 0);
     usleep(300000);
-    s_start(&d, db, "batch.sock", one_worker);
+    tu_daemon_start(&d, db, "batch.sock", one_worker);
     int status;
-    deadline = s_now() + 120 * tu_slowdown();
+    deadline = tu_now() + 120 * tu_slowdown();
     while (waitpid(job, &status, WNOHANG) != job) {
-        ck_assert_msg(s_now() < deadline, "attn-batch did not finish");
+        ck_assert_msg(tu_now() < deadline, "attn-batch did not finish");
         usleep(20000);
     }
-    ck_assert_int_eq(s_stop(&d), 0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "attn-batch exit status %d (see %s)", status, tu_path("batch.log"));
     f = fopen(out, "r");
@@ -1056,7 +902,7 @@ START_TEST(batch_survives_daemon_kill)
     int n = 0;
     while (fgets(line, sizeof line, f)) {
         cJSON *r = cJSON_Parse(line);
-        ck_assert_msg(r && s_ok(r), "line %d: %.200s", n + 1, line);
+        ck_assert_msg(r && tu_ok(r), "line %d: %.200s", n + 1, line);
         char want[16];
         snprintf(want, sizeof want, "L%d", n);
         ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, want);

@@ -1,0 +1,277 @@
+/* reply.c -- see reply.h.  The field names here are the protocol. */
+#include "daemon/reply.h"
+
+#include <string.h>
+
+#include "daemon/ops.h"
+#include "util/clock.h"
+
+static void s_begin(srv_json *w, const char *id_json, int ok)
+{
+    srv_json_reset(w);
+    srv_json_open(w, '{');
+    srv_json_key(w, "id");
+    srv_json_raw(w, id_json, strlen(id_json));
+    srv_json_key(w, "ok");
+    srv_json_bool(w, ok);
+}
+
+void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message)
+{
+    s_begin(w, id_json, 0);
+    srv_json_key(w, "error");
+    srv_json_open(w, '{');
+    srv_json_key(w, "code");
+    srv_json_cstr(w, srv_code_name(code));
+    srv_json_key(w, "message");
+    srv_json_cstr(w, message);
+    srv_json_close(w, '}');
+    srv_json_close(w, '}');
+}
+
+/* ---- rank ----------------------------------------------------------------- */
+
+static void s_item(srv_json *w, const srv_snapshot *snap, uint32_t row, int titles)
+{
+    srv_json_key(w, "item");
+    srv_json_cstr(w, store_catalog_ext(snap->cat, row));
+    if (titles) {
+        size_t len;
+        const char *t = srv_snapshot_title(snap, row, &len);
+        srv_json_key(w, "title");
+        srv_json_str(w, t, len);
+    }
+}
+
+static void s_because(srv_json *w, const srv_ranked *r, int i)
+{
+    srv_json_key(w, "because");
+    srv_json_open(w, '[');
+    for (int j = 0; j < r->n_because; j++) {
+        size_t at = (size_t)i * (size_t)r->n_because + (size_t)j;
+        srv_json_open(w, '{');
+        s_item(w, r->snap, r->because_rows[at], r->titles);
+        srv_json_key(w, "weight");
+        srv_json_num(w, r->because_weight[at]);
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, ']');
+}
+
+static void s_rank_tail(srv_json *w, const srv_ranked *r)
+{
+    srv_json_key(w, "unknown");
+    srv_json_open(w, '[');
+    for (int i = 0; i < r->n_unknown; i++)
+        srv_json_str(w, r->unknown[i].s, r->unknown[i].len);
+    srv_json_close(w, ']');
+    if (r->exclude_seen) {
+        srv_json_key(w, "excluded");
+        srv_json_open(w, '[');
+        for (int i = 0; i < r->n_excluded; i++)
+            srv_json_cstr(w, store_catalog_ext(r->snap->cat, r->excluded[i]));
+        srv_json_close(w, ']');
+    }
+    srv_json_key(w, "fallback");
+    if (r->fallback) {
+        srv_json_open(w, '{');
+        srv_json_key(w, "kind");
+        srv_json_cstr(w, "popularity");
+        srv_json_key(w, "reason");
+        srv_json_cstr(w, r->fallback);
+        srv_json_close(w, '}');
+    } else {
+        srv_json_null(w);
+    }
+    srv_json_key(w, "history");
+    srv_json_int(w, r->history);
+    srv_json_key(w, "took_us");
+    srv_json_int(w, (int64_t)((util_now_ns() - r->t_recv) / 1000));
+}
+
+void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r)
+{
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "model");
+    srv_json_int(w, r->snap->model_version);
+    srv_json_key(w, "catalog");
+    srv_json_int(w, r->snap->catalog_version);
+    srv_json_key(w, "items");
+    srv_json_open(w, '[');
+    for (int i = 0; i < r->n; i++) {
+        srv_json_open(w, '{');
+        s_item(w, r->snap, r->rows[i], r->titles);
+        srv_json_key(w, "score");
+        srv_json_num(w, r->score[i]);
+        if (r->n_because > 0)
+            s_because(w, r, i);
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, ']');
+    s_rank_tail(w, r);
+    srv_json_close(w, '}');
+}
+
+/* ---- health, info, stats, reload ------------------------------------------ */
+
+void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
+                      const srv_snapshot *snap)
+{
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "live");
+    srv_json_bool(w, 1);
+    srv_json_key(w, "ready");
+    srv_json_bool(w, snap && !atomic_load(&st->stopping));
+    srv_json_key(w, "model");
+    srv_json_int(w, snap ? snap->model_version : -1);
+    srv_json_key(w, "catalog");
+    srv_json_int(w, snap ? snap->catalog_version : -1);
+    srv_json_key(w, "items");
+    srv_json_int(w, snap ? snap->cat->n : 0);
+    srv_json_key(w, "uptime_s");
+    srv_json_int(w, (int64_t)((util_now_ns() - st->started_ns) / 1000000000u));
+    srv_json_close(w, '}');
+}
+
+static void s_kv_int(srv_json *w, const char *key, int64_t v)
+{
+    srv_json_key(w, key);
+    srv_json_int(w, v);
+}
+
+static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *snap)
+{
+    const attn_model *m = snap->model;
+    srv_json_key(w, "model");
+    srv_json_open(w, '{');
+    s_kv_int(w, "version", snap->model_version);
+    s_kv_int(w, "d", m->d);
+    s_kv_int(w, "m", m->m);
+    s_kv_int(w, "heads", m->heads);
+    s_kv_int(w, "l_max", m->l_max);
+    srv_json_key(w, "identity");
+    srv_json_bool(w, !m->wq && !m->wk && !m->wv && !m->wo);
+    s_kv_int(w, "self_attn", m->sa_len);
+    srv_json_key(w, "precompute");
+    srv_json_cstr(w, st->cfg.precompute == CFG_PRECOMPUTE_NONE ? "none" : "all");
+    s_kv_int(w, "table_bytes", (int64_t)attn_tables_bytes(snap->tables));
+    srv_json_close(w, '}');
+    srv_json_key(w, "catalog");
+    srv_json_open(w, '{');
+    s_kv_int(w, "version", snap->catalog_version);
+    s_kv_int(w, "items", snap->cat->n);
+    s_kv_int(w, "unembedded", snap->cat->n_unembedded);
+    s_kv_int(w, "dim", snap->cat->dim);
+    s_kv_int(w, "bytes", (int64_t)store_catalog_bytes(snap->cat));
+    s_kv_int(w, "title_bytes", (int64_t)snap->title_bytes);
+    srv_json_close(w, '}');
+    srv_json_key(w, "snapshot_build_ms");
+    srv_json_num(w, snap->build_ms);
+    s_kv_int(w, "history_used", snap->l_hist);
+    s_kv_int(w, "history_context", snap->l_ctx);
+}
+
+void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
+                    const srv_snapshot *snap)
+{
+    const srv_config *cfg = &st->cfg;
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "version");
+    srv_json_cstr(w, SRV_VERSION);
+    s_kv_int(w, "protocol", 1);
+    srv_json_key(w, "endpoint");
+    srv_json_cstr(w, cfg->bind);
+    s_kv_int(w, "workers", st->n_workers);
+    srv_json_key(w, "db");
+    srv_json_cstr(w, cfg->db);
+    if (snap)
+        s_info_model(w, st, snap);
+    srv_json_key(w, "limits");
+    srv_json_open(w, '{');
+    s_kv_int(w, "max_message_bytes", cfg->max_message_bytes);
+    s_kv_int(w, "max_reply_bytes", cfg->max_reply_bytes);
+    s_kv_int(w, "max_candidates", cfg->max_candidates);
+    s_kv_int(w, "max_k", cfg->max_k);
+    s_kv_int(w, "max_explain", cfg->max_explain);
+    s_kv_int(w, "max_history", cfg->max_history);
+    s_kv_int(w, "max_seen", cfg->max_seen);
+    s_kv_int(w, "queue_max", cfg->queue_max);
+    srv_json_close(w, '}');
+    srv_json_close(w, '}');
+}
+
+static void s_latency(srv_json *w, const srv_metrics_view *v)
+{
+    static const double qs[] = {0.5, 0.9, 0.99, 0.999};
+    static const char *qn[] = {"p50", "p90", "p99", "p999"};
+    srv_json_key(w, "latency_us");
+    srv_json_open(w, '{');
+    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
+        const attn_hist *h = &v->stage[s];
+        srv_json_key(w, srv_stage_name(s));
+        srv_json_open(w, '{');
+        s_kv_int(w, "count", (int64_t)h->n);
+        for (int q = 0; q < 4; q++) {
+            srv_json_key(w, qn[q]);
+            srv_json_num(w, attn_hist_quantile(h, qs[q]) / 1e3);
+        }
+        srv_json_key(w, "max");
+        srv_json_num(w, h->n ? h->max / 1e3 : 0);
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, '}');
+}
+
+static void s_counts(srv_json *w, const srv_metrics_view *v)
+{
+    int n_ops;
+    const srv_op *ops = srv_ops(&n_ops);
+    srv_json_key(w, "ops");
+    srv_json_open(w, '{');
+    for (int k = 0; k < n_ops; k++)
+        s_kv_int(w, ops[k].name, (int64_t)v->ops[k]);
+    srv_json_close(w, '}');
+    srv_json_key(w, "errors");
+    srv_json_open(w, '{');
+    for (int k = 1; k < SRV_CODE_COUNT; k++)
+        s_kv_int(w, srv_code_name(k), (int64_t)v->errors[k]);
+    srv_json_close(w, '}');
+}
+
+void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v)
+{
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "uptime_s");
+    srv_json_num(w, v->uptime_s);
+    srv_json_key(w, "qps");
+    srv_json_num(w, v->qps);
+    s_kv_int(w, "requests", (int64_t)v->replied);
+    s_kv_int(w, "received", (int64_t)v->received);
+    s_kv_int(w, "dropped", (int64_t)v->dropped);
+    s_kv_int(w, "unroutable", (int64_t)v->unroutable);
+    s_kv_int(w, "in_flight", v->in_flight);
+    s_kv_int(w, "queued", v->queued);
+    s_kv_int(w, "busy", (int64_t)v->errors[SRV_E_BUSY]);
+    s_kv_int(w, "fallbacks", (int64_t)v->fallbacks);
+    s_kv_int(w, "reloads", (int64_t)v->reloads);
+    s_kv_int(w, "reload_failures", (int64_t)v->reload_failures);
+    s_counts(w, v);
+    s_latency(w, v);
+    s_kv_int(w, "rss_bytes", (int64_t)v->rss_bytes);
+    s_kv_int(w, "jemalloc_allocated", (int64_t)v->jemalloc_allocated);
+    s_kv_int(w, "model", v->model_version);
+    s_kv_int(w, "catalog", v->catalog_version);
+    s_kv_int(w, "items", v->items);
+    srv_json_close(w, '}');
+}
+
+void srv_reply_reloaded(srv_json *w, const char *id_json, const srv_snapshot *snap)
+{
+    s_begin(w, id_json, 1);
+    s_kv_int(w, "model", snap->model_version);
+    s_kv_int(w, "catalog", snap->catalog_version);
+    s_kv_int(w, "items", snap->cat->n);
+    srv_json_key(w, "took_ms");
+    srv_json_num(w, snap->build_ms);
+    srv_json_close(w, '}');
+}

@@ -1,0 +1,175 @@
+/* tu_daemon.c -- see tu_daemon.h. */
+#include "tests/tu_daemon.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "store/gen.h"
+#include "store/store.h"
+#include "tests/testutil.h"
+#include "util/clock.h"
+
+#ifndef ATTN_BIN_DIR
+#error "ATTN_BIN_DIR must name the directory of the programs under test"
+#endif
+
+double tu_now(void)
+{
+    return util_now_s();
+}
+
+void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim)
+{
+    store_gen_opts o;
+    store_gen_defaults(&o);
+    o.n_items = items;
+    o.n_users = users;
+    o.dim = dim;
+    o.seed = 7;
+    o.events_per_user = 30;
+    store_err err;
+    unlink(path);
+    if (store_gen_create(path, &o, NULL, &err) != STORE_OK) {
+        fprintf(stderr, "gen %s: %s\n", path, err.msg);
+        exit(2);
+    }
+}
+
+char *tu_call(const char *endpoint, const char *json, int timeout_ms)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_REQ);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_connect(s, endpoint);
+    char *out = NULL;
+    if (zmq_send(s, json, strlen(json), 0) >= 0) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s, 0) >= 0) {
+            out = malloc(zmq_msg_size(&msg) + 1);
+            memcpy(out, zmq_msg_data(&msg), zmq_msg_size(&msg));
+            out[zmq_msg_size(&msg)] = 0;
+        }
+        zmq_msg_close(&msg);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return out;
+}
+
+cJSON *tu_call_json(const char *endpoint, const char *json)
+{
+    char *reply = tu_call(endpoint, json, (int)(10000 * tu_slowdown()));
+    ck_assert_msg(reply != NULL, "no reply to %.200s", json);
+    cJSON *r = cJSON_Parse(reply);
+    ck_assert_msg(r != NULL, "reply is not JSON: %s", reply);
+    free(reply);
+    return r;
+}
+
+static void s_exec(tu_daemon *d, const char *db, const char *const *extra)
+{
+    const char *argv[64];
+    int n = 0;
+    static char bin[512];
+    snprintf(bin, sizeof bin, "%s/attnd", ATTN_BIN_DIR);
+    /* ATTN_DAEMON_VALGRIND=1: the daemon itself runs under valgrind, and an
+     * error or a leak makes it exit 99, which tu_daemon_stop reports. */
+    if (getenv("ATTN_DAEMON_VALGRIND")) {
+        argv[n++] = "valgrind";
+        argv[n++] = "-q";
+        argv[n++] = "--error-exitcode=99";
+        argv[n++] = "--leak-check=full";
+        argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+    }
+    const char *fixed[] = {bin, "--db", db, "--bind", d->endpoint, "--workers", "2", "--set",
+                           "server.reload_poll=0"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[n++] = fixed[i];
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    FILE *log = freopen(d->log, "w", stderr);
+    (void)log;
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char *const *extra)
+{
+    snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s", tu_path(name));
+    snprintf(d->log, sizeof d->log, "%s.log", tu_path(name));
+    d->pid = fork();
+    ck_assert_int_ge(d->pid, 0);
+    if (d->pid == 0)
+        s_exec(d, db, extra);
+    /* Ready when health answers. */
+    double deadline = tu_now() + 30 * tu_slowdown();
+    while (tu_now() < deadline) {
+        char *r = tu_call(d->endpoint, "{\"op\":\"health\"}", 200);
+        if (r) {
+            free(r);
+            return;
+        }
+        int status;
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+            ck_abort_msg("attnd exited during start-up (status %d); see %s", status, d->log);
+    }
+    ck_abort_msg("attnd did not answer health within the start-up time; see %s", d->log);
+}
+
+int tu_daemon_stop(tu_daemon *d)
+{
+    int status = -1;
+    kill(d->pid, SIGTERM);
+    double deadline = tu_now() + 30 * tu_slowdown();
+    while (tu_now() < deadline) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &status, 0);
+    return -1;
+}
+
+uint64_t tu_daemon_rss(const tu_daemon *d)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)d->pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int tu_ok(const cJSON *reply)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItem(reply, "ok"));
+}
+
+const char *tu_code(const cJSON *reply)
+{
+    const cJSON *err = cJSON_GetObjectItem(reply, "error");
+    const cJSON *code = err ? cJSON_GetObjectItem(err, "code") : NULL;
+    return code && cJSON_IsString(code) ? code->valuestring : "";
+}
+
+const char *tu_message(const cJSON *reply)
+{
+    const cJSON *err = cJSON_GetObjectItem(reply, "error");
+    const cJSON *msg = err ? cJSON_GetObjectItem(err, "message") : NULL;
+    return msg && cJSON_IsString(msg) ? msg->valuestring : "";
+}

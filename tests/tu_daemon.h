@@ -1,0 +1,52 @@
+/* tu_daemon.h -- the real attnd in a child process, for end-to-end suites.
+ *
+ *     tu_daemon d;
+ *     tu_make_db(tu_path("x.db"), 600, 60, 24);
+ *     tu_daemon_start(&d, tu_path("x.db"), "x.sock", extra_args);  // waits for health
+ *     cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"health\"}");
+ *     ck_assert(tu_ok(r));
+ *     ck_assert_int_eq(tu_daemon_stop(&d), 0);                     // SIGTERM, exit status
+ *
+ * The daemon binds an ipc:// endpoint in the suite's temporary directory,
+ * logs to <endpoint path>.log, and runs under valgrind when
+ * ATTN_DAEMON_VALGRIND is set.  The test process holds no ZeroMQ context
+ * across fork (Check forks each test): each call makes and ends its own.
+ */
+#ifndef TESTS_TU_DAEMON_H
+#define TESTS_TU_DAEMON_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct tu_daemon {
+    pid_t pid;
+    char endpoint[300];
+    char log[300];
+} tu_daemon;
+
+double tu_now(void);   /* CLOCK_MONOTONIC seconds */
+
+/* A generated database (store_gen, seed 7, 30 events per user). */
+void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim);
+
+/* Start attnd on db with 2 workers and no reload poll, plus extra args
+ * (NULL-terminated, may be NULL); fails the test if it does not answer
+ * health within the start-up time. */
+void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char *const *extra);
+/* SIGTERM and the exit status (0 expected; -1 if it did not exit). */
+int tu_daemon_stop(tu_daemon *d);
+/* Resident memory of the daemon in bytes (0 if it cannot be read). */
+uint64_t tu_daemon_rss(const tu_daemon *d);
+
+/* One request on a fresh REQ socket; the reply (caller frees) or NULL on
+ * timeout. */
+char *tu_call(const char *endpoint, const char *json, int timeout_ms);
+/* The same, parsed; fails the test on no reply or invalid JSON. */
+cJSON *tu_call_json(const char *endpoint, const char *json);
+
+int tu_ok(const cJSON *reply);
+const char *tu_code(const cJSON *reply);      /* error.code, "" if none */
+const char *tu_message(const cJSON *reply);   /* error.message, "" if none */
+
+#endif
