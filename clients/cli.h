@@ -44,7 +44,7 @@
 #include <sys/types.h>
 #include <cjson/cJSON.h>
 
-#include "attn/hist.h"
+#include "util/hist.h"
 
 /* ---- status codes --------------------------------------------------------- */
 enum cli_code {
@@ -73,7 +73,7 @@ const char *cli_strerror(int code);
 int cli_fail(cli_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Monotonic clock, microseconds. */
+/* util_now_ns() in microseconds (the unit every client deadline uses). */
 int64_t cli_now_us(void);
 
 /* ---- endpoints ----------------------------------------------------------- */
@@ -347,7 +347,7 @@ typedef struct cli_load_result {
     uint64_t late_sends;     /* open loop: sends more than 1 ms behind schedule */
     int64_t max_send_lag_us; /* open loop: worst lateness of a send */
     cJSON *errors;           /* {"code": count} for error replies; caller frees */
-    attn_hist lat;           /* latency of ok replies, nanoseconds */
+    util_hist lat;           /* latency of ok replies, nanoseconds */
     int stalled;             /* the run stopped because nothing answered */
 } cli_load_result;
 

@@ -13,6 +13,7 @@
  * own), replayed in order and cycled.
  */
 #include "clients/cli.h"
+#include "util/rng.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -230,18 +231,10 @@ fail:
     return NULL;
 }
 
-static uint64_t s_rand(cli_sampler *s)
-{
-    s->rng ^= s->rng << 13;
-    s->rng ^= s->rng >> 7;
-    s->rng ^= s->rng << 17;
-    return s->rng;
-}
-
 /* Uniform in [0, n) (the modulo bias is below 2^-40 for any catalog). */
 static size_t s_below(cli_sampler *s, size_t n)
 {
-    return (size_t)(s_rand(s) % n);
+    return (size_t)(util_xorshift64(&s->rng) % n);
 }
 
 /* Append m distinct random items as a JSON array. */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json.h"
+
 int srv_json_init(srv_json *w, size_t cap)
 {
     memset(w, 0, sizeof *w);
@@ -90,32 +92,9 @@ void srv_json_close(srv_json *w, char bracket)
 
 static void s_str(srv_json *w, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (w->oom || s_reserve(w, len * 6 + 2))
+    if (w->oom || s_reserve(w, UTIL_JSON_QUOTED_MAX(len)))
         return;
-    char *o = w->buf + w->len;
-    *o++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
-            *o++ = '\\';
-            switch (c) {
-            case '\n': *o++ = 'n'; break;
-            case '\r': *o++ = 'r'; break;
-            case '\t': *o++ = 't'; break;
-            default:
-                *o++ = 'u'; *o++ = '0'; *o++ = '0';
-                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-            }
-        } else {
-            *o++ = (char)c;   /* UTF-8 passes through: requests were validated */
-        }
-    }
-    *o++ = '"';
-    w->len = (size_t)(o - w->buf);
+    w->len += util_json_quote(w->buf + w->len, s, len);
     w->buf[w->len] = 0;
 }
 

@@ -17,7 +17,7 @@ void srv_wstats_init(srv_wstats *ws)
     memset(ws, 0, sizeof *ws);
     pthread_mutex_init(&ws->lock, NULL);
     for (int i = 0; i < SRV_STAGE_COUNT; i++)
-        attn_hist_reset(&ws->stage[i]);
+        util_hist_reset(&ws->stage[i]);
 }
 
 void srv_wstats_destroy(srv_wstats *ws)
@@ -30,7 +30,7 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
 {
     memset(v, 0, sizeof *v);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        attn_hist_reset(&v->stage[s]);
+        util_hist_reset(&v->stage[s]);
     for (int i = 0; i < n; i++) {
         pthread_mutex_lock(&ws[i]->lock);
         for (int k = 0; k < SRV_OP_COUNT; k++)
@@ -39,7 +39,7 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
             v->errors[k] += ws[i]->errors[k];
         v->fallbacks += ws[i]->fallbacks;
         for (int s = 0; s < SRV_STAGE_COUNT; s++)
-            attn_hist_merge(&v->stage[s], &ws[i]->stage[s]);
+            util_hist_merge(&v->stage[s], &ws[i]->stage[s]);
         pthread_mutex_unlock(&ws[i]->lock);
     }
     for (int k = 0; k < SRV_CODE_COUNT; k++)
@@ -61,11 +61,11 @@ void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
 {
     *out = *now;
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        attn_hist *h = &out->stage[s];
-        const attn_hist *b = &before->stage[s];
+        util_hist *h = &out->stage[s];
+        const util_hist *b = &before->stage[s];
         h->n -= b->n;
         h->sum -= b->sum;
-        for (int i = 0; i < ATTN_HIST_BUCKETS; i++)
+        for (int i = 0; i < UTIL_HIST_BUCKETS; i++)
             h->bucket[i] -= b->bucket[i];
         /* Exact extremes of the interval are unknown; bound them by buckets. */
         if (h->n == 0) {
@@ -87,10 +87,10 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
         v->qps, (unsigned long long)v->replied, v->in_flight, v->queued,
         (unsigned long long)v->errors[SRV_E_BUSY], (unsigned long long)v->fallbacks);
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        const attn_hist *h = &v->stage[s];
+        const util_hist *h = &v->stage[s];
         PUT(" %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f", s_stage_names[s],
-            attn_hist_quantile(h, 0.50) / 1e3, s_stage_names[s], attn_hist_quantile(h, 0.99) / 1e3,
-            s_stage_names[s], attn_hist_quantile(h, 0.999) / 1e3);
+            util_hist_quantile(h, 0.50) / 1e3, s_stage_names[s], util_hist_quantile(h, 0.99) / 1e3,
+            s_stage_names[s], util_hist_quantile(h, 0.999) / 1e3);
     }
     for (int k = 1; k < SRV_CODE_COUNT; k++)
         if (v->errors[k])
@@ -140,7 +140,7 @@ void srv_metrics_json(const srv_metrics_view *v, srv_json *w)
     srv_json_key(w, "latency_us");
     srv_json_open(w, '{');
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        const attn_hist *h = &v->stage[s];
+        const util_hist *h = &v->stage[s];
         srv_json_key(w, s_stage_names[s]);
         srv_json_open(w, '{');
         srv_json_key(w, "count");
@@ -149,7 +149,7 @@ void srv_metrics_json(const srv_metrics_view *v, srv_json *w)
         static const char *qn[] = {"p50", "p90", "p99", "p999"};
         for (int q = 0; q < 4; q++) {
             srv_json_key(w, qn[q]);
-            srv_json_num(w, attn_hist_quantile(h, qs[q]) / 1e3);
+            srv_json_num(w, util_hist_quantile(h, qs[q]) / 1e3);
         }
         srv_json_key(w, "max");
         srv_json_num(w, h->n ? h->max / 1e3 : 0);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 static const char *s_ops[SRV_OP_COUNT] = {"rank", "health", "stats", "info", "reload"};
 static const char *s_codes[SRV_CODE_COUNT] = {
     "ok", "bad_json", "bad_frame", "too_large", "bad_request", "unknown_op",
@@ -22,35 +24,6 @@ const char *srv_op_name(int op)
 const char *srv_code_name(int code)
 {
     return code >= 0 && code < SRV_CODE_COUNT ? s_codes[code] : "internal";
-}
-
-int srv_utf8_valid(const char *buf, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)buf, *end = s + len;
-    while (s < end) {
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        int n;
-        unsigned min;
-        if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
-        else return 0;
-        if (end - s <= n)
-            return 0;
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xC0) != 0x80)
-                return 0;
-            c = (c << 6) | (s[i] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return 0;
-        s += n + 1;
-    }
-    return 1;
 }
 
 /* Integral JSON number in [lo, hi] into *out; default when absent. */
@@ -209,7 +182,7 @@ int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_re
                  cfg->max_message_bytes);
         return SRV_E_TOO_LARGE;
     }
-    if (!srv_utf8_valid(buf, len)) {
+    if (!util_utf8_valid(buf, len)) {
         snprintf(why, why_len, "message: not valid UTF-8");
         return SRV_E_BAD_JSON;
     }

@@ -61,9 +61,6 @@ typedef struct srv_request {
 int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_request *rq,
                       cJSON **tree, char *why, size_t why_len);
 
-/* True if buf holds well-formed UTF-8 (no overlongs, no surrogates). */
-int srv_utf8_valid(const char *buf, size_t len);
-
 /* {"id":…,"ok":false,"error":{"code":…,"message":…}} into w (reset first). */
 void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message);
 

@@ -28,6 +28,7 @@
 #include "daemon/snapshot.h"
 #include "daemon/worker.h"
 #include "store/store.h"
+#include "util/clock.h"
 
 #define S_LOADER_ENDPOINT "inproc://attnd-loader"
 #define S_BATCH 64          /* messages read per poll wake-up, to bound latency of the rest */
@@ -83,9 +84,7 @@ static int s_signal_fd = -1;
 
 uint64_t srv_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return util_now_ns();
 }
 
 static void s_on_signal(int sig)
@@ -784,7 +783,7 @@ int srv_server_run(const srv_config *cfg)
         goto done;
     }
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        attn_hist_reset(&m->view_prev->stage[s]);
+        util_hist_reset(&m->view_prev->stage[s]);
     m->backend = zmq_socket(m->srv.zctx, ZMQ_ROUTER);
     m->loader_rx = zmq_socket(m->srv.zctx, ZMQ_PAIR);
     if (zmq_bind(m->backend, SRV_BACKEND) || zmq_bind(m->loader_rx, S_LOADER_ENDPOINT)) {

@@ -9,19 +9,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "attn/attn.h"
+#include "util/clock.h"
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static srv_snapshot *s_current;
-
-static double s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void s_free(srv_snapshot *snap)
 {
@@ -34,7 +27,7 @@ static void s_free(srv_snapshot *snap)
 
 int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, size_t why_len)
 {
-    double t0 = s_now_ms();
+    uint64_t t0 = util_now_ns();
     store_err err = {0};
     store *db = NULL;
     attn_model *model = NULL;
@@ -88,7 +81,7 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
                   n * (sizeof *snap->param_index + sizeof *snap->popularity);
     attn_model_free(&model);
     store_close(&db);
-    snap->build_ms = s_now_ms() - t0;
+    snap->build_ms = (double)(util_now_ns() - t0) / 1e6;
     *out = snap;
     return 0;
 store_fail:

@@ -25,20 +25,12 @@
 #include "daemon/proto.h"
 #include "daemon/snapshot.h"
 #include "store/store.h"
+#include "util/set.h"
 
 #define S_ARENA_BYTES (4u << 20)
 /* Most self-attention context events a request can carry (any model's). */
 #define S_CTX (ATTN_SA_MAX - 1)
 #define S_TITLE_MAX 512
-
-/* Open-addressing set of catalog rows.  Generation stamps make clearing
- * O(1): a slot counts only if its stamp is the current generation. */
-typedef struct s_rowset {
-    uint32_t *key;
-    uint32_t *gen;
-    uint32_t mask;
-    uint32_t cur;
-} s_rowset;
 
 struct srv_worker {
     int index;
@@ -66,62 +58,9 @@ struct srv_worker {
     store_event *events;         /* max(max_history, max_seen) */
     float *fallback_scores;      /* max_candidates */
     uint32_t *fallback_order;    /* max_k */
-    s_rowset dedupe, seen;
+    util_set dedupe, seen;
     char title[S_TITLE_MAX];
 };
-
-/* ---- row sets ------------------------------------------------------------- */
-
-static int s_rowset_init(s_rowset *s, uint32_t capacity)
-{
-    uint32_t size = 16;
-    while (size < capacity * 2)
-        size <<= 1;
-    s->key = calloc(size, sizeof *s->key);
-    s->gen = calloc(size, sizeof *s->gen);
-    s->mask = size - 1;
-    s->cur = 1;
-    return s->key && s->gen ? 0 : -1;
-}
-
-static void s_rowset_free(s_rowset *s)
-{
-    free(s->key);
-    free(s->gen);
-}
-
-static void s_rowset_clear(s_rowset *s)
-{
-    if (++s->cur == 0) {  /* wrapped: stamps could collide, clear for real */
-        memset(s->gen, 0, (s->mask + 1) * sizeof *s->gen);
-        s->cur = 1;
-    }
-}
-
-/* Insert row; returns 1 if it was new, 0 if already present. */
-static int s_rowset_add(s_rowset *s, uint32_t row)
-{
-    uint32_t h = (row * 2654435761u) & s->mask;
-    while (s->gen[h] == s->cur) {
-        if (s->key[h] == row)
-            return 0;
-        h = (h + 1) & s->mask;
-    }
-    s->gen[h] = s->cur;
-    s->key[h] = row;
-    return 1;
-}
-
-static int s_rowset_has(const s_rowset *s, uint32_t row)
-{
-    uint32_t h = (row * 2654435761u) & s->mask;
-    while (s->gen[h] == s->cur) {
-        if (s->key[h] == row)
-            return 1;
-        h = (h + 1) & s->mask;
-    }
-    return 0;
-}
 
 /* ---- replies -------------------------------------------------------------- */
 
@@ -191,12 +130,12 @@ static void s_map_candidates(srv_worker *w, const srv_snapshot *snap, const srv_
     for (const cJSON *e = rq->candidates->child; e; e = e->next)
         w->look_ext[n++] = e->valuestring;
     s_lookup(w, snap, n);
-    s_rowset_clear(&w->dedupe);
+    util_set_clear(&w->dedupe);
     for (int i = 0; i < n; i++) {
         int64_t row = w->look_rows[i];
         if (row < 0)
             w->unknown[st->n_unknown++] = w->look_ext[i];
-        else if (s_rowset_add(&w->dedupe, (uint32_t)row))
+        else if (util_set_add(&w->dedupe, (uint32_t)row))
             w->cand_rows[st->n_cand++] = (uint32_t)row;
     }
 }
@@ -278,13 +217,13 @@ static int s_user_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         return -1;
     }
     if (rq->exclude_seen)
-        s_rowset_clear(&w->seen);
+        util_set_clear(&w->seen);
     for (int i = 0; i < n; i++) {
         int64_t row = store_catalog_row(snap->cat, w->events[i].item_id);
         if (row < 0)
             continue;  /* not embedded, or gone from the catalog */
         if (rq->exclude_seen)
-            s_rowset_add(&w->seen, (uint32_t)row);
+            util_set_add(&w->seen, (uint32_t)row);
         float wt = w->events[i].weight;
         if (wt > 0 && isfinite(wt))
             s_take_event(w, snap, st, (uint32_t)row, wt);
@@ -295,7 +234,7 @@ static int s_user_history(srv_worker *w, const srv_snapshot *snap, const srv_req
         int kept = 0;
         for (int i = 0; i < st->n_cand; i++) {
             uint32_t row = w->cand_rows[i];
-            if (s_rowset_has(&w->seen, row))
+            if (util_set_has(&w->seen, row))
                 w->excluded_rows[st->n_excluded++] = row;
             else
                 w->cand_rows[kept++] = row;
@@ -623,7 +562,7 @@ void srv_worker_done(srv_worker *w, uint64_t t_recv)
     pthread_mutex_lock(&w->stats.lock);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         if (w->stage[s] || s == SRV_STAGE_TOTAL)
-            attn_hist_add(&w->stats.stage[s], w->stage[s]);
+            util_hist_add(&w->stats.stage[s], w->stage[s]);
     pthread_mutex_unlock(&w->stats.lock);
 }
 
@@ -694,8 +633,8 @@ static void s_free(srv_worker *w)
     free(w->events);
     free(w->fallback_scores);
     free(w->fallback_order);
-    s_rowset_free(&w->dedupe);
-    s_rowset_free(&w->seen);
+    util_set_free(&w->dedupe);
+    util_set_free(&w->seen);
     free(w);
 }
 
@@ -741,8 +680,8 @@ srv_worker *srv_worker_start(srv_server *srv, int index, int threaded, char *why
     if (!w->view || !w->look_ext || !w->look_len || !w->look_hash || !w->look_rows ||
         !w->cand_rows || !w->unknown || !w->excluded_rows || !w->hist_rows ||
         !w->hist_w || !w->events || !w->fallback_scores || !w->fallback_order ||
-        s_rowset_init(&w->dedupe, (uint32_t)cfg->max_candidates) ||
-        s_rowset_init(&w->seen, (uint32_t)n_events) ||
+        util_set_init(&w->dedupe, (uint32_t)cfg->max_candidates, 0) ||
+        util_set_init(&w->seen, (uint32_t)n_events, 0) ||
         srv_arena_init(&w->arena, S_ARENA_BYTES) || srv_json_init(&w->out, 1 << 16)) {
         snprintf(why, why_len, "worker %d: out of memory for its buffers", index);
         s_free(w);

@@ -9,6 +9,7 @@
  */
 #include "store/embed.h"
 #include "store/store_int.h"
+#include "util/rng.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -46,22 +47,15 @@ static void s_hash_unit(const char *key, uint64_t seed, float *v, int dim)
         s ^= *p;
         s *= 0x100000001b3ull;
     }
-    s ^= seed * 0x9E3779B97F4A7C15ull;
+    s ^= seed * UTIL_SPLITMIX_GAMMA;
     double norm = 0;
     for (int i = 0; i < dim; i += 2) {
-        uint64_t a = (s += 0x9E3779B97F4A7C15ull), b = (s += 0x9E3779B97F4A7C15ull);
-        a = (a ^ (a >> 30)) * 0xBF58476D1CE4E5B9ull;
-        a = (a ^ (a >> 27)) * 0x94D049BB133111EBull;
-        a ^= a >> 31;
-        b = (b ^ (b >> 30)) * 0xBF58476D1CE4E5B9ull;
-        b = (b ^ (b >> 27)) * 0x94D049BB133111EBull;
-        b ^= b >> 31;
-        double u = ((double)(a >> 11) + 0.5) * 0x1.0p-53, w = (double)(b >> 11) * 0x1.0p-53;
-        double r = sqrt(-2.0 * log(u));
-        v[i] = (float)(r * cos(2 * M_PI * w));
+        double g[2];
+        util_splitmix_gauss2(&s, g);
+        v[i] = (float)g[0];
         norm += (double)v[i] * v[i];
         if (i + 1 < dim) {
-            v[i + 1] = (float)(r * sin(2 * M_PI * w));
+            v[i + 1] = (float)g[1];
             norm += (double)v[i + 1] * v[i + 1];
         }
     }

@@ -25,6 +25,7 @@
  * below.
  */
 #include "store/embed.h"
+#include "util/rng.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -59,25 +60,16 @@ static int s_fail(store_err *err, int code, const char *what, int info)
     return code;
 }
 
-/* splitmix64: a seeded stream, so the test matrix is the same everywhere. */
-static uint64_t s_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Fill x[0..n) with N(0,1) by Box-Muller. */
+/* Fill x[0..n) with N(0,1) by Box-Muller from a seeded splitmix64 stream,
+ * so the test matrix is the same everywhere. */
 static void s_gauss(uint64_t *s, float *x, size_t n)
 {
     for (size_t i = 0; i < n; i += 2) {
-        double u = ((double)(s_next(s) >> 11) + 0.5) * 0x1.0p-53;
-        double v = (double)(s_next(s) >> 11) * 0x1.0p-53;
-        double r = sqrt(-2.0 * log(u));
-        x[i] = (float)(r * cos(2 * M_PI * v));
+        double g[2];
+        util_splitmix_gauss2(s, g);
+        x[i] = (float)g[0];
         if (i + 1 < n)
-            x[i + 1] = (float)(r * sin(2 * M_PI * v));
+            x[i + 1] = (float)g[1];
     }
 }
 

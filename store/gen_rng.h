@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include "util/rng.h"
+
 /* Stream kinds: one per kind of thing drawn, so streams never overlap. */
 enum store_gen_stream {
     STORE_GEN_STREAM_WORLD = 1,  /* topic ranks, centroids */
@@ -33,65 +35,34 @@ enum store_gen_stream {
     STORE_GEN_STREAM_USER = 4,   /* a user's interests and history */
 };
 
-typedef struct store_gen_rng {
-    uint64_t s[4];   /* xoshiro256** state, never all zero */
-} store_gen_rng;
+typedef util_xoshiro store_gen_rng;   /* xoshiro256** (util/rng.h) */
 
-static inline uint64_t store_gen_splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Seed a stream.  splitmix64 output is never four zeros in a row, so the
- * xoshiro state is valid for every (seed, kind, index). */
+/* Seed a stream: (seed, kind, index) folded through splitmix64, then the
+ * xoshiro state from that word. */
 static inline void store_gen_rng_seed(store_gen_rng *r, uint64_t seed, int kind,
                                       uint64_t index)
 {
     uint64_t x = seed;
-    x = store_gen_splitmix(&x) ^ ((uint64_t)kind * 0xD1B54A32D192ED03ull);
-    x = store_gen_splitmix(&x) ^ index;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = store_gen_splitmix(&x);
-}
-
-static inline uint64_t s_gen_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
+    x = util_splitmix64(&x) ^ ((uint64_t)kind * 0xD1B54A32D192ED03ull);
+    x = util_splitmix64(&x) ^ index;
+    util_xoshiro_seed(r, x);
 }
 
 static inline uint64_t store_gen_next(store_gen_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t out = s_gen_rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = s_gen_rotl(s[3], 45);
-    return out;
+    return util_xoshiro_next(r);
 }
 
 /* [0, 1) with 53 random bits. */
 static inline double store_gen_uniform(store_gen_rng *r)
 {
-    return (double)(store_gen_next(r) >> 11) * 0x1.0p-53;
+    return util_rng_unit(store_gen_next(r));
 }
 
-/* Uniform in [0, n), n > 0, without modulo bias: values below 2^64 mod n
- * are rejected so every residue is equally likely. */
+/* Uniform in [0, n), n > 0, without modulo bias. */
 static inline uint32_t store_gen_below(store_gen_rng *r, uint32_t n)
 {
-    uint64_t floor = (0 - (uint64_t)n) % n;
-    uint64_t x;
-    do
-        x = store_gen_next(r);
-    while (x < floor);
-    return (uint32_t)(x % n);
+    return util_xoshiro_below(r, n);
 }
 
 /* True with probability p. */

@@ -159,42 +159,9 @@ static int s_reserve(store_gen_history *h, uint32_t n)
             return STORE_ERR_NOMEM;
         h->cap = cap;
     }
-    if (2 * (size_t)n > h->seen_cap) {
-        uint32_t cap = h->seen_cap ? h->seen_cap : 128;
-        while (cap < 2 * (size_t)n)
-            cap *= 2;
-        free(h->seen_key);
-        free(h->seen_gen);
-        h->seen_key = malloc((size_t)cap * sizeof *h->seen_key);
-        h->seen_gen = calloc(cap, sizeof *h->seen_gen);
-        h->seen_cap = h->seen_key && h->seen_gen ? cap : 0;
-        if (!h->seen_cap)
-            return STORE_ERR_NOMEM;
-    }
+    if (util_set_reserve(&h->seen, n) != 0)
+        return STORE_ERR_NOMEM;
     return STORE_OK;
-}
-
-/* The seen set: slots whose gen is not the current user's are empty, so
- * starting a new user costs nothing.  Never more than half full. */
-static uint32_t s_slot(const store_gen_history *h, uint32_t item)
-{
-    uint32_t mask = h->seen_cap - 1;
-    uint32_t s = (item * 0x9E3779B1u) & mask;
-    while (h->seen_gen[s] == h->gen && h->seen_key[s] != item)
-        s = (s + 1) & mask;
-    return s;
-}
-
-static int s_seen(const store_gen_history *h, uint32_t item)
-{
-    return h->seen_gen[s_slot(h, item)] == h->gen;
-}
-
-static void s_mark(store_gen_history *h, uint32_t item)
-{
-    uint32_t s = s_slot(h, item);
-    h->seen_gen[s] = h->gen;
-    h->seen_key[s] = item;
 }
 
 /* An item of topic t (theme th, or any when th < 0 or the theme is empty),
@@ -205,7 +172,7 @@ static uint32_t s_draw_item(const store_gen_world *w, const store_gen_history *h
     const store_gen_cdf *c = th >= 0 && w->by_theme[t][th].n ? &w->by_theme[t][th]
                                                               : &w->by_topic[t];
     uint32_t item = store_gen_cdf_draw(c, r);
-    for (int k = 1; k < S_REDRAWS && s_seen(h, item); k++)
+    for (int k = 1; k < S_REDRAWS && util_set_has(&h->seen, item); k++)
         item = store_gen_cdf_draw(c, r);
     return item;
 }
@@ -256,7 +223,7 @@ static void s_events(const store_gen_world *w, const s_user *us, store_gen_histo
         } else {
             item = s_draw_item(w, h, t, th, r);
         }
-        s_mark(h, item);
+        util_set_add(&h->seen, item);
 
         double k = store_gen_uniform(r);
         h->ev[i].item = item;
@@ -319,10 +286,7 @@ int store_gen_user_history(const store_gen_world *w, uint32_t u, store_gen_histo
     if (s_reserve(h, n) != STORE_OK)
         return STORE_ERR_NOMEM;
     h->n = n;
-    if (++h->gen == 0) {               /* wrapped: forget every stale slot */
-        memset(h->seen_gen, 0, (size_t)h->seen_cap * sizeof *h->seen_gen);
-        h->gen = 1;
-    }
+    util_set_clear(&h->seen);          /* O(1): the previous user's items are gone */
 
     s_user us;
     s_interests(w, &us, n, &r);
@@ -336,7 +300,6 @@ void store_gen_history_free(store_gen_history *h)
     free(h->ev);
     free(h->gap);
     free(h->starts);
-    free(h->seen_key);
-    free(h->seen_gen);
+    util_set_free(&h->seen);
     memset(h, 0, sizeof *h);
 }

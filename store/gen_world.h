@@ -25,6 +25,7 @@
 #include "store/gen.h"
 #include "store/gen_rng.h"
 #include "store/gen_vocab.h"
+#include "util/set.h"
 
 #define STORE_GEN_NONE 0xFF        /* no second topic */
 #define STORE_GEN_MAX_TOPICS 64
@@ -108,10 +109,7 @@ typedef struct store_gen_history {
     uint32_t cap;            /* capacity of ev and the per-event scratch */
     uint32_t *gap;           /* per event: seconds since the previous (in session) */
     uint8_t *starts;         /* per event: 1 if it opens a session */
-    uint32_t *seen_key;      /* open-addressing set of items seen, size seen_cap */
-    uint32_t *seen_gen;      /* which user each slot belongs to (no clearing) */
-    uint32_t seen_cap;       /* power of two */
-    uint32_t gen;            /* stamp of the current history, bumped per call */
+    util_set seen;           /* items in the current history (cleared per user in O(1)) */
 } store_gen_history;
 
 /* Generate user u's history into h (growing it as needed).

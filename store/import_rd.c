@@ -225,7 +225,7 @@ static int s_read_header(store_import_rd *rd, store_err *err)
     for (int i = 0; i < rd->nf; i++) {
         const char *s = rd->fld + rd->offs[i];
         size_t n = rd->lens[i];
-        if (store_import_utf8_bad(s, n) != n)
+        if (util_utf8_prefix(s, n) != n)
             return s_fail(rd, err, STORE_ERR_INVAL,
                           "header column %d: invalid UTF-8 (wrong encoding? try --latin1)",
                           i + 1);
@@ -479,7 +479,7 @@ static int s_jsonl_record(store_import_rd *rd, int *got, store_err *err)
         store_import_trim(&s, &n);
         if (n == 0)
             continue;             /* blank line */
-        size_t bad = store_import_utf8_bad(rd->raw, rd->raw_len);
+        size_t bad = util_utf8_prefix(rd->raw, rd->raw_len);
         if (bad != rd->raw_len)
             return s_fail(rd, err, STORE_ERR_INVAL,
                           "invalid UTF-8 at byte %zu (wrong encoding? try --latin1)",

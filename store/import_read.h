@@ -1,6 +1,6 @@
 /* import_read.h -- the building blocks under the importers: a streaming
  * record reader for CSV and JSONL, field decoding with messages that name the
- * column, UTF-8 checks and a string -> id cache.
+ * column (UTF-8 checked with util/utf8.h) and a string -> id cache.
  *
  *     store_import_rd *rd;
  *     store_import_rd_opts ro = {.format = STORE_IMPORT_CSV};
@@ -30,17 +30,13 @@
 
 #include "store/import.h"
 #include "store/store.h"
+#include "util/utf8.h"
 
 /* A record longer than this is an error, not an allocation: a CSV with an
  * unbalanced quote would otherwise swallow the whole file into memory. */
 #define STORE_IMPORT_MAX_RECORD (16u << 20)
 
 /* ---- text ---------------------------------------------------------------- */
-
-/* Offset of the first byte of s[0..len) that is not part of well-formed
- * UTF-8 (overlongs, surrogates and code points past U+10FFFF included), or
- * len if all of it is valid. */
-size_t store_import_utf8_bad(const char *s, size_t len);
 
 /* Trim ASCII blanks (space, tab, CR, LF) from both ends, in place on the
  * pointer and length. */

@@ -1,4 +1,4 @@
-/* import_text.c -- the text checks and number parsers the importers share.
+/* import_text.c -- the text helpers and number parsers the importers share.
  *
  * Every parser here works on a (pointer, length) slice and rejects trailing
  * garbage, because a CSV field is not NUL-terminated where the importers see
@@ -10,42 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-size_t store_import_utf8_bad(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) lo = 0xA0;        /* overlong */
-            if (c == 0xED) hi = 0x9F;        /* UTF-16 surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) lo = 0x90;        /* overlong */
-            if (c == 0xF4) hi = 0x8F;        /* past U+10FFFF */
-        } else
-            return i;                        /* continuation, C0/C1, F5..FF */
-        if (i + n > len)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-        i += n;
-    }
-    return len;
-}
 
 static int s_blank(char c)
 {

@@ -87,7 +87,7 @@ int store_import_val_str(store_import_val *v, int trim, const char **out, size_t
     size_t n = v->len;
     if (memchr(s, '\0', n))
         return s_why(why, why_len, v, "contains a NUL byte");
-    size_t bad = store_import_utf8_bad(s, n);
+    size_t bad = util_utf8_prefix(s, n);
     if (bad != n)
         return s_why(why, why_len, v,
                      "invalid UTF-8 at byte %zu (wrong encoding? try --latin1)", bad + 1);

@@ -13,6 +13,7 @@
 #include "daemon/json_out.h"
 #include "daemon/proto.h"
 #include "tests/testutil.h"
+#include "util/utf8.h"
 
 START_TEST(config_defaults_and_set)
 {
@@ -167,14 +168,14 @@ END_TEST
 
 START_TEST(utf8_validation)
 {
-    ck_assert(srv_utf8_valid("plain", 5));
-    ck_assert(srv_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
-    ck_assert(!srv_utf8_valid("\xc3\x28", 2));          /* bad continuation */
-    ck_assert(!srv_utf8_valid("\xc0\xaf", 2));          /* overlong */
-    ck_assert(!srv_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
-    ck_assert(!srv_utf8_valid("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
-    ck_assert(!srv_utf8_valid("\xe2\x82", 2));          /* truncated */
-    ck_assert(!srv_utf8_valid("\xff", 1));
+    ck_assert(util_utf8_valid("plain", 5));
+    ck_assert(util_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+    ck_assert(!util_utf8_valid("\xc3\x28", 2));          /* bad continuation */
+    ck_assert(!util_utf8_valid("\xc0\xaf", 2));          /* overlong */
+    ck_assert(!util_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+    ck_assert(!util_utf8_valid("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
+    ck_assert(!util_utf8_valid("\xe2\x82", 2));          /* truncated */
+    ck_assert(!util_utf8_valid("\xff", 1));
 }
 END_TEST
 

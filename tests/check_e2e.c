@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -30,6 +29,7 @@
 #include "store/gen.h"
 #include "store/store.h"
 #include "tests/testutil.h"
+#include "util/clock.h"
 
 #ifndef ATTN_BIN_DIR
 #error "ATTN_BIN_DIR must name the directory of the programs under test"
@@ -45,13 +45,6 @@ static char s_db[300];
 static daemon_proc s_main_daemon;
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void s_make_db(const char *path, uint32_t items, uint32_t users, int dim)
 {
@@ -144,8 +137,8 @@ static void s_start(daemon_proc *d, const char *db, const char *name, const char
         _exit(127);
     }
     /* Ready when health answers. */
-    double deadline = s_now() + 30 * tu_slowdown();
-    while (s_now() < deadline) {
+    double deadline = util_now_s() + 30 * tu_slowdown();
+    while (util_now_s() < deadline) {
         char *r = s_call(d->endpoint, "{\"op\":\"health\"}", 200);
         if (r) {
             free(r);
@@ -163,8 +156,8 @@ static int s_stop(daemon_proc *d)
 {
     int status = -1;
     kill(d->pid, SIGTERM);
-    double deadline = s_now() + 30 * tu_slowdown();
-    while (s_now() < deadline) {
+    double deadline = util_now_s() + 30 * tu_slowdown();
+    while (util_now_s() < deadline) {
         if (waitpid(d->pid, &status, WNOHANG) == d->pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         usleep(10000);
@@ -1024,9 +1017,9 @@ START_TEST(batch_survives_daemon_kill)
         _exit(127);
     }
     /* Let it get going, then kill the daemon hard and bring it back. */
-    double deadline = s_now() + 30 * tu_slowdown();
+    double deadline = util_now_s() + 30 * tu_slowdown();
     long size = 0;
-    while (size < 200000 && s_now() < deadline) {
+    while (size < 200000 && util_now_s() < deadline) {
         FILE *o = fopen(out, "r");
         if (o) {
             fseek(o, 0, SEEK_END);
@@ -1042,9 +1035,9 @@ START_TEST(batch_survives_daemon_kill)
     usleep(300000);
     s_start(&d, db, "batch.sock", one_worker);
     int status;
-    deadline = s_now() + 120 * tu_slowdown();
+    deadline = util_now_s() + 120 * tu_slowdown();
     while (waitpid(job, &status, WNOHANG) != job) {
-        ck_assert_msg(s_now() < deadline, "attn-batch did not finish");
+        ck_assert_msg(util_now_s() < deadline, "attn-batch did not finish");
         usleep(20000);
     }
     ck_assert_int_eq(s_stop(&d), 0);

@@ -12,13 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
 #include "store/store_int.h"
 #include "tests/testutil.h"
+#include "util/clock.h"
 
 #define DIM 8
 
@@ -78,13 +78,6 @@ static void s_expect_open(const char *path, int flags, int code, const char *nee
     ck_assert_msg(strstr(err.msg, path), "message does not name the file: %s", err.msg);
     ck_assert_msg(!needle || strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
     ck_assert_msg(!strchr(err.msg, '\n'), "message is not one line: %s", err.msg);
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* A deterministic embedding for item k. */
@@ -324,14 +317,14 @@ START_TEST(test_locked)
     /* A writer with a short busy timeout gives up quickly, and says why. */
     store *db = NULL;
     store_err err = {0};
-    double t0 = s_now();
+    double t0 = util_now_s();
     ck_assert_msg(store_open(&db, path, STORE_READWRITE, 100, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(store_begin(db, &err), STORE_ERR_BUSY);
     ck_assert_ptr_nonnull(strstr(err.msg, "locked by another writer"));
     ck_assert_ptr_nonnull(strstr(err.msg, path));
     ck_assert_int_eq(store_item_put(db, "new", NULL, NULL, NULL, 1, NULL, &err), STORE_ERR_BUSY);
     ck_assert_int_eq(store_catalog_touch(db, &err), STORE_ERR_BUSY);
-    double took = s_now() - t0;
+    double took = util_now_s() - t0;
     ck_assert_msg(took < 2.0 * tu_slowdown(), "BUSY took %.2f s", took);
 
     /* Readers work beside the writer (WAL) and see the last commit. */

@@ -1,52 +1,52 @@
 /* hist.c -- log-linear latency histogram.
  *
- * Layout: values below ATTN_HIST_SUB get one bucket each (exact).  Above
+ * Layout: values below UTIL_HIST_SUB get one bucket each (exact).  Above
  * that, the values [2^p, 2^(p+1)) share group p - 6 and are split into
- * ATTN_HIST_SUB equal sub-buckets of width 2^(p-7).  Reporting a bucket's
+ * UTIL_HIST_SUB equal sub-buckets of width 2^(p-7).  Reporting a bucket's
  * midpoint is then off by at most half a width, 2^(p-8), against a value of
- * at least 2^p: a relative error below 1/256.  With ATTN_HIST_POW2 + 1
- * groups the exact range ends at 2^(ATTN_HIST_POW2 + 7) (2^49 ns is about
+ * at least 2^p: a relative error below 1/256.  With UTIL_HIST_POW2 + 1
+ * groups the exact range ends at 2^(UTIL_HIST_POW2 + 7) (2^49 ns is about
  * 6.5 days); anything larger is counted in the last bucket.
  */
-#include "attn/hist.h"
+#include "util/hist.h"
 
 #include <assert.h>
 #include <math.h>
 #include <string.h>
 
 #define S_SUB_BITS 7
-static_assert((1 << S_SUB_BITS) == ATTN_HIST_SUB, "ATTN_HIST_SUB must be 2^S_SUB_BITS");
+static_assert((1 << S_SUB_BITS) == UTIL_HIST_SUB, "UTIL_HIST_SUB must be 2^S_SUB_BITS");
 
 static int s_bucket(uint64_t v)
 {
-    if (v < ATTN_HIST_SUB)
+    if (v < UTIL_HIST_SUB)
         return (int)v;
     int p = 63 - __builtin_clzll(v);              /* p >= S_SUB_BITS */
     int group = p - S_SUB_BITS + 1;
-    if (group > ATTN_HIST_POW2)
-        return ATTN_HIST_BUCKETS - 1;
-    int sub = (int)(v >> (p - S_SUB_BITS)) - ATTN_HIST_SUB;
-    return group * ATTN_HIST_SUB + sub;
+    if (group > UTIL_HIST_POW2)
+        return UTIL_HIST_BUCKETS - 1;
+    int sub = (int)(v >> (p - S_SUB_BITS)) - UTIL_HIST_SUB;
+    return group * UTIL_HIST_SUB + sub;
 }
 
 /* The value a bucket reports: its midpoint, rounded down. */
 static uint64_t s_mid(int b)
 {
-    int group = b / ATTN_HIST_SUB, sub = b % ATTN_HIST_SUB;
+    int group = b / UTIL_HIST_SUB, sub = b % UTIL_HIST_SUB;
     if (group == 0)
         return (uint64_t)sub;
     int shift = group - 1;                        /* width is 2^shift */
-    uint64_t lo = (uint64_t)(ATTN_HIST_SUB + sub) << shift;
+    uint64_t lo = (uint64_t)(UTIL_HIST_SUB + sub) << shift;
     return lo + (((uint64_t)1 << shift) - 1) / 2;
 }
 
-void attn_hist_reset(attn_hist *h)
+void util_hist_reset(util_hist *h)
 {
     memset(h, 0, sizeof *h);
     h->min = UINT64_MAX;
 }
 
-void attn_hist_add(attn_hist *h, uint64_t value)
+void util_hist_add(util_hist *h, uint64_t value)
 {
     h->n++;
     h->sum += value;
@@ -57,7 +57,7 @@ void attn_hist_add(attn_hist *h, uint64_t value)
     h->bucket[s_bucket(value)]++;
 }
 
-void attn_hist_merge(attn_hist *dst, const attn_hist *src)
+void util_hist_merge(util_hist *dst, const util_hist *src)
 {
     dst->n += src->n;
     dst->sum += src->sum;
@@ -65,11 +65,11 @@ void attn_hist_merge(attn_hist *dst, const attn_hist *src)
         dst->min = src->min;
     if (src->max > dst->max)
         dst->max = src->max;
-    for (int b = 0; b < ATTN_HIST_BUCKETS; b++)
+    for (int b = 0; b < UTIL_HIST_BUCKETS; b++)
         dst->bucket[b] += src->bucket[b];
 }
 
-uint64_t attn_hist_quantile(const attn_hist *h, double q)
+uint64_t util_hist_quantile(const util_hist *h, double q)
 {
     if (h->n == 0)
         return 0;
@@ -83,7 +83,7 @@ uint64_t attn_hist_quantile(const attn_hist *h, double q)
     if (rank < 1)
         rank = 1;
     uint64_t seen = 0;
-    for (int b = 0; b < ATTN_HIST_BUCKETS; b++) {
+    for (int b = 0; b < UTIL_HIST_BUCKETS; b++) {
         seen += h->bucket[b];
         if (seen >= rank) {
             uint64_t v = s_mid(b);
