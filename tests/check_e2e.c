@@ -26,7 +26,7 @@
 #include "attn/model.h"
 #include "attn/score.h"
 #include "attn/topk.h"
-#include "store/gen.h"
+#include "store/gen/gen.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "util/clock.h"

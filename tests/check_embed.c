@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 

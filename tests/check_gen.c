@@ -16,9 +16,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "store/gen.h"
-#include "store/gen_vocab.h"
-#include "store/gen_world.h"
+#include "store/gen/gen.h"
+#include "store/gen/vocab.h"
+#include "store/gen/world.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "tools/cmd.h"

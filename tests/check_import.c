@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store/import.h"
-#include "store/import_read.h"
+#include "store/import/import.h"
+#include "store/import/read.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "util/utf8.h"

@@ -1,5 +1,5 @@
 /* cmd_embed.c -- 'attnctl embed': the built-in text embedder over every
- * item of a database (store/embed.h), with a progress line on a terminal.
+ * item of a database (store/embed/embed.h), with a progress line on a terminal.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "store/store.h"
 #include "tools/cmd.h"
 #include "util/clock.h"

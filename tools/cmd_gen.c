@@ -1,8 +1,8 @@
 /* cmd_gen.c -- 'attnctl gen DB': create the synthetic demo database.
  *
- * A thin main over store_gen_create (store/gen.h): parse and check the
+ * A thin main over store_gen_create (store/gen/gen.h): parse and check the
  * flags, refuse to clobber an existing file unless --force, time the run
- * and print one summary line.  The flags' bounds live in store/gen.h so
+ * and print one summary line.  The flags' bounds live in store/gen/gen.h so
  * that the tool and the library agree on them.
  */
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/gen.h"
+#include "store/gen/gen.h"
 #include "tools/cmd.h"
 #include "util/clock.h"
 

@@ -1,7 +1,7 @@
 /* cmd_import.c -- 'attnctl import items|events|movielens': flags in, one
  * store_import_* call, a progress line on a terminal and a summary out.
  *
- * All the work (and the all-or-nothing transaction) is in store/import*.c;
+ * All the work (and the all-or-nothing transaction) is in store/import/;
  * this file owns what only a program should: argument parsing, the
  * progress line on stderr when it is a terminal, messages and exit codes.
  */
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/import.h"
+#include "store/import/import.h"
 #include "store/store.h"
 #include "tools/cmd.h"
 #include "util/clock.h"

@@ -1,4 +1,4 @@
-/* embed_svd.c -- truncated SVD of a sparse matrix by randomized range
+/* svd.c -- truncated SVD of a sparse matrix by randomized range
  * finding (Halko, Martinsson & Tropp, "Finding structure with randomness",
  * 2011, algorithms 4.4 and 5.1).
  *
@@ -24,7 +24,7 @@
  * CHARACTER argument's length as a hidden trailing size_t, given explicitly
  * below.
  */
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "util/rng.h"
 
 #include <cblas.h>

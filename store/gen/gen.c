@@ -1,14 +1,14 @@
 /* gen.c -- 'attnctl gen': build the demo world and write it through the store API.
  *
- * The work is in gen_items.c (catalog and embeddings), gen_users.c
- * (histories) and gen_title.c (titles); this file validates options, keeps
+ * The work is in items.c (catalog and embeddings), users.c
+ * (histories) and title.c (titles); this file validates options, keeps
  * titles unique and writes everything in one transaction, so a failed run
  * leaves an empty database rather than half a demo.
  *
  * Memory is O(items): item content and user histories are produced one at
  * a time and written at once.
  */
-#include "store/gen.h"
+#include "store/gen/gen.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/gen_world.h"
+#include "store/gen/world.h"
 #include "store/store_int.h"
 
 #define S_TITLE_ATTEMPTS 16     /* fresh draws before a title gets "(Vol. n)" */

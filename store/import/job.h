@@ -1,4 +1,4 @@
-/* import_job.h -- what every importer does the same way: one transaction,
+/* job.h -- what every importer does the same way: one transaction,
  * the rejects file, progress, and the ext_id -> id caches.
  *
  *     store_import_job job;
@@ -7,14 +7,14 @@
  *         rc = store_import_job_bad(&job, rd, rc_of_the_record);   // STORE_OK: skipped
  *     return store_import_job_finish(&job, rc);     // commit, or roll back
  *
- * Internal to store/import*.c.
+ * Internal to store/import/.
  */
 #ifndef STORE_IMPORT_JOB_H
 #define STORE_IMPORT_JOB_H
 
 #include <stdio.h>
 
-#include "store/import_read.h"
+#include "store/import/read.h"
 
 typedef struct store_import_job {
     store *db;                     /* the handle, borrowed */
@@ -87,12 +87,12 @@ int store_import_job_column(store_import_job *job, store_import_rd *rd, int *col
 
 /* Events from one CSV/JSONL file inside the job's transaction.  cols, when
  * not NULL, replaces the user/item/ts/kind/weight column flags (5 entries,
- * NULL = none) for files of a fixed layout (import_events.c). */
+ * NULL = none) for files of a fixed layout (events.c). */
 int store_import_events_file(store_import_job *job, const char *path,
                              store_import_rd_opts *ro, const char *const *cols);
 
 /* Embeddings from a .npy matrix whose rows go with the ext_ids listed one
- * per line in ids_path, inside the job's transaction (import_npy.c). */
+ * per line in ids_path, inside the job's transaction (npy.c). */
 int store_import_npy_rows(store_import_job *job, const char *npy_path, const char *ids_path);
 
 /* Fail with STORE_ERR_NOMEM. */

@@ -7,7 +7,7 @@
  * reloads a catalog that mixes old and new vectors.  All items are rewritten:
  * vectors from two different embedders share no geometry.
  */
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "store/store_int.h"
 #include "util/rng.h"
 

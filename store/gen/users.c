@@ -1,4 +1,4 @@
-/* gen_users.c -- demo users: drifting interests, sessions, time-ordered histories.
+/* users.c -- demo users: drifting interests, sessions, time-ordered histories.
  *
  * A user is, from their own stream (seed, USER, u):
  *   - a history length 5 + (mean-5) Y, Y Lomax (Pareto II, alpha 2) with
@@ -22,7 +22,7 @@
  * So the recent past predicts the next item: it is probably from the same
  * session's topic and theme, or from an interest that is currently strong.
  */
-#include "store/gen_world.h"
+#include "store/gen/world.h"
 
 #include <math.h>
 #include <stdlib.h>

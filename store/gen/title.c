@@ -1,4 +1,4 @@
-/* gen_title.c -- compose an item title from its topic's vocabulary.
+/* title.c -- compose an item title from its topic's vocabulary.
  *
  * A title is one template of the item's topic with its slots filled: the
  * adjective and proper name from the topic, the nouns from the item's theme.
@@ -10,7 +10,7 @@
  * the stream advancing the same way for every title (titles are redrawn
  * when they collide with an earlier one).
  */
-#include "store/gen_vocab.h"
+#include "store/gen/vocab.h"
 
 #include <string.h>
 

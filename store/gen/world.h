@@ -1,4 +1,4 @@
-/* gen_world.h -- the demo generator's model of the world (internal to store/gen*).
+/* world.h -- the demo generator's model of the world (internal to store/gen/).
  *
  *     store_gen_world w;
  *     store_gen_world_build(&w, &opts);          // topics, items, samplers
@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/gen.h"
-#include "store/gen_rng.h"
-#include "store/gen_vocab.h"
+#include "store/gen/gen.h"
+#include "store/gen/rng.h"
+#include "store/gen/vocab.h"
 #include "util/set.h"
 
 #define STORE_GEN_NONE 0xFF        /* no second topic */
@@ -86,7 +86,7 @@ typedef struct store_gen_content {
 } store_gen_content;
 
 /* Title, text, date and embedding of item i.  The title collision check is
- * the caller's (store/gen.c): attempt 0, 1, ... give different titles. */
+ * the caller's (store/gen/gen.c): attempt 0, 1, ... give different titles. */
 void store_gen_item_content(const store_gen_world *w, uint32_t i, int attempt,
                             store_gen_content *c);
 

@@ -1,4 +1,4 @@
-/* import_npy.c -- item embeddings from a NumPy .npy matrix and an id list.
+/* npy.c -- item embeddings from a NumPy .npy matrix and an id list.
  *
  * The usual output of an external embedding job is `np.save("emb.npy", E)`
  * with E of shape (N, D) plus the N item ids in the same order, one per line.
@@ -13,7 +13,7 @@
  * embeddings may well come before or without text.  The id list is checked
  * against the row count before anything is written.
  */
-#include "store/import_job.h"
+#include "store/import/job.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* import_rd.c -- streaming CSV and JSONL records for the importers.
+/* rd.c -- streaming CSV and JSONL records for the importers.
  *
  * One reader holds one input chunk (read with fread, transcoded from Latin-1
  * when asked) and the current record: its raw bytes (for the rejects file)
@@ -14,7 +14,7 @@
  * Line numbers count LF bytes, so a record's number is the line it starts on
  * whatever line breaks its quoted fields hold -- what an editor shows.
  */
-#include "store/import_read.h"
+#include "store/import/read.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

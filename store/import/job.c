@@ -1,4 +1,4 @@
-/* import_job.c -- the transaction, rejects and caches every importer shares.
+/* job.c -- the transaction, rejects and caches every importer shares.
  *
  * An import is all-or-nothing: store_import_job_start begins one write
  * transaction and store_import_job_finish either commits it or rolls it
@@ -6,7 +6,7 @@
  * database as it was.  "Batched" therefore means cached statements and the
  * ext_id caches here, never partial commits.
  */
-#include "store/import_job.h"
+#include "store/import/job.h"
 
 #include <errno.h>
 #include <sqlite3.h>

@@ -1,4 +1,4 @@
-/* embed_tfidf.c -- item texts to a sparse TF-IDF matrix.
+/* tfidf.c -- item texts to a sparse TF-IDF matrix.
  *
  * Features are hashed (no vocabulary to build or store): a word, a word
  * bigram or a character n-gram becomes a bucket in one of two blocks, words
@@ -14,7 +14,7 @@
  * separated only by blanks or hyphens: "Star Wars (1977). Action" gives
  * "star wars" but not "wars 1977" nor "1977 action", which span fields.
  */
-#include "store/embed.h"
+#include "store/embed/embed.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* import_movielens.c -- the two MovieLens layouts, items and ratings in one
+/* movielens.c -- the two MovieLens layouts, items and ratings in one
  * transaction.
  *
  * 100K layout (ml-100k): u.genre "name|index"; u.item "id|title|release
@@ -15,7 +15,7 @@
  * star value mostly says how much they liked it (docs/IMPORT.md).  Users and
  * movies keep their MovieLens ids as ext_ids.
  */
-#include "store/import_job.h"
+#include "store/import/job.h"
 
 #include <stdlib.h>
 #include <string.h>

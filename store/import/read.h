@@ -1,4 +1,4 @@
-/* import_read.h -- the building blocks under the importers: a streaming
+/* read.h -- the building blocks under the importers: a streaming
  * record reader for CSV and JSONL, field decoding with messages that name the
  * column (UTF-8 checked with util/utf8.h) and a string -> id cache.
  *
@@ -19,7 +19,7 @@
  *
  * Memory is bounded by the longest record (STORE_IMPORT_MAX_RECORD), never by
  * the file: the reader holds one input chunk and one record.  These are
- * internal to store/import*.c and their tests; tools use store/import.h.
+ * internal to store/import/ and its tests; tools use store/import/import.h.
  */
 #ifndef STORE_IMPORT_READ_H
 #define STORE_IMPORT_READ_H
@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "store/import.h"
+#include "store/import/import.h"
 #include "store/store.h"
 #include "util/utf8.h"
 

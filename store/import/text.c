@@ -1,10 +1,10 @@
-/* import_text.c -- the text helpers and number parsers the importers share.
+/* text.c -- the text helpers and number parsers the importers share.
  *
  * Every parser here works on a (pointer, length) slice and rejects trailing
  * garbage, because a CSV field is not NUL-terminated where the importers see
  * it and "12abc" must be an error, not 12.
  */
-#include "store/import_read.h"
+#include "store/import/read.h"
 
 #include <errno.h>
 #include <stdlib.h>

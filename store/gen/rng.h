@@ -1,4 +1,4 @@
-/* gen_rng.h -- the demo generator's own random numbers (xoshiro256**).
+/* rng.h -- the demo generator's own random numbers (xoshiro256**).
  *
  *     store_gen_rng r;
  *     store_gen_rng_seed(&r, seed, STORE_GEN_STREAM_USER, user_index);

@@ -1,6 +1,6 @@
-/* gen_items.c -- the demo catalog: topics, items, popularity, embeddings.
+/* items.c -- the demo catalog: topics, items, popularity, embeddings.
  *
- * Layout of the world (see gen_world.h):
+ * Layout of the world (see world.h):
  *   - topics get a random popularity rank; users pick interests with weight
  *     1/(rank+2) and the catalog gives each topic a share 1/(rank+6), so
  *     popular topics are also the big ones, but not overwhelmingly;
@@ -19,7 +19,7 @@
  * two terms of both topics.  In 64 dimensions that puts items of one theme
  * at cosine ~0.7, of one topic ~0.45 and of different topics ~0.
  */
-#include "store/gen_world.h"
+#include "store/gen/world.h"
 
 #include <assert.h>
 #include <math.h>

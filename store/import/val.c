@@ -1,4 +1,4 @@
-/* import_val.c -- decode one field into what a column needs, or say why not.
+/* val.c -- decode one field into what a column needs, or say why not.
  *
  * The same decoders serve CSV (every value is text) and JSONL (typed values),
  * so a file's format never changes which values are accepted: "12" and 12
@@ -7,7 +7,7 @@
  * printable ASCII escaped), so that the line in the message can be found and
  * fixed without opening a hex editor.
  */
-#include "store/import_read.h"
+#include "store/import/read.h"
 
 #include <cjson/cJSON.h>
 #include <float.h>

@@ -21,7 +21,7 @@
  *
  * The content is a function of the options alone: the same options give
  * byte-identical items, users and events on every run and machine (no
- * clock, no rand(); see gen_rng.h).
+ * clock, no rand(); see rng.h).
  */
 #ifndef STORE_GEN_H
 #define STORE_GEN_H

@@ -1,4 +1,4 @@
-/* gen_topics.c -- the demo generator's vocabulary: 24 topics, data only.
+/* topics.c -- the demo generator's vocabulary: 24 topics, data only.
  *
  * Written so that a human reading a ranked list with its explanations can
  * tell at a glance why two items belong together: every topic has its own
@@ -6,10 +6,10 @@
  * shared on purpose between related topics (Throne, Grimoire, Brioche,
  * Kestrel) because real catalogs overlap too.
  *
- * Templates must only use the slots gen_title.c knows ({A} {N} {M} {P} {K});
+ * Templates must only use the slots title.c knows ({A} {N} {M} {P} {K});
  * check_gen.c composes many titles from every topic and checks the result.
  */
-#include "store/gen_vocab.h"
+#include "store/gen/vocab.h"
 
 const store_gen_topic store_gen_topics[] = {
     {"space opera",

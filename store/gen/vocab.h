@@ -1,4 +1,4 @@
-/* gen_vocab.h -- the demo generator's topics, their words and title templates.
+/* vocab.h -- the demo generator's topics, their words and title templates.
  *
  *     const store_gen_topic *t = &store_gen_topics[2];          // "jazz"
  *     char title[STORE_GEN_TITLE_MAX];
@@ -9,7 +9,7 @@
  * Each topic has title templates, topic-wide adjectives and proper names,
  * and four themes (its sub-topics), each with a name and six nouns.  An item
  * belongs to one theme, so its title is drawn from that theme's nouns: items
- * of a theme read alike and (gen_items.c) embed alike.
+ * of a theme read alike and (items.c) embed alike.
  *
  * Template slots:  {A} adjective  {N} noun of the theme  {M} another noun of
  * the theme  {P} proper name  {K} a small number.  Everything is ASCII.
@@ -18,7 +18,7 @@
 #define STORE_GEN_VOCAB_H
 
 #include <stddef.h>
-#include "store/gen_rng.h"
+#include "store/gen/rng.h"
 
 #define STORE_GEN_THEMES 4        /* themes (sub-topics) per topic */
 #define STORE_GEN_NOUNS 6         /* nouns per theme */

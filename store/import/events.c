@@ -1,4 +1,4 @@
-/* import_events.c -- interactions (user, item, ts, kind, weight) from CSV or
+/* events.c -- interactions (user, item, ts, kind, weight) from CSV or
  * JSONL, in one transaction.
  *
  * Every field is decoded and checked before anything is written, and the
@@ -9,7 +9,7 @@
  * a missing items import), not something to paper over with an empty item.
  * An identical (user, item, ts, kind) replaces the weight (store_event_put).
  */
-#include "store/import_job.h"
+#include "store/import/job.h"
 
 #include <math.h>
 #include <string.h>

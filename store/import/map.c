@@ -1,4 +1,4 @@
-/* import_map.c -- the ext_id -> id cache of the importers.
+/* map.c -- the ext_id -> id cache of the importers.
  *
  * An events file names each user and item by ext_id on every line; resolving
  * them through SQLite each time would cost two indexed lookups per event.
@@ -8,7 +8,7 @@
  * moves a key.  It is a cache: at max entries it is emptied, which bounds its
  * memory on catalogs of any size at the cost of some repeated lookups.
  */
-#include "store/import_read.h"
+#include "store/import/read.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* import_items.c -- items (ext_id, title, text, embedding) from CSV or JSONL,
+/* items.c -- items (ext_id, title, text, embedding) from CSV or JSONL,
  * then optionally embeddings from a .npy matrix, in one transaction.
  *
  * Upsert by ext_id through store_item_put: item_id stays stable, a column the
@@ -6,7 +6,7 @@
  * and an item whose title or text changed without a new embedding goes back
  * to "not embedded" for the embedder to redo (store_item_put's rule).
  */
-#include "store/import_job.h"
+#include "store/import/job.h"
 
 #include <stdlib.h>
 #include <string.h>
