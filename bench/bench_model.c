@@ -19,6 +19,7 @@
 
 #include "bench/bench.h"
 #include "store/store.h"
+#include "store/store_int.h"   /* store_sqlite: one raw query */
 
 /* item_id of every embedded item, ascending: the rows the daemon's catalog
  * will hold, so every one of them has an item bias. */

@@ -16,6 +16,7 @@
 
 #include "store/embed/embed.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
 
 #define N_TOPICS 4

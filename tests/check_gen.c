@@ -20,6 +20,7 @@
 #include "store/gen/vocab.h"
 #include "store/gen/world.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
 #include "tools/cmd.h"
 

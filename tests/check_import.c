@@ -20,6 +20,7 @@
 #include "store/import/import.h"
 #include "store/import/read.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
 #include "util/utf8.h"
 

@@ -8,12 +8,10 @@
  * vectors from two different embedders share no geometry.
  */
 #include "store/embed/embed.h"
-#include "store/store_int.h"
 #include "util/rng.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,171 +165,36 @@ static void s_items_free(s_items *it)
     free(it->text);
 }
 
-static int s_sqlfail(store *db, store_err *err, const char *what)
+/* store_item_texts' callback: keep the id, the ext_id and what to embed --
+ * the text, or the title when the text is empty. */
+static int s_on_item(void *ctx, int64_t item_id, const char *ext, const char *title,
+                     const char *text)
 {
-    return store_fail(err, STORE_ERR_IO, "%s: %s: %s", store_path(db), what,
-                  sqlite3_errmsg(store_sqlite(db)));
-}
-
-static int s_read_items(store *db, s_items *it, store_err *err)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_sqlite(db),
-                           "SELECT item_id, ext_id, title, text FROM items ORDER BY item_id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return s_sqlfail(db, err, "reading items");
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (it->n == it->cap) {
-            size_t cap = it->cap ? it->cap * 2 : 1024;
-            int64_t *id = realloc(it->id, cap * sizeof *id);
-            char **ext = id ? realloc(it->ext, cap * sizeof *ext) : NULL;
-            char **text = ext ? realloc(it->text, cap * sizeof *text) : NULL;
-            if (id)
-                it->id = id;
-            if (ext)
-                it->ext = ext;
-            if (!text) {
-                sqlite3_finalize(st);
-                return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
-            }
-            it->text = text;
-            it->cap = cap;
-        }
-        const char *ext = (const char *)sqlite3_column_text(st, 1);
-        const char *title = (const char *)sqlite3_column_text(st, 2);
-        const char *text = (const char *)sqlite3_column_text(st, 3);
-        const char *use = text && *text ? text : title ? title : "";
-        it->id[it->n] = sqlite3_column_int64(st, 0);
-        it->ext[it->n] = strdup(ext ? ext : "");
-        it->text[it->n] = strdup(use);
-        if (!it->ext[it->n] || !it->text[it->n]) {
-            free(it->ext[it->n]);
-            free(it->text[it->n]);
-            sqlite3_finalize(st);
-            return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory reading items");
-        }
-        it->n++;
+    s_items *it = ctx;
+    if (it->n == it->cap) {
+        size_t cap = it->cap ? it->cap * 2 : 1024;
+        int64_t *id = realloc(it->id, cap * sizeof *id);
+        char **e = id ? realloc(it->ext, cap * sizeof *e) : NULL;
+        char **t = e ? realloc(it->text, cap * sizeof *t) : NULL;
+        if (id)
+            it->id = id;
+        if (e)
+            it->ext = e;
+        if (!t)
+            return STORE_ERR_NOMEM;
+        it->text = t;
+        it->cap = cap;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? STORE_OK : s_sqlfail(db, err, "reading items");
-}
-
-static int s_exec_int(store *db, const char *sql, int64_t a, store_err *err)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK)
-        return s_sqlfail(db, err, "changing the dimension");
-    if (sqlite3_bind_parameter_count(st) > 0)
-        sqlite3_bind_int64(st, 1, a);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK
-                                                 : s_sqlfail(db, err, "changing the dimension");
-}
-
-/* The identity model (version 0) has no tensors, only a shape: give it the
- * new dimension.  Its config is JSON with "d" and "m" (store/init.c). */
-static int s_resize_identity(store *db, int dim, store_err *err)
-{
-    sqlite3 *h = store_sqlite(db);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h, "SELECT config FROM models WHERE version = 0", -1, &st, NULL))
-        return s_sqlfail(db, err, "reading the identity model");
-    int rc = sqlite3_step(st);
-    cJSON *cfg = rc == SQLITE_ROW ? cJSON_Parse((const char *)sqlite3_column_text(st, 0)) : NULL;
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return STORE_OK;         /* no version 0: nothing to resize */
-    if (!cfg)
-        return store_fail(err, STORE_ERR_CORRUPT, "%s: models version 0: config is not JSON",
-                      store_path(db));
-    cJSON_DeleteItemFromObject(cfg, "d");
-    cJSON_DeleteItemFromObject(cfg, "m");
-    cJSON_AddNumberToObject(cfg, "d", dim);
-    cJSON_AddNumberToObject(cfg, "m", dim);
-    char *text = cJSON_PrintUnformatted(cfg);
-    cJSON_Delete(cfg);
-    if (!text)
-        return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
-    rc = sqlite3_prepare_v2(h, "UPDATE models SET d_model = ?1, config = ?2 WHERE version = 0",
-                            -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int(st, 1, dim);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
+    it->id[it->n] = item_id;
+    it->ext[it->n] = strdup(ext);
+    it->text[it->n] = strdup(*text ? text : title);
+    if (!it->ext[it->n] || !it->text[it->n]) {
+        free(it->ext[it->n]);
+        free(it->text[it->n]);
+        return STORE_ERR_NOMEM;
     }
-    free(text);
-    return rc == SQLITE_DONE ? STORE_OK : s_sqlfail(db, err, "resizing the identity model");
-}
-
-/* --force-dim: embedding_dim and the models, inside the caller's
- * transaction.  store_meta_set refuses embedding_dim on purpose (one
- * changed value would make every blob the wrong length); here every blob is
- * rewritten in the same transaction, so the raw update is safe. */
-static int s_change_dim(store *db, int dim, store_embed_info *info, store_err *err)
-{
-    int rc = s_exec_int(db, "UPDATE meta SET value = CAST(?1 AS TEXT) WHERE key = 'embedding_dim'",
-                        dim, err);
-    if (rc == STORE_OK)
-        rc = s_resize_identity(db, dim, err);
-    /* A trained model of the old dimension cannot score the new vectors:
-     * fall back to the identity model, keep the others for the record. */
-    if (rc == STORE_OK)
-        rc = s_exec_int(db, "UPDATE models SET active = 0 WHERE active = 1 AND d_model != ?1 "
-                        "AND EXISTS (SELECT 1 FROM models WHERE version = 0)", dim, err);
-    if (rc == STORE_OK)
-        rc = s_exec_int(db, "UPDATE models SET active = 1 WHERE version = 0 AND NOT EXISTS "
-                        "(SELECT 1 FROM models WHERE active = 1)", dim, err);
-    if (rc == STORE_OK) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(store_sqlite(db),
-                               "SELECT count(*) FROM models WHERE d_model != ?1", -1, &st, NULL))
-            return s_sqlfail(db, err, "counting models");
-        sqlite3_bind_int(st, 1, dim);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            info->models_unusable = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        info->dim_changed = 1;
-    }
-    return rc;
-}
-
-/* Write vectors with our own statement: after a dimension change the
- * handle's cached embedding_dim is the old one, so store_item_set_embedding
- * would refuse the new length. */
-static int s_write_raw(store *db, const s_items *it, const float *emb, int dim,
-                       const store_embed_opts *o, store_err *err)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_sqlite(db), "UPDATE items SET embedding = ?1 WHERE item_id = ?2",
-                           -1, &st, NULL) != SQLITE_OK)
-        return s_sqlfail(db, err, "writing embeddings");
-    unsigned char *blob = malloc((size_t)dim * 4);
-    int rc = blob ? STORE_OK : store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
-    for (size_t i = 0; i < it->n && rc == STORE_OK; i++) {
-        const float *v = emb + i * (size_t)dim;
-        /* Blobs are little-endian float32 whatever the host (docs/SCHEMA.md). */
-        for (int c = 0; c < dim; c++) {
-            uint32_t u;
-            memcpy(&u, &v[c], 4);
-            blob[4 * c] = (unsigned char)u;
-            blob[4 * c + 1] = (unsigned char)(u >> 8);
-            blob[4 * c + 2] = (unsigned char)(u >> 16);
-            blob[4 * c + 3] = (unsigned char)(u >> 24);
-        }
-        sqlite3_bind_blob(st, 1, blob, dim * 4, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, it->id[i]);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = s_sqlfail(db, err, "writing embeddings");
-        sqlite3_reset(st);
-        if (o->progress && i % 4096 == 0)
-            o->progress(o->progress_ctx, "write", i, it->n);
-    }
-    sqlite3_finalize(st);
-    free(blob);
-    return rc;
+    it->n++;
+    return STORE_OK;
 }
 
 int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *info,
@@ -357,7 +220,7 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
     s_items it = {0};
     float *emb = NULL;
     char *desc = NULL;
-    rc = s_read_items(db, &it, err);
+    rc = store_item_texts(db, s_on_item, &it, err);
     if (rc == STORE_OK && it.n &&
         !(emb = malloc(it.n * (size_t)o.dim * sizeof *emb)))
         rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory for %zu x %d vectors", it.n,
@@ -367,16 +230,16 @@ int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *i
                                &o, emb, info, err);
     if (rc == STORE_OK && !(desc = store_embed_describe(&o, info)))
         rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
+    /* --force-dim: the new dimension first, so the writes below are
+     * checked against it. */
     if (rc == STORE_OK && o.dim != db_dim) {
-        rc = s_change_dim(db, o.dim, info, err);
-        if (rc == STORE_OK)
-            rc = s_write_raw(db, &it, emb, o.dim, &o, err);
-    } else {
-        for (size_t i = 0; i < it.n && rc == STORE_OK; i++) {
-            rc = store_item_set_embedding(db, it.id[i], emb + i * (size_t)o.dim, err);
-            if (o.progress && i % 4096 == 0)
-                o.progress(o.progress_ctx, "write", i, it.n);
-        }
+        rc = store_dim_rewrite(db, o.dim, &info->models_unusable, err);
+        info->dim_changed = rc == STORE_OK;
+    }
+    for (size_t i = 0; i < it.n && rc == STORE_OK; i++) {
+        rc = store_item_set_embedding(db, it.id[i], emb + i * (size_t)o.dim, err);
+        if (o.progress && i % 4096 == 0)
+            o.progress(o.progress_ctx, "write", i, it.n);
     }
     if (rc == STORE_OK)
         rc = store_meta_set(db, "embedder", desc, err);

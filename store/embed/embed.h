@@ -69,7 +69,7 @@ typedef struct store_embed_info {
     size_t nonzeros;       /* entries of the TF-IDF matrix */
     size_t empty;          /* items given the hashed unit vector */
     int rank;              /* components with a non-zero singular value */
-    int dim_changed;       /* store_embed_run rewrote embedding_dim (reopen the handle) */
+    int dim_changed;       /* store_embed_run rewrote embedding_dim (store_dim follows) */
     int models_unusable;   /* trained models left inactive by a dimension change */
 } store_embed_info;
 
@@ -85,9 +85,10 @@ int store_embed_texts(const char *const *texts, const char *const *keys, size_t 
  * 'embedder' (the method and parameters as JSON) and a catalog_version bump
  * in one transaction.  o->dim must equal embedding_dim unless o->force_dim,
  * which also rewrites embedding_dim, resizes the identity model (version 0)
- * and activates it if the active model had the old dimension; the handle
- * must then be closed and reopened (info->dim_changed).  STORE_ERR_DIM when
- * the dimension differs without force_dim. */
+ * and activates it if the active model had the old dimension
+ * (store_dim_rewrite; info->dim_changed says it happened, and the handle's
+ * store_dim is then the new one).  STORE_ERR_DIM when the dimension
+ * differs without force_dim. */
 int store_embed_run(store *db, const store_embed_opts *o, store_embed_info *info,
                     store_err *err);
 

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "store/gen/world.h"
-#include "store/store_int.h"
 
 #define S_TITLE_ATTEMPTS 16     /* fresh draws before a title gets "(Vol. n)" */
 

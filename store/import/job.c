@@ -9,7 +9,6 @@
 #include "store/import/job.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,9 +32,7 @@ static void s_cache_restore(store_import_job *job)
 {
     if (!job->cache_was)
         return;
-    char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld", (long long)job->cache_was);
-    sqlite3_exec(store_sqlite(job->db), sql, NULL, NULL, NULL);
+    store_cache_size(job->db, job->cache_was);
     job->cache_was = 0;
 }
 
@@ -105,18 +102,8 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
      * over the interactions primary key, and with SQLite's default 2 MB the
      * transaction spills and re-reads pages long before it commits.  The
      * previous size comes back in store_import_job_finish. */
-    sqlite3 *h = store_sqlite(db);
-    sqlite3_stmt *cs;
-    job->cache_was = 0;
-    if (sqlite3_prepare_v2(h, "PRAGMA cache_size", -1, &cs, NULL) == SQLITE_OK) {
-        if (sqlite3_step(cs) == SQLITE_ROW)
-            job->cache_was = sqlite3_column_int64(cs, 0);
-        sqlite3_finalize(cs);
-    }
-    char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d",
-             opts->cache_kib > 0 ? opts->cache_kib : IMPORT_CACHE_KIB);
-    sqlite3_exec(h, sql, NULL, NULL, NULL);
+    job->cache_was = store_cache_size(db, -(int64_t)(opts->cache_kib > 0 ? opts->cache_kib
+                                                                          : IMPORT_CACHE_KIB));
     int rc = store_begin(db, err);
     if (rc != STORE_OK) {
         s_cache_restore(job);

@@ -26,7 +26,7 @@ typedef struct store_import_job {
     const void *hdr_written;       /* reader whose header went to rejects */
     store_import_map *users;       /* ext_id -> user_id */
     store_import_map *items;       /* ext_id -> item_id */
-    int64_t cache_was;             /* PRAGMA cache_size before the import, 0 = untouched */
+    int64_t cache_was;             /* store_cache_size before the import, 0 = untouched */
     int items_changed;             /* bump catalog_version at commit */
     int embeddings_from;           /* write meta embedder "imported" at commit */
     char embed_source[256];        /* file the embeddings came from */
