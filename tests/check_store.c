@@ -1134,22 +1134,26 @@ START_TEST(test_migrate)
 }
 END_TEST
 
-/* store_model_list reads the self-attention window from the config. */
+/* store_model_list reads the self-attention window from the config; a
+ * config that is not JSON (a hand edit) reads as no window. */
 START_TEST(test_model_list_sa_len)
 {
     const char *path = s_fresh("salen.db", DIM);
-    s_raw(path, "INSERT INTO models(version, created_at, heads, d_model, config) VALUES "
-                "(5, 0, 1, 8, '{\"sa_len\":8}'), (6, 0, 1, 8, '{oops');");
-    store *db = s_open(path, STORE_READONLY);
-    store_model_info *list = NULL;
-    size_t n = 0;
+    store *db = s_open(path, STORE_READWRITE);
     store_err err = {0};
-    ck_assert_int_eq(store_model_list(db, &list, &n, &err), STORE_OK);
-    ck_assert_uint_eq(n, 3);
-    ck_assert_int_eq(list[0].sa_len, 0);                  /* identity: no key */
-    ck_assert_int_eq(list[1].sa_len, 8);
-    ck_assert_int_eq(list[2].sa_len, 0);                  /* bad JSON */
-    store_model_list_free(&list, n);
+    attn_model *md = s_model_sa(DIM, DIM, 6, 11);
+    ck_assert_int_eq(store_model_save(db, md, NULL, NULL, 0, NULL, &err), STORE_OK);
+    attn_model_free(&md);
+    for (int pass = 0; pass < 2; pass++) {
+        store_model_info *list = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(store_model_list(db, &list, &n, &err), STORE_OK);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(list[0].sa_len, 0);               /* identity: no window */
+        ck_assert_int_eq(list[1].sa_len, pass ? 0 : 6);
+        store_model_list_free(&list, n);
+        s_raw(path, "UPDATE models SET config = '{oops' WHERE version = 1");
+    }
     store_close(&db);
 }
 END_TEST

@@ -591,26 +591,26 @@ END_TEST
 
 static Suite *s_suite(void)
 {
+    /* One TCase per utility, so that a failure names the module. */
+    const struct {
+        const char *name;
+        const TTest *test[4];
+    } group[] = {
+        {"rng", {test_splitmix, test_xoshiro, test_xorshift, test_gauss}},
+        {"set", {test_set_basic, test_set_oracle, test_set_wrap, test_set_memory}},
+        {"hist", {test_hist, test_hist_bound}},
+        {"json", {test_json_quote}},
+        {"utf8", {test_utf8_edges, test_utf8_exhaustive, test_utf8_cut, test_utf8_repair}},
+        {"clock", {test_clock}},
+    };
     Suite *s = suite_create("util");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60 * tu_slowdown());
-    tcase_add_test(tc, test_splitmix);
-    tcase_add_test(tc, test_xoshiro);
-    tcase_add_test(tc, test_xorshift);
-    tcase_add_test(tc, test_gauss);
-    tcase_add_test(tc, test_set_basic);
-    tcase_add_test(tc, test_set_oracle);
-    tcase_add_test(tc, test_set_wrap);
-    tcase_add_test(tc, test_set_memory);
-    tcase_add_test(tc, test_hist);
-    tcase_add_test(tc, test_hist_bound);
-    tcase_add_test(tc, test_json_quote);
-    tcase_add_test(tc, test_utf8_edges);
-    tcase_add_test(tc, test_utf8_exhaustive);
-    tcase_add_test(tc, test_utf8_cut);
-    tcase_add_test(tc, test_utf8_repair);
-    tcase_add_test(tc, test_clock);
-    suite_add_tcase(s, tc);
+    for (size_t g = 0; g < sizeof group / sizeof group[0]; g++) {
+        TCase *tc = tcase_create(group[g].name);
+        tcase_set_timeout(tc, 60 * tu_slowdown());
+        for (int i = 0; i < 4 && group[g].test[i]; i++)
+            tcase_add_test(tc, group[g].test[i]);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
 
