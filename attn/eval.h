@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "attn/model.h"
+#include "util/rng.h"
 
 /* Every user's time-ordered events, as catalog rows.  Borrowed arrays. */
 typedef struct attn_seqs {
@@ -78,18 +79,15 @@ static inline uint64_t attn_eval_train_len(const attn_seqs *s, uint32_t u)
  * it, so the test split needs 2 events and the validation split 3. */
 int64_t attn_eval_target(const attn_seqs *s, uint32_t u, int split);
 
-/* A small deterministic generator (splitmix64), shared by the evaluator and
- * the trainer so that a seed means the same draws everywhere. */
+/* A small deterministic generator (splitmix64, util/rng.h), shared by the
+ * evaluator and the trainer so that a seed means the same draws everywhere. */
 typedef struct attn_eval_rng {
     uint64_t s;
 } attn_eval_rng;
 
 static inline uint64_t attn_eval_rng_next(attn_eval_rng *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return util_splitmix64(&r->s);
 }
 
 /* A generator for one stream, e.g. (seed, user): independent of the order
@@ -107,13 +105,13 @@ static inline attn_eval_rng attn_eval_rng_for(uint64_t seed, uint64_t a, uint64_
  * n / 2^64, far under anything measurable here). */
 static inline uint32_t attn_eval_rng_below(attn_eval_rng *r, uint32_t n)
 {
-    return (uint32_t)(((unsigned __int128)attn_eval_rng_next(r) * n) >> 64);
+    return util_rng_scale(attn_eval_rng_next(r), n);
 }
 
 /* Uniform double in [0, 1). */
 static inline double attn_eval_rng_unit(attn_eval_rng *r)
 {
-    return (double)(attn_eval_rng_next(r) >> 11) * 0x1.0p-53;
+    return util_rng_unit(attn_eval_rng_next(r));
 }
 
 /* ---- metrics --------------------------------------------------------------- */

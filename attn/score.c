@@ -41,6 +41,7 @@
 #include "attn/tables.h"
 #include "attn/topk.h"
 #include "attn/vexp.h"
+#include "util/set.h"
 
 /* NONE projects candidates (and builds effective rows) this many at a time
  * into the scratch, a multiple of every kernel's rows.  Not one block: the
@@ -80,9 +81,7 @@ struct attn_scratch {
     uint32_t *because;      /* max_k x max_explain */
     float *because_w;       /* max_k x max_explain */
     int32_t *first;         /* max_hist: newest position holding the same row */
-    uint32_t *seen_row;     /* dedup hash: 2 x max_hist rounded to a power of two */
-    uint32_t *seen_gen;     /* generation stamps: clearing the hash is O(1) */
-    uint32_t seen_mask, seen_cur;
+    util_set seen;          /* history row -> its newest position, over arena arrays */
     void *arena;            /* the single allocation everything above lives in */
     size_t bytes;
 };
@@ -145,13 +144,13 @@ static size_t s_layout(attn_scratch *s, char *arena)
     s->top_score = s_carve(arena, &off, nk, sizeof(float));
     s->because = s_carve(arena, &off, nk * ne + 1, sizeof(uint32_t));
     s->because_w = s_carve(arena, &off, nk * ne + 1, sizeof(float));
-    size_t hash = 16;
-    while (hash < 2 * nh)
-        hash <<= 1;
-    s->seen_mask = (uint32_t)hash - 1;
+    size_t hash = util_set_slots((uint32_t)nh);
     s->first = s_carve(arena, &off, nh + 1, sizeof(int32_t));
-    s->seen_row = s_carve(arena, &off, hash, sizeof(uint32_t));
-    s->seen_gen = s_carve(arena, &off, hash, sizeof(uint32_t));
+    uint32_t *key = s_carve(arena, &off, hash, sizeof(uint32_t));
+    uint32_t *val = s_carve(arena, &off, hash, sizeof(uint32_t));
+    uint32_t *stamp = s_carve(arena, &off, hash, sizeof(uint32_t));
+    if (arena)   /* the arena is zeroed: the stamps start empty */
+        util_set_init_at(&s->seen, (uint32_t)nh, key, val, stamp);
     return off;
 }
 
@@ -538,22 +537,15 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
  * should read "because you watched X" once, with the attention X got in all. */
 static int s_distinct_history(attn_scratch *s, const attn_request *rq)
 {
-    if (++s->seen_cur == 0) {   /* stamps wrapped: clear for real */
-        memset(s->seen_gen, 0, (size_t)(s->seen_mask + 1) * sizeof *s->seen_gen);
-        s->seen_cur = 1;
-    }
+    util_set_clear(&s->seen);
     int distinct = 0;
     for (int j = 0; j < rq->n_hist; j++) {
-        uint32_t row = rq->hist[j], h = (row * 2654435761u) & s->seen_mask;
-        while (s->seen_gen[h] == s->seen_cur && rq->hist[s->seen_row[h]] != row)
-            h = (h + 1) & s->seen_mask;
-        if (s->seen_gen[h] == s->seen_cur) {
-            s->first[j] = (int32_t)s->seen_row[h];
-        } else {
-            s->seen_gen[h] = s->seen_cur;
-            s->seen_row[h] = (uint32_t)j;
+        uint32_t first;
+        if (util_set_put(&s->seen, rq->hist[j], (uint32_t)j, &first)) {
             s->first[j] = j;
             distinct++;
+        } else {
+            s->first[j] = (int32_t)first;
         }
     }
     return distinct;

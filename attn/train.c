@@ -20,10 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "attn/attn.h"
 #include "attn/train_int.h"
+#include "util/clock.h"
 
 #define S_MAX_THREADS 64
 
@@ -109,13 +109,6 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("embedding dimension %d", d);
     return ATTN_OK;
 #undef S_BAD
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- preparation ----------------------------------------------------------- */
@@ -380,7 +373,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     attn_train_data own = *data;
     own.seqs.refit = o->refit != 0;
     data = &own;
-    const double t_start = s_now();
+    const double t_start = util_now_s();
     s_prep p;
     if ((st = s_prepare(data, o, &p, rep, why, why_len)) != ATTN_OK) {
         if (st == ATTN_ENOMEM)
@@ -448,7 +441,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
         }
         c.chunks = order;
         c.run.epoch = (uint64_t)epoch;
-        const double t_epoch = s_now();
+        const double t_epoch = util_now_s();
         double loss_sum = 0.0;
         uint64_t ex_done = 0, step = 0;
         size_t i0 = 0;
@@ -525,7 +518,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
             global_step++;
             i0 = i1;
             if (progress) {
-                double now = s_now();
+                double now = util_now_s();
                 time_per_step = (now - t_epoch) / (double)step;
                 attn_train_progress pr = {
                     .epoch = epoch, .epochs = o->epochs, .step = step, .steps = steps,
@@ -569,7 +562,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
         } else {
             bad_epochs++;
         }
-        double now = s_now();
+        double now = util_now_s();
         if (progress) {
             attn_train_progress pr = {
                 .epoch = epoch, .epochs = o->epochs, .end_of_epoch = 1, .step = step,
@@ -595,7 +588,7 @@ int attn_train(const attn_train_data *data, const attn_train_opts *o,
     } else if (st == ATTN_ENOMEM && !why[0]) {
         snprintf(why, why_len, "out of memory setting up training");
     }
-    rep->seconds = s_now() - t_start;
+    rep->seconds = util_now_s() - t_start;
 done:
     if (st == ATTN_ENOMEM && !why[0])
         snprintf(why, why_len, "out of memory setting up training");

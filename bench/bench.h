@@ -4,7 +4,7 @@
  *     bench_rng r = {.s = 42};
  *     float *emb = bench_catalog(100000, 64, &r);          // unit rows, 64-byte aligned
  *     attn_model *md = bench_model(64, 64, 4, 200, 100000, NULL, &r);
- *     uint64_t t0 = bench_now_ns();  ...  double us = (bench_now_ns() - t0) / 1e3;
+ *     uint64_t t0 = util_now_ns();  ...  double us = (util_now_ns() - t0) / 1e3;
  *     bench_stats st = bench_summarise(samples_us, n, wall_s);   // sorts samples
  *
  * Everything here is deterministic given the seed, so two runs (and the
@@ -18,9 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "attn/model.h"
+#include "util/clock.h"
+#include "util/rng.h"
 
 /* ---- the reference shapes (DESIGN.md section 8; m = d) ---------------------------- */
 
@@ -46,17 +47,8 @@ static inline const bench_shape *bench_shape_find(const char *name)
     return NULL;
 }
 
-/* ---- clock ------------------------------------------------------------------ */
-
-static inline uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- random numbers ----------------------------------------------------------
- * splitmix64: tiny, fast, and good enough for test data; no libc rand() so the
+ * splitmix64 (util/rng.h): tiny, fast, and good enough for test data; no libc rand() so the
  * data is the same on every machine. */
 
 typedef struct bench_rng {
@@ -65,10 +57,7 @@ typedef struct bench_rng {
 
 static inline uint64_t bench_u64(bench_rng *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return util_splitmix64(&r->s);
 }
 
 /* Uniform in [-1, 1). */

@@ -19,6 +19,7 @@
 
 #include "bench/bench.h"
 #include "store/store.h"
+#include "store/store_int.h"   /* store_sqlite: one raw query */
 
 /* item_id of every embedded item, ascending: the rows the daemon's catalog
  * will hold, so every one of them has an item bias. */
@@ -96,9 +97,9 @@ int main(int argc, char **argv)
     snprintf(config, sizeof config, "{\"source\":\"bench_model\",\"seed\":%llu}",
              (unsigned long long)seed);
     int64_t version;
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = util_now_ns();
     int rc = store_model_save(db, md, config, NULL, 1, &version, &err);
-    double ms = (double)(bench_now_ns() - t0) / 1e6;
+    double ms = (double)(util_now_ns() - t0) / 1e6;
     attn_model_free(&md);
     free(ids);
     store_close(&db);

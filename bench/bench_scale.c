@@ -64,27 +64,27 @@ static void s_run(const s_point *pt, const attn_tables *t, size_t items, double 
     attn_result res;
     size_t cap = 1 << 16, n = 0;
     double *us = bench_alloc(cap * sizeof *us);
-    uint64_t w0 = bench_now_ns();
-    for (int p = 0; p < s_pool && bench_now_ns() - w0 < (uint64_t)(s_seconds * 0.25e9); p++) {
+    uint64_t w0 = util_now_ns();
+    for (int p = 0; p < s_pool && util_now_ns() - w0 < (uint64_t)(s_seconds * 0.25e9); p++) {
         attn_request rq = {.hist = hist + (size_t)p * pt->L, .n_hist = pt->L,
                            .cand = cand + (size_t)p * pt->N, .n_cand = pt->N, .k = S_K};
         int st = attn_score(t, &rq, s, &res);
         if (st != ATTN_OK)
             s_die("attn_score", st);
     }
-    uint64_t start = bench_now_ns();
-    while ((bench_now_ns() - start < (uint64_t)(s_seconds * 1e9) || n < 100) && n < cap) {
+    uint64_t start = util_now_ns();
+    while ((util_now_ns() - start < (uint64_t)(s_seconds * 1e9) || n < 100) && n < cap) {
         int p = (int)bench_below(r, (uint32_t)s_pool);
         attn_request rq = {.hist = hist + (size_t)p * pt->L, .n_hist = pt->L,
                            .cand = cand + (size_t)p * pt->N, .n_cand = pt->N, .k = S_K};
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = util_now_ns();
         int st = attn_score(t, &rq, s, &res);
-        uint64_t t1 = bench_now_ns();
+        uint64_t t1 = util_now_ns();
         if (st != ATTN_OK)
             s_die("attn_score", st);
         us[n++] = (double)(t1 - t0) / 1e3;
     }
-    bench_stats bs = bench_summarise(us, n, (double)(bench_now_ns() - start) / 1e9);
+    bench_stats bs = bench_summarise(us, n, (double)(util_now_ns() - start) / 1e9);
     printf("{\"kind\":\"scale\",\"sweep\":\"%s\",\"mode\":\"%s\",\"d\":%d,\"m\":%d,\"H\":%d,"
            "\"L\":%d,\"N\":%d,\"items\":%zu,\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,"
            "\"p99_us\":%.2f,\"flops\":%.0f,\"catalog_bytes\":%zu,\"table_bytes\":%zu,"
@@ -105,11 +105,11 @@ static attn_tables *s_build(const attn_model *md, const float *emb, size_t items
                             const int64_t *pidx, attn_precompute mode, double *ms)
 {
     attn_tables *t;
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = util_now_ns();
     int st = attn_tables_build(&t, md, emb, items, (size_t)md->d, pidx, mode, 2);
     if (st != ATTN_OK)
         s_die("attn_tables_build", st);
-    *ms = (double)(bench_now_ns() - t0) / 1e6;
+    *ms = (double)(util_now_ns() - t0) / 1e6;
     return t;
 }
 

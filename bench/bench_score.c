@@ -94,13 +94,13 @@ static double s_sgemm_gflops(int M, int N, int K, int trans_b)
         b[i] = bench_uniform(&r);
     double best = 0;
     for (int trial = 0; trial < 5; trial++) {
-        uint64_t t0 = bench_now_ns(), t;
+        uint64_t t0 = util_now_ns(), t;
         long it = 0;
         do {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
                         K, 1.0f, a, K, b, trans_b ? K : N, 0.0f, c, N);
             it++;
-        } while ((t = bench_now_ns() - t0) < 100000000u);
+        } while ((t = util_now_ns() - t0) < 100000000u);
         double g = 2.0 * M * N * K * (double)it / ((double)t / 1e9) / 1e9;
         if (g > best)
             best = g;
@@ -127,7 +127,7 @@ static double s_sgemm_request(const s_shape *sh)
         k[i] = bench_uniform(&r);
     double best = 0;
     for (int trial = 0; trial < 3; trial++) {
-        uint64_t t0 = bench_now_ns(), t;
+        uint64_t t0 = util_now_ns(), t;
         long it = 0;
         do {
             for (int pass = 0; pass < 2; pass++)
@@ -135,7 +135,7 @@ static double s_sgemm_request(const s_shape *sh)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, sh->N, sh->L, dh, 1.0f,
                                 q + h * dh, sh->d, k + h * dh, sh->d, 0.0f, z, sh->L);
             it++;
-        } while ((t = bench_now_ns() - t0) < 50000000u);
+        } while ((t = util_now_ns() - t0) < 50000000u);
         double g = 4.0 * sh->N * sh->L * sh->d * (double)it / ((double)t / 1e9) / 1e9;
         if (g > best)
             best = g;
@@ -173,11 +173,11 @@ static double s_gather_us(const s_data *D, double seconds)
     double *us = bench_alloc(cap * sizeof *us);
     bench_rng r = {.s = 4242};
     float acc[16] = {0};
-    uint64_t start = bench_now_ns();
-    while ((bench_now_ns() - start < (uint64_t)(seconds * 1e9) || n < 50) && n < cap) {
+    uint64_t start = util_now_ns();
+    while ((util_now_ns() - start < (uint64_t)(seconds * 1e9) || n < 50) && n < cap) {
         int p = (int)bench_below(&r, (uint32_t)D->pool);
         const uint32_t *c = D->cand + (size_t)p * sh->N, *h = D->hist + (size_t)p * sh->L;
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = util_now_ns();
         const int nr = sh->N + sh->L;
 #define S_ROW(i) ((i) < sh->N ? tab + (size_t)c[(i)] * stride \
                               : tab + (size_t)h[(i) - sh->N] * stride + half)
@@ -197,7 +197,7 @@ static double s_gather_us(const s_data *D, double seconds)
                 acc[x / 16 % 16] += row[x];
         }
 #undef S_ROW
-        us[n++] = (double)(bench_now_ns() - t0) / 1e3;
+        us[n++] = (double)(util_now_ns() - t0) / 1e3;
     }
     float sum = 0;
     for (int l = 0; l < 16; l++)
@@ -294,8 +294,8 @@ static attn_request s_request(const s_data *D, int p)
 static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D, double seconds)
 {
     attn_result res;
-    uint64_t w0 = bench_now_ns();
-    for (int p = 0; p < D->pool && bench_now_ns() - w0 < (uint64_t)(seconds * 0.25e9); p++) {
+    uint64_t w0 = util_now_ns();
+    for (int p = 0; p < D->pool && util_now_ns() - w0 < (uint64_t)(seconds * 0.25e9); p++) {
         attn_request rq = s_request(D, p);
         int st = attn_score(t, &rq, s, &res);
         if (st != ATTN_OK)
@@ -304,17 +304,17 @@ static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D
     size_t cap = 1 << 16, n = 0;
     double *us = bench_alloc(cap * sizeof *us);
     bench_rng r = {.s = 12345};
-    uint64_t start = bench_now_ns(), limit = (uint64_t)(seconds * 1e9);
-    while ((bench_now_ns() - start < limit || n < 200) && n < cap) {
+    uint64_t start = util_now_ns(), limit = (uint64_t)(seconds * 1e9);
+    while ((util_now_ns() - start < limit || n < 200) && n < cap) {
         attn_request rq = s_request(D, (int)bench_below(&r, (uint32_t)D->pool));
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = util_now_ns();
         int st = attn_score(t, &rq, s, &res);
-        uint64_t t1 = bench_now_ns();
+        uint64_t t1 = util_now_ns();
         if (st != ATTN_OK)
             s_die("attn_score", st);
         us[n++] = (double)(t1 - t0) / 1e3;
     }
-    double wall = (double)(bench_now_ns() - start) / 1e9;
+    double wall = (double)(util_now_ns() - start) / 1e9;
     bench_stats stats = bench_summarise(us, n, wall);
     free(us);
     return stats;
@@ -518,12 +518,12 @@ int main(int argc, char **argv)
             if (!strstr(o.modes, modes[mi].name))
                 continue;
             attn_tables *t;
-            uint64_t b0 = bench_now_ns();
+            uint64_t b0 = util_now_ns();
             int st = attn_tables_build(&t, D.md, D.emb, D.items, (size_t)sh->d, D.pidx,
                                        modes[mi].mode, 2);
             if (st != ATTN_OK)
                 s_die("attn_tables_build", st);
-            double build_ms = (double)(bench_now_ns() - b0) / 1e6;
+            double build_ms = (double)(util_now_ns() - b0) / 1e6;
             attn_scratch *s = attn_scratch_new(t, &lim);
             if (!s)
                 s_die("attn_scratch_new", ATTN_ENOMEM);

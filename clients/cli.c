@@ -11,8 +11,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
+
+#include "util/clock.h"
 
 const char *cli_strerror(int code)
 {
@@ -46,9 +47,7 @@ int cli_fail(cli_err *err, int code, const char *fmt, ...)
 
 int64_t cli_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)(util_now_ns() / 1000);
 }
 
 /* ---- endpoints ----------------------------------------------------------- */

@@ -44,7 +44,7 @@
 #include <sys/types.h>
 #include <cjson/cJSON.h>
 
-#include "attn/hist.h"
+#include "util/hist.h"
 
 /* ---- status codes --------------------------------------------------------- */
 enum cli_code {
@@ -73,7 +73,7 @@ const char *cli_strerror(int code);
 int cli_fail(cli_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Monotonic clock, microseconds. */
+/* util_now_ns() in microseconds (the unit every client deadline uses). */
 int64_t cli_now_us(void);
 
 /* ---- endpoints ----------------------------------------------------------- */
@@ -120,11 +120,9 @@ void cli_req_destroy(cli_req **self_p);
 /* Send req (len bytes) and wait up to timeout_ms for the reply; on timeout
  * close the socket (LINGER 0), reopen it and resend, at most retries times.
  * On CLI_OK *reply is the reply text (NUL-terminated, caller frees) and *len
- * its length.  CLI_TIMEOUT names the endpoints and the time waited.  If stop
- * is not NULL and becomes non-zero (a signal), returns CLI_STOPPED. */
+ * its length.  CLI_TIMEOUT names the endpoints and the time waited. */
 int cli_req_call(cli_req *self, const char *req, size_t len, int timeout_ms, int retries,
                  char **reply, size_t *len_out, cli_err *err);
-void cli_req_set_stop(cli_req *self, volatile sig_atomic_t *stop);
 
 /* Sockets closed and reopened so far (tests, diagnostics). */
 int cli_req_reconnects(const cli_req *self);
@@ -186,8 +184,6 @@ int cli_pipe_wait(cli_pipe *self, int64_t until_us, int want_send, cli_pipe_even
 size_t cli_pipe_inflight(const cli_pipe *self);
 /* Replies dropped because no request in flight had their id. */
 uint64_t cli_pipe_stale(const cli_pipe *self);
-/* Replies that were not a JSON object. */
-uint64_t cli_pipe_malformed(const cli_pipe *self);
 /* Earliest deadline in flight, or INT64_MAX. */
 int64_t cli_pipe_next_deadline(const cli_pipe *self);
 
@@ -347,7 +343,7 @@ typedef struct cli_load_result {
     uint64_t late_sends;     /* open loop: sends more than 1 ms behind schedule */
     int64_t max_send_lag_us; /* open loop: worst lateness of a send */
     cJSON *errors;           /* {"code": count} for error replies; caller frees */
-    attn_hist lat;           /* latency of ok replies, nanoseconds */
+    util_hist lat;           /* latency of ok replies, nanoseconds */
     int stalled;             /* the run stopped because nothing answered */
 } cli_load_result;
 

@@ -30,6 +30,7 @@
  * would be wrong: the job stops with a message and --resume continues it.
  */
 #include "clients/cli.h"
+#include "util/rng.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -368,8 +369,7 @@ static void s_schedule_retry(s_job *j, s_line *l, int64_t now)
     int shift = l->attempts - 1 < 5 ? l->attempts - 1 : 5;
     double delay_ms = (double)j->o->backoff_ms * (double)(1 << shift);
     /* Jitter (50-100%) so that lines that failed together don't retry together. */
-    j->rng ^= j->rng << 13, j->rng ^= j->rng >> 7, j->rng ^= j->rng << 17;
-    delay_ms *= 0.5 + 0.5 * (double)(j->rng >> 11) * 0x1.0p-53;
+    delay_ms *= 0.5 + 0.5 * util_rng_unit(util_xorshift64(&j->rng));
     l->retry_at = now + (int64_t)(delay_ms * 1000);
     l->state = S_WAIT_RETRY;
     j->n_wait++;

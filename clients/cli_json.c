@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json.h"
+
 cJSON *cli_json_object(const char *text, size_t len)
 {
     cJSON *j = cJSON_ParseWithLength(text, len);
@@ -119,35 +121,12 @@ int cli_buf_printf(cli_buf *b, const char *fmt, ...)
 
 int cli_buf_json_str(cli_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (cli_buf_put(b, "\"", 1))
+    size_t len = strlen(s);
+    if (s_reserve(b, UTIL_JSON_QUOTED_MAX(len)))
         return -1;
-    const char *run = s;   /* bytes that need no escaping are copied in runs */
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        if (cli_buf_put(b, run, (size_t)((const char *)p - run)))
-            return -1;
-        char esc[7] = {'\\', 0};
-        size_t n = 2;
-        switch (*p) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\r': esc[1] = 'r'; break;
-        default:
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0';
-            esc[4] = hex[*p >> 4], esc[5] = hex[*p & 15];
-            n = 6;
-        }
-        if (cli_buf_put(b, esc, n))
-            return -1;
-        run = (const char *)p + 1;
-    }
-    if (cli_buf_puts(b, run))
-        return -1;
-    return cli_buf_put(b, "\"", 1);
+    b->len += util_json_quote(b->data + b->len, s, len);
+    b->data[b->len] = '\0';
+    return 0;
 }
 
 void cli_buf_reset(cli_buf *b)

@@ -141,7 +141,7 @@ static void s_on_event(s_run *r, cli_pipe_event *ev)
     if (status == 1) {
         res->ok++;
         /* From the intended send time (= the actual one in closed loop). */
-        attn_hist_add(&res->lat, (uint64_t)(ev->at_us - ev->stamp) * 1000);
+        util_hist_add(&res->lat, (uint64_t)(ev->at_us - ev->stamp) * 1000);
     } else if (status == 0) {
         if (!strcmp(code, "busy"))
             res->busy++;
@@ -240,7 +240,7 @@ int cli_load_run(void *zmq_ctx, const cli_load_opts *o, cli_sampler *src,
                  cli_load_result *res, cli_err *err)
 {
     memset(res, 0, sizeof *res);
-    attn_hist_reset(&res->lat);
+    util_hist_reset(&res->lat);
     int rc = s_check_opts(o, err);
     if (rc != CLI_OK)
         return rc;
@@ -273,9 +273,9 @@ int cli_load_run(void *zmq_ctx, const cli_load_opts *o, cli_sampler *src,
 
 /* ---- report ----------------------------------------------------------------- */
 
-static double s_q_ms(const attn_hist *h, double q)
+static double s_q_ms(const util_hist *h, double q)
 {
-    return (double)attn_hist_quantile(h, q) / 1e6;
+    return (double)util_hist_quantile(h, q) / 1e6;
 }
 
 void cli_load_print(FILE *out, const cli_load_opts *o, const cli_load_result *res)
@@ -361,7 +361,7 @@ cJSON *cli_load_json(const cli_load_opts *o, const cli_load_result *res)
         {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
     for (size_t i = 0; lat && i < sizeof qs / sizeof qs[0]; i++)
         cJSON_AddNumberToObject(lat, qs[i].k,
-                                round((double)attn_hist_quantile(&res->lat, qs[i].q) / 10) / 100);
+                                round((double)util_hist_quantile(&res->lat, qs[i].q) / 10) / 100);
     if (lat) {
         cJSON_AddNumberToObject(lat, "max", round((double)res->lat.max / 10) / 100);
         cJSON_AddNumberToObject(

@@ -53,7 +53,6 @@ struct cli_pipe {
     uint32_t tmask;        /* table size - 1 (a power of two >= 2 * cap) */
     cli_buf out;           /* the request being framed */
     uint64_t stale;        /* replies with an id not in flight */
-    uint64_t malformed;    /* replies that were not a JSON object */
 };
 
 /* ---- key table -------------------------------------------------------------- */
@@ -265,11 +264,6 @@ uint64_t cli_pipe_stale(const cli_pipe *self)
     return self->stale;
 }
 
-uint64_t cli_pipe_malformed(const cli_pipe *self)
-{
-    return self->malformed;
-}
-
 int64_t cli_pipe_next_deadline(const cli_pipe *self)
 {
     return self->n_heap ? self->slot[self->heap[0]].deadline_us : INT64_MAX;
@@ -363,10 +357,8 @@ static int s_take_reply(cli_pipe *p, cli_pipe_event *ev)
         more = zmq_msg_recv(&extra, p->sock, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&extra);
         zmq_msg_close(&extra);
     }
-    if (!json) {
-        p->malformed++;
-        return 2;
-    }
+    if (!json)
+        return 2;   /* not a JSON object: dropped like a stale reply */
     uint64_t key;
     int64_t pos;
     if (s_reply_key(p, json, &key) != 0 || (pos = s_find(p, key)) < 0) {

@@ -26,7 +26,6 @@ struct cli_req {
     int cur;                        /* endpoint the socket is (or will be) connected to */
     int answered;                   /* endpoint that answered the last call */
     int reconnects;                 /* sockets closed after a timeout and reopened */
-    volatile sig_atomic_t *stop;    /* caller's signal flag, or NULL */
 };
 
 static void s_close(cli_req *self)
@@ -91,11 +90,6 @@ void cli_req_destroy(cli_req **self_p)
     *self_p = NULL;
 }
 
-void cli_req_set_stop(cli_req *self, volatile sig_atomic_t *stop)
-{
-    self->stop = stop;
-}
-
 int cli_req_reconnects(const cli_req *self)
 {
     return self->reconnects;
@@ -107,20 +101,17 @@ const char *cli_req_endpoint(const cli_req *self)
 }
 
 /* One attempt on the current socket: send, then wait for the reply until
- * deadline_us.  CLI_OK with msg filled, CLI_TIMEOUT, CLI_STOPPED, CLI_ZMQ. */
+ * deadline_us.  CLI_OK with msg filled, CLI_TIMEOUT, CLI_ZMQ. */
 static int s_attempt(cli_req *self, const char *req, size_t len, int64_t deadline_us,
                      zmq_msg_t *msg, cli_err *err)
 {
     int rc = cli_send(self->sock, 0, req, len, deadline_us, err);
     if (rc != CLI_OK)
         return rc;
-    for (;;) {
-        if (self->stop && *self->stop)
-            return cli_fail(err, CLI_STOPPED, "interrupted");
+    do
         rc = cli_recv(self->sock, msg, deadline_us, err);
-        if (rc != CLI_AGAIN)
-            return rc;
-    }
+    while (rc == CLI_AGAIN);
+    return rc;
 }
 
 int cli_req_call(cli_req *self, const char *req, size_t len, int timeout_ms, int retries,

@@ -1,13 +1,13 @@
 /* cli_sample.c -- where attn-load's requests come from.
  *
  * From a database: every user and every embedded item's ext_id is read once
- * (read-only, plain SQLite: the load generator must not need the store
- * library's catalog machinery, nor lock anything the daemon reads), kept as
- * ready-quoted JSON strings, and each request is assembled by hand into one
- * buffer: at thousands of requests a second cJSON would cost more than the
- * sampling.  Candidates (and anonymous histories) are distinct items drawn
- * by a partial Fisher-Yates shuffle of a persistent permutation: O(N) per
- * request, no rejection loop, uniform whatever the previous draws were.
+ * (store_ext_ids_file: read-only, no catalog machinery, no lock the daemon
+ * would meet), kept as ready-quoted JSON strings, and each request is
+ * assembled by hand into one buffer: at thousands of requests a second
+ * cJSON would cost more than the sampling.  Candidates (and anonymous
+ * histories) are distinct items drawn by a partial Fisher-Yates shuffle of a
+ * persistent permutation: O(N) per request, no rejection loop, uniform
+ * whatever the previous draws were.
  *
  * From a file: JSONL requests, "id" removed (the load generator numbers its
  * own), replayed in order and cycled.
@@ -15,10 +15,12 @@
 #include "clients/cli.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "store/store.h"
+#include "util/rng.h"
 
 struct cli_sampler {
     char **user;          /* quoted user ext_ids */
@@ -56,47 +58,40 @@ void cli_sampler_destroy(cli_sampler **self_p)
     *self_p = NULL;
 }
 
-/* All values of one text column, each JSON-quoted, into *out. */
-static int s_column(sqlite3 *db, const char *path, const char *sql, char ***out, size_t *n,
-                    cli_err *err)
+/* A growable list of JSON-quoted ids. */
+typedef struct s_ids {
+    char ***v;
+    size_t *n;
+    size_t cap;
+} s_ids;
+
+static int s_push(s_ids *l, const char *ext, cli_buf *q)
 {
-    sqlite3_stmt *st;
-    *out = NULL;
-    *n = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return cli_fail(err, CLI_IO, "%s: %s (is it an attnd database? see docs/SCHEMA.md)",
-                        path, sqlite3_errmsg(db));
-    size_t cap = 0;
-    cli_buf q = {0};
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *ext = (const char *)sqlite3_column_text(st, 0);
-        if (!ext)
-            continue;
-        cli_buf_reset(&q);
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            char **grown = realloc(*out, cap * sizeof *grown);
-            if (!grown)
-                goto nomem;
-            *out = grown;
-        }
-        if (cli_buf_json_str(&q, ext) || !((*out)[*n] = strdup(q.data)))
-            goto nomem;
-        (*n)++;
+    if (*l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        char **grown = realloc(*l->v, l->cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        *l->v = grown;
     }
-    cli_buf_free(&q);
-    if (rc != SQLITE_DONE) {
-        int code = cli_fail(err, CLI_IO, "%s: %s", path, sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return code;
-    }
-    sqlite3_finalize(st);
-    return CLI_OK;
-nomem:
-    cli_buf_free(&q);
-    sqlite3_finalize(st);
-    return cli_fail(err, CLI_NOMEM, "out of memory reading %s", path);
+    cli_buf_reset(q);
+    if (cli_buf_json_str(q, ext) || !((*l->v)[*l->n] = strdup(q->data)))
+        return -1;
+    (*l->n)++;
+    return 0;
+}
+
+typedef struct s_load {
+    s_ids item, user;
+    cli_buf q;             /* the id being quoted */
+} s_load;
+
+/* store_ext_ids_file's callback: keep each id ready-quoted. */
+static int s_on_id(void *ctx, int kind, const char *ext)
+{
+    s_load *ld = ctx;
+    return s_push(kind == STORE_EXT_USER ? &ld->user : &ld->item, ext, &ld->q)
+               ? STORE_ERR_NOMEM : STORE_OK;
 }
 
 cli_sampler *cli_sampler_db(const char *path, int candidates, int history, int k, int explain,
@@ -122,23 +117,18 @@ cli_sampler *cli_sampler_db(const char *path, int candidates, int history, int k
     s->k = k;
     s->explain = explain;
     s->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        cli_fail(err, CLI_IO, "--db %s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+    s_load ld = {{&s->item, &s->n_item, 0}, {&s->user, &s->n_user, 0}, {0}};
+    store_err serr;
+    int rc = store_ext_ids_file(path, !history, s_on_id, &ld, &serr);
+    cli_buf_free(&ld.q);
+    if (rc == STORE_ERR_NOMEM) {
+        cli_fail(err, CLI_NOMEM, "out of memory reading %s", path);
         goto fail;
     }
-    sqlite3_busy_timeout(db, 5000);   /* a writer beside us (WAL) is normal */
-    /* Items without an embedding are not in the daemon's catalog: asking for
-     * them would only measure the "unknown" path. */
-    if (s_column(db, path, "SELECT ext_id FROM items WHERE embedding IS NOT NULL ORDER BY item_id",
-                 &s->item, &s->n_item, err) != CLI_OK)
+    if (rc != STORE_OK) {
+        cli_fail(err, CLI_IO, "%s", serr.msg);
         goto fail;
-    if (!history &&
-        s_column(db, path, "SELECT ext_id FROM users ORDER BY user_id", &s->user, &s->n_user,
-                 err) != CLI_OK)
-        goto fail;
-    sqlite3_close(db);
-    db = NULL;
+    }
     if (s->n_item == 0) {
         cli_fail(err, CLI_INVAL, "--db %s: no embedded items to sample", path);
         goto fail;
@@ -162,7 +152,6 @@ cli_sampler *cli_sampler_db(const char *path, int candidates, int history, int k
         s->perm[i] = (uint32_t)i;
     return s;
 fail:
-    sqlite3_close(db);
     cli_sampler_destroy(&s);
     return NULL;
 }
@@ -230,18 +219,10 @@ fail:
     return NULL;
 }
 
-static uint64_t s_rand(cli_sampler *s)
-{
-    s->rng ^= s->rng << 13;
-    s->rng ^= s->rng >> 7;
-    s->rng ^= s->rng << 17;
-    return s->rng;
-}
-
 /* Uniform in [0, n) (the modulo bias is below 2^-40 for any catalog). */
 static size_t s_below(cli_sampler *s, size_t n)
 {
-    return (size_t)(s_rand(s) % n);
+    return (size_t)(util_xorshift64(&s->rng) % n);
 }
 
 /* Append m distinct random items as a JSON array. */

@@ -1,12 +1,15 @@
 /* json_out.c -- see json_out.h. */
 #include "daemon/json_out.h"
 
-#include "util/utf8.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/json.h"
+#include "util/utf8.h"
+
+#include "util/json.h"
 
 int srv_json_init(srv_json *w, size_t cap)
 {
@@ -90,47 +93,27 @@ void srv_json_close(srv_json *w, char bracket)
         w->depth--;
 }
 
+/* Valid UTF-8 is quoted as it is; anything else (a database row written by
+ * hand) is repaired first, so that a reply is always valid JSON text. */
 static void s_str(srv_json *w, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (w->oom || s_reserve(w, len * 6 + 2))
+    if (w->oom)
         return;
-    char *o = w->buf + w->len;
-    *o++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
-            *o++ = '\\';
-            switch (c) {
-            case '\n': *o++ = 'n'; break;
-            case '\r': *o++ = 'r'; break;
-            case '\t': *o++ = 't'; break;
-            default:
-                *o++ = 'u'; *o++ = '0'; *o++ = '0';
-                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-            }
-        } else if (c < 0x80) {
-            *o++ = (char)c;
-        } else {
-            /* Valid UTF-8 passes through; anything else (a database row
-             * written by hand) becomes U+FFFD, so a reply is always valid. */
-            size_t n = util_utf8_seq(s + i, len - i);
-            if (n == 0) {
-                memcpy(o, "\xEF\xBF\xBD", 3);
-                o += 3;
-            } else {
-                memcpy(o, s + i, n);
-                o += n;
-                i += n - 1;
-            }
+    char *fixed = NULL;
+    if (!util_utf8_valid(s, len)) {
+        fixed = malloc(util_utf8_repair(NULL, s, len) + 1);
+        if (!fixed) {
+            w->oom = 1;
+            return;
         }
+        len = util_utf8_repair(fixed, s, len);
+        s = fixed;
     }
-    *o++ = '"';
-    w->len = (size_t)(o - w->buf);
-    w->buf[w->len] = 0;
+    if (s_reserve(w, UTIL_JSON_QUOTED_MAX(len)) == 0) {
+        w->len += util_json_quote(w->buf + w->len, s, len);
+        w->buf[w->len] = 0;
+    }
+    free(fixed);
 }
 
 void srv_json_key(srv_json *w, const char *key)

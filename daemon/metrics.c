@@ -22,7 +22,7 @@ void srv_wstats_init(srv_wstats *ws)
     memset(ws, 0, sizeof *ws);
     pthread_mutex_init(&ws->lock, NULL);
     for (int i = 0; i < SRV_STAGE_COUNT; i++)
-        attn_hist_reset(&ws->stage[i]);
+        util_hist_reset(&ws->stage[i]);
 }
 
 void srv_wstats_destroy(srv_wstats *ws)
@@ -35,7 +35,7 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
 {
     memset(v, 0, sizeof *v);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        attn_hist_reset(&v->stage[s]);
+        util_hist_reset(&v->stage[s]);
     for (int i = 0; i < n; i++) {
         pthread_mutex_lock(&ws[i]->lock);
         for (int k = 0; k < SRV_OPS_MAX; k++)
@@ -44,7 +44,7 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
             v->errors[k] += ws[i]->errors[k];
         v->fallbacks += ws[i]->fallbacks;
         for (int s = 0; s < SRV_STAGE_COUNT; s++)
-            attn_hist_merge(&v->stage[s], &ws[i]->stage[s]);
+            util_hist_merge(&v->stage[s], &ws[i]->stage[s]);
         pthread_mutex_unlock(&ws[i]->lock);
     }
     for (int k = 0; k < SRV_CODE_COUNT; k++)
@@ -68,11 +68,11 @@ void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
 {
     *out = *now;
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        attn_hist *h = &out->stage[s];
-        const attn_hist *b = &before->stage[s];
+        util_hist *h = &out->stage[s];
+        const util_hist *b = &before->stage[s];
         h->n -= b->n;
         h->sum -= b->sum;
-        for (int i = 0; i < ATTN_HIST_BUCKETS; i++)
+        for (int i = 0; i < UTIL_HIST_BUCKETS; i++)
             h->bucket[i] -= b->bucket[i];
         /* The interval's own extremes are not kept: min and max stay the
          * cumulative ones, which only loosens the clamp on its quantiles. */
@@ -96,10 +96,10 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
         (unsigned long long)v->errors[SRV_E_BUSY], (unsigned long long)v->fallbacks,
         (unsigned long long)v->dropped);
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        const attn_hist *h = &v->stage[s];
+        const util_hist *h = &v->stage[s];
         PUT(" %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f", s_stage_names[s],
-            attn_hist_quantile(h, 0.50) / 1e3, s_stage_names[s], attn_hist_quantile(h, 0.99) / 1e3,
-            s_stage_names[s], attn_hist_quantile(h, 0.999) / 1e3);
+            util_hist_quantile(h, 0.50) / 1e3, s_stage_names[s], util_hist_quantile(h, 0.99) / 1e3,
+            s_stage_names[s], util_hist_quantile(h, 0.999) / 1e3);
     }
     for (int k = 1; k < SRV_CODE_COUNT; k++)
         if (v->errors[k])

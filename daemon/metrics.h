@@ -13,7 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "attn/hist.h"
+#include "util/hist.h"
 #include "daemon/proto.h"
 
 #define SRV_OPS_MAX 16   /* rows the op table may grow to (ops.c checks) */
@@ -32,7 +32,7 @@ typedef struct srv_wstats {
     uint64_t ops[SRV_OPS_MAX];           /* requests by op, by table row (parsed ones) */
     uint64_t errors[SRV_CODE_COUNT];     /* error replies by code */
     uint64_t fallbacks;                  /* rank replies that used the popularity prior */
-    attn_hist stage[SRV_STAGE_COUNT];    /* nanoseconds */
+    util_hist stage[SRV_STAGE_COUNT];    /* nanoseconds */
 } srv_wstats;
 
 typedef struct srv_counters {
@@ -56,7 +56,7 @@ typedef struct srv_metrics_view {
     uint64_t errors[SRV_CODE_COUNT];
     uint64_t fallbacks, reloads, reload_failures;
     int in_flight, queued;
-    attn_hist stage[SRV_STAGE_COUNT];
+    util_hist stage[SRV_STAGE_COUNT];
     uint64_t rss_bytes;
     uint64_t jemalloc_allocated;   /* 0 without jemalloc (sanitizer builds) */
     int64_t model_version, catalog_version;

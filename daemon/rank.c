@@ -25,18 +25,10 @@
 #include "daemon/reply.h"
 #include "daemon/snapshot.h"
 #include "util/clock.h"
+#include "util/set.h"
 
 /* Most self-attention context events a request can carry (any model's). */
 #define S_CTX (ATTN_SA_MAX - 1)
-
-/* Open-addressing set of catalog rows.  Generation stamps make clearing
- * O(1): a slot counts only if its stamp is the current generation. */
-typedef struct s_rowset {
-    uint32_t *key;
-    uint32_t *gen;
-    uint32_t mask;
-    uint32_t cur;
-} s_rowset;
 
 struct srv_rank_buf {
     int max_history;
@@ -56,7 +48,7 @@ struct srv_rank_buf {
     uint32_t *res_rows;          /* max_k */
     float *res_score;            /* max_k */
     uint32_t *because_rows;      /* max_k x max_explain */
-    s_rowset dedupe, seen;
+    util_set dedupe, seen;       /* duplicate candidates; items the user has seen */
 };
 
 /* What steps 2-4 found out about one request. */
@@ -65,59 +57,6 @@ typedef struct s_rank_state {
     int n_ctx;                /* self-attention context events after the history */
     const char *fallback;     /* NULL, or the reason */
 } s_rank_state;
-
-/* ---- row sets ------------------------------------------------------------- */
-
-static int s_rowset_init(s_rowset *s, uint32_t capacity)
-{
-    uint32_t size = 16;
-    while (size < capacity * 2)
-        size <<= 1;
-    s->key = calloc(size, sizeof *s->key);
-    s->gen = calloc(size, sizeof *s->gen);
-    s->mask = size - 1;
-    s->cur = 1;
-    return s->key && s->gen ? 0 : -1;
-}
-
-static void s_rowset_free(s_rowset *s)
-{
-    free(s->key);
-    free(s->gen);
-}
-
-static void s_rowset_clear(s_rowset *s)
-{
-    if (++s->cur == 0) {  /* wrapped: stamps could collide, clear for real */
-        memset(s->gen, 0, (s->mask + 1) * sizeof *s->gen);
-        s->cur = 1;
-    }
-}
-
-/* Insert row; returns 1 if it was new, 0 if already present. */
-static int s_rowset_add(s_rowset *s, uint32_t row)
-{
-    uint32_t h = (row * 2654435761u) & s->mask;
-    while (s->gen[h] == s->cur) {
-        if (s->key[h] == row)
-            return 0;
-        h = (h + 1) & s->mask;
-    }
-    s->gen[h] = s->cur;
-    s->key[h] = row;
-    return 1;
-}
-
-static int s_rowset_has(const s_rowset *s, uint32_t row)
-{
-    uint32_t h = (row * 2654435761u) & s->mask;
-    while (s->gen[h] == s->cur) {
-        if (s->key[h] == row)
-            return 1;
-        h = (h + 1) & s->mask;
-    }
-    return 0;
-}
 
 /* ---- buffers -------------------------------------------------------------- */
 
@@ -143,8 +82,8 @@ void srv_rank_buf_free(srv_rank_buf **buf_p)
     free(b->res_rows);
     free(b->res_score);
     free(b->because_rows);
-    s_rowset_free(&b->dedupe);
-    s_rowset_free(&b->seen);
+    util_set_free(&b->dedupe);
+    util_set_free(&b->seen);
     free(b);
 }
 
@@ -179,8 +118,8 @@ srv_rank_buf *srv_rank_buf_new(const srv_config *cfg)
     if (!b->look_ext || !b->look_len || !b->look_hash || !b->look_rows || !b->look_w ||
         !b->cand_rows || !b->unknown || !b->excluded_rows || !b->hist_rows || !b->hist_w ||
         !b->events || !b->fallback_scores || !b->order || !b->res_rows || !b->res_score ||
-        !b->because_rows || s_rowset_init(&b->dedupe, (uint32_t)n_cand) ||
-        s_rowset_init(&b->seen, (uint32_t)n_events)) {
+        !b->because_rows || util_set_init(&b->dedupe, (uint32_t)n_cand, 0) ||
+        util_set_init(&b->seen, (uint32_t)n_events, 0)) {
         srv_rank_buf_free(&b);
         return NULL;
     }
@@ -242,12 +181,12 @@ static void s_map_candidates(srv_rank_buf *b, const srv_snapshot *snap, const sr
                              s_rank_state *st)
 {
     s_lookup(b, snap, a->cand, a->n_cand);
-    s_rowset_clear(&b->dedupe);
+    util_set_clear(&b->dedupe);
     for (int i = 0; i < a->n_cand; i++) {
         int64_t row = b->look_rows[i];
         if (row < 0)
             b->unknown[st->n_unknown++] = a->cand[i];
-        else if (s_rowset_add(&b->dedupe, (uint32_t)row))
+        else if (util_set_add(&b->dedupe, (uint32_t)row))
             b->cand_rows[st->n_cand++] = (uint32_t)row;
     }
 }
@@ -301,7 +240,7 @@ static void s_exclude_seen(srv_rank_buf *b, s_rank_state *st)
     int kept = 0;
     for (int i = 0; i < st->n_cand; i++) {
         uint32_t row = b->cand_rows[i];
-        if (s_rowset_has(&b->seen, row))
+        if (util_set_has(&b->seen, row))
             b->excluded_rows[st->n_excluded++] = row;
         else
             b->cand_rows[kept++] = row;
@@ -333,13 +272,13 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
         snprintf(why, why_len, "%s", err.msg);
         return -1;
     }
-    s_rowset_clear(&b->seen);
+    util_set_clear(&b->seen);
     for (int i = 0; i < n; i++) {
         int64_t row = store_catalog_row(snap->cat, b->events[i].item_id);
         if (row < 0)
             continue;  /* not embedded, or gone from the catalog */
         if (a->exclude_seen)
-            s_rowset_add(&b->seen, (uint32_t)row);
+            util_set_add(&b->seen, (uint32_t)row);
         float wt = b->events[i].weight;
         if (wt > 0 && isfinite(wt))
             s_take_event(b, snap, st, (uint32_t)row, wt);

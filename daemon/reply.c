@@ -207,13 +207,13 @@ static void s_latency(srv_json *w, const srv_metrics_view *v)
     srv_json_key(w, "latency_us");
     srv_json_open(w, '{');
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        const attn_hist *h = &v->stage[s];
+        const util_hist *h = &v->stage[s];
         srv_json_key(w, srv_stage_name(s));
         srv_json_open(w, '{');
         s_kv_int(w, "count", (int64_t)h->n);
         for (int q = 0; q < 4; q++) {
             srv_json_key(w, qn[q]);
-            srv_json_num(w, attn_hist_quantile(h, qs[q]) / 1e3);
+            srv_json_num(w, util_hist_quantile(h, qs[q]) / 1e3);
         }
         srv_json_key(w, "max");
         srv_json_num(w, h->n ? h->max / 1e3 : 0);

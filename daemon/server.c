@@ -735,7 +735,7 @@ static int s_alloc(s_main *m)
     for (int i = 0; i < m->st.n_workers && i < 100000; i++)
         snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        attn_hist_reset(&m->view_prev->stage[s]);
+        util_hist_reset(&m->view_prev->stage[s]);
     return 0;
 }
 

@@ -112,7 +112,7 @@ void srv_worker_done(srv_worker *w, uint64_t t_recv)
     pthread_mutex_lock(&w->stats.lock);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         if (w->stage[s] || s == SRV_STAGE_TOTAL)
-            attn_hist_add(&w->stats.stage[s], w->stage[s]);
+            util_hist_add(&w->stats.stage[s], w->stage[s]);
     pthread_mutex_unlock(&w->stats.lock);
 }
 

@@ -16,6 +16,7 @@
  * whole or absent.
  */
 #include "store/store_int.h"
+#include "util/rng.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,12 +125,11 @@ static uint64_t s_hash_str(const char *s, size_t len)
     return h;
 }
 
+/* splitmix64's output function is a good 64-bit mixer: one step from id. */
 static uint64_t s_hash_id(int64_t id)
 {
-    uint64_t z = (uint64_t)id + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    uint64_t z = (uint64_t)id;
+    return util_splitmix64(&z);
 }
 
 #define S_TAG(h) ((h) >> 32)

@@ -2,10 +2,11 @@
  *
  * The scan walks the interactions primary key (user_id, ts, item_id, kind)
  * forwards, so SQLite needs no sort.  Arrays grow geometrically; a user's
- * sequence is closed when the user id changes.  Uses only the public store
- * API plus the raw connection (store_sqlite), as tools do.
+ * sequence is closed when the user id changes.  Part of the SQLite core
+ * (docs/ARCHITECTURE.md says why it is not a folder of its own).
  */
 #include "store/dataset.h"
+#include "store/store_int.h"
 
 #include <math.h>
 #include <sqlite3.h>

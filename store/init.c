@@ -1,4 +1,5 @@
-/* init.c -- store_init: a new, empty attnd database.
+/* init.c -- store_init: a new, empty attnd database; store_migrate: an
+ * existing one brought up to this build's schema.
  *
  * The file is created, switched to WAL, and filled in one transaction:
  * header pragmas, every table (the migration steps from version 0), meta and
@@ -152,5 +153,35 @@ int store_init(const char *path, int dim, store_err *err)
     store_close(&db);
     if (rc != STORE_OK && created)
         s_unlink_all(path);
+    return rc;
+}
+
+/* The schema version in the file's header, read with plain SQLite: the
+ * store's own open refuses an old schema read-only and migrates it
+ * read-write, either way hiding what was there.  -1 if unreadable. */
+static int s_peek_version(const char *path)
+{
+    sqlite3 *h = NULL;
+    int v = -1;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    sqlite3_close(h);
+    return v;
+}
+
+int store_migrate(const char *path, int busy_ms, int *from, store_err *err)
+{
+    int before = s_peek_version(path);
+    if (from)
+        *from = before;
+    store *db;
+    int rc = store_open(&db, path, STORE_READWRITE, busy_ms, err);   /* migrates */
+    store_close(&db);
     return rc;
 }

@@ -530,7 +530,9 @@ int store_model_list(store *db, store_model_info **out, size_t *n, store_err *er
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db->h,
                                 "SELECT version, created_at, heads, d_model, active, config, "
-                                "metrics FROM models ORDER BY version", -1, &st, NULL);
+                                "metrics, CASE WHEN json_valid(config) THEN "
+                                "json_extract(config, '$.sa_len') END "
+                                "FROM models ORDER BY version", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return store_sqlfail(db, err, rc, "reading models");
     store_model_info *list = NULL;
@@ -554,6 +556,7 @@ int store_model_list(store *db, store_model_info **out, size_t *n, store_err *er
         mi->heads = sqlite3_column_int(st, 2);
         mi->d_model = sqlite3_column_int(st, 3);
         mi->active = sqlite3_column_int(st, 4);
+        mi->sa_len = sqlite3_column_int(st, 7);   /* NULL (no key, bad JSON): 0 */
         const char *c = (const char *)sqlite3_column_text(st, 5);
         const char *m = (const char *)sqlite3_column_text(st, 6);
         mi->config = strdup(c ? c : "");

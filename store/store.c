@@ -394,12 +394,53 @@ int store_commit(store *db, store_err *err)
         return err ? err->code : STORE_ERR_IO;
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? STORE_OK : store_sqlfail(db, err, rc, "committing");
+    if (rc != SQLITE_DONE)
+        return store_sqlfail(db, err, rc, "committing");
+    db->dim_undo = 0;   /* a dimension change is now for good */
+    return STORE_OK;
+}
+
+int64_t store_cache_size(store *db, int64_t size)
+{
+    int64_t was = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA cache_size", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            was = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld", (long long)size);
+    sqlite3_exec(db->h, sql, NULL, NULL, NULL);   /* a hint: failure changes nothing */
+    return was;
+}
+
+int store_read_begin(store *db, store_err *err)
+{
+    if (!sqlite3_get_autocommit(db->h))
+        return store_fail(err, STORE_ERR_INVAL,
+                          "%s: store_read_begin: a transaction is already open", db->path);
+    return store_exec(db, "BEGIN", "starting a read transaction", err);
+}
+
+void store_read_end(store *db)
+{
+    /* Nothing was written: COMMIT only releases the snapshot, and a
+     * rollback does the same if the commit cannot run. */
+    if (db && !sqlite3_get_autocommit(db->h) &&
+        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        store_rollback(db);
 }
 
 void store_rollback(store *db)
 {
-    if (!db || sqlite3_get_autocommit(db->h))
+    if (!db)
+        return;
+    if (db->dim_undo) {   /* a dimension change goes with the transaction */
+        db->dim = db->dim_undo;
+        db->dim_undo = 0;
+    }
+    if (sqlite3_get_autocommit(db->h))
         return;
     /* Statements still stepping would keep the transaction's read lock;
      * reset them all before rolling back. */

@@ -1,4 +1,7 @@
 /* store.h -- attnd's SQLite store: schema, catalog, histories, model versions.
+ * The only header through which programs reach the schema: no SQL text
+ * lives outside store/.  The jobs built on it have their own folders and
+ * headers: store/import/import.h, store/embed/embed.h, store/gen/gen.h.
  *
  *     store *db; store_err err;
  *     if (store_open(&db, "demo.db", STORE_READONLY, 2000, &err) != STORE_OK)
@@ -55,6 +58,12 @@ typedef struct store_err {
 /* Stable short name of a code ("busy", "corrupt", ...), never NULL. */
 const char *store_strerror(int code);
 
+/* Fill err (may be NULL) with code and a printf-formatted line (newlines
+ * become spaces); returns code, so that callers -- the core and the job
+ * folders built on it -- can `return store_fail(...)`. */
+int store_fail(store_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 typedef struct store store;
 
 enum store_open_flags {
@@ -85,17 +94,23 @@ void store_close(store **db_p);
  * All or nothing: on failure a file created here is removed again. */
 int store_init(const char *path, int dim, store_err *err);
 
+/* Open path read-write, which migrates an older schema forward (see
+ * store_open for the failures), and close it again.  *from (may be NULL)
+ * gets the schema version the file had before, -1 if it could not be read. */
+int store_migrate(const char *path, int busy_ms, int *from, store_err *err);
+
 const char *store_path(const store *db);
 int store_dim(const store *db);                   /* meta embedding_dim */
-/* The sqlite3 * for tools that need a query the store has no function for.
- * Borrowed; do not close it.  Writers should still go through store_item_put
- * and friends, which check what they write. */
-void *store_sqlite(store *db);                    /* the sqlite3 *, for tools */
+/* Set this connection's page cache (SQLite's cache_size: n > 0 pages,
+ * n < 0 KiB) and return the previous setting (0 if it could not be read),
+ * so that a bulk writer can give it back afterwards.  A hint: never fails. */
+int64_t store_cache_size(store *db, int64_t size);
 
 /* meta table.  get copies into buf (NUL-terminated, truncated to len);
  * STORE_ERR_NOTFOUND if the key is absent. */
 int store_meta_get(store *db, const char *key, char *buf, size_t len, store_err *err);
-/* Insert or replace a key.  embedding_dim cannot be changed (STORE_ERR_INVAL). */
+/* Insert or replace a key.  embedding_dim cannot be changed here (STORE_ERR_INVAL;
+ * store_dim_rewrite is the one way, for the embedder). */
 int store_meta_set(store *db, const char *key, const char *value, store_err *err);
 
 /* Transactions for writers: BEGIN IMMEDIATE (waits busy_ms for the lock,
@@ -104,6 +119,13 @@ int store_meta_set(store *db, const char *key, const char *value, store_err *err
 int store_begin(store *db, store_err *err);
 int store_commit(store *db, store_err *err);
 void store_rollback(store *db);
+
+/* A read transaction (BEGIN, deferred; read-only handles too): until
+ * store_read_end every query sees the database as of its first read, even
+ * while a writer commits beside it.  STORE_ERR_INVAL if a transaction is
+ * already open.  store_read_end accepts NULL and no open transaction. */
+int store_read_begin(store *db, store_err *err);
+void store_read_end(store *db);
 
 /* ---- catalog ---------------------------------------------------------------
  * Every embedded item, loaded in one pass ordered by item_id.  Items whose
@@ -188,6 +210,14 @@ int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
  * STORE_ERR_NOTFOUND (and "" in buf) if there is no such item. */
 int store_item_title(store *db, int64_t item_id, char *buf, size_t len, store_err *err);
 
+/* Called for every item in item_id order: ext, title and text are
+ * NUL-terminated ("" for NULL) and borrowed for the call.  STORE_OK goes
+ * on; any other code stops the scan and is returned. */
+typedef int (*store_item_text_fn)(void *ctx, int64_t item_id, const char *ext,
+                                  const char *title, const char *text);
+/* Every item's ext_id, title and text (text.c), for the embedder. */
+int store_item_texts(store *db, store_item_text_fn fn, void *ctx, store_err *err);
+
 /* ---- writers (inside store_begin/commit) ---------------------------------- */
 /* Insert or update by ext_id; an existing item keeps its item_id (item_id
  * may be NULL).  emb must hold store_dim() finite floats (a non-finite one
@@ -217,6 +247,16 @@ int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
                     const char *kind, float weight, store_err *err);
 /* Bump meta catalog_version so that running daemons reload. */
 int store_catalog_touch(store *db, store_err *err);
+
+/* Change embedding_dim to dim (1..65536) inside the caller's store_begin:
+ * meta embedding_dim, the identity model's shape, and the active model --
+ * a trained one of another dimension is deactivated and the identity model
+ * serves.  *models_unusable (may be NULL) gets the number of versions whose
+ * d is not dim.  The caller must then rewrite every embedding in the same
+ * transaction: store_dim() is dim at once, so store_item_set_embedding takes
+ * the new length; store_rollback puts the old one back.  For the embedder
+ * (store/embed/); everyone else keeps the dimension a database was made with. */
+int store_dim_rewrite(store *db, int dim, int *models_unusable, store_err *err);
 
 /* ---- model versions ------------------------------------------------------- */
 #define STORE_MODEL_ACTIVE (-1)
@@ -255,6 +295,7 @@ typedef struct store_model_info {
     int heads;
     int d_model;
     int active;            /* 1 for the active version */
+    int sa_len;            /* config's sa_len (self-attention window); 0 if absent */
     char *config;          /* JSON text, owned by the list */
     char *metrics;         /* JSON text or NULL, owned by the list */
 } store_model_info;
@@ -263,5 +304,62 @@ typedef struct store_model_info {
  * Free it with store_model_list_free. */
 int store_model_list(store *db, store_model_info **out, size_t *n, store_err *err);
 void store_model_list_free(store_model_info **list_p, size_t n);   /* accepts NULL */
+
+/* ---- inspection (inspect.c) ------------------------------------------------
+ * What `attnctl inspect` reports.  Read-only; inside store_read_begin/end the
+ * numbers and the checks describe one snapshot. */
+#define STORE_SUMMARY_KINDS 8
+
+typedef struct store_summary {
+    int64_t schema_version;      /* PRAGMA user_version */
+    int64_t items, items_embedded, users, events;
+    int n_kinds;                 /* entries of kind[] */
+    struct {
+        char name[128];          /* interactions.kind, truncated to 127 bytes */
+        int64_t events;
+    } kind[STORE_SUMMARY_KINDS]; /* the most common kinds, most events first */
+    int64_t users_with_events;   /* users with at least one event; the three */
+    int64_t per_user_min;        /* below are over them (0 when there are none) */
+    double per_user_median;
+    int64_t per_user_max;
+} store_summary;
+
+/* Counts of items (embedded or not), users, events, events per kind and per
+ * user.  On failure err names the query that failed; *out is then partial. */
+int store_summary_read(store *db, store_summary *out, store_err *err);
+
+/* A problem report: one line, no newline; msg is borrowed for the call. */
+typedef void (*store_problem_fn)(void *ctx, const char *msg);
+
+/* The checks a database should pass before a daemon serves it: SQLite's
+ * PRAGMA quick_check, every embedding blob (length = embedding_dim x 4, all
+ * values finite), events pointing to missing items or users, users without
+ * events, weights that are not > 0.  Each problem is reported through fn as
+ * a line naming the rows (the first five of a kind, then a count); a check
+ * that cannot run is reported as a problem too.  Returns the number of
+ * problems reported, 0 for a healthy database.  The active model is not
+ * checked here: store_model_load is that check. */
+int store_check(store *db, store_problem_fn fn, void *ctx);
+
+/* ---- ids for load generators (sample.c) ----------------------------------- */
+enum store_ext_kind {
+    STORE_EXT_ITEM = 1,   /* an item with an embedding (one the daemon can rank) */
+    STORE_EXT_USER = 2,
+};
+
+/* Called once per id: ext is NUL-terminated and borrowed for the call.
+ * STORE_OK goes on; any other code stops the scan. */
+typedef int (*store_ext_fn)(void *ctx, int kind, const char *ext);
+
+/* The ext_id of every embedded item (item_id order) and then, when
+ * with_users, of every user (user_id order), from the database file at
+ * path, passed to fn.  The file is opened read-only with plain SQLite -- no
+ * schema-version check, no catalog, no write lock -- so a load generator
+ * works beside a daemon and an import on any database with those two
+ * tables.  Errors name path: STORE_ERR_IO (cannot open), STORE_ERR_NOTOURS
+ * (no such table or column: "is it an attnd database?"), SQLite's failure
+ * while reading, or the code fn stopped with. */
+int store_ext_ids_file(const char *path, int with_users, store_ext_fn fn, void *ctx,
+                       store_err *err);
 
 #endif

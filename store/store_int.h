@@ -1,8 +1,10 @@
 /* store_int.h -- what the store core's files share and nobody else needs.
  *
  * The handle, the cache of prepared statements, error helpers and the
- * migration table.  Importers and the embedder code against store.h only;
- * tests may include this header for the schema test hook below.
+ * migration table.  Private to the SQLite core (the .c files in store/
+ * itself): the job folders import/, embed/ and gen/ use store.h like any
+ * other caller.  White-box tests and benchmarks include it for the schema
+ * hook and raw queries.
  */
 #ifndef STORE_STORE_INT_H
 #define STORE_STORE_INT_H
@@ -41,6 +43,8 @@ struct store {
     int flags;                            /* STORE_READONLY or STORE_READWRITE */
     int busy_ms;                          /* busy timeout, quoted in BUSY messages */
     int dim;                              /* meta embedding_dim, read at open */
+    int dim_undo;                         /* store_dim_rewrite in the open transaction:
+                                             the dim a rollback restores; else 0 */
     sqlite3_stmt *st[STORE_ST__COUNT];    /* cached statements, NULL until used */
 };
 
@@ -54,10 +58,10 @@ struct store {
     "SELECT item_id, ts, weight FROM interactions WHERE user_id = ?1 "        \
     "ORDER BY ts DESC, item_id DESC LIMIT ?2"
 
-/* Fill err (may be NULL) with code and a printf-formatted line; returns code
- * so that callers can `return store_fail(...)`. */
-int store_fail(store_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The connection behind a handle, borrowed: for tests and benchmarks that
+ * look at rows directly.  Writers should still go through store_item_put and
+ * friends, which check what they write. */
+void *store_sqlite(store *db);
 
 /* Map an SQLite result code to a store code: BUSY/LOCKED -> BUSY,
  * NOTADB -> NOTDB, CORRUPT -> CORRUPT, NOMEM -> NOMEM, a foreign key

@@ -36,19 +36,10 @@ static int s_reserve(s_pool *p, size_t more)
  * character boundary. */
 static int s_append(s_pool *p, const char *t, size_t len, size_t max)
 {
-    if (s_reserve(p, max + 3))
+    if (s_reserve(p, util_utf8_repair(NULL, t, len) + 1))
         return -1;
-    size_t start = p->len;
-    for (size_t i = 0; i < len;) {
-        size_t n = util_utf8_seq(t + i, len - i);
-        const char *bytes = n ? t + i : "\xEF\xBF\xBD";
-        size_t out = n ? n : 3;
-        if (p->len - start + out > max)
-            break;
-        memcpy(p->buf + p->len, bytes, out);
-        p->len += out;
-        i += n ? n : 1;
-    }
+    size_t n = util_utf8_repair(p->buf + p->len, t, len);
+    p->len += util_utf8_cut(p->buf + p->len, n, max);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /* check_attn.c -- the attn/ math library: model, reference, fast path,
- * top-k, histogram.
+ * top-k.
  *
  * The fast path is checked against the reference (double precision, plain
  * loops, no shared code) on many random shapes, with every vector kernel
@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "attn/attn.h"
-#include "attn/hist.h"
 #include "attn/model.h"
 #include "attn/score.h"
 #include "attn/topk.h"
@@ -1235,65 +1234,6 @@ START_TEST(test_topk)
 }
 END_TEST
 
-/* ---- histogram ---------------------------------------------------------- */
-
-static int s_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-START_TEST(test_hist)
-{
-    static attn_hist h, h2, hm;
-    enum { N = 20000 };
-    static uint64_t v[N];
-    tu_rng r = {1212};
-    const double qs[] = {0.0, 0.001, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0};
-    for (int dist = 0; dist < 4; dist++) {
-        attn_hist_reset(&h);
-        attn_hist_reset(&h2);
-        uint64_t sum = 0;
-        for (int i = 0; i < N; i++) {
-            double u = tu_uniform(&r);
-            v[i] = dist == 0 ? (uint64_t)(1 + u * 1e9)               /* uniform */
-                 : dist == 1 ? (uint64_t)(-log(1 - u) * 250000.0)     /* exponential */
-                 : dist == 2 ? (uint64_t)exp(5 + 25 * u)              /* log-uniform */
-                             : (uint64_t)(u * 300);                   /* small, exact */
-            attn_hist_add(i % 2 ? &h : &h2, v[i]);
-            sum += v[i];
-        }
-        hm = h;
-        attn_hist_merge(&hm, &h2);
-        qsort(v, N, sizeof v[0], s_cmp_u64);
-        ck_assert_uint_eq(hm.n, N);
-        ck_assert_uint_eq(hm.sum, sum);
-        ck_assert_uint_eq(hm.min, v[0]);
-        ck_assert_uint_eq(hm.max, v[N - 1]);
-        for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-            size_t rank = (size_t)ceil(qs[i] * N);
-            uint64_t truth = v[rank ? rank - 1 : 0];
-            uint64_t got = attn_hist_quantile(&hm, qs[i]);
-            double rel = truth ? fabs((double)got - (double)truth) / (double)truth
-                               : (double)got;
-            ck_assert_msg(rel < 0.01, "dist %d q %g: got %llu true %llu", dist, qs[i],
-                          (unsigned long long)got, (unsigned long long)truth);
-            if (truth < 256)
-                ck_assert_uint_eq(got, truth);             /* buckets of width 1 */
-        }
-    }
-    attn_hist_reset(&h);
-    ck_assert_uint_eq(attn_hist_quantile(&h, 0.5), 0);
-    ck_assert_uint_eq(h.min, UINT64_MAX);
-    attn_hist_add(&h, UINT64_MAX);                         /* beyond the range */
-    attn_hist_add(&h, 5);
-    ck_assert_uint_eq(attn_hist_quantile(&h, 1.0), UINT64_MAX);
-    ck_assert_uint_eq(attn_hist_quantile(&h, 0.0), 5);
-    ck_assert_uint_eq(attn_hist_quantile(&h, 0.5), 5);
-    ck_assert_uint_le(attn_hist_quantile(&h, 0.75), UINT64_MAX);
-}
-END_TEST
-
 START_TEST(test_strerror)
 {
     ck_assert_str_eq(attn_strerror(ATTN_OK), "ok");
@@ -1312,7 +1252,6 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_model_basic);
     tcase_add_test(tc, test_model_check);
     tcase_add_test(tc, test_topk);
-    tcase_add_test(tc, test_hist);
     tcase_add_test(tc, test_ref_by_hand);
     tcase_add_test(tc, test_kernel_select);
     tcase_add_test(tc, test_fast_random);

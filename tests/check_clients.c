@@ -1407,8 +1407,8 @@ START_TEST(test_load_closed)
     ck_assert_uint_eq(res->timeouts, 0);
     ck_assert_ptr_null(res->errors);
     ck_assert_double_gt(res->seconds, 0);
-    ck_assert_uint_gt(attn_hist_quantile(&res->lat, 0.5), 1000);   /* > 1 µs */
-    ck_assert_uint_le(attn_hist_quantile(&res->lat, 0.5), attn_hist_quantile(&res->lat, 0.99));
+    ck_assert_uint_gt(util_hist_quantile(&res->lat, 0.5), 1000);   /* > 1 µs */
+    ck_assert_uint_le(util_hist_quantile(&res->lat, 0.5), util_hist_quantile(&res->lat, 0.99));
 
     char *text = NULL;
     size_t len;
@@ -1502,7 +1502,7 @@ START_TEST(test_load_coordinated_omission)
     o.warmup_s = 0;
     ck_assert_msg(cli_load_run(ctx, &o, src, res, &err) == CLI_OK, "%s", err.msg);
     ck_assert_uint_eq(res->ok, res->sent);
-    uint64_t open_p90 = attn_hist_quantile(&res->lat, 0.9);
+    uint64_t open_p90 = util_hist_quantile(&res->lat, 0.9);
     ck_assert_msg(open_p90 > 50000000, "open loop p90 %llu ns", (unsigned long long)open_p90);
     ck_assert_uint_gt(res->lat.max, 250000000);
     cJSON_Delete(res->errors);
@@ -1515,7 +1515,7 @@ START_TEST(test_load_coordinated_omission)
     o.duration_s = 0;
     o.requests = 1000;
     ck_assert_msg(cli_load_run(ctx, &o, src, res, &err) == CLI_OK, "%s", err.msg);
-    uint64_t closed_p90 = attn_hist_quantile(&res->lat, 0.9);
+    uint64_t closed_p90 = util_hist_quantile(&res->lat, 0.9);
     ck_assert_msg(closed_p90 < 50000000, "closed loop p90 %llu ns", (unsigned long long)closed_p90);
     ck_assert_uint_gt(res->lat.max, 250000000);   /* the one request that waited */
     cJSON_Delete(res->errors);

@@ -27,7 +27,7 @@
 #include "attn/model.h"
 #include "attn/score.h"
 #include "attn/topk.h"
-#include "store/gen.h"
+#include "store/gen/gen.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"

@@ -14,8 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
 
 #define N_TOPICS 4

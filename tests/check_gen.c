@@ -16,10 +16,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "store/gen.h"
-#include "store/gen_vocab.h"
-#include "store/gen_world.h"
+#include "store/gen/gen.h"
+#include "store/gen/vocab.h"
+#include "store/gen/world.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
 #include "tools/cmd.h"
 

@@ -17,10 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store/import.h"
-#include "store/import_read.h"
+#include "store/import/import.h"
+#include "store/import/read.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "tests/testutil.h"
+#include "util/utf8.h"
 
 #define DIM 4
 
@@ -279,12 +281,12 @@ END_TEST
 
 START_TEST(test_text_helpers)
 {
-    ck_assert_uint_eq(store_import_utf8_bad("abc\xC3\xA9", 5), 5);
-    ck_assert_uint_eq(store_import_utf8_bad("ab\xC3", 3), 2);          /* cut short */
-    ck_assert_uint_eq(store_import_utf8_bad("\xC0\xAF", 2), 0);        /* overlong */
-    ck_assert_uint_eq(store_import_utf8_bad("x\xED\xA0\x80", 4), 1);   /* surrogate */
-    ck_assert_uint_eq(store_import_utf8_bad("\xF4\x90\x80\x80", 4), 0); /* > U+10FFFF */
-    ck_assert_uint_eq(store_import_utf8_bad("\xF0\x9F\x98\x80", 4), 4);
+    ck_assert_uint_eq(util_utf8_prefix("abc\xC3\xA9", 5), 5);
+    ck_assert_uint_eq(util_utf8_prefix("ab\xC3", 3), 2);          /* cut short */
+    ck_assert_uint_eq(util_utf8_prefix("\xC0\xAF", 2), 0);        /* overlong */
+    ck_assert_uint_eq(util_utf8_prefix("x\xED\xA0\x80", 4), 1);   /* surrogate */
+    ck_assert_uint_eq(util_utf8_prefix("\xF4\x90\x80\x80", 4), 0); /* > U+10FFFF */
+    ck_assert_uint_eq(util_utf8_prefix("\xF0\x9F\x98\x80", 4), 4);
     int64_t v;
     ck_assert_int_eq(store_import_parse_i64("-9223372036854775808", 20, &v), 0);
     ck_assert(v == INT64_MIN);

@@ -12,13 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
 #include "store/store_int.h"
 #include "tests/testutil.h"
+#include "util/clock.h"
 
 #define DIM 8
 
@@ -78,13 +78,6 @@ static void s_expect_open(const char *path, int flags, int code, const char *nee
     ck_assert_msg(strstr(err.msg, path), "message does not name the file: %s", err.msg);
     ck_assert_msg(!needle || strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
     ck_assert_msg(!strchr(err.msg, '\n'), "message is not one line: %s", err.msg);
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* A deterministic embedding for item k. */
@@ -324,14 +317,14 @@ START_TEST(test_locked)
     /* A writer with a short busy timeout gives up quickly, and says why. */
     store *db = NULL;
     store_err err = {0};
-    double t0 = s_now();
+    double t0 = util_now_s();
     ck_assert_msg(store_open(&db, path, STORE_READWRITE, 100, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(store_begin(db, &err), STORE_ERR_BUSY);
     ck_assert_ptr_nonnull(strstr(err.msg, "locked by another writer"));
     ck_assert_ptr_nonnull(strstr(err.msg, path));
     ck_assert_int_eq(store_item_put(db, "new", NULL, NULL, NULL, 1, NULL, &err), STORE_ERR_BUSY);
     ck_assert_int_eq(store_catalog_touch(db, &err), STORE_ERR_BUSY);
-    double took = s_now() - t0;
+    double took = util_now_s() - t0;
     ck_assert_msg(took < 2.0 * tu_slowdown(), "BUSY took %.2f s", took);
 
     /* Readers work beside the writer (WAL) and see the last commit. */
@@ -952,6 +945,313 @@ START_TEST(test_attnctl)
 }
 END_TEST
 
+/* ---- inspection, sampling, migration (inspect.c, sample.c, init.c) -------- */
+
+/* Items i0..i9 (i2, i5, i8 not embedded), users u0..u2 with events of
+ * three kinds: u0 4 events, u1 2, u2 1. */
+static const char *s_small_db(const char *name)
+{
+    const char *path = s_fresh(name, DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    int64_t ids[10], u[3];
+    s_put_items(db, 10, ids);
+    store_err err = {0};
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    for (int k = 0; k < 3; k++) {
+        char ext[8];
+        snprintf(ext, sizeof ext, "u%d", k);
+        ck_assert_int_eq(store_user_put(db, ext, &u[k], &err), STORE_OK);
+    }
+    static const struct { int u, item, ts; const char *kind; } ev[] = {
+        {0, 0, 10, NULL}, {0, 1, 11, "like"}, {0, 3, 12, NULL}, {0, 4, 13, "buy"},
+        {1, 0, 10, "like"}, {1, 6, 20, NULL}, {2, 7, 30, NULL},
+    };
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
+        ck_assert_int_eq(store_event_put(db, u[ev[i].u], ids[ev[i].item], ev[i].ts, ev[i].kind,
+                                         1.0f, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    store_close(&db);
+    return path;
+}
+
+typedef struct s_problems {
+    int n;
+    char text[4096];
+} s_problems;
+
+static void s_collect(void *ctx, const char *msg)
+{
+    s_problems *p = ctx;
+    ck_assert_msg(!strchr(msg, '\n') && *msg, "bad problem line '%s'", msg);
+    p->n++;
+    size_t used = strlen(p->text);
+    snprintf(p->text + used, sizeof p->text - used, "%s\n", msg);
+}
+
+START_TEST(test_inspect)
+{
+    const char *path = s_small_db("inspect.db");
+    store *db = s_open(path, STORE_READONLY);
+    store_summary sum;
+    store_err err = {0};
+    ck_assert_msg(store_summary_read(db, &sum, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(sum.schema_version, STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(sum.items, 10);
+    ck_assert_int_eq(sum.items_embedded, 7);
+    ck_assert_int_eq(sum.users, 3);
+    ck_assert_int_eq(sum.events, 7);
+    ck_assert_int_eq(sum.n_kinds, 3);
+    ck_assert_str_eq(sum.kind[0].name, "view");
+    ck_assert_int_eq(sum.kind[0].events, 4);
+    ck_assert_str_eq(sum.kind[1].name, "like");
+    ck_assert_int_eq(sum.kind[1].events, 2);
+    ck_assert_int_eq(sum.users_with_events, 3);
+    ck_assert_int_eq(sum.per_user_min, 1);
+    ck_assert_int_eq(sum.per_user_max, 4);
+    ck_assert(sum.per_user_median == 2.0);
+    s_problems p = {0};
+    ck_assert_int_eq(store_check(db, s_collect, &p), 0);     /* healthy */
+    ck_assert_int_eq(p.n, 0);
+    store_close(&db);
+
+    /* Break it the ways a hand or another program could. */
+    s_raw(path, "PRAGMA ignore_check_constraints = ON;"   /* as an older writer might */
+                "UPDATE items SET embedding = x'0000' WHERE ext_id = 'i0';"
+                "UPDATE items SET embedding = x'0000803f0000c07f0000803f0000803f"
+                "0000803f0000803f0000803f0000803f' WHERE ext_id = 'i1';"   /* NaN at 1 */
+                "INSERT INTO interactions(user_id, item_id, ts) VALUES (1, 999, 5);"
+                "INSERT INTO users(ext_id) VALUES ('lonely');"
+                "UPDATE interactions SET weight = 0 WHERE ts = 30;");
+    db = s_open(path, STORE_READONLY);
+    ck_assert_int_eq(store_check(db, s_collect, &p), 5);
+    ck_assert_int_eq(p.n, 5);
+    ck_assert_msg(strstr(p.text, "item 1 ('i0'): embedding is 2 bytes, embedding_dim 8 needs 32"),
+                  "%s", p.text);
+    ck_assert_msg(strstr(p.text, "('i1'): embedding component 1 is not finite"), "%s", p.text);
+    ck_assert_msg(strstr(p.text, "1 events point to missing items"), "%s", p.text);
+    ck_assert_msg(strstr(p.text, "1 users have no events"), "%s", p.text);
+    ck_assert_msg(strstr(p.text, "1 events have a weight that is not > 0"), "%s", p.text);
+    store_close(&db);
+}
+END_TEST
+
+/* A read transaction holds its snapshot while a writer commits beside it. */
+START_TEST(test_read_snapshot)
+{
+    const char *path = s_small_db("snap.db");
+    store *rd = s_open(path, STORE_READONLY), *wr = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    store_summary sum;
+    ck_assert_int_eq(store_read_begin(rd, &err), STORE_OK);
+    ck_assert_int_eq(store_read_begin(rd, &err), STORE_ERR_INVAL);   /* already open */
+    ck_assert_int_eq(store_summary_read(rd, &sum, &err), STORE_OK);
+    ck_assert_int_eq(sum.users, 3);
+    int64_t u;
+    ck_assert_int_eq(store_begin(wr, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(wr, "new", &u, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(wr, &err), STORE_OK);
+    ck_assert_int_eq(store_summary_read(rd, &sum, &err), STORE_OK);
+    ck_assert_int_eq(sum.users, 3);                                  /* the old snapshot */
+    store_read_end(rd);
+    store_read_end(rd);                                              /* harmless twice */
+    store_read_end(NULL);
+    ck_assert_int_eq(store_summary_read(rd, &sum, &err), STORE_OK);
+    ck_assert_int_eq(sum.users, 4);
+    /* The page cache hint returns the old setting for a bulk writer to restore. */
+    int64_t was = store_cache_size(wr, -1234);
+    ck_assert_int_eq(store_cache_size(wr, was), -1234);
+    store_close(&rd);
+    store_close(&wr);
+}
+END_TEST
+
+typedef struct s_ids {
+    int n_item, n_user, stop_after;
+    char seen[64][16];
+} s_ids;
+
+static int s_on_id(void *ctx, int kind, const char *ext)
+{
+    s_ids *c = ctx;
+    int n = c->n_item + c->n_user;
+    ck_assert_int_lt(n, 64);
+    snprintf(c->seen[n], sizeof c->seen[n], "%c:%s", kind == STORE_EXT_USER ? 'u' : 'i', ext);
+    if (kind == STORE_EXT_USER)
+        c->n_user++;
+    else
+        c->n_item++;
+    return c->stop_after && n + 1 >= c->stop_after ? STORE_ERR_NOMEM : STORE_OK;
+}
+
+START_TEST(test_ext_ids)
+{
+    const char *path = s_small_db("ids.db");
+    store_err err = {0};
+    s_ids c = {0};
+    ck_assert_msg(store_ext_ids_file(path, 1, s_on_id, &c, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(c.n_item, 7);                        /* embedded only, item_id order */
+    ck_assert_int_eq(c.n_user, 3);
+    ck_assert_str_eq(c.seen[0], "i:i0");
+    ck_assert_str_eq(c.seen[2], "i:i3");
+    ck_assert_str_eq(c.seen[6], "i:i9");
+    ck_assert_str_eq(c.seen[7], "u:u0");
+    ck_assert_str_eq(c.seen[9], "u:u2");
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(store_ext_ids_file(path, 0, s_on_id, &c, &err), STORE_OK);
+    ck_assert_int_eq(c.n_user, 0);
+    memset(&c, 0, sizeof c);
+    c.stop_after = 3;                                     /* the callback's code stops it */
+    ck_assert_int_eq(store_ext_ids_file(path, 1, s_on_id, &c, &err), STORE_ERR_NOMEM);
+    ck_assert_int_eq(c.n_item, 3);
+    ck_assert_msg(strstr(err.msg, path), "%s", err.msg);
+
+    const char *other = tu_path("other.db");
+    unlink(other);
+    s_raw(other, "CREATE TABLE t(x)");
+    ck_assert_int_eq(store_ext_ids_file(other, 1, s_on_id, &c, &err), STORE_ERR_NOTOURS);
+    ck_assert_msg(strstr(err.msg, "no such table: items") && strstr(err.msg, other), "%s",
+                  err.msg);
+    ck_assert_int_eq(store_ext_ids_file(tu_path("absent.db"), 1, s_on_id, &c, &err),
+                     STORE_ERR_IO);
+}
+END_TEST
+
+START_TEST(test_migrate)
+{
+    const char *path = s_fresh("migrate.db", DIM);
+    store_schema_set_steps(s_two, 2);
+    int from = -7;
+    store_err err = {0};
+    ck_assert_msg(store_migrate(path, 500, &from, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(from, 1);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(store_migrate(path, 500, &from, &err), STORE_OK);
+    ck_assert_int_eq(from, 2);                            /* already current */
+    store_schema_set_steps(NULL, 0);
+    ck_assert_int_eq(store_migrate(tu_path("nothing.db"), 500, &from, &err), STORE_ERR_IO);
+    ck_assert_int_eq(from, -1);
+    ck_assert_int_eq(store_migrate(path, 500, NULL, &err), STORE_ERR_SCHEMA);  /* too new */
+}
+END_TEST
+
+/* store_model_list reads the self-attention window from the config; a
+ * config that is not JSON (a hand edit) reads as no window. */
+START_TEST(test_model_list_sa_len)
+{
+    const char *path = s_fresh("salen.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    attn_model *md = s_model_sa(DIM, DIM, 6, 11);
+    ck_assert_int_eq(store_model_save(db, md, NULL, NULL, 0, NULL, &err), STORE_OK);
+    attn_model_free(&md);
+    for (int pass = 0; pass < 2; pass++) {
+        store_model_info *list = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(store_model_list(db, &list, &n, &err), STORE_OK);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(list[0].sa_len, 0);               /* identity: no window */
+        ck_assert_int_eq(list[1].sa_len, pass ? 0 : 6);
+        store_model_list_free(&list, n);
+        s_raw(path, "UPDATE models SET config = '{oops' WHERE version = 1");
+    }
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_attnctl_history)
+{
+#ifdef ATTN_BIN_DIR
+    const char *path = s_small_db("hist.db");
+    char out[4096], args[1024];
+    snprintf(args, sizeof args, "history %s u0 --limit 3", path);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    /* Newest first: i4 (ts 13), i3 (12), i1 (11); i0 (10) is past the limit. */
+    const char *a = strstr(out, "Item number 4"), *b = strstr(out, "Item number 3"),
+               *c = strstr(out, "Item number 1");
+    ck_assert_msg(a && b && c && a < b && b < c && !strstr(out, "Item number 0"), "%s", out);
+    snprintf(args, sizeof args, "history %s nobody", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "nobody"), "%s", out);
+    snprintf(args, sizeof args, "history %s", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+    snprintf(args, sizeof args, "history %s u0 --limit 0", path);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+#endif
+}
+END_TEST
+
+/* store_dim_rewrite: inside a transaction only; a rollback undoes it, the
+ * handle's dimension included; a commit keeps it. */
+START_TEST(test_dim_rewrite)
+{
+    const char *path = s_small_db("dim.db");
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    int unusable = -1;
+    ck_assert_int_eq(store_dim_rewrite(db, 4, &unusable, &err), STORE_ERR_INVAL);  /* no txn */
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_dim_rewrite(db, 0, &unusable, &err), STORE_ERR_INVAL);
+    ck_assert_msg(store_dim_rewrite(db, 4, &unusable, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(store_dim(db), 4);
+    ck_assert_int_eq(unusable, 0);
+    float e4[4] = {1, 0, 0, 0}, e8[DIM] = {0};
+    ck_assert_int_eq(store_item_set_embedding_dim(db, 1, e8, DIM, &err), STORE_ERR_DIM);
+    ck_assert_int_eq(store_item_set_embedding_dim(db, 1, e4, 4, &err), STORE_OK);
+    store_rollback(db);
+    ck_assert_int_eq(store_dim(db), DIM);                       /* undone */
+    ck_assert_int_eq(s_raw_int(path, "SELECT value FROM meta WHERE key = 'embedding_dim'"), DIM);
+
+    /* Committed: a trained model of the old dimension steps down. */
+    attn_model *md = s_model(DIM, DIM, 2, 10, 0, 0, 3);
+    ck_assert_int_eq(store_model_save(db, md, NULL, NULL, 1, NULL, &err), STORE_OK);
+    attn_model_free(&md);
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_dim_rewrite(db, 4, &unusable, &err), STORE_OK);
+    ck_assert_int_eq(unusable, 1);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    store_rollback(db);                                         /* nothing to undo */
+    ck_assert_int_eq(store_dim(db), 4);
+    store_close(&db);
+    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 0);
+    ck_assert_int_eq(s_raw_int(path, "SELECT d_model FROM models WHERE version = 0"), 4);
+    ck_assert_int_eq(s_raw_int(path, "SELECT json_extract(config, '$.m') FROM models "
+                                     "WHERE version = 0"), 4);
+}
+END_TEST
+
+typedef struct s_texts {
+    int n;
+    char line[16][64];
+} s_texts;
+
+static int s_on_text(void *ctx, int64_t item_id, const char *ext, const char *title,
+                     const char *text)
+{
+    s_texts *t = ctx;
+    if (t->n == 3)
+        return STORE_ERR_INVAL;                                 /* stop after three */
+    snprintf(t->line[t->n++], sizeof t->line[0], "%lld %s %s|%s", (long long)item_id, ext,
+             title, text);
+    return STORE_OK;
+}
+
+START_TEST(test_item_texts)
+{
+    const char *path = s_small_db("texts.db");
+    s_raw(path, "UPDATE items SET text = '', title = '' WHERE ext_id = 'i1'");
+    store *db = s_open(path, STORE_READONLY);
+    store_err err = {0};
+    s_texts t = {0};
+    ck_assert_int_eq(store_item_texts(db, s_on_text, &t, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(t.n, 3);
+    ck_assert_str_eq(t.line[0], "1 i0 Item number 0|some text");
+    ck_assert_str_eq(t.line[1], "2 i1 |");
+    ck_assert_str_eq(t.line[2], "3 i2 Item number 2|some text"); /* embedded or not */
+    ck_assert_msg(strstr(err.msg, path), "%s", err.msg);
+    store_close(&db);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("store");
@@ -977,6 +1277,14 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_model_dim_mismatch);
     tcase_add_test(tc, test_model_corrupt_tensor);
     tcase_add_test(tc, test_attnctl);
+    tcase_add_test(tc, test_inspect);
+    tcase_add_test(tc, test_read_snapshot);
+    tcase_add_test(tc, test_ext_ids);
+    tcase_add_test(tc, test_migrate);
+    tcase_add_test(tc, test_model_list_sa_len);
+    tcase_add_test(tc, test_attnctl_history);
+    tcase_add_test(tc, test_dim_rewrite);
+    tcase_add_test(tc, test_item_texts);
     suite_add_tcase(s, tc);
     return s;
 }

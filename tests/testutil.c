@@ -1,5 +1,6 @@
 /* testutil.c -- see testutil.h. */
 #include "tests/testutil.h"
+#include "util/rng.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,15 +62,12 @@ void tu_write_file(const char *path, const void *data, size_t len)
 
 uint64_t tu_next(tu_rng *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return util_splitmix64(&r->s);
 }
 
 double tu_uniform(tu_rng *r)
 {
-    return (double)(tu_next(r) >> 11) * 0x1.0p-53;
+    return util_rng_unit(tu_next(r));
 }
 
 double tu_normal(tu_rng *r)

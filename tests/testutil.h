@@ -20,7 +20,7 @@ const char *tu_path(const char *name);
 /* Write len bytes to path (truncating); fails the test on error. */
 void tu_write_file(const char *path, const void *data, size_t len);
 
-/* Deterministic generator (splitmix64) for test data. */
+/* Deterministic generator (splitmix64, util/rng.h) for test data. */
 typedef struct tu_rng { uint64_t s; } tu_rng;
 uint64_t tu_next(tu_rng *r);
 double tu_uniform(tu_rng *r);             /* [0, 1) */

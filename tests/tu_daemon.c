@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "store/gen.h"
+#include "store/gen/gen.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "util/clock.h"

@@ -16,6 +16,7 @@ static const struct {
     {"train", cmd_train, "train DB [options]           learn a model version"},
     {"eval", cmd_eval, "eval DB [--model V] [--json]  ranking quality beside baselines"},
     {"inspect", cmd_inspect, "inspect DB                  what a database holds"},
+    {"history", cmd_history, "history DB USER [--limit N] a user's newest events"},
     {"model", cmd_model, "model list|activate DB [V]  model versions"},
 };
 

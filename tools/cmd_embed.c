@@ -1,16 +1,16 @@
 /* cmd_embed.c -- 'attnctl embed': the built-in text embedder over every
- * item of a database (store/embed.h), with a progress line on a terminal.
+ * item of a database (store/embed/embed.h), with a progress line on a terminal.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "store/embed.h"
+#include "store/embed/embed.h"
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/clock.h"
 
 static void s_usage(FILE *out)
 {
@@ -37,16 +37,9 @@ static void s_usage(FILE *out)
         "See docs/IMPORT.md.\n");
 }
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void s_on_progress(void *ctx, const char *stage, size_t done, size_t total)
 {
-    double *last = ctx, now = s_now();
+    double *last = ctx, now = util_now_s();
     if (now - *last < 0.25)
         return;
     *last = now;
@@ -184,9 +177,9 @@ int cmd_embed(int argc, char **argv)
     }
     int dim = o.dim ? o.dim : store_dim(db);
     store_embed_info info;
-    double t0 = s_now();
+    double t0 = util_now_s();
     int rc = store_embed_run(db, &o, &info, &err);
-    double secs = s_now() - t0;
+    double secs = util_now_s() - t0;
     if (last > 0)
         fputs("\r\033[K", stderr);
     store_close(&db);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <cjson/cJSON.h>
 
 #include "attn/attn.h"
@@ -20,6 +19,7 @@
 #include "store/dataset.h"
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/clock.h"
 
 #define S_MAX_SEEDS 100
 
@@ -336,8 +336,7 @@ int cmd_eval(int argc, char **argv)
     };
     static s_cell cells[2][S_N_METHODS];
     memset(cells, 0, sizeof cells);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = util_now_s();
     for (int p = 0; p < 2; p++) {
         int seeds = p == 0 ? (int)n_seeds : 1;
         for (int s = 0; s < seeds; s++)
@@ -363,7 +362,7 @@ int cmd_eval(int argc, char **argv)
                 cl->last = r;
             }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = util_now_s() - t0;
     if (json) {
         s_print_json(cells, m);
     } else {
@@ -384,8 +383,7 @@ int cmd_eval(int argc, char **argv)
     if (ds->n_unembedded)
         fprintf(stderr, "attnctl eval: note: %llu events of items without an embedding were "
                         "left out\n", (unsigned long long)ds->n_unembedded);
-    fprintf(stderr, "attnctl eval: %.1f s\n",
-            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    fprintf(stderr, "attnctl eval: %.1f s\n", secs);
     rc = 0;
 out:
     attn_eval_base_free(&base);

@@ -1,7 +1,7 @@
 /* cmd_import.c -- 'attnctl import items|events|movielens': flags in, one
  * store_import_* call, a progress line on a terminal and a summary out.
  *
- * All the work (and the all-or-nothing transaction) is in store/import*.c;
+ * All the work (and the all-or-nothing transaction) is in store/import/;
  * this file owns what only a program should: argument parsing, the
  * progress line on stderr when it is a terminal, messages and exit codes.
  */
@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "store/import.h"
+#include "store/import/import.h"
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/clock.h"
 
 static void s_usage(FILE *out)
 {
@@ -64,17 +64,10 @@ typedef struct s_progress {
     int shown;              /* something is on the line */
 } s_progress;
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void s_on_progress(void *ctx, const store_import_progress *p)
 {
     s_progress *pr = ctx;
-    double now = s_now();
+    double now = util_now_s();
     if (strcmp(pr->file, p->file)) {
         /* The first report comes a few thousand rows in: rates count from
          * there, and the line waits for a second report to have one. */
@@ -287,11 +280,11 @@ int cmd_import(int argc, char **argv)
         o.progress_ctx = &pr;
     }
     store_import_stats st;
-    double t0 = s_now();
+    double t0 = util_now_s();
     int rc = kind == 1 ? store_import_items(db, src, &o, &st, &err)
              : kind == 2 ? store_import_events(db, src, &o, &st, &err)
              : store_import_movielens(db, src, &o, &st, &err);
-    double secs = s_now() - t0;
+    double secs = util_now_s() - t0;
     if (pr.shown)
         fputs("\r\033[K", stderr);
     store_close(&db);

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 
 #include "store/store.h"
 #include "tools/cmd.h"
@@ -38,36 +37,16 @@ static long s_parse(const char *s, long lo, long hi)
     return v;
 }
 
-/* The schema version in the file's header, read without the store's
- * checks (which refuse an older one read-only); -1 if unreadable. */
-static long s_peek_version(const char *path)
-{
-    sqlite3 *h;
-    long v = -1;
-    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                v = (long)sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return v;
-}
-
 static int s_migrate(const char *path)
 {
-    long before = s_peek_version(path);
-    store *db;
+    int before;
     store_err err;
-    if (store_open(&db, path, STORE_READWRITE, 10000, &err) != STORE_OK) {
+    if (store_migrate(path, 10000, &before, &err) != STORE_OK) {
         fprintf(stderr, "attnctl init: %s\n", err.msg);
         return 1;
     }
-    store_close(&db);
     if (before >= 0 && before < STORE_SCHEMA_VERSION)
-        printf("%s: schema version %ld -> %d\n", path, before, STORE_SCHEMA_VERSION);
+        printf("%s: schema version %d -> %d\n", path, before, STORE_SCHEMA_VERSION);
     else
         printf("%s: schema version %d, already current\n", path, STORE_SCHEMA_VERSION);
     return 0;

@@ -17,6 +17,7 @@
 
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/json.h"
 
 static void s_usage(FILE *out)
 {
@@ -52,17 +53,14 @@ static void s_json_value(const char *s)
         fputs(s, stdout);
         return;
     }
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
+    size_t len = strlen(s);
+    char *q = malloc(UTIL_JSON_QUOTED_MAX(len));
+    if (!q) {
+        fputs("null", stdout);   /* out of memory: still valid JSON */
+        return;
     }
-    putchar('"');
+    fwrite(q, 1, util_json_quote(q, s, len), stdout);
+    free(q);
 }
 
 static int s_list(const char *path, int json)

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
@@ -22,6 +21,7 @@
 #include "store/dataset.h"
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/clock.h"
 
 static void s_usage(FILE *out)
 {
@@ -112,13 +112,6 @@ static int s_choice(const char *flag, const char *text, const char *const *names
     return -1;
 }
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void s_hms(double s, char *buf, size_t len)
 {
     if (!(s >= 0) || s > 1e7)
@@ -159,7 +152,7 @@ static int s_on_progress(void *ctx, const attn_train_progress *p)
                     p->examples_per_s, p->elapsed_s, eta);
         return 0;
     }
-    double now = s_now();
+    double now = util_now_s();
     if (!pr->tty || now - pr->last < 0.25)
         return 0;
     pr->last = now;

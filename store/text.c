@@ -1,0 +1,29 @@
+/* text.c -- every item's text, for the embedder (store.h: store_item_texts).
+ *
+ * One scan in item_id order, inside whatever transaction the caller holds:
+ * the embedder takes the write lock first, so "every item" means every
+ * item at its commit.
+ */
+#include "store/store_int.h"
+
+int store_item_texts(store *db, store_item_text_fn fn, void *ctx, store_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->h, "SELECT item_id, ext_id, title, text FROM items "
+                                "ORDER BY item_id", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_sqlfail(db, err, rc, "reading items");
+    int code = STORE_OK;
+    while (code == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *ext = (const char *)sqlite3_column_text(st, 1);
+        const char *title = (const char *)sqlite3_column_text(st, 2);
+        const char *text = (const char *)sqlite3_column_text(st, 3);
+        code = fn(ctx, sqlite3_column_int64(st, 0), ext ? ext : "", title ? title : "",
+                  text ? text : "");
+    }
+    sqlite3_finalize(st);
+    if (code != STORE_OK)
+        return store_fail(err, code, "%s: reading items stopped: %s", db->path,
+                          store_strerror(code));
+    return rc == SQLITE_DONE ? STORE_OK : store_sqlfail(db, err, rc, "reading items");
+}
