@@ -16,6 +16,7 @@
 
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/opt.h"
 
 #define SHOW_MAX 5   /* offending rows named per problem */
 
@@ -250,22 +251,32 @@ static void s_integrity(s_ctx *c)
         s_problem(c, "%lld events have a weight that is not > 0", v);
 }
 
+typedef struct s_args {
+    const char *db;
+} s_args;
+
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl inspect",
+    .about =
+        "Counts, embedding dimension and embedder, models, events per user,\n"
+        "catalog_version, and integrity checks (PRAGMA quick_check, embedding blobs,\n"
+        "dangling events, users without events).  Exit status 1 if any problem.",
+    UTIL_OPT_ARGS(s_pos),
+};
+
 int cmd_inspect(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: attnctl inspect DB\n"
-               "Counts, embedding dimension and embedder, models, events per user,\n"
-               "catalog_version, and integrity checks (PRAGMA quick_check, embedding blobs,\n"
-               "dangling events, users without events).  Exit status 1 if any problem.\n");
-        return 0;
-    }
-    if (argc != 2) {
-        fprintf(stderr, "usage: attnctl inspect DB\n");
-        return 2;
-    }
+    s_args a = {0};
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
+        return rc;
     store_err err;
     s_ctx c = {0};
-    if (store_open(&c.db, argv[1], STORE_READONLY, 5000, &err) != STORE_OK) {
+    if (store_open(&c.db, a.db, STORE_READONLY, 5000, &err) != STORE_OK) {
         fprintf(stderr, "attnctl inspect: %s\n", err.msg);
         return 1;
     }
@@ -281,7 +292,7 @@ int cmd_inspect(int argc, char **argv)
     long long users = s_int(&c, "SELECT count(*) FROM users");
     long long events = s_int(&c, "SELECT count(*) FROM interactions");
     long long schema = s_int(&c, "PRAGMA user_version");
-    printf("database      %s (schema version %lld)\n", argv[1], schema);
+    printf("database      %s (schema version %lld)\n", a.db, schema);
     printf("items         %lld (%lld embedded, %lld not embedded)\n", items, emb, items - emb);
     printf("users         %lld\n", users);
     printf("events        %lld", events);
