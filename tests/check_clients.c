@@ -557,19 +557,22 @@ END_TEST
 
 START_TEST(test_flags)
 {
-    long v;
     double d;
     cli_err err;
-    ck_assert_int_eq(cli_parse_long("--window", "64", 1, 100, &v, &err), CLI_OK);
-    ck_assert_int_eq(v, 64);
-    ck_assert_int_eq(cli_parse_long("--window", "0", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_str_eq(err.msg, "--window: expected an integer in 1..100, got '0'");
-    ck_assert_int_eq(cli_parse_long("--window", "12x", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_long("--window", "", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_long("--window", " 5", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_double("--rate", "2.5e3", 0, 1e7, &d, &err), CLI_OK);
+    ck_assert_int_eq(cli_parse_double("--weights", "2.5e3", 0, 1e7, &d, &err), CLI_OK);
     ck_assert_double_eq(d, 2500);
-    ck_assert_int_eq(cli_parse_double("--rate", "nan", 0, 1e7, &d, &err), CLI_INVAL);
+    ck_assert_int_eq(cli_parse_double("--weights", "nan", 0, 1e7, &d, &err), CLI_INVAL);
+    ck_assert_int_eq(cli_parse_double("--weights", "0", 1e-30, 1e30, &d, &err), CLI_INVAL);
+    ck_assert_str_eq(err.msg, "--weights: '0' is not a number in 1e-30..1e+30");
+    ck_assert_int_eq(cli_parse_double("--weights", " 5", 0, 10, &d, &err), CLI_INVAL);
+    /* --endpoint as a util_opt CALL row: the list into a cli_endpoints. */
+    cli_endpoints e;
+    char why[256];
+    ck_assert_int_eq(cli_opt_endpoints(&e, "tcp://a:1,ipc:///tmp/b", why, sizeof why), 0);
+    ck_assert_int_eq(e.n, 2);
+    ck_assert_str_eq(e.v[1], "ipc:///tmp/b");
+    ck_assert_int_eq(cli_opt_endpoints(&e, "a:1", why, sizeof why), -1);
+    ck_assert_msg(!strncmp(why, "'a:1' is not transport://address", 32), "%s", why);
     cJSON *list;
     ck_assert_int_eq(cli_parse_list("--candidates", "a,b,c", &list, &err), CLI_OK);
     ck_assert_int_eq(cJSON_GetArraySize(list), 3);

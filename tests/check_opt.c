@@ -325,10 +325,11 @@ START_TEST(test_help_text)
     free(h);
     /* Usage forms given by the command, one a line. */
     util_opt_cmd forms = s_req_cmd;
-    forms.usage = "items DB FILE\nevents DB FILE";
+    forms.usage = "items DB FILE\n           [--long]\nevents DB FILE";
     h = s_help_text(&forms, NULL);
-    ck_assert_msg(!strncmp(h, "usage: tool items DB FILE\n       tool events DB FILE\n\n", 52),
-                  "%s", h);
+    const char *want = "usage: tool items DB FILE\n           [--long]\n"
+                       "       tool events DB FILE\n\n";
+    ck_assert_msg(!strncmp(h, want, strlen(want)), "%s", h);
     free(h);
 }
 END_TEST

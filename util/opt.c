@@ -502,7 +502,10 @@ static void s_usage_lines(const util_opt_cmd *cmd, FILE *out)
     for (int first = 1;; first = 0) {
         const char *nl = strchr(line, '\n');
         int n = nl ? (int)(nl - line) : (int)strlen(line);
-        fprintf(out, "%s %s %.*s\n", first ? "usage:" : "      ", cmd->prog, n, line);
+        if (line[0] == ' ')    /* a form continued from the line above: as it is */
+            fprintf(out, "%.*s\n", n, line);
+        else
+            fprintf(out, "%s %s %.*s\n", first ? "usage:" : "      ", cmd->prog, n, line);
         if (!nl || !nl[1])
             break;
         line = nl + 1;

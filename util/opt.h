@@ -131,8 +131,10 @@ typedef const char *const util_opt_excl[2];
 
 typedef struct util_opt_cmd {
     const char *prog;         /* "attnctl train": starts every message and the usage */
-    const char *usage;        /* the forms after prog, one a line ("DB [options]");
-                                 NULL = made from the rows: "[options] DB [FILE]" */
+    const char *usage;        /* the forms after prog, one a line ("DB [options]"; a
+                                 line starting with a space continues the form above
+                                 and is printed as it is); NULL = made from the
+                                 rows: "[options] DB [FILE]" */
     const char *about;        /* what the command does, printed under the usage */
     const util_opt *opts;     /* the options */
     int n_opts;
