@@ -2,13 +2,11 @@
  * bounds, the grammar (--flag value, --flag=value, -k, --, -), the errors a
  * user sees, positionals, required and exclusive options, and the --help
  * text made from the rows. */
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tests/testutil.h"
 #include "util/opt.h"
@@ -88,13 +86,10 @@ static uint64_t s_given;
 static int s_parse_cmd(const util_opt_cmd *cmd, s_job *j, const char *a0, ...)
 {
     char *argv[32];
-    int argc = 0;
     va_list ap;
     va_start(ap, a0);
-    for (const char *a = a0; a && argc < 31; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
+    int argc = tu_argv(argv, 32, a0, ap);
     va_end(ap);
-    argv[argc] = NULL;
     s_given = 0;
     return util_opt_parse(cmd, argc, argv, j, &s_given, s_why, sizeof s_why);
 }
@@ -334,37 +329,33 @@ START_TEST(test_help_text)
 }
 END_TEST
 
-/* Run util_opt_main with stdout and stderr captured. */
+/* util_opt_main, and util_opt_fail, as a program calls them. */
+typedef struct s_call {
+    int argc;
+    char *argv[16];
+    s_job *j;
+} s_call;
+
+static int s_call_main(void *ctx)
+{
+    s_call *c = ctx;
+    return util_opt_main(&s_cmd, c->argc, c->argv, c->j, NULL);
+}
+
+static int s_call_fail(void *ctx)
+{
+    (void)ctx;
+    return util_opt_fail(&s_cmd, "--%s goes with --%s", "weights", "history");
+}
+
 static int s_main(char *out, size_t len, s_job *j, const char *a0, ...)
 {
-    char *argv[16];
-    int argc = 0;
+    s_call c = {.j = j};
     va_list ap;
     va_start(ap, a0);
-    for (const char *a = a0; a && argc < 15; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
+    c.argc = tu_argv(c.argv, 16, a0, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    const char *cap = tu_path("opt-main.out");
-    fflush(stdout);
-    fflush(stderr);
-    int save1 = dup(1), save2 = dup(2), fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert(save1 >= 0 && save2 >= 0 && fd >= 0);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    int rc = util_opt_main(&s_cmd, argc, argv, j, NULL);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(save1, 1);
-    dup2(save2, 2);
-    close(save1);
-    close(save2);
-    FILE *f = fopen(cap, "r");
-    size_t n = fread(out, 1, len - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    return rc;
+    return tu_capture(s_call_main, &c, out, len);
 }
 
 START_TEST(test_main_and_fail)
@@ -380,20 +371,7 @@ START_TEST(test_main_and_fail)
     ck_assert_str_eq(out, "");
     ck_assert_int_eq(j.epochs, 9);
 
-    const char *cap = tu_path("opt-fail.out");
-    fflush(stderr);
-    int save2 = dup(2), fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 2);
-    close(fd);
-    int rc = util_opt_fail(&s_cmd, "--%s goes with --%s", "weights", "history");
-    fflush(stderr);
-    dup2(save2, 2);
-    close(save2);
-    ck_assert_int_eq(rc, 2);
-    FILE *f = fopen(cap, "r");
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    ck_assert_int_eq(tu_capture(s_call_fail, NULL, out, sizeof out), 2);
     ck_assert_str_eq(out, "tool run: --weights goes with --history\nTry 'tool run --help'.\n");
 }
 END_TEST

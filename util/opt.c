@@ -34,14 +34,11 @@ typedef struct s_scan {
 
 /* ---- number readers ------------------------------------------------------ */
 
+/* One or more decimal digits and nothing else: strtoll alone would take
+ * spaces, a sign and a half-read tail. */
 static int s_digits(const char *s)
 {
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return 0;
-    return 1;
+    return *s && s[strspn(s, "0123456789")] == '\0';
 }
 
 int util_opt_read_i64(const char *s, int64_t *out)
