@@ -249,6 +249,36 @@ START_TEST(test_required_and_no_positionals)
 }
 END_TEST
 
+/* Typed positionals: a subcommand word and an optional number. */
+static const char *const s_subs[] = {"list", "activate", NULL};
+static const util_opt s_sub_args[] = {
+    {"SUB", NULL, NULL, UTIL_OPT_ENUM(s_job, mode, s_subs, NULL)},
+    {"N", NULL, NULL, UTIL_OPT_I64(s_job, big, 0, INT64_MAX), .flags = UTIL_OPT_OPTIONAL},
+};
+static const util_opt_cmd s_sub_cmd = {.prog = "tool", UTIL_OPT_ARGS(s_sub_args)};
+
+START_TEST(test_typed_positionals)
+{
+    s_job j = s_defaults();
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "activate", "12", NULL), UTIL_OPT_OK);
+    ck_assert_int_eq(j.mode, 1);
+    ck_assert_int_eq(j.big, 12);
+    ck_assert(util_opt_given(&s_sub_cmd, s_given, "N"));
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "nope", NULL), UTIL_OPT_BAD);
+    ck_assert_str_eq(s_why, "SUB: 'nope' is not one of list, activate");
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "list", "x", NULL), UTIL_OPT_BAD);
+    ck_assert_str_eq(s_why, "N: 'x' is not an integer >= 0");
+    /* A word that looks like an option is one, even where a number goes. */
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "list", "-1", NULL), UTIL_OPT_BAD);
+    ck_assert_str_eq(s_why, "unknown option '-1'");
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "list", "--", "-1", NULL),
+                     UTIL_OPT_BAD);
+    ck_assert_str_eq(s_why, "N: '-1' is not an integer >= 0");
+    ck_assert_int_eq(s_parse_cmd(&s_sub_cmd, &j, "tool", "--x", NULL), UTIL_OPT_BAD);
+    ck_assert_str_eq(s_why, "unknown option '--x'");
+}
+END_TEST
+
 START_TEST(test_help_stores_nothing)
 {
     s_job j = s_defaults();
@@ -408,6 +438,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bounds_and_messages);
     tcase_add_test(tc, test_grammar_errors);
     tcase_add_test(tc, test_required_and_no_positionals);
+    tcase_add_test(tc, test_typed_positionals);
     tcase_add_test(tc, test_help_stores_nothing);
     tcase_add_test(tc, test_help_text);
     tcase_add_test(tc, test_main_and_fail);

@@ -96,12 +96,10 @@ static const util_opt *s_find_short(const util_opt_cmd *cmd, char c)
     return NULL;
 }
 
-/* How a row is named in messages: "--epochs" or "DB". */
-static const char *s_label(const util_opt_cmd *cmd, const util_opt *r, char *buf, size_t len)
+/* How a row is named in messages: "--epochs", or "DB" for a positional. */
+static const char *s_label(const util_opt *r, int positional, char *buf, size_t len)
 {
-    if (r >= cmd->args && r < cmd->args + cmd->n_args)
-        return r->name;
-    snprintf(buf, len, "--%s", r->name);
+    snprintf(buf, len, "%s%s", positional ? "" : "--", r->name);
     return buf;
 }
 
@@ -150,23 +148,23 @@ static void s_names(const util_opt *r, const char *sep, char *buf, size_t len)
 }
 
 /* "--epochs: '0' is not an integer in 1..1000". */
-static int s_range_error(const util_opt_cmd *cmd, const util_opt *r, const char *value,
+static int s_range_error(const util_opt *r, const char *label, const char *value,
                          const char *what, char *why, size_t why_len)
 {
-    char lb[96], bb[96];
+    char bb[96];
     const char *b = s_bounds(r, bb, sizeof bb);
-    snprintf(why, why_len, "%s: '%s' is not %s%s%s", s_label(cmd, r, lb, sizeof lb), value,
-             what, *b ? (*b == '>' ? " " : " in ") : "", b);
+    snprintf(why, why_len, "%s: '%s' is not %s%s%s", label, value, what,
+             *b ? (*b == '>' ? " " : " in ") : "", b);
     return -1;
 }
 
-static int s_store_int(const util_opt_cmd *cmd, const util_opt *r, char *field,
-                       const char *value, char *why, size_t why_len)
+static int s_store_int(const util_opt *r, const char *label, char *field, const char *value,
+                       char *why, size_t why_len)
 {
     if (r->type == UTIL_OPT_T_INT || r->type == UTIL_OPT_T_I64) {
         int64_t v;
         if (util_opt_read_i64(value, &v) || v < r->lo || v > r->hi)
-            return s_range_error(cmd, r, value, "an integer", why, why_len);
+            return s_range_error(r, label, value, "an integer", why, why_len);
         if (r->type == UTIL_OPT_T_INT)
             *(int *)field = (int)v;
         else
@@ -175,7 +173,7 @@ static int s_store_int(const util_opt_cmd *cmd, const util_opt *r, char *field,
     }
     uint64_t v;
     if (util_opt_read_u64(value, &v) || v < r->ulo || v > r->uhi)
-        return s_range_error(cmd, r, value, "a whole number", why, why_len);
+        return s_range_error(r, label, value, "a whole number", why, why_len);
     if (r->type == UTIL_OPT_T_U32)
         *(uint32_t *)field = (uint32_t)v;
     else
@@ -183,23 +181,23 @@ static int s_store_int(const util_opt_cmd *cmd, const util_opt *r, char *field,
     return 0;
 }
 
-static int s_store_enum(const util_opt_cmd *cmd, const util_opt *r, char *field,
-                        const char *value, char *why, size_t why_len)
+static int s_store_enum(const util_opt *r, const char *label, char *field, const char *value,
+                        char *why, size_t why_len)
 {
     for (int i = 0; r->names[i]; i++)
         if (!strcmp(value, r->names[i])) {
             *(int *)field = r->values ? r->values[i] : i;
             return 0;
         }
-    char lb[96], nb[256];
+    char nb[256];
     s_names(r, ", ", nb, sizeof nb);
-    snprintf(why, why_len, "%s: '%s' is not one of %s", s_label(cmd, r, lb, sizeof lb), value,
-             nb);
+    snprintf(why, why_len, "%s: '%s' is not one of %s", label, value, nb);
     return -1;
 }
 
-/* Store one value (NULL for a flag) through its row. */
-static int s_store(const util_opt_cmd *cmd, const util_opt *r, void *target, const char *value,
+/* Store one value (NULL for a flag) through its row; label names the row
+ * in messages. */
+static int s_store(const util_opt *r, const char *label, void *target, const char *value,
                    char *why, size_t why_len)
 {
     char *field = (char *)target + r->offset;
@@ -208,13 +206,13 @@ static int s_store(const util_opt_cmd *cmd, const util_opt *r, void *target, con
     case UTIL_OPT_T_I64:
     case UTIL_OPT_T_U32:
     case UTIL_OPT_T_U64:
-        return s_store_int(cmd, r, field, value, why, why_len);
+        return s_store_int(r, label, field, value, why, why_len);
     case UTIL_OPT_T_DBL:
     case UTIL_OPT_T_FLT: {
         double v;
         if (util_opt_read_double(value, &v) || v > r->max ||
             ((r->flags & UTIL_OPT_MIN_OPEN) ? v <= r->min : v < r->min))
-            return s_range_error(cmd, r, value, "a number", why, why_len);
+            return s_range_error(r, label, value, "a number", why, why_len);
         if (r->type == UTIL_OPT_T_DBL)
             *(double *)field = v;
         else
@@ -228,12 +226,12 @@ static int s_store(const util_opt_cmd *cmd, const util_opt *r, void *target, con
         *(int *)field = r->set;
         return 0;
     case UTIL_OPT_T_ENUM:
-        return s_store_enum(cmd, r, field, value, why, why_len);
+        return s_store_enum(r, label, field, value, why, why_len);
     case UTIL_OPT_T_CALL: {
-        char inner[256] = "", lb[96];
+        char inner[256] = "";
         if (r->fn(field, value, inner, sizeof inner) == 0)
             return 0;
-        snprintf(why, why_len, "%s: %s", s_label(cmd, r, lb, sizeof lb), inner);
+        snprintf(why, why_len, "%s: %s", label, inner);
         return -1;
     }
     }
@@ -347,10 +345,20 @@ static int s_check_line(const util_opt_cmd *cmd, uint64_t given, int n_pos, char
     return UTIL_OPT_OK;
 }
 
+/* Misuse of the table by our own code: -h and --help are taken, and a
+ * given mask has 64 bits. */
+static int s_table_ok(const util_opt_cmd *cmd)
+{
+    for (int i = 0; i < cmd->n_opts; i++)
+        if (cmd->opts[i].shortc == 'h' || !strcmp(cmd->opts[i].name, "help"))
+            return 0;
+    return cmd->n_opts + cmd->n_args <= UTIL_OPT_MAX_ROWS;
+}
+
 int util_opt_parse(const util_opt_cmd *cmd, int argc, char **argv, void *target,
                    uint64_t *given, char *why, size_t why_len)
 {
-    assert(cmd->n_opts + cmd->n_args <= UTIL_OPT_MAX_ROWS);
+    assert(s_table_ok(cmd));
     const util_opt *row;
     const char *value;
     char ignored[8];
@@ -367,18 +375,22 @@ int util_opt_parse(const util_opt_cmd *cmd, int argc, char **argv, void *target,
     while ((k = s_next(&s, &row, &value, why, why_len)) != S_END) {
         if (k == S_BAD)
             return UTIL_OPT_BAD;
+        int bit;
         if (k == S_POS) {
             if (n_pos == cmd->n_args) {
                 snprintf(why, why_len, "unexpected argument '%s'", value);
                 return UTIL_OPT_BAD;
             }
+            bit = cmd->n_opts + n_pos;
             row = &cmd->args[n_pos++];
+        } else {
+            bit = (int)(row - cmd->opts);
         }
-        if (s_store(cmd, row, target, value, why, why_len))
+        char label[96];
+        if (s_store(row, s_label(row, k == S_POS, label, sizeof label), target, value, why,
+                    why_len))
             return UTIL_OPT_BAD;
-        seen |= (uint64_t)1 << (row >= cmd->args && row < cmd->args + cmd->n_args
-                                    ? cmd->n_opts + (row - cmd->args)
-                                    : row - cmd->opts);
+        seen |= (uint64_t)1 << bit;
     }
     if (given)
         *given = seen;
