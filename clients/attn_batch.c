@@ -7,7 +7,6 @@
  * Exit status: 0 every line answered ok; 1 some lines rejected, the job
  * stopped (interrupted, daemons silent) or a file failed; 2 bad usage.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,31 +14,45 @@
 #include <zmq.h>
 
 #include "clients/cli.h"
+#include "util/opt.h"
 
-static const char s_usage[] =
-    "usage: attn-batch [--endpoint E[,E2...]] --in FILE --out FILE [--rejects FILE]\n"
-    "                  [--window N] [--timeout MS] [--retries N] [--backoff MS]\n"
-    "                  [--resume | --force] [--no-progress]\n"
-    "\n"
-    "Send each line of --in (a JSON request, e.g. {\"op\":\"rank\",\"user\":...}) to attnd\n"
-    "and write each reply to --out, in input order, one line per input line.\n"
-    "\n"
-    "  --endpoint E,...  daemons to spread requests over (default " CLI_DEFAULT_ENDPOINT ")\n"
-    "  --in FILE         JSONL requests, or - for stdin\n"
-    "  --out FILE        JSONL replies, or - for stdout; the user's \"id\" is kept\n"
-    "  --rejects FILE    lines that failed, with the reason (JSONL)\n"
-    "  --window N        requests in flight (default 64)\n"
-    "  --timeout MS      wait per attempt (default 5000)\n"
-    "  --retries N       retries after a timeout, busy or unavailable (default 5),\n"
-    "                    with exponential backoff from --backoff MS (default 100)\n"
-    "  --resume          continue an interrupted job from what --out already holds\n"
-    "  --force           overwrite an existing --out\n"
-    "  --no-progress     no progress bar (it is drawn only on a terminal anyway)\n"
-    "  -h, --help        this text\n"
-    "\n"
-    "A line that fails for good gets an error reply as its output line\n"
-    "({\"id\":...,\"ok\":false,\"error\":{...}}) and an entry in --rejects.\n"
-    "Exit status: 0 all lines ok; 1 rejects, stopped, or I/O failure; 2 bad usage.\n";
+static const util_opt s_opts[] = {
+    {"endpoint", "E,...", "daemons to spread requests over",
+     UTIL_OPT_CALL(cli_batch_opts, eps, cli_opt_endpoints), .def = CLI_DEFAULT_ENDPOINT},
+    {"in", "FILE", "JSONL requests, or - for stdin", UTIL_OPT_STR(cli_batch_opts, in),
+     .flags = UTIL_OPT_REQUIRED},
+    {"out", "FILE", "JSONL replies, or - for stdout; the user's \"id\" is kept",
+     UTIL_OPT_STR(cli_batch_opts, out), .flags = UTIL_OPT_REQUIRED},
+    {"rejects", "FILE", "lines that failed, with the reason (JSONL)",
+     UTIL_OPT_STR(cli_batch_opts, rejects)},
+    {"window", "N", "requests in flight", UTIL_OPT_INT(cli_batch_opts, window, 1, 100000)},
+    {"timeout", "MS", "wait per attempt", UTIL_OPT_INT(cli_batch_opts, timeout_ms, 1, 3600000)},
+    {"retries", "N", "retries after a timeout, busy or unavailable, with\n"
+     "exponential backoff from --backoff MS", UTIL_OPT_INT(cli_batch_opts, retries, 0, 100)},
+    {"backoff", "MS", "the first retry's delay; it doubles, capped at 32x",
+     UTIL_OPT_INT(cli_batch_opts, backoff_ms, 0, 600000)},
+    {"resume", NULL, "continue an interrupted job from what --out already holds",
+     UTIL_OPT_FLAG(cli_batch_opts, resume, 1)},
+    {"force", NULL, "overwrite an existing --out", UTIL_OPT_FLAG(cli_batch_opts, force, 1)},
+    {"no-progress", NULL, "no progress bar (it is drawn only on a terminal anyway)",
+     UTIL_OPT_FLAG(cli_batch_opts, progress, 0)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attn-batch",
+    .usage = "[--endpoint E[,E2...]] --in FILE --out FILE [--rejects FILE]\n"
+             "                  [--window N] [--timeout MS] [--retries N] [--backoff MS]\n"
+             "                  [--resume | --force] [--no-progress]",
+    .about =
+        "\n"
+        "Send each line of --in (a JSON request, e.g. {\"op\":\"rank\",\"user\":...}) to attnd\n"
+        "and write each reply to --out, in input order, one line per input line.",
+    UTIL_OPT_ROWS(s_opts),
+    .tail =
+        "A line that fails for good gets an error reply as its output line\n"
+        "({\"id\":...,\"ok\":false,\"error\":{...}}) and an entry in --rejects.\n"
+        "Exit status: 0 all lines ok; 1 rejects, stopped, or I/O failure; 2 bad usage.",
+};
 
 static volatile sig_atomic_t s_stop;
 
@@ -47,12 +60,6 @@ static void s_on_signal(int sig)
 {
     (void)sig;
     s_stop = 1;
-}
-
-static int s_usage_error(const char *msg)
-{
-    fprintf(stderr, "attn-batch: %s\nTry 'attn-batch --help'.\n", msg);
-    return 2;
 }
 
 static void s_summary(const cli_batch_stats *st)
@@ -85,66 +92,13 @@ static void s_summary(const cli_batch_stats *st)
 
 int main(int argc, char **argv)
 {
-    enum { O_ENDPOINT = 256, O_IN, O_OUT, O_REJECTS, O_WINDOW, O_TIMEOUT, O_RETRIES,
-           O_BACKOFF, O_RESUME, O_FORCE, O_NOPROGRESS };
-    static const struct option opts[] = {
-        {"endpoint", required_argument, 0, O_ENDPOINT}, {"in", required_argument, 0, O_IN},
-        {"out", required_argument, 0, O_OUT}, {"rejects", required_argument, 0, O_REJECTS},
-        {"window", required_argument, 0, O_WINDOW}, {"timeout", required_argument, 0, O_TIMEOUT},
-        {"retries", required_argument, 0, O_RETRIES}, {"backoff", required_argument, 0, O_BACKOFF},
-        {"resume", no_argument, 0, O_RESUME}, {"force", no_argument, 0, O_FORCE},
-        {"no-progress", no_argument, 0, O_NOPROGRESS}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
     cli_batch_opts o;
     cli_batch_opts_init(&o);
     o.progress = isatty(STDERR_FILENO);
+    int status = util_opt_main(&s_cmd, argc, argv, &o, NULL);
+    if (status >= 0)
+        return status;
     cli_err err = {0};
-    long v;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int rc = CLI_OK;
-        switch (c) {
-        case 'h': fputs(s_usage, stdout); return 0;
-        case O_ENDPOINT: rc = cli_endpoints_parse(optarg, &o.eps, &err); break;
-        case O_IN: o.in = optarg; break;
-        case O_OUT: o.out = optarg; break;
-        case O_REJECTS: o.rejects = optarg; break;
-        case O_WINDOW:
-            if ((rc = cli_parse_long("--window", optarg, 1, 100000, &v, &err)) == CLI_OK)
-                o.window = (int)v;
-            break;
-        case O_TIMEOUT:
-            if ((rc = cli_parse_long("--timeout", optarg, 1, 3600000, &v, &err)) == CLI_OK)
-                o.timeout_ms = (int)v;
-            break;
-        case O_RETRIES:
-            if ((rc = cli_parse_long("--retries", optarg, 0, 100, &v, &err)) == CLI_OK)
-                o.retries = (int)v;
-            break;
-        case O_BACKOFF:
-            if ((rc = cli_parse_long("--backoff", optarg, 0, 600000, &v, &err)) == CLI_OK)
-                o.backoff_ms = (int)v;
-            break;
-        case O_RESUME: o.resume = 1; break;
-        case O_FORCE: o.force = 1; break;
-        case O_NOPROGRESS: o.progress = 0; break;
-        case ':':
-            snprintf(err.msg, sizeof err.msg, "%s needs a value", argv[optind - 1]);
-            return s_usage_error(err.msg);
-        default:
-            snprintf(err.msg, sizeof err.msg, "unknown option '%s'", argv[optind - 1]);
-            return s_usage_error(err.msg);
-        }
-        if (rc != CLI_OK)
-            return s_usage_error(err.msg);
-    }
-    if (optind < argc) {
-        snprintf(err.msg, sizeof err.msg, "unexpected argument '%s'", argv[optind]);
-        return s_usage_error(err.msg);
-    }
-    if (!o.in || !o.out)
-        return s_usage_error("--in FILE and --out FILE are required");
 
     /* No SA_RESTART: the wait must return so the job can stop cleanly and
      * leave an output that --resume continues. */

@@ -56,7 +56,7 @@ int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!list || !*list)
-        return cli_fail(err, CLI_INVAL, "--endpoint: empty");
+        return cli_fail(err, CLI_INVAL, "no endpoint given");
     const char *p = list;
     for (;;) {
         const char *end = strchr(p, ',');
@@ -67,18 +67,18 @@ int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
         while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
             n--;
         if (n == 0)
-            return cli_fail(err, CLI_INVAL, "--endpoint: empty entry in '%s'", list);
+            return cli_fail(err, CLI_INVAL, "empty entry in '%s'", list);
         if (out->n == CLI_MAX_ENDPOINTS)
-            return cli_fail(err, CLI_INVAL, "--endpoint: more than %d endpoints",
+            return cli_fail(err, CLI_INVAL, "more than %d endpoints",
                             CLI_MAX_ENDPOINTS);
         if (n >= sizeof out->v[0])
-            return cli_fail(err, CLI_INVAL, "--endpoint: '%.*s…' is too long", 40, p);
+            return cli_fail(err, CLI_INVAL, "'%.*s…' is too long", 40, p);
         memcpy(out->v[out->n], p, n);
         out->v[out->n][n] = '\0';
         const char *sep = strstr(out->v[out->n], "://");
         if (!sep || sep == out->v[out->n] || !sep[3])
             return cli_fail(err, CLI_INVAL,
-                            "--endpoint: '%s' is not transport://address "
+                            "'%s' is not transport://address "
                             "(e.g. tcp://127.0.0.1:5555 or ipc:///run/attnd.sock)",
                             out->v[out->n]);
         out->n++;

@@ -220,12 +220,15 @@ void cli_buf_free(cli_buf *b);       /* accepts a zeroed buffer */
 
 /* ---- flags ------------------------------------------------------------------ */
 
-/* Parse an integer in [lo, hi] given to flag; CLI_INVAL with
- * "--window: expected an integer in 1..100000, got 'x'". */
-int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, cli_err *err);
-/* The same for a number (seconds, rates). */
+/* The options themselves are util/opt tables in each program; these are
+ * the values inside them. */
+
+/* A number in [lo, hi] given to flag (an entry of --weights); CLI_INVAL with
+ * "--weights: 'x' is not a number in 1e-30..1e+30". */
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out,
                      cli_err *err);
+/* util_opt CALL row for --endpoint: field is a cli_endpoints. */
+int cli_opt_endpoints(void *field, const char *value, char *why, size_t why_len);
 /* Split a comma-separated list into a cJSON array of strings; empty entries
  * are CLI_INVAL naming flag. */
 int cli_parse_list(const char *flag, const char *s, cJSON **out, cli_err *err);

@@ -1,37 +1,32 @@
-/* cli_args.c -- flag values: numbers with bounds and comma lists, each
- * failure a message that names the flag, the range and what was given.
- * strtol alone accepts "12abc" and " 12"; users deserve better.
+/* cli_args.c -- flag values the clients share beyond util/opt's table:
+ * numbers inside comma lists, the lists themselves, and the endpoint list
+ * as a util_opt CALL row.  Each failure names the flag and what was given.
  */
 #include "clients/cli.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, cli_err *err)
-{
-    char *end;
-    errno = 0;
-    long v = s && *s && *s != ' ' ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *s == ' ' || errno || *end || v < lo || v > hi)
-        return cli_fail(err, CLI_INVAL, "%s: expected an integer in %ld..%ld, got '%s'", flag,
-                        lo, hi, s ? s : "");
-    *out = v;
-    return CLI_OK;
-}
+#include "util/opt.h"
 
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out,
                      cli_err *err)
 {
-    char *end;
-    errno = 0;
-    double v = s && *s && *s != ' ' ? strtod(s, &end) : 0;
-    if (!s || !*s || *s == ' ' || errno || *end || !isfinite(v) || v < lo || v > hi)
-        return cli_fail(err, CLI_INVAL, "%s: expected a number in %g..%g, got '%s'", flag, lo,
-                        hi, s ? s : "");
+    double v;
+    if (!s || util_opt_read_double(s, &v) || v < lo || v > hi)
+        return cli_fail(err, CLI_INVAL, "%s: '%s' is not a number in %g..%g", flag, s ? s : "",
+                        lo, hi);
     *out = v;
     return CLI_OK;
+}
+
+int cli_opt_endpoints(void *field, const char *value, char *why, size_t why_len)
+{
+    cli_err err;
+    if (cli_endpoints_parse(value, field, &err) == CLI_OK)
+        return 0;
+    snprintf(why, why_len, "%s", err.msg);
+    return -1;
 }
 
 int cli_parse_list(const char *flag, const char *s, cJSON **out, cli_err *err)

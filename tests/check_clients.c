@@ -36,6 +36,7 @@
 
 #include "clients/cli.h"
 #include "tests/testutil.h"
+#include "util/opt.h"
 
 static char s_self[PATH_MAX];   /* this binary, to exec as a server */
 
@@ -254,39 +255,42 @@ static int64_t s_ms_now(void)
     return cli_now_us() / 1000;
 }
 
-static int s_serve(int argc, char **argv)
+/* The fake server's command line: check_clients --serve EP [flags]. */
+typedef struct s_srvargs {
+    const char *ep;
+    int ready_fd;          /* write the bound endpoint here, then close it */
+    s_srvopt so;
+} s_srvargs;
+
+static const util_opt s_srv_pos[] = {{"EP", NULL, NULL, UTIL_OPT_STR(s_srvargs, ep)}};
+static const util_opt s_srv_opts[] = {
+    {"echo", NULL, NULL, UTIL_OPT_FLAG(s_srvargs, so.echo, 1)},
+    {"not-ready", NULL, NULL, UTIL_OPT_FLAG(s_srvargs, so.not_ready, 1)},
+    {"ready-fd", "FD", NULL, UTIL_OPT_INT(s_srvargs, ready_fd, 0, INT_MAX)},
+    {"delay-ms", "MS", NULL, UTIL_OPT_INT(s_srvargs, so.delay_ms, 0, INT_MAX)},
+    {"busy-every", "N", NULL, UTIL_OPT_INT(s_srvargs, so.busy_every, 0, INT_MAX)},
+    {"drop-nth", "N", NULL, UTIL_OPT_INT(s_srvargs, so.drop_nth, 0, INT_MAX)},
+    {"stall-after", "N", NULL, UTIL_OPT_INT(s_srvargs, so.stall_after, 0, INT_MAX)},
+    {"stall-ms", "MS", NULL, UTIL_OPT_INT(s_srvargs, so.stall_ms, 0, INT_MAX)},
+    {"max-bytes", "N", NULL, UTIL_OPT_INT(s_srvargs, so.max_bytes, 0, INT_MAX)},
+};
+static const util_opt_cmd s_srv_cmd = {.prog = "check_clients --serve",
+                                       UTIL_OPT_ROWS(s_srv_opts), UTIL_OPT_ARGS(s_srv_pos)};
+
+/* A ROUTER bound to ep (retried: a restart on the same port may race the
+ * kernel releasing it), its endpoint told on ready_fd; NULL on failure. */
+static void *s_bind(void *ctx, const char *ep, int ready_fd)
 {
-    const char *ep = argv[2];
-    int ready_fd = -1;
-    s_srvopt so = {0};
-    for (int i = 3; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
-        if (!strcmp(a, "--echo")) so.echo = 1;
-        else if (!strcmp(a, "--not-ready")) so.not_ready = 1;
-        else if (!strcmp(a, "--ready-fd")) ready_fd = atoi(v), i++;
-        else if (!strcmp(a, "--delay-ms")) so.delay_ms = atoi(v), i++;
-        else if (!strcmp(a, "--busy-every")) so.busy_every = atoi(v), i++;
-        else if (!strcmp(a, "--drop-nth")) so.drop_nth = atoi(v), i++;
-        else if (!strcmp(a, "--stall-after")) so.stall_after = atoi(v), i++;
-        else if (!strcmp(a, "--stall-ms")) so.stall_ms = atoi(v), i++;
-        else if (!strcmp(a, "--max-bytes")) so.max_bytes = atoi(v), i++;
-        else {
-            fprintf(stderr, "check_clients --serve: unknown flag %s\n", a);
-            return 2;
-        }
-    }
-    void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_ROUTER);
     int zero = 0, hwm = 100000;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    /* A restart on the same port may race the kernel releasing it. */
     int64_t give_up = s_ms_now() + 5000;
     while (zmq_bind(sock, ep) != 0) {
         if (s_ms_now() > give_up) {
             fprintf(stderr, "check_clients --serve: bind %s: %s\n", ep, zmq_strerror(errno));
-            return 1;
+            return NULL;
         }
         usleep(20000);
     }
@@ -299,6 +303,20 @@ static int s_serve(int argc, char **argv)
     } else {
         fprintf(stderr, "serving on %s\n", bound);
     }
+    return sock;
+}
+
+static int s_serve(int argc, char **argv)
+{
+    s_srvargs a = {.ready_fd = -1};
+    int rc = util_opt_main(&s_srv_cmd, argc - 1, argv + 1, &a, NULL);
+    if (rc >= 0)
+        return rc;
+    const s_srvopt so = a.so;
+    void *ctx = zmq_ctx_new();
+    void *sock = s_bind(ctx, a.ep, a.ready_fd);
+    if (!sock)
+        return 1;
 
     s_held *held = NULL;
     size_t h_head = 0, h_n = 0, h_cap = 0;
@@ -557,19 +575,22 @@ END_TEST
 
 START_TEST(test_flags)
 {
-    long v;
     double d;
     cli_err err;
-    ck_assert_int_eq(cli_parse_long("--window", "64", 1, 100, &v, &err), CLI_OK);
-    ck_assert_int_eq(v, 64);
-    ck_assert_int_eq(cli_parse_long("--window", "0", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_str_eq(err.msg, "--window: expected an integer in 1..100, got '0'");
-    ck_assert_int_eq(cli_parse_long("--window", "12x", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_long("--window", "", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_long("--window", " 5", 1, 100, &v, &err), CLI_INVAL);
-    ck_assert_int_eq(cli_parse_double("--rate", "2.5e3", 0, 1e7, &d, &err), CLI_OK);
+    ck_assert_int_eq(cli_parse_double("--weights", "2.5e3", 0, 1e7, &d, &err), CLI_OK);
     ck_assert_double_eq(d, 2500);
-    ck_assert_int_eq(cli_parse_double("--rate", "nan", 0, 1e7, &d, &err), CLI_INVAL);
+    ck_assert_int_eq(cli_parse_double("--weights", "nan", 0, 1e7, &d, &err), CLI_INVAL);
+    ck_assert_int_eq(cli_parse_double("--weights", "0", 1e-30, 1e30, &d, &err), CLI_INVAL);
+    ck_assert_str_eq(err.msg, "--weights: '0' is not a number in 1e-30..1e+30");
+    ck_assert_int_eq(cli_parse_double("--weights", " 5", 0, 10, &d, &err), CLI_INVAL);
+    /* --endpoint as a util_opt CALL row: the list into a cli_endpoints. */
+    cli_endpoints e;
+    char why[256];
+    ck_assert_int_eq(cli_opt_endpoints(&e, "tcp://a:1,ipc:///tmp/b", why, sizeof why), 0);
+    ck_assert_int_eq(e.n, 2);
+    ck_assert_str_eq(e.v[1], "ipc:///tmp/b");
+    ck_assert_int_eq(cli_opt_endpoints(&e, "a:1", why, sizeof why), -1);
+    ck_assert_msg(!strncmp(why, "'a:1' is not transport://address", 32), "%s", why);
     cJSON *list;
     ck_assert_int_eq(cli_parse_list("--candidates", "a,b,c", &list, &err), CLI_OK);
     ck_assert_int_eq(cJSON_GetArraySize(list), 3);

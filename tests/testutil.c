@@ -113,3 +113,38 @@ int tu_run_program(const char *program, const char *args, char *out, size_t len)
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+int tu_argv(char **argv, int cap, const char *a0, va_list ap)
+{
+    int argc = 0;
+    for (const char *a = a0; a && argc < cap - 1; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    argv[argc] = NULL;
+    return argc;
+}
+
+int tu_capture(int (*fn)(void *ctx), void *ctx, char *out, size_t len)
+{
+    const char *cap = tu_path("capture.out");
+    fflush(stdout);
+    fflush(stderr);
+    int save1 = dup(1), save2 = dup(2);
+    int fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert(save1 >= 0 && save2 >= 0 && fd >= 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    int rc = fn(ctx);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(save1, 1);
+    dup2(save2, 2);
+    close(save1);
+    close(save2);
+    FILE *f = fopen(cap, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(out, 1, len - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return rc;
+}

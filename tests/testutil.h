@@ -6,6 +6,7 @@
 #ifndef TESTS_TESTUTIL_H
 #define TESTS_TESTUTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <check.h>
@@ -32,6 +33,14 @@ void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd);
  * shell, stderr joined to stdout; out gets up to len - 1 bytes of it,
  * NUL-terminated.  Returns the exit status, or -1 if it did not exit. */
 int tu_run_program(const char *program, const char *args, char *out, size_t len);
+
+/* Collect the NULL-terminated words a0, ... into argv (at most cap - 1 of
+ * them, then a NULL); returns their count.  For calling a main in-process. */
+int tu_argv(char **argv, int cap, const char *a0, va_list ap);
+
+/* Run fn(ctx) with stdout and stderr redirected into out (up to len - 1
+ * bytes, NUL-terminated); returns what fn returned. */
+int tu_capture(int (*fn)(void *ctx), void *ctx, char *out, size_t len);
 
 int tu_run(Suite *s);
 

@@ -6,8 +6,6 @@
  * table (or JSON).  The model rows are scored by the daemon's fast path
  * (attn_eval_model), so the table measures what attnd serves.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,45 +18,63 @@
 #include "store/store.h"
 #include "tools/cmd.h"
 #include "util/clock.h"
+#include "util/opt.h"
 
 #define S_MAX_SEEDS 100
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: attnctl eval DB [--model V] [--json] [--seeds N] [options]\n"
-            "Leave-one-out ranking quality: each user's last event is the target, the\n"
-            "events before it the history.  HR@10 and NDCG@10 under two protocols:\n"
-            "  sampled  the target among 100 items the user never interacted with,\n"
-            "           drawn uniformly (mean and sd over --seeds draws)\n"
-            "  full     the target among the whole catalog minus the user's history\n"
-            "beside the baselines random, popularity, centroid, transition and the\n"
-            "identity model (version 0).  See docs/QUALITY.md.\n"
-            "\n"
-            "  --model V     model version to measure (default: the active one)\n"
-            "  --json        one JSON object: protocol -> method -> metrics\n"
-            "  --seeds N     negative draws for the sampled protocol (default 3)\n"
-            "  --seed S      first seed (default 1; draws use S, S+1, ...)\n"
-            "  --neg N       sampled negatives per user (default 100)\n"
-            "  --split test|valid   which target (default test)\n"
-            "  --threads T   threads for building the model's tables (default 2)\n"
-            "  --window N    transition baseline: recent items that vote (default 8)\n"
-            "  --decay X     transition baseline: weight per step of distance (default 0.5)\n");
-}
+/* ---- the command line ------------------------------------------------------- */
 
-static int s_int(const char *flag, const char *text, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max) {
-        fprintf(stderr, "attnctl eval: %s: '%s' is not a whole number in %ld..%ld\n", flag,
-                text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+typedef struct s_args {
+    const char *db;
+    int64_t version;          /* STORE_MODEL_ACTIVE: the active one */
+    int json;
+    int n_seeds;              /* sampled protocol: negative draws */
+    uint64_t seed;            /* the first draw's; then seed + 1, ... */
+    int n_neg;
+    int split;                /* enum attn_eval_split */
+    int threads;
+    attn_eval_base_opts bo;
+} s_args;
+
+static const char *const s_splits[] = {"test", "valid", NULL};
+static const int s_split_values[] = {ATTN_EVAL_TEST, ATTN_EVAL_VALID};
+
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+};
+
+static const util_opt s_opts[] = {
+    {"model", "V", "model version to measure", UTIL_OPT_I64(s_args, version, 0, INT32_MAX),
+     .def = "the active one"},
+    {"json", NULL, "one JSON object: protocol -> method -> metrics",
+     UTIL_OPT_FLAG(s_args, json, 1)},
+    {"seeds", "N", "negative draws for the sampled protocol",
+     UTIL_OPT_INT(s_args, n_seeds, 1, S_MAX_SEEDS)},
+    {"seed", "S", "first seed (draws use S, S+1, ...)", UTIL_OPT_U64(s_args, seed, 0, INT32_MAX)},
+    {"neg", "N", "sampled negatives per user", UTIL_OPT_INT(s_args, n_neg, 1, 100000)},
+    {"split", NULL, "which target", UTIL_OPT_ENUM(s_args, split, s_splits, s_split_values)},
+    {"threads", "T", "threads for building the model's tables",
+     UTIL_OPT_INT(s_args, threads, 1, 64)},
+    {"window", "N", "transition baseline: recent items that vote",
+     UTIL_OPT_INT(s_args, bo.window, 1, 1000)},
+    {"decay", "X", "transition baseline: weight per step of distance",
+     UTIL_OPT_DBL(s_args, bo.decay, 0, 1), .flags = UTIL_OPT_MIN_OPEN},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl eval",
+    .usage = "DB [--model V] [--json] [--seeds N] [options]",
+    .about =
+        "Leave-one-out ranking quality: each user's last event is the target, the\n"
+        "events before it the history.  HR@10 and NDCG@10 under two protocols:\n"
+        "  sampled  the target among 100 items the user never interacted with,\n"
+        "           drawn uniformly (mean and sd over --seeds draws)\n"
+        "  full     the target among the whole catalog minus the user's history\n"
+        "beside the baselines random, popularity, centroid, transition and the\n"
+        "identity model (version 0).  See docs/QUALITY.md.",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+};
 
 /* One method: a scorer and its context. */
 typedef struct s_method {
@@ -143,7 +159,7 @@ static int s_load_model(store *db, int64_t version, const store_catalog *cat, at
     return 0;
 }
 
-static void s_print_json(s_cell cells[2][S_N_METHODS], const s_method *m)
+static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m)
 {
     static const char *proto[2] = {"sampled", "full"};
     printf("{");
@@ -164,7 +180,7 @@ static void s_print_json(s_cell cells[2][S_N_METHODS], const s_method *m)
     printf("}\n");
 }
 
-static void s_print_table(s_cell cells[2][S_N_METHODS], const s_method *m, int n_seeds,
+static void s_print_table(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_seeds,
                           int n_neg)
 {
     printf("%-9s %-11s %-17s %-17s\n", "protocol", "method", "HR@10", "NDCG@10");
@@ -183,216 +199,186 @@ static void s_print_table(s_cell cells[2][S_N_METHODS], const s_method *m, int n
            "user's history\n", n_neg, n_seeds, n_seeds == 1 ? "" : "s");
 }
 
-int cmd_eval(int argc, char **argv)
-{
-    enum { O_MODEL = 256, O_JSON, O_SEEDS, O_SEED, O_NEG, O_SPLIT, O_THREADS, O_WINDOW, O_DECAY,
-           O_HELP };
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, O_MODEL},
-        {"json", no_argument, NULL, O_JSON},
-        {"seeds", required_argument, NULL, O_SEEDS},
-        {"seed", required_argument, NULL, O_SEED},
-        {"neg", required_argument, NULL, O_NEG},
-        {"split", required_argument, NULL, O_SPLIT},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"window", required_argument, NULL, O_WINDOW},
-        {"decay", required_argument, NULL, O_DECAY},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    long version = STORE_MODEL_ACTIVE, n_seeds = 3, seed = 1, n_neg = 100, threads = 2;
-    int json = 0, split = ATTN_EVAL_TEST;
-    attn_eval_base_opts bo = {.window = 8, .decay = 0.5};
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        long v;
-        switch (c) {
-        case O_MODEL:
-            if (s_int("--model", optarg, 0, INT32_MAX, &version))
-                return 2;
-            break;
-        case O_JSON: json = 1; break;
-        case O_SEEDS:
-            if (s_int("--seeds", optarg, 1, S_MAX_SEEDS, &n_seeds))
-                return 2;
-            break;
-        case O_SEED:
-            if (s_int("--seed", optarg, 0, INT32_MAX, &seed))
-                return 2;
-            break;
-        case O_NEG:
-            if (s_int("--neg", optarg, 1, 100000, &n_neg))
-                return 2;
-            break;
-        case O_SPLIT:
-            if (!strcmp(optarg, "test"))
-                split = ATTN_EVAL_TEST;
-            else if (!strcmp(optarg, "valid"))
-                split = ATTN_EVAL_VALID;
-            else {
-                fprintf(stderr, "attnctl eval: --split: '%s', expected test or valid\n", optarg);
-                return 2;
-            }
-            break;
-        case O_THREADS:
-            if (s_int("--threads", optarg, 1, 64, &v))
-                return 2;
-            threads = v;
-            break;
-        case O_WINDOW:
-            if (s_int("--window", optarg, 1, 1000, &v))
-                return 2;
-            bo.window = (int)v;
-            break;
-        case O_DECAY: {
-            char *end;
-            errno = 0;
-            double x = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(x > 0.0 && x <= 1.0)) {
-                fprintf(stderr, "attnctl eval: --decay: '%s' is not a number in (0, 1]\n",
-                        optarg);
-                return 2;
-            }
-            bo.decay = x;
-            break;
-        }
-        case 'h':
-        case O_HELP:
-            s_usage(stdout);
-            return 0;
-        default:
-            fprintf(stderr, "attnctl eval: unknown or incomplete option '%s'\n",
-                    argv[optind - 1]);
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc - 1) {
-        s_usage(stderr);
-        return 2;
-    }
-    const char *path = argv[optind];
+/* ---- the run: plan, then steps ----------------------------------------------
+ *   1. s_load: the database, its catalog and histories; some user must have
+ *      the events the split needs
+ *   2. s_prepare: the model asked for and the identity model with their
+ *      scoring tables, and the baselines (learning from what the model did)
+ *   3. s_measure: every method under both protocols, the sampled one per seed
+ *   4. s_report: a table or JSON, the notes, the time taken
+ * Each step says what went wrong itself and returns the exit status. */
 
-    int rc = 1;
-    store *db = NULL;
-    store_catalog *cat = NULL;
-    store_dataset *ds = NULL;
-    attn_model *md = NULL, *idm = NULL;
-    attn_eval_model *em = NULL, *eid = NULL;
-    attn_eval_base *base = NULL;
+typedef struct s_run {
+    store *db;
+    store_catalog *cat;
+    store_dataset *ds;
+    attn_model *md, *idm;            /* the model measured, the identity model */
+    attn_eval_model *em, *eid;       /* their scoring tables */
+    attn_eval_base *base;
+    int refit;                       /* md was trained with --refit */
+    s_method m[S_N_METHODS];
+    s_cell cells[2][S_N_METHODS];    /* [0 sampled, 1 full][method] */
+    double seconds;                  /* spent in s_measure */
+} s_run;
+
+static void s_run_free(s_run *r)
+{
+    attn_eval_base_free(&r->base);
+    attn_eval_model_free(&r->em);
+    attn_eval_model_free(&r->eid);
+    attn_model_free(&r->md);
+    attn_model_free(&r->idm);
+    store_dataset_free(&r->ds);
+    store_catalog_free(&r->cat);
+    store_close(&r->db);
+}
+
+static int s_load(s_run *r, const s_args *a)
+{
     store_err err;
-    if (store_open(&db, path, STORE_READONLY, 10000, &err) != STORE_OK) {
+    if (store_open(&r->db, a->db, STORE_READONLY, 10000, &err) != STORE_OK ||
+        store_catalog_load(r->db, &r->cat, &err) != STORE_OK) {
         fprintf(stderr, "attnctl eval: %s\n", err.msg);
-        goto out;
+        return 1;
     }
-    if (store_catalog_load(db, &cat, &err) != STORE_OK) {
-        fprintf(stderr, "attnctl eval: %s\n", err.msg);
-        goto out;
-    }
-    if (cat->n == 0) {
+    if (r->cat->n == 0) {
         fprintf(stderr, "attnctl eval: %s: no embedded items (%u without an embedding): run "
-                        "'attnctl embed %s' first\n", path, cat->n_unembedded, path);
-        goto out;
+                        "'attnctl embed %s' first\n", a->db, r->cat->n_unembedded, a->db);
+        return 1;
     }
-    if (store_dataset_load(db, cat, &ds, &err) != STORE_OK) {
+    if (store_dataset_load(r->db, r->cat, &r->ds, &err) != STORE_OK) {
         fprintf(stderr, "attnctl eval: %s\n", err.msg);
-        goto out;
+        return 1;
     }
+    const attn_seqs *seqs = &r->ds->seqs;
     uint32_t with_target = 0;
-    for (uint32_t u = 0; u < ds->seqs.n_users; u++)
-        with_target += attn_eval_target(&ds->seqs, u, split) >= 0;
+    for (uint32_t u = 0; u < seqs->n_users; u++)
+        with_target += attn_eval_target(seqs, u, a->split) >= 0;
     if (with_target == 0) {
         fprintf(stderr, "attnctl eval: %s: too few interactions: no user has the %d events "
-                        "the %s split needs (%u users, %llu events)\n", path,
-                split == ATTN_EVAL_TEST ? 2 : 3, split == ATTN_EVAL_TEST ? "test" : "valid",
-                ds->seqs.n_users, (unsigned long long)ds->n_events);
-        goto out;
+                        "the %s split needs (%u users, %llu events)\n", a->db,
+                a->split == ATTN_EVAL_TEST ? 2 : 3, a->split == ATTN_EVAL_TEST ? "test" : "valid",
+                seqs->n_users, (unsigned long long)r->ds->n_events);
+        return 1;
     }
-    if (s_load_model(db, version, cat, &md, &em, (int)threads) ||
-        s_load_model(db, 0, cat, &idm, &eid, (int)threads))
-        goto out;
-    int refit = s_model_refit(db, md->version);
-    if (refit < 0)
-        goto out;
-    if (refit && split == ATTN_EVAL_VALID) {
+    return 0;
+}
+
+static int s_prepare(s_run *r, const s_args *a)
+{
+    if (s_load_model(r->db, a->version, r->cat, &r->md, &r->em, a->threads) ||
+        s_load_model(r->db, 0, r->cat, &r->idm, &r->eid, a->threads))
+        return 1;
+    r->refit = s_model_refit(r->db, r->md->version);
+    if (r->refit < 0)
+        return 1;
+    if (r->refit && a->split == ATTN_EVAL_VALID) {
         fprintf(stderr, "attnctl eval: %s: model version %lld was refit on the validation "
                         "targets (attnctl train --refit): its validation score means nothing; "
-                        "use --split test\n", path, (long long)md->version);
-        goto out;
+                        "use --split test\n", a->db, (long long)r->md->version);
+        return 1;
     }
     /* The baselines learn from what the model learnt from. */
-    ds->seqs.refit = refit;
-    base = attn_eval_base_new(&ds->seqs, cat->emb, (size_t)cat->dim, cat->dim, &bo);
-    if (!base) {
+    r->ds->seqs.refit = r->refit;
+    r->base = attn_eval_base_new(&r->ds->seqs, r->cat->emb, (size_t)r->cat->dim, r->cat->dim,
+                                 &a->bo);
+    if (!r->base) {
         fprintf(stderr, "attnctl eval: out of memory building the baselines\n");
-        goto out;
+        return 1;
     }
-    s_method m[S_N_METHODS] = {
-        {"random", attn_eval_random, base},       {"popularity", attn_eval_popularity, base},
-        {"centroid", attn_eval_centroid, base},   {"transition", attn_eval_transition, base},
-        {"identity", attn_eval_model_score, eid}, {"model", attn_eval_model_score, em},
+    const s_method m[S_N_METHODS] = {
+        {"random", attn_eval_random, r->base},       {"popularity", attn_eval_popularity, r->base},
+        {"centroid", attn_eval_centroid, r->base},   {"transition", attn_eval_transition, r->base},
+        {"identity", attn_eval_model_score, r->eid}, {"model", attn_eval_model_score, r->em},
     };
-    static s_cell cells[2][S_N_METHODS];
-    memset(cells, 0, sizeof cells);
-    double t0 = util_now_s();
-    for (int p = 0; p < 2; p++) {
-        int seeds = p == 0 ? (int)n_seeds : 1;
-        for (int s = 0; s < seeds; s++)
-            for (int i = 0; i < S_N_METHODS; i++) {
-                attn_eval_opts o;
-                attn_eval_defaults(&o);
-                o.split = split;
-                o.protocol = p == 0 ? ATTN_EVAL_SAMPLED : ATTN_EVAL_FULL;
-                o.n_neg = (int)n_neg;
-                o.seed = (uint64_t)seed + (uint64_t)s;
-                attn_eval_result r;
-                int st = attn_eval_run(&ds->seqs, &o, m[i].fn, m[i].ctx, &r);
-                if (st != ATTN_OK) {
-                    fprintf(stderr, "attnctl eval: %s (%s protocol): %s%s\n", m[i].name,
-                            p == 0 ? "sampled" : "full", attn_strerror(st),
-                            st == ATTN_ERANGE ? ": a score came out non-finite" : "");
-                    goto out;
-                }
-                s_cell *cl = &cells[p][i];
-                cl->hr[cl->n] = r.hr;
-                cl->ndcg[cl->n] = r.ndcg;
-                cl->n++;
-                cl->last = r;
-            }
+    memcpy(r->m, m, sizeof m);
+    return 0;
+}
+
+/* Method i under protocol p (0 sampled, 1 full) with the seed-th draw. */
+static int s_measure_one(s_run *r, const s_args *a, int p, int seed, int i)
+{
+    attn_eval_opts o;
+    attn_eval_defaults(&o);
+    o.split = a->split;
+    o.protocol = p == 0 ? ATTN_EVAL_SAMPLED : ATTN_EVAL_FULL;
+    o.n_neg = a->n_neg;
+    o.seed = a->seed + (uint64_t)seed;
+    attn_eval_result res;
+    int st = attn_eval_run(&r->ds->seqs, &o, r->m[i].fn, r->m[i].ctx, &res);
+    if (st != ATTN_OK) {
+        fprintf(stderr, "attnctl eval: %s (%s protocol): %s%s\n", r->m[i].name,
+                p == 0 ? "sampled" : "full", attn_strerror(st),
+                st == ATTN_ERANGE ? ": a score came out non-finite" : "");
+        return 1;
     }
-    double secs = util_now_s() - t0;
-    if (json) {
-        s_print_json(cells, m);
+    s_cell *cl = &r->cells[p][i];
+    cl->hr[cl->n] = res.hr;
+    cl->ndcg[cl->n] = res.ndcg;
+    cl->n++;
+    cl->last = res;
+    return 0;
+}
+
+static int s_measure(s_run *r, const s_args *a)
+{
+    double t0 = util_now_s();
+    for (int p = 0; p < 2; p++)
+        for (int s = 0; s < (p == 0 ? a->n_seeds : 1); s++)
+            for (int i = 0; i < S_N_METHODS; i++)
+                if (s_measure_one(r, a, p, s, i))
+                    return 1;
+    r->seconds = util_now_s() - t0;
+    return 0;
+}
+
+static void s_report(const s_run *r, const s_args *a)
+{
+    const attn_model *md = r->md;
+    if (a->json) {
+        s_print_json(r->cells, r->m);
     } else {
-        const attn_eval_result *r = &cells[1][0].last;
+        const attn_eval_result *res = &r->cells[1][0].last;
         char sa[48] = "";
         if (md->sa_len)
             snprintf(sa, sizeof sa, ", self-attention window %d", md->sa_len);
         printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d%s%s) vs identity; "
-               "%u users evaluated, %u skipped (fewer than %d events)\n", path,
+               "%u users evaluated, %u skipped (fewer than %d events)\n", a->db,
                (long long)md->version, md->d, md->m, md->heads, md->l_max, sa,
-               refit ? ", refit: it and the baselines learnt from every event but the last" : "",
-               r->users, r->skipped, split == ATTN_EVAL_TEST ? 2 : 3);
-        s_print_table(cells, m, (int)n_seeds, (int)n_neg);
-        if (cells[0][0].last.short_neg)
-            printf("note: %u users have fewer than %ld unseen items; all of theirs were used\n",
-                   cells[0][0].last.short_neg, n_neg);
+               r->refit ? ", refit: it and the baselines learnt from every event but the last"
+                        : "",
+               res->users, res->skipped, a->split == ATTN_EVAL_TEST ? 2 : 3);
+        s_print_table(r->cells, r->m, a->n_seeds, a->n_neg);
+        if (r->cells[0][0].last.short_neg)
+            printf("note: %u users have fewer than %d unseen items; all of theirs were used\n",
+                   r->cells[0][0].last.short_neg, a->n_neg);
     }
-    if (ds->n_unembedded)
+    if (r->ds->n_unembedded)
         fprintf(stderr, "attnctl eval: note: %llu events of items without an embedding were "
-                        "left out\n", (unsigned long long)ds->n_unembedded);
-    fprintf(stderr, "attnctl eval: %.1f s\n", secs);
-    rc = 0;
-out:
-    attn_eval_base_free(&base);
-    attn_eval_model_free(&em);
-    attn_eval_model_free(&eid);
-    attn_model_free(&md);
-    attn_model_free(&idm);
-    store_dataset_free(&ds);
-    store_catalog_free(&cat);
-    store_close(&db);
+                        "left out\n", (unsigned long long)r->ds->n_unembedded);
+    fprintf(stderr, "attnctl eval: %.1f s\n", r->seconds);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    s_args a = {.version = STORE_MODEL_ACTIVE, .n_seeds = 3, .seed = 1, .n_neg = 100,
+                .split = ATTN_EVAL_TEST, .threads = 2, .bo = {.window = 8, .decay = 0.5}};
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
+        return rc;
+    s_run *r = calloc(1, sizeof *r);   /* the cells hold every seed's results: ~20 KiB */
+    if (!r) {
+        fprintf(stderr, "attnctl eval: out of memory\n");
+        return 1;
+    }
+    rc = s_load(r, &a);
+    if (rc == 0)
+        rc = s_prepare(r, &a);
+    if (rc == 0)
+        rc = s_measure(r, &a);
+    if (rc == 0)
+        s_report(r, &a);
+    s_run_free(r);
+    free(r);
     return rc;
 }

@@ -7,9 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,67 +15,41 @@
 #include "store/gen/gen.h"
 #include "tools/cmd.h"
 #include "util/clock.h"
+#include "util/opt.h"
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: attnctl gen DB [options]\n"
-            "Create DB and fill it with a synthetic, realistic demo: items with readable\n"
-            "titles from 24 topics, topic-shaped embeddings, users with drifting interests\n"
-            "and time-ordered histories.  The same options always give the same content.\n"
-            "\n"
-            "  --items N            items in the catalog (default 20000, at most %u)\n"
-            "  --users N            users (default 5000, at most %u)\n"
-            "  --dim D              embedding dimension (default 64, %d..%d)\n"
-            "  --seed S             any unsigned 64-bit number (default 1)\n"
-            "  --events-per-user M  mean history length (default 40, %g..%g)\n"
-            "  --force              replace DB if it exists\n",
-            STORE_GEN_MAX_ITEMS, STORE_GEN_MAX_USERS, STORE_GEN_MIN_DIM, STORE_GEN_MAX_DIM,
-            STORE_GEN_MIN_EPU, STORE_GEN_MAX_EPU);
-}
+typedef struct s_args {
+    store_gen_opts o;
+    const char *db;
+    int force;
+} s_args;
 
-/* A whole number in [min, max]: digits only (no sign, spaces or suffix),
- * so "1e3", "-5" and "20k" are refused rather than half-read. */
-static int s_parse_u64(const char *flag, const char *text, uint64_t min, uint64_t max,
-                       uint64_t *out)
-{
-    if (!*text || strspn(text, "0123456789") != strlen(text)) {
-        fprintf(stderr, "attnctl gen: %s: '%s' is not a whole number\n", flag, text);
-        return -1;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || v > max) {
-        fprintf(stderr, "attnctl gen: %s: %s is too large (at most %" PRIu64 ")\n", flag,
-                text, max);
-        return -1;
-    }
-    if (v < min) {
-        fprintf(stderr, "attnctl gen: %s: %s is too small (at least %" PRIu64 ")\n", flag,
-                text, min);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+};
 
-static int s_parse_double(const char *flag, const char *text, double min, double max,
-                          double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (!*text || *end || text[0] == ' ' || errno == ERANGE || !isfinite(v)) {
-        fprintf(stderr, "attnctl gen: %s: '%s' is not a number\n", flag, text);
-        return -1;
-    }
-    if (v < min || v > max) {
-        fprintf(stderr, "attnctl gen: %s: %s is out of range %g..%g\n", flag, text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+/* The bounds are store/gen.h's, so the tool and the library agree. */
+static const util_opt s_opts[] = {
+    {"items", "N", "items in the catalog",
+     UTIL_OPT_U32(s_args, o.n_items, 1, STORE_GEN_MAX_ITEMS)},
+    {"users", "N", "users", UTIL_OPT_U32(s_args, o.n_users, 1, STORE_GEN_MAX_USERS)},
+    {"dim", "D", "embedding dimension",
+     UTIL_OPT_INT(s_args, o.dim, STORE_GEN_MIN_DIM, STORE_GEN_MAX_DIM)},
+    {"seed", "S", "any unsigned 64-bit number", UTIL_OPT_U64(s_args, o.seed, 0, UINT64_MAX)},
+    {"events-per-user", "M", "mean history length",
+     UTIL_OPT_DBL(s_args, o.events_per_user, STORE_GEN_MIN_EPU, STORE_GEN_MAX_EPU)},
+    {"force", NULL, "replace DB if it exists", UTIL_OPT_FLAG(s_args, force, 1)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl gen",
+    .usage = "DB [options]",
+    .about =
+        "Create DB and fill it with a synthetic, realistic demo: items with readable\n"
+        "titles from 24 topics, topic-shaped embeddings, users with drifting interests\n"
+        "and time-ordered histories.  The same options always give the same content.",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+};
 
 /* Remove path and its SQLite side files; ENOENT is fine. */
 static int s_remove_db(const char *path)
@@ -94,117 +66,53 @@ static int s_remove_db(const char *path)
     return 0;
 }
 
-/* The flag at argv[*i] with its value (either "--flag=v" or "--flag v");
- * NULL if argv[*i] is not this flag.  *bad is set when the value is missing. */
-static const char *s_flag_value(int argc, char **argv, int *i, const char *flag, int *bad)
+/* Make way for a new database at path: refuse a directory, and an existing
+ * file unless force (then remove it).  0, or 1 (said). */
+static int s_make_room(const char *path, int force)
 {
-    size_t n = strlen(flag);
-    const char *a = argv[*i];
-    if (strncmp(a, flag, n))
-        return NULL;
-    if (a[n] == '=')
-        return a + n + 1;
-    if (a[n])
-        return NULL;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "attnctl gen: %s needs a value\n", flag);
-        *bad = 1;
-        return NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    if (S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "attnctl gen: %s is a directory\n", path);
+        return 1;
     }
-    return argv[++*i];
+    if (!force) {
+        fprintf(stderr, "attnctl gen: %s already exists; pass --force to replace it\n", path);
+        return 1;
+    }
+    return s_remove_db(path) ? 1 : 0;
 }
 
 int cmd_gen(int argc, char **argv)
 {
-    store_gen_opts o;
-    store_gen_defaults(&o);
-    const char *path = NULL;
-    int force = 0;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int bad = 0;
-        uint64_t u;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--force")) {
-            force = 1;
-        } else if ((v = s_flag_value(argc, argv, &i, "--items", &bad))) {
-            if (s_parse_u64("--items", v, 1, STORE_GEN_MAX_ITEMS, &u))
-                return 2;
-            o.n_items = (uint32_t)u;
-        } else if ((v = s_flag_value(argc, argv, &i, "--users", &bad))) {
-            if (s_parse_u64("--users", v, 1, STORE_GEN_MAX_USERS, &u))
-                return 2;
-            o.n_users = (uint32_t)u;
-        } else if ((v = s_flag_value(argc, argv, &i, "--dim", &bad))) {
-            if (s_parse_u64("--dim", v, STORE_GEN_MIN_DIM, STORE_GEN_MAX_DIM, &u))
-                return 2;
-            o.dim = (int)u;
-        } else if ((v = s_flag_value(argc, argv, &i, "--seed", &bad))) {
-            if (s_parse_u64("--seed", v, 0, UINT64_MAX, &o.seed))
-                return 2;
-        } else if ((v = s_flag_value(argc, argv, &i, "--events-per-user", &bad))) {
-            if (s_parse_double("--events-per-user", v, STORE_GEN_MIN_EPU, STORE_GEN_MAX_EPU,
-                               &o.events_per_user))
-                return 2;
-        } else if (bad) {
-            return 2;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "attnctl gen: unknown option '%s'\n", a);
-            s_usage(stderr);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "attnctl gen: one database at a time ('%s' and '%s')\n", path, a);
-            return 2;
-        } else {
-            path = a;
-        }
-    }
-    if (!path) {
-        s_usage(stderr);
-        return 2;
-    }
-    if (!*path) {
-        fprintf(stderr, "attnctl gen: the database path is empty\n");
-        return 2;
-    }
+    s_args a = {0};
+    store_gen_defaults(&a.o);
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
+        return rc;
+    if (!*a.db)
+        return util_opt_fail(&s_cmd, "the database path is empty");
     store_err err = {0};
-    if (store_gen_check(&o, &err) != STORE_OK) {     /* the combined limits */
-        fprintf(stderr, "attnctl gen: %s\n", err.msg);
-        return 2;
-    }
-
-    struct stat sb;
-    if (stat(path, &sb) == 0) {
-        if (S_ISDIR(sb.st_mode)) {
-            fprintf(stderr, "attnctl gen: %s is a directory\n", path);
-            return 1;
-        }
-        if (!force) {
-            fprintf(stderr, "attnctl gen: %s already exists; pass --force to replace it\n",
-                    path);
-            return 1;
-        }
-        if (s_remove_db(path))
-            return 1;
-    }
+    if (store_gen_check(&a.o, &err) != STORE_OK)     /* the combined limits */
+        return util_opt_fail(&s_cmd, "%s", err.msg);
+    if (s_make_room(a.db, a.force))
+        return 1;
 
     double t0 = util_now_s();
     store_gen_stats st;
-    int rc = store_gen_create(path, &o, &st, &err);
+    rc = store_gen_create(a.db, &a.o, &st, &err);
     double secs = util_now_s() - t0;
     if (rc != STORE_OK) {
         fprintf(stderr, "attnctl gen: %s\n", err.msg);
         /* We checked the path was free, so a file there now is ours -- unless
          * someone else created it in between, which is what EXISTS means. */
         if (rc != STORE_ERR_EXISTS)
-            s_remove_db(path);
+            s_remove_db(a.db);
         return 1;
     }
     printf("%s: %" PRIu64 " items, %" PRIu64 " users, %" PRIu64 " events "
            "(%d topics, dim %d, seed %" PRIu64 ") in %.2f s\n",
-           path, st.items, st.users, st.events, st.topics, o.dim, o.seed, secs);
+           a.db, st.items, st.users, st.events, st.topics, a.o.dim, a.o.seed, secs);
     return 0;
 }

@@ -6,7 +6,6 @@
  * item's title, so an operator can see the history behind a ranking and
  * the demo can show it without SQL of its own.  Read-only.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,54 +13,35 @@
 
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/opt.h"
 #include "util/utf8.h"
 
 #define S_MAX_LIMIT 10000
 #define S_TITLE_MAX 512
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: attnctl history DB USER [--limit N]\n"
-            "The user's newest N events (default 10, at most %d), newest first: time\n"
-            "(UTC), weight and the item's title -- the history attnd reads for USER.\n",
-            S_MAX_LIMIT);
-}
+typedef struct s_args {
+    const char *db;
+    const char *user;
+    int limit;
+} s_args;
 
-/* Parse the arguments; 0, or the exit status of a usage error (2). */
-static int s_args(int argc, char **argv, const char **path, const char **user, int *limit)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--limit") || !strcmp(a, "-n")) {
-            char *end;
-            errno = 0;
-            long v = i + 1 < argc ? strtol(argv[++i], &end, 10) : -1;
-            if (v < 1 || v > S_MAX_LIMIT || errno || *end) {
-                fprintf(stderr, "attnctl history: --limit: expected an integer in 1..%d\n",
-                        S_MAX_LIMIT);
-                return 2;
-            }
-            *limit = (int)v;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "attnctl history: unknown option '%s'\n", a);
-            s_usage(stderr);
-            return 2;
-        } else if (!*path) {
-            *path = a;
-        } else if (!*user) {
-            *user = a;
-        } else {
-            fprintf(stderr, "attnctl history: unexpected argument '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!*path || !*user) {
-        s_usage(stderr);
-        return 2;
-    }
-    return 0;
-}
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+    {"USER", NULL, NULL, UTIL_OPT_STR(s_args, user)},
+};
+
+static const util_opt s_opts[] = {
+    {"limit", "N", "newest events shown", UTIL_OPT_INT(s_args, limit, 1, S_MAX_LIMIT),
+     .shortc = 'n'},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl history",
+    .about = "The user's newest events, newest first: time (UTC), weight and the item's\n"
+             "title -- the history attnd reads for USER.",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+};
 
 /* One line: time, weight, title (invalid UTF-8 in it shown as U+FFFD). */
 static void s_print(store *db, const store_event *ev)
@@ -79,15 +59,12 @@ static void s_print(store *db, const store_event *ev)
 
 int cmd_history(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        s_usage(stdout);
-        return 0;
-    }
-    const char *path = NULL, *user = NULL;
-    int limit = 10;
-    int rc = s_args(argc, argv, &path, &user, &limit);
-    if (rc)
+    s_args a = {.limit = 10};
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
         return rc;
+    const char *path = a.db, *user = a.user;
+    int limit = a.limit;
     store *db;
     store_err err;
     if (store_open(&db, path, STORE_READONLY, 5000, &err) != STORE_OK) {

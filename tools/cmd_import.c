@@ -6,10 +6,8 @@
  * progress line on stderr when it is a terminal, messages and exit codes.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,41 +16,7 @@
 #include "store/store.h"
 #include "tools/cmd.h"
 #include "util/clock.h"
-
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-        "usage: attnctl import items DB [FILE] [options]    id, title, text, embedding\n"
-        "       attnctl import events DB FILE [options]     user, item, ts, kind, weight\n"
-        "       attnctl import movielens DB DIR [--dim D]   MovieLens 100K or CSV layout\n"
-        "\n"
-        "FILE is CSV (RFC 4180, header row) or JSONL (one object per line), chosen by\n"
-        "extension (.csv .tsv .jsonl .ndjson) or --format.  One transaction: a bad line\n"
-        "stops the import with file:line and leaves the database unchanged.\n"
-        "\n"
-        "options:\n"
-        "  --format csv|jsonl      input format (default: by extension)\n"
-        "  --delim C               CSV separator: a character or 'tab' (default ',')\n"
-        "  --no-header             CSV without a header row: --col-X are 1-based numbers\n"
-        "  --latin1                input is Latin-1, transcode to UTF-8\n"
-        "  --col-id NAME           item id column      (default id, ext_id, item_id, item)\n"
-        "  --col-title NAME        title column        (default title, name)\n"
-        "  --col-text NAME         text column         (default text, description)\n"
-        "  --col-embedding NAME    embedding column    (default embedding, vector, emb)\n"
-        "  --col-user NAME         user column         (default user, user_id, userId)\n"
-        "  --col-item NAME         item column         (default item, item_id, itemId)\n"
-        "  --col-ts NAME           time column         (default ts, timestamp, time)\n"
-        "  --col-kind NAME         kind column         (default kind, type, event)\n"
-        "  --col-weight NAME       weight column       (default weight)\n"
-        "  --kind K                kind of events without one (default view; movielens: rating)\n"
-        "  --npy FILE --ids FILE   items: embeddings from a float32 .npy matrix, row i for\n"
-        "                          the id on line i of the ids file\n"
-        "  --skip-bad              write bad lines to the rejects file and go on\n"
-        "  --rejects FILE          rejects file (default FILE.rejects; DB.rejects for movielens)\n"
-        "  --dim D                 movielens: embedding dimension when creating DB (default 64)\n"
-        "  --quiet                 no progress line\n"
-        "See docs/IMPORT.md.\n");
-}
+#include "util/opt.h"
 
 /* ---- progress line ------------------------------------------------------- */
 
@@ -104,46 +68,107 @@ static void s_on_progress(void *ctx, const store_import_progress *p)
     pr->shown = 1;
 }
 
-/* ---- main ------------------------------------------------------------------ */
+/* ---- the command line --------------------------------------------------------- */
 
-enum {
-    OPT_FORMAT = 256, OPT_DELIM, OPT_NO_HEADER, OPT_LATIN1, OPT_COL_ID, OPT_COL_TITLE,
-    OPT_COL_TEXT, OPT_COL_EMB, OPT_COL_USER, OPT_COL_ITEM, OPT_COL_TS, OPT_COL_KIND,
-    OPT_COL_WEIGHT, OPT_KIND, OPT_NPY, OPT_IDS, OPT_SKIP_BAD, OPT_REJECTS, OPT_DIM,
-    OPT_QUIET, OPT_HELP,
-};
+enum { S_ITEMS, S_EVENTS, S_MOVIELENS };
 
-static const struct option s_opts[] = {
-    {"format", required_argument, NULL, OPT_FORMAT},
-    {"delim", required_argument, NULL, OPT_DELIM},
-    {"no-header", no_argument, NULL, OPT_NO_HEADER},
-    {"latin1", no_argument, NULL, OPT_LATIN1},
-    {"col-id", required_argument, NULL, OPT_COL_ID},
-    {"col-title", required_argument, NULL, OPT_COL_TITLE},
-    {"col-text", required_argument, NULL, OPT_COL_TEXT},
-    {"col-embedding", required_argument, NULL, OPT_COL_EMB},
-    {"col-user", required_argument, NULL, OPT_COL_USER},
-    {"col-item", required_argument, NULL, OPT_COL_ITEM},
-    {"col-ts", required_argument, NULL, OPT_COL_TS},
-    {"col-kind", required_argument, NULL, OPT_COL_KIND},
-    {"col-weight", required_argument, NULL, OPT_COL_WEIGHT},
-    {"kind", required_argument, NULL, OPT_KIND},
-    {"npy", required_argument, NULL, OPT_NPY},
-    {"ids", required_argument, NULL, OPT_IDS},
-    {"skip-bad", no_argument, NULL, OPT_SKIP_BAD},
-    {"rejects", required_argument, NULL, OPT_REJECTS},
-    {"dim", required_argument, NULL, OPT_DIM},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
-};
+typedef struct s_args {
+    store_import_opts o;
+    int what;                 /* S_ITEMS, S_EVENTS or S_MOVIELENS */
+    const char *db, *src;     /* src: FILE or DIR; NULL for items from --npy only */
+    int dim;                  /* movielens: of a new database */
+    int quiet;
+} s_args;
 
-static int s_bad_usage(const char *fmt, const char *arg)
+/* --delim: one character, or "tab". */
+static int s_delim(void *field, const char *value, char *why, size_t why_len)
 {
-    fprintf(stderr, "attnctl import: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(attnctl import --help for usage)\n");
-    return 2;
+    if (!strcmp(value, "tab") || !strcmp(value, "\\t"))
+        *(char *)field = '\t';
+    else if (strlen(value) == 1 && value[0] != '"' && value[0] != '\n')
+        *(char *)field = value[0];
+    else {
+        snprintf(why, why_len, "'%s' is not one character or 'tab'", value);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const s_whats[] = {"items", "events", "movielens", NULL};
+static const char *const s_formats[] = {"csv", "jsonl", "ndjson", NULL};
+static const int s_format_values[] = {STORE_IMPORT_CSV, STORE_IMPORT_JSONL, STORE_IMPORT_JSONL};
+
+static const util_opt s_pos[] = {
+    {"KIND", NULL, NULL, UTIL_OPT_ENUM(s_args, what, s_whats, NULL)},
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+    {"FILE", NULL, NULL, UTIL_OPT_STR(s_args, src), .flags = UTIL_OPT_OPTIONAL},
+};
+
+static const util_opt s_opts[] = {
+    {"format", NULL, "input format",
+     UTIL_OPT_ENUM(s_args, o.format, s_formats, s_format_values), .def = "by extension"},
+    {"delim", "C", "CSV separator: a character or 'tab'", UTIL_OPT_CALL(s_args, o.delim, s_delim),
+     .def = "','"},
+    {"no-header", NULL, "CSV without a header row: --col-X are 1-based numbers",
+     UTIL_OPT_FLAG(s_args, o.no_header, 1)},
+    {"latin1", NULL, "input is Latin-1, transcode to UTF-8", UTIL_OPT_FLAG(s_args, o.latin1, 1)},
+    {"col-id", "NAME", "item id column", UTIL_OPT_STR(s_args, o.col_id),
+     .def = "id, ext_id, item_id, item"},
+    {"col-title", "NAME", "title column", UTIL_OPT_STR(s_args, o.col_title),
+     .def = "title, name"},
+    {"col-text", "NAME", "text column", UTIL_OPT_STR(s_args, o.col_text),
+     .def = "text, description"},
+    {"col-embedding", "NAME", "embedding column", UTIL_OPT_STR(s_args, o.col_embedding),
+     .def = "embedding, vector, emb"},
+    {"col-user", "NAME", "user column", UTIL_OPT_STR(s_args, o.col_user),
+     .def = "user, user_id, userId"},
+    {"col-item", "NAME", "item column", UTIL_OPT_STR(s_args, o.col_item),
+     .def = "item, item_id, itemId"},
+    {"col-ts", "NAME", "time column", UTIL_OPT_STR(s_args, o.col_ts),
+     .def = "ts, timestamp, time"},
+    {"col-kind", "NAME", "kind column", UTIL_OPT_STR(s_args, o.col_kind),
+     .def = "kind, type, event"},
+    {"col-weight", "NAME", "weight column", UTIL_OPT_STR(s_args, o.col_weight), .def = "weight"},
+    {"kind", "K", "kind of events without one", UTIL_OPT_STR(s_args, o.default_kind),
+     .def = "view; movielens: rating"},
+    {"npy", "FILE", "items: embeddings from a float32 .npy matrix, row i\n"
+     "for the id on line i of the --ids file", UTIL_OPT_STR(s_args, o.npy_path)},
+    {"ids", "FILE", "the ext_ids of the --npy rows, one a line", UTIL_OPT_STR(s_args, o.ids_path)},
+    {"skip-bad", NULL, "write bad lines to the rejects file and go on",
+     UTIL_OPT_FLAG(s_args, o.skip_bad, 1)},
+    {"rejects", "FILE", "rejects file", UTIL_OPT_STR(s_args, o.rejects_path),
+     .def = "FILE.rejects; DB.rejects for movielens"},
+    {"dim", "D", "movielens: embedding dimension when creating DB",
+     UTIL_OPT_INT(s_args, dim, 1, 65536)},
+    {"quiet", NULL, "no progress line", UTIL_OPT_FLAG(s_args, quiet, 1)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl import",
+    .usage = "items DB [FILE] [options]    id, title, text, embedding\n"
+             "events DB FILE [options]     user, item, ts, kind, weight\n"
+             "movielens DB DIR [--dim D]   MovieLens 100K or CSV layout",
+    .about =
+        "\n"
+        "FILE is CSV (RFC 4180, header row) or JSONL (one object per line), chosen by\n"
+        "extension (.csv .tsv .jsonl .ndjson) or --format.  One transaction: a bad line\n"
+        "stops the import with file:line and leaves the database unchanged.",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+    .tail = "See docs/IMPORT.md.",
+};
+
+/* What the rows cannot say: which sources each kind needs. */
+static int s_check_sources(const s_args *a)
+{
+    const store_import_opts *o = &a->o;
+    if (a->what == S_ITEMS && !a->src && !o->npy_path)
+        return util_opt_fail(&s_cmd, "import items: give FILE, or --npy FILE --ids FILE");
+    if (a->what != S_ITEMS && !a->src)
+        return util_opt_fail(&s_cmd, "missing FILE or DIR");
+    if (!o->npy_path != !o->ids_path)
+        return util_opt_fail(&s_cmd, "--npy and --ids go together");
+    return 0;
 }
 
 static void s_unlink_db(const char *path)
@@ -175,133 +200,83 @@ static void s_summary(const char *what, const store_import_stats *st, double sec
                (unsigned long long)st->rejected, st->rejects_path);
 }
 
-int cmd_import(int argc, char **argv)
+/* MovieLens is a fresh start more often than not: create DB when it does
+ * not exist.  0 (with *created), or 1 (said). */
+static int s_create_for_movielens(const s_args *a, int *created)
 {
-    store_import_opts o = store_import_defaults();
-    int dim = 64, quiet = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", s_opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_FORMAT:
-            if (!strcmp(optarg, "csv"))
-                o.format = STORE_IMPORT_CSV;
-            else if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "ndjson"))
-                o.format = STORE_IMPORT_JSONL;
-            else
-                return s_bad_usage("--format '%s': expected csv or jsonl", optarg);
-            break;
-        case OPT_DELIM:
-            if (!strcmp(optarg, "tab") || !strcmp(optarg, "\\t"))
-                o.delim = '\t';
-            else if (strlen(optarg) == 1 && optarg[0] != '"' && optarg[0] != '\n')
-                o.delim = optarg[0];
-            else
-                return s_bad_usage("--delim '%s': expected one character or 'tab'", optarg);
-            break;
-        case OPT_NO_HEADER: o.no_header = 1; break;
-        case OPT_LATIN1: o.latin1 = 1; break;
-        case OPT_COL_ID: o.col_id = optarg; break;
-        case OPT_COL_TITLE: o.col_title = optarg; break;
-        case OPT_COL_TEXT: o.col_text = optarg; break;
-        case OPT_COL_EMB: o.col_embedding = optarg; break;
-        case OPT_COL_USER: o.col_user = optarg; break;
-        case OPT_COL_ITEM: o.col_item = optarg; break;
-        case OPT_COL_TS: o.col_ts = optarg; break;
-        case OPT_COL_KIND: o.col_kind = optarg; break;
-        case OPT_COL_WEIGHT: o.col_weight = optarg; break;
-        case OPT_KIND: o.default_kind = optarg; break;
-        case OPT_NPY: o.npy_path = optarg; break;
-        case OPT_IDS: o.ids_path = optarg; break;
-        case OPT_SKIP_BAD: o.skip_bad = 1; break;
-        case OPT_REJECTS: o.rejects_path = optarg; break;
-        case OPT_DIM: {
-            char *end;
-            long d = strtol(optarg, &end, 10);
-            if (*end || d < 1 || d > 65536)
-                return s_bad_usage("--dim '%s': expected an integer in 1..65536", optarg);
-            dim = (int)d;
-            break;
-        }
-        case OPT_QUIET: quiet = 1; break;
-        case 'h':
-        case OPT_HELP:
-            s_usage(stdout);
-            return 0;
-        default:
-            return s_bad_usage("%s", "unknown option");
-        }
-    }
-    int nargs = argc - optind;
-    char **args = argv + optind;
-    if (nargs < 2)
-        return s_bad_usage("%s", "expected: import items|events|movielens DB FILE|DIR");
-    const char *what = args[0], *dbpath = args[1], *src = nargs > 2 ? args[2] : NULL;
-    int kind = !strcmp(what, "items") ? 1 : !strcmp(what, "events") ? 2
-               : !strcmp(what, "movielens") ? 3 : 0;
-    if (!kind)
-        return s_bad_usage("'%s': expected items, events or movielens", what);
-    if (nargs > 3)
-        return s_bad_usage("unexpected argument '%s'", args[3]);
-    if (kind == 1 && !src && !o.npy_path)
-        return s_bad_usage("%s", "import items: give FILE, or --npy FILE --ids FILE");
-    if ((kind != 1 && !src) || (!o.npy_path != !o.ids_path))
-        return s_bad_usage("%s", kind == 1 ? "--npy and --ids go together"
-                                           : "missing FILE or DIR");
-
+    struct stat sb;
     store_err err;
-    int created = 0;
-    if (kind == 3) {
-        /* MovieLens is a fresh start more often than not: create DB. */
-        struct stat sb;
-        if (stat(dbpath, &sb) != 0 && errno == ENOENT) {
-            if (!store_import_movielens_layout(src)) {
-                fprintf(stderr, "attnctl import: %s: not a MovieLens directory (expected "
-                        "u.item + u.data, or movies.csv + ratings.csv)\n", src);
-                return 1;
-            }
-            if (store_init(dbpath, dim, &err) != STORE_OK) {
-                fprintf(stderr, "attnctl import: %s\n", err.msg);
-                return 1;
-            }
-            created = 1;
-        }
-    }
-    store *db;
-    if (store_open(&db, dbpath, STORE_READWRITE, 5000, &err) != STORE_OK) {
-        fprintf(stderr, "attnctl import: %s\n", err.msg);
-        if (created)
-            s_unlink_db(dbpath);
+    *created = 0;
+    if (stat(a->db, &sb) == 0 || errno != ENOENT)
+        return 0;
+    if (!store_import_movielens_layout(a->src)) {
+        fprintf(stderr, "attnctl import: %s: not a MovieLens directory (expected "
+                "u.item + u.data, or movies.csv + ratings.csv)\n", a->src);
         return 1;
     }
-    s_progress pr = {0};
-    if (!quiet && isatty(STDERR_FILENO)) {
-        o.progress = s_on_progress;
-        o.progress_ctx = &pr;
+    if (store_init(a->db, a->dim, &err) != STORE_OK) {
+        fprintf(stderr, "attnctl import: %s\n", err.msg);
+        return 1;
     }
-    store_import_stats st;
+    *created = 1;
+    return 0;
+}
+
+/* The import itself, with the progress line on a terminal.  A store code. */
+static int s_import(s_args *a, store *db, store_import_stats *st, double *secs, store_err *err)
+{
+    s_progress pr = {0};
+    if (!a->quiet && isatty(STDERR_FILENO)) {
+        a->o.progress = s_on_progress;
+        a->o.progress_ctx = &pr;
+    }
     double t0 = util_now_s();
-    int rc = kind == 1 ? store_import_items(db, src, &o, &st, &err)
-             : kind == 2 ? store_import_events(db, src, &o, &st, &err)
-             : store_import_movielens(db, src, &o, &st, &err);
-    double secs = util_now_s() - t0;
+    int rc = a->what == S_ITEMS ? store_import_items(db, a->src, &a->o, st, err)
+             : a->what == S_EVENTS ? store_import_events(db, a->src, &a->o, st, err)
+             : store_import_movielens(db, a->src, &a->o, st, err);
+    *secs = util_now_s() - t0;
     if (pr.shown)
         fputs("\r\033[K", stderr);
+    return rc;
+}
+
+int cmd_import(int argc, char **argv)
+{
+    s_args a = {.o = store_import_defaults(), .dim = 64};
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
+        return rc;
+    if ((rc = s_check_sources(&a)))
+        return rc;
+    int created = 0;
+    if (a.what == S_MOVIELENS && s_create_for_movielens(&a, &created))
+        return 1;
+    store *db;
+    store_err err;
+    if (store_open(&db, a.db, STORE_READWRITE, 5000, &err) != STORE_OK) {
+        fprintf(stderr, "attnctl import: %s\n", err.msg);
+        if (created)
+            s_unlink_db(a.db);
+        return 1;
+    }
+    store_import_stats st;
+    double secs;
+    rc = s_import(&a, db, &st, &secs, &err);
     store_close(&db);
     if (rc != STORE_OK) {
         fprintf(stderr, "attnctl import: %s\n", err.msg);
         if (created) {
-            s_unlink_db(dbpath);
+            s_unlink_db(a.db);
             fprintf(stderr, "attnctl import: nothing imported; removed the new database %s\n",
-                    dbpath);
+                    a.db);
         } else
-            fprintf(stderr, "attnctl import: nothing imported; %s is unchanged\n", dbpath);
+            fprintf(stderr, "attnctl import: nothing imported; %s is unchanged\n", a.db);
         return 1;
     }
     if (created)
-        printf("created %s (embedding_dim %d)\n", dbpath, dim);
-    s_summary(what, &st, secs);
-    if (kind == 3)
-        printf("items have no embeddings yet: run 'attnctl embed %s'\n", dbpath);
+        printf("created %s (embedding_dim %d)\n", a.db, a.dim);
+    s_summary(s_whats[a.what], &st, secs);
+    if (a.what == S_MOVIELENS)
+        printf("items have no embeddings yet: run 'attnctl embed %s'\n", a.db);
     return 0;
 }

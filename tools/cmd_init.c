@@ -7,35 +7,45 @@
  * items has that length), so it is a required flag rather than a default
  * that would be wrong for most data.
  */
-#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/opt.h"
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: attnctl init DB --dim D\n"
-            "       attnctl init --migrate DB\n"
-            "Create a new attnd database at DB for embeddings of dimension D (1..65536),\n"
-            "with the identity model as active version 0.  Refuses a file that holds data.\n"
-            "--migrate upgrades an existing database to this build's schema version (%d).\n",
-            STORE_SCHEMA_VERSION);
-}
+#define S_STR_(x) #x
+#define S_STR(x) S_STR_(x)
 
-/* A whole decimal number in [lo, hi], or -1. */
-static long s_parse(const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    return v;
-}
+typedef struct s_args {
+    const char *db;
+    int dim;            /* 0: not given */
+    int migrate;
+} s_args;
+
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+};
+
+static const util_opt s_opts[] = {
+    {"dim", "D", "the embedding dimension (required for a new database)",
+     UTIL_OPT_INT(s_args, dim, 1, 65536), .def = ""},
+    {"migrate", NULL, "upgrade DB to this build's schema version",
+     UTIL_OPT_FLAG(s_args, migrate, 1)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl init",
+    .usage = "DB --dim D\n--migrate DB",
+    .about =
+        "Create a new attnd database at DB for embeddings of dimension D,\n"
+        "with the identity model as active version 0.  Refuses a file that holds data.\n"
+        "--migrate upgrades an existing database to this build's schema version ("
+        S_STR(STORE_SCHEMA_VERSION) ").",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+};
 
 static int s_migrate(const char *path)
 {
@@ -54,63 +64,26 @@ static int s_migrate(const char *path)
 
 int cmd_init(int argc, char **argv)
 {
-    const char *path = NULL, *dim_arg = NULL;
-    int migrate = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--migrate")) {
-            migrate = 1;
-        } else if (!strcmp(a, "--dim")) {
-            if (++i == argc) {
-                fprintf(stderr, "attnctl init: --dim needs a value\n");
-                return 2;
-            }
-            dim_arg = argv[i];
-        } else if (!strncmp(a, "--dim=", 6)) {
-            dim_arg = a + 6;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "attnctl init: unknown option '%s'\n", a);
-            s_usage(stderr);
-            return 2;
-        } else if (!path) {
-            path = a;
-        } else {
-            fprintf(stderr, "attnctl init: unexpected argument '%s' (one DB only)\n", a);
-            return 2;
-        }
+    s_args a = {0};
+    uint64_t given;
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, &given);
+    if (rc >= 0)
+        return rc;
+    if (a.migrate) {
+        if (util_opt_given(&s_cmd, given, "dim"))
+            return util_opt_fail(&s_cmd, "--migrate keeps the database's dimension; "
+                                         "drop --dim");
+        return s_migrate(a.db);
     }
-    if (!path) {
-        fprintf(stderr, "attnctl init: no database file given\n");
-        s_usage(stderr);
-        return 2;
-    }
-    if (migrate) {
-        if (dim_arg) {
-            fprintf(stderr, "attnctl init: --migrate keeps the database's dimension; "
-                            "drop --dim\n");
-            return 2;
-        }
-        return s_migrate(path);
-    }
-    if (!dim_arg) {
-        fprintf(stderr, "attnctl init: --dim D is required (the embedding dimension, "
-                        "e.g. --dim 64)\n");
-        return 2;
-    }
-    long dim = s_parse(dim_arg, 1, 65536);
-    if (dim < 0) {
-        fprintf(stderr, "attnctl init: --dim '%s': expected an integer in 1..65536\n", dim_arg);
-        return 2;
-    }
+    if (!a.dim)
+        return util_opt_fail(&s_cmd, "--dim D is required (the embedding dimension, "
+                                     "e.g. --dim 64)");
     store_err err;
-    if (store_init(path, (int)dim, &err) != STORE_OK) {
+    if (store_init(a.db, a.dim, &err) != STORE_OK) {
         fprintf(stderr, "attnctl init: %s\n", err.msg);
         return 1;
     }
-    printf("%s: new attnd database, embedding_dim %ld, schema version %d, "
-           "identity model active (version 0)\n", path, dim, STORE_SCHEMA_VERSION);
+    printf("%s: new attnd database, embedding_dim %d, schema version %d, "
+           "identity model active (version 0)\n", a.db, a.dim, STORE_SCHEMA_VERSION);
     return 0;
 }

@@ -14,6 +14,7 @@
 
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "util/opt.h"
 
 typedef struct s_ctx {
     store *db;
@@ -130,22 +131,32 @@ static void s_models(s_ctx *c)
     attn_model_free(&md);
 }
 
+typedef struct s_args {
+    const char *db;
+} s_args;
+
+static const util_opt s_pos[] = {
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl inspect",
+    .about =
+        "Counts, embedding dimension and embedder, models, events per user,\n"
+        "catalog_version, and integrity checks (PRAGMA quick_check, embedding blobs,\n"
+        "dangling events, users without events).  Exit status 1 if any problem.",
+    UTIL_OPT_ARGS(s_pos),
+};
+
 int cmd_inspect(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: attnctl inspect DB\n"
-               "Counts, embedding dimension and embedder, models, events per user,\n"
-               "catalog_version, and integrity checks (SQLite's quick_check, embedding blobs,\n"
-               "dangling events, users without events).  Exit status 1 if any problem.\n");
-        return 0;
-    }
-    if (argc != 2) {
-        fprintf(stderr, "usage: attnctl inspect DB\n");
-        return 2;
-    }
+    s_args a = {0};
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    if (rc >= 0)
+        return rc;
     store_err err;
     s_ctx c = {0};
-    if (store_open(&c.db, argv[1], STORE_READONLY, 5000, &err) != STORE_OK) {
+    if (store_open(&c.db, a.db, STORE_READONLY, 5000, &err) != STORE_OK) {
         fprintf(stderr, "attnctl inspect: %s\n", err.msg);
         return 1;
     }
@@ -156,7 +167,7 @@ int cmd_inspect(int argc, char **argv)
         s_problem(&c, "%s", err.msg);
     char catv[32];
     s_meta(&c, "catalog_version", catv, sizeof catv);
-    s_summary(&c, argv[1]);
+    s_summary(&c, a.db);
     printf("embedding_dim %d\n", c.dim);
     s_embedder(&c);
     printf("catalog       version %s\n", catv);

@@ -8,7 +8,7 @@
  * and the version being served stays as it was.  Running daemons pick the
  * change up at their next reload.
  */
-#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +18,38 @@
 #include "store/store.h"
 #include "tools/cmd.h"
 #include "util/json.h"
+#include "util/opt.h"
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: attnctl model list DB [--json]\n"
-            "       attnctl model activate DB VERSION\n"
-            "list      every model version: created (UTC), heads, d_model, active, metrics\n"
-            "activate  check that VERSION loads, then make it the one attnd serves\n");
-}
+enum { S_LIST, S_ACTIVATE };
+
+typedef struct s_args {
+    int what;             /* S_LIST or S_ACTIVATE */
+    const char *db;
+    int64_t version;      /* activate: -1 until given */
+    int json;
+} s_args;
+
+static const char *const s_whats[] = {"list", "activate", NULL};
+
+static const util_opt s_pos[] = {
+    {"list|activate", NULL, NULL, UTIL_OPT_ENUM(s_args, what, s_whats, NULL)},
+    {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
+    {"VERSION", NULL, NULL, UTIL_OPT_I64(s_args, version, 0, INT64_MAX),
+     .flags = UTIL_OPT_OPTIONAL},
+};
+
+static const util_opt s_opts[] = {
+    {"json", NULL, "list: one JSON array", UTIL_OPT_FLAG(s_args, json, 1)},
+};
+
+static const util_opt_cmd s_cmd = {
+    .prog = "attnctl model",
+    .usage = "list DB [--json]\nactivate DB VERSION",
+    .about = "list      every model version: created (UTC), heads, d_model, active, metrics\n"
+             "activate  check that VERSION loads, then make it the one attnd serves",
+    UTIL_OPT_ROWS(s_opts),
+    UTIL_OPT_ARGS(s_pos),
+};
 
 static int s_open(const char *path, int flags, store **db)
 {
@@ -116,16 +139,8 @@ static int s_list(const char *path, int json)
     return 0;
 }
 
-static int s_activate(const char *path, const char *varg)
+static int s_activate(const char *path, int64_t v)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(varg, &end, 10);
-    if (errno || end == varg || *end || v < 0) {
-        fprintf(stderr, "attnctl model activate: VERSION '%s': expected a version number "
-                        "(see 'attnctl model list %s')\n", varg, path);
-        return 2;
-    }
     store *db;
     if (s_open(path, STORE_READWRITE, &db))
         return 1;
@@ -140,43 +155,29 @@ static int s_activate(const char *path, const char *varg)
         return 1;
     }
     if (was >= 0 && was != v)
-        printf("%s: model version %lld is active (was %lld)\n", path, v, (long long)was);
+        printf("%s: model version %lld is active (was %lld)\n", path, (long long)v,
+               (long long)was);
     else
-        printf("%s: model version %lld is active\n", path, v);
+        printf("%s: model version %lld is active\n", path, (long long)v);
     return 0;
 }
 
 int cmd_model(int argc, char **argv)
 {
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        s_usage(stdout);
-        return 0;
+    s_args a = {.version = -1};
+    uint64_t given;
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, &given);
+    if (rc >= 0)
+        return rc;
+    if (a.what == S_LIST) {
+        if (util_opt_given(&s_cmd, given, "VERSION"))
+            return util_opt_fail(&s_cmd, "model list takes no VERSION");
+        return s_list(a.db, a.json);
     }
-    if (argc < 3) {
-        s_usage(stderr);
-        return 2;
-    }
-    if (!strcmp(argv[1], "list")) {
-        int json = 0;
-        for (int i = 3; i < argc; i++) {
-            if (!strcmp(argv[i], "--json")) {
-                json = 1;
-            } else {
-                fprintf(stderr, "attnctl model list: unexpected argument '%s'\n", argv[i]);
-                return 2;
-            }
-        }
-        return s_list(argv[2], json);
-    }
-    if (!strcmp(argv[1], "activate")) {
-        if (argc != 4) {
-            fprintf(stderr, "attnctl model activate: needs DB and VERSION\n");
-            s_usage(stderr);
-            return 2;
-        }
-        return s_activate(argv[2], argv[3]);
-    }
-    fprintf(stderr, "attnctl model: unknown subcommand '%s'\n", argv[1]);
-    s_usage(stderr);
-    return 2;
+    if (!util_opt_given(&s_cmd, given, "VERSION"))
+        return util_opt_fail(&s_cmd, "model activate needs DB and VERSION (see 'attnctl model "
+                                     "list %s')", a.db);
+    if (a.json)
+        return util_opt_fail(&s_cmd, "--json goes with model list");
+    return s_activate(a.db, a.version);
 }
