@@ -65,8 +65,34 @@ static const char s_schema_v1[] =
     "  PRIMARY KEY (version, name)"
     ");";
 
+/* Version 2: live data.
+ * - interactions.event_id: what a client calls an event, so that a record
+ *   resent after a timeout is stored once (a unique index: the dedupe
+ *   survives restarts).  Imported events keep NULL.
+ * - embedder_basis: the fitted text embedder (vocabulary, IDF, projection),
+ *   so that new items fold into the space the active model was trained in.
+ * - a trigger bumping catalog_version when an item is deleted, by anyone:
+ *   our writers bump it themselves once per job, but a raw SQL delete would
+ *   otherwise go unnoticed by running daemons. */
+static const char s_schema_v2[] =
+    "ALTER TABLE interactions ADD COLUMN event_id TEXT;"
+    "CREATE UNIQUE INDEX interactions_event_id ON interactions(event_id) "
+    "  WHERE event_id IS NOT NULL;"
+    "CREATE TABLE embedder_basis("
+    "  name  TEXT    PRIMARY KEY,"
+    "  rows  INTEGER NOT NULL CHECK (rows >= 0),"
+    "  cols  INTEGER NOT NULL CHECK (cols >= 0),"
+    "  dtype TEXT    NOT NULL CHECK (dtype IN ('f32', 'i64', 'text')),"
+    "  data  BLOB    NOT NULL"
+    ");"
+    "CREATE TRIGGER items_deleted_touch_catalog AFTER DELETE ON items BEGIN"
+    "  INSERT INTO meta(key, value) VALUES ('catalog_version', '1')"
+    "    ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;"
+    "END;";
+
 static const store_migration s_builtin[] = {
     {1, s_schema_v1},
+    {2, s_schema_v2},
 };
 
 /* Versions are 1..N with one step each, so the table's length is the
@@ -88,6 +114,12 @@ void store_schema_set_steps(const store_migration *steps, int n)
     }
 }
 
+const store_migration *store_schema_builtin(int *n)
+{
+    *n = (int)(sizeof s_builtin / sizeof s_builtin[0]);
+    return s_builtin;
+}
+
 int store_schema_latest(void)
 {
     return s_steps[s_nsteps - 1].to;
@@ -103,9 +135,10 @@ static const struct {
     {"meta", {"key", "value"}},
     {"items", {"item_id", "ext_id", "updated_at", "embedding", "title", "text"}},
     {"users", {"user_id", "ext_id"}},
-    {"interactions", {"user_id", "item_id", "ts", "kind", "weight"}},
+    {"interactions", {"user_id", "item_id", "ts", "kind", "weight", "event_id"}},
     {"models", {"version", "created_at", "heads", "d_model", "config", "metrics", "active"}},
     {"model_tensors", {"version", "name", "rows", "cols", "dtype", "data"}},
+    {"embedder_basis", {"name", "rows", "cols", "dtype", "data"}},
 };
 
 int store_schema_apply(store *db, int from, store_err *err)
@@ -173,7 +206,7 @@ static int s_check_tables(store *db, store_err *err)
         if (rc == SQLITE_DONE) {
             code = store_fail(err, STORE_ERR_SCHEMA,
                               "%s: table '%s' is missing (schema version %d needs meta, items, "
-                              "users, interactions, models, model_tensors)",
+                              "users, interactions, models, model_tensors, embedder_basis)",
                               db->path, s_required[t].table, store_schema_latest());
             break;
         }

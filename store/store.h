@@ -32,7 +32,7 @@
 #include <stdint.h>
 #include "attn/model.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_APPLICATION_ID 0x6174746E
 
 enum store_code {

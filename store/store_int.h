@@ -132,5 +132,7 @@ int store_schema_check(store *db, store_err *err);
  * so that an "older schema" can be made without a second real version.
  * Not thread-safe; never called by the library. */
 void store_schema_set_steps(const store_migration *steps, int n);
+/* This build's own steps (*n of them), for tests that build on them. */
+const store_migration *store_schema_builtin(int *n);
 
 #endif

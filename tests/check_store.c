@@ -272,25 +272,33 @@ START_TEST(test_schema_newer)
 }
 END_TEST
 
-/* A build that knows schema 2: the migration step adds a table. */
-static const char s_v1_sql[] = "SELECT 1";   /* never run: the file is at 1 already */
-static const store_migration s_two[] = {
-    {1, s_v1_sql},
-    {2, "CREATE TABLE extra(x INTEGER); INSERT INTO meta VALUES ('migrated', 'yes')"},
-};
+/* A build that knows one schema version more than this one: this build's
+ * steps and one that adds a table.  Returns the newer version. */
+static store_migration s_next[16];
+
+static int s_newer_build(void)
+{
+    int n;
+    const store_migration *b = store_schema_builtin(&n);
+    memcpy(s_next, b, (size_t)n * sizeof *b);
+    s_next[n] = (store_migration){n + 1, "CREATE TABLE extra(x INTEGER); "
+                                         "INSERT INTO meta VALUES ('migrated', 'yes')"};
+    store_schema_set_steps(s_next, n + 1);
+    return n + 1;
+}
 
 START_TEST(test_schema_older_migrates)
 {
     const char *path = s_fresh("older.db", DIM);
-    store_schema_set_steps(s_two, 2);
+    int newer = s_newer_build();
     s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "attnctl");
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 1);   /* RO touched nothing */
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer - 1);   /* RO touched nothing */
     store *db = s_open(path, STORE_READWRITE);
     char buf[16];
     store_err err = {0};
     ck_assert_int_eq(store_meta_get(db, "migrated", buf, sizeof buf, &err), STORE_OK);
     store_close(&db);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer);
     ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM extra"), 0);
     db = s_open(path, STORE_READONLY);   /* now current */
     store_close(&db);
@@ -1116,17 +1124,50 @@ START_TEST(test_ext_ids)
 }
 END_TEST
 
+/* A version-1 database with data becomes version 2: event ids (unique),
+ * the embedder's table, and a raw DELETE of an item bumps catalog_version. */
+START_TEST(test_schema_v1_to_v2)
+{
+    int n;
+    const store_migration *b = store_schema_builtin(&n);
+    store_schema_set_steps(b, 1);
+    const char *path = s_fresh("v1.db", DIM);
+    store_schema_set_steps(NULL, 0);
+    s_raw(path, "INSERT INTO items(ext_id, updated_at) VALUES ('a', 1), ('b', 1);"
+                "INSERT INTO users(ext_id) VALUES ('u');"
+                "INSERT INTO interactions(user_id, item_id, ts) VALUES (1, 1, 5)");
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 1);
+    store *db = s_open(path, STORE_READWRITE);
+    store_close(&db);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions WHERE event_id IS NULL"),
+                     1);
+    s_raw(path, "UPDATE interactions SET event_id = 'e1'");
+    sqlite3 *h;
+    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+    ck_assert_int_ne(sqlite3_exec(h, "INSERT INTO interactions(user_id, item_id, ts, event_id) "
+                                     "VALUES (1, 2, 6, 'e1')", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM embedder_basis"), 0);
+    int64_t before = s_raw_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
+                                     "WHERE key = 'catalog_version'");
+    s_raw(path, "DELETE FROM interactions; DELETE FROM items WHERE ext_id = 'b'");
+    ck_assert_int_eq(s_raw_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
+                                     "WHERE key = 'catalog_version'"), before + 1);
+}
+END_TEST
+
 START_TEST(test_migrate)
 {
     const char *path = s_fresh("migrate.db", DIM);
-    store_schema_set_steps(s_two, 2);
+    int newer = s_newer_build();
     int from = -7;
     store_err err = {0};
     ck_assert_msg(store_migrate(path, 500, &from, &err) == STORE_OK, "%s", err.msg);
-    ck_assert_int_eq(from, 1);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(from, newer - 1);
+    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer);
     ck_assert_int_eq(store_migrate(path, 500, &from, &err), STORE_OK);
-    ck_assert_int_eq(from, 2);                            /* already current */
+    ck_assert_int_eq(from, newer);                        /* already current */
     store_schema_set_steps(NULL, 0);
     ck_assert_int_eq(store_migrate(tu_path("nothing.db"), 500, &from, &err), STORE_ERR_IO);
     ck_assert_int_eq(from, -1);
@@ -1266,6 +1307,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_open_missing_table);
     tcase_add_test(tc, test_schema_newer);
     tcase_add_test(tc, test_schema_older_migrates);
+    tcase_add_test(tc, test_schema_v1_to_v2);
     tcase_add_test(tc, test_locked);
     tcase_add_test(tc, test_catalog_roundtrip);
     tcase_add_test(tc, test_catalog_empty);
