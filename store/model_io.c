@@ -56,7 +56,9 @@ static int s_resolve(store *db, int64_t *version, store_err *err)
 
 /* Pass 1: the models row and every tensor's shape, checked against the
  * config.  Fills cfg and info[]. */
-static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, store_err *err)
+/* The models row: its config, checked against its own columns and the
+ * catalog's dimension. */
+static int s_read_config(store *db, int64_t v, store_model_cfg *cfg, store_err *err)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db->h,
@@ -91,9 +93,17 @@ static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, s
                           "%s: models version %lld has d_model %d but the catalog's "
                           "embedding_dim is %d", db->path, (long long)v, cfg->d, db->dim);
 
-    rc = sqlite3_prepare_v2(db->h,
-                            "SELECT name, rows, cols, dtype, length(data) FROM model_tensors "
-                            "WHERE version = ?1", -1, &st, NULL);
+    return STORE_OK;
+}
+
+/* Every model_tensors row of version v: a name this build knows, the right
+ * dtype, a blob of rows x cols elements.  Fills info. */
+static int s_read_tensor_rows(store *db, int64_t v, s_tinfo *info, store_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->h,
+                                "SELECT name, rows, cols, dtype, length(data) FROM model_tensors "
+                                "WHERE version = ?1", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return store_sqlfail(db, err, rc, "reading model_tensors");
     sqlite3_bind_int64(st, 1, v);
@@ -137,7 +147,14 @@ static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, s
     if (rc != SQLITE_DONE)
         return store_sqlfail(db, err, rc, "reading model_tensors");
 
-    /* Shapes that follow from the config (n from item_ids). */
+    return STORE_OK;
+}
+
+/* Shapes that follow from the config (n from item_ids), and the tensors
+ * that must come together. */
+static int s_check_shapes(store *db, int64_t v, const store_model_cfg *cfg, const s_tinfo *info,
+                          store_err *err)
+{
     int64_t n = info[T_IDS].present ? info[T_IDS].rows : 0;
     const int64_t want[T__COUNT][2] = {
         [T_WQ] = {cfg->d, cfg->m}, [T_WK] = {cfg->d, cfg->m}, [T_WV] = {cfg->d, cfg->m},
@@ -181,6 +198,14 @@ static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, s
                           "m == d, config has m=%d d=%d", db->path, (long long)v, cfg->m,
                           cfg->d);
     return STORE_OK;
+}
+
+static int s_shapes(store *db, int64_t v, store_model_cfg *cfg, s_tinfo *info, store_err *err)
+{
+    int rc = s_read_config(db, v, cfg, err);
+    if (rc == STORE_OK)
+        rc = s_read_tensor_rows(db, v, info, err);
+    return rc == STORE_OK ? s_check_shapes(db, v, cfg, info, err) : rc;
 }
 
 /* The array of model that tensor t decodes into. */
