@@ -191,6 +191,8 @@ int64_t cli_pipe_next_deadline(const cli_pipe *self);
 
 /* Parse a JSON object; NULL if the text is not one. */
 cJSON *cli_json_object(const char *text, size_t len);
+/* The same, and nothing but whitespace may follow the object. */
+cJSON *cli_json_object_strict(const char *text, size_t len);
 
 /* The string member key of obj, or NULL. */
 const char *cli_json_str(const cJSON *obj, const char *key);

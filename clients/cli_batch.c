@@ -30,6 +30,7 @@
  * would be wrong: the job stops with a message and --resume continues it.
  */
 #include "clients/cli.h"
+#include "util/json.h"
 #include "util/rng.h"
 
 #include <errno.h>
@@ -112,14 +113,61 @@ static void s_line_clear(s_line *l)
 
 /* ---- files ------------------------------------------------------------------ */
 
-/* The id of a JSON object line as a cJSON value (null when absent or when
- * the line is not an object: that is what its output line carries). */
+/* A request line taken apart as text, so that what goes to the daemon and
+ * what comes back keep the user's bytes: parsing and printing again would
+ * turn an id of 9007199254740993 into 9.00719925474099e+15. */
+typedef struct s_split {
+    const char *text;
+    const util_json_member *first_id;   /* the user's id (the first "id"), or NULL */
+    util_json_member first;             /* its storage */
+    char *body;                         /* every member but the ids, or NULL */
+    size_t at;                          /* bytes written to body */
+} s_split;
+
+static int s_is_id(const util_json_member *m)
+{
+    return !m->key_escaped && m->key_len == 2 && !memcmp(m->key, "id", 2);
+}
+
+static int s_split_member(void *ctx, const util_json_member *m)
+{
+    s_split *sp = ctx;
+    if (s_is_id(m)) {
+        if (!sp->first_id) {
+            sp->first = *m;
+            sp->first_id = &sp->first;
+        }
+        return 0;   /* every "id" goes: the wire id is ours */
+    }
+    if (sp->body) {
+        if (sp->at > 1)
+            sp->body[sp->at++] = ',';
+        memcpy(sp->body + sp->at, sp->text + m->start, m->end - m->start);
+        sp->at += m->end - m->start;
+    }
+    return 0;
+}
+
+/* The user's id as a raw cJSON item (printed back verbatim), null when the
+ * line has none. */
+static cJSON *s_raw_id(const s_split *sp)
+{
+    if (!sp->first_id)
+        return cJSON_CreateNull();
+    char *text = strndup(sp->first_id->val, sp->first_id->val_len);
+    cJSON *id = text ? cJSON_CreateRaw(text) : NULL;
+    free(text);
+    return id;
+}
+
+/* The id of a JSON object line (null when absent or when the line is not an
+ * object: that is what its output line carries). */
 static cJSON *s_line_id(const char *text)
 {
-    cJSON *obj = cli_json_object(text, strlen(text));
-    cJSON *id = obj ? cJSON_DetachItemFromObjectCaseSensitive(obj, "id") : NULL;
-    cJSON_Delete(obj);
-    return id ? id : cJSON_CreateNull();
+    s_split sp = {.text = text};
+    if (util_json_members(text, strlen(text), s_split_member, &sp) != 0)
+        return cJSON_CreateNull();
+    return s_raw_id(&sp);
 }
 
 /* Read one input line into j->lbuf without its line ending; -1 at EOF. */
@@ -283,26 +331,35 @@ static int s_fill(s_job *j)
         if (!(l->orig = strdup(j->lbuf)))
             return CLI_NOMEM;
         char msg[160];
-        cJSON *req = n ? cli_json_object(j->lbuf, (size_t)n) : NULL;
-        if (!req) {
+        /* The whole line must be one object: trailing garbage is refused
+         * here, not sent (the parse also checks every token). */
+        cJSON *req = n ? cli_json_object_strict(j->lbuf, (size_t)n) : NULL;
+        s_split sp = {.text = j->lbuf, .body = malloc((size_t)n + 3), .at = 1};
+        int scan = req && sp.body ? util_json_members(j->lbuf, (size_t)n, s_split_member, &sp)
+                                  : -1;
+        cJSON_Delete(req);
+        if (n && !sp.body)
+            return CLI_NOMEM;
+        if (scan != 0) {
+            free(sp.body);
+            cJSON *loose = n ? cli_json_object(j->lbuf, (size_t)n) : NULL;
             snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)ln,
-                     n ? "not a JSON object" : "empty line");
+                     !n ? "empty line" : loose ? "text after the JSON object"
+                                               : "not a JSON object");
+            cJSON_Delete(loose);
             int rc = s_done_local(j, l, "bad_json", msg);
             if (rc != CLI_OK)
                 return rc;
             continue;
         }
         l->orig_is_json = 1;
-        /* Every "id" goes: the wire id is ours; the first is the user's. */
-        l->id = cJSON_DetachItemFromObjectCaseSensitive(req, "id");
-        cJSON *dup;
-        while ((dup = cJSON_DetachItemFromObjectCaseSensitive(req, "id")))
-            cJSON_Delete(dup);
-        l->body = cJSON_PrintUnformatted(req);
-        cJSON_Delete(req);
-        if (!l->body)
+        sp.body[0] = '{';
+        sp.body[sp.at++] = '}';
+        sp.body[sp.at] = 0;
+        l->body = sp.body;
+        l->len = sp.at;
+        if (!(l->id = s_raw_id(&sp)))
             return CLI_NOMEM;
-        l->len = strlen(l->body);
         /* The daemon answers an oversized message with id null, which could
          * never be matched to its line: say so here instead. */
         if (j->max_bytes > 0 && (long)l->len + 32 > j->max_bytes) {

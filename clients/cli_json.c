@@ -21,6 +21,22 @@ cJSON *cli_json_object(const char *text, size_t len)
     return j;
 }
 
+cJSON *cli_json_object_strict(const char *text, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!j)
+        return NULL;
+    while (end && end < text + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
+                                       *end == '\n'))
+        end++;
+    if (!cJSON_IsObject(j) || (end && end < text + len)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 const char *cli_json_str(const cJSON *obj, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "daemon/ops.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 static const char *s_codes[SRV_CODE_COUNT] = {
@@ -178,21 +179,6 @@ int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double h
 
 /* ---- the envelope --------------------------------------------------------- */
 
-/* A JSON "\u0000" outside an escaped backslash: cJSON would end the C
- * string there and "u1\u0000x" would silently be served as "u1". */
-static int s_has_nul_escape(const char *buf, size_t len)
-{
-    const char *p = buf, *end = buf + len;
-    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-        const char *run = p;
-        while (p < end && *p == '\\')
-            p++;
-        if (((p - run) & 1) && end - p >= 5 && !memcmp(p, "u0000", 5))
-            return 1;
-    }
-    return 0;
-}
-
 static int s_read_id(const cJSON *root, srv_request *rq, char *why, size_t why_len)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
@@ -223,7 +209,7 @@ static cJSON *s_parse_object(const char *buf, size_t len, char *why, size_t why_
         snprintf(why, why_len, "message: not valid UTF-8");
         return NULL;
     }
-    if (s_has_nul_escape(buf, len)) {
+    if (util_json_nul_escape(buf, len) != len) {
         snprintf(why, why_len, "message: strings must not contain NUL (\\u0000)");
         return NULL;
     }
@@ -302,93 +288,33 @@ int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_ar
 }
 
 /* ---- peek ----------------------------------------------------------------- *
- * A scanner over the top level of one object: it skips values it does not
- * want without building anything, and gives up (op NULL) on anything it
+ * The main thread reads op and id off the top level of the object without
+ * parsing it (util_json_members), and gives up (op NULL) on anything it
  * does not understand; the full parse on a worker then names the problem. */
-
-typedef struct s_scan {
-    const char *p, *end;
-} s_scan;
-
-static void s_ws(s_scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
-        s->p++;
-}
-
-/* A string at s->p: its raw text between the quotes into at and len, and
- * whether it held an escape.  -1 when unterminated. */
-static int s_string(s_scan *s, const char **at, size_t *len, int *escaped)
-{
-    const char *p = s->p + 1;
-    *escaped = 0;
-    while (p < s->end && *p != '"') {
-        if (*p == '\\') {
-            *escaped = 1;
-            p++;
-        }
-        p++;
-    }
-    if (p >= s->end)
-        return -1;
-    *at = s->p + 1;
-    *len = (size_t)(p - *at);
-    s->p = p + 1;
-    return 0;
-}
-
-/* Skip one value of any kind; -1 on malformed input. */
-static int s_skip(s_scan *s)
-{
-    int depth = 0;
-    do {
-        s_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        const char *at;
-        size_t len;
-        int esc;
-        char c = *s->p;
-        if (c == '"') {
-            if (s_string(s, &at, &len, &esc))
-                return -1;
-        } else if (c == '{' || c == '[') {
-            depth++;
-            s->p++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-            s->p++;
-        } else if (c == ',' || c == ':') {
-            s->p++;
-        } else {
-            while (s->p < s->end && !strchr(",:]}\" \n\r\t", *s->p))
-                s->p++;
-        }
-    } while (depth > 0);
-    return depth == 0 ? 0 : -1;
-}
 
 /* An id worth echoing: a plain string of valid UTF-8 within SRV_ID_MAX
  * bytes and no escapes beyond the simple ones, or a short integer. */
-static void s_peek_id(const char *at, size_t len, int quoted, int escaped, char *id_json)
+static void s_peek_id(const util_json_member *m, char *id_json)
 {
-    if (quoted) {
+    const char *at = m->val;
+    size_t len = m->val_len;
+    if (m->val_string) {
+        at++;
+        len -= 2;
         if (len > SRV_ID_MAX || !util_utf8_valid(at, len))
             return;
         for (size_t i = 0; i < len; i++)
-            if ((unsigned char)at[i] < 0x20 || (escaped && at[i] == '\\' &&
+            if ((unsigned char)at[i] < 0x20 || (at[i] == '\\' &&
                                                 (i + 1 >= len || !strchr("\"\\/bfnrt", at[i + 1]))))
                 return;
             else if (at[i] == '\\')
                 i++;
-        id_json[0] = '"';
-        memcpy(id_json + 1, at, len);
-        id_json[len + 1] = '"';
-        id_json[len + 2] = 0;
+        memcpy(id_json, m->val, m->val_len);
+        id_json[m->val_len] = 0;
         return;
     }
     size_t digits = len && at[0] == '-' ? len - 1 : len;
-    if (digits == 0 || digits > 15 || (len > 1 && at[len - digits] == '0'))
+    if (digits == 0 || digits > 15 || (digits > 1 && at[len - digits] == '0'))
         return;
     for (size_t i = len - digits; i < len; i++)
         if (at[i] < '0' || at[i] > '9')
@@ -397,47 +323,32 @@ static void s_peek_id(const char *at, size_t len, int quoted, int escaped, char 
     id_json[len] = 0;
 }
 
+typedef struct s_peek {
+    const srv_op **op;
+    char *id_json;
+    int have_op, have_id;
+} s_peek;
+
+/* The first "op" and the first "id", as the full parse reads them. */
+static int s_peek_member(void *ctx, const util_json_member *m)
+{
+    s_peek *pk = ctx;
+    int is_op = !m->key_escaped && m->key_len == 2 && !memcmp(m->key, "op", 2);
+    int is_id = !m->key_escaped && m->key_len == 2 && !memcmp(m->key, "id", 2);
+    if (is_op && !pk->have_op && m->val_string && !m->val_escaped)
+        *pk->op = srv_op_find(m->val + 1, m->val_len - 2);
+    if (is_id && !pk->have_id)
+        s_peek_id(m, pk->id_json);
+    pk->have_op |= is_op;
+    pk->have_id |= is_id;
+    return pk->have_op && pk->have_id;
+}
+
 void srv_request_peek(const char *buf, size_t len, const srv_op **op, char *id_json)
 {
-    s_scan s = {.p = buf, .end = buf + len};
-    int have_op = 0, have_id = 0;
     *op = NULL;
     strcpy(id_json, "null");
-    s_ws(&s);
-    if (s.p >= s.end || *s.p++ != '{')
-        return;
-    while (!(have_op && have_id)) {
-        s_ws(&s);
-        const char *key, *val;
-        size_t klen, vlen;
-        int kesc, vesc;
-        if (s.p >= s.end || *s.p != '"' || s_string(&s, &key, &klen, &kesc))
-            return;
-        s_ws(&s);
-        if (s.p >= s.end || *s.p++ != ':')
-            return;
-        s_ws(&s);
-        const char *value_at = s.p;
-        int is_op = !kesc && klen == 2 && !memcmp(key, "op", 2);
-        int is_id = !kesc && klen == 2 && !memcmp(key, "id", 2);
-        if (s.p < s.end && *s.p == '"') {
-            if (s_string(&s, &val, &vlen, &vesc))
-                return;
-            if (is_op && !vesc && !have_op)
-                *op = srv_op_find(val, vlen);
-            if (is_id && !have_id)
-                s_peek_id(val, vlen, 1, vesc, id_json);
-        } else {
-            if (s_skip(&s))
-                return;
-            if (is_id && !have_id)
-                s_peek_id(value_at, (size_t)(s.p - value_at), 0, 0, id_json);
-        }
-        have_op |= is_op;
-        have_id |= is_id;
-        s_ws(&s);
-        if (s.p >= s.end || *s.p != ',')
-            return;
-        s.p++;
-    }
+    s_peek pk = {.op = op, .id_json = id_json};
+    if (util_json_members(buf, len, s_peek_member, &pk) < 0)
+        *op = NULL;   /* a damaged message: let the full parse say what is wrong */
 }

@@ -231,6 +231,11 @@ int store_open(store **out, const char *path, int flags, int busy_ms, store_err 
     }
     if (S_ISDIR(sb.st_mode))
         return store_fail(err, STORE_ERR_IO, "%s: is a directory, not a database file", path);
+    /* A FIFO or a device would make SQLite's first read wait forever. */
+    if (!S_ISREG(sb.st_mode))
+        return store_fail(err, STORE_ERR_IO, "%s: not a regular file (a %s), not a database file",
+                          path, S_ISFIFO(sb.st_mode) ? "FIFO" : S_ISCHR(sb.st_mode) ?
+                          "character device" : S_ISSOCK(sb.st_mode) ? "socket" : "special file");
     if (sb.st_size > 0 && sb.st_size < 512)
         return store_fail(err, STORE_ERR_NOTDB,
                           "%s: not an SQLite database (only %lld bytes; a database "

@@ -995,7 +995,11 @@ START_TEST(test_batch_basic)
     fprintf(f, "{\"op\":\"rank\",\"user\":\"u2\",\"candidates\":[\"bad\"]}\n");
     fprintf(f, "\n");
     fprintf(f, "{\"op\":\"rank\",\"id\":{\"trace\":[1,2]},\"user\":\"u3\",\"candidates\":[\"i5\"]}\r\n");
-    fprintf(f, "{\"op\":\"health\",\"id\":\"last\"}");   /* no final newline */
+    fprintf(f, "{\"op\":\"health\",\"id\":\"last\"}\n");
+    /* Numbers a double cannot hold keep their digits; garbage after the
+     * object is refused, not sent. */
+    fprintf(f, "{\"op\":\"health\",\"id\":9007199254740993,\"t\":0.1000000000000000055511}\n");
+    fprintf(f, "{\"op\":\"health\",\"id\":\"g\"} garbage");   /* no final newline */
     fclose(f);
     cli_batch_opts o;
     batch_opts(&o, ep, in, out);
@@ -1005,17 +1009,21 @@ START_TEST(test_batch_basic)
     cli_batch_stats st;
     cli_err err;
     ck_assert_int_eq(cli_batch_run(ctx, &o, &st, &err), CLI_FAILED);
-    ck_assert_str_eq(err.msg, "3 of 7 lines rejected");
-    ck_assert_uint_eq(st.lines, 7);
-    ck_assert_uint_eq(st.ok, 4);
-    ck_assert_uint_eq(st.rejected, 3);
+    ck_assert_str_eq(err.msg, "4 of 9 lines rejected");
+    ck_assert_uint_eq(st.lines, 9);
+    ck_assert_uint_eq(st.ok, 5);
+    ck_assert_uint_eq(st.rejected, 4);
     char *codes = cJSON_PrintUnformatted(st.reject_codes);
-    ck_assert_str_eq(codes, "{\"bad_json\":2,\"bad_request\":1}");
+    ck_assert_str_eq(codes, "{\"bad_json\":3,\"bad_request\":1}");
     free(codes);
     cJSON_Delete(st.reject_codes);
 
     cJSON *lines = read_lines(out, NULL);
-    ck_assert_int_eq(cJSON_GetArraySize(lines), 7);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 9);
+    ck_assert_ptr_nonnull(strstr(cJSON_GetArrayItem(lines, 7)->valuestring,
+                                 "\"id\":9007199254740993"));
+    ck_assert_ptr_nonnull(strstr(cJSON_GetArrayItem(lines, 8)->valuestring,
+                                 "line 9: text after the JSON object"));
     static const char *ids[] = {"\"a\"", "17", "null", "null", "null", "{\"trace\":[1,2]}", "\"last\""};
     static const int oks[] = {1, 1, 0, 0, 0, 1, 1};
     for (int i = 0; i < 7; i++) {
@@ -1035,7 +1043,7 @@ START_TEST(test_batch_basic)
     cJSON_Delete(lines);
 
     lines = read_lines(rej, NULL);
-    ck_assert_int_eq(cJSON_GetArraySize(lines), 3);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 4);
     cJSON *r0 = cJSON_Parse(cJSON_GetArrayItem(lines, 0)->valuestring);
     ck_assert_int_eq(cJSON_GetObjectItem(r0, "line")->valueint, 3);
     ck_assert_str_eq(cli_json_str(r0, "code"), "bad_json");

@@ -463,6 +463,44 @@ static void s_npy(const char *name, const char *descr, int rows, int cols, const
     free(buf);
 }
 
+/* Headers that are not a 2-d float matrix in a closed dict are refused,
+ * naming the problem, before anything is read. */
+START_TEST(test_npy_bad_headers)
+{
+    const char *path = s_with_items("npyhdr.db");
+    store *db = s_open(path);
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store_err err = {0};
+    s_write("one.ids", "i1\n");
+    o.ids_path = tu_path("one.ids");
+    const struct { const char *hdr, *why; } cases[] = {
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 2), }", "expected a matrix"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", "expected a matrix"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4), ", "dict literal"},
+        {"{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4), }", "float32"},
+    };
+    float row[DIM] = {1, 2, 3, 4};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char hdr[118];
+        memset(hdr, ' ', sizeof hdr);
+        memcpy(hdr, cases[i].hdr, strlen(cases[i].hdr));
+        hdr[sizeof hdr - 1] = '\n';
+        unsigned char buf[128 + sizeof row];
+        memcpy(buf, "\x93NUMPY\x01\x00", 8);
+        buf[8] = (unsigned char)sizeof hdr;
+        buf[9] = 0;
+        memcpy(buf + 10, hdr, sizeof hdr);
+        memcpy(buf + 128, row, sizeof row);
+        tu_write_file(tu_path("bad.npy"), buf, sizeof buf);
+        o.npy_path = tu_path("bad.npy");
+        ck_assert_int_eq(store_import_items(db, NULL, &o, &st, &err), STORE_ERR_INVAL);
+        ck_assert_msg(strstr(err.msg, cases[i].why), "case %zu: %s", i, err.msg);
+    }
+    store_close(&db);
+}
+END_TEST
+
 START_TEST(test_npy)
 {
     const char *path = s_with_items("npy.db");
@@ -517,6 +555,15 @@ START_TEST(test_npy)
     ck_assert_int_eq(store_import_items(db, NULL, &o, &st, &err), STORE_ERR_INVAL);
     ck_assert_msg(strstr(err.msg, "row 1 (id 'i1'") && strstr(err.msg, "value 3 is NaN"), "%s",
                   err.msg);
+    ck_assert_uint_eq(s_digest(db), before);
+    /* An id listed twice would silently keep the last row. */
+    m[1][2] = 7;
+    s_npy("dup.npy", "<f4", 3, DIM, m, 4);
+    s_write("dup.ids", "i3\ni1\ni3\n");
+    o.npy_path = tu_path("dup.npy");
+    o.ids_path = tu_path("dup.ids");
+    ck_assert_int_eq(store_import_items(db, NULL, &o, &st, &err), STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "'i3' is listed twice (lines 1 and 3)"), "%s", err.msg);
     ck_assert_uint_eq(s_digest(db), before);
     store_close(&db);
 }
@@ -620,6 +667,10 @@ START_TEST(test_error_truncated)
     s_events_fail("trunc.jsonl", "{\"user\":\"u1\",\"item\":\"i1\",\"ts\":1}\n"
                                  "{\"user\":\"u1\",\"item\":",
                   "trunc.jsonl:2: invalid JSON", "truncated line?");
+    /* "j1\u0000x" would be stored as "j1", overwriting j1's events. */
+    s_events_fail("nul.jsonl", "{\"user\":\"u1\",\"item\":\"i1\",\"ts\":1}\n"
+                               "{\"user\":\"j1\\u0000x\",\"item\":\"i1\",\"ts\":2}\n",
+                  "nul.jsonl:2:", "NUL");
 }
 END_TEST
 
@@ -924,6 +975,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_items_jsonl);
     tcase_add_test(tc, test_events_csv_jsonl);
     tcase_add_test(tc, test_npy);
+    tcase_add_test(tc, test_npy_bad_headers);
     tcase_add_test(tc, test_movielens_100k);
     tcase_add_test(tc, test_movielens_csv);
     suite_add_tcase(s, tc);

@@ -170,6 +170,12 @@ START_TEST(test_open_missing)
     s_expect_open(path, STORE_READWRITE, STORE_ERR_IO, "attnctl init");
     ck_assert_int_eq(access(path, F_OK), -1);   /* never created by an open */
     s_expect_open(tu_tmpdir(), STORE_READONLY, STORE_ERR_IO, "directory");
+    /* A FIFO used to hang the daemon in SQLite's first read. */
+    const char *fifo = tu_path("fifo.db");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    s_expect_open(fifo, STORE_READONLY, STORE_ERR_IO, "FIFO");
+    s_expect_open(fifo, STORE_READWRITE, STORE_ERR_IO, "not a regular file");
+    s_expect_open("/dev/null", STORE_READONLY, STORE_ERR_IO, "character device");
 }
 END_TEST
 

@@ -437,6 +437,34 @@ static int s_ref_valid(const unsigned char *s, size_t len)
     return 1;
 }
 
+/* The NUL escape finder agrees with cJSON: a string it passes parses to a
+ * C string as long as its JSON says, and one it flags would be cut. */
+START_TEST(test_json_nul_escape)
+{
+    const struct { const char *json; size_t at; } cases[] = {
+        {"{\"a\":\"x\\u0000y\"}", 7},        /* x\u0000y: the escape's backslash */
+        {"{\"a\":\"x\\\\u0000y\"}", 17},   /* x\\u0000y: a backslash, then text */
+        {"{\"a\":\"x\\\\\\u0000\"}", 9},   /* three backslashes: the third escapes */
+        {"{\"a\":\"\\u00001\"}", 6},
+        {"{\"a\":\"\\u0001\"}", 14},          /* not NUL */
+        {"\\u000", 5},                           /* too short to be one */
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].json);
+        size_t at = util_json_nul_escape(cases[i].json, len);
+        ck_assert_msg(at == cases[i].at, "%s: %zu, want %zu", cases[i].json, at, cases[i].at);
+        if (at == len && len && cases[i].json[0] == '{') {
+            cJSON *t = cJSON_Parse(cases[i].json);
+            ck_assert_ptr_nonnull(t);
+            const char *v = cJSON_GetObjectItem(t, "a")->valuestring;
+            ck_assert_msg(!strstr(cases[i].json, "u0000") || strstr(v, "u0000"), "%s", v);
+            cJSON_Delete(t);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_utf8_edges)
 {
     static const struct { const char *s; size_t len, prefix; } cases[] = {
@@ -599,7 +627,7 @@ static Suite *s_suite(void)
         {"rng", {test_splitmix, test_xoshiro, test_xorshift, test_gauss}},
         {"set", {test_set_basic, test_set_oracle, test_set_wrap, test_set_memory}},
         {"hist", {test_hist, test_hist_bound}},
-        {"json", {test_json_quote}},
+        {"json", {test_json_quote, test_json_nul_escape}},
         {"utf8", {test_utf8_edges, test_utf8_exhaustive, test_utf8_cut, test_utf8_repair}},
         {"clock", {test_clock}},
     };

@@ -25,4 +25,30 @@
  * \u0000).  Returns the bytes written; no NUL terminator is added. */
 size_t util_json_quote(char *out, const char *s, size_t len);
 
+/* The offset of the first "\u0000" escape in the JSON text buf[0..len)
+ * (one not itself escaped: "\\u0000" is a backslash and text), or len if
+ * there is none.  C strings from a JSON parser end at such a NUL, so an id
+ * "u1\u0000x" would silently become "u1": callers refuse it instead. */
+size_t util_json_nul_escape(const char *buf, size_t len);
+
+/* One member of a top-level JSON object, as raw text of the buffer. */
+typedef struct util_json_member {
+    const char *key;      /* between the quotes, escapes left as written */
+    size_t key_len;
+    int key_escaped;      /* the key holds a backslash escape */
+    const char *val;      /* the value's text: "..." with its quotes, a number, {...}, ... */
+    size_t val_len;
+    int val_string;       /* the value is a string */
+    int val_escaped;      /* ... holding a backslash escape */
+    size_t start, end;    /* the member's bytes in the buffer: key through value */
+} util_json_member;
+
+/* Visit the members of the object in buf[0..len) in order, without
+ * building anything, until fn returns nonzero.  Returns 0 when every member
+ * was visited and the object closed, 1 when fn stopped it, -1 when the text
+ * is not an object this scanner can read (it checks the structure, not
+ * every token: a full parser still validates what it accepts). */
+int util_json_members(const char *buf, size_t len,
+                      int (*fn)(void *ctx, const util_json_member *m), void *ctx);
+
 #endif

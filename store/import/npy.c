@@ -112,6 +112,16 @@ static int s_npy_open(store_import_job *job, s_npy *m, const char *path)
         return s_err(job, STORE_ERR_INVAL, "%s: truncated .npy header", path);
     }
     h[hlen] = '\0';
+    /* The header is one dict literal, padded with spaces and a newline: a
+     * header that does not close is damaged, whatever its keys say. */
+    size_t hl = hlen;
+    while (hl > 0 && (h[hl - 1] == ' ' || h[hl - 1] == '\n' || h[hl - 1] == '\0'))
+        hl--;
+    if (hl < 2 || h[0] != '{' || h[hl - 1] != '}') {
+        free(h);
+        return s_err(job, STORE_ERR_INVAL, "%s: .npy header is not a {...} dict literal "
+                     "(damaged or truncated header)", path);
+    }
     char descr[32], order[16], shape[64];
     int bad = s_dict_value(h, "descr", descr, sizeof descr) ||
               s_dict_value(h, "fortran_order", order, sizeof order) ||
@@ -129,9 +139,12 @@ static int s_npy_open(store_import_job *job, s_npy *m, const char *path)
         return s_err(job, STORE_ERR_INVAL, "%s: a Fortran-order array; save "
                      "np.ascontiguousarray(E) instead", path);
     long long r, c;
-    char tail;
-    if (sscanf(shape, "(%lld, %lld%c", &r, &c, &tail) != 3 || (tail != ')' && tail != ',') ||
-        r < 0 || c < 1)
+    int end = 0;
+    /* Exactly two dimensions: "(r, c)" or "(r, c,)", nothing after. */
+    if ((sscanf(shape, "(%lld, %lld) %n", &r, &c, &end) != 2 || shape[end]) &&
+        (end = 0, sscanf(shape, "(%lld, %lld , ) %n", &r, &c, &end) != 2 || shape[end]))
+        r = -1;
+    if (r < 0 || c < 1)
         return s_err(job, STORE_ERR_INVAL, "%s: shape %s; expected a matrix (rows, dim)",
                      path, shape);
     m->rows = r;
@@ -191,8 +204,10 @@ static int s_count_ids(store_import_job *job, const char *ids, int64_t *n)
     return rc == STORE_ERR_INVAL ? STORE_OK : rc;
 }
 
+/* seen: ids already listed, with their line: a second row for the same
+ * item would silently overwrite the first. */
 static int s_row(store_import_job *job, s_npy *m, store_import_rd *rd, int64_t row,
-                 float *emb)
+                 float *emb, store_import_map *seen)
 {
     char why[400];
     store_import_val v;
@@ -203,6 +218,14 @@ static int s_row(store_import_job *job, s_npy *m, store_import_rd *rd, int64_t r
         return store_import_job_fail(job, rd, why);
     if (!ext)
         return store_import_job_fail(job, rd, "empty id");
+    int64_t first;
+    if (store_import_map_get(seen, ext, len, &first)) {
+        snprintf(why, sizeof why, "id '%.200s' is listed twice (lines %lld and %ld): each "
+                 "item takes one row", ext, (long long)first, store_import_rd_line(rd));
+        return store_import_job_fail(job, rd, why);
+    }
+    if (store_import_map_put(seen, ext, len, store_import_rd_line(rd)) != STORE_OK)
+        return store_import_job_nomem(job);
     for (int64_t i = 0; i < m->cols; i++)
         if (!isfinite(emb[i]))
             return s_err(job, STORE_ERR_INVAL, "%s: row %lld (id '%.200s' at %s:%ld): value "
@@ -245,10 +268,12 @@ int store_import_npy_rows(store_import_job *job, const char *npy_path, const cha
         rc = s_ids_open(job, &rd, ids_path);
     float *emb = NULL;
     double *tmp = NULL;
+    store_import_map *seen = NULL;
     if (rc == STORE_OK) {
         emb = malloc((size_t)m.cols * sizeof *emb);
         tmp = malloc((size_t)m.cols * sizeof *tmp);
-        if (!emb || !tmp)
+        seen = store_import_map_new((size_t)m.rows + 1);   /* never full: no forgetting */
+        if (!emb || !tmp || !seen)
             rc = store_import_job_nomem(job);
     }
     for (int64_t row = 0; rc == STORE_OK && row < m.rows; row++) {
@@ -261,7 +286,7 @@ int store_import_npy_rows(store_import_job *job, const char *npy_path, const cha
             break;
         job->st->rows++;
         if (rc == STORE_OK)
-            rc = s_row(job, &m, rd, row, emb);
+            rc = s_row(job, &m, rd, row, emb, seen);
         if (rc != STORE_OK)
             rc = store_import_job_bad(job, rd, rc);
         store_import_job_progress(job, rd, (uint64_t)row + 1, 0);
@@ -270,6 +295,7 @@ int store_import_npy_rows(store_import_job *job, const char *npy_path, const cha
         store_import_job_progress(job, rd, (uint64_t)m.rows, 1);
     free(emb);
     free(tmp);
+    store_import_map_free(&seen);
     store_import_rd_free(&rd);
     if (m.f)
         fclose(m.f);

@@ -24,6 +24,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "util/json.h"
+
 #define CHUNK (256u << 10)
 
 typedef struct s_col {
@@ -484,6 +486,11 @@ static int s_jsonl_record(store_import_rd *rd, int *got, store_err *err)
             return s_fail(rd, err, STORE_ERR_INVAL,
                           "invalid UTF-8 at byte %zu (wrong encoding? try --latin1)",
                           bad + 1);
+        size_t nul = util_json_nul_escape(rd->raw, rd->raw_len);
+        if (nul != rd->raw_len)
+            return s_fail(rd, err, STORE_ERR_INVAL,
+                          "a \\u0000 (NUL) escape at byte %zu: ids and text cannot hold "
+                          "NUL", nul + 1);
         const char *end = NULL;
         rd->json = cJSON_ParseWithLengthOpts(s, n, &end, 0);
         if (!rd->json) {
