@@ -87,6 +87,14 @@ int store_catalog_titles(store *db, const store_catalog *cat, size_t max_bytes,
     while (next <= cat->n)
         t->off[next++] = pool.len;
     sqlite3_finalize(st);
+    /* The pool grew by doubling: give the slack back. */
+    char *fit = pool.len ? realloc(pool.buf, pool.len) : NULL;
+    if (fit || !pool.len) {
+        if (!pool.len)
+            free(pool.buf);
+        pool.buf = fit;
+        pool.cap = pool.len;
+    }
     t->n = cat->n;
     t->pool = pool.buf;
     t->bytes = pool.cap + ((size_t)cat->n + 1) * sizeof *t->off;
