@@ -1,6 +1,8 @@
 /* metrics.c -- see metrics.h. */
 #include "daemon/metrics.h"
 
+#include "util/proc.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,14 +114,7 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
 
 uint64_t srv_rss_bytes(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    return util_rss_bytes(0);
 }
 
 uint64_t srv_jemalloc_allocated(void)

@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/testutil.h"
 #include "util/clock.h"
 #include "util/hist.h"
 #include "util/json.h"
+#include "util/proc.h"
 #include "util/rng.h"
 #include "util/set.h"
 #include "util/utf8.h"
@@ -617,6 +619,26 @@ START_TEST(test_clock)
 }
 END_TEST
 
+/* RSS grows with memory the process touches, and a process that does not
+ * exist reads as 0. */
+START_TEST(test_rss)
+{
+    uint64_t before = util_rss_bytes(0);
+    ck_assert_uint_gt(before, 0);
+    ck_assert_uint_eq(util_rss_bytes(getpid()) > 0, 1);
+    size_t n = 64u << 20;
+    char *p = malloc(n);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 1, n);
+    uint64_t after = util_rss_bytes(0);
+    ck_assert_int_eq(p[n - 1] + p[n / 2], 2);   /* read back: the stores are not dead */
+    ck_assert_msg(after >= before + n / 2, "rss %llu -> %llu after touching 64 MiB",
+                  (unsigned long long)before, (unsigned long long)after);
+    free(p);
+    ck_assert_uint_eq(util_rss_bytes(0x7ffffff0), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     /* One TCase per utility, so that a failure names the module. */
@@ -630,6 +652,7 @@ static Suite *s_suite(void)
         {"json", {test_json_quote, test_json_nul_escape}},
         {"utf8", {test_utf8_edges, test_utf8_exhaustive, test_utf8_cut, test_utf8_repair}},
         {"clock", {test_clock}},
+        {"proc", {test_rss}},
     };
     Suite *s = suite_create("util");
     for (size_t g = 0; g < sizeof group / sizeof group[0]; g++) {

@@ -14,6 +14,7 @@
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "util/clock.h"
+#include "util/proc.h"
 
 #ifndef ATTN_BIN_DIR
 #error "ATTN_BIN_DIR must name the directory of the programs under test"
@@ -143,16 +144,7 @@ int tu_daemon_stop(tu_daemon *d)
 
 uint64_t tu_daemon_rss(const tu_daemon *d)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/statm", (int)d->pid);
-    FILE *f = fopen(path, "r");
-    unsigned long long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    return util_rss_bytes(d->pid);
 }
 
 int tu_ok(const cJSON *reply)
