@@ -355,6 +355,33 @@ START_TEST(titles_are_clean_utf8)
 }
 END_TEST
 
+/* Issue 20.6: an item deleted by raw SQL bumps catalog_version (a trigger,
+ * schema 2), so the reload poll notices and the item becomes unknown. */
+START_TEST(raw_delete_is_noticed)
+{
+    const char *db = tu_path("raw.db");
+    tu_make_db(db, 600, 60, 24);
+    tu_daemon d;
+    const char *extra[] = {"--set", "server.reload_poll=0.2", NULL};
+    tu_daemon_start(&d, db, "raw.sock", extra);
+    const char *req = "{\"op\":\"rank\",\"history\":[\"i00005\"],\"candidates\":[\"i00007\"]}";
+    cJSON *r = tu_call_json(d.endpoint, req);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "unknown")), 0);
+    cJSON_Delete(r);
+    s_sql(db, "DELETE FROM interactions WHERE item_id = (SELECT item_id FROM items WHERE "
+              "ext_id = 'i00007'); DELETE FROM items WHERE ext_id = 'i00007'");
+    int unknown = 0;
+    for (double end = tu_now() + 10 * tu_slowdown(); !unknown && tu_now() < end;) {
+        usleep(100000);
+        r = tu_call_json(d.endpoint, req);
+        unknown = cJSON_GetArraySize(cJSON_GetObjectItem(r, "unknown")) == 1;
+        cJSON_Delete(r);
+    }
+    ck_assert_msg(unknown, "the deleted item is still served");
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* A reply past limits.max_reply_bytes is refused with a reason, not sent. */
 START_TEST(reply_over_its_limit)
 {
@@ -389,6 +416,7 @@ Suite *serve_suite(void)
     tcase_add_test(tc, grace_expiry_answers_the_queue);
     tcase_add_test(tc, titles_are_clean_utf8);
     tcase_add_test(tc, reply_over_its_limit);
+    tcase_add_test(tc, raw_delete_is_noticed);
     suite_add_tcase(s, tc);
     return s;
 }
