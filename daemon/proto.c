@@ -20,7 +20,8 @@
 
 static const char *s_codes[SRV_CODE_COUNT] = {
     "ok", "bad_json", "bad_frame", "too_large", "bad_request", "unknown_op",
-    "busy", "unavailable", "store", "internal", "reload_failed"};
+    "busy", "unavailable", "store", "internal", "reload_failed", "forbidden", "rate_limited",
+    "unknown_model"};
 
 const char *srv_code_name(int code)
 {

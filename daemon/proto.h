@@ -37,6 +37,9 @@ enum srv_code {
     SRV_E_STORE,          /* the database failed this request */
     SRV_E_INTERNAL,       /* a bug or a numerical failure */
     SRV_E_RELOAD_FAILED,  /* the new snapshot could not be built */
+    SRV_E_FORBIDDEN,      /* the caller's role does not allow this op (or this model) */
+    SRV_E_RATE_LIMITED,   /* the caller is over its request rate; retry after the hint */
+    SRV_E_UNKNOWN_MODEL,  /* the request named a model version that is not loaded */
     SRV_CODE_COUNT
 };
 
