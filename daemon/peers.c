@@ -7,6 +7,7 @@
  * forgot), so the table itself needs no lock.
  */
 #include "daemon/peers.h"
+#include "util/hash.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -57,10 +58,7 @@ static void s_on_sent(void *data, void *hint)
 
 static uint64_t s_hash(const unsigned char *id, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a: ids are short */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ id[i]) * 1099511628211ull;
-    return h;
+    return util_hash_mix(util_fnv1a(UTIL_FNV_OFFSET, id, len));
 }
 
 srv_peers *srv_peers_new(size_t budget_bytes)

@@ -16,6 +16,7 @@
  * whole or absent.
  */
 #include "store/store_int.h"
+#include "util/hash.h"
 #include "util/rng.h"
 
 #include <stdio.h>
@@ -114,15 +115,7 @@ static void s_emb_free(void *p, size_t bytes)
  * (kept in the slot) and the low bits (the index) are both well mixed. */
 static uint64_t s_hash_str(const char *s, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
+    return util_hash_mix(util_fnv1a(UTIL_FNV_OFFSET, s, len));
 }
 
 /* splitmix64's output function is a good 64-bit mixer: one step from id. */

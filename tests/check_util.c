@@ -18,6 +18,7 @@
 
 #include "tests/testutil.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/hist.h"
 #include "util/json.h"
 #include "util/proc.h"
@@ -639,6 +640,22 @@ START_TEST(test_rss)
 }
 END_TEST
 
+/* FNV-1a 64's published test vectors, continuation, and the finaliser's
+ * avalanche: one flipped input bit changes about half the output bits. */
+START_TEST(test_hash)
+{
+    ck_assert_uint_eq(util_fnv1a(UTIL_FNV_OFFSET, "", 0), 0xcbf29ce484222325ull);
+    ck_assert_uint_eq(util_fnv1a(UTIL_FNV_OFFSET, "a", 1), 0xaf63dc4c8601ec8cull);
+    ck_assert_uint_eq(util_fnv1a(UTIL_FNV_OFFSET, "foobar", 6), 0x85944171f73967e8ull);
+    ck_assert_uint_eq(util_fnv1a(util_fnv1a(UTIL_FNV_OFFSET, "foo", 3), "bar", 3),
+                      0x85944171f73967e8ull);
+    double flips = 0;
+    for (uint64_t x = 1; x <= 1000; x++)
+        flips += __builtin_popcountll(util_hash_mix(x) ^ util_hash_mix(x ^ 1));
+    ck_assert_msg(flips / 1000 > 28 && flips / 1000 < 36, "mean %.1f bits flipped", flips / 1000);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     /* One TCase per utility, so that a failure names the module. */
@@ -653,6 +670,7 @@ static Suite *s_suite(void)
         {"utf8", {test_utf8_edges, test_utf8_exhaustive, test_utf8_cut, test_utf8_repair}},
         {"clock", {test_clock}},
         {"proc", {test_rss}},
+        {"hash", {test_hash}},
     };
     Suite *s = suite_create("util");
     for (size_t g = 0; g < sizeof group / sizeof group[0]; g++) {

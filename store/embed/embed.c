@@ -8,6 +8,7 @@
  * vectors from two different embedders share no geometry.
  */
 #include "store/embed/embed.h"
+#include "util/hash.h"
 #include "util/rng.h"
 
 #include <cjson/cJSON.h>
@@ -40,11 +41,7 @@ store_embed_opts store_embed_defaults(void)
  * direction, the same on every run. */
 static void s_hash_unit(const char *key, uint64_t seed, float *v, int dim)
 {
-    uint64_t s = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)(key ? key : ""); *p; p++) {
-        s ^= *p;
-        s *= 0x100000001b3ull;
-    }
+    uint64_t s = util_fnv1a(UTIL_FNV_OFFSET, key ? key : "", key ? strlen(key) : 0);
     s ^= seed * UTIL_SPLITMIX_GAMMA;
     double norm = 0;
     for (int i = 0; i < dim; i += 2) {

@@ -15,6 +15,7 @@
  * "star wars" but not "wars 1977" nor "1977 action", which span fields.
  */
 #include "store/embed/embed.h"
+#include "util/hash.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,16 +43,6 @@ static int s_push(s_feats *f, uint32_t b)
     return 0;
 }
 
-/* FNV-1a 64 continued over s[0..n). */
-static uint64_t s_fnv(uint64_t h, const void *s, size_t n)
-{
-    const unsigned char *p = s;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 /* A mixed hash of a feature of type salt, cut to bits. */
 static uint32_t s_bucket(uint64_t h, int bits)
@@ -64,7 +55,7 @@ static uint32_t s_bucket(uint64_t h, int bits)
     return (uint32_t)(h >> (64 - bits));
 }
 
-#define FNV0 0xcbf29ce484222325ull
+#define FNV0 UTIL_FNV_OFFSET
 
 static int s_word_char(unsigned char c)
 {
@@ -84,12 +75,12 @@ static int s_emit_word(s_tok *t, const char *w, size_t n)
     const store_embed_opts *o = t->o;
     int bits = o->hash_bits;
     uint32_t char_base = 1u << bits;
-    if (s_push(t->f, s_bucket(s_fnv(FNV0 ^ 1, w, n), bits)))
+    if (s_push(t->f, s_bucket(util_fnv1a(FNV0 ^ 1, w, n), bits)))
         return -1;
     if (o->bigrams && t->prev_len) {
-        uint64_t h = s_fnv(FNV0 ^ 2, t->prev, t->prev_len);
-        h = s_fnv(h, " ", 1);
-        if (s_push(t->f, s_bucket(s_fnv(h, w, n), bits)))
+        uint64_t h = util_fnv1a(FNV0 ^ 2, t->prev, t->prev_len);
+        h = util_fnv1a(h, " ", 1);
+        if (s_push(t->f, s_bucket(util_fnv1a(h, w, n), bits)))
             return -1;
     }
     memcpy(t->prev, w, n);
@@ -111,7 +102,8 @@ static int s_emit_word(s_tok *t, const char *w, size_t n)
     bd[nb] = pn;
     for (int g = o->char_min; g <= o->char_max; g++)
         for (size_t i = 0; i + (size_t)g <= nb; i++) {
-            uint64_t h = s_fnv(FNV0 ^ (uint64_t)(16 + g), pad + bd[i], bd[i + (size_t)g] - bd[i]);
+            uint64_t h = util_fnv1a(FNV0 ^ (uint64_t)(16 + g), pad + bd[i],
+                                    bd[i + (size_t)g] - bd[i]);
             if (s_push(t->f, char_base + s_bucket(h, bits)))
                 return -1;
         }

@@ -20,6 +20,7 @@
  * at cosine ~0.7, of one topic ~0.45 and of different topics ~0.
  */
 #include "store/gen/world.h"
+#include "util/hash.h"
 
 #include <assert.h>
 #include <math.h>
@@ -61,10 +62,7 @@ static void s_random_unit_f(store_gen_rng *r, float *out, double *tmp, int dim)
 /* FNV-1a: a word's text picks its vector's stream. */
 static uint64_t s_hash(const char *s)
 {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
-    return h;
+    return util_fnv1a(UTIL_FNV_OFFSET, s, strlen(s));
 }
 
 static void s_shuffle_u32(store_gen_rng *r, uint32_t *a, uint32_t n)

@@ -5,6 +5,7 @@
  * it and "12abc" must be an error, not 12.
  */
 #include "store/import/read.h"
+#include "util/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -127,15 +128,6 @@ int store_import_parse_isotime(const char *s, size_t len, int64_t *out)
 
 uint64_t store_import_hash(const void *data, size_t len, uint64_t seed)
 {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull ^ (seed * 0x9E3779B97F4A7C15ull);
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
     /* FNV's low bits are weak for power-of-two tables: finish with a mix. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
+    return util_hash_mix(util_fnv1a(UTIL_FNV_OFFSET ^ (seed * 0x9E3779B97F4A7C15ull), data, len));
 }
