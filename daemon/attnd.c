@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon/config.h"
+#include "daemon/experiment.h"
 #include "daemon/server.h"
 #include "daemon/state.h"
 
@@ -99,7 +100,13 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    if (cfg_validate(&cfg, why, sizeof why) != 0) {
+    srv_experiment exp;
+    int64_t serve[SRV_MODELS_MAX];
+    int n_serve;
+    if (cfg_validate(&cfg, why, sizeof why) != 0 ||
+        srv_experiment_parse(cfg.exp_arms, cfg.exp_salt, &exp, why, sizeof why) != 0 ||
+        srv_models_parse(cfg.models_serve, serve, &n_serve, SRV_MODELS_MAX - 1, why,
+                         sizeof why) != 0) {
         fprintf(stderr, "attnd: %s\n", why);
         return 2;
     }

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_BOOL, CFG_PRECOMPUTE_ENUM, CFG_LEVEL };
+/* CFG_STRING needs a value; CFG_OPTSTRING may be empty ("" = off/none).
+ * CFG_ENUM stores the index of the value in the entry's names. */
+enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_OPTSTRING, CFG_BOOL, CFG_ENUM, CFG_LEVEL };
 
 typedef struct cfg_entry {
     const char *name;      /* section.key */
@@ -25,6 +27,23 @@ typedef struct cfg_entry {
     const char *def;       /* default, as text */
     const char *help;
 } cfg_entry;
+
+/* The values of each CFG_ENUM key, in the order of its C enum. */
+static const struct {
+    const char *key;
+    const char *const names[8];   /* NULL-terminated */
+} s_enums[] = {
+    {"model.precompute", {"all", "none", NULL}},   /* enum cfg_precompute */
+    {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
+};
+
+static const char *const *s_enum_names(const cfg_entry *e)
+{
+    for (size_t i = 0; i < sizeof s_enums / sizeof s_enums[0]; i++)
+        if (!strcmp(s_enums[i].key, e->name))
+            return s_enums[i].names;
+    return NULL;   /* a CFG_ENUM row without values: caught by the defaults test */
+}
 
 #define F(field) offsetof(srv_config, field), sizeof(((srv_config *)0)->field)
 
@@ -52,10 +71,21 @@ static const cfg_entry s_table[] = {
     {"store.db", CFG_STRING, F(db), 0, 0, "attnd.db", "the SQLite database (opened read-only)"},
     {"store.busy_timeout_ms", CFG_INT, F(busy_timeout_ms), 0, 600000, "2000",
      "how long a read waits for a lock before the request fails with `store`"},
-    {"model.precompute", CFG_PRECOMPUTE_ENUM, F(precompute), 0, 0, "all",
+    {"model.precompute", CFG_ENUM, F(precompute), 0, 0, "all",
      "all = per-item projections at load (fast, 4 x m floats per item); none = project per request"},
     {"model.build_threads", CFG_INT, F(build_threads), 0, 256, "0",
      "threads that build a snapshot's tables; 0 = one per core"},
+    {"models.serve", CFG_OPTSTRING, F(models_serve), 0, 0, "",
+     "model versions kept loaded beside the active one, e.g. 3,5 (a request may name one "
+     "with \"model\"; experiment arms load theirs too)"},
+    {"models.named", CFG_ENUM, F(models_named), 0, 0, "any",
+     "who may name a model version in a request: any caller, or admin callers only (others "
+     "get `forbidden`)"},
+    {"experiment.arms", CFG_OPTSTRING, F(exp_arms), 0, 0, "",
+     "NAME:VERSION:WEIGHT,... assigns each user to an arm by a hash of (user, salt); VERSION "
+     "may be `active`; the first arm is the control; empty = no experiment"},
+    {"experiment.salt", CFG_STRING, F(exp_salt), 0, 0, "attnd",
+     "mixed into the arm hash: a new salt reshuffles users between arms"},
     {"limits.max_message_bytes", CFG_INT, F(max_message_bytes), 256, 1 << 30, "1048576",
      "largest request accepted; larger ones get `too_large`"},
     {"limits.max_reply_bytes", CFG_INT, F(max_reply_bytes), 4096, 1 << 30, "4194304",
@@ -80,6 +110,18 @@ int cfg_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
+}
+
+/* "a, b, c" for an enum's message. */
+static const char *s_names(const cfg_entry *e)
+{
+    static _Thread_local char buf[256];
+    const char *const *names = s_enum_names(e);
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; names && names[i] && at < sizeof buf; i++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", i ? ", " : "", names[i]);
+    return buf;
 }
 
 static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char *why,
@@ -122,6 +164,14 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
             return -1;
         }
         return 0;
+    case CFG_OPTSTRING:
+        if (strlen(value) >= e->size) {
+            snprintf(why, why_len, "%s: value must be at most %zu characters", e->name,
+                     e->size - 1);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
     case CFG_STRING:
         if (!*value || strlen(value) >= e->size) {
             snprintf(why, why_len, "%s: value must be 1..%zu characters", e->name, e->size - 1);
@@ -138,16 +188,16 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
-    case CFG_PRECOMPUTE_ENUM:
-        if (!strcmp(value, "all"))
-            *(int *)field = CFG_PRECOMPUTE_ALL;
-        else if (!strcmp(value, "none"))
-            *(int *)field = CFG_PRECOMPUTE_NONE;
-        else {
-            snprintf(why, why_len, "%s: '%s' is not one of all, none", e->name, value);
-            return -1;
-        }
-        return 0;
+    case CFG_ENUM: {
+        const char *const *names = s_enum_names(e);
+        for (int i = 0; names && names[i]; i++)
+            if (!strcmp(value, names[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        snprintf(why, why_len, "%s: '%s' is not one of %s", e->name, value, s_names(e));
+        return -1;
+    }
     }
     return -1;
 }
@@ -263,14 +313,13 @@ void cfg_print(const srv_config *cfg, FILE *out)
             fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
         }
         const char *field = (const char *)cfg + e->offset;
-        fprintf(out, "; %s (default %s)\n%s = ", e->help, e->def, dot + 1);
+        fprintf(out, "; %s (default %s)\n%s = ", e->help, e->def[0] ? e->def : "empty",
+                dot + 1);
         switch (e->type) {
         case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
         case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
         case CFG_BOOL: fprintf(out, "%s\n", *(const int *)field ? "on" : "off"); break;
-        case CFG_PRECOMPUTE_ENUM:
-            fprintf(out, "%s\n", *(const int *)field == CFG_PRECOMPUTE_NONE ? "none" : "all");
-            break;
+        case CFG_ENUM: fprintf(out, "%s\n", s_enum_names(e)[*(const int *)field]); break;
         default: fprintf(out, "%s\n", field); break;
         }
     }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
+enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
 
 typedef struct srv_config {
     /* [server] */
@@ -36,6 +37,12 @@ typedef struct srv_config {
     /* [model] */
     int precompute;            /* enum cfg_precompute */
     int build_threads;         /* threads building the tables; 0 = one per core */
+    /* [models] */
+    char models_serve[256];    /* versions loaded beside the active one: "3,5" or "" */
+    int models_named;          /* enum cfg_named */
+    /* [experiment] */
+    char exp_arms[512];        /* NAME:VERSION:WEIGHT,... or "" */
+    char exp_salt[128];
     /* [limits] */
     int max_message_bytes;
     int max_reply_bytes;

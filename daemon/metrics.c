@@ -25,6 +25,8 @@ void srv_wstats_init(srv_wstats *ws)
     pthread_mutex_init(&ws->lock, NULL);
     for (int i = 0; i < SRV_STAGE_COUNT; i++)
         util_hist_reset(&ws->stage[i]);
+    for (int a = 0; a < SRV_ARMS_MAX; a++)
+        util_hist_reset(&ws->arm[a].total);
 }
 
 void srv_wstats_destroy(srv_wstats *ws)
@@ -38,6 +40,8 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
     memset(v, 0, sizeof *v);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         util_hist_reset(&v->stage[s]);
+    for (int a = 0; a < SRV_ARMS_MAX; a++)
+        util_hist_reset(&v->arm[a].total);
     for (int i = 0; i < n; i++) {
         pthread_mutex_lock(&ws[i]->lock);
         for (int k = 0; k < SRV_OPS_MAX; k++)
@@ -47,6 +51,11 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
         v->fallbacks += ws[i]->fallbacks;
         for (int s = 0; s < SRV_STAGE_COUNT; s++)
             util_hist_merge(&v->stage[s], &ws[i]->stage[s]);
+        for (int a = 0; a < SRV_ARMS_MAX; a++) {
+            v->arm[a].requests += ws[i]->arm[a].requests;
+            v->arm[a].fallbacks += ws[i]->arm[a].fallbacks;
+            util_hist_merge(&v->arm[a].total, &ws[i]->arm[a].total);
+        }
         pthread_mutex_unlock(&ws[i]->lock);
     }
     for (int k = 0; k < SRV_CODE_COUNT; k++)
@@ -65,27 +74,32 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
 }
 
 /* Histograms are cumulative; an interval is the bucket-wise difference. */
+static void s_hist_minus(util_hist *h, const util_hist *b)
+{
+    h->n -= b->n;
+    h->sum -= b->sum;
+    for (int i = 0; i < UTIL_HIST_BUCKETS; i++)
+        h->bucket[i] -= b->bucket[i];
+    /* The interval's own extremes are not kept: min and max stay the
+     * cumulative ones, which only loosens the clamp on its quantiles. */
+    if (h->n == 0) {
+        h->min = UINT64_MAX;
+        h->max = 0;
+    }
+}
+
 void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
                           const srv_metrics_view *before)
 {
     *out = *now;
-    for (int s = 0; s < SRV_STAGE_COUNT; s++) {
-        util_hist *h = &out->stage[s];
-        const util_hist *b = &before->stage[s];
-        h->n -= b->n;
-        h->sum -= b->sum;
-        for (int i = 0; i < UTIL_HIST_BUCKETS; i++)
-            h->bucket[i] -= b->bucket[i];
-        /* The interval's own extremes are not kept: min and max stay the
-         * cumulative ones, which only loosens the clamp on its quantiles. */
-        if (h->n == 0) {
-            h->min = UINT64_MAX;
-            h->max = 0;
-        }
-    }
+    for (int s = 0; s < SRV_STAGE_COUNT; s++)
+        s_hist_minus(&out->stage[s], &before->stage[s]);
+    for (int a = 0; a < SRV_ARMS_MAX; a++)
+        s_hist_minus(&out->arm[a].total, &before->arm[a].total);
 }
 
-void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
+void srv_metrics_logfmt(const srv_metrics_view *v, const srv_experiment *exp, char *buf,
+                        size_t len)
 {
     size_t n = 0;
 #define PUT(...) \
@@ -106,6 +120,11 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
     for (int k = 1; k < SRV_CODE_COUNT; k++)
         if (v->errors[k])
             PUT(" err_%s=%llu", srv_code_name(k), (unsigned long long)v->errors[k]);
+    for (int a = 0; a < exp->n; a++)
+        PUT(" arm_%s_requests=%llu arm_%s_fallbacks=%llu arm_%s_p99_us=%.1f", exp->arm[a].name,
+            (unsigned long long)v->arm[a].requests, exp->arm[a].name,
+            (unsigned long long)v->arm[a].fallbacks, exp->arm[a].name,
+            util_hist_quantile(&v->arm[a].total, 0.99) / 1e3);
     PUT(" model=%lld catalog=%lld items=%u rss_bytes=%llu jemalloc_allocated=%llu",
         (long long)v->model_version, (long long)v->catalog_version, v->items,
         (unsigned long long)v->rss_bytes, (unsigned long long)v->jemalloc_allocated);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "util/hist.h"
+#include "daemon/experiment.h"
 #include "daemon/proto.h"
 
 #define SRV_OPS_MAX 16   /* rows the op table may grow to (ops.c checks) */
@@ -27,12 +28,20 @@ enum srv_stage {
     SRV_STAGE_COUNT
 };
 
+/* An experiment arm's share: its requests, fallbacks and total latency. */
+typedef struct srv_arm_stats {
+    uint64_t requests;
+    uint64_t fallbacks;
+    util_hist total;                     /* nanoseconds, receive to reply */
+} srv_arm_stats;
+
 typedef struct srv_wstats {
     pthread_mutex_t lock;
     uint64_t ops[SRV_OPS_MAX];           /* requests by op, by table row (parsed ones) */
     uint64_t errors[SRV_CODE_COUNT];     /* error replies by code */
     uint64_t fallbacks;                  /* rank replies that used the popularity prior */
     util_hist stage[SRV_STAGE_COUNT];    /* nanoseconds */
+    srv_arm_stats arm[SRV_ARMS_MAX];     /* by experiment arm */
 } srv_wstats;
 
 typedef struct srv_counters {
@@ -57,6 +66,7 @@ typedef struct srv_metrics_view {
     uint64_t fallbacks, reloads, reload_failures;
     int in_flight, queued;
     util_hist stage[SRV_STAGE_COUNT];
+    srv_arm_stats arm[SRV_ARMS_MAX];
     uint64_t rss_bytes;
     uint64_t jemalloc_allocated;   /* 0 without jemalloc (sanitizer builds) */
     int64_t model_version, catalog_version;
@@ -75,8 +85,9 @@ void srv_metrics_collect(srv_metrics_view *view, srv_wstats *const *ws, int n,
 void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
                           const srv_metrics_view *before);
 
-/* One logfmt line body (no timestamp/level) into buf. */
-void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len);
+/* One logfmt line body (no timestamp/level) into buf; exp names the arms. */
+void srv_metrics_logfmt(const srv_metrics_view *v, const srv_experiment *exp, char *buf,
+                        size_t len);
 
 /* Stage names ("parse", ... "total"), for the log line and replies. */
 const char *srv_stage_name(int stage);

@@ -98,7 +98,7 @@ static void s_stats(srv_call *c)
         return;
     }
     srv_state_collect(c->state, v);
-    srv_reply_stats(c->out, c->rq->id_json, v);
+    srv_reply_stats(c->out, c->rq->id_json, v, &c->state->exp);
     free(v);
 }
 

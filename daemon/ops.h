@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "attn/score.h"
+#include "daemon/experiment.h"
 #include "daemon/json_out.h"
 #include "daemon/metrics.h"
 #include "daemon/proto.h"
@@ -46,7 +47,7 @@ struct srv_rank_buf;
 typedef struct srv_wres {
     int index;                  /* worker index, for logs */
     store *db;                  /* this thread's read-only connection */
-    attn_scratch *scratch;      /* sized for the serving model's shape */
+    attn_scratch *scratch[SRV_MODELS_MAX];  /* per model slot, sized for its shape */
     attn_limits lim;            /* the limits the scratch is sized for */
     struct srv_rank_buf *rank;  /* rank's per-request buffers */
 } srv_wres;
@@ -62,6 +63,9 @@ typedef struct srv_call {
     int outcome;                /* enum srv_outcome */
     int code;                   /* SRV_OK, or the error code of the reply written */
     int fallback;               /* a rank answered from the popularity prior */
+    int role;                   /* the caller's role (enum srv_role); admin without access
+                                   control */
+    int arm;                    /* the experiment arm that served it, or -1 */
 } srv_call;
 
 typedef struct srv_op {

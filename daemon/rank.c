@@ -14,6 +14,7 @@
 #include "daemon/rank.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@ struct srv_rank_buf {
 
 /* What steps 2-4 found out about one request. */
 typedef struct s_rank_state {
+    const srv_model *m;       /* the model that scores this request */
+    int model_at;             /* its index in the snapshot */
+    int arm;                  /* experiment arm, or -1 */
     int n_cand, n_unknown, n_excluded, n_hist;
     int n_ctx;                /* self-attention context events after the history */
     const char *fallback;     /* NULL, or the reason */
@@ -158,6 +162,9 @@ int srv_rank_parse(srv_fields *f, void **args)
         return -1;
     if (a->exclude_seen && !has_user)
         return srv_fields_fail(f, "exclude_seen: only allowed with user");
+    if (srv_field_int(f, "model", 0, INT_MAX, -1, &a->model) ||
+        srv_field_str(f, "session", 0, &a->session))
+        return -1;
     if (a->titles && !cfg->titles)
         return srv_fields_fail(f, "titles: this server does not load titles (server.titles "
                                   "= off)");
@@ -195,14 +202,13 @@ static void s_map_candidates(srv_rank_buf *b, const srv_snapshot *snap, const sr
 
 /* A known event, newest first: into the history while it has room, then
  * into the self-attention context after it (weights: history only). */
-static void s_take_event(srv_rank_buf *b, const srv_snapshot *snap, s_rank_state *st,
-                         uint32_t row, float weight)
+static void s_take_event(srv_rank_buf *b, s_rank_state *st, uint32_t row, float weight)
 {
-    if (st->n_hist < snap->l_hist) {
+    if (st->n_hist < st->m->l_hist) {
         b->hist_rows[st->n_hist] = row;
         b->hist_w[st->n_hist] = weight;
         st->n_hist++;
-    } else if (st->n_ctx < snap->l_ctx) {
+    } else if (st->n_ctx < st->m->l_ctx) {
         b->hist_rows[st->n_hist + st->n_ctx++] = row;
     }
 }
@@ -214,7 +220,7 @@ static void s_take_event(srv_rank_buf *b, const srv_snapshot *snap, s_rank_state
 static void s_map_anonymous(srv_rank_buf *b, const srv_snapshot *snap, const srv_rank_args *a,
                             s_rank_state *st)
 {
-    int limit = b->max_history + snap->l_ctx;
+    int limit = b->max_history + st->m->l_ctx;
     int n = a->n_history < limit ? a->n_history : limit;
     for (int i = 0; i < n; i++) {
         int from = a->n_history - 1 - i;
@@ -226,7 +232,7 @@ static void s_map_anonymous(srv_rank_buf *b, const srv_snapshot *snap, const srv
     for (int i = 0; i < n; i++) {
         int64_t row = b->look_rows[i];
         if (row >= 0)
-            s_take_event(b, snap, st, (uint32_t)row, b->look_w[i]);
+            s_take_event(b, st, (uint32_t)row, b->look_w[i]);
         else if (i < b->max_history)
             b->unknown[st->n_unknown++] = a->history[a->n_history - 1 - i];
     }
@@ -262,7 +268,7 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
         st->fallback = "unknown_user";
         return 0;
     }
-    int want = snap->l_hist + snap->l_ctx;
+    int want = st->m->l_hist + st->m->l_ctx;
     if (a->exclude_seen && c->state->cfg.max_seen > want)
         want = c->state->cfg.max_seen;
     int n = 0;
@@ -281,7 +287,7 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
             util_set_add(&b->seen, (uint32_t)row);
         float wt = b->events[i].weight;
         if (wt > 0 && isfinite(wt))
-            s_take_event(b, snap, st, (uint32_t)row, wt);
+            s_take_event(b, st, (uint32_t)row, wt);
     }
     if (st->n_hist == 0)
         st->fallback = "no_history";
@@ -292,22 +298,25 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
 
 /* ---- 4. score ------------------------------------------------------------- */
 
-/* The scratch follows the model's shape; a reload may have changed it. */
-static int s_fit_scratch(srv_wres *res, const srv_snapshot *snap)
+/* One scratch per model slot, following that model's shape: a reload may
+ * have changed it, and alternating arms must not rebuild it per request. */
+static attn_scratch *s_fit_scratch(srv_wres *res, const s_rank_state *st)
 {
-    if (res->scratch && attn_scratch_fits(res->scratch, snap->tables))
-        return 0;
-    attn_scratch_free(&res->scratch);
-    res->scratch = attn_scratch_new(snap->tables, &res->lim);
-    return res->scratch ? 0 : -1;
+    attn_scratch **s = &res->scratch[st->model_at];
+    if (*s && attn_scratch_fits(*s, st->m->tables))
+        return *s;
+    attn_scratch_free(s);
+    *s = attn_scratch_new(st->m->tables, &res->lim);
+    return *s;
 }
 
 /* Attention ranking into r (results, explanations).  -1 with why. */
-static int s_score(srv_call *c, const srv_snapshot *snap, const srv_rank_args *a,
-                   const s_rank_state *st, srv_ranked *r, char *why, size_t why_len)
+static int s_score(srv_call *c, const srv_rank_args *a, const s_rank_state *st, srv_ranked *r,
+                   char *why, size_t why_len)
 {
     srv_rank_buf *b = c->res->rank;
-    if (s_fit_scratch(c->res, snap)) {
+    attn_scratch *scratch = s_fit_scratch(c->res, st);
+    if (!scratch) {
         snprintf(why, why_len, "out of memory for the scoring scratch");
         return -1;
     }
@@ -315,7 +324,7 @@ static int s_score(srv_call *c, const srv_snapshot *snap, const srv_rank_args *a
                        .n_ctx = st->n_ctx, .cand = b->cand_rows, .n_cand = st->n_cand,
                        .k = a->k, .explain = a->explain};
     attn_result res = {0};
-    int rc = attn_score(snap->tables, &ar, c->res->scratch, &res);
+    int rc = attn_score(st->m->tables, &ar, scratch, &res);
     if (rc != ATTN_OK) {
         snprintf(why, why_len, "scoring failed: %s", attn_strerror(rc));
         srv_log(SRV_ERROR, "msg=\"scoring failed\" worker=%d id=%s status=%s", c->res->index,
@@ -348,6 +357,41 @@ static void s_score_popular(srv_rank_buf *b, const srv_snapshot *snap, const srv
     }
 }
 
+/* ---- 0. which model --------------------------------------------------------- */
+
+/* A model the request names, else the user's (or session's) experiment arm,
+ * else the active model.  -1 with the error sent. */
+static int s_pick_model(srv_call *c, const srv_snapshot *snap, const srv_rank_args *a,
+                        s_rank_state *st)
+{
+    const srv_experiment *exp = &c->state->exp;
+    st->arm = -1;
+    if (a->model >= 0) {
+        char why[160];
+        if (c->state->cfg.models_named == CFG_NAMED_ADMIN && c->role != SRV_ROLE_ADMIN) {
+            srv_call_error(c, SRV_E_FORBIDDEN, "model: only admin callers may name a model "
+                                               "(models.named = admin)");
+            return -1;
+        }
+        st->m = srv_snapshot_model(snap, a->model);
+        if (!st->m) {
+            snprintf(why, sizeof why, "model: version %d is not loaded (models.serve names the "
+                     "versions kept beside the active one)", a->model);
+            srv_call_error(c, SRV_E_UNKNOWN_MODEL, why);
+            return -1;
+        }
+    } else if (exp->n > 0) {
+        const srv_str *key = a->user.s ? &a->user : a->session.s ? &a->session : NULL;
+        st->arm = srv_experiment_arm(exp, key ? key->s : NULL, key ? key->len : 0);
+        st->m = &snap->models[snap->arm_model[st->arm]];
+    } else {
+        st->m = &snap->models[0];
+    }
+    st->model_at = (int)(st->m - snap->models);
+    c->arm = st->arm;
+    return 0;
+}
+
 /* ---- the op --------------------------------------------------------------- */
 
 void srv_rank_run(srv_call *c)
@@ -361,6 +405,8 @@ void srv_rank_run(srv_call *c)
     }
     char why[600];
     s_rank_state st = {0};
+    if (s_pick_model(c, snap, a, &st))
+        goto done;
     uint64_t t0 = util_now_ns();
     s_map_candidates(b, snap, a, &st);
     if (!a->user.s)
@@ -371,7 +417,9 @@ void srv_rank_run(srv_call *c)
     }
     uint64_t t1 = util_now_ns();
     c->stage[SRV_STAGE_HISTORY] = t1 - t0;
-    srv_ranked r = {.snap = snap, .rows = b->res_rows, .score = b->res_score,
+    srv_ranked r = {.snap = snap, .model = st.m->version,
+                    .arm = st.arm >= 0 ? c->state->exp.arm[st.arm].name : NULL,
+                    .rows = b->res_rows, .score = b->res_score,
                     .because_rows = b->because_rows, .unknown = b->unknown,
                     .n_unknown = st.n_unknown, .exclude_seen = a->exclude_seen,
                     .excluded = b->excluded_rows, .n_excluded = st.n_excluded,
@@ -379,7 +427,7 @@ void srv_rank_run(srv_call *c)
                     .t_recv = c->t_recv};
     if (st.fallback)
         s_score_popular(b, snap, a, &st, &r);
-    else if (st.n_cand > 0 && s_score(c, snap, a, &st, &r, why, sizeof why)) {
+    else if (st.n_cand > 0 && s_score(c, a, &st, &r, why, sizeof why)) {
         srv_call_error(c, SRV_E_INTERNAL, why);
         goto done;
     }

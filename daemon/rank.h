@@ -19,6 +19,8 @@ typedef struct srv_rank_args {
     srv_str *cand;              /* candidates in request order */
     int n_cand;
     int k, explain, exclude_seen, titles;
+    int model;                  /* a model version the caller names, or -1 */
+    srv_str session;            /* an anonymous session's key for experiment arms, or .s NULL */
 } srv_rank_args;
 
 typedef struct srv_rank_buf srv_rank_buf;

@@ -47,7 +47,7 @@ static void *s_loader(void *arg)
 {
     srv_reloader *r = arg;
     r->result = NULL;
-    if (srv_snapshot_build(&r->st->cfg, &r->result, r->why, sizeof r->why) != 0)
+    if (srv_snapshot_build(&r->st->cfg, &r->st->exp, &r->result, r->why, sizeof r->why) != 0)
         r->result = NULL;
     /* A pipe, not an inproc PAIR: a PAIR takes one peer at a time, and a
      * loader started right after the last one could find the old

@@ -93,7 +93,12 @@ void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r)
 {
     s_begin(w, id_json, 1);
     srv_json_key(w, "model");
-    srv_json_int(w, r->snap->model_version);
+    srv_json_int(w, r->model);
+    srv_json_key(w, "arm");
+    if (r->arm)
+        srv_json_cstr(w, r->arm);
+    else
+        srv_json_null(w);
     srv_json_key(w, "catalog");
     srv_json_int(w, r->snap->catalog_version);
     srv_json_key(w, "items");
@@ -139,12 +144,15 @@ static void s_kv_int(srv_json *w, const char *key, int64_t v)
     srv_json_int(w, v);
 }
 
-static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *snap)
+/* One loaded model: its shape, its memory, and the arms it serves. */
+static void s_model_obj(srv_json *w, const srv_state *st, const srv_snapshot *snap,
+                        const srv_model *sm)
 {
-    const attn_model *m = snap->model;
-    srv_json_key(w, "model");
+    const attn_model *m = sm->model;
     srv_json_open(w, '{');
-    s_kv_int(w, "version", snap->model_version);
+    s_kv_int(w, "version", sm->version);
+    srv_json_key(w, "active");
+    srv_json_bool(w, sm == &snap->models[0]);
     s_kv_int(w, "d", m->d);
     s_kv_int(w, "m", m->m);
     s_kv_int(w, "heads", m->heads);
@@ -154,8 +162,26 @@ static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *s
     s_kv_int(w, "self_attn", m->sa_len);
     srv_json_key(w, "precompute");
     srv_json_cstr(w, st->cfg.precompute == CFG_PRECOMPUTE_NONE ? "none" : "all");
-    s_kv_int(w, "table_bytes", (int64_t)attn_tables_bytes(snap->tables));
+    s_kv_int(w, "table_bytes", (int64_t)attn_tables_bytes(sm->tables));
+    s_kv_int(w, "bytes", (int64_t)sm->bytes);
+    srv_json_key(w, "arms");
+    srv_json_open(w, '[');
+    for (int i = 0; i < st->exp.n; i++)
+        if (&snap->models[snap->arm_model[i]] == sm)
+            srv_json_cstr(w, st->exp.arm[i].name);
+    srv_json_close(w, ']');
     srv_json_close(w, '}');
+}
+
+static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *snap)
+{
+    srv_json_key(w, "model");
+    s_model_obj(w, st, snap, &snap->models[0]);
+    srv_json_key(w, "models");
+    srv_json_open(w, '[');
+    for (int i = 0; i < snap->n_models; i++)
+        s_model_obj(w, st, snap, &snap->models[i]);
+    srv_json_close(w, ']');
     srv_json_key(w, "catalog");
     srv_json_open(w, '{');
     s_kv_int(w, "version", snap->catalog_version);
@@ -167,8 +193,8 @@ static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *s
     srv_json_close(w, '}');
     srv_json_key(w, "snapshot_build_ms");
     srv_json_num(w, snap->build_ms);
-    s_kv_int(w, "history_used", snap->l_hist);
-    s_kv_int(w, "history_context", snap->l_ctx);
+    s_kv_int(w, "history_used", snap->models[0].l_hist);
+    s_kv_int(w, "history_context", snap->models[0].l_ctx);
 }
 
 void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
@@ -200,10 +226,18 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     srv_json_close(w, '}');
 }
 
-static void s_latency(srv_json *w, const srv_metrics_view *v)
+static void s_quantiles(srv_json *w, const util_hist *h)
 {
     static const double qs[] = {0.5, 0.9, 0.99, 0.999};
     static const char *qn[] = {"p50", "p90", "p99", "p999"};
+    for (int q = 0; q < 4; q++) {
+        srv_json_key(w, qn[q]);
+        srv_json_num(w, util_hist_quantile(h, qs[q]) / 1e3);
+    }
+}
+
+static void s_latency(srv_json *w, const srv_metrics_view *v)
+{
     srv_json_key(w, "latency_us");
     srv_json_open(w, '{');
     for (int s = 0; s < SRV_STAGE_COUNT; s++) {
@@ -211,10 +245,7 @@ static void s_latency(srv_json *w, const srv_metrics_view *v)
         srv_json_key(w, srv_stage_name(s));
         srv_json_open(w, '{');
         s_kv_int(w, "count", (int64_t)h->n);
-        for (int q = 0; q < 4; q++) {
-            srv_json_key(w, qn[q]);
-            srv_json_num(w, util_hist_quantile(h, qs[q]) / 1e3);
-        }
+        s_quantiles(w, h);
         srv_json_key(w, "max");
         srv_json_num(w, h->n ? h->max / 1e3 : 0);
         srv_json_close(w, '}');
@@ -238,7 +269,27 @@ static void s_counts(srv_json *w, const srv_metrics_view *v)
     srv_json_close(w, '}');
 }
 
-void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v)
+
+static void s_arms(srv_json *w, const srv_metrics_view *v, const srv_experiment *exp)
+{
+    srv_json_key(w, "arms");
+    srv_json_open(w, '{');
+    for (int a = 0; a < exp->n; a++) {
+        srv_json_key(w, exp->arm[a].name);
+        srv_json_open(w, '{');
+        s_kv_int(w, "requests", (int64_t)v->arm[a].requests);
+        s_kv_int(w, "fallbacks", (int64_t)v->arm[a].fallbacks);
+        srv_json_key(w, "latency_us");
+        srv_json_open(w, '{');
+        s_quantiles(w, &v->arm[a].total);
+        srv_json_close(w, '}');
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, '}');
+}
+
+void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v,
+                     const srv_experiment *exp)
 {
     s_begin(w, id_json, 1);
     srv_json_key(w, "uptime_s");
@@ -257,6 +308,7 @@ void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v
     s_kv_int(w, "reload_failures", (int64_t)v->reload_failures);
     s_counts(w, v);
     s_latency(w, v);
+    s_arms(w, v, exp);
     s_kv_int(w, "rss_bytes", (int64_t)v->rss_bytes);
     s_kv_int(w, "jemalloc_allocated", (int64_t)v->jemalloc_allocated);
     s_kv_int(w, "model", v->model_version);

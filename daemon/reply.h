@@ -23,6 +23,8 @@ void srv_reply_error(srv_json *w, const char *id_json, int code, const char *mes
 /* A rank answer, as rank.c computed it.  Arrays are borrowed. */
 typedef struct srv_ranked {
     const srv_snapshot *snap;     /* rows below index its catalog and titles */
+    int64_t model;                /* the model version that scored */
+    const char *arm;              /* the experiment arm, or NULL */
     int n;                        /* results, best first */
     const uint32_t *rows;         /* n catalog rows */
     const float *score;           /* n scores */
@@ -49,7 +51,8 @@ void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
 void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
                     const srv_snapshot *snap);
 /* stats: the metrics view (the same numbers as the log line). */
-void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v);
+void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v,
+                     const srv_experiment *exp);
 /* reload: what the new snapshot holds. */
 void srv_reply_reloaded(srv_json *w, const char *id_json, const srv_snapshot *snap);
 

@@ -348,7 +348,7 @@ static void s_metrics_line(s_main *m)
     srv_state_collect(&m->st, m->view_now);
     srv_metrics_interval(m->view_interval, m->view_now, m->view_prev);
     char line[3072];
-    srv_metrics_logfmt(m->view_interval, line, sizeof line);
+    srv_metrics_logfmt(m->view_interval, &m->st.exp, line, sizeof line);
     srv_log(SRV_INFO, "%s", line);
     srv_metrics_view *t = m->view_prev;
     m->view_prev = m->view_now;
@@ -698,18 +698,18 @@ static void s_cleanup(s_main *m)
 
 /* The first snapshot, before anything binds: a database that cannot be
  * served stops start-up with the reason. */
-static int s_first_snapshot(const srv_config *cfg)
+static int s_first_snapshot(const srv_state *st)
 {
     srv_snapshot *snap = NULL;
     char why[600];
-    if (srv_snapshot_build(cfg, &snap, why, sizeof why) != 0) {
+    if (srv_snapshot_build(&st->cfg, &st->exp, &snap, why, sizeof why) != 0) {
         srv_log(SRV_ERROR, "msg=\"cannot load the catalog and model\" reason=\"%s\"", why);
         return -1;
     }
-    srv_log(SRV_INFO, "msg=loaded model=%lld catalog=%lld items=%u unembedded=%u build_ms=%.1f "
-            "bytes=%zu title_bytes=%zu", (long long)snap->model_version,
-            (long long)snap->catalog_version, snap->cat->n, snap->cat->n_unembedded,
-            snap->build_ms, snap->bytes, snap->title_bytes);
+    srv_log(SRV_INFO, "msg=loaded model=%lld models=%d catalog=%lld items=%u unembedded=%u "
+            "build_ms=%.1f bytes=%zu title_bytes=%zu", (long long)snap->model_version,
+            snap->n_models, (long long)snap->catalog_version, snap->cat->n,
+            snap->cat->n_unembedded, snap->build_ms, snap->bytes, snap->title_bytes);
     srv_snapshot_publish(snap);
     return 0;
 }
@@ -736,6 +736,8 @@ static int s_alloc(s_main *m)
         snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         util_hist_reset(&m->view_prev->stage[s]);
+    for (int a = 0; a < SRV_ARMS_MAX; a++)
+        util_hist_reset(&m->view_prev->arm[a].total);
     return 0;
 }
 
@@ -781,7 +783,13 @@ int srv_server_run(const srv_config *cfg)
             SRV_VERSION, cfg->db, openblas_get_corename(),
             getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
     int status = 1;
-    if (s_first_snapshot(cfg)) {
+    char why[600];
+    if (srv_experiment_parse(cfg->exp_arms, cfg->exp_salt, &m->st.exp, why, sizeof why)) {
+        srv_log(SRV_ERROR, "msg=\"bad configuration\" reason=\"%s\"", why);
+        free(m);
+        return 1;
+    }
+    if (s_first_snapshot(&m->st)) {
         free(m);
         return 1;
     }

@@ -34,20 +34,109 @@ const char *srv_snapshot_title(const srv_snapshot *snap, uint32_t row, size_t *l
 
 static void s_free(srv_snapshot *snap)
 {
-    attn_tables_free(&snap->tables);
+    for (int i = 0; i < snap->n_models; i++) {
+        attn_tables_free(&snap->models[i].tables);
+        free(snap->models[i].param_index);
+    }
     store_catalog_free(&snap->cat);
-    free(snap->param_index);
     free(snap->popularity);
     store_titles_free(&snap->titles);
     free(snap);
 }
 
-int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, size_t why_len)
+const srv_model *srv_snapshot_model(const srv_snapshot *snap, int64_t version)
+{
+    for (int i = 0; i < snap->n_models; i++)
+        if (snap->models[i].version == version)
+            return &snap->models[i];
+    return NULL;
+}
+
+/* Load version (or the active one) into the next model slot: its tables
+ * over the catalog and its parameter index.  0, or -1 with why. */
+static int s_add_model(const srv_config *cfg, store *db, srv_snapshot *snap, int64_t version,
+                       char *why, size_t why_len)
+{
+    store_err err = {0};
+    attn_model *model = NULL;
+    if (store_model_load(db, version, &model, &err) != STORE_OK) {
+        snprintf(why, why_len, "%s", err.msg);
+        return -1;
+    }
+    srv_model *m = &snap->models[snap->n_models];
+    size_t n = snap->cat->n;
+    int rc = -1;
+    if (model->d != snap->cat->dim)
+        snprintf(why, why_len, "%s: model %lld has d=%d but the catalog has dimension %d",
+                 cfg->db, (long long)model->version, model->d, snap->cat->dim);
+    else if (!(m->param_index = malloc(n * sizeof *m->param_index)))
+        snprintf(why, why_len, "out of memory for %zu catalog rows", n);
+    else
+        rc = 0;
+    if (rc == 0) {
+        for (size_t r = 0; r < n; r++)
+            m->param_index[r] = attn_model_item_index(model, snap->cat->item_id[r]);
+        int threads = cfg->build_threads > 0 ? cfg->build_threads : cfg_cores();
+        attn_precompute mode =
+            cfg->precompute == CFG_PRECOMPUTE_NONE ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
+        int st = attn_tables_build(&m->tables, model, snap->cat->emb, n, (size_t)snap->cat->dim,
+                                   m->param_index, mode, threads);
+        if (st != ATTN_OK) {
+            snprintf(why, why_len, "building tables for model %lld over %zu items: %s",
+                     (long long)model->version, n, attn_strerror(st));
+            rc = -1;
+        }
+    }
+    snap->n_models++;   /* counted even when half-built: s_free releases what it holds */
+    if (rc == 0) {
+        m->model = attn_tables_model(m->tables);
+        m->version = model->version;
+        m->l_hist = cfg->max_history < model->l_max ? cfg->max_history : model->l_max;
+        m->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
+        m->bytes = attn_tables_bytes(m->tables) + n * sizeof *m->param_index;
+    }
+    attn_model_free(&model);
+    return rc;
+}
+
+/* The active model, then every other version models.serve or an arm
+ * names (each once); then which model serves each arm. */
+static int s_add_models(const srv_config *cfg, const srv_experiment *exp, store *db,
+                        srv_snapshot *snap, char *why, size_t why_len)
+{
+    int64_t want[SRV_MODELS_MAX + SRV_ARMS_MAX];
+    int n_want = 0;
+    if (srv_models_parse(cfg->models_serve, want, &n_want, SRV_MODELS_MAX - 1, why, why_len) ||
+        s_add_model(cfg, db, snap, STORE_MODEL_ACTIVE, why, why_len))
+        return -1;
+    for (int i = 0; i < exp->n; i++)
+        if (exp->arm[i].version != SRV_VERSION_ACTIVE)
+            want[n_want++] = exp->arm[i].version;
+    for (int i = 0; i < n_want; i++) {
+        if (srv_snapshot_model(snap, want[i]))
+            continue;
+        if (snap->n_models == SRV_MODELS_MAX) {
+            snprintf(why, why_len, "more than %d models to load (models.serve and "
+                     "experiment.arms)", SRV_MODELS_MAX);
+            return -1;
+        }
+        if (s_add_model(cfg, db, snap, want[i], why, why_len))
+            return -1;
+    }
+    for (int i = 0; i < exp->n; i++) {
+        const srv_model *m = exp->arm[i].version == SRV_VERSION_ACTIVE
+                                 ? &snap->models[0] : srv_snapshot_model(snap, exp->arm[i].version);
+        snap->arm_model[i] = (int)(m - snap->models);
+    }
+    return 0;
+}
+
+int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_snapshot **out,
+                       char *why, size_t why_len)
 {
     double t0 = s_now_ms();
     store_err err = {0};
     store *db = NULL;
-    attn_model *model = NULL;
     srv_snapshot *snap = calloc(1, sizeof *snap);
     *out = NULL;
     if (!snap) {
@@ -56,50 +145,30 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
     }
     atomic_init(&snap->refs, 1);
     if (store_open(&db, cfg->db, STORE_READONLY, cfg->busy_timeout_ms, &err) != STORE_OK ||
-        store_catalog_load(db, &snap->cat, &err) != STORE_OK ||
-        store_model_load(db, STORE_MODEL_ACTIVE, &model, &err) != STORE_OK)
+        store_catalog_load(db, &snap->cat, &err) != STORE_OK)
         goto store_fail;
     if (snap->cat->n == 0) {
         snprintf(why, why_len, "%s: the catalog holds no embedded items", cfg->db);
         goto fail;
     }
-    if (model->d != snap->cat->dim) {
-        snprintf(why, why_len, "%s: model %lld has d=%d but the catalog has dimension %d",
-                 cfg->db, (long long)model->version, model->d, snap->cat->dim);
-        goto fail;
-    }
     size_t n = snap->cat->n;
-    snap->param_index = malloc(n * sizeof *snap->param_index);
-    snap->popularity = malloc(n * sizeof *snap->popularity);
-    if (!snap->param_index || !snap->popularity) {
+    if (!(snap->popularity = malloc(n * sizeof *snap->popularity))) {
         snprintf(why, why_len, "out of memory for %zu catalog rows", n);
         goto fail;
     }
-    for (size_t r = 0; r < n; r++)
-        snap->param_index[r] = attn_model_item_index(model, snap->cat->item_id[r]);
     if (store_catalog_popularity(db, snap->cat, snap->popularity, &err) != STORE_OK ||
         (cfg->titles && store_catalog_titles(db, snap->cat, SRV_TITLE_MAX, &snap->titles,
                                              &err) != STORE_OK))
         goto store_fail;
     snap->title_bytes = snap->titles ? snap->titles->bytes : 0;
-    int threads = cfg->build_threads > 0 ? cfg->build_threads : cfg_cores();
-    attn_precompute mode =
-        cfg->precompute == CFG_PRECOMPUTE_NONE ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
-    int rc = attn_tables_build(&snap->tables, model, snap->cat->emb, n, (size_t)snap->cat->dim,
-                               snap->param_index, mode, threads);
-    if (rc != ATTN_OK) {
-        snprintf(why, why_len, "building tables for model %lld over %zu items: %s",
-                 (long long)model->version, n, attn_strerror(rc));
+    if (s_add_models(cfg, exp, db, snap, why, why_len))
         goto fail;
-    }
-    snap->model = attn_tables_model(snap->tables);
-    snap->model_version = model->version;
+    snap->model_version = snap->models[0].version;
     snap->catalog_version = snap->cat->version;
-    snap->l_hist = cfg->max_history < model->l_max ? cfg->max_history : model->l_max;
-    snap->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
-    snap->bytes = store_catalog_bytes(snap->cat) + attn_tables_bytes(snap->tables) +
-                  n * (sizeof *snap->param_index + sizeof *snap->popularity) + snap->title_bytes;
-    attn_model_free(&model);
+    snap->bytes = store_catalog_bytes(snap->cat) + n * sizeof *snap->popularity +
+                  snap->title_bytes;
+    for (int i = 0; i < snap->n_models; i++)
+        snap->bytes += snap->models[i].bytes;
     store_close(&db);
     snap->build_ms = s_now_ms() - t0;
     *out = snap;
@@ -107,7 +176,6 @@ int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, siz
 store_fail:
     snprintf(why, why_len, "%s", err.msg);
 fail:
-    attn_model_free(&model);
     store_close(&db);
     s_free(snap);
     return -1;

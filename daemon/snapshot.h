@@ -1,7 +1,9 @@
 /* snapshot.h -- everything a request reads, built together, swapped together.
  *
- * A snapshot is the catalog, the active model, the tables precomputed for
- * that pair, the popularity prior and the titles.  Workers take a reference for the
+ * A snapshot is the catalog, the models it serves (the active one first,
+ * then those models.serve and experiment arms name), each with the tables
+ * precomputed for it over this catalog, the popularity prior and the
+ * titles.  Workers take a reference for the
  * length of one request; a reload builds the next snapshot beside the
  * serving one and publishes it; the old one is freed by whoever drops the
  * last reference.  So a reload never blocks a request and never frees
@@ -16,31 +18,46 @@
 
 #include "attn/score.h"
 #include "daemon/config.h"
+#include "daemon/experiment.h"
 #include "store/store.h"
 
 #define SRV_TITLE_MAX 1024   /* bytes of a title kept, cut on a character boundary */
 
-typedef struct srv_snapshot {
-    atomic_int refs;            /* references: the published slot + requests */
-    store_catalog *cat;         /* items and embeddings */
+/* One model over the snapshot's catalog. */
+typedef struct srv_model {
+    int64_t version;
     attn_tables *tables;        /* model + precomputed projections */
     const attn_model *model;    /* borrowed from tables */
     int64_t *param_index;       /* per catalog row: index into the model's item params, or -1 */
-    float *popularity;          /* per catalog row: interaction count (cold-start prior) */
-    store_titles *titles;       /* per catalog row, or NULL with server.titles off */
-    size_t title_bytes;         /* memory the titles hold */
-    int64_t model_version;
-    int64_t catalog_version;
     int l_hist;                 /* history used per request: min(max_history, model l_max) */
     int l_ctx;                  /* older events read after it as self-attention context:
                                    the model's sa_len - 1, 0 without a block */
+    size_t bytes;               /* tables and parameter index */
+} srv_model;
+
+typedef struct srv_snapshot {
+    atomic_int refs;            /* references: the published slot + requests */
+    store_catalog *cat;         /* items and embeddings */
+    int n_models;
+    srv_model models[SRV_MODELS_MAX];   /* [0] is the active model */
+    int arm_model[SRV_ARMS_MAX];        /* experiment arm -> index into models */
+    float *popularity;          /* per catalog row: interaction count (cold-start prior) */
+    store_titles *titles;       /* per catalog row, or NULL with server.titles off */
+    size_t title_bytes;         /* memory the titles hold */
+    int64_t model_version;      /* the active model's, models[0].version */
+    int64_t catalog_version;
     double build_ms;            /* time the build took */
     size_t bytes;               /* memory the snapshot holds */
 } srv_snapshot;
 
-/* Build a snapshot from the database in cfg (own read-only connection).
+/* Build a snapshot from the database in cfg (own read-only connection),
+ * loading the active model, models.serve's and exp's arms' versions.
  * Returns 0, or -1 with a one-line reason. */
-int srv_snapshot_build(const srv_config *cfg, srv_snapshot **out, char *why, size_t why_len);
+int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_snapshot **out,
+                       char *why, size_t why_len);
+
+/* The loaded model with this version, or NULL. */
+const srv_model *srv_snapshot_model(const srv_snapshot *snap, int64_t version);
 
 /* Title of a catalog row (not NUL-terminated, valid UTF-8); "" without
  * titles. */

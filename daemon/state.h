@@ -13,12 +13,14 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
+#include "daemon/experiment.h"
 #include "daemon/metrics.h"
 
 #define SRV_VERSION "0.2.0"
 
 typedef struct srv_state {
     srv_config cfg;
+    srv_experiment exp;         /* the arms, parsed from cfg at start */
     void *zctx;                 /* the ZeroMQ context */
     int n_workers;              /* scoring workers, worker 0 run inline by main */
     srv_wstats **wstats;        /* n_workers: each worker's, written by its owner only

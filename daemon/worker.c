@@ -36,6 +36,7 @@ struct srv_worker {
     srv_arena args_arena;        /* the parsed request's fields */
     srv_json out;                /* the reply being written */
     uint64_t stage[SRV_STAGE_COUNT];  /* timings of the request being handled */
+    int arm;                     /* its experiment arm, or -1 */
     srv_wstats stats;
 };
 
@@ -49,7 +50,12 @@ static void s_count(srv_worker *w, const srv_request *rq, const srv_call *c)
     if (c->code != SRV_OK)
         w->stats.errors[c->code]++;
     w->stats.fallbacks += (uint64_t)c->fallback;
+    if (c->arm >= 0) {
+        w->stats.arm[c->arm].requests++;
+        w->stats.arm[c->arm].fallbacks += (uint64_t)c->fallback;
+    }
     pthread_mutex_unlock(&w->stats.lock);
+    w->arm = c->arm;
 }
 
 /* A reply past limits.max_reply_bytes is replaced by an error saying so:
@@ -83,7 +89,8 @@ int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t le
     srv_arena_reset(&w->json_arena);
     w->stage[SRV_STAGE_PARSE] = util_now_ns() - t0;
     srv_call c = {.state = w->st, .res = &w->res, .out = &w->out, .rq = &rq, .t_recv = t_recv,
-                  .stage = w->stage, .outcome = SRV_OUT_REPLY, .code = SRV_OK};
+                  .stage = w->stage, .outcome = SRV_OUT_REPLY, .code = SRV_OK,
+                  .role = SRV_ROLE_ADMIN, .arm = -1};
     if (code != SRV_OK)
         srv_call_error(&c, code, why);
     else
@@ -113,6 +120,8 @@ void srv_worker_done(srv_worker *w, uint64_t t_recv)
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         if (w->stage[s] || s == SRV_STAGE_TOTAL)
             util_hist_add(&w->stats.stage[s], w->stage[s]);
+    if (w->arm >= 0)
+        util_hist_add(&w->stats.arm[w->arm].total, w->stage[SRV_STAGE_TOTAL]);
     pthread_mutex_unlock(&w->stats.lock);
 }
 
@@ -181,7 +190,8 @@ static void s_free(srv_worker *w)
     if (w->sock)
         zmq_close(w->sock);
     store_close(&w->res.db);
-    attn_scratch_free(&w->res.scratch);
+    for (int i = 0; i < SRV_MODELS_MAX; i++)
+        attn_scratch_free(&w->res.scratch[i]);
     srv_rank_buf_free(&w->res.rank);
     srv_arena_free(&w->json_arena);
     srv_arena_free(&w->args_arena);
@@ -242,10 +252,9 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
         return NULL;
     }
     srv_snapshot *snap = srv_snapshot_acquire();
-    if (snap) {
-        w->res.scratch = attn_scratch_new(snap->tables, &w->res.lim);
-        srv_snapshot_release(&snap);
-    }
+    for (int i = 0; snap && i < snap->n_models; i++)
+        w->res.scratch[i] = attn_scratch_new(snap->models[i].tables, &w->res.lim);
+    srv_snapshot_release(&snap);
     if (threaded && s_connect(w, why, why_len)) {
         s_free(w);
         return NULL;

@@ -986,7 +986,7 @@ START_TEST(conf_file_documents_every_key)
         if (line[0] == ';' || line[0] == '[' || !strchr(line, '='))
             continue;
         char key[128];
-        snprintf(key, sizeof key, "\n%.*s= ", (int)(strchr(line, '=') - line), line);
+        snprintf(key, sizeof key, "\n%.*s=", (int)(strchr(line, '=') - line), line);
         ck_assert_msg(strstr(text, key) || strstr(text, key + 1) == text,
                       "conf/attnd.conf does not document '%s'", line);
     }
