@@ -653,49 +653,6 @@ static void *s_load_thread(void *arg)
     return NULL;
 }
 
-/* A trained-looking model: random projections, biases and residuals; with
- * sa_len > 0 also a self-attention block, and a short l_max so that the
- * block's context reaches past the history. */
-static int64_t s_save_random_model(const char *db_path, int heads, int activate, int sa_len)
-{
-    store *db;
-    store_err err;
-    store_catalog *cat;
-    ck_assert_msg(store_open(&db, db_path, STORE_READWRITE, 5000, &err) == STORE_OK, "%s",
-                  err.msg);
-    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
-    int d = cat->dim, m = 8 * heads;
-    int64_t n_items = cat->n / 2;
-    const int l_max = sa_len > 0 ? 8 : 50;
-    attn_model *model = attn_model_new(d, m, heads, l_max, n_items, 1);
-    ck_assert_ptr_nonnull(model);
-    tu_rng rng = {.s = 99};
-    if (sa_len > 0) {
-        ck_assert_int_eq(attn_model_add_sa(model, sa_len), 0);
-        float *sw[4] = {model->sa_q, model->sa_k, model->sa_uk, model->sa_uv};
-        for (int i = 0; i < 4; i++)
-            tu_fill_normal(&rng, sw[i], (size_t)d * m, 0.5f);
-        tu_fill_normal(&rng, model->sa_pos, (size_t)sa_len, 0.3f);
-    }
-    tu_fill_normal(&rng, model->wq, (size_t)d * m, 0.5f);
-    tu_fill_normal(&rng, model->wk, (size_t)d * m, 0.5f);
-    tu_fill_normal(&rng, model->wv, (size_t)d * m, 0.5f);
-    tu_fill_normal(&rng, model->wo, (size_t)m * d, 0.5f);
-    tu_fill_normal(&rng, model->pos_bias, (size_t)l_max, 0.3f);
-    for (int64_t i = 0; i < n_items; i++)
-        model->item_ids[i] = cat->item_id[2 * i];
-    tu_fill_normal(&rng, model->item_bias, (size_t)n_items, 0.1f);
-    tu_fill_normal(&rng, model->residual, (size_t)n_items * d, 0.05f);
-    model->scale = 1.0f / sqrtf((float)m / heads);
-    int64_t version;
-    ck_assert_msg(store_model_save(db, model, "{\"test\":true}", NULL, activate, &version, &err) ==
-                      STORE_OK, "%s", err.msg);
-    attn_model_free(&model);
-    store_catalog_free(&cat);
-    store_close(&db);
-    return version;
-}
-
 START_TEST(reload_under_load)
 {
     char db[300];
@@ -711,7 +668,7 @@ START_TEST(reload_under_load)
     pthread_create(&t[0], NULL, s_load_thread, &c);
     pthread_create(&t[1], NULL, s_load_thread, &c2);
     usleep(200000);
-    int64_t v = s_save_random_model(db, 2, 1, 0);
+    int64_t v = tu_save_random_model(db, 2, 1, 0, 99);
     cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"reload\",\"id\":\"rl\"}");
     ck_assert_msg(tu_ok(r), "%s", tu_message(r));
     ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "rl");
@@ -745,7 +702,7 @@ START_TEST(reload_under_load)
 
     /* A model with a self-attention block: the daemon reads the context
      * events after the history, and still equals the reference. */
-    int64_t v2 = s_save_random_model(db, 2, 1, 5);
+    int64_t v2 = tu_save_random_model(db, 2, 1, 5, 99);
     r = tu_call_json(d.endpoint, "{\"op\":\"reload\"}");
     ck_assert_msg(tu_ok(r), "%s", tu_message(r));
     ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v2);
@@ -770,7 +727,7 @@ START_TEST(failed_reload_keeps_serving)
     tu_make_db(db, 300, 30, 16);
     tu_daemon d;
     tu_daemon_start(&d, db, "badreload.sock", NULL);
-    int64_t v = s_save_random_model(db, 1, 1, 0);
+    int64_t v = tu_save_random_model(db, 1, 1, 0, 99);
     /* Corrupt the active model's tensor behind the store's back. */
     sqlite3 *raw;
     char sql[256];

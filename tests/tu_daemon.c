@@ -2,6 +2,7 @@
 #include "tests/tu_daemon.h"
 
 #include <check.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <zmq.h>
 
 #include "store/gen/gen.h"
+#include "attn/model.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "util/clock.h"
@@ -164,4 +166,48 @@ const char *tu_message(const cJSON *reply)
     const cJSON *err = cJSON_GetObjectItem(reply, "error");
     const cJSON *msg = err ? cJSON_GetObjectItem(err, "message") : NULL;
     return msg && cJSON_IsString(msg) ? msg->valuestring : "";
+}
+
+/* A trained-looking model: random projections, biases and residuals; with
+ * sa_len > 0 also a self-attention block, and a short l_max so that the
+ * block's context reaches past the history. */
+int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
+                             uint64_t seed)
+{
+    store *db;
+    store_err err;
+    store_catalog *cat;
+    ck_assert_msg(store_open(&db, db_path, STORE_READWRITE, 5000, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    int d = cat->dim, m = 8 * heads;
+    int64_t n_items = cat->n / 2;
+    const int l_max = sa_len > 0 ? 8 : 50;
+    attn_model *model = attn_model_new(d, m, heads, l_max, n_items, 1);
+    ck_assert_ptr_nonnull(model);
+    tu_rng rng = {.s = seed};
+    if (sa_len > 0) {
+        ck_assert_int_eq(attn_model_add_sa(model, sa_len), 0);
+        float *sw[4] = {model->sa_q, model->sa_k, model->sa_uk, model->sa_uv};
+        for (int i = 0; i < 4; i++)
+            tu_fill_normal(&rng, sw[i], (size_t)d * m, 0.5f);
+        tu_fill_normal(&rng, model->sa_pos, (size_t)sa_len, 0.3f);
+    }
+    tu_fill_normal(&rng, model->wq, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wk, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wv, (size_t)d * m, 0.5f);
+    tu_fill_normal(&rng, model->wo, (size_t)m * d, 0.5f);
+    tu_fill_normal(&rng, model->pos_bias, (size_t)l_max, 0.3f);
+    for (int64_t i = 0; i < n_items; i++)
+        model->item_ids[i] = cat->item_id[2 * i];
+    tu_fill_normal(&rng, model->item_bias, (size_t)n_items, 0.1f);
+    tu_fill_normal(&rng, model->residual, (size_t)n_items * d, 0.05f);
+    model->scale = 1.0f / sqrtf((float)m / heads);
+    int64_t version;
+    ck_assert_msg(store_model_save(db, model, "{\"test\":true}", NULL, activate, &version, &err) ==
+                      STORE_OK, "%s", err.msg);
+    attn_model_free(&model);
+    store_catalog_free(&cat);
+    store_close(&db);
+    return version;
 }

@@ -30,6 +30,12 @@ double tu_now(void);   /* CLOCK_MONOTONIC seconds */
 /* A generated database (store_gen, seed 7, 30 events per user). */
 void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim);
 
+/* Save a trained-looking model into db_path: random projections, biases
+ * and residuals for every other item (drawn from seed); with sa_len > 0 a
+ * self-attention block and a short l_max.  Returns its version. */
+int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
+                             uint64_t seed);
+
 /* Start attnd on db with 2 workers and no reload poll, plus extra args
  * (NULL-terminated, may be NULL); fails the test if it does not answer
  * health within the start-up time. */
