@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "util/hash.h"
 #include "util/hist.h"
 #include "util/json.h"
+#include "util/mask.h"
 #include "util/proc.h"
 #include "util/rng.h"
 #include "util/set.h"
@@ -656,6 +658,51 @@ START_TEST(test_hash)
 }
 END_TEST
 
+/* Keyed BLAKE2b-128 against Python's hashlib.blake2b(data, key=k,
+ * digest_size=16) for the key 00 01 .. 1f; key files: format, mode, no
+ * overwrite. */
+START_TEST(test_mask)
+{
+    util_mask m;
+    for (int i = 0; i < UTIL_MASK_KEY_BYTES; i++)
+        m.key[i] = (unsigned char)i;
+    char h[UTIL_MASK_HEX], why[256];
+    util_mask_hex(&m, "u42", 3, h);
+    ck_assert_str_eq(h, "677b25a3b42dda30832281ce6ef11dd9");
+    util_mask_hex(&m, "", 0, h);
+    ck_assert_str_eq(h, "3daf97bce7888fd59773c66bf647459c");
+    const char *path = tu_path("mask.key");
+    char text[80] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+    tu_write_file(path, text, strlen(text));
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(util_mask_load(&m, path, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "group or others"), "%s", why);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    ck_assert_msg(util_mask_load(&m, path, why, sizeof why) == 0, "%s", why);
+    ck_assert_str_eq(m.key_id, "40f68f4ad24e575b");
+    util_mask_hex(&m, "u42", 3, h);
+    ck_assert_str_eq(h, "677b25a3b42dda30832281ce6ef11dd9");
+    tu_write_file(path, "abc\n", 4);
+    ck_assert_int_eq(util_mask_load(&m, path, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "64 hex digits"), "%s", why);
+    const char *made = tu_path("made.key");
+    ck_assert_msg(util_mask_create(made, why, sizeof why) == 0, "%s", why);
+    ck_assert_int_eq(util_mask_create(made, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "never overwritten"), "%s", why);
+    struct stat st;
+    ck_assert_int_eq(stat(made, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    util_mask a, b;
+    ck_assert_int_eq(util_mask_load(&a, made, why, sizeof why), 0);
+    ck_assert_int_eq(util_mask_random(&b), 0);
+    char ha[UTIL_MASK_HEX], hb[UTIL_MASK_HEX];
+    util_mask_hex(&a, "u42", 3, ha);
+    util_mask_hex(&b, "u42", 3, hb);
+    ck_assert_str_ne(ha, hb);
+    ck_assert_str_ne(a.key_id, b.key_id);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     /* One TCase per utility, so that a failure names the module. */
@@ -671,6 +718,7 @@ static Suite *s_suite(void)
         {"clock", {test_clock}},
         {"proc", {test_rss}},
         {"hash", {test_hash}},
+        {"mask", {test_mask}},
     };
     Suite *s = suite_create("util");
     for (size_t g = 0; g < sizeof group / sizeof group[0]; g++) {
