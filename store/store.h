@@ -211,12 +211,48 @@ int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
 int store_item_title(store *db, int64_t item_id, char *buf, size_t len, store_err *err);
 
 /* Called for every item in item_id order: ext, title and text are
- * NUL-terminated ("" for NULL) and borrowed for the call.  STORE_OK goes
- * on; any other code stops the scan and is returned. */
+ * NUL-terminated ("" for NULL) and borrowed for the call; embedded says
+ * whether the item has an embedding now.  STORE_OK goes on; any other code
+ * stops the scan and is returned. */
 typedef int (*store_item_text_fn)(void *ctx, int64_t item_id, const char *ext,
-                                  const char *title, const char *text);
-/* Every item's ext_id, title and text (text.c), for the embedder. */
-int store_item_texts(store *db, store_item_text_fn fn, void *ctx, store_err *err);
+                                  const char *title, const char *text, int embedded);
+enum store_item_which {
+    STORE_ITEMS_ALL = 0,          /* every item */
+    STORE_ITEMS_UNEMBEDDED = 1,   /* only items whose embedding is NULL */
+};
+/* The ext_id, title and text of every item, or of every item without an
+ * embedding (text.c), for the embedder. */
+int store_item_texts(store *db, int which, store_item_text_fn fn, void *ctx, store_err *err);
+/* How many items there are, and how many have an embedding (either may be NULL). */
+int store_item_counts(store *db, int64_t *items, int64_t *embedded, store_err *err);
+
+/* The item_ids of the newest fraction (0..1] of the items that have events,
+ * newest by their first event (ts, then item_id: the larger is newer), into
+ * a new ascending array of *n = ceil(fraction * items with events) entries
+ * (NULL when 0; free()).  What "items added last" means for an experiment
+ * that holds them out of a fit and of training (first_seen.c). */
+int store_items_newest(store *db, double fraction, int64_t **ids, size_t *n, store_err *err);
+
+/* ---- embedder_basis (basis.c) ----------------------------------------------
+ * Named arrays of a fitted text embedder (docs/SCHEMA.md lists the rows the
+ * built-in one writes).  f32 and i64 arrays are row-major host arrays,
+ * stored little-endian; text is rows = 1, cols = its length in bytes. */
+enum store_basis_dtype {
+    STORE_BASIS_F32 = 1,
+    STORE_BASIS_I64 = 2,
+    STORE_BASIS_TEXT = 3,
+};
+/* Delete every row; inside the caller's store_begin. */
+int store_basis_clear(store *db, store_err *err);
+/* Insert or replace row name; inside the caller's store_begin. */
+int store_basis_put(store *db, const char *name, int dtype, int64_t rows, int64_t cols,
+                    const void *data, store_err *err);
+/* Row name into a new array (free(); text is NUL-terminated) with its shape.
+ * STORE_ERR_NOTFOUND if absent; STORE_ERR_CORRUPT naming the row if its
+ * dtype is not dtype, its blob length not rows*cols elements, an f32 value
+ * not finite or a text holds a NUL byte. */
+int store_basis_get(store *db, const char *name, int dtype, void **data, int64_t *rows,
+                    int64_t *cols, store_err *err);
 
 /* ---- writers (inside store_begin/commit) ---------------------------------- */
 /* Insert or update by ext_id; an existing item keeps its item_id (item_id

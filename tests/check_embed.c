@@ -1,7 +1,10 @@
 /* check_embed.c -- the built-in text embedder: determinism, unit norms,
  * similar texts closer than dissimilar ones, the empty-text rule, the
- * truncated SVD against a known spectrum, and a whole database embedded in
- * one transaction (including --force-dim).
+ * truncated SVD against a known spectrum and against a Jacobi
+ * eigendecomposition, folding texts into a fitted basis, and a database
+ * embedded in one transaction: the first fit, fold-ins that never move a
+ * vector, the stored basis checked on load, refits and what they do to
+ * trained models, the held-out newest items, --force-dim.
  *
  * The corpus is generated: a few topics, each a vocabulary, and texts drawn
  * from one topic plus words every topic shares, so that "same topic" is
@@ -14,10 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn/model.h"
 #include "store/embed/embed.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "tests/testutil.h"
+#include "tests/tu_daemon.h"
 
 #define N_TOPICS 4
 #define PER_TOPIC 30
@@ -72,8 +77,8 @@ static float *s_embed(char **texts, char **keys, size_t n, int dim, uint64_t see
     o.seed = seed;
     float *out = malloc(n * (size_t)dim * sizeof *out);
     store_err err = {0};
-    ck_assert_msg(store_embed_texts((const char *const *)texts, (const char *const *)keys, n,
-                                    &o, out, info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_embed_fit((const char *const *)texts, (const char *const *)keys, n, &o,
+                                  out, NULL, info, &err) == STORE_OK, "%s", err.msg);
     return out;
 }
 
@@ -153,8 +158,8 @@ START_TEST(test_similar_closer)
     o.dim = 6;
     float *v = malloc(n * 6 * sizeof *v);
     store_err err = {0};
-    ck_assert_int_eq(store_embed_texts((const char *const *)titles, NULL, n, &o, v, &info, &err),
-                     STORE_OK);
+    ck_assert_int_eq(store_embed_fit((const char *const *)titles, NULL, n, &o, v, NULL, &info,
+                                     &err), STORE_OK);
     float sw_st = s_dot(v, v + 6, 6), sw_ss = s_dot(v, v + 12, 6);
     float ts_ts2 = s_dot(v + 24, v + 30, 6), ts_pp = s_dot(v + 24, v + 18, 6);
     ck_assert_msg(sw_st > sw_ss, "star wars~trek %g <= star wars~sense %g", (double)sw_st,
@@ -257,11 +262,25 @@ START_TEST(test_svd_spectrum)
             x.val[i * v + j] = dense[i][j];
         }
     store_embed_opts o = store_embed_defaults();
-    float out[n * 8];
+    float out[n * 8], proj[v * 8], sigma[8];
     int rank;
     store_err err = {0};
-    ck_assert_int_eq(store_embed_svd(&x, 8, &o, out, &rank, &err), STORE_OK);
+    ck_assert_int_eq(store_embed_svd(&x, 8, &o, proj, sigma, &rank, &err), STORE_OK);
     ck_assert_int_eq(rank, r);
+    store_embed_basis bv = {.o = {.dim = 8}, .cols = v, .proj = proj};
+    store_embed_xw(&bv, &x, out);
+    /* W's kept columns are orthonormal, the rest zero; sigma is s. */
+    for (int c = 0; c < 8; c++) {
+        ck_assert_msg(fabs(sigma[c] - (c < r ? s[c] : 0)) < 1e-3 * s[0], "sigma %d: %g", c,
+                      (double)sigma[c]);
+        for (int c2 = 0; c2 < 8; c2++) {
+            double dp = 0;
+            for (int j = 0; j < v; j++)
+                dp += (double)proj[j * 8 + c] * proj[j * 8 + c2];
+            double want = c == c2 && c < r ? 1.0 : 0.0;
+            ck_assert_msg(fabs(dp - want) < 1e-4, "W col %d . col %d = %g", c, c2, dp);
+        }
+    }
     for (int i = 0; i < n; i++) {
         double want = 0, got = 0;
         for (int k = 0; k < r; k++)
@@ -282,7 +301,8 @@ START_TEST(test_svd_spectrum)
      * of this exactly low-rank matrix: the same vectors (signs are fixed). */
     o.seed = 12345;
     float other[n * 8];
-    ck_assert_int_eq(store_embed_svd(&x, 8, &o, other, &rank, &err), STORE_OK);
+    ck_assert_int_eq(store_embed_svd(&x, 8, &o, proj, sigma, &rank, &err), STORE_OK);
+    store_embed_xw(&bv, &x, other);
     for (int i = 0; i < n * 8; i++)
         ck_assert_msg(fabsf(out[i] - other[i]) < 1e-3f * s[0], "entry %d: %g vs %g", i,
                       (double)out[i], (double)other[i]);
@@ -299,6 +319,202 @@ START_TEST(test_fewer_items_than_dim)
     for (int i = 0; i < 3; i++)
         ck_assert_float_eq_tol(s_dot(e + i * 16, e + i * 16, 16), 1.0f, 1e-5f);
     free(e);
+}
+END_TEST
+
+/* ---- folding in ---------------------------------------------------------------- */
+
+static double s_maxdiff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+START_TEST(test_fold_reproduces_fit)
+{
+    /* The corpus, an empty text and one of words nobody else has. */
+    enum { n = N_TEXTS + 2, d = 12 };
+    char **t = s_corpus(n, 17);
+    free(t[N_TEXTS]);
+    t[N_TEXTS] = strdup("");
+    free(t[N_TEXTS + 1]);
+    t[N_TEXTS + 1] = strdup("qqqq zzzz");
+    char *keys[n], kbuf[n][16];
+    for (int i = 0; i < n; i++) {
+        snprintf(kbuf[i], sizeof kbuf[i], "k%d", i);
+        keys[i] = kbuf[i];
+    }
+    store_embed_opts o = store_embed_defaults();
+    o.dim = d;
+    store_embed_basis b;
+    store_embed_info info;
+    store_err err = {0};
+    float *fit = malloc(n * d * sizeof *fit), *fold = malloc(n * d * sizeof *fold);
+    ck_assert_msg(store_embed_fit((const char *const *)t, (const char *const *)keys, n, &o, fit,
+                                  &b, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_uint_eq(b.n_fit, n);
+    ck_assert_uint_eq(b.cols, info.features);
+    /* All at once, and one text at a time (a row never depends on others). */
+    ck_assert_int_eq(store_embed_fold(&b, (const char *const *)t, (const char *const *)keys, n,
+                                      fold, &info, &err), STORE_OK);
+    ck_assert_uint_eq(info.empty, 2);
+    double md = s_maxdiff(fit, fold, n * d);
+    ck_assert_msg(md <= 1e-5, "fold-in differs from the fit by %g", md);
+    for (int i = 0; i < n; i++) {
+        float one[d];
+        ck_assert_int_eq(store_embed_fold(&b, (const char *const *)&t[i],
+                                          (const char *const *)&keys[i], 1, one, &info, &err),
+                         STORE_OK);
+        md = s_maxdiff(fit + i * d, one, d);
+        ck_assert_msg(md <= 1e-5, "text %d alone differs by %g", i, md);
+    }
+    /* A new text of topic 2 lands among topic 2's items. */
+    const char *nt[] = {"striker penalty goal the stadium referee of a league"};
+    float v[d];
+    ck_assert_int_eq(store_embed_fold(&b, nt, NULL, 1, v, &info, &err), STORE_OK);
+    ck_assert_float_eq_tol(s_dot(v, v, d), 1.0f, 1e-5f);
+    double same = 0, other = 0;
+    for (int i = 0; i < N_TEXTS; i++)
+        *(i % N_TOPICS == 2 ? &same : &other) += s_dot(v, fit + i * d, d);
+    same /= PER_TOPIC;
+    other /= N_TEXTS - PER_TOPIC;
+    ck_assert_msg(same > other + 0.4, "new text: its topic %g, others %g", same, other);
+    store_embed_basis_free(&b);
+    free(fit);
+    free(fold);
+    s_free_corpus(t, n);
+}
+END_TEST
+
+/* Eigenvalues (descending) and eigenvectors (columns of v, n x n) of the
+ * symmetric a (n x n, destroyed) by cyclic Jacobi rotations, in double: an
+ * oracle that shares nothing with the randomized SVD. */
+static void s_jacobi(double *a, int n, double *w, double *v)
+{
+    for (int i = 0; i < n * n; i++)
+        v[i] = i % (n + 1) == 0;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++)
+                off += a[p * n + q] * a[p * n + q];
+        if (off < 1e-26)
+            break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                if (fabs(a[p * n + q]) < 1e-300)
+                    continue;
+                double th = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
+                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < n; k++) {       /* A = J^T A J */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) {
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < n; k++) {
+                    double vkp = v[k * n + p], vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++)
+        w[i] = a[i * n + i];
+    for (int i = 0; i < n; i++)         /* selection sort, descending */
+        for (int j = i + 1; j < n; j++)
+            if (w[j] > w[i]) {
+                double tw = w[i];
+                w[i] = w[j];
+                w[j] = tw;
+                for (int k = 0; k < n; k++) {
+                    double tv = v[k * n + i];
+                    v[k * n + i] = v[k * n + j];
+                    v[k * n + j] = tv;
+                }
+            }
+}
+
+START_TEST(test_svd_reference)
+{
+    /* A noisy rank-4 matrix with a clear gap: the randomized SVD's W and
+     * sigma against the eigendecomposition of X^T X, and x W against X
+     * times the reference eigenvectors (signs by the same rule). */
+    enum { n = 50, v = 20, r = 4, d = 4 };
+    static double x[n][v];
+    tu_rng g = {41};
+    const double sv[r] = {10, 7, 4, 2};
+    static double a[n][r], bm[v][r];
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < r; k++)
+            a[i][k] = tu_normal(&g) / sqrt((double)n);
+    for (int j = 0; j < v; j++)
+        for (int k = 0; k < r; k++)
+            bm[j][k] = tu_normal(&g) / sqrt((double)v);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < v; j++) {
+            x[i][j] = 0.01 * tu_normal(&g);
+            for (int k = 0; k < r; k++)
+                x[i][j] += a[i][k] * sv[k] * bm[j][k];
+        }
+    store_embed_csr m = {.rows = n, .cols = v};
+    m.rowptr = malloc((n + 1) * sizeof *m.rowptr);
+    m.col = malloc(n * v * sizeof *m.col);
+    m.val = malloc(n * v * sizeof *m.val);
+    for (int i = 0; i <= n; i++)
+        m.rowptr[i] = (size_t)i * v;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < v; j++) {
+            m.col[i * v + j] = (uint32_t)j;
+            m.val[i * v + j] = (float)x[i][j];
+        }
+    store_embed_opts o = store_embed_defaults();
+    float proj[v * d], sigma[d], xw[n * d];
+    int rank;
+    store_err err = {0};
+    ck_assert_int_eq(store_embed_svd(&m, d, &o, proj, sigma, &rank, &err), STORE_OK);
+    ck_assert_int_eq(rank, d);
+    store_embed_basis bv = {.o = {.dim = d}, .cols = v, .proj = proj};
+    store_embed_xw(&bv, &m, xw);
+
+    static double gram[v * v], w[v], ev[v * v];
+    for (int p = 0; p < v; p++)
+        for (int q = 0; q < v; q++) {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+                s += x[i][p] * x[i][q];
+            gram[p * v + q] = s;
+        }
+    s_jacobi(gram, v, w, ev);
+    for (int c = 0; c < d; c++) {
+        double ref_sigma = sqrt(w[c]);
+        ck_assert_msg(fabs(sigma[c] - ref_sigma) < 1e-4 * ref_sigma, "sigma %d: %.7g vs %.7g", c,
+                      (double)sigma[c], ref_sigma);
+        double col[n], best = 0;
+        for (int i = 0; i < n; i++) {
+            col[i] = 0;
+            for (int j = 0; j < v; j++)
+                col[i] += x[i][j] * ev[j * v + c];
+            if (fabs(col[i]) > fabs(best))
+                best = col[i];
+        }
+        double sg = best < 0 ? -1 : 1;
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(fabs(xw[i * d + c] - sg * col[i]) < 1e-4 * sv[0],
+                          "x W [%d][%d]: %.7g vs %.7g", i, c, (double)xw[i * d + c], sg * col[i]);
+        for (int j = 0; j < v; j++)
+            ck_assert_msg(fabs(proj[j * d + c] - sg * ev[j * v + c]) < 1e-3,
+                          "W [%d][%d]: %.6g vs %.6g", j, c, (double)proj[j * d + c],
+                          sg * ev[j * v + c]);
+    }
+    store_embed_csr_free(&m);
 }
 END_TEST
 
@@ -379,8 +595,14 @@ START_TEST(test_run_dim)
     ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
     int64_t emb8 = s_q(db, "SELECT count(*) FROM items WHERE length(embedding) = 32");
 
-    /* Another dimension without --force-dim: refused, nothing written. */
+    /* Another dimension with a stored basis: a fold-in cannot change it. */
     o.dim = 6;
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "dimension 8, not 6") && strstr(err.msg, "--refit"), "%s",
+                  err.msg);
+    /* A refit to another dimension without --force-dim: refused, nothing
+     * written. */
+    o.refit = 1;
     ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_ERR_DIM);
     ck_assert_msg(strstr(err.msg, "embedding_dim is 8, not 6") && strstr(err.msg, "--force-dim"),
                   "%s", err.msg);
@@ -410,6 +632,330 @@ START_TEST(test_run_dim)
 }
 END_TEST
 
+/* Every item's embedding blob, in item_id order: n rows of dim floats
+ * (NaN-filled for a NULL), and which were NULL. */
+static float *s_vectors(store *db, int dim, size_t *n, uint8_t **null_out)
+{
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(store_sqlite(db), "SELECT embedding FROM items ORDER BY "
+                                        "item_id", -1, &st, NULL), SQLITE_OK);
+    size_t cap = 64, k = 0;
+    float *v = malloc(cap * (size_t)dim * sizeof *v);
+    uint8_t *nul = malloc(cap);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (k == cap) {
+            cap *= 2;
+            v = realloc(v, cap * (size_t)dim * sizeof *v);
+            nul = realloc(nul, cap);
+        }
+        nul[k] = sqlite3_column_type(st, 0) == SQLITE_NULL;
+        if (nul[k])
+            for (int c = 0; c < dim; c++)
+                v[k * (size_t)dim + (size_t)c] = NAN;
+        else {
+            ck_assert_int_eq(sqlite3_column_bytes(st, 0), dim * 4);
+            memcpy(v + k * (size_t)dim, sqlite3_column_blob(st, 0), (size_t)dim * 4);
+        }
+        k++;
+    }
+    sqlite3_finalize(st);
+    *n = k;
+    if (null_out)
+        *null_out = nul;
+    else
+        free(nul);
+    return v;
+}
+
+static void s_exec(store *db, const char *sql)
+{
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(store_sqlite(db), sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s",
+                  sql, msg ? msg : "");
+}
+
+static void s_put_item(store *db, const char *ext, const char *text)
+{
+    store_err err = {0};
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_msg(store_item_put(db, ext, "Title", text, NULL, 1, NULL, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+}
+
+START_TEST(test_run_fold)
+{
+    enum { d = 8, n0 = 60 };
+    const char *path = s_db_with_texts("fold.db", d, n0);
+    store *db;
+    store_err err = {0};
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
+    store_embed_opts o = store_embed_defaults();
+    store_embed_info info;
+    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(info.folded, 0);
+    ck_assert_int_eq(info.refit, 0);     /* nothing had a vector: the first fit */
+    ck_assert_int_eq(s_q(db, "SELECT count(*) FROM embedder_basis"), 5);
+    size_t n;
+    float *fitted = s_vectors(db, d, &n, NULL);
+    ck_assert_uint_eq(n, n0);
+
+    /* Five items lose their vector (their text "changed"), three arrive:
+     * one with item 7's text, one of topic 2, one empty. */
+    s_exec(db, "UPDATE items SET embedding = NULL WHERE item_id IN (3, 10, 20, 33, 59)");
+    /* Behind the store's back, item 12's text changes but its vector
+     * stays: only a re-embedding of vectors that exist would move it. */
+    s_exec(db, "UPDATE items SET text = 'violin opera symphony melody' WHERE item_id = 12");
+    char *t7 = NULL;
+    {
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(store_sqlite(db), "SELECT text FROM items WHERE item_id = 8", -1, &st,
+                           NULL);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        t7 = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    s_put_item(db, "new-a", t7);
+    s_put_item(db, "new-b", "football striker referee goal penalty stadium");
+    s_put_item(db, "new-c", "");
+    int64_t v0;
+    ck_assert_int_eq(store_catalog_version(db, &v0, &err), STORE_OK);
+    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(info.folded, 1);
+    ck_assert_uint_eq(info.items, 8);
+    ck_assert_uint_eq(info.kept, n0 - 5);
+    ck_assert_uint_eq(info.empty, 1);
+    int64_t v1;
+    ck_assert_int_eq(store_catalog_version(db, &v1, &err), STORE_OK);
+    ck_assert_int_eq(v1, v0 + 1);
+    uint8_t *nul;
+    float *now = s_vectors(db, d, &n, &nul);
+    ck_assert_uint_eq(n, n0 + 3);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(!nul[i], "item %zu has no vector", i + 1);
+    free(nul);
+    for (size_t i = 0; i < n0; i++) {
+        int refolded = i + 1 == 3 || i + 1 == 10 || i + 1 == 20 || i + 1 == 33 || i + 1 == 59;
+        if (refolded) {
+            double md = s_maxdiff(fitted + i * d, now + i * d, d);
+            ck_assert_msg(md <= 1e-5, "item %zu folded in %g from its fitted vector", i + 1, md);
+        } else {
+            ck_assert_msg(!memcmp(fitted + i * d, now + i * d, d * sizeof *now),
+                          "item %zu was moved by a fold-in", i + 1);
+        }
+    }
+    ck_assert_msg(s_maxdiff(fitted + 7 * d, now + n0 * d, d) <= 1e-5, "same text, other vector");
+    char meta[2048];
+    ck_assert_int_eq(store_meta_get(db, "embedder", meta, sizeof meta, &err), STORE_OK);
+    ck_assert_msg(strstr(meta, "\"folded_items\":8") && strstr(meta, "\"fit_items\":60"), "%s",
+                  meta);
+
+    /* Nothing without a vector: nothing written, no reload. */
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    ck_assert_uint_eq(info.items, 0);
+    ck_assert_uint_eq(info.kept, n0 + 3);
+    ck_assert_int_eq(store_catalog_version(db, &v0, &err), STORE_OK);
+    ck_assert_int_eq(v0, v1);
+    free(t7);
+    free(fitted);
+    free(now);
+    store_close(&db);
+}
+END_TEST
+
+/* A fold-in that must not happen: the error code and a word of its message;
+ * the item without a vector keeps none. */
+static void s_fold_refused(store *db, const store_embed_opts *o, int code, const char *word)
+{
+    store_embed_info info;
+    store_err err = {0};
+    ck_assert_int_eq(store_embed_run(db, o, &info, &err), code);
+    ck_assert_msg(strstr(err.msg, word), "'%s' not in: %s", word, err.msg);
+    ck_assert_int_eq(s_q(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), 1);
+}
+
+START_TEST(test_run_fold_refused)
+{
+    const char *path = s_db_with_texts("refuse.db", 8, 40);
+    store *db;
+    store_err err = {0};
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
+    store_embed_opts o = store_embed_defaults();
+    store_embed_info info;
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    s_put_item(db, "late", "rocket orbit galaxy");
+
+    /* Options that need a fit. */
+    store_embed_opts f = o;
+    f.force_dim = 1;
+    s_fold_refused(db, &f, STORE_ERR_INVAL, "--force-dim needs a fit");
+    f = o;
+    f.hold_out = 0.1;
+    s_fold_refused(db, &f, STORE_ERR_INVAL, "hold-out needs a fit");
+
+    /* Each kind of damage to the stored basis, named; a refit repairs it. */
+    static const struct { const char *sql, *word; } damage[] = {
+        {"DELETE FROM embedder_basis WHERE name = 'projection'", "no 'projection' row"},
+        {"UPDATE embedder_basis SET data = substr(data, 1, 8) WHERE name = 'idf'", "'idf'"},
+        {"UPDATE embedder_basis SET rows = rows - 1 WHERE name = 'projection'", "'projection'"},
+        {"UPDATE embedder_basis SET dtype = 'f32' WHERE name = 'bucket'", "'bucket' is f32"},
+        {"UPDATE embedder_basis SET data = CAST(replace(CAST(data AS TEXT), 'tfidf-svd', 'bm25') "
+         "AS BLOB) WHERE name = 'config'", "'config'"},
+        {"UPDATE embedder_basis SET data = zeroblob(length(data)) WHERE name = 'bucket'",
+         "out of range or out of order"},
+    };
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        s_exec(db, "SAVEPOINT dmg");
+        s_exec(db, damage[i].sql);
+        s_exec(db, "RELEASE dmg");
+        s_fold_refused(db, &o, STORE_ERR_CORRUPT, damage[i].word);
+        store_embed_opts r = o;
+        r.refit = 1;
+        ck_assert_msg(store_embed_run(db, &r, &info, &err) == STORE_OK, "%s", err.msg);
+        ck_assert_int_eq(info.refit, 1);
+        s_exec(db, "UPDATE items SET embedding = NULL WHERE ext_id = 'late'");
+    }
+    /* Vectors imported after the fit: another space. */
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_meta_set(db, "embedder", "{\"method\":\"imported\",\"source\":\"x.npy\"}",
+                                    &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    s_fold_refused(db, &o, STORE_ERR_INVAL, "'imported' after the stored basis was fitted");
+    /* ... and fine again once fitted. */
+    ck_assert_int_eq(store_embed_run(db, &(store_embed_opts){.refit = 1, .seed = 1, .bigrams = 1,
+                                                             .hash_bits = 20, .min_df = 2,
+                                                             .max_features = 50000,
+                                                             .char_min = 3, .char_max = 4,
+                                                             .char_weight = 0.5f,
+                                                             .oversample = 10, .power_iters = 5},
+                                     &info, &err), STORE_OK);
+    ck_assert_int_eq(s_q(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), 0);
+    store_close(&db);
+}
+END_TEST
+
+/* A trained-looking model of dimension d with per-item parameters for
+ * every item, saved and made active; its version. */
+static int64_t s_trained_model(store *db, int d)
+{
+    store_catalog *cat;
+    store_err err = {0};
+    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
+    attn_model *m = attn_model_new(d, d, 2, 8, (int64_t)cat->n, 1);
+    ck_assert_ptr_nonnull(m);
+    tu_rng g = {5};
+    tu_fill_normal(&g, m->wq, (size_t)d * d, 0.3f);
+    tu_fill_normal(&g, m->wk, (size_t)d * d, 0.3f);
+    for (size_t i = 0; i < cat->n; i++)
+        m->item_ids[i] = cat->item_id[i];
+    tu_fill_normal(&g, m->item_bias, cat->n, 0.1f);
+    int64_t v;
+    ck_assert_msg(store_model_save(db, m, NULL, NULL, 1, &v, &err) == STORE_OK, "%s", err.msg);
+    attn_model_free(&m);
+    store_catalog_free(&cat);
+    return v;
+}
+
+START_TEST(test_run_refit_models)
+{
+    const char *path = s_db_with_texts("refit.db", 8, 40);
+    store *db;
+    store_err err = {0};
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
+    store_embed_opts o = store_embed_defaults();
+    store_embed_info info;
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    int64_t v = s_trained_model(db, 8);
+    /* A fold-in leaves the trained model serving. */
+    s_put_item(db, "late", "violin piano symphony");
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    ck_assert_int_eq(info.folded, 1);
+    ck_assert_int_eq(s_q(db, "SELECT version FROM models WHERE active = 1"), v);
+    /* A refit deactivates it: the identity model serves. */
+    o.refit = 1;
+    o.seed = 2;
+    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(info.refit, 1);
+    ck_assert_uint_eq(info.moved, 41);
+    ck_assert_int_eq(info.model_off, v);
+    ck_assert_int_eq(info.model_kept, 0);
+    ck_assert_int_eq(info.old_models, 1);
+    ck_assert_int_eq(s_q(db, "SELECT version FROM models WHERE active = 1"), 0);
+    /* With keep_models it stays. */
+    ck_assert_int_eq(store_model_activate(db, v, &err), STORE_OK);
+    o.keep_models = 1;
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    ck_assert_int_eq(info.model_kept, v);
+    ck_assert_int_eq(info.model_off, 0);
+    ck_assert_int_eq(s_q(db, "SELECT version FROM models WHERE active = 1"), v);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_run_hold_out)
+{
+    /* A generated catalog with events; the newest tenth by first event is
+     * held out of the fit, then folded in. */
+    const char *path = tu_path("hold.db");
+    tu_make_db(path, 200, 30, 8);
+    store *db;
+    store_err err = {0};
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
+    int64_t with_events = s_q(db, "SELECT count(DISTINCT item_id) FROM interactions");
+    size_t want = (size_t)ceil(0.1 * (double)with_events - 1e-9);
+    store_embed_opts o = store_embed_defaults();
+    o.hold_out = 0.1;
+    store_embed_info info;
+    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_uint_eq(info.held_out, want);
+    ck_assert_uint_eq(info.items, 200 - want);
+    ck_assert_int_eq(info.refit, 1);      /* the generator's vectors were replaced */
+    ck_assert_int_eq(s_q(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), (int64_t)want);
+    /* Every held-out item's first event is at least as new as every other
+     * item's with events (ts, then item_id). */
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(store_sqlite(db),
+                                        "SELECT i.item_id, i.embedding IS NULL, min(e.ts) FROM items i "
+                                        "JOIN interactions e USING(item_id) GROUP BY i.item_id",
+                                        -1, &st, NULL), SQLITE_OK);
+    int64_t old_max_ts = INT64_MIN, old_max_id = 0, new_min_ts = INT64_MAX, new_min_id = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0), ts = sqlite3_column_int64(st, 2);
+        if (sqlite3_column_int(st, 1)) {
+            if (ts < new_min_ts || (ts == new_min_ts && id < new_min_id))
+                new_min_ts = ts, new_min_id = id;
+        } else if (ts > old_max_ts || (ts == old_max_ts && id > old_max_id)) {
+            old_max_ts = ts, old_max_id = id;
+        }
+    }
+    sqlite3_finalize(st);
+    ck_assert_msg(new_min_ts > old_max_ts || (new_min_ts == old_max_ts && new_min_id > old_max_id),
+                  "a held-out item (first event %lld) is older than a fitted one (%lld)",
+                  (long long)new_min_ts, (long long)old_max_ts);
+    char meta[2048];
+    ck_assert_int_eq(store_meta_get(db, "embedder", meta, sizeof meta, &err), STORE_OK);
+    char want_fit[64];
+    snprintf(want_fit, sizeof want_fit, "\"fit_items\":%zu", 200 - want);
+    ck_assert_msg(strstr(meta, want_fit) && strstr(meta, "\"held_out\""), "%s", meta);
+    /* The plain embed that follows folds exactly them in. */
+    o.hold_out = 0;
+    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
+    ck_assert_int_eq(info.folded, 1);
+    ck_assert_uint_eq(info.items, want);
+    ck_assert_int_eq(s_q(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), 0);
+    /* store_items_newest's bounds. */
+    int64_t *ids;
+    size_t n;
+    ck_assert_int_eq(store_items_newest(db, 0, &ids, &n, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_items_newest(db, 1, &ids, &n, &err), STORE_OK);
+    ck_assert_int_eq((int64_t)n, with_events);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_int_lt(ids[i - 1], ids[i]);
+    free(ids);
+    store_close(&db);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("embed");
@@ -420,11 +966,17 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_empty_text);
     tcase_add_test(tc, test_svd_spectrum);
     tcase_add_test(tc, test_fewer_items_than_dim);
+    tcase_add_test(tc, test_fold_reproduces_fit);
+    tcase_add_test(tc, test_svd_reference);
     suite_add_tcase(s, tc);
     tc = tcase_create("database");
     tcase_set_timeout(tc, 20.0 * tu_slowdown());
     tcase_add_test(tc, test_run_db);
     tcase_add_test(tc, test_run_dim);
+    tcase_add_test(tc, test_run_fold);
+    tcase_add_test(tc, test_run_fold_refused);
+    tcase_add_test(tc, test_run_refit_models);
+    tcase_add_test(tc, test_run_hold_out);
     suite_add_tcase(s, tc);
     return s;
 }

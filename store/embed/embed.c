@@ -1,11 +1,11 @@
-/* embed.c -- the embedder's driver: texts to unit vectors, and a whole
- * database re-embedded in one transaction.
+/* embed.c -- the embedder's pure driver: texts to unit vectors by a fit,
+ * or by folding them into a fitted basis; and the JSON that describes both.
  *
- * store_embed_texts is pure (TF-IDF, SVD, normalisation, the empty-text
- * rule); store_embed_run reads every item, calls it, and writes the vectors,
- * meta 'embedder' and a catalog_version bump together, so a daemon never
- * reloads a catalog that mixes old and new vectors.  All items are rewritten:
- * vectors from two different embedders share no geometry.
+ * A fit is vocab (tfidf.c) -> TF-IDF rows -> SVD (svd.c) -> projection
+ * (project.c); a fold-in is TF-IDF rows over the stored vocabulary ->
+ * projection.  Both end in the same store_embed_project, which is what
+ * makes a fitted item fold in to its own vector.  The database side is
+ * run.c (which items, one transaction) and basis.c (the stored rows).
  */
 #include "store/embed/embed.h"
 #include "util/hash.h"
@@ -35,11 +35,21 @@ store_embed_opts store_embed_defaults(void)
     return o;
 }
 
+void store_embed_basis_free(store_embed_basis *b)
+{
+    if (!b)
+        return;
+    free(b->bucket);
+    free(b->idf);
+    free(b->proj);
+    free(b->sigma);
+    memset(b, 0, sizeof *b);
+}
 
 /* The vector of an item without features: N(0,1) draws from a stream
  * seeded by its ext_id and the seed, normalised -- a uniformly random
  * direction, the same on every run. */
-static void s_hash_unit(const char *key, uint64_t seed, float *v, int dim)
+void store_embed_hash_unit(const char *key, uint64_t seed, float *v, int dim)
 {
     uint64_t s = util_fnv1a(UTIL_FNV_OFFSET, key ? key : "", key ? strlen(key) : 0);
     s ^= seed * UTIL_SPLITMIX_GAMMA;
@@ -59,58 +69,98 @@ static void s_hash_unit(const char *key, uint64_t seed, float *v, int dim)
         v[i] *= inv;
 }
 
-int store_embed_texts(const char *const *texts, const char *const *keys, size_t n,
-                      const store_embed_opts *o, float *out, store_embed_info *info,
-                      store_err *err)
+static int s_bad_dim(int dim, store_err *err)
 {
-    memset(info, 0, sizeof *info);
-    int dim = o->dim;
-    if (dim < 1 || dim > 65536)
-        return store_fail(err, STORE_ERR_INVAL, "embed: dimension %d is outside 1..65536", dim);
-    store_embed_csr x;
-    int rc = store_embed_tfidf(texts, n, o, &x, err);
+    return store_fail(err, STORE_ERR_INVAL, "embed: dimension %d is outside 1..65536", dim);
+}
+
+/* The fit's steps 3-4 on a basis whose vocabulary is set: W and sigma. */
+static int s_fit_projection(const char *const *texts, size_t n, const store_embed_opts *o,
+                            store_embed_basis *b, store_embed_csr *x, store_err *err)
+{
+    /* The tf-idf pass reports progress through the caller's callback. */
+    store_embed_basis view = *b;
+    view.o.progress = o->progress;
+    view.o.progress_ctx = o->progress_ctx;
+    int rc = store_embed_tfidf(texts, n, &view, x, err);
     if (rc != STORE_OK)
         return rc;
-    info->items = n;
-    info->features = x.cols;
-    info->nonzeros = n ? x.rowptr[n] : 0;
-    rc = store_embed_svd(&x, dim, o, out, &info->rank, err);
+    b->proj = malloc((b->cols ? b->cols : 1) * (size_t)o->dim * sizeof *b->proj);
+    b->sigma = malloc((size_t)o->dim * sizeof *b->sigma);
+    if (!b->proj || !b->sigma)
+        return store_fail(err, STORE_ERR_NOMEM, "embed: out of memory for the projection");
+    return store_embed_svd(x, o->dim, o, b->proj, b->sigma, &b->rank, err);
+}
+
+int store_embed_fit(const char *const *texts, const char *const *keys, size_t n,
+                    const store_embed_opts *o, float *out, store_embed_basis *basis,
+                    store_embed_info *info, store_err *err)
+{
+    memset(info, 0, sizeof *info);
+    if (basis)
+        memset(basis, 0, sizeof *basis);
+    if (o->dim < 1 || o->dim > 65536)
+        return s_bad_dim(o->dim, err);
+    store_embed_basis b;
+    store_embed_csr x = {0};
+    int rc = store_embed_vocab(texts, n, o, &b, err);
+    if (rc != STORE_OK)
+        return rc;
+    b.created_at = (int64_t)time(NULL);
+    rc = s_fit_projection(texts, n, o, &b, &x, err);
     if (rc == STORE_OK) {
-        for (size_t i = 0; i < n; i++) {
-            float *v = out + i * (size_t)dim;
-            double s = 0;
-            for (int c = 0; c < dim; c++)
-                s += (double)v[c] * v[c];
-            /* No kept feature (or a projection at rounding level): the
-             * documented hashed direction instead of noise or a zero. */
-            if (x.rowptr[i] == x.rowptr[i + 1] || !(s > 1e-12)) {
-                s_hash_unit(keys ? keys[i] : NULL, o->seed, v, dim);
-                info->empty++;
-                continue;
-            }
-            float inv = (float)(1.0 / sqrt(s));
-            for (int c = 0; c < dim; c++)
-                v[c] *= inv;
-        }
+        info->items = n;
+        info->features = b.cols;
+        info->nonzeros = n ? x.rowptr[n] : 0;
+        info->rank = b.rank;
+        info->empty = store_embed_project(&b, &x, keys, out);
     }
     store_embed_csr_free(&x);
+    if (rc == STORE_OK && basis)
+        *basis = b;
+    else
+        store_embed_basis_free(&b);
     return rc;
 }
 
-char *store_embed_describe(const store_embed_opts *o, const store_embed_info *info)
+int store_embed_fold(const store_embed_basis *b, const char *const *texts,
+                     const char *const *keys, size_t n, float *out, store_embed_info *info,
+                     store_err *err)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON *f = cJSON_CreateObject(), *svd = cJSON_CreateObject();
-    if (!j || !f || !svd) {
-        cJSON_Delete(j);
-        cJSON_Delete(f);
-        cJSON_Delete(svd);
-        return NULL;
+    memset(info, 0, sizeof *info);
+    if (b->o.dim < 1 || b->o.dim > 65536)
+        return s_bad_dim(b->o.dim, err);
+    store_embed_csr x;
+    int rc = store_embed_tfidf(texts, n, b, &x, err);
+    if (rc != STORE_OK)
+        return rc;
+    info->items = n;
+    info->features = b->cols;
+    info->nonzeros = n ? x.rowptr[n] : 0;
+    info->rank = b->rank;
+    info->empty = store_embed_project(b, &x, keys, out);
+    store_embed_csr_free(&x);
+    return STORE_OK;
+}
+
+/* A seed as JSON: a number when a double holds it exactly, else a
+ * decimal string (basis.c reads both). */
+static void s_add_seed(cJSON *j, uint64_t seed)
+{
+    if (seed <= (1ull << 53)) {
+        cJSON_AddNumberToObject(j, "seed", (double)seed);
+    } else {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+        cJSON_AddStringToObject(j, "seed", buf);
     }
-    cJSON_AddStringToObject(j, "method", "tfidf-svd");
-    cJSON_AddNumberToObject(j, "dim", o->dim);
-    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
-    cJSON_AddStringToObject(j, "text", "items.text, else items.title");
+}
+
+static cJSON *s_features_json(const store_embed_opts *o)
+{
+    cJSON *f = cJSON_CreateObject();
+    if (!f)
+        return NULL;
     cJSON_AddBoolToObject(f, "words", 1);
     cJSON_AddBoolToObject(f, "bigrams", o->bigrams != 0);
     cJSON *cr = cJSON_AddArrayToObject(f, "char_ngrams");
@@ -124,133 +174,50 @@ char *store_embed_describe(const store_embed_opts *o, const store_embed_info *in
     cJSON_AddNumberToObject(f, "max_features", o->max_features);
     cJSON_AddStringToObject(f, "tf", "1+ln(tf)");
     cJSON_AddStringToObject(f, "idf", "ln((1+n)/(1+df))+1");
+    return f;
+}
+
+char *store_embed_describe(const store_embed_opts *o, const store_embed_basis *b,
+                           const store_embed_info *info)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *f = s_features_json(o), *svd = cJSON_CreateObject();
+    if (!j || !f || !svd) {
+        cJSON_Delete(j);
+        cJSON_Delete(f);
+        cJSON_Delete(svd);
+        return NULL;
+    }
+    cJSON_AddStringToObject(j, "method", "tfidf-svd");
+    /* The tokenizer and hashing of tfidf.c: a change there is a new format,
+     * and a basis of another format cannot fold texts in. */
+    cJSON_AddNumberToObject(j, "format", 1);
+    cJSON_AddNumberToObject(j, "dim", o->dim);
+    s_add_seed(j, o->seed);
+    cJSON_AddStringToObject(j, "text", "items.text, else items.title");
     cJSON_AddItemToObject(j, "features", f);
     cJSON_AddStringToObject(svd, "method", "randomized (Halko et al. 2011)");
     cJSON_AddNumberToObject(svd, "oversample", o->oversample);
     cJSON_AddNumberToObject(svd, "power_iters", o->power_iters);
     cJSON_AddItemToObject(j, "svd", svd);
+    cJSON_AddStringToObject(j, "vector", "x W / |x W|, x the TF-IDF row, W the projection");
     cJSON_AddStringToObject(j, "empty", "unit vector hashed from ext_id and seed");
+    if (b) {
+        cJSON_AddStringToObject(j, "basis", "embedder_basis");
+        cJSON_AddNumberToObject(j, "fit_items", (double)b->n_fit);
+        cJSON_AddNumberToObject(j, "n_features", (double)b->cols);
+        cJSON_AddNumberToObject(j, "rank", b->rank);
+        cJSON_AddNumberToObject(j, "created_at", (double)b->created_at);
+    } else {
+        cJSON_AddNumberToObject(j, "created_at", (double)time(NULL));
+    }
     if (info) {
         cJSON_AddNumberToObject(j, "items", (double)info->items);
-        cJSON_AddNumberToObject(j, "n_features", (double)info->features);
-        cJSON_AddNumberToObject(j, "rank", info->rank);
         cJSON_AddNumberToObject(j, "empty_items", (double)info->empty);
+        if (info->held_out)
+            cJSON_AddNumberToObject(j, "held_out", (double)info->held_out);
     }
-    cJSON_AddNumberToObject(j, "created_at", (double)time(NULL));
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
-}
-
-/* ---- the database ---------------------------------------------------------- */
-
-typedef struct s_items {
-    size_t n, cap;
-    int64_t *id;      /* item_id */
-    char **ext;       /* ext_id */
-    char **text;      /* text, or title when text is empty */
-} s_items;
-
-static void s_items_free(s_items *it)
-{
-    for (size_t i = 0; i < it->n; i++) {
-        free(it->ext[i]);
-        free(it->text[i]);
-    }
-    free(it->id);
-    free(it->ext);
-    free(it->text);
-}
-
-/* store_item_texts' callback: keep the id, the ext_id and what to embed --
- * the text, or the title when the text is empty. */
-static int s_on_item(void *ctx, int64_t item_id, const char *ext, const char *title,
-                     const char *text)
-{
-    s_items *it = ctx;
-    if (it->n == it->cap) {
-        size_t cap = it->cap ? it->cap * 2 : 1024;
-        int64_t *id = realloc(it->id, cap * sizeof *id);
-        char **e = id ? realloc(it->ext, cap * sizeof *e) : NULL;
-        char **t = e ? realloc(it->text, cap * sizeof *t) : NULL;
-        if (id)
-            it->id = id;
-        if (e)
-            it->ext = e;
-        if (!t)
-            return STORE_ERR_NOMEM;
-        it->text = t;
-        it->cap = cap;
-    }
-    it->id[it->n] = item_id;
-    it->ext[it->n] = strdup(ext);
-    it->text[it->n] = strdup(*text ? text : title);
-    if (!it->ext[it->n] || !it->text[it->n]) {
-        free(it->ext[it->n]);
-        free(it->text[it->n]);
-        return STORE_ERR_NOMEM;
-    }
-    it->n++;
-    return STORE_OK;
-}
-
-int store_embed_run(store *db, const store_embed_opts *opts, store_embed_info *info,
-                    store_err *err)
-{
-    store_embed_opts o = *opts;
-    memset(info, 0, sizeof *info);
-    int db_dim = store_dim(db);
-    if (!o.dim)
-        o.dim = db_dim;
-    if (o.dim != db_dim && !o.force_dim)
-        return store_fail(err, STORE_ERR_DIM,
-                      "%s: embedding_dim is %d, not %d; embed with --dim %d, or rewrite "
-                      "the dimension and every embedding with --force-dim (trained models "
-                      "of dimension %d then stop being usable)",
-                      store_path(db), db_dim, o.dim, db_dim, db_dim);
-    /* The write lock is taken before reading: "every item" then means every
-     * item at commit, not every item minus those an import added while we
-     * computed.  Readers (the daemon) are not blocked by it. */
-    int rc = store_begin(db, err);
-    if (rc != STORE_OK)
-        return rc;
-    s_items it = {0};
-    float *emb = NULL;
-    char *desc = NULL;
-    rc = store_item_texts(db, s_on_item, &it, err);
-    if (rc == STORE_OK && it.n &&
-        !(emb = malloc(it.n * (size_t)o.dim * sizeof *emb)))
-        rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory for %zu x %d vectors", it.n,
-                    o.dim);
-    if (rc == STORE_OK)
-        rc = store_embed_texts((const char *const *)it.text, (const char *const *)it.ext, it.n,
-                               &o, emb, info, err);
-    if (rc == STORE_OK && !(desc = store_embed_describe(&o, info)))
-        rc = store_fail(err, STORE_ERR_NOMEM, "embed: out of memory");
-    /* --force-dim: the new dimension first, so the writes below are
-     * checked against it. */
-    if (rc == STORE_OK && o.dim != db_dim) {
-        rc = store_dim_rewrite(db, o.dim, &info->models_unusable, err);
-        info->dim_changed = rc == STORE_OK;
-    }
-    for (size_t i = 0; i < it.n && rc == STORE_OK; i++) {
-        rc = store_item_set_embedding(db, it.id[i], emb + i * (size_t)o.dim, err);
-        if (o.progress && i % 4096 == 0)
-            o.progress(o.progress_ctx, "write", i, it.n);
-    }
-    if (rc == STORE_OK)
-        rc = store_meta_set(db, "embedder", desc, err);
-    if (rc == STORE_OK)
-        rc = store_catalog_touch(db, err);
-    if (rc == STORE_OK)
-        rc = store_commit(db, err);
-    if (rc != STORE_OK) {
-        store_rollback(db);
-        info->dim_changed = 0;
-        info->models_unusable = 0;
-    }
-    free(desc);
-    free(emb);
-    s_items_free(&it);
-    return rc;
 }

@@ -5,16 +5,24 @@
  * X is n x V sparse (items x features), k = dim + oversample (at most
  * min(n, V)).  Dense work arrays: Y (n x k) and Z (V x k), row-major, so the
  * sparse products stream through X's rows once each (and are the cost:
- * 2 * nnz * k flops per product, 2 * power_iters + 3 products):
+ * 2 * nnz * k flops per product, 2 * power_iters + 2 products):
  *
  *     Y = X Omega                    Omega: V x k, N(0,1) from the seed
  *     repeat q times:  Q = orth(Y);  Z = orth(X^T Q);  Y = X Z
  *     Q = orth(Y)                    range of X, n x k
  *     Z = X^T Q = B^T                B = Q^T X, k x V
- *     Z = Q_z R                      QR: only R (k x k) is kept
+ *     Z = Q_z R                      QR, Q_z formed too (sorgqr)
  *     R = U_r S V_r^T                small SVD
- *     => B = V_r S (Q_z U_r)^T, so X ~ (Q V_r) S (...)^T and the item
- *        vectors X V = U S = Q V_r S.
+ *     => B^T = (Q_z U_r) S V_r^T, so X ~ Q B = (Q V_r) S (Q_z U_r)^T:
+ *        the right singular vectors are W = Q_z U_r (V x k), of which the
+ *        first dim columns are the projection.
+ *
+ * The output is W, not the item vectors: an item's vector is x W (its
+ * TF-IDF row projected, project.c), the same map for the fitted items and
+ * for a text folded in later.  For the fitted rows x W = Q V_r S + (I - Q
+ * Q^T) X W: the LSA vectors U S plus the part of X outside the range the
+ * random test matrix captured, which the power iterations make small and
+ * which vanishes when X has rank <= k.
  *
  * Taking R from a QR of Z, rather than an eigendecomposition of B B^T,
  * keeps single precision accurate: the singular values are never squared.
@@ -174,15 +182,15 @@ static void s_ws_free(s_ws *ws)
 }
 
 /* SVD of the k x k upper triangle R held in ws->cm (leading dimension V):
- * singular values into s, V_r^T (column-major) into vt. */
-static int s_small_svd(s_ws *ws, size_t v, int k, float *s, float *vt, store_err *err)
+ * singular values into s, U_r (column-major) into u. */
+static int s_small_svd(s_ws *ws, size_t v, int k, float *s, float *u, store_err *err)
 {
     size_t kk = (size_t)k * (size_t)k;
-    float *r = calloc(kk, sizeof *r), *u = malloc(kk * sizeof *u);
+    float *r = calloc(kk, sizeof *r), *vt = malloc(kk * sizeof *vt);
     int *iwork = malloc(8 * (size_t)k * sizeof *iwork);
     float *work = NULL;
     int rc = STORE_OK;
-    if (!r || !u || !iwork) {
+    if (!r || !vt || !iwork) {
         rc = s_fail(err, STORE_ERR_NOMEM, NULL, 0);
         goto out;
     }
@@ -202,37 +210,103 @@ static int s_small_svd(s_ws *ws, size_t v, int k, float *s, float *vt, store_err
         rc = s_fail(err, STORE_ERR_IO, "sgesdd", info);
 out:
     free(r);
-    free(u);
+    free(vt);
     free(iwork);
     free(work);
     return rc;
 }
 
-/* Make each component's largest-magnitude entry positive: an SVD fixes a
- * vector only up to sign, and a stable sign keeps re-runs comparable. */
-static void s_fix_signs(float *out, size_t n, int dim)
+/* Make each column of W positive where x W is largest in magnitude over
+ * the fit's rows: an SVD fixes a vector only up to sign, and a stable sign
+ * keeps re-runs comparable. */
+static int s_fix_signs(const store_embed_csr *x, float *proj, int dim, store_err *err)
 {
+    float *xw = malloc((x->rows ? x->rows : 1) * (size_t)dim * sizeof *xw);
+    if (!xw)
+        return s_fail(err, STORE_ERR_NOMEM, NULL, 0);
+    store_embed_basis b = {.o = {.dim = dim}, .cols = x->cols, .proj = proj};
+    store_embed_xw(&b, x, xw);
     for (int c = 0; c < dim; c++) {
         float best = 0;
-        for (size_t i = 0; i < n; i++) {
-            float v = out[i * (size_t)dim + (size_t)c];
+        for (size_t i = 0; i < x->rows; i++) {
+            float v = xw[i * (size_t)dim + (size_t)c];
             if (fabsf(v) > fabsf(best))
                 best = v;
         }
         if (best < 0)
-            for (size_t i = 0; i < n; i++)
-                out[i * (size_t)dim + (size_t)c] = -out[i * (size_t)dim + (size_t)c];
+            for (size_t j = 0; j < x->cols; j++)
+                proj[j * (size_t)dim + (size_t)c] = -proj[j * (size_t)dim + (size_t)c];
     }
+    free(xw);
+    return STORE_OK;
 }
 
-int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o, float *out,
-                    int *rank, store_err *err)
+/* Steps 1-3 of the header: Q (in y) and the QR of Z = X^T Q (in ws). */
+static int s_range(const store_embed_csr *x, const store_embed_opts *o, s_ws *ws, int ki, int ld,
+                   float *y, float *z, store_err *err)
+{
+    size_t n = x->rows, v = x->cols, k = (size_t)ki;
+    /* Omega in Z's buffer, row by row so that the padding stays zero. */
+    uint64_t state = o->seed * 0x2545F4914F6CDD1Dull + 0x5EED;
+    for (size_t j = 0; j < v; j++)
+        s_gauss(&state, z + j * (size_t)ld, k);
+    s_xa(x, z, ld, y);
+    int rc = STORE_OK, steps = o->power_iters > 0 ? o->power_iters : 0;
+    for (int it = 0; it < steps && rc == STORE_OK; it++) {
+        rc = s_orth(ws, y, n, ki, ld, err);
+        if (rc == STORE_OK) {
+            s_xtq(x, y, ld, z);
+            rc = s_orth(ws, z, v, ki, ld, err);
+        }
+        if (rc == STORE_OK)
+            s_xa(x, z, ld, y);
+        if (o->progress)
+            o->progress(o->progress_ctx, "svd", (size_t)it + 1, (size_t)steps + 1);
+    }
+    if (rc == STORE_OK)
+        rc = s_orth(ws, y, n, ki, ld, err);    /* Q */
+    if (rc == STORE_OK) {
+        s_xtq(x, y, ld, z);                    /* B^T */
+        rc = s_qr(ws, z, v, ki, ld, err);      /* R (and Q_z's reflectors) in ws->cm */
+    }
+    return rc;
+}
+
+/* W = Q_z U_r[:, :dim] into proj, with the components at rounding level
+ * (and those past k) left zero; ws->cm holds the QR of Z. */
+static int s_project(s_ws *ws, size_t v, int ki, int dim, const float *s, const float *u,
+                     float *proj, float *sigma, int *rank, store_err *err)
+{
+    int vi = (int)v, info = 0;
+    sorgqr_(&vi, &ki, &ki, ws->cm, &vi, ws->tau, ws->work, &ws->lwork, &info);
+    if (info)
+        return s_fail(err, STORE_ERR_IO, "sorgqr", info);
+    int d_eff = dim < ki ? dim : ki;
+    /* proj (V x d_eff, row stride dim) = Q_z (column-major V x k, seen
+     * row-major as k x V) transposed, times U_r (column-major k x k, seen
+     * row-major as U_r^T) transposed. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, vi, d_eff, ki, 1.0f, ws->cm, vi, u, ki,
+                0.0f, proj, dim);
+    float smax = s[0];
+    for (int c = 0; c < dim; c++) {
+        /* Components at rounding level are noise, not structure. */
+        int keep = c < d_eff && s[c] > smax * 1e-5f;
+        sigma[c] = keep ? s[c] : 0.0f;
+        *rank += keep;
+        if (!keep)
+            for (size_t j = 0; j < v; j++)
+                proj[j * (size_t)dim + (size_t)c] = 0.0f;
+    }
+    return STORE_OK;
+}
+
+int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o, float *proj,
+                    float *sigma, int *rank, store_err *err)
 {
     size_t n = x->rows, v = x->cols;
     *rank = 0;
-    if (n == 0)
-        return STORE_OK;
-    memset(out, 0, n * (size_t)dim * sizeof *out);
+    memset(proj, 0, v * (size_t)dim * sizeof *proj);
+    memset(sigma, 0, (size_t)dim * sizeof *sigma);
     size_t k = (size_t)dim + (size_t)(o->oversample > 0 ? o->oversample : 0);
     if (k > n)
         k = n;
@@ -247,65 +321,25 @@ int store_embed_svd(const store_embed_csr *x, int dim, const store_embed_opts *o
     float *y = calloc(n * (size_t)ld, sizeof *y);
     float *z = calloc(v * (size_t)ld, sizeof *z);
     float *s = malloc(k * sizeof *s);
-    float *vt = malloc(k * k * sizeof *vt);
-    float *m = calloc(k * (size_t)dim, sizeof *m);
+    float *u = malloc(k * k * sizeof *u);
     s_ws ws;
     int rc = s_ws_init(&ws, n > v ? n : v, ki, err);
-    if (rc == STORE_OK && (!y || !z || !s || !vt || !m))
+    if (rc == STORE_OK && (!y || !z || !s || !u))
         rc = s_fail(err, STORE_ERR_NOMEM, NULL, 0);
-    if (rc != STORE_OK)
-        goto out;
-
-    /* Omega in Z's buffer, row by row so that the padding stays zero. */
-    uint64_t state = o->seed * 0x2545F4914F6CDD1Dull + 0x5EED;
-    for (size_t j = 0; j < v; j++)
-        s_gauss(&state, z + j * (size_t)ld, k);
-    s_xa(x, z, ld, y);
-    int steps = o->power_iters > 0 ? o->power_iters : 0;
-    for (int it = 0; it < steps && rc == STORE_OK; it++) {
-        rc = s_orth(&ws, y, n, ki, ld, err);
-        if (rc == STORE_OK) {
-            s_xtq(x, y, ld, z);
-            rc = s_orth(&ws, z, v, ki, ld, err);
-        }
-        if (rc == STORE_OK)
-            s_xa(x, z, ld, y);
-        if (o->progress)
-            o->progress(o->progress_ctx, "svd", (size_t)it + 1, (size_t)steps + 1);
-    }
     if (rc == STORE_OK)
-        rc = s_orth(&ws, y, n, ki, ld, err);   /* Q */
-    if (rc == STORE_OK) {
-        s_xtq(x, y, ld, z);                    /* B^T */
-        rc = s_qr(&ws, z, v, ki, ld, err);     /* R in ws.cm */
-    }
+        rc = s_range(x, o, &ws, ki, ld, y, z, err);
     if (rc == STORE_OK)
-        rc = s_small_svd(&ws, v, ki, s, vt, err);
-    if (rc != STORE_OK)
-        goto out;
-
-    /* M (k x dim) = V_r[:, :dim] * diag(S); V_r[j][c] = vt[c + j*k]. */
-    float smax = s[0];
-    int d_eff = dim < ki ? dim : ki;
-    for (int c = 0; c < d_eff; c++) {
-        /* Components at rounding level are noise, not structure. */
-        if (!(s[c] > smax * 1e-5f))
-            continue;
-        (*rank)++;
-        for (size_t j = 0; j < k; j++)
-            m[j * (size_t)dim + (size_t)c] = vt[(size_t)c + j * k] * s[c];
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, dim, ki, 1.0f, y, ld, m, dim,
-                0.0f, out, dim);
-    s_fix_signs(out, n, dim);
-    if (o->progress)
-        o->progress(o->progress_ctx, "svd", (size_t)steps + 1, (size_t)steps + 1);
-out:
+        rc = s_small_svd(&ws, v, ki, s, u, err);
+    if (rc == STORE_OK)
+        rc = s_project(&ws, v, ki, dim, s, u, proj, sigma, rank, err);
+    if (rc == STORE_OK)
+        rc = s_fix_signs(x, proj, dim, err);
+    if (rc == STORE_OK && o->progress)
+        o->progress(o->progress_ctx, "svd", 1, 1);
     s_ws_free(&ws);
     free(y);
     free(z);
     free(s);
-    free(vt);
-    free(m);
+    free(u);
     return rc;
 }

@@ -1,12 +1,14 @@
 /* tfidf.c -- item texts to a sparse TF-IDF matrix.
  *
- * Features are hashed (no vocabulary to build or store): a word, a word
- * bigram or a character n-gram becomes a bucket in one of two blocks, words
- * and bigrams in [0, 2^bits), character n-grams in [2^bits, 2^(bits+1)).
- * Two passes over the texts: the first counts in how many items each bucket
- * occurs (df), which decides the kept columns (df >= min_df, the
- * max_features most frequent) and their idf; the second writes the weighted
- * rows.  Memory: two 2^(bits+1) arrays and the matrix itself.
+ * Features are hashed (no strings to keep): a word, a word bigram or a
+ * character n-gram becomes a bucket in one of two blocks, words and bigrams
+ * in [0, 2^bits), character n-grams in [2^bits, 2^(bits+1)).  The
+ * vocabulary of a fit is the list of kept buckets with their idf
+ * (store_embed_vocab: one pass counting in how many items each bucket
+ * occurs, df >= min_df, the max_features most frequent); the weighted rows
+ * are a second pass over a vocabulary (store_embed_tfidf), the fit's own or
+ * one read back from the database, so a text folded in later is weighed
+ * exactly as it was in the fit.  Memory: a 2^(bits+1) array and the matrix.
  *
  * Tokens: runs of ASCII letters and digits and of non-ASCII bytes (so UTF-8
  * letters of any script stay inside words), ASCII lower-cased, an apostrophe
@@ -17,6 +19,7 @@
 #include "store/embed/embed.h"
 #include "util/hash.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,63 +240,60 @@ void store_embed_csr_free(store_embed_csr *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Columns kept, col_of[bucket] (-1 = dropped) and idf per column. */
+/* The kept buckets (ascending) and their idf, from the document
+ * frequencies of the fit's n_docs texts. */
 static int s_choose(const uint32_t *df, size_t nb, size_t n_docs, const store_embed_opts *o,
-                    int32_t *col_of, float **idf_out, size_t *n_cols)
+                    store_embed_basis *b)
 {
     size_t nc = 0;
-    for (size_t b = 0; b < nb; b++)
-        nc += df[b] >= (uint32_t)o->min_df;
+    for (size_t i = 0; i < nb; i++)
+        nc += df[i] >= (uint32_t)o->min_df;
     s_cand *c = malloc((nc ? nc : 1) * sizeof *c);
     if (!c)
         return -1;
     size_t k = 0;
-    for (size_t b = 0; b < nb; b++)
-        if (df[b] >= (uint32_t)o->min_df)
-            c[k++] = (s_cand){(uint32_t)b, df[b]};
+    for (size_t i = 0; i < nb; i++)
+        if (df[i] >= (uint32_t)o->min_df)
+            c[k++] = (s_cand){(uint32_t)i, df[i]};
     if (nc > (size_t)o->max_features) {
         qsort(c, nc, sizeof *c, s_cmp_cand);
         nc = (size_t)o->max_features;
     }
     /* Columns in bucket order: rows come out sorted by column for free. */
-    for (size_t i = 0; i < nb; i++)
-        col_of[i] = -1;
-    for (size_t i = 0; i < nc; i++)
-        col_of[c[i].bucket] = 0;
-    float *idf = malloc((nc ? nc : 1) * sizeof *idf);
-    if (!idf) {
+    b->bucket = malloc((nc ? nc : 1) * sizeof *b->bucket);
+    b->idf = malloc((nc ? nc : 1) * sizeof *b->idf);
+    if (!b->bucket || !b->idf) {
         free(c);
         return -1;
     }
-    size_t j = 0;
-    for (size_t b = 0; b < nb; b++)
-        if (col_of[b] == 0) {
-            col_of[b] = (int32_t)j;
-            idf[j++] = (float)(log((1.0 + (double)n_docs) / (1.0 + df[b])) + 1.0);
-        }
+    for (size_t i = 0; i < nc; i++)
+        b->bucket[i] = c[i].bucket;
+    if (nc > 1 && nc == (size_t)o->max_features)
+        s_sort_u32(b->bucket, nc);
+    /* df of each kept bucket, looked up after the sort. */
+    for (size_t i = 0; i < nc; i++)
+        b->idf[i] = (float)(log((1.0 + (double)n_docs) / (1.0 + df[b->bucket[i]])) + 1.0);
     free(c);
-    *idf_out = idf;
-    *n_cols = nc;
+    b->cols = nc;
     return 0;
 }
 
-int store_embed_tfidf(const char *const *texts, size_t n, const store_embed_opts *o,
-                      store_embed_csr *out, store_err *err)
+int store_embed_vocab(const char *const *texts, size_t n, const store_embed_opts *o,
+                      store_embed_basis *b, store_err *err)
 {
-    memset(out, 0, sizeof *out);
+    memset(b, 0, sizeof *b);
     int rc = s_check(o, err);
     if (rc != STORE_OK)
         return rc;
+    b->o = *o;
+    b->o.progress = NULL;
+    b->o.progress_ctx = NULL;
+    b->n_fit = n;
     size_t nb = (size_t)2 << o->hash_bits;        /* both blocks */
     uint32_t *df = calloc(nb, sizeof *df);
-    int32_t *col_of = malloc(nb * sizeof *col_of);
     s_feats f = {0};
-    float *idf = NULL;
-    size_t cap = 0;
-    if (!df || !col_of || !(out->rowptr = calloc(n + 1, sizeof *out->rowptr)))
+    if (!df)
         goto nomem;
-
-    /* Pass 1: document frequencies. */
     for (size_t i = 0; i < n; i++) {
         if (s_features(texts[i], o, &f))
             goto nomem;
@@ -304,70 +304,107 @@ int store_embed_tfidf(const char *const *texts, size_t n, const store_embed_opts
         if (o->progress && (i % 4096 == 0))
             o->progress(o->progress_ctx, "features", i, 2 * n);
     }
-    if (s_choose(df, nb, n, o, col_of, &idf, &out->cols))
+    if (s_choose(df, nb, n, o, b))
         goto nomem;
-
-    /* Pass 2: weighted rows. */
-    out->rows = n;
-    uint32_t char_base = 1u << o->hash_bits;
-    for (size_t i = 0; i < n; i++) {
-        if (s_features(texts[i], o, &f))
-            goto nomem;
-        s_sort_u32(f.b, f.n);
-        size_t start = out->rowptr[i], e = start;
-        if (start + f.n > cap) {
-            size_t nc = cap ? cap : 4096;
-            while (nc < start + f.n)
-                nc *= 2;
-            uint32_t *col = realloc(out->col, nc * sizeof *col);
-            if (!col)
-                goto nomem;
-            out->col = col;
-            float *val = realloc(out->val, nc * sizeof *val);
-            if (!val)
-                goto nomem;
-            out->val = val;
-            cap = nc;
-        }
-        double norm[2] = {0, 0};
-        size_t first_char = SIZE_MAX;
-        for (size_t k = 0; k < f.n;) {
-            size_t r = k;
-            while (r < f.n && f.b[r] == f.b[k])
-                r++;
-            int32_t c = col_of[f.b[k]];
-            if (c >= 0) {
-                int blk = f.b[k] >= char_base;
-                if (blk && first_char == SIZE_MAX)
-                    first_char = e;
-                float w = (float)(1.0 + log((double)(r - k))) * idf[c];
-                out->col[e] = (uint32_t)c;
-                out->val[e++] = w;
-                norm[blk] += (double)w * w;
-            }
-            k = r;
-        }
-        /* Each block to unit norm (characters to char_weight), so neither
-         * the many character n-grams nor a long text's word count decides
-         * the balance between the two views of the text. */
-        double s0 = norm[0] > 0 ? 1.0 / sqrt(norm[0]) : 0;
-        double s1 = norm[1] > 0 ? o->char_weight / sqrt(norm[1]) : 0;
-        for (size_t k = start; k < e; k++)
-            out->val[k] = (float)(out->val[k] * (first_char != SIZE_MAX && k >= first_char
-                                                 ? s1 : s0));
-        out->rowptr[i + 1] = e;
-        if (o->progress && (i % 4096 == 0))
-            o->progress(o->progress_ctx, "features", n + i, 2 * n);
-    }
     free(df);
-    free(col_of);
-    free(idf);
     free(f.b);
     return STORE_OK;
 nomem:
     free(df);
+    free(f.b);
+    store_embed_basis_free(b);
+    return s_nomem(err);
+}
+
+/* Grow the matrix's entry arrays to hold need entries. */
+static int s_reserve(store_embed_csr *m, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < need)
+        nc *= 2;
+    uint32_t *col = realloc(m->col, nc * sizeof *col);
+    if (!col)
+        return -1;
+    m->col = col;
+    float *val = realloc(m->val, nc * sizeof *val);
+    if (!val)
+        return -1;
+    m->val = val;
+    *cap = nc;
+    return 0;
+}
+
+/* Row i of the matrix from a text's sorted buckets: sublinear tf times
+ * idf, then each block to unit norm (characters to char_weight), so that
+ * neither the many character n-grams nor a long text's word count decides
+ * the balance between the two views of the text. */
+static void s_row(store_embed_csr *m, size_t i, const s_feats *f, const int32_t *col_of,
+                  const store_embed_basis *b)
+{
+    uint32_t char_base = 1u << b->o.hash_bits;
+    size_t start = m->rowptr[i], e = start, first_char = SIZE_MAX;
+    double norm[2] = {0, 0};
+    for (size_t k = 0; k < f->n;) {
+        size_t r = k;
+        while (r < f->n && f->b[r] == f->b[k])
+            r++;
+        int32_t c = col_of[f->b[k]];
+        if (c >= 0) {
+            int blk = f->b[k] >= char_base;
+            if (blk && first_char == SIZE_MAX)
+                first_char = e;
+            float w = (float)(1.0 + log((double)(r - k))) * b->idf[c];
+            m->col[e] = (uint32_t)c;
+            m->val[e++] = w;
+            norm[blk] += (double)w * w;
+        }
+        k = r;
+    }
+    double s0 = norm[0] > 0 ? 1.0 / sqrt(norm[0]) : 0;
+    double s1 = norm[1] > 0 ? b->o.char_weight / sqrt(norm[1]) : 0;
+    for (size_t k = start; k < e; k++)
+        m->val[k] = (float)(m->val[k] * (first_char != SIZE_MAX && k >= first_char ? s1 : s0));
+    m->rowptr[i + 1] = e;
+}
+
+int store_embed_tfidf(const char *const *texts, size_t n, const store_embed_basis *b,
+                      store_embed_csr *out, store_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const store_embed_opts *o = &b->o;
+    int rc = s_check(o, err);
+    if (rc != STORE_OK)
+        return rc;
+    size_t nb = (size_t)2 << o->hash_bits;
+    int32_t *col_of = malloc(nb * sizeof *col_of);
+    s_feats f = {0};
+    size_t cap = 0;
+    if (!col_of || !(out->rowptr = calloc(n + 1, sizeof *out->rowptr)))
+        goto nomem;
+    for (size_t i = 0; i < nb; i++)
+        col_of[i] = -1;
+    for (size_t j = 0; j < b->cols; j++) {
+        /* A loaded basis was checked (ascending, in range); trap misuse. */
+        assert(b->bucket[j] < nb);
+        col_of[b->bucket[j]] = (int32_t)j;
+    }
+    out->rows = n;
+    out->cols = b->cols;
+    for (size_t i = 0; i < n; i++) {
+        if (s_features(texts[i], o, &f) || s_reserve(out, &cap, out->rowptr[i] + f.n))
+            goto nomem;
+        s_sort_u32(f.b, f.n);
+        s_row(out, i, &f, col_of, b);
+        if (o->progress && (i % 4096 == 0))
+            o->progress(o->progress_ctx, "features", n + i, 2 * n);
+    }
     free(col_of);
-    free(idf);
+    free(f.b);
+    return STORE_OK;
+nomem:
+    free(col_of);
     free(f.b);
     store_embed_csr_free(out);
     return s_nomem(err);
