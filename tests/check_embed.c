@@ -17,12 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attn/model.h"
 #include "store/embed/embed.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
+#include "tests/tu_model.h"
 
 #define N_TOPICS 4
 #define PER_TOPIC 30
@@ -834,28 +834,6 @@ START_TEST(test_run_fold_refused)
 }
 END_TEST
 
-/* A trained-looking model of dimension d with per-item parameters for
- * every item, saved and made active; its version. */
-static int64_t s_trained_model(store *db, int d)
-{
-    store_catalog *cat;
-    store_err err = {0};
-    ck_assert_int_eq(store_catalog_load(db, &cat, &err), STORE_OK);
-    attn_model *m = attn_model_new(d, d, 2, 8, (int64_t)cat->n, 1);
-    ck_assert_ptr_nonnull(m);
-    tu_rng g = {5};
-    tu_fill_normal(&g, m->wq, (size_t)d * d, 0.3f);
-    tu_fill_normal(&g, m->wk, (size_t)d * d, 0.3f);
-    for (size_t i = 0; i < cat->n; i++)
-        m->item_ids[i] = cat->item_id[i];
-    tu_fill_normal(&g, m->item_bias, cat->n, 0.1f);
-    int64_t v;
-    ck_assert_msg(store_model_save(db, m, NULL, NULL, 1, &v, &err) == STORE_OK, "%s", err.msg);
-    attn_model_free(&m);
-    store_catalog_free(&cat);
-    return v;
-}
-
 START_TEST(test_run_refit_models)
 {
     const char *path = s_db_with_texts("refit.db", 8, 40);
@@ -865,7 +843,7 @@ START_TEST(test_run_refit_models)
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
     ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
-    int64_t v = s_trained_model(db, 8);
+    int64_t v = tu_trained_model(db, 2, 5);
     /* A fold-in leaves the trained model serving. */
     s_put_item(db, "late", "violin piano symphony");
     ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
