@@ -10,6 +10,7 @@ int cmd_import(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_evalnew(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_model(int argc, char **argv);
