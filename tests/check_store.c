@@ -1272,13 +1272,13 @@ typedef struct s_texts {
 } s_texts;
 
 static int s_on_text(void *ctx, int64_t item_id, const char *ext, const char *title,
-                     const char *text)
+                     const char *text, int embedded)
 {
     s_texts *t = ctx;
     if (t->n == 3)
         return STORE_ERR_INVAL;                                 /* stop after three */
-    snprintf(t->line[t->n++], sizeof t->line[0], "%lld %s %s|%s", (long long)item_id, ext,
-             title, text);
+    snprintf(t->line[t->n++], sizeof t->line[0], "%lld %s %s|%s e%d", (long long)item_id, ext,
+             title, text, embedded);
     return STORE_OK;
 }
 
@@ -1289,12 +1289,82 @@ START_TEST(test_item_texts)
     store *db = s_open(path, STORE_READONLY);
     store_err err = {0};
     s_texts t = {0};
-    ck_assert_int_eq(store_item_texts(db, s_on_text, &t, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_item_texts(db, STORE_ITEMS_ALL, s_on_text, &t, &err),
+                     STORE_ERR_INVAL);
     ck_assert_int_eq(t.n, 3);
-    ck_assert_str_eq(t.line[0], "1 i0 Item number 0|some text");
-    ck_assert_str_eq(t.line[1], "2 i1 |");
-    ck_assert_str_eq(t.line[2], "3 i2 Item number 2|some text"); /* embedded or not */
+    ck_assert_str_eq(t.line[0], "1 i0 Item number 0|some text e1");
+    ck_assert_str_eq(t.line[1], "2 i1 | e1");
+    ck_assert_str_eq(t.line[2], "3 i2 Item number 2|some text e0"); /* embedded or not */
     ck_assert_msg(strstr(err.msg, path), "%s", err.msg);
+    /* Only those without a vector: i2, i5, i8. */
+    memset(&t, 0, sizeof t);
+    ck_assert_int_eq(store_item_texts(db, STORE_ITEMS_UNEMBEDDED, s_on_text, &t, &err), STORE_OK);
+    ck_assert_int_eq(t.n, 3);
+    ck_assert_str_eq(t.line[0], "3 i2 Item number 2|some text e0");
+    ck_assert_str_eq(t.line[2], "9 i8 Item number 8|some text e0");
+    int64_t items, embedded;
+    ck_assert_int_eq(store_item_counts(db, &items, &embedded, &err), STORE_OK);
+    ck_assert_int_eq(items, 10);
+    ck_assert_int_eq(embedded, 7);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_basis_rows)
+{
+    const char *path = s_small_db("basis.db");
+    store *db = s_open(path, STORE_READWRITE);
+    store_err err = {0};
+    const float f[6] = {1, -2, 3.5f, 0, 1e-30f, 7};
+    const int64_t n[3] = {5, -1, (int64_t)1 << 40};
+    void *p;
+    int64_t r, c;
+    /* Writers need the caller's transaction. */
+    ck_assert_int_eq(store_basis_put(db, "f", STORE_BASIS_F32, 2, 3, f, &err), STORE_ERR_INVAL);
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_put(db, "f", STORE_BASIS_F32, 2, 3, f, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_put(db, "n", STORE_BASIS_I64, 3, 1, n, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_put(db, "t", STORE_BASIS_TEXT, 1, 5, "hello", &err), STORE_OK);
+    ck_assert_int_eq(store_basis_put(db, "e", STORE_BASIS_F32, 0, 4, NULL, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_put(db, "t2", STORE_BASIS_TEXT, 2, 5, "hello", &err),
+                     STORE_ERR_INVAL);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_get(db, "f", STORE_BASIS_F32, &p, &r, &c, &err), STORE_OK);
+    ck_assert(r == 2 && c == 3 && !memcmp(p, f, sizeof f));
+    free(p);
+    ck_assert_int_eq(store_basis_get(db, "n", STORE_BASIS_I64, &p, &r, &c, &err), STORE_OK);
+    ck_assert(r == 3 && c == 1 && !memcmp(p, n, sizeof n));
+    free(p);
+    ck_assert_int_eq(store_basis_get(db, "t", STORE_BASIS_TEXT, &p, &r, &c, &err), STORE_OK);
+    ck_assert_str_eq(p, "hello");
+    free(p);
+    ck_assert_int_eq(store_basis_get(db, "e", STORE_BASIS_F32, &p, &r, &c, &err), STORE_OK);
+    ck_assert(r == 0 && c == 4);
+    free(p);
+    /* Absent, another dtype, a short blob, a NaN, a NUL in text. */
+    ck_assert_int_eq(store_basis_get(db, "x", STORE_BASIS_F32, &p, &r, &c, &err),
+                     STORE_ERR_NOTFOUND);
+    ck_assert_int_eq(store_basis_get(db, "n", STORE_BASIS_F32, &p, &r, &c, &err),
+                     STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "'n' is i64, not f32"), "%s", err.msg);
+    s_raw(path, "UPDATE embedder_basis SET data = substr(data, 1, 20) WHERE name = 'f'");
+    ck_assert_int_eq(store_basis_get(db, "f", STORE_BASIS_F32, &p, &r, &c, &err),
+                     STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "20 bytes") && strstr(err.msg, "needs 24"), "%s", err.msg);
+    s_raw(path, "UPDATE embedder_basis SET data = X'0000C07F', rows = 1, cols = 1 "
+                "WHERE name = 'f'");
+    ck_assert_int_eq(store_basis_get(db, "f", STORE_BASIS_F32, &p, &r, &c, &err),
+                     STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "not finite"), "%s", err.msg);
+    s_raw(path, "UPDATE embedder_basis SET data = X'610062' , cols = 3 WHERE name = 't'");
+    ck_assert_int_eq(store_basis_get(db, "t", STORE_BASIS_TEXT, &p, &r, &c, &err),
+                     STORE_ERR_CORRUPT);
+    ck_assert_ptr_null(p);
+    /* Clearing, inside a transaction. */
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_basis_clear(db, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM embedder_basis"), 0);
     store_close(&db);
 }
 END_TEST
@@ -1333,6 +1403,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_attnctl_history);
     tcase_add_test(tc, test_dim_rewrite);
     tcase_add_test(tc, test_item_texts);
+    tcase_add_test(tc, test_basis_rows);
     suite_add_tcase(s, tc);
     return s;
 }
