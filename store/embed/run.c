@@ -117,13 +117,14 @@ static int s_meta_fold(store *db, size_t folded, char **out, store_err *err)
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
     if (!cJSON_IsObject(j) || (rc == STORE_OK && (!cJSON_IsString(m) ||
                                                   strcmp(m->valuestring, "tfidf-svd")))) {
+        store_fail(err, STORE_ERR_INVAL,
+                   "%s: meta 'embedder' says the embeddings were made by '%.64s' after the "
+                   "stored basis was fitted: vectors folded in with it would not share their "
+                   "space; fit every item again with --refit, or import vectors for the new "
+                   "items too", store_path(db),
+                   cJSON_IsString(m) ? m->valuestring : "something else");
         cJSON_Delete(j);
-        return store_fail(err, STORE_ERR_INVAL,
-                          "%s: meta 'embedder' says the embeddings were made by '%s' after the "
-                          "stored basis was fitted: vectors folded in with it would not share "
-                          "their space; fit every item again with --refit, or import vectors "
-                          "for the new items too", store_path(db),
-                          cJSON_IsString(m) ? m->valuestring : "something else");
+        return STORE_ERR_INVAL;
     }
     const cJSON *prev = cJSON_GetObjectItemCaseSensitive(j, "folded_items");
     double total = (cJSON_IsNumber(prev) ? prev->valuedouble : 0) + (double)folded;
