@@ -554,6 +554,21 @@ static int64_t s_q(store *db, const char *sql)
     return v;
 }
 
+/* A database of n generated texts, opened read-write and embedded once (the
+ * first fit, default options). */
+static store *s_fitted_db(const char *name, int dim, size_t n)
+{
+    const char *path = s_db_with_texts(name, dim, n);
+    store *db;
+    store_err err = {0};
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
+    store_embed_opts o = store_embed_defaults();
+    store_embed_info info;
+    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(info.folded, 0);
+    return db;
+}
+
 START_TEST(test_run_db)
 {
     const char *path = s_db_with_texts("embed.db", 8, 60);
@@ -586,13 +601,11 @@ END_TEST
 
 START_TEST(test_run_dim)
 {
-    const char *path = s_db_with_texts("dim.db", 8, 40);
-    store *db;
+    store *db = s_fitted_db("dim.db", 8, 40);
+    const char *path = tu_path("dim.db");
     store_err err = {0};
-    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
-    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
     int64_t emb8 = s_q(db, "SELECT count(*) FROM items WHERE length(embedding) = 32");
 
     /* Another dimension with a stored basis: a fold-in cannot change it. */
@@ -776,13 +789,10 @@ static void s_fold_refused(store *db, const store_embed_opts *o, int code, const
 
 START_TEST(test_run_fold_refused)
 {
-    const char *path = s_db_with_texts("refuse.db", 8, 40);
-    store *db;
+    store *db = s_fitted_db("refuse.db", 8, 40);
     store_err err = {0};
-    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
-    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
     s_put_item(db, "late", "rocket orbit galaxy");
 
     /* Options that need a fit. */
@@ -822,13 +832,9 @@ START_TEST(test_run_fold_refused)
     ck_assert_int_eq(store_commit(db, &err), STORE_OK);
     s_fold_refused(db, &o, STORE_ERR_INVAL, "'imported' after the stored basis was fitted");
     /* ... and fine again once fitted. */
-    ck_assert_int_eq(store_embed_run(db, &(store_embed_opts){.refit = 1, .seed = 1, .bigrams = 1,
-                                                             .hash_bits = 20, .min_df = 2,
-                                                             .max_features = 50000,
-                                                             .char_min = 3, .char_max = 4,
-                                                             .char_weight = 0.5f,
-                                                             .oversample = 10, .power_iters = 5},
-                                     &info, &err), STORE_OK);
+    store_embed_opts r = o;
+    r.refit = 1;
+    ck_assert_int_eq(store_embed_run(db, &r, &info, &err), STORE_OK);
     ck_assert_int_eq(s_q(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), 0);
     store_close(&db);
 }
@@ -836,13 +842,10 @@ END_TEST
 
 START_TEST(test_run_refit_models)
 {
-    const char *path = s_db_with_texts("refit.db", 8, 40);
-    store *db;
+    store *db = s_fitted_db("refit.db", 8, 40);
     store_err err = {0};
-    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
-    ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);
     int64_t v = tu_trained_model(db, 2, 5);
     /* A fold-in leaves the trained model serving. */
     s_put_item(db, "late", "violin piano symphony");
