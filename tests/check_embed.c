@@ -209,6 +209,22 @@ START_TEST(test_empty_text)
 }
 END_TEST
 
+/* A dense n x v row-major matrix as a CSR one with every entry stored. */
+static store_embed_csr s_dense_csr(const float *a, int n, int v)
+{
+    store_embed_csr x = {.rows = (size_t)n, .cols = (size_t)v};
+    x.rowptr = malloc(((size_t)n + 1) * sizeof *x.rowptr);
+    x.col = malloc((size_t)n * (size_t)v * sizeof *x.col);
+    x.val = malloc((size_t)n * (size_t)v * sizeof *x.val);
+    for (int i = 0; i <= n; i++)
+        x.rowptr[i] = (size_t)i * (size_t)v;
+    for (size_t e = 0; e < (size_t)n * (size_t)v; e++) {
+        x.col[e] = (uint32_t)(e % (size_t)v);
+        x.val[e] = a[e];
+    }
+    return x;
+}
+
 START_TEST(test_svd_spectrum)
 {
     /* A 40 x 30 matrix U diag(s) V^T with known, decaying s: the SVD stage
@@ -250,17 +266,7 @@ START_TEST(test_svd_spectrum)
                 x += u[i][k] * s[k] * w[j][k];
             dense[i][j] = (float)x;
         }
-    store_embed_csr x = {.rows = n, .cols = v};
-    x.rowptr = malloc((n + 1) * sizeof *x.rowptr);
-    x.col = malloc(n * v * sizeof *x.col);
-    x.val = malloc(n * v * sizeof *x.val);
-    for (int i = 0; i <= n; i++)
-        x.rowptr[i] = (size_t)i * v;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < v; j++) {
-            x.col[i * v + j] = (uint32_t)j;
-            x.val[i * v + j] = dense[i][j];
-        }
+    store_embed_csr x = s_dense_csr(&dense[0][0], n, v);
     store_embed_opts o = store_embed_defaults();
     float out[n * 8], proj[v * 8], sigma[8];
     int rank;
@@ -464,17 +470,11 @@ START_TEST(test_svd_reference)
             for (int k = 0; k < r; k++)
                 x[i][j] += a[i][k] * sv[k] * bm[j][k];
         }
-    store_embed_csr m = {.rows = n, .cols = v};
-    m.rowptr = malloc((n + 1) * sizeof *m.rowptr);
-    m.col = malloc(n * v * sizeof *m.col);
-    m.val = malloc(n * v * sizeof *m.val);
-    for (int i = 0; i <= n; i++)
-        m.rowptr[i] = (size_t)i * v;
+    static float xf[n][v];
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < v; j++) {
-            m.col[i * v + j] = (uint32_t)j;
-            m.val[i * v + j] = (float)x[i][j];
-        }
+        for (int j = 0; j < v; j++)
+            xf[i][j] = (float)x[i][j];
+    store_embed_csr m = s_dense_csr(&xf[0][0], n, v);
     store_embed_opts o = store_embed_defaults();
     float proj[v * d], sigma[d], xw[n * d];
     int rank;
