@@ -147,6 +147,10 @@ START_TEST(test_cli_grow_and_refit)
     ck_assert_int_eq(s_ctl(out, sizeof out, "embed %s --seed 5 --min-df 1", db), 2);
     ck_assert_msg(strstr(out, "--seed, --min-df shape a fit") && strstr(out, "--refit"), "%s",
                   out);
+    /* The values the basis was fitted with are no change: a plain fold-in. */
+    ck_assert_msg(s_ctl(out, sizeof out, "embed %s --dim 6 --seed 1 --min-df 2", db) == 0, "%s",
+                  out);
+    ck_assert_msg(strstr(out, "folded 0 new items"), "%s", out);
 
     /* A refit: a warning; the trained model steps down... */
     int64_t v = s_save_model(db);

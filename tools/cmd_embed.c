@@ -88,11 +88,29 @@ static const util_opt s_opts[] = {
 };
 
 /* The options that shape a fit: given without --refit on a database with
- * a basis, they would be silently ignored, so they are refused. */
+ * a basis, with a value other than the basis's, they would be silently
+ * ignored, so they are refused. */
 static const char *const s_fit_opts[] = {
     "dim", "force-dim", "seed", "min-df", "max-features", "char", "char-weight",
     "no-bigrams", "power-iters", "oversample", "hold-out-newest",
 };
+
+/* 1 if option i of s_fit_opts asks for something the stored fit is not. */
+static int s_differs(size_t i, const store_embed_opts *o, const store_embed_opts *fit)
+{
+    switch (i) {
+    case 0: return o->dim != fit->dim;
+    case 2: return o->seed != fit->seed;
+    case 3: return o->min_df != fit->min_df;
+    case 4: return o->max_features != fit->max_features;
+    case 5: return o->char_min != fit->char_min || o->char_max != fit->char_max;
+    case 6: return o->char_weight != fit->char_weight;
+    case 7: return o->bigrams != fit->bigrams;
+    case 8: return o->power_iters != fit->power_iters;
+    case 9: return o->oversample != fit->oversample;
+    default: return 1;         /* --force-dim, --hold-out-newest: only a fit does them */
+    }
+}
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl embed",
@@ -187,14 +205,16 @@ static int s_check_fold(const s_args *a, uint64_t given, store *db, store_embed_
     char list[256] = "";
     size_t at = 0;
     for (size_t i = 0; i < sizeof s_fit_opts / sizeof s_fit_opts[0]; i++)
-        if (util_opt_given(&s_cmd, given, s_fit_opts[i]) && at < sizeof list - 40)
+        if (util_opt_given(&s_cmd, given, s_fit_opts[i]) && s_differs(i, &a->o, &b->o) &&
+            at < sizeof list - 40)
             at += (size_t)snprintf(list + at, sizeof list - at, "%s--%s", at ? ", " : "",
                                    s_fit_opts[i]);
     if (!at)
         return 0;
-    return util_opt_fail(&s_cmd, "%s shape%s a fit, and %s has a stored basis that folds new "
-                         "items in as it is; add --refit to fit every item again (every vector "
-                         "moves; the active trained model steps down unless --keep-models)",
+    return util_opt_fail(&s_cmd, "%s shape%s a fit, and %s has a stored basis, fitted "
+                         "otherwise, that folds new items in as it is; add --refit to fit every "
+                         "item again (every vector moves; the active trained model steps down "
+                         "unless --keep-models)",
                          list, strchr(list, ',') ? "" : "s", a->db);
 }
 
