@@ -90,7 +90,9 @@ static int s_decode(store *db, sqlite3_stmt *st, const char *name, int dtype, vo
     if (!out)
         return store_fail(err, STORE_ERR_NOMEM, "%s: out of memory reading embedder_basis '%s'",
                           db->path, name);
-    if (dtype == STORE_BASIS_F32) {
+    if (n == 0) {
+        ((char *)out)[0] = 0;       /* SQLite gives NULL for an empty blob */
+    } else if (dtype == STORE_BASIS_F32) {
         store_f32_decode(out, blob, n);
         ptrdiff_t bad = store_first_nonfinite(out, n);
         if (bad >= 0) {
