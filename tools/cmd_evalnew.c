@@ -307,6 +307,7 @@ int cmd_evalnew(int argc, char **argv)
         rc = s_measure(r, &a);
     if (rc == 0) {
         s_report(r, &a);
+        fflush(stdout);
         fprintf(stderr, "attnctl eval-new: %.1f s\n", util_now_s() - t0);
     }
     s_run_free(r);
