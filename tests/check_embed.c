@@ -22,7 +22,6 @@
 #include "store/store_int.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
-#include "tests/tu_model.h"
 
 #define N_TOPICS 4
 #define PER_TOPIC 30
@@ -846,7 +845,7 @@ START_TEST(test_run_refit_models)
     store_err err = {0};
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
-    int64_t v = tu_trained_model(db, 2, 5);
+    int64_t v = tu_save_random_model(tu_path("refit.db"), 2, 1, 0, 5);
     /* A fold-in leaves the trained model serving. */
     s_put_item(db, "late", "violin piano symphony");
     ck_assert_int_eq(store_embed_run(db, &o, &info, &err), STORE_OK);

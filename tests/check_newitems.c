@@ -21,7 +21,6 @@
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
-#include "tests/tu_model.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -95,14 +94,11 @@ static int64_t s_int(const char *path, const char *sql)
     return v;
 }
 
+/* A trained-looking model (tu_daemon.h): parameters for every other item
+ * of the catalog as it is now, none for items embedded later. */
 static int64_t s_save_model(const char *path)
 {
-    store *db;
-    store_err err;
-    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
-    int64_t v = tu_trained_model(db, 2, 9);
-    store_close(&db);
-    return v;
+    return tu_save_random_model(path, 2, 1, 0, 9);
 }
 
 /* ---- attnctl ------------------------------------------------------------------ */
@@ -180,11 +176,13 @@ END_TEST
 
 /* What the reference scorer gives the candidates for an anonymous history
  * (oldest first, as the request sends it) over the database's catalog and
- * active model; the new items' param index is checked to be -1. */
+ * active model; the new items' param index is checked to be -1, and that
+ * of known (i00005) to exist. */
 static void s_reference(const char *path, const char *const *hist, int n_hist,
                         const char *const *cand, int n_cand, const char *const *fresh,
                         int n_fresh, double *scores)
 {
+    const char *known = "i00005";
     store *db;
     store_err err;
     store_catalog *cat;
@@ -195,6 +193,8 @@ static void s_reference(const char *path, const char *const *hist, int n_hist,
     int64_t *param = malloc(cat->n * sizeof *param);
     for (size_t r = 0; r < cat->n; r++)
         param[r] = attn_model_item_index(md, cat->item_id[r]);
+    int64_t krow = store_catalog_find(cat, known, strlen(known));
+    ck_assert_msg(krow >= 0 && param[krow] >= 0, "%s has no trained parameters", known);
     for (int i = 0; i < n_fresh; i++) {
         int64_t row = store_catalog_find(cat, fresh[i], strlen(fresh[i]));
         ck_assert_msg(row >= 0 && param[row] == -1, "%s: row %lld, param %lld", fresh[i],
