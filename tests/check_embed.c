@@ -565,6 +565,7 @@ static store *s_fitted_db(const char *name, int dim, size_t n)
     store_embed_info info;
     ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(info.folded, 0);
+    ck_assert_int_eq(info.refit, 0);     /* nothing had a vector: the first fit */
     return db;
 }
 
@@ -698,15 +699,10 @@ static void s_put_item(store *db, const char *ext, const char *text)
 START_TEST(test_run_fold)
 {
     enum { d = 8, n0 = 60 };
-    const char *path = s_db_with_texts("fold.db", d, n0);
-    store *db;
+    store *db = s_fitted_db("fold.db", d, n0);
     store_err err = {0};
-    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 2000, &err), STORE_OK);
     store_embed_opts o = store_embed_defaults();
     store_embed_info info;
-    ck_assert_msg(store_embed_run(db, &o, &info, &err) == STORE_OK, "%s", err.msg);
-    ck_assert_int_eq(info.folded, 0);
-    ck_assert_int_eq(info.refit, 0);     /* nothing had a vector: the first fit */
     ck_assert_int_eq(s_q(db, "SELECT count(*) FROM embedder_basis"), 5);
     size_t n;
     float *fitted = s_vectors(db, d, &n, NULL);
