@@ -83,7 +83,7 @@ static const util_opt s_opts[] = {
     {"hold-out-newest", "F", "experiments: leave the fraction F of items with the\n"
      "newest first event out of the fit, without a vector;\n"
      "a later plain embed folds them in (docs/QUALITY.md)",
-     UTIL_OPT_DBL(s_args, o.hold_out, 0, 1), .flags = UTIL_OPT_MIN_OPEN, .def = ""},
+     UTIL_OPT_DBL(s_args, o.hold_out, 0, 0.99), .flags = UTIL_OPT_MIN_OPEN, .def = ""},
     {"quiet", NULL, "no progress line", UTIL_OPT_FLAG(s_args, quiet, 1)},
 };
 
