@@ -28,7 +28,7 @@ override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-
 override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-PKGS = sqlite3 libzmq openblas libcjson inih libsodium $(MALLOC_PKG)
+PKGS = sqlite3 libzmq openblas libcjson inih libsodium libmicrohttpd $(MALLOC_PKG)
 # Evaluated lazily: `make deps` must work before the libraries exist.
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) check 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -138,11 +138,12 @@ install: $(PROGRAMS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/attnd $(DESTDIR)$(DOCDIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)
 	install -m 644 conf/attnd.conf $(DESTDIR)$(SYSCONFDIR)/attnd/attnd.conf
+	install -m 644 conf/attnd-alerts.yml $(DESTDIR)$(SYSCONFDIR)/attnd/attnd-alerts.yml
 	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
-	rm -f $(DESTDIR)$(SYSCONFDIR)/attnd/attnd.conf
+	rm -f $(DESTDIR)$(SYSCONFDIR)/attnd/attnd.conf $(DESTDIR)$(SYSCONFDIR)/attnd/attnd-alerts.yml
 
 clean:
 	rm -rf build

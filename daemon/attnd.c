@@ -17,8 +17,9 @@
 static void s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: attnd [--db PATH] [--bind ENDPOINT] [--config FILE] [--workers N]\n"
-            "             [--set section.key=value]... [--log-level LEVEL] [--print-config]\n"
+            "usage: attnd [--db PATH] [--bind ENDPOINT] [--metrics HOST:PORT] [--config FILE]\n"
+            "             [--workers N] [--set section.key=value]... [--log-level LEVEL]\n"
+            "             [--print-config]\n"
             "\n"
             "Ranks candidate items for a user with multi-head target attention and\n"
             "answers over ZeroMQ (docs/PROTOCOL.md).  Every configuration key is listed,\n"
@@ -26,6 +27,8 @@ static void s_usage(FILE *out)
             "\n"
             "  --db PATH          database (store.db; default attnd.db)\n"
             "  --bind ENDPOINT    ROUTER endpoint (server.bind; default tcp://127.0.0.1:5555)\n"
+            "  --metrics ADDR     HTTP listener for /metrics, /healthz, /readyz (metrics.bind;\n"
+            "                     default 127.0.0.1:9464; '' = none)\n"
             "  --config FILE      read an INI configuration file first\n"
             "  --workers N        scoring threads (server.workers; 0 = one per core)\n"
             "  --set KEY=VALUE    any configuration key, e.g. --set limits.max_k=100\n"
@@ -40,6 +43,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"db", required_argument, 0, 'd'},      {"bind", required_argument, 0, 'b'},
+        {"metrics", required_argument, 0, 'm'},
         {"config", required_argument, 0, 'c'},  {"workers", required_argument, 0, 'w'},
         {"set", required_argument, 0, 's'},     {"log-level", required_argument, 0, 'l'},
         {"print-config", no_argument, 0, 'p'},  {"version", no_argument, 0, 'v'},
@@ -71,6 +75,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd': key = "store.db"; break;
         case 'b': key = "server.bind"; break;
+        case 'm': key = "metrics.bind"; break;
         case 'w': key = "server.workers"; break;
         case 'l': key = "server.log_level"; break;
         case 'c': continue;

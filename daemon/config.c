@@ -15,8 +15,11 @@
 #include <unistd.h>
 
 /* CFG_STRING needs a value; CFG_OPTSTRING may be empty ("" = off/none).
- * CFG_ENUM stores the index of the value in the entry's names. */
-enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_OPTSTRING, CFG_BOOL, CFG_ENUM, CFG_LEVEL };
+ * CFG_ENUM stores the index of the value in the entry's names.
+ * CFG_HOSTPORT is host:port or [v6 address]:port, or empty for none. */
+enum cfg_type {
+    CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_OPTSTRING, CFG_BOOL, CFG_ENUM, CFG_LEVEL, CFG_HOSTPORT
+};
 
 typedef struct cfg_entry {
     const char *name;      /* section.key */
@@ -100,6 +103,16 @@ static const cfg_entry s_table[] = {
     {"limits.max_seen", CFG_INT, F(max_seen), 1, 10000000, "1000",
      "newest events checked by exclude_seen"},
     {"limits.default_k", CFG_INT, F(default_k), 1, 1000000, "10", "k when a request gives none"},
+    {"metrics.bind", CFG_HOSTPORT, F(metrics_bind), 0, 0, "127.0.0.1:9464",
+     "HTTP listener for /metrics, /healthz and /readyz (host:port, [v6]:port; port 0 picks a "
+     "free one); empty = none"},
+    {"metrics.max_connections", CFG_INT, F(metrics_max_connections), 1, 1024, "16",
+     "HTTP connections open at once; more are refused"},
+    {"metrics.timeout", CFG_INT, F(metrics_timeout), 1, 3600, "10",
+     "seconds an HTTP connection may stay idle (a slow client included) before it is closed"},
+    {"metrics.max_request_bytes", CFG_INT, F(metrics_max_request_bytes), 4096, 1 << 20, "16384",
+     "memory one HTTP connection may use for its request line and headers; larger requests "
+     "are refused"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
@@ -122,6 +135,35 @@ static const char *s_names(const cfg_entry *e)
     for (int i = 0; names && names[i] && at < sizeof buf; i++)
         at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", i ? ", " : "", names[i]);
     return buf;
+}
+
+int cfg_hostport_split(const char *text, char *host, size_t host_len, int *port)
+{
+    const char *colon, *h = text;
+    size_t hlen;
+    if (*text == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = text + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon || memchr(text, ':', (size_t)(colon - text)))
+            return -1;   /* none, or an IPv6 address without brackets */
+        hlen = (size_t)(colon - text);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (hlen == 0 || hlen >= host_len || errno || end == colon + 1 || *end || p < 0 ||
+        p > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    *port = (int)p;
+    return 0;
 }
 
 static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char *why,
@@ -179,6 +221,18 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    case CFG_HOSTPORT: {
+        char host[256];
+        int port;
+        if (strlen(value) >= e->size ||
+            (*value && cfg_hostport_split(value, host, sizeof host, &port) != 0)) {
+            snprintf(why, why_len, "%s: '%s' is not host:port (or [v6 address]:port, port "
+                     "0..65535), or empty for none", e->name, value);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
     case CFG_LEVEL:
         if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
             strcmp(value, "error")) {

@@ -52,6 +52,11 @@ typedef struct srv_config {
     int max_history;
     int max_seen;
     int default_k;
+    /* [metrics] */
+    char metrics_bind[256];    /* host:port of the HTTP listener; "" = none */
+    int metrics_max_connections;
+    int metrics_timeout;       /* seconds a connection may stay idle */
+    int metrics_max_request_bytes;
 } srv_config;
 
 /* The built-in defaults.  The checked form returns -1 with the key when a
@@ -75,6 +80,11 @@ void cfg_print(const srv_config *cfg, FILE *out);
 /* Number of configuration keys, for tests that check conf/attnd.conf
  * documents every key. */
 int cfg_key_count(void);
+
+/* Split "host:port" or "[v6 address]:port" into host (brackets removed)
+ * and port.  0, or -1 when text has neither form or the port is not in
+ * 0..65535. */
+int cfg_hostport_split(const char *text, char *host, size_t host_len, int *port);
 
 /* Cores online, at least 1. */
 int cfg_cores(void);

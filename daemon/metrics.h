@@ -1,10 +1,35 @@
-/* metrics.h -- counters and latency histograms, per worker and for the server.
+/* metrics.h -- the one metrics registry: what attnd counts, and the view
+ * that the logfmt line, the `stats` op and /metrics all render, so the
+ * three never disagree.
  *
- * Each worker records into its own srv_wstats under its own mutex (never
- * contended except when metrics are collected), so the hot path shares no
- * cache line with other workers.  The main thread's counters are atomics.
- * srv_metrics_collect() merges everything into one view that both the
- * periodic logfmt line and the `stats` op render.
+ *     srv_wstats_note(ws, &obs);                       // a worker, per request
+ *     srv_metrics_collect(v, wstats, n, &counters, 0); // any thread: sums
+ *
+ * Where the numbers live:
+ *   srv_wstats    per worker.  Its counts (srv_wcounts) have one writer, the
+ *                 worker, which stores each word with a relaxed atomic store
+ *                 and takes no lock; a collector reads them word by word with
+ *                 relaxed atomic loads, so a scrape never makes a worker
+ *                 wait, even when the scraping thread is preempted.  The fine
+ *                 histograms (quantiles for `stats` and the log line, on the
+ *                 main thread) are under the worker's own mutex.
+ *   srv_counters  the main thread's and the reloader's: atomics, and RSS and
+ *                 jemalloc's figures sampled by main's cron once a second.
+ * srv_metrics_collect() sums them into a srv_metrics_view; metric_defs.c
+ * names each view field for the outside (Prometheus name, `stats` key, log
+ * key) in one table row.  A view is a snapshot of many independent words:
+ * each one is exact, but a histogram's _sum may trail its buckets by the
+ * request being recorded at that moment.
+ *
+ * Adding a metric:
+ *   - counted by a worker per request: a uint64_t (or srv_phist) field in
+ *     srv_wcounts, set in srv_wstats_note; the sum over workers needs no code
+ *     (srv_wcounts is summed as an array of uint64_t);
+ *   - counted elsewhere: an atomic in srv_counters and a line in
+ *     srv_metrics_collect, or a feature's own small struct embedded in the
+ *     view and filled by its own collect function from srv_state_collect;
+ *   - then one row in metric_defs.c.
+ * Counters only ever grow: nothing here is reset, a reload included.
  */
 #ifndef DAEMON_METRICS_H
 #define DAEMON_METRICS_H
@@ -13,11 +38,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "util/hist.h"
 #include "daemon/experiment.h"
+#include "daemon/phist.h"
 #include "daemon/proto.h"
+#include "util/hist.h"
 
-#define SRV_OPS_MAX 16   /* rows the op table may grow to (ops.c checks) */
+#define SRV_OPS_MAX 16                  /* rows the op table may grow to (ops.c checks) */
+#define SRV_OP_NONE SRV_OPS_MAX         /* requests whose op could not be read */
+#define SRV_OP_ROWS (SRV_OPS_MAX + 1)
 
 enum srv_stage {
     SRV_STAGE_PARSE,    /* UTF-8 check, JSON parse, validation */
@@ -28,24 +56,65 @@ enum srv_stage {
     SRV_STAGE_COUNT
 };
 
-/* An experiment arm's share: its requests, fallbacks and total latency. */
-typedef struct srv_arm_stats {
-    uint64_t requests;
-    uint64_t fallbacks;
-    util_hist total;                     /* nanoseconds, receive to reply */
-} srv_arm_stats;
+/* A stage a request did not reach (rank failing before scoring). */
+#define SRV_STAGE_SKIPPED UINT64_MAX
+
+/* Why a rank reply came from the popularity prior (0: it did not). */
+enum srv_fallback {
+    SRV_FB_NONE = 0,
+    SRV_FB_UNKNOWN_USER,     /* the user id is not in the database */
+    SRV_FB_NO_HISTORY,       /* the user has no usable events */
+    SRV_FB_UNKNOWN_HISTORY,  /* none of an anonymous history's ids is in the catalog */
+    SRV_FB_COUNT
+};
+const char *srv_fallback_name(int fallback);   /* "unknown_user", ...; NULL for none */
+
+/* ---- per worker ------------------------------------------------------------ */
+
+/* What a worker counts.  Only uint64_t (and srv_phist, all uint64_t), so
+ * that workers' counts are summed word by word. */
+typedef struct srv_wcounts {
+    uint64_t requests[SRV_OP_ROWS][SRV_CODE_COUNT];  /* replies by op row and code */
+    uint64_t fallbacks[SRV_FB_COUNT];                /* rank replies from the prior, by reason */
+    uint64_t unknown_candidates;                     /* candidate ids not in the catalog */
+    srv_phist stage[SRV_STAGE_COUNT];                /* ns, per stage */
+    srv_phist candidates;                            /* candidates per rank request */
+    srv_phist history;                               /* history items used per rank request */
+    uint64_t arm_requests[SRV_ARMS_MAX];             /* by experiment arm (experiment.h) */
+    uint64_t arm_fallbacks[SRV_ARMS_MAX];
+    srv_phist arm_total[SRV_ARMS_MAX];               /* ns, receive to reply */
+} srv_wcounts;
 
 typedef struct srv_wstats {
-    pthread_mutex_t lock;
-    uint64_t ops[SRV_OPS_MAX];           /* requests by op, by table row (parsed ones) */
-    uint64_t errors[SRV_CODE_COUNT];     /* error replies by code */
-    uint64_t fallbacks;                  /* rank replies that used the popularity prior */
-    util_hist stage[SRV_STAGE_COUNT];    /* nanoseconds */
-    srv_arm_stats arm[SRV_ARMS_MAX];     /* by experiment arm */
+    srv_wcounts c;                       /* the worker's relaxed atomic stores, no lock */
+    pthread_mutex_t lock;                /* guards the fine histograms only */
+    util_hist stage[SRV_STAGE_COUNT];    /* ns, fine-grained: quantiles */
+    util_hist arm_total[SRV_ARMS_MAX];   /* ns, by experiment arm */
 } srv_wstats;
 
+/* One answered request, as the worker saw it. */
+typedef struct srv_obs {
+    int op_row;                           /* srv_op_row(op) */
+    int code;                             /* SRV_OK or the error replied */
+    int counted;                          /* 0: the reply is counted by whoever sends it */
+    const uint64_t *stage;                /* SRV_STAGE_COUNT ns, or SRV_STAGE_SKIPPED */
+    int arm;                              /* its experiment arm, or -1 */
+    int ranked;                           /* a rank answered with results: the fields below */
+    int fallback;                         /* enum srv_fallback */
+    int candidates, history, unknown_candidates;
+} srv_obs;
+
+void srv_wstats_init(srv_wstats *ws);
+void srv_wstats_destroy(srv_wstats *ws);
+/* Record one request (its worker only): the counts without a lock, the
+ * fine histograms under one lock and unlock. */
+void srv_wstats_note(srv_wstats *ws, const srv_obs *o);
+
+/* ---- the main thread's ------------------------------------------------------ */
+
 typedef struct srv_counters {
-    atomic_uint_fast64_t errors[SRV_CODE_COUNT];  /* error replies sent by the main thread */
+    atomic_uint_fast64_t requests[SRV_OP_ROWS][SRV_CODE_COUNT];  /* replies main and the
+                                                      reloader wrote: busy, bad_frame, reload */
     atomic_uint_fast64_t received;                /* messages read from the socket */
     atomic_uint_fast64_t replied;                 /* replies written to the socket */
     atomic_uint_fast64_t dropped;                 /* replies dropped: the client's queue was
@@ -55,39 +124,55 @@ typedef struct srv_counters {
     atomic_int queued;                            /* waiting for a worker */
     atomic_uint_fast64_t reloads, reload_failures;
     atomic_uint_fast64_t qps_milli;               /* replies/s x 1000, over the last 10 s */
+    atomic_uint_fast64_t rss_bytes;               /* sampled by srv_counters_sample */
+    atomic_uint_fast64_t jemalloc_allocated;
 } srv_counters;
 
+void srv_counters_reply(srv_counters *c, int op_row, int code);
+/* Read RSS and jemalloc's allocated bytes into c: main's cron, once a
+ * second.  Reading them takes kernel and jemalloc locks that a worker's
+ * allocation may need, so the threads that render metrics do not. */
+void srv_counters_sample(srv_counters *c);
+
+/* ---- the view ------------------------------------------------------------------ */
+
 typedef struct srv_metrics_view {
-    double uptime_s;
+    srv_wcounts w;                       /* workers' counts, plus main's replies */
+    /* derived from w for `stats` and the log line */
+    uint64_t ops[SRV_OP_ROWS];           /* requests by op row */
+    uint64_t errors[SRV_CODE_COUNT];     /* replies by code, every op */
+    uint64_t fallbacks_total, busy;
+    /* main thread's */
+    uint64_t received, replied, dropped, unroutable, reloads, reload_failures;
+    int64_t in_flight, queued;
     double qps;
-    uint64_t received, replied, dropped, unroutable;
-    uint64_t ops[SRV_OPS_MAX];
-    uint64_t errors[SRV_CODE_COUNT];
-    uint64_t fallbacks, reloads, reload_failures;
-    int in_flight, queued;
-    util_hist stage[SRV_STAGE_COUNT];
-    srv_arm_stats arm[SRV_ARMS_MAX];
+    /* process and state (srv_state_collect) */
+    double uptime_s, start_time_s, loaded_time_s;   /* loaded: Unix time of the serving
+                                                       snapshot's publication */
     uint64_t rss_bytes;
-    uint64_t jemalloc_allocated;   /* 0 without jemalloc (sanitizer builds) */
-    int64_t model_version, catalog_version;
-    uint32_t items;
+    uint64_t jemalloc_allocated;         /* 0 without jemalloc (sanitizer builds) */
+    int64_t model_version, catalog_version, items;
+    int64_t workers, ready, build_info;  /* build_info is always 1 (labels carry the facts) */
+    const srv_experiment *exp;           /* names the arms (labels); NULL: no experiment */
+    int quantiles;                       /* the fine histograms below were filled */
+    util_hist stage[SRV_STAGE_COUNT];    /* ns; only with SRV_COLLECT_QUANTILES */
+    util_hist arm_total[SRV_ARMS_MAX];   /* ns; only with SRV_COLLECT_QUANTILES */
 } srv_metrics_view;
 
-void srv_wstats_init(srv_wstats *ws);
-void srv_wstats_destroy(srv_wstats *ws);
+enum { SRV_COLLECT_QUANTILES = 1 };
 
 /* Merge n worker stats and the counters into view (uptime, versions and
- * items are left for the caller). */
+ * the rest of the state are left to srv_state_collect).  Without
+ * SRV_COLLECT_QUANTILES it takes no lock at all. */
 void srv_metrics_collect(srv_metrics_view *view, srv_wstats *const *ws, int n,
-                         srv_counters *counters);
+                         srv_counters *counters, int flags);
 
 /* view minus an earlier view, for per-interval quantiles. */
 void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
                           const srv_metrics_view *before);
 
-/* One logfmt line body (no timestamp/level) into buf; exp names the arms. */
-void srv_metrics_logfmt(const srv_metrics_view *v, const srv_experiment *exp, char *buf,
-                        size_t len);
+/* One logfmt line body (no timestamp/level) into buf; v->exp names the arms. */
+void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len);
 
 /* Stage names ("parse", ... "total"), for the log line and replies. */
 const char *srv_stage_name(int stage);

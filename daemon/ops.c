@@ -42,6 +42,11 @@ int srv_op_index(const srv_op *op)
     return (int)(op - s_table);
 }
 
+int srv_op_row(const srv_op *op)
+{
+    return op ? srv_op_index(op) : SRV_OP_NONE;
+}
+
 const srv_op *srv_op_find(const char *name, size_t len)
 {
     for (int i = 0; i < S_NOPS; i++)
@@ -97,8 +102,8 @@ static void s_stats(srv_call *c)
         srv_call_error(c, SRV_E_INTERNAL, "out of memory for the metrics view");
         return;
     }
-    srv_state_collect(c->state, v);
-    srv_reply_stats(c->out, c->rq->id_json, v, &c->state->exp);
+    srv_state_collect(c->state, v, SRV_COLLECT_QUANTILES);
+    srv_reply_stats(c->out, c->rq->id_json, v);
     free(v);
 }
 

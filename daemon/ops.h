@@ -62,10 +62,13 @@ typedef struct srv_call {
     uint64_t *stage;            /* SRV_STAGE_COUNT timings for the handler to fill */
     int outcome;                /* enum srv_outcome */
     int code;                   /* SRV_OK, or the error code of the reply written */
-    int fallback;               /* a rank answered from the popularity prior */
     int role;                   /* the caller's role (enum srv_role); admin without access
                                    control */
     int arm;                    /* the experiment arm that served it, or -1 */
+    /* what rank saw, for the metrics (ranked: it answered with results) */
+    int ranked;
+    int fallback;               /* enum srv_fallback: why the popularity prior ranked */
+    int n_candidates, n_history, n_unknown;
 } srv_call;
 
 typedef struct srv_op {
@@ -81,6 +84,8 @@ typedef struct srv_op {
 /* The table, in the order metrics list ops.  *n gets its length. */
 const srv_op *srv_ops(int *n);
 int srv_op_index(const srv_op *op);            /* its row number */
+/* The metrics row of a request: its op's row, SRV_OP_NONE for NULL. */
+int srv_op_row(const srv_op *op);
 const srv_op *srv_op_find(const char *name, size_t len);   /* NULL if unknown */
 /* "rank, health, ..." for unknown_op's message. */
 const char *srv_op_names(void);

@@ -59,7 +59,8 @@ typedef struct s_rank_state {
     int arm;                  /* experiment arm, or -1 */
     int n_cand, n_unknown, n_excluded, n_hist;
     int n_ctx;                /* self-attention context events after the history */
-    const char *fallback;     /* NULL, or the reason */
+    int n_unknown_cand;       /* of n_unknown, candidate ids (the rest: history ids) */
+    int fallback;             /* enum srv_fallback */
 } s_rank_state;
 
 /* ---- buffers -------------------------------------------------------------- */
@@ -237,7 +238,7 @@ static void s_map_anonymous(srv_rank_buf *b, const srv_snapshot *snap, const srv
             b->unknown[st->n_unknown++] = a->history[a->n_history - 1 - i];
     }
     if (st->n_hist == 0)
-        st->fallback = "unknown_history";
+        st->fallback = SRV_FB_UNKNOWN_HISTORY;
 }
 
 /* Candidates the user has seen move to the excluded list. */
@@ -265,7 +266,7 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
     int64_t uid;
     int rc = store_user_id(c->res->db, a->user.s, a->user.len, &uid, &err);
     if (rc == STORE_ERR_NOTFOUND) {
-        st->fallback = "unknown_user";
+        st->fallback = SRV_FB_UNKNOWN_USER;
         return 0;
     }
     int want = st->m->l_hist + st->m->l_ctx;
@@ -290,7 +291,7 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
             s_take_event(b, st, (uint32_t)row, wt);
     }
     if (st->n_hist == 0)
-        st->fallback = "no_history";
+        st->fallback = SRV_FB_NO_HISTORY;
     if (a->exclude_seen)
         s_exclude_seen(b, st);
     return 0;
@@ -409,6 +410,7 @@ void srv_rank_run(srv_call *c)
         goto done;
     uint64_t t0 = util_now_ns();
     s_map_candidates(b, snap, a, &st);
+    st.n_unknown_cand = st.n_unknown;
     if (!a->user.s)
         s_map_anonymous(b, snap, a, &st);
     else if (s_map_user(c, snap, a, &st, why, sizeof why)) {
@@ -423,8 +425,8 @@ void srv_rank_run(srv_call *c)
                     .because_rows = b->because_rows, .unknown = b->unknown,
                     .n_unknown = st.n_unknown, .exclude_seen = a->exclude_seen,
                     .excluded = b->excluded_rows, .n_excluded = st.n_excluded,
-                    .fallback = st.fallback, .history = st.n_hist, .titles = a->titles,
-                    .t_recv = c->t_recv};
+                    .fallback = srv_fallback_name(st.fallback), .history = st.n_hist,
+                    .titles = a->titles, .t_recv = c->t_recv};
     if (st.fallback)
         s_score_popular(b, snap, a, &st, &r);
     else if (st.n_cand > 0 && s_score(c, a, &st, &r, why, sizeof why)) {
@@ -435,7 +437,11 @@ void srv_rank_run(srv_call *c)
     c->stage[SRV_STAGE_SCORE] = t2 - t1;
     srv_reply_rank(c->out, c->rq->id_json, &r);
     c->stage[SRV_STAGE_ENCODE] = util_now_ns() - t2;
-    c->fallback = st.fallback != NULL;
+    c->ranked = 1;
+    c->fallback = st.fallback;
+    c->n_candidates = a->n_cand;
+    c->n_history = st.n_hist;
+    c->n_unknown = st.n_unknown_cand;
 done:
     srv_snapshot_release(&snap);
 }

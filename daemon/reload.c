@@ -116,16 +116,18 @@ void srv_reloader_start(srv_reloader *r, const char *reason)
 /* Reply to every waiter: the new snapshot, or why there is none. */
 static void s_answer(srv_reloader *r, const srv_snapshot *snap, const char *why)
 {
+    int row = srv_op_row(srv_op_find("reload", 6));
     for (int i = 0; i < r->n_waiters; i++) {
         s_waiter *wt = &r->waiters[i];
+        int code = SRV_OK;
         if (snap) {
             srv_reply_reloaded(&r->out, wt->id_json, snap);
         } else {
-            int code = why ? SRV_E_RELOAD_FAILED : SRV_E_UNAVAILABLE;
+            code = why ? SRV_E_RELOAD_FAILED : SRV_E_UNAVAILABLE;
             srv_reply_error(&r->out, wt->id_json, code,
                             why ? why : "shutting down before the reload finished");
-            atomic_fetch_add(&r->st->counters.errors[code], 1);
         }
+        srv_counters_reply(&r->st->counters, row, code);
         r->send(r->ctx, &wt->route, wt->style, r->out.buf, r->out.len);
         zmq_msg_close(&wt->route);
         free(wt->id_json);
@@ -179,11 +181,11 @@ void srv_reloader_on_done(srv_reloader *r)
             (long long)snap->model_version, (long long)snap->catalog_version, snap->cat->n,
             snap->build_ms, snap->bytes);
     atomic_fetch_add(&r->st->counters.reloads, 1);
-    atomic_store(&r->st->last_reload_ns, util_now_ns());
     r->failed_model = r->failed_catalog = -2;
     /* A reference for the waiters' reply: publishing may free nothing of it. */
     atomic_fetch_add(&snap->refs, 1);
     srv_snapshot_publish(snap);
+    srv_state_published(r->st, snap);
     s_answer(r, snap, NULL);
     srv_snapshot_release(&snap);
 }

@@ -1,8 +1,10 @@
 /* reply.c -- see reply.h.  The field names here are the protocol. */
 #include "daemon/reply.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "daemon/metric_defs.h"
 #include "daemon/ops.h"
 #include "util/clock.h"
 
@@ -126,7 +128,7 @@ void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
     srv_json_key(w, "live");
     srv_json_bool(w, 1);
     srv_json_key(w, "ready");
-    srv_json_bool(w, snap && !atomic_load(&st->stopping));
+    srv_json_bool(w, snap && !srv_state_unready(st));
     srv_json_key(w, "model");
     srv_json_int(w, snap ? snap->model_version : -1);
     srv_json_key(w, "catalog");
@@ -208,6 +210,17 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     srv_json_key(w, "endpoint");
     srv_json_cstr(w, cfg->bind);
     s_kv_int(w, "workers", st->n_workers);
+    srv_json_key(w, "metrics");   /* the HTTP listener, "host:port"; null without one */
+    if (st->metrics_port > 0) {
+        char host[256], addr[300];
+        int port;
+        cfg_hostport_split(cfg->metrics_bind, host, sizeof host, &port);
+        snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+                 st->metrics_port);
+        srv_json_cstr(w, addr);
+    } else {
+        srv_json_null(w);
+    }
     srv_json_key(w, "db");
     srv_json_cstr(w, cfg->db);
     if (snap)
@@ -270,50 +283,45 @@ static void s_counts(srv_json *w, const srv_metrics_view *v)
 }
 
 
-static void s_arms(srv_json *w, const srv_metrics_view *v, const srv_experiment *exp)
+static void s_arms(srv_json *w, const srv_metrics_view *v)
 {
     srv_json_key(w, "arms");
     srv_json_open(w, '{');
-    for (int a = 0; a < exp->n; a++) {
+    for (int a = 0; v->exp && a < v->exp->n; a++) {
+        const srv_experiment *exp = v->exp;
         srv_json_key(w, exp->arm[a].name);
         srv_json_open(w, '{');
-        s_kv_int(w, "requests", (int64_t)v->arm[a].requests);
-        s_kv_int(w, "fallbacks", (int64_t)v->arm[a].fallbacks);
+        s_kv_int(w, "requests", (int64_t)v->w.arm_requests[a]);
+        s_kv_int(w, "fallbacks", (int64_t)v->w.arm_fallbacks[a]);
         srv_json_key(w, "latency_us");
         srv_json_open(w, '{');
-        s_quantiles(w, &v->arm[a].total);
+        s_quantiles(w, &v->arm_total[a]);
         srv_json_close(w, '}');
         srv_json_close(w, '}');
     }
     srv_json_close(w, '}');
 }
 
-void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v,
-                     const srv_experiment *exp)
+/* The table's scalars with a stats key (metric_defs.c), then the families:
+ * requests by op and by error code, latency quantiles per stage, and the
+ * experiment's arms. */
+void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v)
 {
     s_begin(w, id_json, 1);
-    srv_json_key(w, "uptime_s");
-    srv_json_num(w, v->uptime_s);
-    srv_json_key(w, "qps");
-    srv_json_num(w, v->qps);
-    s_kv_int(w, "requests", (int64_t)v->replied);
-    s_kv_int(w, "received", (int64_t)v->received);
-    s_kv_int(w, "dropped", (int64_t)v->dropped);
-    s_kv_int(w, "unroutable", (int64_t)v->unroutable);
-    s_kv_int(w, "in_flight", v->in_flight);
-    s_kv_int(w, "queued", v->queued);
-    s_kv_int(w, "busy", (int64_t)v->errors[SRV_E_BUSY]);
-    s_kv_int(w, "fallbacks", (int64_t)v->fallbacks);
-    s_kv_int(w, "reloads", (int64_t)v->reloads);
-    s_kv_int(w, "reload_failures", (int64_t)v->reload_failures);
+    int n;
+    const srv_metric *defs = srv_metric_defs(&n);
+    for (int i = 0; i < n; i++) {
+        if (!defs[i].stats)
+            continue;
+        srv_json_key(w, defs[i].stats);
+        if (srv_metric_is_int(&defs[i]))
+            srv_json_int(w, srv_metric_i64(&defs[i], v, 0));
+        else
+            srv_json_num(w, srv_metric_f64(&defs[i], v, 0));
+    }
     s_counts(w, v);
     s_latency(w, v);
-    s_arms(w, v, exp);
-    s_kv_int(w, "rss_bytes", (int64_t)v->rss_bytes);
-    s_kv_int(w, "jemalloc_allocated", (int64_t)v->jemalloc_allocated);
-    s_kv_int(w, "model", v->model_version);
-    s_kv_int(w, "catalog", v->catalog_version);
-    s_kv_int(w, "items", v->items);
+    s_arms(w, v);
     srv_json_close(w, '}');
 }
 

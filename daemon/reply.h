@@ -51,8 +51,7 @@ void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
 void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
                     const srv_snapshot *snap);
 /* stats: the metrics view (the same numbers as the log line). */
-void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v,
-                     const srv_experiment *exp);
+void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v);
 /* reload: what the new snapshot holds. */
 void srv_reply_reloaded(srv_json *w, const char *id_json, const srv_snapshot *snap);
 

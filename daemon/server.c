@@ -13,8 +13,9 @@
  * Signals arrive through a signalfd polled with the sockets: they are
  * blocked in every thread attnd creates, so none interrupts a ZeroMQ call
  * half-way through a message (wire.h retries on EINTR all the same).
- * Threads a library started before main (OpenBLAS's pool) cannot be made
- * to block them; a signal delivered there runs a handler that forwards it
+ * Threads a library started before main blocked them (OpenBLAS's pool,
+ * libmicrohttpd's, which must answer /healthz during the first load) do not
+ * block them; a signal delivered there runs a handler that forwards it
  * through a pipe polled beside the signalfd.
  */
 #include "daemon/server.h"
@@ -31,6 +32,7 @@
 #include <zmq.h>
 
 #include "daemon/arena.h"
+#include "daemon/http.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/peers.h"
@@ -65,6 +67,7 @@ typedef struct s_main {
     s_pending *queue;       /* ring of queue_max */
     int q_head, q_len;
     srv_reloader *reloader;
+    srv_http *http;         /* /metrics, /healthz, /readyz; NULL when metrics.bind is empty */
     srv_peers *peers;       /* reply bytes queued per client */
     srv_json out;           /* errors the main thread writes itself */
     srv_metrics_view *view_now, *view_prev, *view_interval;
@@ -115,12 +118,13 @@ static void s_send_cb(void *ctx, zmq_msg_t *route, uint8_t style, const char *bu
     atomic_fetch_sub(&m->st.counters.in_flight, 1);   /* a reload waiter */
 }
 
-/* An error answered here (busy, too_large, bad_frame, unavailable). */
+/* An error answered here (busy, too_large, bad_frame, unavailable), counted
+ * under the request's op (NULL: it could not be read). */
 static void s_reply_error(s_main *m, zmq_msg_t *route, uint8_t style, const char *id_json,
-                          int code, const char *why)
+                          const srv_op *op, int code, const char *why)
 {
     srv_reply_error(&m->out, id_json, code, why);
-    atomic_fetch_add(&m->st.counters.errors[code], 1);
+    srv_counters_reply(&m->st.counters, srv_op_row(op), code);
     s_send_reply(m, route, style, m->out.buf, m->out.len);
 }
 
@@ -259,7 +263,7 @@ static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_
     if (op && op->at == SRV_AT_MAIN)
         s_handle_here(m, route, style, payload, t_recv, 0);
     else if (atomic_load(&m->st.stopping))
-        s_reply_error(m, route, style, id_json, SRV_E_UNAVAILABLE,
+        s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: send to another instance or retry later");
     else if (m->n_idle > 0 && m->q_len > 0) {
         /* This thread already has the queue head to score; a helper takes this. */
@@ -268,7 +272,7 @@ static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_
     } else if (m->q_len < m->st.cfg.queue_max)
         s_enqueue(m, route, payload, t_recv, style);
     else
-        s_reply_error(m, route, style, id_json, SRV_E_BUSY,
+        s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
                       "every worker is busy and the queue is full; retry with backoff");
 }
 
@@ -287,13 +291,13 @@ static void s_on_frontend(s_main *m)
             size_t size = n == at + 1 ? zmq_msg_size(&f[at]) : 0;
             char why[160];
             if (n != at + 1)
-                s_reply_error(m, &f[0], style, "null", SRV_E_BAD_FRAME,
+                s_reply_error(m, &f[0], style, "null", NULL, SRV_E_BAD_FRAME,
                               n <= at ? "message: no payload frame"
                                       : "message: expected one JSON frame, got several");
             else if (size > (size_t)m->st.cfg.max_message_bytes) {
                 snprintf(why, sizeof why, "message: %zu bytes, more than "
                          "limits.max_message_bytes (%d)", size, m->st.cfg.max_message_bytes);
-                s_reply_error(m, &f[0], style, "null", SRV_E_TOO_LARGE, why);
+                s_reply_error(m, &f[0], style, "null", NULL, SRV_E_TOO_LARGE, why);
             } else
                 s_route(m, &f[0], &f[at], util_now_ns(), style);
         }
@@ -345,10 +349,10 @@ static void s_on_backend(s_main *m)
 
 static void s_metrics_line(s_main *m)
 {
-    srv_state_collect(&m->st, m->view_now);
+    srv_state_collect(&m->st, m->view_now, SRV_COLLECT_QUANTILES);
     srv_metrics_interval(m->view_interval, m->view_now, m->view_prev);
     char line[3072];
-    srv_metrics_logfmt(m->view_interval, &m->st.exp, line, sizeof line);
+    srv_metrics_logfmt(m->view_interval, line, sizeof line);
     srv_log(SRV_INFO, "%s", line);
     srv_metrics_view *t = m->view_prev;
     m->view_prev = m->view_now;
@@ -388,6 +392,7 @@ static void s_log_drops(s_main *m, uint64_t now)
 static void s_cron(s_main *m, uint64_t now)
 {
     const srv_config *cfg = &m->st.cfg;
+    srv_counters_sample(&m->st.counters);
     s_qps(m, now);
     s_log_drops(m, now);
     srv_peers_sweep(m->peers);
@@ -577,7 +582,7 @@ static void s_refuse_queue(s_main *m)
         char id_json[SRV_ID_JSON_MAX];
         const srv_op *op;
         srv_request_peek(zmq_msg_data(&p->payload), zmq_msg_size(&p->payload), &op, id_json);
-        s_reply_error(m, &p->route, p->style, id_json, SRV_E_UNAVAILABLE,
+        s_reply_error(m, &p->route, p->style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: the grace period ended before this request was served");
         zmq_msg_close(&p->route);
         zmq_msg_close(&p->payload);
@@ -648,6 +653,7 @@ static void s_loop(s_main *m)
 
 static void s_cleanup(s_main *m)
 {
+    srv_http_stop(&m->http);   /* first: it reads the workers' statistics and the snapshot */
     srv_reloader_free(&m->reloader);
     for (int i = 0; i < m->q_len; i++) {
         s_pending *p = &m->queue[(m->q_head + i) % m->st.cfg.queue_max];
@@ -657,6 +663,7 @@ static void s_cleanup(s_main *m)
     if (m->workers)
         s_stop_workers(m);
     srv_snapshot_publish(NULL);
+    srv_state_published(&m->st, NULL);
     /* Replies still queued get the rest of the grace (2 s at least) to leave. */
     uint64_t now = util_now_ns();
     int linger = 0, flush_ms = 2000;
@@ -696,9 +703,27 @@ static void s_cleanup(s_main *m)
             close(m->sig_pipe[i]);
 }
 
+/* The operators' HTTP listener, first of all: /healthz answers (and
+ * /readyz says "starting") while a large first snapshot loads. */
+static int s_start_http(s_main *m)
+{
+    if (!m->st.cfg.metrics_bind[0])
+        return 0;
+    char why[600];
+    m->http = srv_http_start(&m->st, why, sizeof why);
+    if (!m->http) {
+        srv_log(SRV_ERROR, "msg=\"cannot start the metrics listener\" reason=\"%s\"", why);
+        return -1;
+    }
+    m->st.metrics_port = srv_http_port(m->http);
+    srv_log(SRV_INFO, "msg=\"metrics listening\" bind=%s port=%d paths=/metrics,/healthz,/readyz",
+            m->st.cfg.metrics_bind, m->st.metrics_port);
+    return 0;
+}
+
 /* The first snapshot, before anything binds: a database that cannot be
  * served stops start-up with the reason. */
-static int s_first_snapshot(const srv_state *st)
+static int s_first_snapshot(srv_state *st)
 {
     srv_snapshot *snap = NULL;
     char why[600];
@@ -711,6 +736,7 @@ static int s_first_snapshot(const srv_state *st)
             snap->n_models, (long long)snap->catalog_version, snap->cat->n,
             snap->cat->n_unembedded, snap->build_ms, snap->bytes, snap->title_bytes);
     srv_snapshot_publish(snap);
+    srv_state_published(st, snap);
     return 0;
 }
 
@@ -737,7 +763,7 @@ static int s_alloc(s_main *m)
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         util_hist_reset(&m->view_prev->stage[s]);
     for (int a = 0; a < SRV_ARMS_MAX; a++)
-        util_hist_reset(&m->view_prev->arm[a].total);
+        util_hist_reset(&m->view_prev->arm_total[a]);
     return 0;
 }
 
@@ -773,6 +799,7 @@ int srv_server_run(const srv_config *cfg)
     m->sig_fd = m->sig_pipe[0] = m->sig_pipe[1] = -1;
     m->st.cfg = *cfg;
     m->st.started_ns = util_now_ns();
+    m->st.started_wall_ns = util_wall_ns();
     int cores = cfg_cores() < 256 ? cfg_cores() : 256;
     m->st.n_workers = cfg->workers > 0 ? cfg->workers : cores;
     srv_log_set_level(cfg->log_level);
@@ -789,14 +816,18 @@ int srv_server_run(const srv_config *cfg)
         free(m);
         return 1;
     }
-    if (s_first_snapshot(&m->st)) {
+    if (s_start_http(m) || s_first_snapshot(&m->st)) {
+        srv_http_stop(&m->http);
         free(m);
         return 1;
     }
-    /* Before any thread exists, so that all of them inherit the mask. */
+    /* Before any other thread exists, so that all of them inherit the mask
+     * (the HTTP thread's signals are forwarded, see s_forward). */
     if (s_signals(m)) {
         srv_log(SRV_ERROR, "msg=\"cannot set up signal handling\" reason=\"%s\"", strerror(errno));
     } else if (s_start(m) == 0) {
+        srv_counters_sample(&m->st.counters);
+        atomic_store(&m->st.serving, 1);
         m->next_metrics = util_now_ns() + (uint64_t)(cfg->metrics_interval * 1e9);
         m->next_poll = util_now_ns() + (uint64_t)(cfg->reload_poll * 1e9);
         s_loop(m);

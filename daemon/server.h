@@ -13,6 +13,8 @@
  *             signalfd.
  *   workers   one request at a time each (worker.h).
  *   loader    started per reload (reload.h).
+ *   http      libmicrohttpd's, for /metrics and the probes (http.h); started
+ *             first, so that /healthz answers while the first snapshot loads.
  *
  * Messages between main and workers travel over inproc sockets and are
  * moved, not copied (zmq_msg_t ownership passes with zmq_msg_send).

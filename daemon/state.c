@@ -4,13 +4,38 @@
 #include "daemon/snapshot.h"
 #include "util/clock.h"
 
-void srv_state_collect(srv_state *st, srv_metrics_view *v)
+void srv_state_collect(srv_state *st, srv_metrics_view *v, int flags)
 {
-    srv_metrics_collect(v, st->wstats, st->n_workers, &st->counters);
+    int serving = atomic_load(&st->serving);
+    srv_metrics_collect(v, serving ? st->wstats : NULL, st->n_workers, &st->counters, flags);
     v->uptime_s = (double)(util_now_ns() - st->started_ns) / 1e9;
-    srv_snapshot *snap = srv_snapshot_acquire();
-    v->model_version = snap ? snap->model_version : -1;
-    v->catalog_version = snap ? snap->catalog_version : -1;
-    v->items = snap ? snap->cat->n : 0;
-    srv_snapshot_release(&snap);
+    v->start_time_s = (double)st->started_wall_ns / 1e9;
+    v->loaded_time_s = (double)atomic_load(&st->loaded_wall_ns) / 1e9;
+    v->workers = st->n_workers;
+    v->exp = st->exp.n ? &st->exp : NULL;
+    int loaded = atomic_load(&st->loaded);
+    v->model_version = loaded ? atomic_load(&st->model_version) : -1;
+    v->catalog_version = loaded ? atomic_load(&st->catalog_version) : -1;
+    v->items = loaded ? atomic_load(&st->items) : 0;
+    v->ready = srv_state_unready(st) == NULL;
+}
+
+void srv_state_published(srv_state *st, const srv_snapshot *snap)
+{
+    if (snap) {
+        atomic_store(&st->model_version, snap->model_version);
+        atomic_store(&st->catalog_version, snap->catalog_version);
+        atomic_store(&st->items, (int64_t)snap->cat->n);
+        atomic_store(&st->loaded_wall_ns, util_wall_ns());
+    }
+    atomic_store(&st->loaded, snap != NULL);
+}
+
+const char *srv_state_unready(const srv_state *st)
+{
+    if (atomic_load(&st->stopping))
+        return "shutting down: finishing in-flight requests";
+    if (!atomic_load(&st->serving))
+        return "starting: loading the first snapshot";
+    return atomic_load(&st->loaded) ? NULL : "no snapshot loaded";
 }

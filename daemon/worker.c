@@ -36,26 +36,22 @@ struct srv_worker {
     srv_arena args_arena;        /* the parsed request's fields */
     srv_json out;                /* the reply being written */
     uint64_t stage[SRV_STAGE_COUNT];  /* timings of the request being handled */
-    int arm;                     /* its experiment arm, or -1 */
+    srv_obs obs;                 /* what it counts for, recorded by srv_worker_done */
     srv_wstats stats;
 };
 
 /* ---- handling ------------------------------------------------------------- */
 
-static void s_count(srv_worker *w, const srv_request *rq, const srv_call *c)
+/* The request's counts, recorded with its timings in srv_worker_done (one
+ * lock per request).  A reload's reply is counted by the reloader, which
+ * sends it when the build ends. */
+static void s_observe(srv_worker *w, const srv_request *rq, const srv_call *c)
 {
-    pthread_mutex_lock(&w->stats.lock);
-    if (rq->op)
-        w->stats.ops[srv_op_index(rq->op)]++;
-    if (c->code != SRV_OK)
-        w->stats.errors[c->code]++;
-    w->stats.fallbacks += (uint64_t)c->fallback;
-    if (c->arm >= 0) {
-        w->stats.arm[c->arm].requests++;
-        w->stats.arm[c->arm].fallbacks += (uint64_t)c->fallback;
-    }
-    pthread_mutex_unlock(&w->stats.lock);
-    w->arm = c->arm;
+    w->obs = (srv_obs){.op_row = srv_op_row(rq->op), .code = c->code,
+                       .counted = c->outcome != SRV_OUT_RELOAD, .stage = w->stage,
+                       .arm = c->arm, .ranked = c->ranked, .fallback = c->fallback,
+                       .candidates = c->n_candidates, .history = c->n_history,
+                       .unknown_candidates = c->n_unknown};
 }
 
 /* A reply past limits.max_reply_bytes is replaced by an error saying so:
@@ -81,7 +77,8 @@ int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t le
 {
     if (!w->threaded)
         srv_arena_bind(&w->json_arena);
-    memset(w->stage, 0, sizeof w->stage);
+    for (int s = 0; s < SRV_STAGE_COUNT; s++)
+        w->stage[s] = SRV_STAGE_SKIPPED;
     uint64_t t0 = util_now_ns();
     srv_request rq;
     char why[600];
@@ -100,7 +97,7 @@ int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t le
         srv_json_raw(&w->out, rq.id_json, strlen(rq.id_json));
     }
     s_bound_reply(w, &c);
-    s_count(w, &rq, &c);
+    s_observe(w, &rq, &c);
     srv_arena_reset(&w->args_arena);
     if (!w->threaded)
         srv_arena_bind(NULL);
@@ -116,13 +113,7 @@ const char *srv_worker_reply(const srv_worker *w, size_t *len)
 void srv_worker_done(srv_worker *w, uint64_t t_recv)
 {
     w->stage[SRV_STAGE_TOTAL] = util_now_ns() - t_recv;
-    pthread_mutex_lock(&w->stats.lock);
-    for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        if (w->stage[s] || s == SRV_STAGE_TOTAL)
-            util_hist_add(&w->stats.stage[s], w->stage[s]);
-    if (w->arm >= 0)
-        util_hist_add(&w->stats.arm[w->arm].total, w->stage[SRV_STAGE_TOTAL]);
-    pthread_mutex_unlock(&w->stats.lock);
+    srv_wstats_note(&w->stats, &w->obs);
 }
 
 srv_wstats *srv_worker_stats(srv_worker *w)

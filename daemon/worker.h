@@ -54,7 +54,8 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
  * call.  Returns the outcome (enum srv_outcome of ops.h). */
 int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t len);
 const char *srv_worker_reply(const srv_worker *w, size_t *len);
-/* Record the request's stage timings, total measured from t_recv to now. */
+/* Record the request: its counts and stage timings, total measured from
+ * t_recv to now. */
 void srv_worker_done(srv_worker *w, uint64_t t_recv);
 
 /* Join the thread (after it was told to stop) and free everything.

@@ -907,12 +907,13 @@ START_TEST(startup_errors)
     ck_assert_int_eq(s_run_attnd("--workers many", out, sizeof out), 2);
     ck_assert_msg(strstr(out, "server.workers"), "%s", out);
 
-    snprintf(args, sizeof args, "--db %s --bind ipc://%s", tu_path("missing.db"),
-             tu_path("x.sock"));
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind=",
+             tu_path("missing.db"), tu_path("x.sock"));
     ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "missing.db"), "%s", out);
 
-    snprintf(args, sizeof args, "--db %s --bind ipc://%s", conf, tu_path("y.sock"));
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind=", conf,
+             tu_path("y.sock"));
     ck_assert_int_eq(s_run_attnd(args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "not an SQLite database") || strstr(out, "not a database"),
                   "%s", out);

@@ -619,6 +619,9 @@ START_TEST(test_clock)
     nanosleep(&ts, NULL);
     uint64_t c = util_now_ns();
     ck_assert_uint_ge(c - b, 20u * 1000 * 1000);              /* it measures real time */
+    /* The wall clock is Unix time, as time(2) tells it. */
+    double wall = (double)util_wall_ns() / 1e9;
+    ck_assert(fabs(wall - (double)time(NULL)) < 2.0);
 }
 END_TEST
 

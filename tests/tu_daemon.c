@@ -93,8 +93,9 @@ static void s_exec(tu_daemon *d, const char *db, const char *const *extra)
         argv[n++] = "--leak-check=full";
         argv[n++] = "--errors-for-leak-kinds=definite,indirect";
     }
+    /* The HTTP listener on a port the kernel picks: tests run side by side. */
     const char *fixed[] = {bin, "--db", db, "--bind", d->endpoint, "--workers", "2", "--set",
-                           "server.reload_poll=0"};
+                           "server.reload_poll=0", "--set", "metrics.bind=127.0.0.1:0"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[n++] = fixed[i];
     for (int i = 0; extra && extra[i] && n < 62; i++)
@@ -147,6 +148,18 @@ int tu_daemon_stop(tu_daemon *d)
 uint64_t tu_daemon_rss(const tu_daemon *d)
 {
     return util_rss_bytes(d->pid);
+}
+
+int tu_daemon_http_port(const tu_daemon *d)
+{
+    cJSON *r = tu_call_json(d->endpoint, "{\"op\":\"info\"}");
+    const cJSON *m = cJSON_GetObjectItem(r, "metrics");
+    int port = -1;
+    const char *colon = cJSON_IsString(m) ? strrchr(m->valuestring, ':') : NULL;
+    if (colon)
+        port = atoi(colon + 1);
+    cJSON_Delete(r);
+    return port;
 }
 
 int tu_ok(const cJSON *reply)

@@ -36,12 +36,16 @@ void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim);
 int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
                              uint64_t seed);
 
-/* Start attnd on db with 2 workers and no reload poll, plus extra args
+/* Start attnd on db with 2 workers, no reload poll and its HTTP listener
+ * on a free loopback port, plus extra args
  * (NULL-terminated, may be NULL); fails the test if it does not answer
  * health within the start-up time. */
 void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char *const *extra);
 /* SIGTERM and the exit status (0 expected; -1 if it did not exit). */
 int tu_daemon_stop(tu_daemon *d);
+/* The port of its HTTP listener (from `info`; tu_daemon_start asks for
+ * 127.0.0.1:0), -1 when it has none. */
+int tu_daemon_http_port(const tu_daemon *d);
 /* Resident memory of the daemon in bytes (0 if it cannot be read). */
 uint64_t tu_daemon_rss(const tu_daemon *d);
 

@@ -15,4 +15,8 @@
 uint64_t util_now_ns(void);   /* nanoseconds since an arbitrary fixed point */
 double util_now_s(void);      /* the same in seconds */
 
+/* CLOCK_REALTIME: Unix time, for timestamps others read (a metric saying
+ * when something happened); never for durations, it can step. */
+uint64_t util_wall_ns(void);
+
 #endif
