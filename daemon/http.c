@@ -6,7 +6,7 @@
  * stream handed to MHD, which writes it out without blocking, so a scraper
  * that reads slowly holds a connection slot, not the thread.  The thread
  * reuses one metrics view (only it renders), collected without the fine
- * histograms: it reads each worker's ~3 KiB of counts word by word with
+ * histograms: it reads each worker's ~5 KiB of counts word by word with
  * relaxed atomic loads and never merges the 220 KiB of quantile buckets
  * (under the worker's lock) that `stats` needs.
  */
