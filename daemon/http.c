@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 
 #include "daemon/log.h"
 #include "daemon/prom.h"
+#include "util/clock.h"
 
 struct srv_http {
     struct MHD_Daemon *d;
@@ -118,17 +120,26 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn, const ch
     return s_text(conn, MHD_HTTP_OK, "%s\n", "ready");
 }
 
-/* MHD's own complaints (a client's broken request, a refused connection)
- * as log lines. */
+/* MHD's own complaints (a client's broken or oversized request, a refused
+ * connection) as log lines: at most one per 10 s with the count of those
+ * left out, so that a hostile client cannot flood the log through them. */
 static void s_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static atomic_uint_fast64_t next_ns, skipped;
+    uint64_t now = util_now_ns();
+    if (now < atomic_load(&next_ns)) {
+        atomic_fetch_add(&skipped, 1);
+        return;
+    }
+    atomic_store(&next_ns, now + 10000000000ull);
     char msg[400];
     vsnprintf(msg, sizeof msg, fmt, ap);
     for (char *p = msg; *p; p++)
         if (*p == '"' || *p == '\n')
             *p = *p == '"' ? '\'' : ' ';
-    srv_log(SRV_WARN, "msg=\"http: %s\"", msg);
+    srv_log(SRV_WARN, "msg=\"http: %s\" earlier_ones_not_logged=%llu", msg,
+            (unsigned long long)atomic_exchange(&skipped, 0));
 }
 
 /* ---- start and stop --------------------------------------------------------- */
