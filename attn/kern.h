@@ -23,9 +23,10 @@
  * their z is -inf and their weight exactly 0, so no loop needs a tail mask.
  *
  * Each implementation lives in its own file compiled for its own target
- * (kern_avx512.c, kern_avx2.c) plus the portable kern_generic.c; kern.c picks
- * the best one the CPU supports once, at first use, so the binary runs on any
- * x86-64.  Implementations agree to within float rounding, not bitwise.
+ * (kern_avx512.c, kern_avx2.c) plus the portable kern_generic.c; kern.c maps
+ * the instruction set isa.c chose (the best the CPU runs, once, at first use)
+ * to its set, so the binary runs on any x86-64.  Implementations agree to
+ * within float rounding, not bitwise.
  */
 #ifndef ATTN_KERN_H
 #define ATTN_KERN_H
@@ -143,8 +144,9 @@ extern const attn_kern attn_kern_avx2;
 extern const attn_kern attn_kern_avx512;
 #endif
 
-/* The kernel set in use: chosen once from the CPU's features, or the one
- * forced by attn_kernel_select() (score.h).  Never NULL. */
+/* The kernel set for the instruction set in use (isa.h): chosen once from
+ * the CPU's features, or forced by attn_kernel_select() (score.h).  Never
+ * NULL. */
 const attn_kern *attn_kern_get(void);
 
 /* Ask for the cache line holding p (read, all cache levels).  An asm

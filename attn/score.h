@@ -124,13 +124,15 @@ int attn_score_ref(const attn_model *model, const float *emb, size_t n, size_t l
                    const int64_t *param_index, const attn_request *rq,
                    double *scores, double *weights);
 
-/* The vector kernel set the fast path uses: "avx512", "avx2" or "generic",
- * chosen from the CPU at first use.  Borrowed string. */
+/* The vector instruction set every attn/ kernel family uses -- the fast
+ * path's and the trainer's alike (attn/isa.h): "avx512", "avx2" or
+ * "generic", chosen from the CPU at first use.  Borrowed string. */
 const char *attn_kernel_name(void);
 
-/* Force a kernel set by name, or back to automatic with NULL or "auto" (for
- * tests and benchmarks).  ATTN_EINVAL if the name is unknown or this CPU
- * cannot run it.  Not to be called while another thread is scoring. */
+/* Force an instruction set by name, for scoring and training at once, or
+ * back to automatic with NULL or "auto" (for tests and benchmarks).
+ * ATTN_EINVAL if the name is unknown or this CPU cannot run it.  Not to be
+ * called while another thread is scoring or training. */
 int attn_kernel_select(const char *name);
 
 #endif

@@ -1,13 +1,14 @@
 /* train_kern.c -- the portable kernel set and the choice between sets.
  *
  * The portable loops are the specification the vector set must match;
- * they run on any CPU and in the tests (attn_tr_kern_select("generic")).
+ * they run on any CPU and in the tests (attn_kernel_select("generic")).
  */
 #include "attn/train_kern.h"
+
+#include "attn/isa.h"
 #include "attn/train.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 static void s_mm_nn(int rows, int n, int k, const float *A, size_t lda, const float *B,
@@ -94,43 +95,23 @@ const attn_tr_kern *attn_tr_kern_generic(void)
     return &s_generic;
 }
 
-static const attn_tr_kern *s_chosen;
-static pthread_once_t s_once = PTHREAD_ONCE_INIT;
-
-static void s_choose(void)
-{
-    const attn_tr_kern *k = attn_tr_kern_avx512();
-    if (!k)
-        k = attn_tr_kern_avx2();
-    s_chosen = k ? k : &s_generic;
-}
-
+/* The level in use comes from isa.c, the one mechanism every attn/ kernel
+ * family shares (attn_kernel_select() forces it for scoring and training
+ * at once); a level without a trainer set of its own gets the best below. */
 const attn_tr_kern *attn_tr_kern_get(void)
 {
-    pthread_once(&s_once, s_choose);
-    return s_chosen;
-}
-
-int attn_tr_kern_select(const char *name)
-{
-    pthread_once(&s_once, s_choose);
-    if (!name || !strcmp(name, "auto")) {
-        s_choose();
-        return 0;
+    const attn_tr_kern *k = NULL;
+    switch (attn_isa_get()) {
+    case ATTN_ISA_AVX512:
+        k = attn_tr_kern_avx512();
+        break;
+    case ATTN_ISA_AVX2:
+        k = attn_tr_kern_avx2();
+        break;
+    default:
+        break;
     }
-    if (!strcmp(name, "generic")) {
-        s_chosen = &s_generic;
-        return 0;
-    }
-    if (!strcmp(name, "avx2") && attn_tr_kern_avx2()) {
-        s_chosen = attn_tr_kern_avx2();
-        return 0;
-    }
-    if (!strcmp(name, "avx512") && attn_tr_kern_avx512()) {
-        s_chosen = attn_tr_kern_avx512();
-        return 0;
-    }
-    return -1;
+    return k ? k : &s_generic;
 }
 
 const char *attn_train_kernel_name(void)

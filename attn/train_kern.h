@@ -54,17 +54,15 @@ typedef struct attn_tr_kern {
                    const float *inv, float *dZ, float *dS, float *dbw, float *work);
 } attn_tr_kern;
 
-/* The best set this CPU runs ("avx512", "avx2" or "generic"), chosen once. */
+/* The set for the instruction set in use (attn/isa.h: the best this CPU
+ * runs, chosen once, or the one attn_kernel_select() forced -- for scoring
+ * and training alike): "avx512", "avx2" or "generic". */
 const attn_tr_kern *attn_tr_kern_get(void);
 
-/* The portable set, and the vector ones (NULL if the CPU cannot run them). */
+/* The portable set, and the vector ones (NULL if the CPU cannot run them,
+ * by attn_isa_runs). */
 const attn_tr_kern *attn_tr_kern_generic(void);
 const attn_tr_kern *attn_tr_kern_avx2(void);
 const attn_tr_kern *attn_tr_kern_avx512(void);
-
-/* Force a set for the rest of the process: "generic", "avx2", "avx512" or
- * NULL for the automatic choice.  Returns 0, or -1 if this CPU cannot run
- * it.  For tests; not while training runs. */
-int attn_tr_kern_select(const char *name);
 
 #endif

@@ -18,6 +18,8 @@
  */
 #include "attn/train_kern.h"
 
+#include "attn/isa.h"
+
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
 
@@ -255,10 +257,7 @@ static const attn_tr_kern s_avx2 = {"avx2", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd
 
 const attn_tr_kern *attn_tr_kern_avx2(void)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return &s_avx2;
-    return NULL;
+    return attn_isa_runs(ATTN_ISA_AVX2) ? &s_avx2 : NULL;
 }
 
 #else

@@ -7,6 +7,8 @@
  */
 #include "attn/train_kern.h"
 
+#include "attn/isa.h"
+
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,fma")
 
@@ -211,10 +213,7 @@ static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm
 
 const attn_tr_kern *attn_tr_kern_avx512(void)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return &s_avx512;
-    return NULL;
+    return attn_isa_runs(ATTN_ISA_AVX512) ? &s_avx512 : NULL;
 }
 
 #else

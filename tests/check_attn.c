@@ -24,6 +24,7 @@
 #include "attn/model.h"
 #include "attn/score.h"
 #include "attn/topk.h"
+#include "attn/train.h"
 #include "tests/testutil.h"
 
 #define S_RTOL 1e-4
@@ -1068,11 +1069,21 @@ START_TEST(test_tables_errors)
 }
 END_TEST
 
+/* One switch for every kernel family: forcing a set forces the trainer's
+ * too (issue 12: scoring and training used to test different CPU flags). */
 START_TEST(test_kernel_select)
 {
     const char *autoname = attn_kernel_name();
+    ck_assert_str_eq(attn_train_kernel_name(), autoname);
     ck_assert_int_eq(attn_kernel_select("generic"), ATTN_OK);
     ck_assert_str_eq(attn_kernel_name(), "generic");
+    ck_assert_str_eq(attn_train_kernel_name(), "generic");
+    for (int kk = 0; kk < S_NKERN; kk++)
+        if (attn_kernel_select(s_kernels[kk]) == ATTN_OK) {
+            ck_assert_str_eq(attn_kernel_name(), s_kernels[kk]);
+            ck_assert_str_eq(attn_train_kernel_name(), s_kernels[kk]);
+        }
+    ck_assert_int_eq(attn_kernel_select("generic"), ATTN_OK);
     ck_assert_int_eq(attn_kernel_select("no-such-isa"), ATTN_EINVAL);
     ck_assert_str_eq(attn_kernel_name(), "generic");
     ck_assert_int_eq(attn_kernel_select("auto"), ATTN_OK);
