@@ -16,7 +16,8 @@
  *                pointers, no transpose), dotted with the candidate's g;
  *   softmax_dot  sum_j softmax(z)_j S_j in one fused pass, for the identity
  *                model, whose S is the raw logits product itself;
- *   softmax_acc  the softmax, accumulated as weights (explanations).
+ *   softmax_acc  the softmax, accumulated as weights (explanations);
+ *   widen/narrow bfloat16 rows to floats and back (tables of that precision).
  *
  * The softmax is in base 2: 2^(z - max z), with log2(e) folded into the
  * caller's scale and bias (vexp.h).  Padding columns carry a bias of -inf:
@@ -32,6 +33,7 @@
 #define ATTN_KERN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Prefetching inside the kernels.  The caller's next rows are far away in
  * DRAM, and a core has few outstanding misses (16 line fill buffers on the
@@ -136,6 +138,15 @@ typedef struct attn_kern {
     void (*dots)(const float *q, const float *const *row, size_t off, int n, int cnt, float *z);
     void (*axpys)(float *out, const float *const *row, size_t off, int n, int cnt,
                   const float *w);
+
+    /* bfloat16 tables (bf16.h has the format and the rounding):
+     *   widen    dst[0..n) = src[0..n) as floats, exactly;
+     *   narrow   dst[0..n) = src[0..n) rounded to bfloat16, to nearest,
+     *            ties to even (NaN stays NaN).
+     * Any n; no alignment.  A request widens the rows it reads into its
+     * scratch (the arithmetic stays in float), the table build narrows. */
+    void (*widen)(const uint16_t *src, float *dst, size_t n);
+    void (*narrow)(const float *src, uint16_t *dst, size_t n);
 } attn_kern;
 
 extern const attn_kern attn_kern_generic;

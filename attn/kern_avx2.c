@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "attn/bf16.h"
 #include "attn/vexp.h"
 
 #define S_ROWS 6
@@ -341,6 +342,43 @@ static void s_axpys(float *out, const float *const *row, size_t off, int n, int 
             out[c] += w[i] * row[i][off + c];
 }
 
+/* bfloat16 is the top half of a float: widening is a shift. */
+static void s_widen(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+    }
+    for (; i < n; i++)
+        dst[i] = attn_bf16_to_f32(src[i]);
+}
+
+/* Round to nearest even on the bits (bf16.h), NaN kept, sixteen at a time:
+ * packus packs within 128-bit lanes, the permute puts them in order. */
+static inline __m256i s_round16(__m256 x)
+{
+    const __m256i b = _mm256_castps_si256(x);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+    __m256i nan = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
+    return _mm256_blendv_epi8(r, nan, _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+}
+
+static void s_narrow(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i lo = s_round16(_mm256_loadu_ps(src + i));
+        __m256i hi = s_round16(_mm256_loadu_ps(src + i + 8));
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);
+        _mm256_storeu_si256((__m256i *)(dst + i), p);
+    }
+    for (; i < n; i++)
+        dst[i] = attn_bf16_from_f32(src[i]);
+}
+
 const attn_kern attn_kern_avx2 = {
     .name = "avx2",
     .rows = S_ROWS,
@@ -353,6 +391,8 @@ const attn_kern attn_kern_avx2 = {
     .pack = s_pack,
     .dots = s_dots,
     .axpys = s_axpys,
+    .widen = s_widen,
+    .narrow = s_narrow,
 };
 
 #endif

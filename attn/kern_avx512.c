@@ -26,6 +26,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "attn/bf16.h"
 #include "attn/vexp.h"
 
 #define S_ROWS 8
@@ -519,6 +520,47 @@ static void s_axpys(float *out, const float *const *row, size_t off, int n, int 
     }
 }
 
+/* bfloat16 is the top half of a float: widening is a shift.  Two vectors
+ * per step: a request widens every row it reads (score.c), so this loop is
+ * on the hot path of bf16 tables. */
+static void s_widen(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+        __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i + 16)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(a, 16)));
+        _mm512_storeu_ps(dst + i + 16, _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)));
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(a, 16)));
+    }
+    for (; i < n; i++)
+        dst[i] = attn_bf16_to_f32(src[i]);
+}
+
+/* Round to nearest even on the bits (bf16.h), NaN kept.  Integer
+ * arithmetic, so it needs only AVX-512F (vcvtneps2bf16 would need
+ * AVX512-BF16, and this runs once per table build, not per request). */
+static void s_narrow(const float *src, uint16_t *dst, size_t n)
+{
+    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
+    const __m512i quiet = _mm512_set1_epi32(0x40);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(src + i);
+        __m512i b = _mm512_castps_si512(x), hi = _mm512_srli_epi32(b, 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(b, _mm512_add_epi32(_mm512_and_si512(hi, one), half)), 16);
+        __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < n; i++)
+        dst[i] = attn_bf16_from_f32(src[i]);
+}
+
 const attn_kern attn_kern_avx512 = {
     .name = "avx512",
     .rows = S_ROWS,
@@ -531,6 +573,8 @@ const attn_kern attn_kern_avx512 = {
     .pack = s_pack,
     .dots = s_dots,
     .axpys = s_axpys,
+    .widen = s_widen,
+    .narrow = s_narrow,
 };
 
 #endif

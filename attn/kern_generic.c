@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "attn/bf16.h"
 #include "attn/vexp.h"
 
 #define S_ROWS 4
@@ -190,6 +191,18 @@ static void s_axpys(float *out, const float *const *row, size_t off, int n, int 
     }
 }
 
+static void s_widen(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = attn_bf16_to_f32(src[i]);
+}
+
+static void s_narrow(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = attn_bf16_from_f32(src[i]);
+}
+
 const attn_kern attn_kern_generic = {
     .name = "generic",
     .rows = S_ROWS,
@@ -202,4 +215,6 @@ const attn_kern attn_kern_generic = {
     .pack = s_pack,
     .dots = s_dots,
     .axpys = s_axpys,
+    .widen = s_widen,
+    .narrow = s_narrow,
 };

@@ -6,7 +6,10 @@
  *      bias and scale are multiplied by log2(e), since the kernels' softmax
  *      is in base 2 (vexp.h).
  *   2. Find the history's k, v rows: in the tables (ALL, identity), or
- *      projected now with the tile kernel (NONE).  A model with a
+ *      projected now with the tile kernel (NONE).  Rows of bfloat16 tables
+ *      are widened to floats into the scratch first (the history's whole,
+ *      a block of candidates at a time): they cross the memory bus at half
+ *      the bytes, and the kernels still compute in float.  A model with a
  *      self-attention block turns them (and its context rows') into
  *      contextual k', v' rows in the scratch first (s_self_attend).
  *   3. Pack the keys transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix,
@@ -55,7 +58,10 @@
  * scratch projects and holds one chunk of candidates, not the whole
  * request. */
 typedef struct s_need {
-    size_t eff;    /* effective rows built per request: the history and one block */
+    size_t eff;    /* embedding rows built per request (residual added, or widened
+                      from bfloat16): the history and one chunk */
+    size_t wide;   /* ALL, bfloat16: the history's widened [k | v ...] rows and one
+                      block's [q | g] rows */
     size_t proj;   /* NONE: projected history rows and one block of candidates */
     size_t sa;     /* self-attention block: the history's contextual [k | v] rows */
     int wcols, hcols;   /* row widths the buffers are carved at */
@@ -71,7 +77,9 @@ struct attn_scratch {
     float *bias;            /* lp: logit bias by position */
     float *z, *s, *w;       /* ATTN_KERN_MAX_ROWS x lp: logits (then weights), S, explained weights */
     float *score;           /* max_cand + MAX_ROWS: scores, accumulated by whole blocks */
-    float *heff, *ceff;     /* if cap.eff: max_hist, S_CHUNK x round16(d) effective rows */
+    float *heff, *ceff;     /* if cap.eff: max_hist + ctx, S_CHUNK x round16(d) built rows */
+    float *hwide, *cwide;   /* if cap.wide: (max_hist + ctx) x hcols, MAX_ROWS x wcols
+                               widened rows */
     float *hproj, *cproj;   /* if cap.proj: (max_hist + MAX_ROWS) x hcols, S_CHUNK x wcols
                                projected rows */
     float *hsa;             /* if cap.sa: (max_hist + MAX_ROWS) x wcols [k' | v'] rows */
@@ -86,13 +94,29 @@ struct attn_scratch {
     size_t bytes;
 };
 
+/* Requests build the embedding rows they read in the scratch: with
+ * residuals to add (NONE), or stored in bfloat16 (identity model, NONE). */
+static int s_builds_emb(const attn_tables *t)
+{
+    return t->eff || (t->prec != ATTN_PRECISION_F32 && (t->shared || t->w_qg));
+}
+
+/* Requests widen the precomputed rows they read (ALL, bfloat16). */
+static int s_widens_rows(const attn_tables *t)
+{
+    return t->prec != ATTN_PRECISION_F32 && !t->shared && !t->w_qg;
+}
+
 static s_need s_needs(const attn_tables *t, const attn_limits *lim)
 {
-    s_need nd = {0, 0, 0, t->wcols, t->hcols, t->sa_len ? t->sa_len - 1 : 0};
+    s_need nd = {.wcols = t->wcols, .hcols = t->hcols, .ctx = t->sa_len ? t->sa_len - 1 : 0};
     const size_t hist = (size_t)lim->max_hist + (size_t)nd.ctx + ATTN_KERN_MAX_ROWS;
-    if (t->eff)
+    if (s_builds_emb(t))
         nd.eff = ((size_t)lim->max_hist + (size_t)nd.ctx + S_CHUNK) *
                  attn_round_cols((size_t)t->d);
+    if (s_widens_rows(t))
+        nd.wide = ((size_t)lim->max_hist + (size_t)nd.ctx) * (size_t)t->hcols +
+                  (size_t)ATTN_KERN_MAX_ROWS * (size_t)t->wcols;
     /* The history is projected in whole kernel blocks, so its last block may
      * write up to MAX_ROWS - 1 rows past max_hist. */
     if (t->w_qg)
@@ -131,6 +155,11 @@ static size_t s_layout(attn_scratch *s, char *arena)
         size_t deff = s->cap.eff / (nh + nc + S_CHUNK);
         s->heff = s_carve(arena, &off, (nh + nc) * deff, sizeof(float));
         s->ceff = s_carve(arena, &off, S_CHUNK * deff, sizeof(float));
+    }
+    s->hwide = s->cwide = NULL;
+    if (s->cap.wide) {
+        s->hwide = s_carve(arena, &off, (nh + nc) * (size_t)s->cap.hcols, sizeof(float));
+        s->cwide = s_carve(arena, &off, R * (size_t)s->cap.wcols, sizeof(float));
     }
     s->hproj = s->cproj = s->hsa = NULL;
     if (s->cap.proj) {
@@ -192,6 +221,7 @@ int attn_scratch_fits(const attn_scratch *s, const attn_tables *t)
     /* Buffers are carved by row width, so a capacity fits only at the width
      * it was sized for (any width fits an empty need). */
     return (nd.eff == 0 || nd.eff == s->cap.eff) &&
+           (nd.wide == 0 || (nd.wide == s->cap.wide && nd.hcols == s->cap.hcols)) &&
            (nd.proj == 0 || (nd.proj == s->cap.proj && nd.hcols == s->cap.hcols)) &&
            (nd.sa == 0 || nd.sa == s->cap.sa) && nd.ctx == s->cap.ctx;
 }
@@ -254,24 +284,36 @@ static int s_validate(const attn_tables *t, const attn_request *rq, const attn_s
     return ATTN_OK;
 }
 
-/* Pointers to n catalog rows (effective ones built in buf when needed),
- * padded with repeats of the last one to total (kernels read whole blocks,
- * pack reads up to lp columns). */
-static void s_rows(const attn_tables *t, const uint32_t *rows, int n, float *buf,
-                   const float **out, int total)
+/* Pointers to n catalog rows, padded with repeats of the last one to total
+ * (kernels read whole blocks, pack reads up to lp columns).  Float rows
+ * with nothing to add are read in place (off and span unused).  Otherwise
+ * elements [off, off + span) of each row are built in buf, ldb floats
+ * apart -- widened from bfloat16, and with the row's residual added when
+ * the tables say so (then off = 0, span = d) -- and the pointers point
+ * there, so offsets into such a row are relative to off. */
+static void s_rows(const attn_tables *t, const attn_kern *k, const uint32_t *rows, int n,
+                   size_t off, size_t span, float *buf, size_t ldb, const float **out,
+                   int total)
 {
-    size_t deff = attn_round_cols((size_t)t->d);
+    const int bf16 = t->prec != ATTN_PRECISION_F32;
     for (int i = 0; i < n; i++) {
-        const float *x = t->base + (size_t)rows[i] * t->stride;
+        const char *x = attn_tables_row(t, rows[i]) + off * t->esize;
         int64_t p = t->eff ? t->pidx[rows[i]] : -1;
+        if (!bf16 && p < 0) {
+            out[i] = (const float *)x;
+            continue;
+        }
+        float *e = buf + (size_t)i * ldb;
+        if (bf16)
+            k->widen((const uint16_t *)x, e, span);
+        else
+            memcpy(e, x, span * sizeof *e);
         if (p >= 0) {
             const float *res = t->model->residual + (size_t)p * t->d;
-            float *e = buf + (size_t)i * deff;
             for (int c = 0; c < t->d; c++)
-                e[c] = x[c] + res[c];
-            x = e;
+                e[c] += res[c];
         }
-        out[i] = x;
+        out[i] = e;
     }
     for (int i = n; i < total; i++)
         out[i] = out[n - 1];
@@ -304,7 +346,12 @@ static void s_project(const attn_tables *t, const attn_kern *k, const float *w, 
 static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
                         const uint32_t *cand, int n, const float **out)
 {
-    s_rows(t, cand, n, s->ceff, out, n + ATTN_KERN_MAX_ROWS);
+    if (s_widens_rows(t))   /* [q | g], at q_off = 0 */
+        s_rows(t, v->k, cand, n, t->q_off, 2 * (size_t)t->m, s->cwide, (size_t)t->wcols, out,
+               n + ATTN_KERN_MAX_ROWS);
+    else
+        s_rows(t, v->k, cand, n, 0, (size_t)t->d, s->ceff, attn_round_cols((size_t)t->d), out,
+               n + ATTN_KERN_MAX_ROWS);
     if (t->w_qg)
         s_project(t, v->k, t->w_qg, t->wcols, out, n, s->cproj, n + ATTN_KERN_MAX_ROWS);
 }
@@ -319,13 +366,13 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  * a core has few outstanding misses (16 line fill buffers), and a prefetch
  * that finds none free stalls the pipeline behind it. */
 
-/* The cache lines of floats [off, off + span) of catalog row r: first line
- * and count. */
+/* The cache lines of elements [off, off + span) of catalog row r: first
+ * line and count. */
 static inline const char *s_span(const attn_tables *t, uint32_t r, size_t off, size_t span,
                                  int *lines)
 {
-    uintptr_t a = (uintptr_t)(t->base + (size_t)r * t->stride + off);
-    uintptr_t f = a & ~(uintptr_t)63, l = (a + span * sizeof(float) - 1) & ~(uintptr_t)63;
+    uintptr_t a = (uintptr_t)(attn_tables_row(t, r) + off * t->esize);
+    uintptr_t f = a & ~(uintptr_t)63, l = (a + span * t->esize - 1) & ~(uintptr_t)63;
     *lines = (int)((l - f) / 64) + 1;
     return (const char *)f;
 }
@@ -439,7 +486,13 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
     for (int j = v->L; j < v->lp; j++)
         s->bias[j] = -INFINITY;
 
-    s_rows(t, rq->hist, v->Lc, s->heff, s->hrow, v->Lc + ATTN_KERN_MAX_ROWS);
+    const int total = v->Lc + ATTN_KERN_MAX_ROWS;
+    if (s_widens_rows(t))   /* the history side, [k | v | pad ...] from k_off */
+        s_rows(t, v->k, rq->hist, v->Lc, t->k_off, (size_t)t->hcols, s->hwide,
+               (size_t)t->hcols, s->hrow, total);
+    else
+        s_rows(t, v->k, rq->hist, v->Lc, 0, (size_t)t->d, s->heff,
+               attn_round_cols((size_t)t->d), s->hrow, total);
     if (t->w_qg) {
         s_project(t, v->k, t->w_kv, t->hcols, s->hrow, v->Lc, s->hproj,
                   v->Lc + ATTN_KERN_MAX_ROWS);
@@ -449,8 +502,9 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
     } else {
         v->q_off = t->q_off;
         v->g_off = t->g_off;
-        v->k_off = t->k_off;
-        v->v_off = t->v_off;
+        /* Widened history rows start at k. */
+        v->k_off = s_widens_rows(t) ? 0 : t->k_off;
+        v->v_off = v->k_off + (t->v_off - t->k_off);
         /* q and g of a row: contiguous in every layout but the identity's. */
         v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;
     }

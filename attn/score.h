@@ -36,6 +36,23 @@ typedef enum attn_precompute {
     ATTN_PRECOMPUTE_NONE = 1,  /* keep only embeddings; project per request */
 } attn_precompute;
 
+/* What the tables' rows are stored in.  The arithmetic is float either way:
+ * a request widens the rows it reads.  docs/MODEL.md (bf16 tables) has the
+ * error bound and docs/PERFORMANCE.md what it buys. */
+typedef enum attn_precision {
+    ATTN_PRECISION_F32 = 0,    /* float: the fast path agrees with the reference to ~1e-6 */
+    ATTN_PRECISION_BF16 = 1,   /* bfloat16 (8 significant bits): half the memory and the
+                                  traffic; the tables own every row they read, so the
+                                  caller's embeddings may be freed after the build */
+} attn_precision;
+
+/* How to build tables (attn_tables_build_opts). */
+typedef struct attn_tables_opts {
+    attn_precompute mode;      /* what is precomputed */
+    attn_precision precision;  /* what the rows are stored in */
+    int threads;               /* >= 1: threads splitting the build */
+} attn_tables_opts;
+
 typedef struct attn_tables attn_tables;
 typedef struct attn_scratch attn_scratch;
 
@@ -88,8 +105,25 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
                       size_t n, size_t ld, const int64_t *param_index,
                       attn_precompute mode, int threads);
 
+/* The same with every option: attn_tables_build is this with
+ * {mode, ATTN_PRECISION_F32, threads}.  With ATTN_PRECISION_BF16 the rows
+ * the tables would have aliased (the embeddings themselves: identity model,
+ * PRECOMPUTE_NONE) are copied in bfloat16 too, so attn_tables_borrows_emb
+ * is 0.  ATTN_EINVAL also for an unknown precision or NULL opts. */
+int attn_tables_build_opts(attn_tables **out, const attn_model *model, const float *emb,
+                           size_t n, size_t ld, const int64_t *param_index,
+                           const attn_tables_opts *opts);
+
 /* Accepts NULL; sets *tables_p = NULL. */
 void attn_tables_free(attn_tables **tables_p);
+
+/* 1 if the tables read the caller's embeddings after the build (float
+ * tables of the identity model, or with PRECOMPUTE_NONE): emb must outlive
+ * them.  0: the caller may free emb once the build returned. */
+int attn_tables_borrows_emb(const attn_tables *t);
+
+/* The options the tables were built with ({ALL, F32, 1} for NULL). */
+attn_tables_opts attn_tables_options(const attn_tables *t);
 
 size_t attn_tables_bytes(const attn_tables *t);  /* memory the tables own */
 size_t attn_tables_rows(const attn_tables *t);
@@ -123,6 +157,17 @@ int attn_score_all(const attn_tables *t, const attn_request *rq, attn_scratch *s
 int attn_score_ref(const attn_model *model, const float *emb, size_t n, size_t ld,
                    const int64_t *param_index, const attn_request *rq,
                    double *scores, double *weights);
+
+/* How far rounding the tables' rows to opts->precision (not the float
+ * arithmetic) may move each score: bound[i] for rq->cand[i], an upper
+ * bound on |tables of that precision - float tables|, and (wbound, if not
+ * NULL) on each head-averaged attention weight of that candidate.  Zero for
+ * ATTN_PRECISION_F32.  Computed from the model's own matrices in double,
+ * like attn_score_ref; score_ref.c and docs/MODEL.md derive it from bf16's
+ * 8-bit significand.  Allocates; ATTN_OK, ATTN_EINVAL or ATTN_ENOMEM. */
+int attn_score_ref_bound(const attn_model *model, const float *emb, size_t n, size_t ld,
+                         const int64_t *param_index, const attn_request *rq,
+                         const attn_tables_opts *opts, double *bound, double *wbound);
 
 /* The vector instruction set every attn/ kernel family uses -- the fast
  * path's and the trainer's alike (attn/isa.h): "avx512", "avx2" or

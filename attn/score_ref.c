@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/bf16.h"
 
 /* out[0..m) = e[0..d) W, W row-major d x m; NULL W is the identity (m == d). */
 static void s_row_times(const double *e, const float *w, int d, int m, double *out)
@@ -177,6 +178,201 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
                     w += a[(size_t)h * L + j];
                 weights[(size_t)c * L + j] = w / H;
             }
+    }
+    free(buf);
+    return ATTN_OK;
+}
+
+/* ---- how far rounded tables may move a score --------------------------------
+ *
+ * Tables of precision u (bfloat16: u = 2^-8, 8 significant bits rounded to
+ * nearest, bf16.h) store every element x of the rows a request
+ * reads as x(1 + d) with |d| <= u; the arithmetic after that is float, and
+ * its own error (~1e-6 relative) is the float tolerance's business.  What
+ * rounding the rows alone can do to one head's term of a score, with every
+ * error aligned against us:
+ *
+ *   1. A stored vector x~ has a radius r >= |x~ - x| per element: r = u|x|
+ *      where the tables store x itself (ALL), r = u |e| |W| where they store
+ *      the text embedding e and project per request (NONE; the residual is
+ *      added in float, so it is exact).
+ *   2. A product of two: |x~ y~ - x y| <= |x| ry + rx |y| + rx ry, so a
+ *      logit moves by at most B_j = scale sum_t (|q_t| rk_jt + rq_t |k_jt| +
+ *      rq_t rk_jt); let B = max_j B_j.
+ *   3. Softmax: a~_j = a_j e^dz_j / sum_i a_i e^dz_i with |dz| <= B, so
+ *      a~_j / a_j lies in [e^-2B, e^2B] and |a~_j - a_j| <= a_j (e^2B - 1).
+ *   4. The value terms s_j = v_j . g move by R_j = sum_t (|g_t| rv_jt +
+ *      rg_t |v_jt| + rg_t rv_jt).
+ *   5. sum a~ s~ - sum a s = sum (a~ - a) s~ + sum a (s~ - s), so the head's
+ *      term moves by at most (e^2B - 1) max_j (|s_j| + R_j) + max_j R_j,
+ *      and a score by the sum of that over heads (item bias: exact).
+ *   6. A self-attention block turns k into k' = k + sum_i alpha_i uk_i: its
+ *      radius is rk + sum alpha ruk + (e^2B' - 1) sum alpha (|uk| + ruk),
+ *      with B' from sq and sk as in 2 (scale 1/sqrt(m)) -- the same steps,
+ *      one level down; v' likewise.  (The fast path keeps k', v' in float.)
+ * The head-averaged attention weights move by at most the mean over heads
+ * of e^2B - 1 (step 3, a_j <= 1).  docs/MODEL.md ("bfloat16 tables") has the
+ * same derivation and what it comes to in practice.
+ */
+
+/* out[t] = sum_i e[i] w[i*rs + t*cs], t < m, i < d; w NULL is the identity.
+ * ab: |e| and |w| (the radius of a product rounded before it). */
+static void s_times(const double *e, const float *w, int d, int m, size_t rs, size_t cs,
+                    int ab, double *out)
+{
+    if (!w) {
+        for (int t = 0; t < m; t++)
+            out[t] = ab ? fabs(e[t]) : e[t];
+        return;
+    }
+    for (int t = 0; t < m; t++) {
+        double s = 0.0;
+        for (int i = 0; i < d; i++) {
+            double x = (double)w[(size_t)i * rs + (size_t)t * cs];
+            s += ab ? fabs(e[i]) * fabs(x) : e[i] * x;
+        }
+        out[t] = s;
+    }
+}
+
+/* One projected vector and its radius (step 1): pre = the tables store the
+ * text embedding et, rounded before the projection. */
+static void s_proj_r(const double *e, const double *et, const float *w, int d, int m,
+                     size_t rs, size_t cs, int pre, double u, double *x, double *r)
+{
+    s_times(e, w, d, m, rs, cs, 0, x);
+    if (pre)
+        s_times(et, w, d, m, rs, cs, 1, r);
+    for (int t = 0; t < m; t++)
+        r[t] = u * (pre ? r[t] : fabs(x[t]));
+}
+
+/* Step 2's bound on a dot product of n elements. */
+static double s_dot_r(const double *x, const double *rx, const double *y, const double *ry,
+                      int n)
+{
+    double b = 0.0;
+    for (int t = 0; t < n; t++)
+        b += fabs(x[t]) * ry[t] + rx[t] * fabs(y[t]) + rx[t] * ry[t];
+    return b;
+}
+
+/* Steps 1 and 6 for the history: k', v' rows (L x m) and their radii.
+ * hv holds 4 L m + 8 Lc m + 2 d + window doubles. */
+typedef struct s_hrad {
+    double *k, *rk, *v, *rv;        /* L x m each */
+    double *sa[8];                  /* sq, rsq, sk, rsk, uk, ruk, uv, ruv: Lc x m each */
+    double *e, *et, *w;             /* d, d, window */
+} s_hrad;
+
+static void s_hist_r(const attn_model *md, const float *emb, size_t ld, const int64_t *pidx,
+                     const attn_request *rq, int Lc, int pre, double u, s_hrad *h)
+{
+    const int d = md->d, m = md->m, L = rq->n_hist, Ls = md->sa_len;
+    const float *sw[4] = {md->sa_q, md->sa_k, md->sa_uk, md->sa_uv};
+    for (int j = 0; j < Lc; j++) {
+        s_effective(md, emb, ld, NULL, rq->hist[j], h->et);
+        s_effective(md, emb, ld, pidx, rq->hist[j], h->e);
+        size_t o = (size_t)j * m;
+        if (j < L) {
+            s_proj_r(h->e, h->et, md->wk, d, m, (size_t)m, 1, pre, u, h->k + o, h->rk + o);
+            s_proj_r(h->e, h->et, md->wv, d, m, (size_t)m, 1, pre, u, h->v + o, h->rv + o);
+        }
+        for (int p = 0; p < 4 && Ls > 0; p++)
+            s_proj_r(h->e, h->et, sw[p], d, m, (size_t)m, 1, pre, u, h->sa[2 * p] + o,
+                     h->sa[2 * p + 1] + o);
+    }
+    for (int j = 0; j < L && Ls > 0; j++) {
+        const int nw = Lc - j < Ls ? Lc - j : Ls;
+        const double *sq = h->sa[0] + (size_t)j * m, *rsq = h->sa[1] + (size_t)j * m;
+        double zmax = -INFINITY, sum = 0.0, B = 0.0;
+        for (int i = 0; i < nw; i++) {
+            size_t o = (size_t)(j + i) * m;
+            double dot = 0.0;
+            for (int t = 0; t < m; t++)
+                dot += sq[t] * h->sa[2][o + t];
+            h->w[i] = dot / sqrt((double)m) + (double)md->sa_pos[i];
+            zmax = h->w[i] > zmax ? h->w[i] : zmax;
+            B = fmax(B, s_dot_r(sq, rsq, h->sa[2] + o, h->sa[3] + o, m) / sqrt((double)m));
+        }
+        for (int i = 0; i < nw; i++)
+            sum += (h->w[i] = exp(h->w[i] - zmax));
+        const double grow = expm1(2.0 * B);
+        for (int i = 0; i < nw; i++)
+            for (int t = 0; t < m; t++) {
+                size_t o = (size_t)j * m + t, oi = (size_t)(j + i) * m + t;
+                double a = h->w[i] / sum;
+                h->k[o] += a * h->sa[4][oi];
+                h->rk[o] += a * (h->sa[5][oi] + grow * (fabs(h->sa[4][oi]) + h->sa[5][oi]));
+                h->v[o] += a * h->sa[6][oi];
+                h->rv[o] += a * (h->sa[7][oi] + grow * (fabs(h->sa[6][oi]) + h->sa[7][oi]));
+            }
+    }
+}
+
+/* Steps 2-5 for one candidate (q, g and radii of m each). */
+static void s_cand_r(const attn_model *md, const s_hrad *h, int L, const double *q,
+                     const double *rq, const double *g, const double *rg, double *bound,
+                     double *wbound)
+{
+    const int m = md->m, H = md->heads, dh = m / H;
+    double b = 0.0, wb = 0.0;
+    for (int hd = 0; hd < H; hd++) {
+        const size_t o = (size_t)hd * dh;
+        double B = 0.0, smax = 0.0, rmax = 0.0;
+        for (int j = 0; j < L; j++) {
+            const size_t oj = (size_t)j * m + o;
+            B = fmax(B, (double)md->scale * s_dot_r(q + o, rq + o, h->k + oj, h->rk + oj, dh));
+            double R = s_dot_r(g + o, rg + o, h->v + oj, h->rv + oj, dh), s = 0.0;
+            for (int t = 0; t < dh; t++)
+                s += h->v[oj + t] * g[o + t];
+            smax = fmax(smax, fabs(s) + R);
+            rmax = fmax(rmax, R);
+        }
+        b += expm1(2.0 * B) * smax + rmax;
+        wb += expm1(2.0 * B) / H;
+    }
+    *bound = b;
+    if (wbound)
+        *wbound = wb;
+}
+
+int attn_score_ref_bound(const attn_model *md, const float *emb, size_t n, size_t ld,
+                         const int64_t *param_index, const attn_request *rq,
+                         const attn_tables_opts *opts, double *bound, double *wbound)
+{
+    int st = s_check(md, emb, n, ld, param_index, rq, bound);
+    if (st != ATTN_OK)
+        return st;
+    if (!opts || (opts->precision != ATTN_PRECISION_F32 && opts->precision != ATTN_PRECISION_BF16))
+        return ATTN_EINVAL;
+    const double u = opts->precision == ATTN_PRECISION_BF16 ? ATTN_BF16_U : 0.0;
+    const int pre = opts->mode == ATTN_PRECOMPUTE_NONE;
+    const int d = md->d, m = md->m, L = rq->n_hist, Ls = md->sa_len;
+    const int Lc = L + (Ls > 0 ? (rq->n_ctx < Ls - 1 ? rq->n_ctx : Ls - 1) : 0);
+    size_t need = (size_t)L * m * 4 + (size_t)Lc * m * 8 + (size_t)d * 2 + (size_t)m * 4 +
+                  (size_t)(Ls > 0 ? Ls : 1);
+    double *buf = malloc(need * sizeof *buf);
+    if (!buf)
+        return ATTN_ENOMEM;
+    s_hrad h = {.k = buf};
+    h.rk = h.k + (size_t)L * m;
+    h.v = h.rk + (size_t)L * m;
+    h.rv = h.v + (size_t)L * m;
+    h.sa[0] = h.rv + (size_t)L * m;
+    for (int p = 1; p < 8; p++)
+        h.sa[p] = h.sa[p - 1] + (size_t)Lc * m;
+    h.e = h.sa[7] + (size_t)Lc * m;
+    h.et = h.e + d;
+    double *q = h.et + d, *rq_ = q + m, *g = rq_ + m, *rg = g + m;
+    h.w = rg + m;
+    s_hist_r(md, emb, ld, param_index, rq, Lc, pre, u, &h);
+    for (int c = 0; c < rq->n_cand; c++) {
+        s_effective(md, emb, ld, NULL, rq->cand[c], h.et);
+        s_effective(md, emb, ld, param_index, rq->cand[c], h.e);
+        s_proj_r(h.e, h.et, md->wq, d, m, (size_t)m, 1, pre, u, q, rq_);
+        s_proj_r(h.e, h.et, md->wo, d, m, 1, (size_t)d, pre, u, g, rg);   /* g = W_O e */
+        s_cand_r(md, &h, L, q, rq_, g, rg, &bound[c], wbound ? &wbound[c] : NULL);
     }
     free(buf);
     return ATTN_OK;

@@ -8,12 +8,17 @@
  * of S_CHUNK and the weights in panels of S_PANEL columns so that a panel
  * (d x S_PANEL floats) stays in L2 while every row of the chunk goes past it.
  *
- * Memory per catalog row (tables.h has the layouts):
+ * Memory per catalog row (tables.h has the layouts), float tables:
  *   identity model          0 (aliases the embeddings); 4 round16(d) bytes with a
  *                           residual in ALL mode
  *   ALL                     8 round16(2m) bytes  (about 16 m: 6 KiB for m = 384)
  *   NONE                    0, plus 8 bytes (param_index copy) with a residual
  *   any mode, item bias     +4 bytes
+ * bfloat16 tables: ALL 4 round16(2m) bytes (3 KiB for m = 384); identity and
+ * NONE own a bfloat16 copy of the embeddings, 2 round16(d) bytes, instead of
+ * aliasing them (so the caller may free its float matrix); biases and the
+ * param_index copy as above.  The build computes each chunk of rows in float
+ * and narrows it, so the values are the float tables' rounded once.
  */
 #include "attn/tables.h"
 
@@ -101,17 +106,23 @@ typedef struct s_job {
     int status;
 } s_job;
 
-/* Project the rows of chunks [lo, hi) into t->rows.  The final block of the
- * catalog may spill up to ATTN_KERN_MAX_ROWS rows past n: t->rows has room. */
+/* Project the rows of chunks [lo, hi) into t->rows.  Float tables: in
+ * place (the final block of the catalog may spill up to ATTN_KERN_MAX_ROWS
+ * rows past n: t->rows has room); bfloat16: into a chunk of float rows,
+ * narrowed into place once the chunk is done. */
 static void *s_worker(void *arg)
 {
     s_job *job = arg;
     attn_tables *t = job->t;
     const attn_model *md = t->model;
     const int R = job->k->rows, has_res = md->residual && job->param_index;
+    const int bf16 = t->prec == ATTN_PRECISION_BF16;
     const float *ptr[S_CHUNK + ATTN_KERN_MAX_ROWS];
     float *buf = has_res ? s_alloc((size_t)S_CHUNK * t->d, sizeof(float)) : NULL;
-    if (has_res && !buf) {
+    float *fbuf = bf16 ? s_alloc((size_t)S_CHUNK * t->stride, sizeof(float)) : NULL;
+    if ((has_res && !buf) || (bf16 && !fbuf)) {
+        free(buf);
+        free(fbuf);
         job->status = ATTN_ENOMEM;
         return NULL;
     }
@@ -128,6 +139,7 @@ static void *s_worker(void *arg)
         }
         for (int i = nr; i < S_CHUNK + ATTN_KERN_MAX_ROWS; i++)
             ptr[i] = ptr[nr - 1];
+        float *out = bf16 ? fbuf : (float *)t->rows + r0 * t->stride;
         for (int half = 0; half < 2; half++) {
             const float *w = half ? t->w_kv : t->w_qg;
             const int cols = half ? t->hcols : t->wcols;
@@ -136,11 +148,14 @@ static void *s_worker(void *arg)
                 int pw = cols - c0 < S_PANEL ? cols - c0 : S_PANEL;
                 for (int i = 0; i < nr; i += R)
                     job->k->tile(ptr + i, 0, t->d, w + c0, (size_t)cols, pw,
-                                 t->rows + (r0 + i) * t->stride + out_off + c0, t->stride);
+                                 out + (size_t)i * t->stride + out_off + c0, t->stride);
             }
         }
+        if (bf16)
+            job->k->narrow(fbuf, (uint16_t *)t->rows + r0 * t->stride, (size_t)nr * t->stride);
     }
     free(buf);
+    free(fbuf);
     job->status = ATTN_OK;
     return NULL;
 }
@@ -150,7 +165,9 @@ static void *s_worker(void *arg)
 static int s_build_rows(attn_tables *t, const int64_t *param_index, int threads)
 {
     t->stride = (size_t)t->wcols + (size_t)t->hcols;
-    t->rows = s_alloc_table((t->n + ATTN_KERN_MAX_ROWS) * t->stride, sizeof(float));
+    /* Float rows are written in whole kernel blocks, in place. */
+    size_t nrows = t->prec == ATTN_PRECISION_F32 ? t->n + ATTN_KERN_MAX_ROWS : t->n;
+    t->rows = s_alloc_table(nrows * t->stride, t->esize);
     if (!t->rows)
         return ATTN_ENOMEM;
     t->base = t->rows;
@@ -188,29 +205,44 @@ static int s_build_rows(attn_tables *t, const int64_t *param_index, int threads)
     return st;
 }
 
-/* ALL mode, identity model with residual: rows are the effective embeddings. */
-static int s_build_effective(attn_tables *t, const int64_t *param_index)
+/* Rows that are the embeddings themselves, owned: the effective ones
+ * (identity model with residual, ALL mode: param_index given), or the text
+ * embeddings in bfloat16 (param_index NULL: identity model or NONE, where a
+ * float table would alias the caller's). */
+static int s_build_emb_copy(attn_tables *t, const int64_t *param_index)
 {
     t->stride = attn_round_cols((size_t)t->d);
-    t->rows = s_alloc_table(t->n * t->stride, sizeof(float));
-    if (!t->rows)
+    t->rows = s_alloc_table(t->n * t->stride, t->esize);
+    float *row = s_alloc(t->stride, sizeof(float));
+    if (!t->rows || !row) {
+        free(row);
         return ATTN_ENOMEM;
-    for (size_t r = 0; r < t->n; r++) {
-        float *row = t->rows + r * t->stride;
-        s_effective(t->model, t->emb, t->ld, param_index, r, row);
-        memset(row + t->d, 0, (t->stride - t->d) * sizeof *row);
     }
+    memset(row, 0, t->stride * sizeof *row);
+    const attn_kern *k = attn_kern_get();
+    for (size_t r = 0; r < t->n; r++) {
+        if (t->prec == ATTN_PRECISION_F32) {
+            float *out = (float *)t->rows + r * t->stride;
+            s_effective(t->model, t->emb, t->ld, param_index, r, out);
+            memset(out + t->d, 0, (t->stride - t->d) * sizeof *out);
+        } else {
+            s_effective(t->model, t->emb, t->ld, param_index, r, row);
+            k->narrow(row, (uint16_t *)t->rows + r * t->stride, t->stride);
+        }
+    }
+    free(row);
     t->base = t->rows;
     return ATTN_OK;
 }
 
 static int s_check_args(const attn_model *model, const float *emb, size_t n, size_t ld,
-                        const int64_t *param_index, attn_precompute mode, int threads)
+                        const int64_t *param_index, const attn_tables_opts *o)
 {
-    if (attn_model_check(model, NULL, 0) != ATTN_OK)
+    if (!o || attn_model_check(model, NULL, 0) != ATTN_OK)
         return ATTN_EINVAL;
-    if ((!emb && n > 0) || ld < (size_t)model->d || threads < 1 || n > UINT32_MAX ||
-        (mode != ATTN_PRECOMPUTE_ALL && mode != ATTN_PRECOMPUTE_NONE))
+    if ((!emb && n > 0) || ld < (size_t)model->d || o->threads < 1 || n > UINT32_MAX ||
+        (o->mode != ATTN_PRECOMPUTE_ALL && o->mode != ATTN_PRECOMPUTE_NONE) ||
+        (o->precision != ATTN_PRECISION_F32 && o->precision != ATTN_PRECISION_BF16))
         return ATTN_EINVAL;
     if (param_index)
         for (size_t r = 0; r < n; r++)
@@ -223,12 +255,22 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
                       size_t n, size_t ld, const int64_t *param_index,
                       attn_precompute mode, int threads)
 {
+    attn_tables_opts o = {.mode = mode, .precision = ATTN_PRECISION_F32, .threads = threads};
+    return attn_tables_build_opts(out, model, emb, n, ld, param_index, &o);
+}
+
+int attn_tables_build_opts(attn_tables **out, const attn_model *model, const float *emb,
+                           size_t n, size_t ld, const int64_t *param_index,
+                           const attn_tables_opts *o)
+{
     if (!out)
         return ATTN_EINVAL;
     *out = NULL;
-    int st = s_check_args(model, emb, n, ld, param_index, mode, threads);
+    int st = s_check_args(model, emb, n, ld, param_index, o);
     if (st != ATTN_OK)
         return st;
+    const attn_precompute mode = o->mode;
+    const int threads = o->threads;
     attn_tables *t = calloc(1, sizeof *t);
     if (!t || !(t->model = attn_model_clone(model))) {
         free(t);
@@ -236,6 +278,9 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
     }
     const attn_model *md = t->model;
     t->mode = mode;
+    t->prec = o->precision;
+    t->threads = threads;
+    t->esize = t->prec == ATTN_PRECISION_F32 ? sizeof(float) : sizeof(uint16_t);
     t->n = n;
     t->d = md->d;
     t->m = md->m;
@@ -267,7 +312,10 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
             memcpy(t->pidx, param_index, n * sizeof(int64_t));
     }
     if (st == ATTN_OK && t->shared && has_res && mode == ATTN_PRECOMPUTE_ALL)
-        st = s_build_effective(t, param_index);
+        st = s_build_emb_copy(t, param_index);
+    else if (st == ATTN_OK && t->prec != ATTN_PRECISION_F32 &&
+             (t->shared || mode == ATTN_PRECOMPUTE_NONE))
+        st = s_build_emb_copy(t, NULL);
     if (st == ATTN_OK && !t->shared) {
         t->w_qg = s_alloc((size_t)t->d * t->wcols, sizeof(float));
         t->w_kv = s_alloc((size_t)t->d * t->hcols, sizeof(float));
@@ -295,8 +343,10 @@ int attn_tables_build(attn_tables **out, const attn_model *model, const float *e
         return st;
     }
     t->bytes = sizeof *t + attn_model_bytes(t->model);
-    if (t->rows)
-        t->bytes += (t->shared ? t->n : t->n + ATTN_KERN_MAX_ROWS) * t->stride * sizeof(float);
+    if (t->rows) {
+        int spill = !t->shared && mode == ATTN_PRECOMPUTE_ALL && t->prec == ATTN_PRECISION_F32;
+        t->bytes += (spill ? t->n + ATTN_KERN_MAX_ROWS : t->n) * t->stride * t->esize;
+    }
     t->bytes += t->pidx ? n * sizeof(int64_t) : 0;
     t->bytes += t->row_bias ? n * sizeof(float) : 0;
     t->bytes += t->w_qg ? (size_t)t->d * (t->wcols + t->hcols) * sizeof(float) : 0;
@@ -322,6 +372,19 @@ void attn_tables_free(attn_tables **tables_p)
 size_t attn_tables_bytes(const attn_tables *t)
 {
     return t ? t->bytes : 0;
+}
+
+int attn_tables_borrows_emb(const attn_tables *t)
+{
+    return t && t->n > 0 && t->base == (const void *)t->emb;
+}
+
+attn_tables_opts attn_tables_options(const attn_tables *t)
+{
+    attn_tables_opts o = {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, 1};
+    if (t)
+        o = (attn_tables_opts){t->mode, t->prec, t->threads};
+    return o;
 }
 
 size_t attn_tables_rows(const attn_tables *t)

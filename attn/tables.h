@@ -25,6 +25,11 @@
  *
  * When `eff` is set the rows at base are text embeddings without their
  * residual, and a request must build effective rows itself (pidx says which).
+ *
+ * Precision (score.h): in bfloat16 tables every row at base is owned and
+ * bfloat16 -- ALL's rows as above; for the identity model and NONE a copy
+ * of the (effective, resp. text) embeddings, stride round16(d) -- and a
+ * request widens what it reads into its scratch before the kernels run.
  */
 #ifndef ATTN_TABLES_H
 #define ATTN_TABLES_H
@@ -39,15 +44,18 @@
 struct attn_tables {
     attn_model *model;         /* private deep copy */
     attn_precompute mode;      /* as built */
+    int threads;               /* as asked for */
     size_t n;                  /* catalog rows */
     int d, m, heads, dh;       /* shapes; dh = m / heads */
     int shared;                /* every projection is the identity: q = g = k = v = e */
     int eff;                   /* requests must add residuals themselves (see above) */
 
-    const float *base;         /* row r's vectors start at base + r * stride */
-    size_t stride;             /* floats between rows */
-    size_t q_off, g_off, k_off, v_off;   /* offsets of q, g, k, v in a row */
-    float *rows;               /* owned precomputed rows (base points here), or NULL */
+    attn_precision prec;       /* what the rows at base are stored in */
+    size_t esize;              /* bytes per element there: 4 (float) or 2 (bfloat16) */
+    const void *base;          /* row r's vectors start at element r * stride of base */
+    size_t stride;             /* elements between rows */
+    size_t q_off, g_off, k_off, v_off;   /* offsets of q, g, k, v in a row (elements) */
+    void *rows;                /* owned rows (base points here), or NULL */
 
     const float *emb;          /* the caller's embeddings (borrowed), ld floats a row */
     size_t ld;
@@ -61,6 +69,12 @@ struct attn_tables {
     int sa_len;                /* the model's self-attention window, 0 = none */
     size_t bytes;              /* memory owned, for attn_tables_bytes */
 };
+
+/* The first element of catalog row r (at esize bytes each). */
+static inline const char *attn_tables_row(const attn_tables *t, size_t r)
+{
+    return (const char *)t->base + r * t->stride * t->esize;
+}
 
 /* x rounded up to a multiple of ATTN_KERN_COLS. */
 static inline size_t attn_round_cols(size_t x)
