@@ -9,7 +9,8 @@
  *      weights, N distinct candidates) and times attn_score on requests drawn
  *      at random from the pool, one clock_gettime pair per request, after a
  *      warm-up pass over the whole pool -- so the rows a request touches are
- *      as cold as they would be in a server facing many users;
+ *      as cold as they would be in a server facing many users -- in rounds
+ *      the modes take in turn (S_ROUNDS), keeping each mode's best;
  *   3. measures OpenBLAS sgemm on one thread, once at a large representative
  *      shape (the FLOP-bound limit) and once at each request's own shapes;
  *   4. writes everything the Python peers need into DIR/<shape>.bin --
@@ -35,7 +36,9 @@
 
 #include "attn/attn.h"
 #include "attn/score.h"
+#include "attn/topk.h"
 #include "bench/bench.h"
+#include "bench/bench_peak.h"
 
 #define S_K 10
 #define S_MAGIC 0x4E425441   /* "ATBN" */
@@ -52,7 +55,8 @@ typedef struct s_opts {
     uint64_t seed;
     int sgemm_only;
     int ref;            /* requests checked against attn_score_ref */
-    char modes[32];     /* "all,none": which table modes to time */
+    char modes[32];     /* "all,bf16,none": which tables to time */
+    int agree;          /* requests on which bf16 tables are compared with f32 ones */
     int self_attn;      /* > 0: give the model a self-attention block of this window */
 } s_opts;
 
@@ -152,8 +156,9 @@ static double s_sgemm_request(const s_shape *sh)
  * uses -- q and g (2m floats) of each candidate, k and v (2m floats) of each
  * history item -- from a table far larger than the caches.  This times
  * exactly that traffic and nothing else: the same row indexes as the
- * request pool, in a table of the same size with rows of 4m floats laid out
- * as attn/tables.h lays them out ([q g | k v]), every cache line of the
+ * request pool, in a table of the same size with rows of 4m elements (floats,
+ * or bfloat16 for those tables: esize 2) laid out as attn/tables.h lays them
+ * out ([q g | k v]), every cache line of the
  * needed halves read once, with software prefetch S_AHEAD rows ahead (as
  * the fast path does).  Its rate is the memory-bound limit the FLOP-bound
  * one leaves out.  Returns the median microseconds per request. */
@@ -162,10 +167,11 @@ static volatile float s_sink;
 #define S_AHEAD 16
 #endif
 
-static double s_gather_us(const s_data *D, double seconds)
+static double s_gather_us(const s_data *D, double seconds, size_t esize)
 {
     const s_shape *sh = D->sh;
-    const size_t half = 2 * (size_t)D->m, stride = 2 * half;
+    /* Floats standing for 2m elements of esize bytes: the same lines. */
+    const size_t half = 2 * (size_t)D->m * esize / sizeof(float), stride = 2 * half;
     float *tab = bench_alloc(D->items * stride * sizeof(float));
     for (size_t i = 0; i < D->items * stride; i++)
         tab[i] = 1.0f;   /* touch every page before timing */
@@ -291,7 +297,8 @@ static attn_request s_request(const s_data *D, int p)
  * quarter of the timed period or one pass over the pool, whichever ends
  * first; then time requests drawn at random from the pool until `seconds`
  * have passed (and at least 200 requests). */
-static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D, double seconds)
+static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D, double seconds,
+                          uint64_t seed)
 {
     attn_result res;
     uint64_t w0 = util_now_ns();
@@ -303,7 +310,7 @@ static bench_stats s_time(const attn_tables *t, attn_scratch *s, const s_data *D
     }
     size_t cap = 1 << 16, n = 0;
     double *us = bench_alloc(cap * sizeof *us);
-    bench_rng r = {.s = 12345};
+    bench_rng r = {.s = seed};
     uint64_t start = util_now_ns(), limit = (uint64_t)(seconds * 1e9);
     while ((util_now_ns() - start < limit || n < 200) && n < cap) {
         attn_request rq = s_request(D, (int)bench_below(&r, (uint32_t)D->pool));
@@ -408,14 +415,203 @@ static void s_write_peer_file(const attn_tables *t, attn_scratch *s, const s_dat
     }
 }
 
+/* ---- bfloat16 against float tables ------------------------------------------------ */
+
+/* Of the f32 top-k A and the bf16 top-k B of one request, the candidates
+ * in only one of them (a in A, b in B) must be within the bound the oracle
+ * derives for bf16 tables (attn_score_ref_bound): f32(a) - f32(b) <=
+ * bound(a) + bound(b) + 1e-4 max|score|.  Returns the worst ratio of the
+ * two sides (> 1: the bound is broken, and the suite stops). */
+static double s_swap_check(const s_data *D, int p, const float *s32, const uint32_t *a,
+                           const uint32_t *b, int n, double *gap_rel)
+{
+    attn_request rq = s_request(D, p);
+    uint32_t rows[2 * S_K];
+    for (int i = 0; i < n; i++) {
+        rows[i] = rq.cand[a[i]];
+        rows[n + i] = rq.cand[b[i]];
+    }
+    rq.cand = rows;
+    rq.n_cand = 2 * n;
+    double bound[2 * S_K], scale = 0, worst = 0;
+    attn_tables_opts o = {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, 1};
+    int st = attn_score_ref_bound(D->md, D->emb, D->items, (size_t)D->sh->d, D->pidx, &rq, &o,
+                                  bound, NULL);
+    if (st != ATTN_OK)
+        s_die("attn_score_ref_bound", st);
+    for (int c = 0; c < D->sh->N; c++)
+        scale = fmax(scale, fabs(s32[c]));
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double gap = (double)s32[a[i]] - s32[b[j]];
+            worst = fmax(worst, gap / (bound[i] + bound[n + j] + 1e-4 * scale));
+            *gap_rel = fmax(*gap_rel, gap / (scale > 0 ? scale : 1));
+        }
+    return worst;
+}
+
+/* bf16 tables against the f32 ones on the first n pool requests: how many
+ * of f32's top-k bf16 keeps (overlap), how often the order is the same,
+ * the largest score difference, and the bound check of every swap (and the
+ * largest f32 gap of a swapped pair, relative to the request's largest
+ * |score|). */
+static void s_agree(const attn_tables *t32, const attn_tables *t16, const s_data *D, int n)
+{
+    const int N = D->sh->N;
+    attn_limits lim = {.max_cand = N, .max_hist = D->sh->L, .max_k = S_K, .max_explain = 0};
+    attn_scratch *x32 = attn_scratch_new(t32, &lim), *x16 = attn_scratch_new(t16, &lim);
+    float *s32 = bench_alloc((size_t)N * sizeof *s32), *s16 = bench_alloc((size_t)N * sizeof *s16);
+    if (!x32 || !x16)
+        s_die("attn_scratch_new", ATTN_ENOMEM);
+    n = n < D->pool ? n : D->pool;
+    long kept = 0, same = 0, swapped = 0;
+    double diff = 0, worst = 0, gap = 0;
+    for (int p = 0; p < n; p++) {
+        attn_request rq = s_request(D, p);
+        uint32_t top32[S_K], top16[S_K], a[S_K], b[S_K];
+        if (attn_score_all(t32, &rq, x32, s32) != ATTN_OK ||
+            attn_score_all(t16, &rq, x16, s16) != ATTN_OK)
+            s_die("attn_score_all", ATTN_ERANGE);
+        int k = attn_topk_f32(s32, N, S_K, top32);
+        attn_topk_f32(s16, N, S_K, top16);
+        double scale = 0, d = 0;
+        for (int c = 0; c < N; c++) {
+            scale = fmax(scale, fabs(s32[c]));
+            d = fmax(d, fabs((double)s16[c] - s32[c]));
+        }
+        diff = fmax(diff, d / (scale > 0 ? scale : 1));
+        same += memcmp(top32, top16, sizeof top32) == 0;
+        int na = 0, nb = 0;
+        for (int i = 0; i < k; i++) {
+            int in16 = 0, in32 = 0;
+            for (int j = 0; j < k; j++) {
+                in16 |= top16[j] == top32[i];
+                in32 |= top32[j] == top16[i];
+            }
+            kept += in16;
+            if (!in16)
+                a[na++] = top32[i];
+            if (!in32)
+                b[nb++] = top16[i];
+        }
+        if (na > 0) {
+            swapped++;
+            worst = fmax(worst, s_swap_check(D, p, s32, a, b, na, &gap));
+        }
+    }
+    printf("{\"kind\":\"agree\",\"shape\":\"%s\",\"requests\":%d,\"k\":%d,\"overlap\":%.5f,"
+           "\"identical\":%.4f,\"max_rel_diff\":%.3g,\"swapped_requests\":%ld,"
+           "\"worst_swap_of_bound\":%.3g,\"worst_swap_gap_rel\":%.3g}\n",
+           D->sh->name, n, S_K, (double)kept / ((double)n * S_K), (double)same / n, diff,
+           swapped, worst, gap);
+    fflush(stdout);
+    if (worst > 1.0) {
+        fprintf(stderr, "bench_score: %s: bf16 swapped candidates whose f32 scores differ by "
+                        "%.3g times the bound\n", D->sh->name, worst);
+        exit(1);
+    }
+    attn_scratch_free(&x32);
+    attn_scratch_free(&x16);
+    free(s32);
+    free(s16);
+}
+
+/* ---- one shape -------------------------------------------------------------------- */
+
+static const struct {
+    attn_precompute mode;
+    attn_precision prec;
+    const char *name;
+} s_modes[] = {{ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, "all"},
+               {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, "bf16"},
+               {ATTN_PRECOMPUTE_NONE, ATTN_PRECISION_F32, "none"}};
+#define S_NMODES (sizeof s_modes / sizeof s_modes[0])
+
+static attn_tables *s_build(const s_data *D, size_t mi, double *ms)
+{
+    attn_tables *t;
+    uint64_t b0 = util_now_ns();
+    attn_tables_opts to = {s_modes[mi].mode, s_modes[mi].prec, 2};
+    int st = attn_tables_build_opts(&t, D->md, D->emb, D->items, (size_t)D->sh->d, D->pidx, &to);
+    if (st != ATTN_OK)
+        s_die("attn_tables_build", st);
+    *ms = (double)(util_now_ns() - b0) / 1e6;
+    return t;
+}
+
+/* Rounds per mode: the modes take turns, S_ROUNDS times, and each keeps
+ * its best round.  The machine is shared: a neighbour's burst only ever
+ * slows a round down, and taking turns spreads it over every mode alike,
+ * so the ratios between modes hold even when the absolute rates do not. */
+#define S_ROUNDS 3
+
+/* Build, check and time every mode asked for, then compare bf16 tables
+ * with f32 ones (built for that if "all" was not asked for). */
+static void s_run_shape(const s_data *D, const s_opts *o)
+{
+    const s_shape *sh = D->sh;
+    double flops = 4.0 * sh->N * sh->L * D->m;
+    double g_req = s_sgemm_request(sh);
+    attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = S_K, .max_explain = 0};
+    attn_tables *t[S_NMODES] = {0};
+    attn_scratch *s[S_NMODES] = {0};
+    bench_stats best[S_NMODES] = {{0}};
+    double build_ms[S_NMODES] = {0}, err[S_NMODES] = {0};
+    for (size_t mi = 0; mi < S_NMODES; mi++) {
+        if (!strstr(o->modes, s_modes[mi].name))
+            continue;
+        t[mi] = s_build(D, mi, &build_ms[mi]);
+        if (!(s[mi] = attn_scratch_new(t[mi], &lim)))
+            s_die("attn_scratch_new", ATTN_ENOMEM);
+        err[mi] = s_modes[mi].mode == ATTN_PRECOMPUTE_ALL ? s_ref_error(t[mi], s[mi], D, o->ref) : -1;
+    }
+    for (int round = 0; round < S_ROUNDS; round++)
+        for (size_t mi = 0; mi < S_NMODES; mi++) {
+            if (!t[mi])
+                continue;
+            bench_stats bs = s_time(t[mi], s[mi], D, o->seconds / S_ROUNDS, 12345 + round);
+            if (bs.rps > best[mi].rps)
+                best[mi] = bs;
+        }
+    for (size_t mi = 0; mi < S_NMODES; mi++) {
+        if (!t[mi])
+            continue;
+        double esize = s_modes[mi].prec == ATTN_PRECISION_F32 ? 4 : 2;
+        double gather_us = s_gather_us(D, o->seconds * 0.5, (size_t)esize);
+        double bytes = (double)(sh->N + sh->L) * 2 * D->m * esize;
+        printf("{\"kind\":\"score\",\"shape\":\"%s\",\"impl\":\"attnd\",\"mode\":\"%s\","
+               "\"d\":%d,\"m\":%d,\"H\":%d,\"L\":%d,\"N\":%d,\"items\":%zu,"
+               "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
+               "\"rounds\":%d,\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
+               "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
+               "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d}\n",
+               sh->name, s_modes[mi].name, sh->d, D->m, sh->heads, sh->L, sh->N, D->items,
+               best[mi].n, best[mi].rps, best[mi].p50_us, best[mi].p99_us, best[mi].mean_us,
+               S_ROUNDS, flops, g_req, attn_tables_bytes(t[mi]), attn_scratch_bytes(s[mi]),
+               build_ms[mi], err[mi], bytes, gather_us, o->self_attn);
+        fflush(stdout);
+    }
+    if (t[0] && o->out)
+        s_write_peer_file(t[0], s[0], D, o);
+    if (t[1] && o->agree > 0) {
+        if (!t[0])
+            t[0] = s_build(D, 0, &build_ms[0]);
+        s_agree(t[0], t[1], D, o->agree);
+    }
+    for (size_t mi = 0; mi < S_NMODES; mi++) {
+        attn_scratch_free(&s[mi]);
+        attn_tables_free(&t[mi]);
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
-            "                   [--check N] [--ref N] [--out DIR] [--seed S] [--modes all,none]\n"
-            "                   [--sgemm-only] [--self-attn W]\n"
+            "                   [--check N] [--ref N] [--out DIR] [--seed S]\n"
+            "                   [--modes all,bf16,none] [--agree N] [--sgemm-only] [--self-attn W]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -423,9 +619,9 @@ static void s_usage(FILE *out)
 static int s_parse(int argc, char **argv, s_opts *o)
 {
     *o = (s_opts){.items = 100000, .seconds = 0.6, .pool = 1024, .check = 32, .seed = 1,
-                  .ref = 2};
+                  .ref = 2, .agree = 1000};
     snprintf(o->shapes, sizeof o->shapes, "P1,P2,P3,P4");
-    snprintf(o->modes, sizeof o->modes, "all,none");
+    snprintf(o->modes, sizeof o->modes, "all,bf16,none");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm-only")) {
@@ -455,6 +651,8 @@ static int s_parse(int argc, char **argv, s_opts *o)
             snprintf(o->modes, sizeof o->modes, "%s", v);
         else if (!strcmp(a, "--ref"))
             o->ref = atoi(v);
+        else if (!strcmp(a, "--agree"))
+            o->agree = atoi(v);
         else if (!strcmp(a, "--out"))
             o->out = v;
         else if (!strcmp(a, "--seed"))
@@ -471,7 +669,7 @@ static int s_parse(int argc, char **argv, s_opts *o)
                         "self-attention block\n", ATTN_SA_MAX);
         return -1;
     }
-    if (o->items < 2000 || o->pool < 1 || o->check < 0 || o->seconds <= 0) {
+    if (o->items < 2000 || o->pool < 1 || o->check < 0 || o->seconds <= 0 || o->agree < 0) {
         fprintf(stderr, "bench_score: need --items >= 2000, --pool >= 1, --seconds > 0\n");
         return -1;
     }
@@ -498,6 +696,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (o.sgemm_only)
         return 0;
+    printf("{\"kind\":\"peak\",\"fma_gflops\":%.2f,\"dpbf16_gflops\":%.2f}\n",
+           bench_peak_fma(), bench_peak_dpbf16());
 
     for (size_t si = 0; si < BENCH_N_SHAPES; si++) {
         const s_shape *sh = &bench_shapes[si];
@@ -505,46 +705,7 @@ int main(int argc, char **argv)
             continue;
         s_data D;
         s_make_data(&D, sh, &o, (int)si);
-        double flops = 4.0 * sh->N * sh->L * D.m;
-        double g_req = s_sgemm_request(sh);
-        double gather_us = s_gather_us(&D, o.seconds * 0.5);
-        double bytes = (double)(sh->N + sh->L) * 2 * D.m * sizeof(float);
-        attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = S_K, .max_explain = 0};
-        static const struct {
-            attn_precompute mode;
-            const char *name;
-        } modes[] = {{ATTN_PRECOMPUTE_ALL, "all"}, {ATTN_PRECOMPUTE_NONE, "none"}};
-        for (size_t mi = 0; mi < 2; mi++) {
-            if (!strstr(o.modes, modes[mi].name))
-                continue;
-            attn_tables *t;
-            uint64_t b0 = util_now_ns();
-            int st = attn_tables_build(&t, D.md, D.emb, D.items, (size_t)sh->d, D.pidx,
-                                       modes[mi].mode, 2);
-            if (st != ATTN_OK)
-                s_die("attn_tables_build", st);
-            double build_ms = (double)(util_now_ns() - b0) / 1e6;
-            attn_scratch *s = attn_scratch_new(t, &lim);
-            if (!s)
-                s_die("attn_scratch_new", ATTN_ENOMEM);
-            double err = mi == 0 ? s_ref_error(t, s, &D, o.ref) : -1;
-            bench_stats bs = s_time(t, s, &D, o.seconds);
-            if (mi == 0 && o.out)
-                s_write_peer_file(t, s, &D, &o);
-            printf("{\"kind\":\"score\",\"shape\":\"%s\",\"impl\":\"attnd\",\"mode\":\"%s\","
-                   "\"d\":%d,\"m\":%d,\"H\":%d,\"L\":%d,\"N\":%d,\"items\":%zu,"
-                   "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
-                   "\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
-                   "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
-                   "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d}\n",
-                   sh->name, modes[mi].name, sh->d, D.m, sh->heads, sh->L, sh->N, D.items, bs.n,
-                   bs.rps, bs.p50_us, bs.p99_us, bs.mean_us, flops, g_req,
-                   attn_tables_bytes(t), attn_scratch_bytes(s), build_ms, err, bytes, gather_us,
-                   o.self_attn);
-            fflush(stdout);
-            attn_scratch_free(&s);
-            attn_tables_free(&t);
-        }
+        s_run_shape(&D, &o);
         s_free_data(&D);
     }
     return 0;

@@ -99,7 +99,20 @@ def check(sh, impl, topk_and_scores):
     return ties, worst
 
 
-def time_requests(sh, score_one, seconds, seed=12345):
+def time_requests(sh, score_one, seconds, rounds=3):
+    """The best of `rounds` rounds of seconds / rounds each, as bench_score
+    keeps each of its modes' best round (the machine is shared; a neighbour
+    only ever slows a round down)."""
+    best = None
+    for r in range(rounds):
+        t = time_round(sh, score_one, seconds / rounds, 12345 + r)
+        if best is None or t["rps"] > best["rps"]:
+            best = t
+    best["rounds"] = rounds
+    return best
+
+
+def time_round(sh, score_one, seconds, seed):
     """Warm up for a quarter of the period (or one pass over the pool), then
     time requests drawn at random from the pool for `seconds` (and at least
     30 requests), one perf_counter_ns pair per request -- the same method as
@@ -144,9 +157,12 @@ def openblas_core():
         return None
 
 
-def main(impl, make_scorer, extra_env=None):
-    """make_scorer(sh) returns score(p) -> (top indexes into the request's
-    candidates, scores of every candidate as a numpy array)."""
+def main(impl, scorers, extra_env=None):
+    """scorers: (mode, make_scorer) pairs, timed in that order on every
+    shape; make_scorer(sh) returns score(p) -> (top indexes into the
+    request's candidates, scores of every candidate as a numpy array).
+    Modes: "obvious" (the textbook computation) and "fast", "fast-jit"
+    (attnd's algorithm: precomputed tables, see peer_numpy.py)."""
     import argparse
     ap = argparse.ArgumentParser(description=f"the {impl} peer of bench_score")
     ap.add_argument("--dir", required=True, help="where bench_score wrote <shape>.bin")
@@ -163,13 +179,17 @@ def main(impl, make_scorer, extra_env=None):
         if not os.path.exists(path):
             sys.exit(f"{path}: missing (run bench_score --out {a.dir} first)")
         sh = Shape(path)
-        score = make_scorer(sh)
-        ties, err = check(sh, impl, score)
-        t = time_requests(sh, score, a.seconds)
-        rec = {"kind": "score", "shape": sh.name, "impl": impl, "mode": "obvious",
-               "d": sh.d, "m": sh.m, "H": sh.heads, "L": sh.L, "N": sh.N, "items": sh.items,
-               "flops": sh.flops, "checked": sh.n_check, "near_ties": ties,
-               "max_rel_diff": err}
-        rec.update(t)
-        print(json.dumps(rec), flush=True)
-        del sh, score
+        for mode, make_scorer in scorers:
+            t0 = time.perf_counter()
+            score = make_scorer(sh)
+            setup_s = time.perf_counter() - t0
+            ties, err = check(sh, f"{impl} {mode}", score)
+            t = time_requests(sh, score, a.seconds)
+            rec = {"kind": "score", "shape": sh.name, "impl": impl, "mode": mode,
+                   "d": sh.d, "m": sh.m, "H": sh.heads, "L": sh.L, "N": sh.N,
+                   "items": sh.items, "flops": sh.flops, "checked": sh.n_check,
+                   "near_ties": ties, "max_rel_diff": err, "setup_s": setup_s}
+            rec.update(t)
+            print(json.dumps(rec), flush=True)
+            del score
+        del sh

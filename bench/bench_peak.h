@@ -1,0 +1,101 @@
+/* bench_peak.h -- the core's arithmetic peaks, measured (header only: every
+ * bench .c file is its own program).
+ *
+ *     double fma = bench_peak_fma();        // GFLOP/s of float FMAs, one thread
+ *     double dp = bench_peak_dpbf16();      // of vdpbf16ps, 0 without AVX512-BF16
+ *
+ * Register operands only, independent accumulators, nothing loaded or
+ * stored: the most either instruction can do on this core, the ceiling a
+ * roofline draws.  vdpbf16ps multiplies 16 pairs of bfloat16 and adds both
+ * products to 16 floats (64 FLOPs); an AVX-512 FMA does 32.  Whether the
+ * first is worth using for bfloat16 tables depends on how many of them the
+ * core issues per cycle, which is what this measures (docs/PERFORMANCE.md).
+ */
+#ifndef BENCH_PEAK_H
+#define BENCH_PEAK_H
+
+#include "bench/bench.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define BENCH_PEAK_ITERS 2000000L
+
+/* Best of 5 runs: noise from the neighbours only ever slows a run down. */
+__attribute__((target("avx512f,fma"))) static double bench_peak_fma512(void)
+{
+    double best = 0.0;
+    for (int trial = 0; trial < 5; trial++) {
+        __m512 acc[12], a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-7f);
+        for (int i = 0; i < 12; i++)
+            acc[i] = _mm512_setzero_ps();
+        uint64_t t0 = util_now_ns();
+        for (long it = 0; it < BENCH_PEAK_ITERS; it++) {
+#pragma GCC unroll 12
+            for (int i = 0; i < 12; i++)
+                acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
+            __asm__ volatile("" : "+v"(a));   /* keep the loop */
+        }
+        double s = (double)(util_now_ns() - t0) / 1e9;
+        float sink = 0.0f;
+        for (int i = 0; i < 12; i++)
+            sink += _mm512_reduce_add_ps(acc[i]);
+        __asm__ volatile("" : : "x"(sink));
+        double g = BENCH_PEAK_ITERS * 12.0 * 32.0 / s / 1e9;
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+/* Eight accumulators: with more the rate does not rise (measured), the
+ * instruction's throughput is the limit, not its latency. */
+__attribute__((target("avx512f,avx512bf16"))) static double bench_peak_dpbf16_512(void)
+{
+    double best = 0.0;
+    for (int trial = 0; trial < 5; trial++) {
+        __m512 acc[8];
+        __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80);   /* (1, 1) */
+        for (int i = 0; i < 8; i++)
+            acc[i] = _mm512_setzero_ps();
+        uint64_t t0 = util_now_ns();
+        for (long it = 0; it < BENCH_PEAK_ITERS; it++) {
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++)
+                acc[i] = _mm512_dpbf16_ps(acc[i], a, a);
+            __asm__ volatile("" : "+v"(a));
+        }
+        double s = (double)(util_now_ns() - t0) / 1e9;
+        float sink = 0.0f;
+        for (int i = 0; i < 8; i++)
+            sink += _mm512_reduce_add_ps(acc[i]);
+        __asm__ volatile("" : : "x"(sink));
+        double g = BENCH_PEAK_ITERS * 8.0 * 64.0 / s / 1e9;
+        best = g > best ? g : best;
+    }
+    return best;
+}
+#endif
+
+/* GFLOP/s of AVX-512 FMAs on one thread, 0 where the CPU has none. */
+static inline double bench_peak_fma(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return bench_peak_fma512();
+#endif
+    return 0.0;
+}
+
+/* GFLOP/s of vdpbf16ps on one thread, 0 where the CPU lacks AVX512-BF16. */
+static inline double bench_peak_dpbf16(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16"))
+        return bench_peak_dpbf16_512();
+#endif
+    return 0.0;
+}
+
+#endif
