@@ -157,9 +157,19 @@ size_t store_catalog_bytes(const store_catalog *cat)
     if (!cat)
         return 0;
     const s_priv *p = cat->priv;
-    return sizeof *cat + sizeof *p + (size_t)cat->n * (size_t)cat->dim * sizeof(float)
-           + (size_t)cat->n * sizeof(int64_t) + p->pool_cap + (p->cap + 1) * sizeof(uint64_t)
+    size_t emb = cat->emb ? (size_t)cat->n * (size_t)cat->dim * sizeof(float) : 0;
+    return sizeof *cat + sizeof *p + emb + (size_t)cat->n * sizeof(int64_t) + p->pool_cap + (p->cap + 1) * sizeof(uint64_t)
            + 2 * (p->mask + 1) * sizeof(uint64_t);
+}
+
+void store_catalog_drop_emb(store_catalog *cat)
+{
+    if (!cat || !cat->emb)
+        return;
+    s_priv *p = cat->priv;
+    s_emb_free(cat->emb, p->emb_bytes);
+    cat->emb = NULL;
+    p->emb_bytes = p->emb_ready = 0;
 }
 
 /* Make room for one more row: double emb, item_id and off together. */

@@ -149,6 +149,12 @@ int store_catalog_load(store *db, store_catalog **out, store_err *err);
 void store_catalog_free(store_catalog **cat_p);      /* accepts NULL */
 size_t store_catalog_bytes(const store_catalog *cat);
 
+/* Give back the embedding matrix (4 n dim bytes); emb becomes NULL, the
+ * ids, hashes and ext_id pool stay.  For a caller whose scorer keeps its own
+ * copy of every row it reads (attn_tables_borrows_emb() == 0: bfloat16
+ * tables).  Accepts NULL and a catalog already without one. */
+void store_catalog_drop_emb(store_catalog *cat);
+
 /* meta catalog_version now (0 if absent): a cheap poll for "reload?". */
 int store_catalog_version(store *db, int64_t *version, store_err *err);
 
