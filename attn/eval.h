@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "attn/model.h"
+#include "attn/score.h"
 #include "util/rng.h"
 
 /* Every user's time-ordered events, as catalog rows.  Borrowed arrays. */
@@ -226,6 +227,12 @@ typedef struct attn_eval_model attn_eval_model;
  * object.  Returns ATTN_OK, ATTN_EINVAL (shapes) or ATTN_ENOMEM. */
 int attn_eval_model_new(attn_eval_model **out, const attn_model *model, const float *emb,
                         size_t n, size_t ld, const int64_t *param_index, int threads);
+/* The same with the tables' options (attn_tables_build_opts): e.g. bfloat16
+ * tables, to measure what a daemon serving them would answer.
+ * attn_eval_model_new is this with {ALL, F32, threads}. */
+int attn_eval_model_new_opts(attn_eval_model **out, const attn_model *model, const float *emb,
+                             size_t n, size_t ld, const int64_t *param_index,
+                             const attn_tables_opts *opts);
 void attn_eval_model_free(attn_eval_model **em_p);
 int attn_eval_model_score(void *em, const attn_eval_query *q, double *score, double *tie);
 

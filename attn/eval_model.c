@@ -27,10 +27,18 @@ struct attn_eval_model {
 int attn_eval_model_new(attn_eval_model **out, const attn_model *model, const float *emb,
                         size_t n, size_t ld, const int64_t *param_index, int threads)
 {
+    attn_tables_opts o = {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, threads};
+    return attn_eval_model_new_opts(out, model, emb, n, ld, param_index, &o);
+}
+
+int attn_eval_model_new_opts(attn_eval_model **out, const attn_model *model, const float *emb,
+                             size_t n, size_t ld, const int64_t *param_index,
+                             const attn_tables_opts *opts)
+{
     if (!out)
         return ATTN_EINVAL;
     *out = NULL;
-    if (!model || !emb || n == 0 || n > (size_t)INT32_MAX || threads < 1)
+    if (!model || !emb || !opts || n == 0 || n > (size_t)INT32_MAX || opts->threads < 1)
         return ATTN_EINVAL;
     attn_eval_model *em = calloc(1, sizeof *em);
     if (!em)
@@ -38,8 +46,7 @@ int attn_eval_model_new(attn_eval_model **out, const attn_model *model, const fl
     em->n = n;
     em->l_max = model->l_max;
     em->l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
-    int st = attn_tables_build(&em->t, model, emb, n, ld, param_index, ATTN_PRECOMPUTE_ALL,
-                               threads);
+    int st = attn_tables_build_opts(&em->t, model, emb, n, ld, param_index, opts);
     if (st == ATTN_OK) {
         attn_limits lim = {.max_cand = (int)n, .max_hist = model->l_max, .max_k = 1,
                            .max_explain = 0};

@@ -33,11 +33,14 @@ typedef struct s_args {
     int n_neg;
     int split;                /* enum attn_eval_split */
     int threads;
+    int precision;            /* enum attn_precision of the model rows' tables */
     attn_eval_base_opts bo;
 } s_args;
 
 static const char *const s_splits[] = {"test", "valid", NULL};
 static const int s_split_values[] = {ATTN_EVAL_TEST, ATTN_EVAL_VALID};
+static const char *const s_precisions[] = {"f32", "bf16", NULL};
+static const int s_precision_values[] = {ATTN_PRECISION_F32, ATTN_PRECISION_BF16};
 
 static const util_opt s_pos[] = {
     {"DB", NULL, NULL, UTIL_OPT_STR(s_args, db)},
@@ -55,6 +58,8 @@ static const util_opt s_opts[] = {
     {"split", NULL, "which target", UTIL_OPT_ENUM(s_args, split, s_splits, s_split_values)},
     {"threads", "T", "threads for building the model's tables",
      UTIL_OPT_INT(s_args, threads, 1, 64)},
+    {"precision", NULL, "what the model rows' scoring tables are stored in, as attnd's "
+     "model.precision", UTIL_OPT_ENUM(s_args, precision, s_precisions, s_precision_values)},
     {"window", "N", "transition baseline: recent items that vote",
      UTIL_OPT_INT(s_args, bo.window, 1, 1000)},
     {"decay", "X", "transition baseline: weight per step of distance",
@@ -127,7 +132,7 @@ static int s_model_refit(store *db, int64_t version)
 }
 
 static int s_load_model(store *db, int64_t version, const store_catalog *cat, attn_model **md,
-                        attn_eval_model **em, int threads)
+                        attn_eval_model **em, const attn_tables_opts *to)
 {
     store_err err;
     if (store_model_load(db, version, md, &err) != STORE_OK) {
@@ -149,7 +154,7 @@ static int s_load_model(store *db, int64_t version, const store_catalog *cat, at
         fprintf(stderr, "attnctl eval: out of memory\n");
         return -1;
     }
-    int st = attn_eval_model_new(em, *md, cat->emb, cat->n, (size_t)cat->dim, pi, threads);
+    int st = attn_eval_model_new_opts(em, *md, cat->emb, cat->n, (size_t)cat->dim, pi, to);
     free(pi);
     if (st != ATTN_OK) {
         fprintf(stderr, "attnctl eval: model version %lld: cannot build its scoring tables (%s)\n",
@@ -266,8 +271,9 @@ static int s_load(s_run *r, const s_args *a)
 
 static int s_prepare(s_run *r, const s_args *a)
 {
-    if (s_load_model(r->db, a->version, r->cat, &r->md, &r->em, a->threads) ||
-        s_load_model(r->db, 0, r->cat, &r->idm, &r->eid, a->threads))
+    attn_tables_opts to = {ATTN_PRECOMPUTE_ALL, (attn_precision)a->precision, a->threads};
+    if (s_load_model(r->db, a->version, r->cat, &r->md, &r->em, &to) ||
+        s_load_model(r->db, 0, r->cat, &r->idm, &r->eid, &to))
         return 1;
     r->refit = s_model_refit(r->db, r->md->version);
     if (r->refit < 0)
@@ -362,7 +368,8 @@ static void s_report(const s_run *r, const s_args *a)
 int cmd_eval(int argc, char **argv)
 {
     s_args a = {.version = STORE_MODEL_ACTIVE, .n_seeds = 3, .seed = 1, .n_neg = 100,
-                .split = ATTN_EVAL_TEST, .threads = 2, .bo = {.window = 8, .decay = 0.5}};
+                .split = ATTN_EVAL_TEST, .threads = 2, .precision = ATTN_PRECISION_F32,
+                .bo = {.window = 8, .decay = 0.5}};
     int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
     if (rc >= 0)
         return rc;
