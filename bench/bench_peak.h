@@ -3,11 +3,13 @@
  *
  *     double fma = bench_peak_fma();        // GFLOP/s of float FMAs, one thread
  *     double dp = bench_peak_dpbf16();      // of vdpbf16ps, 0 without AVX512-BF16
+ *     double i8 = bench_peak_vnni();        // int8 GOP/s of vpdpbusd, 0 without VNNI
  *
  * Register operands only, independent accumulators, nothing loaded or
  * stored: the most either instruction can do on this core, the ceiling a
  * roofline draws.  vdpbf16ps multiplies 16 pairs of bfloat16 and adds both
- * products to 16 floats (64 FLOPs); an AVX-512 FMA does 32.  Whether the
+ * products to 16 floats (64 FLOPs); an AVX-512 FMA does 32; vpdpbusd
+ * multiplies 64 pairs of 8-bit integers into 16 sums (128 operations).  Whether the
  * first is worth using for bfloat16 tables depends on how many of them the
  * core issues per cycle, which is what this measures (docs/PERFORMANCE.md).
  */
@@ -74,6 +76,31 @@ __attribute__((target("avx512f,avx512bf16"))) static double bench_peak_dpbf16_51
     }
     return best;
 }
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double bench_peak_vnni512(void)
+{
+    double best = 0.0;
+    for (int trial = 0; trial < 5; trial++) {
+        __m512i acc[12], a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+        for (int i = 0; i < 12; i++)
+            acc[i] = _mm512_setzero_si512();
+        uint64_t t0 = util_now_ns();
+        for (long it = 0; it < BENCH_PEAK_ITERS; it++) {
+#pragma GCC unroll 12
+            for (int i = 0; i < 12; i++)
+                acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+            __asm__ volatile("" : "+v"(a));
+        }
+        double s = (double)(util_now_ns() - t0) / 1e9;
+        int sink = 0;
+        for (int i = 0; i < 12; i++)
+            sink += _mm512_reduce_add_epi32(acc[i]);
+        __asm__ volatile("" : : "r"(sink));
+        double g = BENCH_PEAK_ITERS * 12.0 * 128.0 / s / 1e9;
+        best = g > best ? g : best;
+    }
+    return best;
+}
 #endif
 
 /* GFLOP/s of AVX-512 FMAs on one thread, 0 where the CPU has none. */
@@ -83,6 +110,17 @@ static inline double bench_peak_fma(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
         return bench_peak_fma512();
+#endif
+    return 0.0;
+}
+
+/* Giga-operations/s of vpdpbusd (int8), 0 where the CPU lacks AVX512-VNNI. */
+static inline double bench_peak_vnni(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni"))
+        return bench_peak_vnni512();
 #endif
     return 0.0;
 }

@@ -696,8 +696,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (o.sgemm_only)
         return 0;
-    printf("{\"kind\":\"peak\",\"fma_gflops\":%.2f,\"dpbf16_gflops\":%.2f}\n",
-           bench_peak_fma(), bench_peak_dpbf16());
+    printf("{\"kind\":\"peak\",\"fma_gflops\":%.2f,\"dpbf16_gflops\":%.2f,"
+           "\"vnni_gops\":%.2f}\n", bench_peak_fma(), bench_peak_dpbf16(), bench_peak_vnni());
 
     for (size_t si = 0; si < BENCH_N_SHAPES; si++) {
         const s_shape *sh = &bench_shapes[si];
