@@ -7,7 +7,8 @@
  *   N      candidates      25 .. 2000
  *   L      history          10 .. 200
  *   d      dimension (= m)  32 .. 512, H = 4
- *   items  catalog       10,000 .. 1,000,000, in both precompute modes
+ *   items  catalog       10,000 .. 1,000,000, in both precompute modes, and
+ *                        with bf16 tables
  *
  * Each point reports single-thread requests/s and p50/p99 of attn_score
  * (requests drawn at random from a pool, as in bench_score) and the memory
@@ -31,6 +32,7 @@ typedef struct s_point {
     int d, H, L, N;
     size_t items;
     attn_precompute mode;
+    attn_precision prec;
 } s_point;
 
 static double s_seconds = 0.3;
@@ -89,7 +91,9 @@ static void s_run(const s_point *pt, const attn_tables *t, size_t items, double 
            "\"L\":%d,\"N\":%d,\"items\":%zu,\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,"
            "\"p99_us\":%.2f,\"flops\":%.0f,\"catalog_bytes\":%zu,\"table_bytes\":%zu,"
            "\"scratch_bytes\":%zu,\"build_ms\":%.1f}\n",
-           pt->sweep, pt->mode == ATTN_PRECOMPUTE_ALL ? "all" : "none", pt->d, pt->d, pt->H,
+           pt->sweep,
+           pt->prec == ATTN_PRECISION_BF16 ? "bf16" : pt->mode == ATTN_PRECOMPUTE_ALL ? "all" : "none",
+           pt->d, pt->d, pt->H,
            pt->L, pt->N, items, bs.n, bs.rps, bs.p50_us, bs.p99_us,
            4.0 * pt->N * pt->L * pt->d, catalog_bytes, attn_tables_bytes(t),
            attn_scratch_bytes(s), build_ms);
@@ -102,11 +106,13 @@ static void s_run(const s_point *pt, const attn_tables *t, size_t items, double 
 
 /* Tables over the first `items` rows of emb for model md. */
 static attn_tables *s_build(const attn_model *md, const float *emb, size_t items,
-                            const int64_t *pidx, attn_precompute mode, double *ms)
+                            const int64_t *pidx, attn_precompute mode, attn_precision prec,
+                            double *ms)
 {
     attn_tables *t;
     uint64_t t0 = util_now_ns();
-    int st = attn_tables_build(&t, md, emb, items, (size_t)md->d, pidx, mode, 2);
+    attn_tables_opts o = {mode, prec, 2};
+    int st = attn_tables_build_opts(&t, md, emb, items, (size_t)md->d, pidx, &o);
     if (st != ATTN_OK)
         s_die("attn_tables_build", st);
     *ms = (double)(util_now_ns() - t0) / 1e6;
@@ -143,17 +149,17 @@ int main(int argc, char **argv)
         float *emb = bench_catalog(base_items, base_d, &r);
         attn_model *md = bench_model(base_d, base_d, H, 200, (int64_t)base_items, NULL, &r);
         double ms;
-        attn_tables *t = s_build(md, emb, base_items, pidx, ATTN_PRECOMPUTE_ALL, &ms);
+        attn_tables *t = s_build(md, emb, base_items, pidx, ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, &ms);
         static const int Ns[] = {25, 50, 100, 200, 500, 1000, 2000};
         static const int Ls[] = {10, 25, 50, 100, 200};
         if (strstr(only, "N"))
             for (size_t i = 0; i < sizeof Ns / sizeof Ns[0]; i++) {
-                s_point pt = {"N", base_d, H, base_L, Ns[i], base_items, ATTN_PRECOMPUTE_ALL};
+                s_point pt = {"N", base_d, H, base_L, Ns[i], base_items, ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32};
                 s_run(&pt, t, base_items, ms, base_items * base_d * sizeof(float), &r);
             }
         if (strstr(only, "L"))
             for (size_t i = 0; i < sizeof Ls / sizeof Ls[0]; i++) {
-                s_point pt = {"L", base_d, H, Ls[i], base_N, base_items, ATTN_PRECOMPUTE_ALL};
+                s_point pt = {"L", base_d, H, Ls[i], base_N, base_items, ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32};
                 s_run(&pt, t, base_items, ms, base_items * base_d * sizeof(float), &r);
             }
         attn_tables_free(&t);
@@ -167,8 +173,8 @@ int main(int argc, char **argv)
             float *emb = bench_catalog(base_items, ds[i], &r);
             attn_model *md = bench_model(ds[i], ds[i], H, 200, (int64_t)base_items, NULL, &r);
             double ms;
-            attn_tables *t = s_build(md, emb, base_items, pidx, ATTN_PRECOMPUTE_ALL, &ms);
-            s_point pt = {"d", ds[i], H, base_L, base_N, base_items, ATTN_PRECOMPUTE_ALL};
+            attn_tables *t = s_build(md, emb, base_items, pidx, ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, &ms);
+            s_point pt = {"d", ds[i], H, base_L, base_N, base_items, ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32};
             s_run(&pt, t, base_items, ms, base_items * (size_t)ds[i] * sizeof(float), &r);
             attn_tables_free(&t);
             attn_model_free(&md);
@@ -185,11 +191,12 @@ int main(int argc, char **argv)
              * grows with it as it would in the daemon. */
             bench_rng mr = {.s = 77};
             attn_model *md = bench_model(base_d, base_d, H, 200, (int64_t)ns[i], NULL, &mr);
-            for (int mode = 0; mode < 2; mode++) {
-                attn_precompute pm = mode ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
+            for (int mode = 0; mode < 3; mode++) {
+                attn_precompute pm = mode == 2 ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
+                attn_precision pp = mode == 1 ? ATTN_PRECISION_BF16 : ATTN_PRECISION_F32;
                 double ms;
-                attn_tables *t = s_build(md, emb, ns[i], pidx, pm, &ms);
-                s_point pt = {"items", base_d, H, base_L, base_N, ns[i], pm};
+                attn_tables *t = s_build(md, emb, ns[i], pidx, pm, pp, &ms);
+                s_point pt = {"items", base_d, H, base_L, base_N, ns[i], pm, pp};
                 s_run(&pt, t, ns[i], ms, ns[i] * base_d * sizeof(float), &r);
                 attn_tables_free(&t);
             }

@@ -49,7 +49,9 @@ set y2tics
 set ytics nomirror
 set key bottom right box opaque
 plot f('items-all') using 1:2 with linespoints pt 7 title "req/s, precompute all", \
+     f('items-bf16') using 1:2 with linespoints pt 9 title "req/s, all, bf16 tables", \
      f('items-none') using 1:2 with linespoints pt 5 title "req/s, precompute none", \
      f('items-all') using 1:($5+$7) axes x1y2 with linespoints pt 7 dt 3 title "MiB: embeddings + tables (all)", \
+     f('items-bf16') using 1:5 axes x1y2 with linespoints pt 9 dt 3 title "MiB: bf16 tables (embeddings can go)", \
      f('items-none') using 1:($5+$7) axes x1y2 with linespoints pt 5 dt 3 title "MiB: embeddings + tables (none)"
 unset multiplot
