@@ -686,6 +686,13 @@ START_TEST(test_cli)
     snprintf(args, sizeof args, "eval %s --split valid", path);
     ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "refit") && strstr(out, "--split test"), "%s", out);
+    /* Scored with bfloat16 tables, as a daemon with model.precision = bf16. */
+    snprintf(args, sizeof args, "eval %s --seeds 1 --precision bf16", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "self-attention window 3"), "%s", out);
+    snprintf(args, sizeof args, "eval %s --precision f16", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--precision") && strstr(out, "f16"), "%s", out);
     unlink(path);
 }
 END_TEST
