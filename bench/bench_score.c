@@ -581,12 +581,13 @@ static void s_run_shape(const s_data *D, const s_opts *o)
         double bytes = (double)(sh->N + sh->L) * 2 * D->m * esize;
         printf("{\"kind\":\"score\",\"shape\":\"%s\",\"impl\":\"attnd\",\"mode\":\"%s\","
                "\"d\":%d,\"m\":%d,\"H\":%d,\"L\":%d,\"N\":%d,\"items\":%zu,"
-               "\"n\":%zu,\"rps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
-               "\"rounds\":%d,\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
+               "\"n\":%zu,\"rps\":%.1f,\"rps_wall\":%.1f,\"cut\":%zu,\"p50_us\":%.2f,"
+               "\"p99_us\":%.2f,\"mean_us\":%.2f,\"rounds\":%d,\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
                "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
                "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d}\n",
                sh->name, s_modes[mi].name, sh->d, D->m, sh->heads, sh->L, sh->N, D->items,
-               best[mi].n, best[mi].rps, best[mi].p50_us, best[mi].p99_us, best[mi].mean_us,
+               best[mi].n, best[mi].rps, best[mi].rps_wall, best[mi].cut, best[mi].p50_us,
+               best[mi].p99_us, best[mi].mean_us,
                S_ROUNDS, flops, g_req, attn_tables_bytes(t[mi]), attn_scratch_bytes(s[mi]),
                build_ms[mi], err[mi], bytes, gather_us, o->self_attn);
         fflush(stdout);
