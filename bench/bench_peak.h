@@ -21,13 +21,16 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define BENCH_PEAK_ITERS 2000000L
-
-/* Best of 5 runs: noise from the neighbours only ever slows a run down. */
+/* Each trial is ~1 ms; the best of 200: noise from the neighbours only ever
+ * slows a trial down, and trials this short mostly fit between two of
+ * their time slices (the scoring rates leave interrupted requests out too,
+ * bench.h's BENCH_STEADY_CUT). */
+#define BENCH_PEAK_ITERS 100000L
+#define BENCH_PEAK_TRIALS 200
 __attribute__((target("avx512f,fma"))) static double bench_peak_fma512(void)
 {
     double best = 0.0;
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < BENCH_PEAK_TRIALS; trial++) {
         __m512 acc[12], a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-7f);
         for (int i = 0; i < 12; i++)
             acc[i] = _mm512_setzero_ps();
@@ -54,7 +57,7 @@ __attribute__((target("avx512f,fma"))) static double bench_peak_fma512(void)
 __attribute__((target("avx512f,avx512bf16"))) static double bench_peak_dpbf16_512(void)
 {
     double best = 0.0;
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < BENCH_PEAK_TRIALS; trial++) {
         __m512 acc[8];
         __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80);   /* (1, 1) */
         for (int i = 0; i < 8; i++)
@@ -80,7 +83,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double bench_peak_dpbf16_51
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double bench_peak_vnni512(void)
 {
     double best = 0.0;
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < BENCH_PEAK_TRIALS; trial++) {
         __m512i acc[12], a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
         for (int i = 0; i < 12; i++)
             acc[i] = _mm512_setzero_si512();

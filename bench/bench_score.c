@@ -83,9 +83,13 @@ static void s_die(const char *what, int st)
 
 /* ---- sgemm ---------------------------------------------------------------------- */
 
-/* Best-of-5 GFLOP/s of C = A B (M x K times K x N) on one thread, each trial
- * ~0.1 s.  Best, not median: the question is what the core can do; noise
- * from the neighbours only ever slows it down. */
+/* GFLOP/s of C = A B (M x K times K x N) on one thread: the best single
+ * call over ~0.5 s (after a warm-up call).  Best, not median: the question
+ * is what the core can do; noise from the neighbours only ever slows it
+ * down.  Single calls (6-60 ms at 1024x1024x384), not 0.1 s windows: a
+ * window almost always holds a neighbour's time slice on a busy machine,
+ * and the scoring rates it is compared with leave those out
+ * (BENCH_STEADY_CUT). */
 static double s_sgemm_gflops(int M, int N, int K, int trans_b)
 {
     float *a = bench_alloc((size_t)M * K * sizeof(float));
@@ -97,16 +101,13 @@ static double s_sgemm_gflops(int M, int N, int K, int trans_b)
     for (size_t i = 0; i < (size_t)K * N; i++)
         b[i] = bench_uniform(&r);
     double best = 0;
-    for (int trial = 0; trial < 5; trial++) {
-        uint64_t t0 = util_now_ns(), t;
-        long it = 0;
-        do {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
-                        K, 1.0f, a, K, b, trans_b ? K : N, 0.0f, c, N);
-            it++;
-        } while ((t = util_now_ns() - t0) < 100000000u);
-        double g = 2.0 * M * N * K * (double)it / ((double)t / 1e9) / 1e9;
-        if (g > best)
+    uint64_t start = util_now_ns();
+    for (int call = 0; call < 1000 && (call < 6 || util_now_ns() - start < 500000000u); call++) {
+        uint64_t t0 = util_now_ns();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                    1.0f, a, K, b, trans_b ? K : N, 0.0f, c, N);
+        double g = 2.0 * M * N * K / ((double)(util_now_ns() - t0) / 1e9) / 1e9;
+        if (call > 0 && g > best)
             best = g;
     }
     free(a);
