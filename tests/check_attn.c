@@ -359,16 +359,24 @@ static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned fl
 
 /* ---- the fast path against the reference -------------------------------- */
 
+/* The three kinds of trained model -- general, some projections the
+ * identity, with a self-attention block -- n[0], n[1], n[2] random shapes
+ * each, in the precision s_prec says. */
+static void s_check_models(tu_rng *r, const int n[3])
+{
+    s_check_random(r, n[0], F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 1.0f, 1.0f,
+                   S_RTOL, "general");
+    s_check_random(r, n[1], F_PARTIAL | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PARTIAL, 1.0f,
+                   1.0f, S_RTOL, "partial");
+    s_check_random(r, n[2], F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA, 1.0f, 1.0f,
+                   S_RTOL, "self-attention");
+}
+
 START_TEST(test_fast_random)
 {
     tu_rng r = {101};
     s_worst = 0.0;
-    s_check_random(&r, 60, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 1.0f, 1.0f,
-                   S_RTOL, "general");
-    s_check_random(&r, 25, F_PARTIAL | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PARTIAL, 1.0f,
-                   1.0f, S_RTOL, "partial");
-    s_check_random(&r, 40, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA, 1.0f, 1.0f,
-                   S_RTOL, "self-attention");
+    s_check_models(&r, (const int[3]){60, 25, 40});
     ck_assert(s_worst <= 1.0);
 }
 END_TEST
@@ -751,12 +759,7 @@ START_TEST(test_bf16_random)
     tu_rng r = {1818};
     s_prec = ATTN_PRECISION_BF16;
     s_worst = 0.0;
-    s_check_random(&r, 40, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 1.0f, 1.0f,
-                   S_RTOL, "bf16 general");
-    s_check_random(&r, 15, F_PARTIAL | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PARTIAL, 1.0f,
-                   1.0f, S_RTOL, "bf16 partial");
-    s_check_random(&r, 25, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA, 1.0f, 1.0f,
-                   S_RTOL, "bf16 self-attention");
+    s_check_models(&r, (const int[3]){40, 15, 25});   /* the names say f32 or bf16 */
     s_check_random(&r, 25, F_RES | F_IBIAS | F_POS | F_WEIGHTS, 0, 1.0f, 1.0f, S_RTOL,
                    "bf16 identity");
     s_check_random(&r, 10, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 8.0f, 1.0f, S_RTOL,
