@@ -37,6 +37,7 @@ static const struct {
     const char *const names[8];   /* NULL-terminated */
 } s_enums[] = {
     {"model.precompute", {"all", "none", NULL}},   /* enum cfg_precompute */
+    {"model.precision", {"f32", "bf16", NULL}},    /* enum cfg_precision */
     {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
 };
 
@@ -76,6 +77,8 @@ static const cfg_entry s_table[] = {
      "how long a read waits for a lock before the request fails with `store`"},
     {"model.precompute", CFG_ENUM, F(precompute), 0, 0, "all",
      "all = per-item projections at load (fast, 4 x m floats per item); none = project per request"},
+    {"model.precision", CFG_ENUM, F(precision), 0, 0, "f32",
+     "f32 = float tables; bf16 = bfloat16 tables and catalog: half the memory, scores within ~1%"},
     {"model.build_threads", CFG_INT, F(build_threads), 0, 256, "0",
      "threads that build a snapshot's tables; 0 = one per core"},
     {"models.serve", CFG_OPTSTRING, F(models_serve), 0, 0, "",

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
+enum cfg_precision { CFG_PRECISION_F32 = 0, CFG_PRECISION_BF16 = 1 };
 enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
 
 typedef struct srv_config {
@@ -36,6 +37,7 @@ typedef struct srv_config {
     int busy_timeout_ms;       /* SQLite busy timeout */
     /* [model] */
     int precompute;            /* enum cfg_precompute */
+    int precision;             /* enum cfg_precision: what the tables are stored in */
     int build_threads;         /* threads building the tables; 0 = one per core */
     /* [models] */
     char models_serve[256];    /* versions loaded beside the active one: "3,5" or "" */

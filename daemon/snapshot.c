@@ -79,8 +79,11 @@ static int s_add_model(const srv_config *cfg, store *db, srv_snapshot *snap, int
         int threads = cfg->build_threads > 0 ? cfg->build_threads : cfg_cores();
         attn_precompute mode =
             cfg->precompute == CFG_PRECOMPUTE_NONE ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
-        int st = attn_tables_build(&m->tables, model, snap->cat->emb, n, (size_t)snap->cat->dim,
-                                   m->param_index, mode, threads);
+        attn_tables_opts to = {mode, cfg->precision == CFG_PRECISION_BF16 ? ATTN_PRECISION_BF16
+                                                                          : ATTN_PRECISION_F32,
+                               threads};
+        int st = attn_tables_build_opts(&m->tables, model, snap->cat->emb, n,
+                                        (size_t)snap->cat->dim, m->param_index, &to);
         if (st != ATTN_OK) {
             snprintf(why, why_len, "building tables for model %lld over %zu items: %s",
                      (long long)model->version, n, attn_strerror(st));
@@ -163,6 +166,13 @@ int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_sna
     snap->title_bytes = snap->titles ? snap->titles->bytes : 0;
     if (s_add_models(cfg, exp, db, snap, why, why_len))
         goto fail;
+    /* Tables that own a copy of every row they read (bf16) leave the float
+     * matrix unused: give it back once no model's tables borrow it. */
+    int borrowed = 0;
+    for (int i = 0; i < snap->n_models; i++)
+        borrowed |= attn_tables_borrows_emb(snap->models[i].tables);
+    if (!borrowed)
+        store_catalog_drop_emb(snap->cat);
     snap->model_version = snap->models[0].version;
     snap->catalog_version = snap->cat->version;
     snap->bytes = store_catalog_bytes(snap->cat) + n * sizeof *snap->popularity +

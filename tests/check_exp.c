@@ -227,6 +227,49 @@ START_TEST(arm_version_missing)
 }
 END_TEST
 
+/* model.precision = bf16 serves the same rankings as f32 up to bfloat16's
+ * rounding (2^-8 relative per stored value, docs/MODEL.md 5.2.1): every
+ * score within 2% of the largest |score|, and info says which is serving. */
+START_TEST(precision_bf16)
+{
+    const char *f32[] = {"--set", "model.precision=f32", NULL};
+    const char *bf16[] = {"--set", "model.precision=bf16", NULL};
+    tu_daemon a, b;
+    tu_daemon_start(&a, s_db, "f32.sock", f32);
+    tu_daemon_start(&b, s_db, "bf16.sock", bf16);
+    cJSON *info = tu_call_json(b.endpoint, "{\"op\":\"info\"}");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(info, "model"), "precision")
+                         ->valuestring, "bf16");
+    cJSON_Delete(info);
+    for (int u = 1; u <= 20; u++) {
+        char req[512];
+        snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u%04d\",\"k\":8,\"candidates\":"
+                 "[\"i00001\",\"i00002\",\"i00003\",\"i00004\",\"i00005\",\"i00006\","
+                 "\"i00007\",\"i00008\"]}", u);
+        cJSON *ra = tu_call_json(a.endpoint, req), *rb = tu_call_json(b.endpoint, req);
+        ck_assert(tu_ok(ra) && tu_ok(rb));
+        double big = 0;
+        for (const cJSON *i = cJSON_GetObjectItem(ra, "items")->child; i; i = i->next)
+            big = fmax(big, fabs(cJSON_GetObjectItem(i, "score")->valuedouble));
+        for (const cJSON *i = cJSON_GetObjectItem(ra, "items")->child; i; i = i->next) {
+            const char *item = cJSON_GetObjectItem(i, "item")->valuestring;
+            const cJSON *j = cJSON_GetObjectItem(rb, "items")->child;
+            while (j && strcmp(cJSON_GetObjectItem(j, "item")->valuestring, item))
+                j = j->next;
+            ck_assert_ptr_nonnull(j);
+            double sa = cJSON_GetObjectItem(i, "score")->valuedouble;
+            double sb = cJSON_GetObjectItem(j, "score")->valuedouble;
+            ck_assert_msg(fabs(sa - sb) <= 0.02 * big, "u%04d %s: f32 %g, bf16 %g", u, item, sa,
+                          sb);
+        }
+        cJSON_Delete(ra);
+        cJSON_Delete(rb);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&a), 0);
+    ck_assert_int_eq(tu_daemon_stop(&b), 0);
+}
+END_TEST
+
 Suite *exp_suite(void)
 {
     Suite *s = suite_create("exp");
@@ -240,6 +283,7 @@ Suite *exp_suite(void)
     tcase_set_timeout(tc, 60 * tu_slowdown());
     tcase_add_test(tc, arms_end_to_end);
     tcase_add_test(tc, arm_version_missing);
+    tcase_add_test(tc, precision_bf16);
     suite_add_tcase(s, tc);
     return s;
 }
