@@ -292,7 +292,7 @@ int store_schema_check(store *db, store_err *err)
                           "%s: schema version %lld: initialisation never completed; "
                           "recreate it with 'attnctl init'", db->path, (long long)ver);
     if (ver < latest) {
-        if (db->flags != STORE_READWRITE)
+        if (!(db->flags & STORE_READWRITE) || (db->flags & STORE_NOMIGRATE))
             return store_fail(err, STORE_ERR_SCHEMA,
                               "%s: schema version %lld is older than this build's (%d); "
                               "run 'attnctl init --migrate %s' to upgrade it",
@@ -304,7 +304,7 @@ int store_schema_check(store *db, store_err *err)
     rc = s_check_tables(db, err);
     if (rc == STORE_OK)
         rc = s_read_dim(db, err);
-    if (rc == STORE_OK && db->flags == STORE_READWRITE) {
+    if (rc == STORE_OK && (db->flags & STORE_READWRITE)) {
         /* WAL is a property of the file, set by store_init; a copy made by a
          * tool that reset it would make the daemon's reads block writers.
          * Setting it again is a no-op when it is already WAL. */

@@ -103,7 +103,7 @@ sqlite3_stmt *store_stmt(store *db, int slot, const char *sql, store_err *err)
 
 int store_need_rw(store *db, const char *what, store_err *err)
 {
-    if (db->flags != STORE_READWRITE)
+    if (!(db->flags & STORE_READWRITE))
         return store_fail(err, STORE_ERR_INVAL, "%s: %s: the database was opened read-only",
                           db->path, what);
     return STORE_OK;
@@ -210,8 +210,8 @@ void store_close(store **db_p)
 
 int store_open(store **out, const char *path, int flags, int busy_ms, store_err *err)
 {
-    if (!out || !path || !*path || (flags != STORE_READONLY && flags != STORE_READWRITE)
-        || busy_ms < 0) {
+    if (!out || !path || !*path || (flags & ~(STORE_READWRITE | STORE_NOMIGRATE)) ||
+        flags == STORE_NOMIGRATE || busy_ms < 0) {
         if (out)
             *out = NULL;
         return store_fail(err, STORE_ERR_INVAL, "store_open: bad arguments");
@@ -251,7 +251,8 @@ int store_open(store **out, const char *path, int flags, int busy_ms, store_err 
 
     /* NOMUTEX: a handle belongs to one thread (store.h), so SQLite's
      * per-connection mutex is pure overhead. */
-    int oflags = (flags == STORE_READWRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY)
+    int rw = flags & STORE_READWRITE;
+    int oflags = (rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY)
                  | SQLITE_OPEN_NOMUTEX;
 #ifdef SQLITE_OPEN_EXRESCODE
     oflags |= SQLITE_OPEN_EXRESCODE;
@@ -269,7 +270,7 @@ int store_open(store **out, const char *path, int flags, int busy_ms, store_err 
     sqlite3_busy_timeout(db->h, busy_ms);
     /* SQLite quietly falls back to read-only when the file is not writable;
      * a tool asking to write should hear it now, not at its first insert. */
-    if (flags == STORE_READWRITE && sqlite3_db_readonly(db->h, "main") == 1) {
+    if (rw && sqlite3_db_readonly(db->h, "main") == 1) {
         store_close(&db);
         return store_fail(err, STORE_ERR_IO, "%s: cannot open for writing (permission "
                           "denied?)", path);
@@ -282,7 +283,7 @@ int store_open(store **out, const char *path, int flags, int busy_ms, store_err 
         return rc;
     }
 
-    if (flags == STORE_READWRITE) {
+    if (rw) {
         /* Foreign keys are per connection and off by default in SQLite:
          * writers must see an event for an unknown user or item refused.
          * synchronous=NORMAL is durable across crashes in WAL mode (a power
@@ -403,6 +404,61 @@ int store_commit(store *db, store_err *err)
         return store_sqlfail(db, err, rc, "committing");
     db->dim_undo = 0;   /* a dimension change is now for good */
     return STORE_OK;
+}
+
+/* ---- durability and checkpoints ------------------------------------------ */
+
+int store_synchronous(store *db, int full, store_err *err)
+{
+    int rc = store_need_rw(db, "synchronous", err);
+    if (rc != STORE_OK)
+        return rc;
+    return store_exec(db, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                      "setting synchronous", err);
+}
+
+/* SQLite's automatic checkpoints are a WAL hook too: installing ours
+ * replaces them, which is the point -- it only notes the size. */
+static int s_wal_hook(void *ctx, sqlite3 *h, const char *name, int pages)
+{
+    (void)h;
+    (void)name;
+    ((store *)ctx)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+int store_wal_autocheckpoint(store *db, int pages, store_err *err)
+{
+    if (pages < 0)
+        return store_fail(err, STORE_ERR_INVAL, "%s: wal_autocheckpoint: %d pages", db->path,
+                          pages);
+    if (pages == 0) {
+        sqlite3_wal_hook(db->h, s_wal_hook, db);
+        return STORE_OK;
+    }
+    int rc = sqlite3_wal_autocheckpoint(db->h, pages);
+    return rc == SQLITE_OK ? STORE_OK : store_sqlfail(db, err, rc, "setting wal_autocheckpoint");
+}
+
+int store_wal_pages(const store *db)
+{
+    return db->wal_pages;
+}
+
+int store_wal_checkpoint(store *db, int *wal_pages, store_err *err)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (wal_pages)
+        *wal_pages = log;
+    /* All copied: the next commit starts the WAL over.  Readers may pin
+     * frames; then the next commit's size says to try again. */
+    if (rc == SQLITE_OK && log >= 0 && done == log)
+        db->wal_pages = 0;
+    /* BUSY: another connection is checkpointing; it does our work. */
+    if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY)
+        return STORE_OK;
+    return store_sqlfail(db, err, rc, "checkpointing the write-ahead log");
 }
 
 int64_t store_cache_size(store *db, int64_t size)

@@ -67,8 +67,11 @@ int store_fail(store_err *err, int code, const char *fmt, ...)
 typedef struct store store;
 
 enum store_open_flags {
-    STORE_READONLY = 0,   /* the daemon: never writes, never migrates */
+    STORE_READONLY = 0,   /* the daemon's readers: never write, never migrate */
     STORE_READWRITE = 1,  /* tools: migrates an older schema forward */
+    STORE_NOMIGRATE = 2,  /* with READWRITE: an older schema fails as it does
+                             read-only (the daemon's writer: a migration is an
+                             operator's decision, never a side effect) */
 };
 
 /* Open an existing attnd database.  busy_ms is SQLite's busy timeout.
@@ -119,6 +122,23 @@ int store_meta_set(store *db, const char *key, const char *value, store_err *err
 int store_begin(store *db, store_err *err);
 int store_commit(store *db, store_err *err);
 void store_rollback(store *db);
+
+/* Durability of this connection's commits (PRAGMA synchronous): 0 NORMAL
+ * (WAL: survives a crash of the process or the OS' crash of attnd, a power
+ * cut may lose the last commits), 1 FULL (an fsync of the WAL at every
+ * commit: survives a power cut too).  Read-write handles start at NORMAL. */
+int store_synchronous(store *db, int full, store_err *err);
+/* WAL checkpoints.  store_wal_autocheckpoint(db, pages > 0) lets a commit
+ * that leaves the WAL over that many pages checkpoint on its own (SQLite's
+ * default, 1000); pages = 0 never does, and the caller checkpoints with
+ * store_wal_checkpoint itself, off its commits' latency: store_wal_pages
+ * then says how many pages the WAL held after this connection's last
+ * commit.  store_wal_checkpoint copies what it can back into the database
+ * without waiting for readers (PASSIVE); *wal_pages (may be NULL) gets the
+ * WAL's size in pages when it ran. */
+int store_wal_autocheckpoint(store *db, int pages, store_err *err);
+int store_wal_pages(const store *db);
+int store_wal_checkpoint(store *db, int *wal_pages, store_err *err);
 
 /* A read transaction (BEGIN, deferred; read-only handles too): until
  * store_read_end every query sees the database as of its first read, even
@@ -287,6 +307,20 @@ int store_user_put(store *db, const char *ext, int64_t *user_id, store_err *err)
  * (STORE_ERR_INVAL); an unknown user or item is STORE_ERR_NOTFOUND. */
 int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
                     const char *kind, float weight, store_err *err);
+/* Record one live event, exactly once: inserted unless an event with the
+ * same event_id (NULL: none given, the event is then identified by its
+ * primary key alone) or the same (user, ts, item, kind) is stored already.
+ * *stored is 1 when it was inserted, 0 for such a duplicate (nothing is
+ * changed: unlike store_event_put, a repeat never rewrites the weight).
+ * kind NULL or "" is "view"; weight as store_event_put; an item or user that
+ * does not exist is STORE_ERR_NOTFOUND, and the transaction goes on. */
+int store_event_record(store *db, int64_t user_id, int64_t item_id, int64_t ts,
+                       const char *kind, float weight, const char *event_id, int *stored,
+                       store_err *err);
+/* Delete a user that has no events (one a writer created for an event it
+ * then did not store); a user with events is left alone.  *deleted (may be
+ * NULL) says which. */
+int store_user_drop_unused(store *db, int64_t user_id, int *deleted, store_err *err);
 /* Bump meta catalog_version so that running daemons reload. */
 int store_catalog_touch(store *db, store_err *err);
 

@@ -31,6 +31,8 @@ enum store_slot {
     STORE_ST_ITEM_PUT,
     STORE_ST_ITEM_SET_EMB,
     STORE_ST_EVENT_PUT,
+    STORE_ST_EVENT_RECORD,
+    STORE_ST_USER_DROP,
     STORE_ST_CATALOG_TOUCH,
     STORE_ST_CATALOG_SCAN,
     STORE_ST_POPULARITY,
@@ -40,9 +42,11 @@ enum store_slot {
 struct store {
     sqlite3 *h;                           /* the connection, owned */
     char *path;                           /* file name as given, for messages */
-    int flags;                            /* STORE_READONLY or STORE_READWRITE */
+    int flags;                            /* enum store_open_flags, or-ed */
     int busy_ms;                          /* busy timeout, quoted in BUSY messages */
     int dim;                              /* meta embedding_dim, read at open */
+    int wal_pages;                        /* WAL size after our last commit, when the
+                                             caller checkpoints (store_wal_autocheckpoint 0) */
     int dim_undo;                         /* store_dim_rewrite in the open transaction:
                                              the dim a rollback restores; else 0 */
     sqlite3_stmt *st[STORE_ST__COUNT];    /* cached statements, NULL until used */

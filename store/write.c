@@ -221,6 +221,76 @@ int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
     return STORE_OK;
 }
 
+/* No conflict target: DO NOTHING covers both uniqueness rules at once, the
+ * primary key (user, ts, item, kind) and the partial unique index on
+ * event_id.  A repeat changes nothing -- unlike the importer's upsert,
+ * which rewrites the weight -- so a resent record cannot alter a stored one. */
+int store_event_record(store *db, int64_t user_id, int64_t item_id, int64_t ts,
+                       const char *kind, float weight, const char *event_id, int *stored,
+                       store_err *err)
+{
+    *stored = 0;
+    int rc = store_need_rw(db, "interactions", err);
+    if (rc != STORE_OK)
+        return rc;
+    if (!(weight > 0) || !isfinite(weight))
+        return store_fail(err, STORE_ERR_INVAL,
+                          "%s: interactions user_id=%lld item_id=%lld ts=%lld: weight %g, "
+                          "expected a finite value > 0", db->path, (long long)user_id,
+                          (long long)item_id, (long long)ts, (double)weight);
+    sqlite3_stmt *st = store_stmt(db, STORE_ST_EVENT_RECORD,
+                                  "INSERT INTO interactions(user_id, item_id, ts, kind, weight, "
+                                  "event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                                  "ON CONFLICT DO NOTHING",
+                                  err);
+    if (!st)
+        return err ? err->code : STORE_ERR_IO;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, item_id);
+    sqlite3_bind_int64(st, 3, ts);
+    sqlite3_bind_text(st, 4, kind && *kind ? kind : "view", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 5, weight);
+    if (event_id && *event_id)
+        sqlite3_bind_text(st, 6, event_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_bind_null(st, 4);
+    sqlite3_bind_null(st, 6);
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return store_fail(err, STORE_ERR_NOTFOUND,
+                          "%s: interactions: user_id %lld or item_id %lld does not exist",
+                          db->path, (long long)user_id, (long long)item_id);
+    if (rc != SQLITE_DONE)
+        return store_sqlfail(db, err, rc, "recording interactions");
+    *stored = sqlite3_changes(db->h) > 0;
+    return STORE_OK;
+}
+
+int store_user_drop_unused(store *db, int64_t user_id, int *deleted, store_err *err)
+{
+    if (deleted)
+        *deleted = 0;
+    int rc = store_need_rw(db, "users", err);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st = store_stmt(db, STORE_ST_USER_DROP,
+                                  "DELETE FROM users WHERE user_id = ?1 AND NOT EXISTS "
+                                  "(SELECT 1 FROM interactions WHERE user_id = ?1)",
+                                  err);
+    if (!st)
+        return err ? err->code : STORE_ERR_IO;
+    sqlite3_bind_int64(st, 1, user_id);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return store_sqlfail(db, err, rc, "dropping an unused user");
+    if (deleted)
+        *deleted = sqlite3_changes(db->h) > 0;
+    return STORE_OK;
+}
+
 int store_catalog_touch(store *db, store_err *err)
 {
     int rc = store_need_rw(db, "meta", err);

@@ -69,6 +69,16 @@ void util_hist_merge(util_hist *dst, const util_hist *src)
         dst->bucket[b] += src->bucket[b];
 }
 
+void util_hist_sub(util_hist *dst, const util_hist *before)
+{
+    dst->n -= before->n;
+    dst->sum -= before->sum;
+    for (int b = 0; b < UTIL_HIST_BUCKETS; b++)
+        dst->bucket[b] -= before->bucket[b];
+    if (dst->n == 0)
+        util_hist_reset(dst);
+}
+
 uint64_t util_hist_quantile(const util_hist *h, double q)
 {
     if (h->n == 0)

@@ -34,6 +34,10 @@ typedef struct util_hist {
 void util_hist_reset(util_hist *h);
 void util_hist_add(util_hist *h, uint64_t value);
 void util_hist_merge(util_hist *dst, const util_hist *src);
+/* dst minus an earlier copy of itself (an interval of a cumulative
+ * histogram).  min and max stay dst's cumulative ones, which only loosens
+ * the clamp of the interval's quantiles; an empty interval is reset. */
+void util_hist_sub(util_hist *dst, const util_hist *before);
 /* Value at quantile q in [0, 1] (0 = min, 1 = max); 0 when empty.  Returns
  * the midpoint of the bucket holding the rank, clamped to [min, max]. */
 uint64_t util_hist_quantile(const util_hist *h, double q);
