@@ -8,6 +8,7 @@
 #include "daemon/config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <ini.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static const struct {
     {"model.precompute", {"all", "none", NULL}},   /* enum cfg_precompute */
     {"model.precision", {"f32", "bf16", NULL}},    /* enum cfg_precision */
     {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
+    {"record.synchronous", {"normal", "full", NULL}},   /* enum cfg_sync */
 };
 
 static const char *const *s_enum_names(const cfg_entry *e)
@@ -72,7 +74,7 @@ static const cfg_entry s_table[] = {
      "replies (and requests) one client may have queued in attnd before replies to it are "
      "dropped (requests: the client is slowed); bounds what a client that never reads can "
      "cost"},
-    {"store.db", CFG_STRING, F(db), 0, 0, "attnd.db", "the SQLite database (opened read-only)"},
+    {"store.db", CFG_STRING, F(db), 0, 0, "attnd.db", "the SQLite database (read-only for serving; the record writer opens it read-write)"},
     {"store.busy_timeout_ms", CFG_INT, F(busy_timeout_ms), 0, 600000, "2000",
      "how long a read waits for a lock before the request fails with `store`"},
     {"model.precompute", CFG_ENUM, F(precompute), 0, 0, "all",
@@ -106,6 +108,8 @@ static const cfg_entry s_table[] = {
     {"limits.max_seen", CFG_INT, F(max_seen), 1, 10000000, "1000",
      "newest events checked by exclude_seen"},
     {"limits.default_k", CFG_INT, F(default_k), 1, 1000000, "10", "k when a request gives none"},
+    {"limits.max_record_events", CFG_INT, F(max_record_events), 1, 100000, "1000",
+     "events per record request (at most record.max_batch)"},
     {"metrics.bind", CFG_HOSTPORT, F(metrics_bind), 0, 0, "127.0.0.1:9464",
      "HTTP listener for /metrics, /healthz and /readyz (host:port, [v6]:port; port 0 picks a "
      "free one); empty = none"},
@@ -116,6 +120,22 @@ static const cfg_entry s_table[] = {
     {"metrics.max_request_bytes", CFG_INT, F(metrics_max_request_bytes), 4096, 1 << 20, "16384",
      "memory one HTTP connection may use for its request line and headers; larger requests "
      "are refused"},
+    {"record.enabled", CFG_BOOL, F(record_enabled), 0, 0, "on",
+     "run the writer thread, which opens the database read-write; off: record answers "
+     "`unavailable` and attnd never writes"},
+    {"record.synchronous", CFG_ENUM, F(record_synchronous), 0, 0, "normal",
+     "normal = durable across a crash of attnd or the OS (WAL), a power cut may lose the last "
+     "commits; full = an fsync per commit, durable across a power cut too"},
+    {"record.max_batch", CFG_INT, F(record_max_batch), 1, 1000000, "8192",
+     "events the writer commits in one transaction, at most"},
+    {"record.max_delay_ms", CFG_INT, F(record_max_delay_ms), 0, 10000, "5",
+     "longest a batch stays open while requests keep arriving; the writer never waits for "
+     "company when nothing is queued"},
+    {"record.queue_max", CFG_INT, F(record_queue_max), 1, 1000000, "1024",
+     "record requests received and not yet answered by the writer; beyond that `busy`"},
+    {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
+     "WAL pages after which the writer checkpoints, once its replies are out; 0 = SQLite's "
+     "automatic checkpoints inside commits"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
@@ -345,6 +365,22 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
         snprintf(why, why_len, "limits.max_reply_bytes (%d) is larger than "
                  "server.peer_buffer_bytes (%d): no reply could be queued", cfg->max_reply_bytes,
                  cfg->peer_buffer_bytes);
+        return -1;
+    }
+    if (cfg->max_record_events > cfg->record_max_batch) {
+        snprintf(why, why_len, "limits.max_record_events (%d) is larger than record.max_batch "
+                 "(%d): a request must fit one transaction", cfg->max_record_events,
+                 cfg->record_max_batch);
+        return -1;
+    }
+    /* A record reply names each rejected event in at most 450 bytes (its
+     * item cut to 64, every byte escaped): a request whose every event is
+     * rejected must still get its answer, whatever was stored. */
+    int64_t reply_need = (int64_t)cfg->max_record_events * 450 + 1024;
+    if (cfg->record_enabled && reply_need > cfg->max_reply_bytes) {
+        snprintf(why, why_len, "limits.max_record_events (%d) needs limits.max_reply_bytes of "
+                 "at least %lld to answer a request whose every event is rejected (or "
+                 "record.enabled = off)", cfg->max_record_events, (long long)reply_need);
         return -1;
     }
     if (strncmp(cfg->bind, "tcp://", 6) && strncmp(cfg->bind, "ipc://", 6) &&

@@ -20,6 +20,7 @@
 enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
 enum cfg_precision { CFG_PRECISION_F32 = 0, CFG_PRECISION_BF16 = 1 };
 enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
+enum cfg_sync { CFG_SYNC_NORMAL = 0, CFG_SYNC_FULL = 1 };
 
 typedef struct srv_config {
     /* [server] */
@@ -54,11 +55,19 @@ typedef struct srv_config {
     int max_history;
     int max_seen;
     int default_k;
+    int max_record_events;     /* events per record request */
     /* [metrics] */
     char metrics_bind[256];    /* host:port of the HTTP listener; "" = none */
     int metrics_max_connections;
     int metrics_timeout;       /* seconds a connection may stay idle */
     int metrics_max_request_bytes;
+    /* [record] */
+    int record_enabled;        /* the writer thread runs; off: record is `unavailable` */
+    int record_synchronous;    /* enum cfg_sync */
+    int record_max_batch;      /* events per transaction */
+    int record_max_delay_ms;   /* longest a batch stays open while requests keep coming */
+    int record_queue_max;      /* record requests at the writer before `busy` */
+    int record_checkpoint_pages;  /* WAL pages before the writer checkpoints; 0 = SQLite's */
 } srv_config;
 
 /* The built-in defaults.  The checked form returns -1 with the key when a

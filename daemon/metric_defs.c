@@ -58,6 +58,14 @@ static const char *s_arm(const srv_metrics_view *v, int i, char *buf, size_t len
     return buf;
 }
 
+/* Record events by outcome (rec_metrics.h). */
+static const char *s_rec_outcome(const srv_metrics_view *v, int i, char *buf, size_t len)
+{
+    (void)v;
+    snprintf(buf, len, "outcome=\"%s\"", srv_rec_outcome_name(i));
+    return buf;
+}
+
 static const srv_metric s_defs[] = {
     /* traffic */
     SRV_GAUGE(NULL, qps, "qps", "qps", "replies per second over the last 10 s"),
@@ -104,6 +112,32 @@ static const srv_metric s_defs[] = {
     SRV_HISTOGRAMS_BY("attnd_experiment_request_duration_seconds", w.arm_total[0],
                       SRV_LAYOUT_LATENCY, SRV_ARMS_MAX, s_arm,
                       "Time from reading a rank request to handing its reply over, by arm."),
+    /* record (rec_metrics.h): the writer's */
+    SRV_COUNTERS_BY("attnd_record_events_total", rec.c.events[0], SRV_REC_OUTCOMES,
+                    s_rec_outcome, "Events of record requests, by outcome: stored, duplicate "
+                    "(stored before), rejected (unknown item)."),
+    SRV_COUNTER(NULL, rec.c.events[SRV_REC_STORED], NULL, "rec_stored",
+                "events stored since start"),
+    SRV_GAUGE(NULL, rec.stored_per_s, NULL, "rec_stored_per_s",
+              "events stored per second over the last 10 s"),
+    SRV_GAUGE(NULL, rec.duplicates_per_s, NULL, "rec_duplicates_per_s",
+              "duplicate events per second over the last 10 s"),
+    SRV_GAUGE(NULL, rec.rejected_per_s, NULL, "rec_rejected_per_s",
+              "rejected events per second over the last 10 s"),
+    SRV_GAUGE("attnd_record_queue_depth", rec.queued, NULL, "rec_queue",
+              "Record requests at the writer: received, not yet answered."),
+    SRV_COUNTER("attnd_record_batches_total", rec.c.batches, NULL, NULL,
+                "Transactions the writer ran, one per batch of record requests."),
+    SRV_COUNTER("attnd_record_failed_batches_total", rec.c.failed_batches, NULL, NULL,
+                "Batches that failed (the database locked past the busy timeout, or failing): "
+                "nothing of them was stored."),
+    SRV_HISTOGRAM("attnd_record_batch_events", rec.c.batch_ph, SRV_LAYOUT_SIZE,
+                  "Events per writer transaction."),
+    SRV_HISTOGRAM("attnd_record_commit_duration_seconds", rec.c.commit_ph, SRV_LAYOUT_LATENCY,
+                  "Time to append one batch, begin to durable."),
+    SRV_HISTOGRAM("attnd_record_ack_duration_seconds", rec.c.ack_ph, SRV_LAYOUT_LATENCY,
+                  "Time from reading a record request to handing its reply over, the commit "
+                  "included."),
     /* the snapshot */
     SRV_GAUGE("attnd_model_version", model_version, "model", "model",
               "Version of the serving model (0: the identity model)."),

@@ -161,28 +161,15 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
 }
 
 /* Histograms are cumulative; an interval is the bucket-wise difference. */
-static void s_hist_minus(util_hist *h, const util_hist *b)
-{
-    h->n -= b->n;
-    h->sum -= b->sum;
-    for (int i = 0; i < UTIL_HIST_BUCKETS; i++)
-        h->bucket[i] -= b->bucket[i];
-    /* The interval's own extremes are not kept: min and max stay the
-     * cumulative ones, which only loosens the clamp on its quantiles. */
-    if (h->n == 0) {
-        h->min = UINT64_MAX;
-        h->max = 0;
-    }
-}
-
 void srv_metrics_interval(srv_metrics_view *out, const srv_metrics_view *now,
                           const srv_metrics_view *before)
 {
     *out = *now;
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
-        s_hist_minus(&out->stage[s], &before->stage[s]);
+        util_hist_sub(&out->stage[s], &before->stage[s]);
     for (int a = 0; a < SRV_ARMS_MAX; a++)
-        s_hist_minus(&out->arm_total[a], &before->arm_total[a]);
+        util_hist_sub(&out->arm_total[a], &before->arm_total[a]);
+    srv_rec_interval(&out->rec, &now->rec, &before->rec);
 }
 
 /* The table's logged scalars in table order, then each stage's quantiles
@@ -223,6 +210,8 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
             v->exp->arm[a].name, (unsigned long long)v->w.arm_requests[a], v->exp->arm[a].name,
             (unsigned long long)v->w.arm_fallbacks[a], v->exp->arm[a].name,
             util_hist_quantile(&v->arm_total[a], 0.99) / 1e3);
+    if (v->quantiles)
+        srv_rec_logfmt(&v->rec, buf, len, &n);
 #undef PUT
 }
 

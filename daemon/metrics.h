@@ -42,6 +42,7 @@
 #include "daemon/phist.h"
 #include "daemon/proto.h"
 #include "util/hist.h"
+#include "daemon/rec_metrics.h"
 
 #define SRV_OPS_MAX 16                  /* rows the op table may grow to (ops.c checks) */
 #define SRV_OP_NONE SRV_OPS_MAX         /* requests whose op could not be read */
@@ -157,6 +158,7 @@ typedef struct srv_metrics_view {
     int quantiles;                       /* the fine histograms below were filled */
     util_hist stage[SRV_STAGE_COUNT];    /* ns; only with SRV_COLLECT_QUANTILES */
     util_hist arm_total[SRV_ARMS_MAX];   /* ns; only with SRV_COLLECT_QUANTILES */
+    srv_rec_view rec;                    /* the record path (rec_metrics.h) */
 } srv_metrics_view;
 
 enum { SRV_COLLECT_QUANTILES = 1 };

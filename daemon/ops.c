@@ -2,7 +2,8 @@
  *
  * Order matters only for metrics (`stats` lists ops in table order); new
  * ops go at the end.  The small ops run on the main thread: they read
- * shared state and never wait behind queued rank requests.
+ * shared state and never wait behind queued rank requests.  record runs on
+ * the writer thread (record.c, writer.c).
  */
 #include "daemon/ops.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "daemon/rank.h"
+#include "daemon/record.h"
 #include "daemon/reply.h"
 #include "daemon/snapshot.h"
 
@@ -26,6 +28,7 @@ static const srv_op s_table[] = {
     {"stats", NULL, s_stats, SRV_AT_MAIN, SRV_ROLE_ADMIN},
     {"info", NULL, s_info, SRV_AT_MAIN, SRV_ROLE_ADMIN},
     {"reload", NULL, s_reload, SRV_AT_MAIN, SRV_ROLE_ADMIN},
+    {"record", srv_record_parse, srv_record_run, SRV_AT_WRITER, SRV_ROLE_WRITE},
 };
 
 #define S_NOPS ((int)(sizeof s_table / sizeof s_table[0]))

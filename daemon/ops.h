@@ -29,6 +29,8 @@ enum srv_op_at {
     SRV_AT_WORKER = 0,  /* queued and handed to a scoring worker */
     SRV_AT_MAIN = 1,    /* answered by the main thread as it arrives: never waits behind
                            queued work, so an overloaded daemon still answers health */
+    SRV_AT_WRITER = 2,  /* handed to the writer thread (writer.h), which owns the only
+                           read-write connection and answers after its batch commits */
 };
 
 /* The role a caller needs (docs/PROTOCOL.md).  With access control off
@@ -39,14 +41,20 @@ enum srv_role { SRV_ROLE_QUERY = 0, SRV_ROLE_WRITE = 1, SRV_ROLE_ADMIN = 2 };
 enum srv_outcome {
     SRV_OUT_REPLY = 0,   /* send call->out */
     SRV_OUT_RELOAD = 1,  /* start or join a reload; the reply comes when it ends */
+    SRV_OUT_DEFER = 2,   /* staged in the writer's batch; the reply comes after the commit */
 };
 
 struct srv_rank_buf;
+struct srv_rec_batch;
+struct store_hist;
 
-/* What a worker thread owns and lends its handlers. */
+/* What a worker thread (or the writer) owns and lends its handlers. */
 typedef struct srv_wres {
-    int index;                  /* worker index, for logs */
-    store *db;                  /* this thread's read-only connection */
+    int index;                  /* worker index, for logs; -1 for the writer */
+    struct store_hist *hist;    /* this thread's history handle (store/hist/hist.h) */
+    store *db;                  /* the writer's read-only connection (item lookups); NULL
+                                   on scoring workers */
+    struct srv_rec_batch *batch;  /* the writer's batch (record.h); NULL on workers */
     attn_scratch *scratch[SRV_MODELS_MAX];  /* per model slot, sized for its shape */
     attn_limits lim;            /* the limits the scratch is sized for */
     struct srv_rank_buf *rank;  /* rank's per-request buffers */

@@ -34,6 +34,7 @@ struct srv_fields {
     srv_arena *arena;
     char *why;
     size_t why_len;
+    const char *prefix;   /* "events[3]." inside srv_field_each, else "" */
 };
 
 /* ---- field reader --------------------------------------------------------- */
@@ -53,9 +54,12 @@ void *srv_fields_alloc(srv_fields *f, size_t bytes)
 
 int srv_fields_fail(srv_fields *f, const char *fmt, ...)
 {
+    int at = snprintf(f->why, f->why_len, "%s", f->prefix ? f->prefix : "");
+    if (at < 0 || (size_t)at >= f->why_len)
+        return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(f->why, f->why_len, fmt, ap);
+    vsnprintf(f->why + at, f->why_len - (size_t)at, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -155,6 +159,77 @@ int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, 
     return 0;
 }
 
+int srv_field_i64(srv_fields *f, const char *name, int required, int64_t lo, int64_t hi,
+                  int64_t def, int64_t *out)
+{
+    const cJSON *v = s_get(f, name);
+    if (!v) {
+        *out = def;
+        return required ? srv_fields_fail(f, "%s: missing", name) : 0;
+    }
+    /* Doubles hold integers exactly up to 2^53; bounds beyond that are
+     * clamped there, so that no integer is silently rounded. */
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    double dlo = (double)lo > -9007199254740992.0 ? (double)lo : -9007199254740992.0;
+    double dhi = (double)hi < 9007199254740992.0 ? (double)hi : 9007199254740992.0;
+    if (!(d == floor(d)) || d < dlo || d > dhi)
+        return srv_fields_fail(f, "%s: expected an integer in %.0f..%.0f", name, dlo, dhi);
+    *out = (int64_t)d;
+    return 0;
+}
+
+/* d is no good as a float in [lo, hi]: a float that underflows to 0 or a
+ * subnormal would poison log(w). */
+static int s_bad_float(double d, double lo, double hi)
+{
+    return !isfinite(d) || d < lo || d > hi || (d != 0 && fabs(d) < FLT_MIN) || fabs(d) > FLT_MAX;
+}
+
+int srv_field_float(srv_fields *f, const char *name, double lo, double hi, float def, float *out)
+{
+    const cJSON *v = s_get(f, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (s_bad_float(d, lo, hi))
+        return srv_fields_fail(f, "%s: expected a finite number in %g..%g that a float holds "
+                                  "without underflow", name, lo > FLT_MIN ? lo : FLT_MIN,
+                               hi < FLT_MAX ? hi : FLT_MAX);
+    *out = (float)d;
+    return 0;
+}
+
+int srv_field_each(srv_fields *f, const char *name, int max, const char *limit,
+                   int (*fn)(srv_fields *item, int i, int n, void *ctx), void *ctx, int *n)
+{
+    const cJSON *v = s_get(f, name);
+    if (!v)
+        return srv_fields_fail(f, "%s: missing", name);
+    if (!cJSON_IsArray(v))
+        return srv_fields_fail(f, "%s: expected an array of objects", name);
+    int count = cJSON_GetArraySize(v);
+    if (count == 0)
+        return srv_fields_fail(f, "%s: empty array", name);
+    if (count > max)
+        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, count,
+                               limit ? limit : "the limit", max);
+    char prefix[96];
+    int i = 0;
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        snprintf(prefix, sizeof prefix, "%s%.40s[%d].", f->prefix ? f->prefix : "", name, i);
+        if (!cJSON_IsObject(e))
+            return srv_fields_fail(f, "%s[%d]: expected an object", name, i);
+        srv_fields item = {.root = e, .cfg = f->cfg, .arena = f->arena, .why = f->why,
+                           .why_len = f->why_len, .prefix = prefix};
+        if (fn(&item, i, count, ctx) != 0)
+            return -1;
+    }
+    *n = count;
+    return 0;
+}
+
 int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double hi, float **out)
 {
     const cJSON *v = s_get(f, name);
@@ -166,9 +241,7 @@ int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double h
     int i = 0;
     for (const cJSON *e = v->child; e; e = e->next, i++) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
-        /* A float that underflows to 0 or a subnormal would poison log(w). */
-        if (!isfinite(d) || d < lo || d > hi || (d != 0 && fabs(d) < FLT_MIN) ||
-            fabs(d) > FLT_MAX)
+        if (s_bad_float(d, lo, hi))
             return srv_fields_fail(f, "%s[%d]: expected a finite number in %g..%g that a float "
                                       "holds without underflow", name, i, lo > FLT_MIN ? lo
                                       : FLT_MIN, hi < FLT_MAX ? hi : FLT_MAX);
@@ -280,7 +353,7 @@ int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_ar
         code = s_read_op(root, rq, why, why_len);
     if (code == SRV_OK && rq->op->parse) {
         srv_fields f = {.root = root, .cfg = cfg, .arena = args_arena, .why = why,
-                        .why_len = why_len};
+                        .why_len = why_len, .prefix = ""};
         if (rq->op->parse(&f, &rq->args) != 0)
             code = SRV_E_BAD_REQUEST;
     }

@@ -96,6 +96,18 @@ int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out);
  * configuration key behind max in the error (NULL: none). */
 int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
                    int *n);
+/* An integral number in [lo, hi] (and within +-2^53, where doubles hold
+ * integers exactly); required: absent is an error, else def. */
+int srv_field_i64(srv_fields *f, const char *name, int required, int64_t lo, int64_t hi,
+                  int64_t def, int64_t *out);
+/* A number in [lo, hi] that a float holds as a normal value (no underflow). */
+int srv_field_float(srv_fields *f, const char *name, double lo, double hi, float def, float *out);
+/* An array of 1..max objects: fn reads object i of n through its own
+ * srv_fields, whose messages name it ("events[3].weight: ..."); its
+ * allocations go to the same arena.  fn returns 0, or -1 having failed
+ * with a reason. */
+int srv_field_each(srv_fields *f, const char *name, int max, const char *limit,
+                   int (*fn)(srv_fields *item, int i, int n, void *ctx), void *ctx, int *n);
 /* An array of exactly n numbers, each representable as a normal float in
  * [lo, hi] (so neither underflows to 0 nor overflows). */
 int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double hi, float **out);

@@ -25,6 +25,7 @@
 #include "daemon/log.h"
 #include "daemon/reply.h"
 #include "daemon/snapshot.h"
+#include "store/hist/hist.h"
 #include "util/clock.h"
 #include "util/set.h"
 
@@ -262,19 +263,16 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
                       s_rank_state *st, char *why, size_t why_len)
 {
     srv_rank_buf *b = c->res->rank;
+    int want = st->m->l_hist + st->m->l_ctx;
+    if (a->exclude_seen && c->state->cfg.max_seen > want)
+        want = c->state->cfg.max_seen;
     store_err err;
-    int64_t uid;
-    int rc = store_user_id(c->res->db, a->user.s, a->user.len, &uid, &err);
+    int n = 0;
+    int rc = store_hist_read(c->res->hist, a->user.s, a->user.len, want, b->events, &n, &err);
     if (rc == STORE_ERR_NOTFOUND) {
         st->fallback = SRV_FB_UNKNOWN_USER;
         return 0;
     }
-    int want = st->m->l_hist + st->m->l_ctx;
-    if (a->exclude_seen && c->state->cfg.max_seen > want)
-        want = c->state->cfg.max_seen;
-    int n = 0;
-    if (rc == STORE_OK)
-        rc = store_history(c->res->db, uid, want, b->events, &n, &err);
     if (rc != STORE_OK) {
         snprintf(why, why_len, "%s", err.msg);
         return -1;

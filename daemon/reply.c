@@ -7,6 +7,7 @@
 #include "daemon/metric_defs.h"
 #include "daemon/ops.h"
 #include "util/clock.h"
+#include "util/utf8.h"
 
 static void s_begin(srv_json *w, const char *id_json, int ok)
 {
@@ -116,6 +117,39 @@ void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r)
     }
     srv_json_close(w, ']');
     s_rank_tail(w, r);
+    srv_json_close(w, '}');
+}
+
+/* ---- record --------------------------------------------------------------- */
+
+#define S_REJECT_ITEM_MAX 64   /* bytes of a rejected item echoed back (config.c bounds the reply) */
+
+void srv_reply_recorded(srv_json *w, const char *id_json, const srv_recorded *r)
+{
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "stored");
+    srv_json_int(w, r->stored);
+    srv_json_key(w, "duplicates");
+    srv_json_open(w, '[');
+    for (int i = 0; i < r->n_duplicates; i++)
+        srv_json_int(w, r->duplicates[i]);
+    srv_json_close(w, ']');
+    srv_json_key(w, "rejected");
+    srv_json_open(w, '[');
+    for (int i = 0; i < r->n_rejected; i++) {
+        const srv_rec_reject *x = &r->rejected[i];
+        srv_json_open(w, '{');
+        srv_json_key(w, "index");
+        srv_json_int(w, x->index);
+        srv_json_key(w, "item");
+        srv_json_str(w, x->item, util_utf8_cut(x->item, x->len, S_REJECT_ITEM_MAX));
+        srv_json_key(w, "reason");
+        srv_json_cstr(w, x->reason);
+        srv_json_close(w, '}');
+    }
+    srv_json_close(w, ']');
+    srv_json_key(w, "took_us");
+    srv_json_int(w, (int64_t)((util_now_ns() - r->t_recv) / 1000));
     srv_json_close(w, '}');
 }
 
@@ -237,6 +271,17 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     s_kv_int(w, "max_history", cfg->max_history);
     s_kv_int(w, "max_seen", cfg->max_seen);
     s_kv_int(w, "queue_max", cfg->queue_max);
+    s_kv_int(w, "max_record_events", cfg->max_record_events);
+    srv_json_close(w, '}');
+    srv_json_key(w, "record");
+    srv_json_open(w, '{');
+    srv_json_key(w, "enabled");
+    srv_json_bool(w, cfg->record_enabled);
+    srv_json_key(w, "synchronous");
+    srv_json_cstr(w, cfg->record_synchronous == CFG_SYNC_FULL ? "full" : "normal");
+    s_kv_int(w, "max_batch", cfg->record_max_batch);
+    s_kv_int(w, "max_delay_ms", cfg->record_max_delay_ms);
+    s_kv_int(w, "queue_max", cfg->record_queue_max);
     srv_json_close(w, '}');
     srv_json_close(w, '}');
 }
@@ -284,6 +329,46 @@ static void s_counts(srv_json *w, const srv_metrics_view *v)
     srv_json_close(w, '}');
 }
 
+/* Quantiles of a histogram; scale divides its values (1e3: ns -> us). */
+static void s_hist_summary(srv_json *w, const char *key, const util_hist *h, double scale)
+{
+    srv_json_key(w, key);
+    srv_json_open(w, '{');
+    s_kv_int(w, "count", (int64_t)h->n);
+    srv_json_key(w, "p50");
+    srv_json_num(w, util_hist_quantile(h, 0.5) / scale);
+    srv_json_key(w, "p99");
+    srv_json_num(w, util_hist_quantile(h, 0.99) / scale);
+    srv_json_key(w, "max");
+    srv_json_num(w, h->n ? h->max / scale : 0);
+    srv_json_close(w, '}');
+}
+
+/* The record path's figures (rec_metrics.h); the quantiles when collected. */
+static void s_record_stats(srv_json *w, const srv_rec_view *r)
+{
+    srv_json_key(w, "record");
+    srv_json_open(w, '{');
+    s_kv_int(w, "requests", (int64_t)r->c.requests);
+    s_kv_int(w, "stored", (int64_t)r->c.events[SRV_REC_STORED]);
+    s_kv_int(w, "duplicates", (int64_t)r->c.events[SRV_REC_DUPLICATE]);
+    s_kv_int(w, "rejected", (int64_t)r->c.events[SRV_REC_REJECTED]);
+    srv_json_key(w, "stored_per_s");
+    srv_json_num(w, r->stored_per_s);
+    srv_json_key(w, "duplicates_per_s");
+    srv_json_num(w, r->duplicates_per_s);
+    srv_json_key(w, "rejected_per_s");
+    srv_json_num(w, r->rejected_per_s);
+    s_kv_int(w, "queued", r->queued);
+    s_kv_int(w, "batches", (int64_t)r->c.batches);
+    s_kv_int(w, "failed_batches", (int64_t)r->c.failed_batches);
+    if (r->quantiles) {
+        s_hist_summary(w, "batch_events", &r->batch_events, 1);
+        s_hist_summary(w, "commit_us", &r->commit_ns, 1e3);
+        s_hist_summary(w, "ack_us", &r->ack_ns, 1e3);
+    }
+    srv_json_close(w, '}');
+}
 
 static void s_arms(srv_json *w, const srv_metrics_view *v)
 {
@@ -324,6 +409,7 @@ void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v
     s_counts(w, v);
     s_latency(w, v);
     s_arms(w, v);
+    s_record_stats(w, &v->rec);
     srv_json_close(w, '}');
 }
 

@@ -44,6 +44,25 @@ typedef struct srv_ranked {
 
 void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r);
 
+/* A record answer (record.c): events by index into the request's list. */
+typedef struct srv_rec_reject {
+    int index;
+    const char *item;             /* as sent; the reply cuts it to 64 bytes */
+    uint32_t len;
+    const char *reason;           /* "unknown_item" */
+} srv_rec_reject;
+
+typedef struct srv_recorded {
+    int stored;                   /* events stored by this request */
+    const int *duplicates;        /* indexes of events already stored */
+    int n_duplicates;
+    const srv_rec_reject *rejected;
+    int n_rejected;
+    uint64_t t_recv;              /* for took_us */
+} srv_recorded;
+
+void srv_reply_recorded(srv_json *w, const char *id_json, const srv_recorded *r);
+
 /* health: liveness and readiness (snap may be NULL). */
 void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
                       const srv_snapshot *snap);

@@ -8,7 +8,10 @@
  * explicit signal a client can back off on, instead of an unbounded queue
  * that turns overload into timeouts.  The ops that read shared state only
  * (health, stats, info, reload) are answered as they arrive, so a full
- * queue never makes a live daemon look dead.
+ * queue never makes a live daemon look dead.  record goes to the writer
+ * thread (writer.h) over its own pipe, bounded by record.queue_max in the
+ * same way; its replies come back here like the workers', so every reply
+ * passes the same byte budget and counters.
  *
  * Signals arrive through a signalfd polled with the sockets: they are
  * blocked in every thread attnd creates, so none interrupts a ZeroMQ call
@@ -41,6 +44,7 @@
 #include "daemon/snapshot.h"
 #include "daemon/wire.h"
 #include "daemon/worker.h"
+#include "daemon/writer.h"
 #include "util/clock.h"
 
 #define S_BATCH 64          /* messages read per poll wake-up, to bound latency of the rest */
@@ -68,6 +72,8 @@ typedef struct s_main {
     int q_head, q_len;
     srv_reloader *reloader;
     srv_http *http;         /* /metrics, /healthz, /readyz; NULL when metrics.bind is empty */
+    void *writer_pipe;      /* PAIR to the writer thread (NULL: record.enabled = off) */
+    srv_writer *writer;
     srv_peers *peers;       /* reply bytes queued per client */
     srv_json out;           /* errors the main thread writes itself */
     srv_metrics_view *view_now, *view_prev, *view_interval;
@@ -230,6 +236,34 @@ static void s_worker_idle(s_main *m, int worker)
     m->idle[m->n_idle++] = worker;
 }
 
+/* A request for the writer: handed over, or refused at once when recording
+ * is off or the writer's queue is full. */
+static void s_to_writer(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
+                        uint8_t style, const srv_op *op, const char *id_json)
+{
+    srv_rec_stats *rec = &m->st.rec;
+    if (!m->writer) {
+        s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
+                      "recording is off on this server (record.enabled = off)");
+        return;
+    }
+    if (atomic_load(&rec->queued) >= m->st.cfg.record_queue_max) {
+        s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
+                      "the writer's queue is full (record.queue_max); retry with backoff");
+        return;
+    }
+    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style};
+    if (srv_wire_send_msg(m->writer_pipe, route, ZMQ_SNDMORE) < 0 ||
+        srv_wire_send(m->writer_pipe, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
+        srv_wire_send_msg(m->writer_pipe, payload, 0) < 0) {
+        srv_log(SRV_ERROR, "msg=\"cannot hand a request to the writer\" reason=\"%s\"",
+                zmq_strerror(zmq_errno()));
+        return;
+    }
+    atomic_fetch_add(&rec->queued, 1);
+    atomic_fetch_add(&m->st.counters.in_flight, 1);
+}
+
 /* Read every frame of one client message.  Returns the number of frames
  * (frames past the third are read and dropped but counted). */
 static int s_recv_message(void *sock, zmq_msg_t f[3], int flags)
@@ -262,6 +296,8 @@ static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_
     srv_request_peek(zmq_msg_data(payload), zmq_msg_size(payload), &op, id_json);
     if (op && op->at == SRV_AT_MAIN)
         s_handle_here(m, route, style, payload, t_recv, 0);
+    else if (op && op->at == SRV_AT_WRITER && !atomic_load(&m->st.stopping))
+        s_to_writer(m, route, payload, t_recv, style, op, id_json);
     else if (atomic_load(&m->st.stopping))
         s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: send to another instance or retry later");
@@ -345,13 +381,42 @@ static void s_on_backend(s_main *m)
     }
 }
 
+/* ---- the writer's replies --------------------------------------------------- */
+
+static void s_on_writer(s_main *m)
+{
+    for (;;) {
+        zmq_msg_t f[3];
+        for (int i = 0; i < 3; i++)
+            zmq_msg_init(&f[i]);
+        int n = 0;
+        while (n < 3 && srv_wire_recv(m->writer_pipe, &f[n], n ? 0 : ZMQ_DONTWAIT) >= 0 &&
+               (++n == 3 || zmq_msg_more(&f[n - 1])))
+            ;
+        if (n == 3) {
+            srv_done_meta dm = {0};
+            if (zmq_msg_size(&f[1]) == sizeof dm)
+                memcpy(&dm, zmq_msg_data(&f[1]), sizeof dm);
+            s_send_reply(m, &f[0], dm.style, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]));
+            atomic_fetch_sub(&m->st.counters.in_flight, 1);
+            atomic_fetch_sub(&m->st.rec.queued, 1);
+        } else if (n > 0) {
+            srv_wire_discard_more(m->writer_pipe);
+        }
+        for (int i = 0; i < 3; i++)
+            zmq_msg_close(&f[i]);
+        if (n == 0)
+            return;
+    }
+}
+
 /* ---- cron ----------------------------------------------------------------- */
 
 static void s_metrics_line(s_main *m)
 {
     srv_state_collect(&m->st, m->view_now, SRV_COLLECT_QUANTILES);
     srv_metrics_interval(m->view_interval, m->view_now, m->view_prev);
-    char line[3072];
+    char line[4096];
     srv_metrics_logfmt(m->view_interval, line, sizeof line);
     srv_log(SRV_INFO, "%s", line);
     srv_metrics_view *t = m->view_prev;
@@ -394,6 +459,7 @@ static void s_cron(s_main *m, uint64_t now)
     const srv_config *cfg = &m->st.cfg;
     srv_counters_sample(&m->st.counters);
     s_qps(m, now);
+    srv_rec_tick(&m->st.rec, now);
     s_log_drops(m, now);
     srv_peers_sweep(m->peers);
     if (cfg->metrics_interval > 0 && now >= m->next_metrics) {
@@ -511,6 +577,34 @@ static int s_start_workers(s_main *m)
     return 0;
 }
 
+/* The writer, when recording is on: its pipe, then its thread, which opens
+ * the database read-write -- a file attnd may not write stops start-up
+ * here with the reason. */
+static int s_start_writer(s_main *m)
+{
+    srv_state *st = &m->st;
+    st->n_wstats = st->n_workers;
+    if (!st->cfg.record_enabled)
+        return 0;
+    int hwm = 0;   /* unbounded: record.queue_max is the bound */
+    char why[700];
+    m->writer_pipe = zmq_socket(st->zctx, ZMQ_PAIR);
+    if (!m->writer_pipe || zmq_setsockopt(m->writer_pipe, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(m->writer_pipe, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_bind(m->writer_pipe, SRV_WRITER_PIPE) != 0) {
+        srv_log(SRV_ERROR, "msg=\"cannot bind the writer's pipe\" reason=\"%s\"",
+                zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    m->writer = srv_writer_start(st, why, sizeof why);
+    if (!m->writer) {
+        srv_log(SRV_ERROR, "msg=\"cannot start the writer\" reason=\"%s\"", why);
+        return -1;
+    }
+    st->wstats[st->n_wstats++] = srv_writer_stats(m->writer);
+    return 0;
+}
+
 static void s_stop_workers(s_main *m)
 {
     for (int i = 1; i < m->st.n_workers; i++)
@@ -620,25 +714,28 @@ static void s_loop(s_main *m)
         }
         if (atomic_load(&m->st.stopping) && s_stop_step(m, now))
             return;
-        zmq_pollitem_t items[5] = {
+        zmq_pollitem_t items[6] = {
             {.socket = m->backend, .events = ZMQ_POLLIN},
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
             {.fd = m->sig_fd, .events = ZMQ_POLLIN},
             {.fd = m->sig_pipe[0], .events = ZMQ_POLLIN},
+            {.socket = m->writer_pipe, .events = ZMQ_POLLIN},
         };
         long timeout_ms = (long)((next_cron - now) / 1000000) + 1;
         if (atomic_load(&m->st.stopping) && timeout_ms > 50)
             timeout_ms = 50;
         if (m->q_len > 0)
             timeout_ms = 0;   /* work is waiting: only look, never sleep */
-        if (srv_wire_poll(items, 5, timeout_ms) < 0) {
+        if (srv_wire_poll(items, m->writer_pipe ? 6 : 5, timeout_ms) < 0) {
             srv_log(SRV_ERROR, "msg=\"poll failed\" reason=\"%s\"", zmq_strerror(zmq_errno()));
             return;
         }
         /* Replies first: they free workers for the requests read next. */
         if (items[0].revents & ZMQ_POLLIN)
             s_on_backend(m);
+        if (m->writer_pipe && (items[5].revents & ZMQ_POLLIN))
+            s_on_writer(m);
         if (items[1].revents & ZMQ_POLLIN)
             s_on_frontend(m);
         if (items[2].revents & ZMQ_POLLIN)
@@ -662,6 +759,7 @@ static void s_cleanup(s_main *m)
     }
     if (m->workers)
         s_stop_workers(m);
+    srv_writer_stop(&m->writer, m->writer_pipe);
     srv_snapshot_publish(NULL);
     srv_state_published(&m->st, NULL);
     /* Replies still queued get the rest of the grace (2 s at least) to leave. */
@@ -677,6 +775,10 @@ static void s_cleanup(s_main *m)
         zmq_setsockopt(m->backend, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(m->backend);
     }
+    if (m->writer_pipe) {
+        zmq_setsockopt(m->writer_pipe, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(m->writer_pipe);
+    }
     if (m->st.zctx)
         zmq_ctx_term(m->st.zctx);
     srv_peers_free(&m->peers);   /* after the context: no reply callback can run */
@@ -689,6 +791,7 @@ static void s_cleanup(s_main *m)
     free(m->ident);
     free(m->workers);
     free(m->st.wstats);
+    srv_rec_stats_destroy(&m->st.rec);
     if (m->sig_fd >= 0)
         close(m->sig_fd);
     /* No handler may write into the pipe once its descriptor can be reused. */
@@ -747,7 +850,7 @@ static int s_alloc(s_main *m)
     m->idle = calloc(n, sizeof *m->idle);
     m->ident = calloc(n, sizeof *m->ident);
     m->workers = calloc(n, sizeof *m->workers);
-    m->st.wstats = calloc(n, sizeof *m->st.wstats);
+    m->st.wstats = calloc(n + 1, sizeof *m->st.wstats);   /* the workers', the writer's */
     m->queue = calloc((size_t)cfg->queue_max, sizeof *m->queue);
     m->view_now = calloc(1, sizeof *m->view_now);
     m->view_prev = calloc(1, sizeof *m->view_prev);
@@ -786,7 +889,7 @@ static int s_start(s_main *m)
         srv_log(SRV_ERROR, "msg=\"cannot start the reloader\" reason=\"%s\"", why);
         return -1;
     }
-    return s_start_workers(m) || s_bind_frontend(m) ? -1 : 0;
+    return s_start_workers(m) || s_start_writer(m) || s_bind_frontend(m) ? -1 : 0;
 }
 
 int srv_server_run(const srv_config *cfg)
@@ -800,6 +903,7 @@ int srv_server_run(const srv_config *cfg)
     m->st.cfg = *cfg;
     m->st.started_ns = util_now_ns();
     m->st.started_wall_ns = util_wall_ns();
+    srv_rec_stats_init(&m->st.rec);
     int cores = cfg_cores() < 256 ? cfg_cores() : 256;
     m->st.n_workers = cfg->workers > 0 ? cfg->workers : cores;
     srv_log_set_level(cfg->log_level);

@@ -7,7 +7,8 @@
 void srv_state_collect(srv_state *st, srv_metrics_view *v, int flags)
 {
     int serving = atomic_load(&st->serving);
-    srv_metrics_collect(v, serving ? st->wstats : NULL, st->n_workers, &st->counters, flags);
+    srv_metrics_collect(v, serving ? st->wstats : NULL, st->n_wstats, &st->counters, flags);
+    srv_rec_collect(&st->rec, &v->rec, flags);
     v->uptime_s = (double)(util_now_ns() - st->started_ns) / 1e9;
     v->start_time_s = (double)st->started_wall_ns / 1e9;
     v->loaded_time_s = (double)atomic_load(&st->loaded_wall_ns) / 1e9;

@@ -26,9 +26,12 @@ typedef struct srv_state {
     srv_experiment exp;         /* the arms, parsed from cfg at start */
     void *zctx;                 /* the ZeroMQ context */
     int n_workers;              /* scoring workers, worker 0 run inline by main */
-    srv_wstats **wstats;        /* n_workers: each worker's, written by its owner only
-                                   (worker 0's by main), read under its lock */
+    srv_wstats **wstats;        /* n_wstats: each worker's, then the writer's; written by
+                                   its owner only (worker 0's by main), read under its lock */
+    int n_wstats;
     srv_counters counters;      /* atomics: main thread's counters */
+    srv_rec_stats rec;          /* the record path's (rec_metrics.h): the writer adds,
+                                   main counts its queue */
     uint64_t started_ns;        /* CLOCK_MONOTONIC at start */
     uint64_t started_wall_ns;   /* Unix time at start */
     int metrics_port;           /* the HTTP listener's port; 0 without one */

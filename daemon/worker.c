@@ -4,7 +4,7 @@
  * arenas (cJSON's parse tree, then the op's parsed fields), the reply
  * buffer, rank's buffers and the attention scratch.  The hot path then only
  * reads the snapshot (by reference), the catalog hashes and this worker's
- * own SQLite connection.
+ * own history handle (a read-only SQLite connection).
  */
 #include "daemon/worker.h"
 
@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "daemon/arena.h"
+#include "daemon/history.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/rank.h"
@@ -180,7 +181,7 @@ static void s_free(srv_worker *w)
 {
     if (w->sock)
         zmq_close(w->sock);
-    store_close(&w->res.db);
+    store_hist_close(&w->res.hist);
     for (int i = 0; i < SRV_MODELS_MAX; i++)
         attn_scratch_free(&w->res.scratch[i]);
     srv_rank_buf_free(&w->res.rank);
@@ -223,9 +224,9 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
     w->res.index = index;
     w->threaded = threaded;
     srv_wstats_init(&w->stats);
-    store_err err;
-    if (store_open(&w->res.db, cfg->db, STORE_READONLY, cfg->busy_timeout_ms, &err) != STORE_OK) {
-        snprintf(why, why_len, "worker %d: %s", index, err.msg);
+    char reason[600];
+    if (srv_history_open(cfg, 0, &w->res.hist, reason, sizeof reason) != 0) {
+        snprintf(why, why_len, "worker %d: %s", index, reason);
         s_free(w);
         return NULL;
     }

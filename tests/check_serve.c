@@ -386,7 +386,8 @@ END_TEST
 START_TEST(reply_over_its_limit)
 {
     tu_daemon d;
-    const char *extra[] = {"--set", "limits.max_reply_bytes=4096", NULL};
+    const char *extra[] = {"--set", "limits.max_reply_bytes=4096", "--set",
+                           "limits.max_record_events=6", NULL};
     tu_daemon_start(&d, s_db, "small.sock", extra);
     char req[8192];
     size_t at = (size_t)snprintf(req, sizeof req, "{\"op\":\"rank\",\"id\":\"big\",\"user\":"
