@@ -22,6 +22,8 @@ typedef struct s_args {
     cli_load_opts o;
     const char *db, *in;            /* exactly one: where requests come from */
     int candidates, history, k, explain;   /* the shape of sampled requests */
+    double record_ratio;            /* share of sampled requests that record events */
+    int record_events;              /* events per record request */
     int64_t seed;                   /* 0: from the clock */
     int json;
 } s_args;
@@ -48,6 +50,11 @@ static const util_opt s_opts[] = {
      "of random users (0 = user requests)", UTIL_OPT_INT(s_args, history, 0, 1000000)},
     {"k", "K", "results per request", UTIL_OPT_INT(s_args, k, 1, 1000000)},
     {"explain", "E", "explanations per result", UTIL_OPT_INT(s_args, explain, 0, 1000)},
+    {"record-ratio", "R", "share 0..1 of sampled requests that are `record` requests\n"
+     "(random users and items, now, fresh event_ids)",
+     UTIL_OPT_DBL(s_args, record_ratio, 0, 1)},
+    {"record-events", "N", "events per record request",
+     UTIL_OPT_INT(s_args, record_events, 1, 1000000)},
     {"timeout", "MS", "a request unanswered this long is a timeout",
      UTIL_OPT_INT(s_args, o.timeout_ms, 1, 3600000)},
     {"max-inflight", "N", "open loop: most requests in flight",
@@ -66,11 +73,12 @@ static const util_opt_cmd s_cmd = {
              "                 [--clients C | --rate R] [--duration S | --requests N] "
              "[--warmup S]\n"
              "                 [--candidates N] [--history L] [--k K] [--explain E]\n"
+             "                 [--record-ratio R] [--record-events N]\n"
              "                 [--timeout MS] [--max-inflight N] [--seed N] [--json]",
     .about =
         "\n"
-        "Drive attnd with rank requests and report throughput, latency percentiles\n"
-        "and errors.",
+        "Drive attnd with rank requests (and, with --record-ratio, record requests) and\n"
+        "report throughput, latency percentiles and errors.",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_EXCL(s_excl),
     .tail = "Exit status: 0 every measured request ok; 1 failures or could not run; "
@@ -101,12 +109,13 @@ static int s_args_check(s_args *a, uint64_t given)
         a->o.clients = 0;
     if (util_opt_given(&s_cmd, given, "requests"))
         a->o.duration_s = 0;
-    static const char *const shape[] = {"candidates", "history", "k", "explain"};
+    static const char *const shape[] = {"candidates", "history", "k", "explain",
+                                        "record-ratio", "record-events"};
     for (size_t i = 0; a->in && i < sizeof shape / sizeof shape[0]; i++)
         if (util_opt_given(&s_cmd, given, shape[i]))
-            return util_opt_fail(&s_cmd, "--candidates, --history, --k and --explain shape "
-                                         "sampled requests; with --in the file's requests are "
-                                         "sent as they are");
+            return util_opt_fail(&s_cmd, "--candidates, --history, --k, --explain and "
+                                         "--record-* shape sampled requests; with --in the "
+                                         "file's requests are sent as they are");
     return -1;
 }
 
@@ -115,8 +124,12 @@ static cli_sampler *s_sampler(const s_args *a, cli_err *err)
     if (a->in)
         return cli_sampler_file(a->in, err);
     int64_t seed = a->seed ? a->seed : (int64_t)time(NULL) ^ ((int64_t)getpid() << 20);
-    return cli_sampler_db(a->db, a->candidates, a->history, a->k, a->explain, (uint64_t)seed,
-                          err);
+    cli_sampler *s = cli_sampler_db(a->db, a->candidates, a->history, a->k, a->explain,
+                                    (uint64_t)seed, err);
+    if (s && a->record_ratio > 0 &&
+        cli_sampler_set_record(s, a->record_ratio, a->record_events, err) != CLI_OK)
+        cli_sampler_destroy(&s);
+    return s;
 }
 
 /* The load test; a cli code, res filled when it ran. */
@@ -194,7 +207,7 @@ static int s_report(const s_args *a, const cli_sampler *src, const cli_load_resu
 
 int main(int argc, char **argv)
 {
-    s_args a = {.candidates = 100, .k = 10};
+    s_args a = {.candidates = 100, .k = 10, .record_events = 1};
     cli_load_opts_init(&a.o);
     uint64_t given;
     int status = util_opt_main(&s_cmd, argc, argv, &a, &given);

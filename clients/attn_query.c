@@ -1,22 +1,27 @@
 /* attn-query -- one request to attnd from flags, the reply as a table a
  * person can read (or raw with --json).
  *
- * Exit status: 0 the daemon answered ok (and, for --op health, is ready);
- * 1 no reply within the timeout, or an error reply; 2 bad usage.
+ * Exit status: 0 the daemon answered ok (and, for --op health, is ready;
+ * for --record, stored the event or had it already); 1 no reply within the
+ * timeout, an error reply, or a rejected event; 2 bad usage.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "clients/cli.h"
 #include "util/opt.h"
 
-enum { S_RANK, S_HEALTH, S_INFO, S_STATS, S_RELOAD };
-static const char *const s_ops[] = {"rank", "health", "info", "stats", "reload", NULL};
+enum { S_RANK, S_HEALTH, S_INFO, S_STATS, S_RELOAD, S_RECORD };
+static const char *const s_ops[] = {"rank", "health", "info", "stats", "reload", "record",
+                                    NULL};
 
 typedef struct s_args {
     cli_endpoints eps;
     const char *user, *history, *weights, *candidates;
+    const char *record, *event_id;   /* --record U:I[:K], its optional event_id */
+    int64_t ts;                      /* --ts; -1: now */
     int op;                   /* S_RANK, ... (s_ops) */
     int k, explain, timeout_ms, retries;
     int exclude_seen, json;
@@ -36,6 +41,13 @@ static const util_opt s_opts[] = {
      UTIL_OPT_INT(s_args, explain, 0, 1000)},
     {"exclude-seen", NULL, "drop candidates the user already interacted with",
      UTIL_OPT_FLAG(s_args, exclude_seen, 1)},
+    {"record", "U:I[:K]", "record that user U interacted with item I (kind K,\n"
+     "default view) now; the reply says stored or duplicate", UTIL_OPT_STR(s_args, record)},
+    {"event-id", "ID", "with --record: the event's id (a resend with the same id\n"
+     "is stored once; default: identified by user, item, time, kind)",
+     UTIL_OPT_STR(s_args, event_id)},
+    {"ts", "T", "with --record: unix seconds instead of now",
+     UTIL_OPT_I64(s_args, ts, 0, 9007199254740991LL), .def = "now"},
     {"op", NULL, "what to ask", UTIL_OPT_ENUM(s_args, op, s_ops, NULL)},
     {"json", NULL, "print the raw reply instead of a table", UTIL_OPT_FLAG(s_args, json, 1)},
     {"timeout", "MS", "wait per attempt", UTIL_OPT_INT(s_args, timeout_ms, 1, 3600000)},
@@ -48,14 +60,42 @@ static const util_opt_cmd s_cmd = {
     .usage = "[--endpoint E] (--user U | --history A,B,...) --candidates A,B,...\n"
              "                  [-k K] [--explain N] [--exclude-seen] [--weights W,...]\n"
              "                  [--json] [--timeout MS] [--retries N]\n"
+             "[--endpoint E] --record USER:ITEM[:KIND] [--event-id ID] [--ts T] [--json]\n"
              "[--endpoint E] --op health|info|stats|reload [--json] [--timeout MS]",
     .about =
         "\n"
         "Ask attnd to rank candidates for a user (or an anonymous history) and print\n"
-        "the ranking with item titles and the history items that explain each one.",
+        "the ranking with item titles and the history items that explain each one;\n"
+        "or record one event.",
     UTIL_OPT_ROWS(s_opts),
-    .tail = "Exit status: 0 ok; 1 no reply, an error reply, or (health) not ready; 2 bad usage.",
+    .tail = "Exit status: 0 ok; 1 no reply, an error reply, (health) not ready or (record)\n"
+            "the event rejected; 2 bad usage.",
 };
+
+/* --record U:I[:K] as one event: the user ends at the first ':', a kind
+ * follows the last one.  -1 with err when a part is empty. */
+static int s_record_event(const s_args *a, cJSON *req, cli_err *err)
+{
+    const char *spec = a->record, *c1 = strchr(spec, ':');
+    const char *c2 = c1 ? strrchr(c1 + 1, ':') : NULL;
+    const char *item_end = c2 ? c2 : spec + strlen(spec);
+    if (!c1 || c1 == spec || item_end == c1 + 1 || (c2 && !c2[1]))
+        return cli_fail(err, CLI_INVAL, "--record: expected USER:ITEM[:KIND], got '%s'", spec);
+    char *user = strndup(spec, (size_t)(c1 - spec));
+    char *item = strndup(c1 + 1, (size_t)(item_end - c1 - 1));
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(req, "events"), ev);
+    cJSON_AddStringToObject(ev, "user", user ? user : "");
+    cJSON_AddStringToObject(ev, "item", item ? item : "");
+    cJSON_AddNumberToObject(ev, "ts", (double)(a->ts >= 0 ? a->ts : (int64_t)time(NULL)));
+    if (c2)
+        cJSON_AddStringToObject(ev, "kind", c2 + 1);
+    if (a->event_id)
+        cJSON_AddStringToObject(ev, "event_id", a->event_id);
+    free(user);
+    free(item);
+    return 0;
+}
 
 /* The request as JSON text (caller frees), or NULL with msg filled. */
 static char *s_request(const s_args *a, cli_err *err)
@@ -63,6 +103,8 @@ static char *s_request(const s_args *a, cli_err *err)
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "op", s_ops[a->op]);
     cJSON_AddStringToObject(req, "id", "q1");
+    if (a->op == S_RECORD && s_record_event(a, req, err) != 0)
+        goto fail;
     if (a->op == S_RANK) {
         cJSON *list;
         if (a->user)
@@ -108,8 +150,16 @@ fail:
 }
 
 /* What the table cannot say: which flags each op takes.  -1 or 2 (said). */
-static int s_check(const s_args *a)
+static int s_check(s_args *a, uint64_t given)
 {
+    if (a->record && util_opt_given(&s_cmd, given, "op") && a->op != S_RECORD)
+        return util_opt_fail(&s_cmd, "--record asks for op record, not --op %s", s_ops[a->op]);
+    if (a->record)
+        a->op = S_RECORD;
+    if (a->op == S_RECORD && !a->record)
+        return util_opt_fail(&s_cmd, "op record needs --record USER:ITEM[:KIND]");
+    if ((a->event_id || util_opt_given(&s_cmd, given, "ts")) && !a->record)
+        return util_opt_fail(&s_cmd, "--event-id and --ts go with --record");
     if (a->op != S_RANK) {
         if (a->user || a->history || a->candidates || a->weights)
             return util_opt_fail(&s_cmd, "--user, --history, --candidates and --weights are "
@@ -125,7 +175,8 @@ static int s_check(const s_args *a)
     return -1;
 }
 
-/* Print a reply; the exit status it means. */
+/* Print a reply; the exit status it means.  Recording a duplicate is a
+ * success (the event is stored); a rejected event is not. */
 static int s_answer(const s_args *a, const cli_req *client, const char *text, size_t len)
 {
     cJSON *reply = cli_json_object(text, len);
@@ -143,6 +194,13 @@ static int s_answer(const s_args *a, const cli_req *client, const char *text, si
         if (!a->json)
             cli_table_print(stdout, reply, a->op == S_RANK);
         status = 0;
+        /* One event recorded: a rejection means it was not stored. */
+        const cJSON *rej = cJSON_GetObjectItemCaseSensitive(reply, "rejected");
+        if (a->op == S_RECORD && cJSON_GetArraySize(rej) > 0) {
+            const char *why = cli_json_str(rej->child, "reason");
+            fprintf(stderr, "attn-query: the event was not stored: %s\n", why ? why : "?");
+            status = 1;
+        }
         /* A health check is a readiness probe: not ready is a failure. */
         if (a->op == S_HEALTH &&
             cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "ready"))) {
@@ -157,11 +215,13 @@ static int s_answer(const s_args *a, const cli_req *client, const char *text, si
 
 int main(int argc, char **argv)
 {
-    s_args a = {.op = S_RANK, .k = 10, .explain = 3, .timeout_ms = 2000, .retries = 2};
+    s_args a = {.op = S_RANK, .k = 10, .explain = 3, .timeout_ms = 2000, .retries = 2,
+                .ts = -1};
     cli_endpoints_parse(CLI_DEFAULT_ENDPOINT, &a.eps, NULL);
-    int status = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    uint64_t given = 0;
+    int status = util_opt_main(&s_cmd, argc, argv, &a, &given);
     if (status < 0)
-        status = s_check(&a);
+        status = s_check(&a, given);
     if (status >= 0)
         return status;
     cli_err err = {0};

@@ -321,6 +321,11 @@ cli_sampler *cli_sampler_db(const char *path, int candidates, int history, int k
                             uint64_t seed, cli_err *err);
 /* Read JSONL requests (each an object; any "id" is replaced); cycled. */
 cli_sampler *cli_sampler_file(const char *path, cli_err *err);
+/* Mix `record` requests into a database sampler: a share ratio (0..1) of
+ * the requests record `events` events each (random existing users and
+ * items, the current time, event_ids unique to this run).  CLI_INVAL for a
+ * file sampler or one without users. */
+int cli_sampler_set_record(cli_sampler *self, double ratio, int events, cli_err *err);
 /* The next request body (no "id"), borrowed until the next call. */
 const char *cli_sampler_next(cli_sampler *self, size_t *len);
 /* How many users / items / lines it draws from (for the report). */
@@ -350,6 +355,12 @@ typedef struct cli_load_result {
     cJSON *errors;           /* {"code": count} for error replies; caller frees */
     util_hist lat;           /* latency of ok replies, nanoseconds */
     int stalled;             /* the run stopped because nothing answered */
+    /* By op, told apart by the reply (a record reply has "stored"): */
+    uint64_t record_ok;      /* ok record replies */
+    uint64_t record_events;  /* events they acknowledged (stored, duplicate or rejected) */
+    uint64_t record_stored;  /* of which stored */
+    util_hist lat_record;    /* latency of ok record replies */
+    util_hist lat_other;     /* latency of the other ok replies (rank) */
 } cli_load_result;
 
 /* Run a load test.  CLI_OK when it ran (errors are in the result);

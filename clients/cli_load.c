@@ -117,6 +117,23 @@ static int s_send(s_run *r, int64_t due, int64_t now)
     return CLI_OK;
 }
 
+/* A record reply ("stored") or another op's, for the per-op figures. */
+static void s_by_op(cli_load_result *res, const cJSON *reply, uint64_t ns)
+{
+    const cJSON *stored = cJSON_GetObjectItemCaseSensitive(reply, "stored");
+    if (!cJSON_IsNumber(stored)) {
+        util_hist_add(&res->lat_other, ns);
+        return;
+    }
+    res->record_ok++;
+    res->record_stored += (uint64_t)stored->valuedouble;
+    res->record_events +=
+        (uint64_t)stored->valuedouble +
+        (uint64_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "duplicates")) +
+        (uint64_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "rejected"));
+    util_hist_add(&res->lat_record, ns);
+}
+
 static void s_on_event(s_run *r, cli_pipe_event *ev)
 {
     cli_load_result *res = r->res;
@@ -141,7 +158,9 @@ static void s_on_event(s_run *r, cli_pipe_event *ev)
     if (status == 1) {
         res->ok++;
         /* From the intended send time (= the actual one in closed loop). */
-        util_hist_add(&res->lat, (uint64_t)(ev->at_us - ev->stamp) * 1000);
+        uint64_t ns = (uint64_t)(ev->at_us - ev->stamp) * 1000;
+        util_hist_add(&res->lat, ns);
+        s_by_op(res, ev->json, ns);
     } else if (status == 0) {
         if (!strcmp(code, "busy"))
             res->busy++;
@@ -241,6 +260,8 @@ int cli_load_run(void *zmq_ctx, const cli_load_opts *o, cli_sampler *src,
 {
     memset(res, 0, sizeof *res);
     util_hist_reset(&res->lat);
+    util_hist_reset(&res->lat_record);
+    util_hist_reset(&res->lat_other);
     int rc = s_check_opts(o, err);
     if (rc != CLI_OK)
         return rc;
@@ -278,6 +299,14 @@ static double s_q_ms(const util_hist *h, double q)
     return (double)util_hist_quantile(h, q) / 1e6;
 }
 
+static void s_print_lat(FILE *out, const char *label, const util_hist *h)
+{
+    if (h->n)
+        fprintf(out, "%-12s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", label, s_q_ms(h, 0.5),
+                s_q_ms(h, 0.9), s_q_ms(h, 0.99), s_q_ms(h, 0.999), (double)h->max / 1e6,
+                (double)h->sum / (double)h->n / 1e6);
+}
+
 void cli_load_print(FILE *out, const cli_load_opts *o, const cli_load_result *res)
 {
     char eps[1024];
@@ -300,11 +329,17 @@ void cli_load_print(FILE *out, const cli_load_opts *o, const cli_load_result *re
     if (res->lat.n) {
         fprintf(out, "latency ms   %9s %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9",
                 "max", "mean");
-        fprintf(out, "  (ok only)  %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", s_q_ms(&res->lat, 0.5),
-                s_q_ms(&res->lat, 0.9), s_q_ms(&res->lat, 0.99), s_q_ms(&res->lat, 0.999),
-                (double)res->lat.max / 1e6, (double)res->lat.sum / (double)res->lat.n / 1e6);
+        s_print_lat(out, "  (ok only)", &res->lat);
     } else {
         fprintf(out, "latency      no ok replies\n");
+    }
+    if (res->record_ok) {
+        fprintf(out, "record       %llu ok replies acknowledged %llu events (%llu stored): "
+                "%.0f events/s\n", (unsigned long long)res->record_ok,
+                (unsigned long long)res->record_events, (unsigned long long)res->record_stored,
+                (double)res->record_events / s);
+        s_print_lat(out, "  record ms", &res->lat_record);
+        s_print_lat(out, "  other ms", &res->lat_other);
     }
     if (res->errors) {
         fprintf(out, "errors      ");
@@ -329,6 +364,23 @@ void cli_load_print(FILE *out, const cli_load_opts *o, const cli_load_result *re
     if (res->stale)
         fprintf(out, "late         %llu replies arrived after their timeout\n",
                 (unsigned long long)res->stale);
+}
+
+/* {p50, p90, p99, p999, max, mean, n} in microseconds, to 10 ns. */
+static void s_lat_json(cJSON *parent, const char *key, const util_hist *h)
+{
+    cJSON *lat = cJSON_AddObjectToObject(parent, key);
+    static const struct { const char *k; double q; } qs[] = {
+        {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+    for (size_t i = 0; lat && i < sizeof qs / sizeof qs[0]; i++)
+        cJSON_AddNumberToObject(lat, qs[i].k,
+                                round((double)util_hist_quantile(h, qs[i].q) / 10) / 100);
+    if (lat) {
+        cJSON_AddNumberToObject(lat, "max", round((double)h->max / 10) / 100);
+        cJSON_AddNumberToObject(lat, "mean",
+                                h->n ? round((double)h->sum / (double)h->n / 10) / 100 : 0);
+        cJSON_AddNumberToObject(lat, "n", (double)h->n);
+    }
 }
 
 cJSON *cli_load_json(const cli_load_opts *o, const cli_load_result *res)
@@ -356,18 +408,17 @@ cJSON *cli_load_json(const cli_load_opts *o, const cli_load_result *res)
                           res->errors ? cJSON_Duplicate(res->errors, 1) : cJSON_CreateObject());
     cJSON_AddNumberToObject(j, "throughput_rps", (double)res->replies / s);
     cJSON_AddNumberToObject(j, "ok_rps", (double)res->ok / s);
-    cJSON *lat = cJSON_AddObjectToObject(j, "latency_us");
-    static const struct { const char *k; double q; } qs[] = {
-        {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
-    for (size_t i = 0; lat && i < sizeof qs / sizeof qs[0]; i++)
-        cJSON_AddNumberToObject(lat, qs[i].k,
-                                round((double)util_hist_quantile(&res->lat, qs[i].q) / 10) / 100);
-    if (lat) {
-        cJSON_AddNumberToObject(lat, "max", round((double)res->lat.max / 10) / 100);
-        cJSON_AddNumberToObject(
-            lat, "mean",
-            res->lat.n ? round((double)res->lat.sum / (double)res->lat.n / 10) / 100 : 0);
-        cJSON_AddNumberToObject(lat, "n", (double)res->lat.n);
+    s_lat_json(j, "latency_us", &res->lat);
+    if (res->record_ok) {
+        cJSON *rec = cJSON_AddObjectToObject(j, "record");
+        cJSON_AddNumberToObject(rec, "ok", (double)res->record_ok);
+        cJSON_AddNumberToObject(rec, "events", (double)res->record_events);
+        cJSON_AddNumberToObject(rec, "stored", (double)res->record_stored);
+        cJSON_AddNumberToObject(rec, "events_per_s", (double)res->record_events / s);
+        s_lat_json(rec, "latency_us", &res->lat_record);
+        cJSON *other = cJSON_AddObjectToObject(j, "other");
+        cJSON_AddNumberToObject(other, "ok", (double)(res->ok - res->record_ok));
+        s_lat_json(other, "latency_us", &res->lat_other);
     }
     if (res->open_loop) {
         cJSON_AddNumberToObject(j, "late_sends", (double)res->late_sends);

@@ -9,6 +9,10 @@
  * persistent permutation: O(N) per request, no rejection loop, uniform
  * whatever the previous draws were.
  *
+ * Mixed in, with cli_sampler_set_record: `record` requests of random
+ * existing users and random items at the current time, each event with an
+ * event_id unique to the run ("<run id>-<n>"), so that every one is new.
+ *
  * From a file: JSONL requests, "id" removed (the load generator numbers its
  * own), replayed in order and cycled.
  */
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "util/rng.h"
@@ -32,6 +37,10 @@ struct cli_sampler {
     int history;          /* anonymous history length, 0 = "user" requests */
     int k, explain;
     uint64_t rng;         /* xorshift64 state */
+    double record_ratio;  /* share of requests that are `record` (0: none) */
+    int record_events;    /* events per record request */
+    uint64_t run_id;      /* event_ids are "<run_id>-<seq>": unique across runs */
+    uint64_t record_seq;  /* events sampled so far */
     char **line;          /* file mode: request bodies without "id" */
     size_t n_line, next;
     cli_buf buf;          /* the request being built */
@@ -241,6 +250,38 @@ static int s_items(cli_sampler *s, int m)
     return cli_buf_put(&s->buf, "]", 1);
 }
 
+int cli_sampler_set_record(cli_sampler *s, double ratio, int events, cli_err *err)
+{
+    if (!(ratio >= 0 && ratio <= 1) || events < 1)
+        return cli_fail(err, CLI_INVAL, "--record-ratio must be in 0..1 and --record-events >= 1");
+    if (ratio > 0 && s->line)
+        return cli_fail(err, CLI_INVAL, "--record-ratio samples from --db; with --in the "
+                                        "file's requests are sent as they are");
+    if (ratio > 0 && s->n_user == 0)
+        return cli_fail(err, CLI_INVAL, "--record-ratio records events of existing users, "
+                                        "and --history sampling reads none");
+    s->record_ratio = ratio;
+    s->record_events = events;
+    /* Distinct per run, so a second run's events are new, not duplicates. */
+    s->run_id = s->rng ^ (uint64_t)cli_now_us();
+    util_splitmix64(&s->run_id);
+    return CLI_OK;
+}
+
+/* {"op":"record","events":[...]}: random users and items, now, unique ids. */
+static int s_record(cli_sampler *s)
+{
+    int64_t ts = (int64_t)time(NULL);
+    int bad = cli_buf_puts(&s->buf, "{\"op\":\"record\",\"events\":[");
+    for (int i = 0; !bad && i < s->record_events; i++)
+        bad = cli_buf_printf(&s->buf, "%s{\"user\":%s,\"item\":%s,\"ts\":%lld,"
+                             "\"event_id\":\"%016llx-%llu\"}", i ? "," : "",
+                             s->user[s_below(s, s->n_user)], s->item[s_below(s, s->n_item)],
+                             (long long)ts, (unsigned long long)s->run_id,
+                             (unsigned long long)s->record_seq++);
+    return bad || cli_buf_puts(&s->buf, "]}");
+}
+
 const char *cli_sampler_next(cli_sampler *s, size_t *len)
 {
     if (s->line) {
@@ -250,6 +291,14 @@ const char *cli_sampler_next(cli_sampler *s, size_t *len)
         return b;
     }
     cli_buf_reset(&s->buf);
+    /* 53 random bits against the ratio: exact enough for any share. */
+    if (s->record_ratio > 0 &&
+        (double)(util_xorshift64(&s->rng) >> 11) * 0x1p-53 < s->record_ratio) {
+        if (s_record(s))
+            return NULL;
+        *len = s->buf.len;
+        return s->buf.data;
+    }
     int bad = cli_buf_puts(&s->buf, "{\"op\":\"rank\",");
     if (s->history) {
         bad = bad || cli_buf_puts(&s->buf, "\"history\":") || s_items(s, s->history);
