@@ -107,14 +107,18 @@ static void s_flush(srv_writer *w)
     }
     s_count(w, srv_op_find("record", 6), rc == STORE_OK ? SRV_OK
                                          : rc == STORE_ERR_BUSY ? SRV_E_BUSY : SRV_E_STORE, n);
+    /* The figures first: a client that asks for stats right after its
+     * reply must find its events counted. */
+    uint64_t now = util_now_ns();
+    for (int k = 0; k < n; k++)
+        w->ack_ns[k] = now - srv_rec_batch_t_recv(b, k);
+    rep.ack_ns = w->ack_ns;
+    srv_rec_batch_done(&w->st->rec, &rep);
     for (int k = 0; k < n; k++) {
         srv_rec_batch_reply(b, k, rc, &err, &w->out);
         s_send(w, &w->route[k], w->style[k]);
         zmq_msg_close(&w->route[k]);
-        w->ack_ns[k] = util_now_ns() - srv_rec_batch_t_recv(b, k);
     }
-    rep.ack_ns = w->ack_ns;
-    srv_rec_batch_done(&w->st->rec, &rep);
     srv_rec_batch_reset(b);
 }
 

@@ -14,6 +14,8 @@
 #include "daemon/ops.h"
 #include "daemon/proto.h"
 #include "daemon/rank.h"
+#include "daemon/record.h"
+#include "daemon/reply.h"
 #include "tests/testutil.h"
 #include "util/utf8.h"
 
@@ -338,6 +340,126 @@ START_TEST(op_table)
 }
 END_TEST
 
+/* record: every field of every event checked, the message naming the event
+ * by index; absent optional fields take their defaults. */
+START_TEST(request_record)
+{
+    srv_request rq;
+    char why[256];
+    ck_assert_int_eq(s_parse("{\"op\":\"record\",\"id\":7,\"events\":[{\"user\":\"u\","
+                             "\"item\":\"i\",\"ts\":1700000000},{\"user\":\"v\",\"item\":\"j\","
+                             "\"ts\":-5,\"kind\":\"click\",\"weight\":2.5,\"event_id\":\"e\"}]}",
+                             &rq, why), SRV_OK);
+    ck_assert_str_eq(rq.op->name, "record");
+    const srv_record_args *a = rq.args;
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_str_eq(a->ev[0].user.s, "u");
+    ck_assert_int_eq(a->ev[0].ts, 1700000000);
+    ck_assert_ptr_null(a->ev[0].kind.s);
+    ck_assert_ptr_null(a->ev[0].event_id.s);
+    ck_assert_float_eq(a->ev[0].weight, 1.0f);
+    ck_assert_int_eq(a->ev[1].ts, -5);
+    ck_assert_str_eq(a->ev[1].kind.s, "click");
+    ck_assert_float_eq(a->ev[1].weight, 2.5f);
+    ck_assert_str_eq(a->ev[1].event_id.s, "e");
+    static const struct { const char *events, *field; } bad[] = {
+        {"[]", "events: empty array"},
+        {"{}", "events: expected an array"},
+        {"[1]", "events[0]: expected an object"},
+        {"[{\"item\":\"i\",\"ts\":1}]", "events[0].user: missing"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1},{\"user\":\"u\",\"item\":\"i\"}]",
+         "events[1].ts: missing"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1.5}]", "events[0].ts: expected an integer"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":\"2024\"}]", "events[0].ts"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1e300}]", "events[0].ts"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"weight\":0}]", "events[0].weight"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"weight\":-1}]", "events[0].weight"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"weight\":1e-46}]", "events[0].weight"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"weight\":\"1\"}]", "events[0].weight"},
+        {"[{\"user\":\"\",\"item\":\"i\",\"ts\":1}]", "events[0].user: expected a non-empty"},
+        {"[{\"user\":\"u\",\"item\":7,\"ts\":1}]", "events[0].item"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"kind\":\"\"}]", "events[0].kind"},
+        {"[{\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"event_id\":3}]", "events[0].event_id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char req[512];
+        snprintf(req, sizeof req, "{\"op\":\"record\",\"id\":\"x\",\"events\":%s}",
+                 bad[i].events);
+        ck_assert_int_eq(s_parse(req, &rq, why), SRV_E_BAD_REQUEST);
+        ck_assert_msg(!strncmp(why, bad[i].field, strlen(bad[i].field)), "%s: got '%s'",
+                      bad[i].events, why);
+        ck_assert_str_eq(rq.id_json, "\"x\"");
+    }
+    /* Byte limits, and the event count against limits.max_record_events. */
+    char *big = malloc(1 << 20);
+    snprintf(big, 1 << 20, "{\"op\":\"record\",\"events\":[{\"user\":\"%0*d\",\"item\":\"i\","
+             "\"ts\":1}]}", SRV_REC_EXT_MAX + 1, 0);
+    ck_assert_int_eq(s_parse(big, &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_msg(strstr(why, "events[0].user") && strstr(why, "at most 512"), "%s", why);
+    size_t at = (size_t)sprintf(big, "{\"op\":\"record\",\"events\":[");
+    for (int i = 0; i < 1001; i++)
+        at += (size_t)sprintf(big + at, "%s{\"user\":\"u\",\"item\":\"i\",\"ts\":%d}",
+                              i ? "," : "", i);
+    sprintf(big + at, "]}");
+    ck_assert_int_eq(s_parse(big, &rq, why), SRV_E_BAD_REQUEST);
+    ck_assert_msg(strstr(why, "1001") && strstr(why, "limits.max_record_events"), "%s", why);
+    free(big);
+}
+END_TEST
+
+/* The record reply's shape (docs/PROTOCOL.md), rejected items cut to 64
+ * bytes on a character boundary. */
+START_TEST(reply_recorded)
+{
+    srv_json w;
+    ck_assert_int_eq(srv_json_init(&w, 256), 0);
+    char item[200];
+    memset(item, 'x', sizeof item);
+    memcpy(item + 63, "\xc3\xa9", 2);   /* a 2-byte character across the 64-byte cut */
+    int dups[] = {1, 4};
+    srv_rec_reject rej[] = {{.index = 2, .item = item, .len = sizeof item,
+                             .reason = "unknown_item"}};
+    srv_recorded r = {.stored = 3, .duplicates = dups, .n_duplicates = 2, .rejected = rej,
+                      .n_rejected = 1, .t_recv = 0};
+    srv_reply_recorded(&w, "\"r\"", &r);
+    cJSON *j = cJSON_Parse(w.buf);
+    ck_assert_ptr_nonnull(j);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "stored")->valueint, 3);
+    ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "duplicates"), 1)->valueint, 4);
+    const cJSON *x = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "rejected"), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(x, "index")->valueint, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(x, "reason")->valuestring, "unknown_item");
+    ck_assert_uint_eq(strlen(cJSON_GetObjectItem(x, "item")->valuestring), 63);
+    cJSON_Delete(j);
+    srv_json_free(&w);
+}
+END_TEST
+
+/* Cross-key rules of the [record] section. */
+START_TEST(config_record_rules)
+{
+    srv_config cfg;
+    char why[300];
+    cfg_defaults(&cfg);
+    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), 0);
+    ck_assert_int_eq(cfg_set(&cfg, "record.synchronous", "full", why, sizeof why), 0);
+    ck_assert_int_eq(cfg.record_synchronous, CFG_SYNC_FULL);
+    ck_assert_int_eq(cfg_set(&cfg, "record.synchronous", "off", why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "record.synchronous") && strstr(why, "normal, full"), "%s", why);
+    ck_assert_int_eq(cfg_set(&cfg, "record.max_batch", "500", why, sizeof why), 0);
+    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "limits.max_record_events") && strstr(why, "record.max_batch"),
+                  "%s", why);
+    cfg_defaults(&cfg);
+    ck_assert_int_eq(cfg_set(&cfg, "limits.max_reply_bytes", "65536", why, sizeof why), 0);
+    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "limits.max_reply_bytes"), "%s", why);
+    ck_assert_int_eq(cfg_set(&cfg, "record.enabled", "off", why, sizeof why), 0);
+    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), 0);
+}
+END_TEST
+
 START_TEST(arena_backs_cjson)
 {
     srv_arena a;
@@ -384,6 +506,9 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, request_unknown_op_message);
     tcase_add_test(tc, request_peek);
     tcase_add_test(tc, op_table);
+    tcase_add_test(tc, request_record);
+    tcase_add_test(tc, reply_recorded);
+    tcase_add_test(tc, config_record_rules);
     tcase_add_test(tc, arena_backs_cjson);
     suite_add_tcase(s, tc);
     return s;

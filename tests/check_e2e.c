@@ -46,7 +46,7 @@ typedef struct ref_rank {
     char item[64][32];
     double score[64];
     int n_because;
-    char because[64][8][32];
+    char because[64][64][32];
 } ref_rank;
 
 /* What attnd must answer for a known user, computed with the oracle. */
@@ -789,6 +789,101 @@ START_TEST(metrics_line_logged)
 END_TEST
 
 
+/* ---- record, then rank --------------------------------------------------- */
+
+static int s_in_because(const cJSON *reply, const char *item)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(reply, "items")) {
+        const cJSON *b;
+        cJSON_ArrayForEach(b, cJSON_GetObjectItem(it, "because"))
+            if (!strcmp(cJSON_GetObjectItem(b, "item")->valuestring, item))
+                return 1;
+    }
+    return 0;
+}
+
+/* A rank issued after a record was acknowledged sees the recorded events as
+ * the user's newest history, on a trained model: attnd's ranking equals the
+ * reference computed from the database after the record, and every
+ * recorded item explains the results (explain covers every distinct history
+ * item).  Before the record, none of them did. */
+START_TEST(record_then_rank_on_trained_model)
+{
+    static ref_rank ref;
+    char db[300], out[8192], args[600];
+    snprintf(db, sizeof db, "%s", tu_path("fresh.db"));
+    tu_make_db(db, 600, 60, 24);
+    snprintf(args, sizeof args, "train %s --epochs 2 --threads 1 --seed 3 --activate --quiet", db);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    /* Three items the user has not seen, at times after all of theirs. */
+    store *st;
+    store_err err;
+    ck_assert_int_eq(store_open(&st, db, STORE_READONLY, 2000, &err), STORE_OK);
+    int64_t uid, rec_id[3];
+    store_event ev[200];
+    int n;
+    ck_assert_int_eq(store_user_id(st, "u0005", 5, &uid, &err), STORE_OK);
+    ck_assert_int_eq(store_history(st, uid, 200, ev, &n, &err), STORE_OK);
+    ck_assert_int_gt(n, 0);
+    int64_t ts = ev[0].ts;
+    char rec[3][16];
+    for (int k = 0, cand = 600; k < 3; cand--) {
+        snprintf(rec[k], sizeof rec[k], "i%05d", cand);
+        ck_assert_int_eq(store_item_id(st, rec[k], strlen(rec[k]), &rec_id[k], &err), STORE_OK);
+        int seen = 0;
+        for (int i = 0; i < n; i++)
+            seen |= ev[i].item_id == rec_id[k];
+        k += !seen;
+    }
+    store_close(&st);
+
+    tu_daemon d;
+    const char *extra[] = {"--set", "limits.max_explain=64", NULL};
+    tu_daemon_start(&d, db, "fresh.sock", extra);
+    s_pick_candidates(40, 13);
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, 40);
+    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0005\",\"candidates\":%s,"
+             "\"k\":10,\"explain\":64}", cj);
+    cJSON *before = tu_call_json(d.endpoint, req);
+    ck_assert_msg(tu_ok(before), "%s", tu_message(before));
+    ck_assert_int_gt(cJSON_GetObjectItem(before, "model")->valueint, 0);   /* trained */
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(!s_in_because(before, rec[k]), "%s explains before it was recorded",
+                      rec[k]);
+    char rq[1024];
+    snprintf(rq, sizeof rq, "{\"op\":\"record\",\"events\":["
+             "{\"user\":\"u0005\",\"item\":\"%s\",\"ts\":%lld},"
+             "{\"user\":\"u0005\",\"item\":\"%s\",\"ts\":%lld,\"weight\":2},"
+             "{\"user\":\"u0005\",\"item\":\"%s\",\"ts\":%lld,\"kind\":\"click\"}]}",
+             rec[0], (long long)ts + 1, rec[1], (long long)ts + 2, rec[2], (long long)ts + 3);
+    cJSON *r = tu_call_json(d.endpoint, rq);
+    ck_assert_msg(tu_ok(r) && cJSON_GetObjectItem(r, "stored")->valueint == 3, "%s",
+                  tu_message(r));
+    cJSON_Delete(r);
+
+    cJSON *after = tu_call_json(d.endpoint, req);
+    ck_assert_msg(tu_ok(after), "%s", tu_message(after));
+    ck_assert_int_eq(cJSON_GetObjectItem(after, "history")->valueint,
+                     cJSON_GetObjectItem(before, "history")->valueint + 3);
+    /* The database's newest three are the recorded ones, newest first ... */
+    ck_assert_int_eq(store_open(&st, db, STORE_READONLY, 2000, &err), STORE_OK);
+    ck_assert_int_eq(store_history(st, uid, 3, ev, &n, &err), STORE_OK);
+    store_close(&st);
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(ev[k].item_id, rec_id[2 - k]);
+    /* ... and attnd ranked with exactly that history. */
+    s_reference(db, "u0005", s_cand, 40, 10, 64, &ref);
+    s_assert_matches(after, &ref);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(s_in_because(after, rec[k]), "%s does not explain any result", rec[k]);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* A batch job survives the daemon's death: kill -9 mid-job, restart on the
  * same endpoint, and every input line still gets exactly one ok output line,
  * in input order. */
@@ -972,6 +1067,7 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, failed_reload_keeps_serving);
     tcase_add_test(tc, metrics_line_logged);
     tcase_add_test(tc, batch_survives_daemon_kill);
+    tcase_add_test(tc, record_then_rank_on_trained_model);
     tcase_add_test(tc, startup_errors);
     tcase_add_test(tc, conf_file_documents_every_key);
     suite_add_tcase(s, tc);

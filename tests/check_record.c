@@ -1,0 +1,440 @@
+/* check_record.c -- the record op end to end: the real attnd, the real
+ * clients, the database counted afterwards.
+ *
+ * What is proved here: the reply's account of every event (stored,
+ * duplicate, rejected, bad_request naming the index); idempotence across a
+ * restart; `busy` from a full writer queue with every request still
+ * answered; no acknowledged event lost and none duplicated when attnd is
+ * killed with SIGKILL under a recording load from attn-batch; the clients'
+ * record modes; the metrics.  (That rank sees recorded events at once, on a
+ * trained model, is check_e2e's record_then_rank_on_trained_model: it needs
+ * that suite's reference ranking.)
+ *
+ * Each case starts its own attnd on its own generated database and bounds
+ * its own time.
+ */
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "tests/testutil.h"
+#include "tests/tu_daemon.h"
+
+/* A fresh copy of the generated database: 600 items, 60 users, d = 24. */
+static const char *s_db(const char *name)
+{
+    static char path[8][300];
+    static int at;
+    char *p = path[at++ % 8];
+    snprintf(p, sizeof path[0], "%s", tu_path(name));
+    tu_make_db(p, 600, 60, 24);
+    return p;
+}
+
+static int64_t s_count(const char *db, const char *sql)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK, "%s", sql);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static int s_int(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s", key);
+    return v->valueint;
+}
+
+/* ---- the reply's account -------------------------------------------------- */
+
+START_TEST(record_accounts_for_every_event)
+{
+    const char *db = s_db("acct.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "server.metrics_interval=0.2", NULL};
+    tu_daemon_start(&d, db, "acct.sock", extra);
+    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    cJSON *r = tu_call_json(d.endpoint,
+        "{\"op\":\"record\",\"id\":\"r1\",\"events\":["
+        "{\"user\":\"u0001\",\"item\":\"i00002\",\"ts\":4000000000,\"event_id\":\"a1\"},"
+        "{\"user\":\"brand-new\",\"item\":\"i00003\",\"ts\":4000000001,\"kind\":\"click\","
+        "\"weight\":2},"
+        "{\"user\":\"u0001\",\"item\":\"no-such-item\",\"ts\":4000000002},"
+        "{\"user\":\"u0001\",\"item\":\"i00002\",\"ts\":4000000000,\"event_id\":\"a1\"}]}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "r1");
+    ck_assert_int_eq(s_int(r, "stored"), 2);
+    const cJSON *dups = cJSON_GetObjectItem(r, "duplicates");
+    ck_assert_int_eq(cJSON_GetArraySize(dups), 1);
+    ck_assert_int_eq(cJSON_GetArrayItem(dups, 0)->valueint, 3);
+    const cJSON *rej = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "rejected"), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "rejected")), 1);
+    ck_assert_int_eq(s_int(rej, "index"), 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(rej, "item")->valuestring, "no-such-item");
+    ck_assert_str_eq(cJSON_GetObjectItem(rej, "reason")->valuestring, "unknown_item");
+    cJSON_Delete(r);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + 2);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM users WHERE ext_id = 'brand-new'"), 1);
+    ck_assert_int_eq(s_count(db, "SELECT weight FROM interactions WHERE kind = 'click' AND "
+                                 "ts = 4000000001"), 2);
+
+    /* A bad field refuses the whole request, naming the event; nothing is stored. */
+    r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":\"r2\",\"events\":["
+                                 "{\"user\":\"u0002\",\"item\":\"i00004\",\"ts\":5},"
+                                 "{\"user\":\"u0002\",\"item\":\"i00005\",\"ts\":6,"
+                                 "\"weight\":-1}]}");
+    ck_assert_str_eq(tu_code(r), "bad_request");
+    ck_assert_msg(strstr(tu_message(r), "events[1].weight"), "%s", tu_message(r));
+    cJSON_Delete(r);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + 2);
+
+    /* A user first seen in record is served its history at once. */
+    r = tu_call_json(d.endpoint, "{\"op\":\"rank\",\"user\":\"brand-new\",\"candidates\":"
+                                 "[\"i00003\",\"i00010\"],\"exclude_seen\":true,\"explain\":1}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "fallback")));
+    ck_assert_int_eq(s_int(r, "history"), 1);
+    ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "excluded"), 0)->valuestring,
+                     "i00003");
+    cJSON *top = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "items"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(top, "because"),
+                                                            0), "item")->valuestring, "i00003");
+    cJSON_Delete(r);
+
+    /* stats and the metrics line account for it too. */
+    usleep((useconds_t)(1200000 * tu_slowdown()));   /* a rate sample or more */
+    r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
+    const cJSON *rec = cJSON_GetObjectItem(r, "record");
+    ck_assert_int_eq(s_int(rec, "stored"), 2);
+    ck_assert_int_eq(s_int(rec, "duplicates"), 1);
+    ck_assert_int_eq(s_int(rec, "rejected"), 1);
+    ck_assert_int_eq(s_int(rec, "queued"), 0);
+    ck_assert_int_ge(s_int(cJSON_GetObjectItem(rec, "commit_us"), "count"), 1);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(rec, "stored_per_s")));
+    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "ops"), "record"), 2);
+    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "errors"), "bad_request"), 1);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    FILE *f = fopen(d.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[8192];
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, "msg=metrics") && strstr(line, "rec_stored=2") &&
+                 strstr(line, "rec_stored_per_s=") && strstr(line, "rec_queue=0") &&
+                 strstr(line, "rec_commit_p99_us=") && strstr(line, "rec_batch_p50=");
+    fclose(f);
+    ck_assert_msg(found, "no metrics line with the record figures in %s", d.log);
+}
+END_TEST
+
+/* ---- idempotence across a restart ------------------------------------------ */
+
+START_TEST(resend_after_restart_is_stored_once)
+{
+    const char *db = s_db("again.db");
+    const char *req = "{\"op\":\"record\",\"events\":["
+                      "{\"user\":\"u0003\",\"item\":\"i00007\",\"ts\":4000000000,"
+                      "\"event_id\":\"once-1\"},"
+                      "{\"user\":\"u0003\",\"item\":\"i00008\",\"ts\":4000000001}]}";
+    tu_daemon d;
+    tu_daemon_start(&d, db, "again.sock", NULL);
+    cJSON *r = tu_call_json(d.endpoint, req);
+    ck_assert_int_eq(s_int(r, "stored"), 2);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    tu_daemon_start(&d, db, "again.sock", NULL);
+    r = tu_call_json(d.endpoint, req);
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(s_int(r, "stored"), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "duplicates")), 2);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE ts >= 4000000000"), 2);
+}
+END_TEST
+
+/* ---- overload -------------------------------------------------------------- */
+
+/* Send n record requests of `events` events each at once on one DEALER;
+ * count the replies by outcome.  Returns the replies received. */
+static int s_record_flood(const char *endpoint, int n, int events, int *ok, int *busy)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = (int)(20000 * tu_slowdown()), hwm = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_connect(s, endpoint);
+    char *req = malloc((size_t)events * 120 + 64);
+    for (int i = 0; i < n; i++) {
+        size_t at = (size_t)sprintf(req, "{\"op\":\"record\",\"id\":%d,\"events\":[", i);
+        for (int e = 0; e < events; e++)
+            at += (size_t)sprintf(req + at, "%s{\"user\":\"u%04d\",\"item\":\"i%05d\",\"ts\":%d,"
+                                  "\"event_id\":\"f%d-%d\"}", e ? "," : "", 1 + e % 60,
+                                  1 + (i + e) % 600, 4000 + e, i, e);
+        at += (size_t)sprintf(req + at, "]}");
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+        zmq_send(s, req, at, 0);
+    }
+    free(req);
+    int got = 0;
+    char buf[4096];
+    *ok = *busy = 0;
+    for (; got < n; got++) {
+        if (zmq_recv(s, buf, sizeof buf, 0) < 0)
+            break;
+        int len = zmq_recv(s, buf, sizeof buf - 1, 0);
+        if (len < 0)
+            break;
+        buf[len < (int)sizeof buf - 1 ? len : (int)sizeof buf - 1] = 0;
+        cJSON *r = cJSON_Parse(buf);
+        if (r && tu_ok(r))
+            (*ok)++;
+        else if (r && !strcmp(tu_code(r), "busy"))
+            (*busy)++;
+        else
+            fprintf(stderr, "unexpected reply: %.300s\n", buf);
+        cJSON_Delete(r);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return got;
+}
+
+/* A full writer queue answers `busy` at once; every request is answered,
+ * and what was acknowledged is exactly what is stored. */
+START_TEST(busy_when_writer_queue_full)
+{
+    const char *db = s_db("busy.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "record.queue_max=2", "--set", "record.synchronous=full",
+                           NULL};
+    tu_daemon_start(&d, db, "busy.sock", extra);
+    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    int ok, busy;
+    ck_assert_int_eq(s_record_flood(d.endpoint, 400, 20, &ok, &busy), 400);
+    ck_assert_int_eq(ok + busy, 400);
+    ck_assert_msg(busy > 0 && ok > 0, "ok %d busy %d", ok, busy);
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
+    ck_assert_int_eq(s_int(r, "busy"), busy);
+    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "record"), "stored"), ok * 20);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + ok * 20);
+}
+END_TEST
+
+START_TEST(recording_off_is_unavailable)
+{
+    const char *db = s_db("off.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "record.enabled=off", NULL};
+    tu_daemon_start(&d, db, "off.sock", extra);
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
+                                        "\"u0001\",\"item\":\"i00001\",\"ts\":1}]}");
+    ck_assert_str_eq(tu_code(r), "unavailable");
+    ck_assert_msg(strstr(tu_message(r), "record.enabled"), "%s", tu_message(r));
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "id")->valueint, 1);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ---- crash safety ------------------------------------------------------------ */
+
+/* attn-batch records LINES x EVENTS events with unique ids; attnd is killed
+ * with SIGKILL in the middle and started again.  The job finishes, every
+ * line is acknowledged, and the database holds every event exactly once:
+ * no acknowledged event was lost, no resend stored one twice. */
+START_TEST(kill9_under_load_loses_and_duplicates_nothing)
+{
+    const char *db = s_db("kill.db");
+    char in[300], out[300], log[300];
+    snprintf(in, sizeof in, "%s", tu_path("kill.in"));
+    snprintf(out, sizeof out, "%s", tu_path("kill.out"));
+    snprintf(log, sizeof log, "%s", tu_path("kill.log"));
+    enum { LINES = 3000, EVENTS = 20 };
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < LINES; i++) {
+        fprintf(f, "{\"op\":\"record\",\"id\":\"L%d\",\"events\":[", i);
+        for (int e = 0; e < EVENTS; e++)
+            fprintf(f, "%s{\"user\":\"u%04d\",\"item\":\"i%05d\",\"ts\":%d,\"event_id\":"
+                    "\"K%d.%d\"}", e ? "," : "", 1 + (i * 7 + e) % 60, 1 + (i + e * 13) % 600,
+                    1000000 + i, i, e);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    tu_daemon d;
+    tu_daemon_start(&d, db, "kill.sock", NULL);
+    pid_t job = fork();
+    ck_assert_int_ge(job, 0);
+    if (job == 0) {
+        char bin[512];
+        snprintf(bin, sizeof bin, "%s/attn-batch", ATTN_BIN_DIR);
+        FILE *l = freopen(log, "w", stderr);
+        (void)l;
+        execl(bin, bin, "--endpoint", d.endpoint, "--in", in, "--out", out, "--window", "32",
+              "--timeout", "1500", "--retries", "20", "--no-progress", (char *)NULL);
+        _exit(127);
+    }
+    /* Kill once a fifth of the lines are acknowledged. */
+    double deadline = tu_now() + 30 * tu_slowdown();
+    long size = 0;
+    while (size < 20000 && tu_now() < deadline) {
+        FILE *o = fopen(out, "r");
+        if (o) {
+            fseek(o, 0, SEEK_END);
+            size = ftell(o);
+            fclose(o);
+        }
+        usleep(2000);
+    }
+    ck_assert_msg(size > 0, "attn-batch wrote nothing");
+    ck_assert_msg(waitpid(job, NULL, WNOHANG) == 0, "attn-batch finished before the kill");
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, NULL, 0);
+    tu_daemon_start(&d, db, "kill.sock", NULL);
+    int status;
+    deadline = tu_now() + 60 * tu_slowdown();
+    while (waitpid(job, &status, WNOHANG) != job) {
+        ck_assert_msg(tu_now() < deadline, "attn-batch did not finish");
+        usleep(20000);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attn-batch status %d (see %s)",
+                  status, log);
+    /* Every line acknowledged: stored + duplicates account for all its events. */
+    f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    static char line[1 << 16];
+    int n = 0, stored = 0, dups = 0;
+    while (fgets(line, sizeof line, f)) {
+        cJSON *r = cJSON_Parse(line);
+        ck_assert_msg(r && tu_ok(r), "line %d: %.200s", n + 1, line);
+        int s = s_int(r, "stored"), k = cJSON_GetArraySize(cJSON_GetObjectItem(r, "duplicates"));
+        ck_assert_int_eq(s + k, EVENTS);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "rejected")), 0);
+        stored += s;
+        dups += k;
+        cJSON_Delete(r);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, LINES);
+    /* Each event exactly once; the stored counts never exceed it (a resend
+     * of a line committed before the kill reports duplicates). */
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE event_id LIKE 'K%'"),
+                     LINES * EVENTS);
+    ck_assert_int_eq(s_count(db, "SELECT count(DISTINCT event_id) FROM interactions "
+                                 "WHERE event_id LIKE 'K%'"), LINES * EVENTS);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + LINES * EVENTS);
+    ck_assert_int_eq(stored + dups, LINES * EVENTS);
+    ck_assert_int_le(stored, LINES * EVENTS);
+    char report[4096], args[600];
+    snprintf(args, sizeof args, "inspect %s", db);
+    ck_assert_int_eq(tu_run_program("attnctl", args, report, sizeof report), 0);
+    ck_assert_msg(strstr(report, "integrity     ok"), "%s", report);
+}
+END_TEST
+
+/* ---- the clients --------------------------------------------------------------- */
+
+START_TEST(clients_record)
+{
+    const char *db = s_db("cli.db");
+    tu_daemon d;
+    tu_daemon_start(&d, db, "cli.sock", NULL);
+    char out[8192], args[1200];
+    /* attn-query: one event; a resend is a duplicate (still a success); an
+     * unknown item is a failure. */
+    snprintf(args, sizeof args, "--endpoint %s --record u0009:i00011:click --event-id q-1 --json",
+             d.endpoint);
+    ck_assert_int_eq(tu_run_program("attn-query", args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "\"stored\":1"), "%s", out);
+    ck_assert_int_eq(tu_run_program("attn-query", args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "\"duplicates\":[0]"), "%s", out);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE event_id = 'q-1' "
+                                 "AND kind = 'click'"), 1);
+    snprintf(args, sizeof args, "--endpoint %s --record u0009:nothing", d.endpoint);
+    ck_assert_int_eq(tu_run_program("attn-query", args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "not stored") && strstr(out, "unknown_item"), "%s", out);
+    ck_assert_int_eq(tu_run_program("attn-query", "--record u0009", out, sizeof out), 2);
+
+    /* attn-load: a mix; what it says was stored is what the database gained. */
+    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    snprintf(args, sizeof args, "--endpoint %s --db %s --record-ratio 0.5 --record-events 4 "
+             "--requests 300 --warmup 0 --clients 8 --candidates 20 --seed 5 --json",
+             d.endpoint, db);
+    ck_assert_int_eq(tu_run_program("attn-load", args, out, sizeof out), 0);
+    cJSON *j = cJSON_Parse(strchr(out, '{'));
+    ck_assert_msg(j != NULL, "%s", out);
+    const cJSON *rec = cJSON_GetObjectItem(j, "record");
+    ck_assert_ptr_nonnull(rec);
+    int rec_ok = s_int(rec, "ok"), other_ok = s_int(cJSON_GetObjectItem(j, "other"), "ok");
+    ck_assert_msg(rec_ok > 90 && other_ok > 90, "record %d, rank %d of 300", rec_ok, other_ok);
+    ck_assert_int_eq(rec_ok + other_ok, 300);
+    ck_assert_int_eq(s_int(rec, "events"), 4 * rec_ok);
+    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"),
+                     rows0 + s_int(rec, "stored"));
+    ck_assert(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "latency_us"), "p99")->valuedouble > 0);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "--endpoint %s --db %s --record-ratio 0.5 --history 3",
+             d.endpoint, db);
+    ck_assert_int_eq(tu_run_program("attn-load", args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--record-ratio"), "%s", out);
+
+    /* attn-batch: a mixed file, each line answered by its own kind. */
+    const char *in = tu_path("mixed.jsonl");
+    const char *text =
+        "{\"op\":\"record\",\"id\":\"a\",\"events\":[{\"user\":\"u0012\",\"item\":\"i00100\","
+        "\"ts\":4100000000,\"event_id\":\"mix-1\"}]}\n"
+        "{\"op\":\"rank\",\"id\":\"b\",\"user\":\"u0012\",\"candidates\":[\"i00001\"]}\n"
+        "{\"op\":\"record\",\"id\":\"c\",\"events\":[{\"user\":\"u0012\",\"item\":\"i00100\","
+        "\"ts\":4100000000,\"event_id\":\"mix-1\"}]}\n";
+    tu_write_file(in, text, strlen(text));
+    snprintf(args, sizeof args, "--endpoint %s --in %s --out - --window 1 --no-progress",
+             d.endpoint, in);
+    ck_assert_int_eq(tu_run_program("attn-batch", args, out, sizeof out), 0);
+    char *l2 = strchr(out, '\n'), *l3 = l2 ? strchr(l2 + 1, '\n') : NULL;
+    ck_assert_msg(l3 && strstr(out, "\"id\":\"a\"") && strstr(out, "\"stored\":1") &&
+                  strstr(l2, "\"id\":\"b\"") && strstr(l2, "\"items\"") &&
+                  strstr(l3, "\"id\":\"c\"") && strstr(l3, "\"duplicates\":[0]"), "%s", out);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("record");
+    TCase *tc = tcase_create("e2e");
+    tcase_set_timeout(tc, 90 * tu_slowdown());
+    tcase_add_test(tc, record_accounts_for_every_event);
+    tcase_add_test(tc, resend_after_restart_is_stored_once);
+    tcase_add_test(tc, busy_when_writer_queue_full);
+    tcase_add_test(tc, recording_off_is_unavailable);
+    tcase_add_test(tc, kill9_under_load_loses_and_duplicates_nothing);
+    tcase_add_test(tc, clients_record);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(s_suite());
+}
