@@ -90,8 +90,8 @@ int store_hist_read(store_hist *h, const char *user, size_t len, int max, store_
  * locked by another writer for the busy timeout. */
 int store_hist_append(store_hist *h, const store_hist_event *ev, int n, uint8_t *outcome,
                       store_err *err);
-/* Housekeeping a writer runs when nothing is waiting (SQLite: checkpoint
- * the write-ahead log).  STORE_OK when there was nothing to do. */
+/* Housekeeping a writer runs when nothing is waiting.  SQLite: the
+ * checkpoint thread's latest failure, reported once (STORE_OK: none). */
 int store_hist_idle(store_hist *h, store_err *err);
 const char *store_hist_name(const store_hist *h);
 void store_hist_close(store_hist **h_p);   /* accepts NULL */
@@ -102,9 +102,10 @@ typedef struct store_hist_sqlite_opts {
     int busy_ms;             /* SQLite busy timeout */
     int writable;            /* 0: read only; 1: the writer (never migrates the schema) */
     int synchronous_full;    /* writer: 1 FULL, 0 NORMAL (store_synchronous) */
-    int checkpoint_pages;    /* writer: store_hist_idle checkpoints once the WAL holds
-                                this many pages, and commits never do; 0 = SQLite's own
+    int checkpoint_pages;    /* writer: commits never checkpoint; a thread of the handle's
+                                own does, once the WAL holds this many pages; 0 = SQLite's
                                 automatic checkpoints, inside commits */
+    int cache_kib;           /* the connection's page cache; 0 = SQLite's default (2 MiB) */
 } store_hist_sqlite_opts;
 
 int store_hist_sqlite_open(store_hist **out, const store_hist_sqlite_opts *o, store_err *err);
