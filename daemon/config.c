@@ -134,8 +134,8 @@ static const cfg_entry s_table[] = {
     {"record.queue_max", CFG_INT, F(record_queue_max), 1, 1000000, "1024",
      "record requests received and not yet answered by the writer; beyond that `busy`"},
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
-     "WAL pages after which the writer checkpoints, once its replies are out; 0 = SQLite's "
-     "automatic checkpoints inside commits"},
+     "WAL pages after which a checkpoint thread copies the WAL back beside the writer (at "
+     "twice this the writer waits for it); 0 = SQLite's automatic checkpoints inside commits"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))

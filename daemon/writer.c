@@ -216,6 +216,7 @@ static void s_idle(srv_writer *w)
 static void *s_thread(void *arg)
 {
     srv_writer *w = arg;
+    pthread_setname_np(pthread_self(), "attnd-writer");   /* for top -H and perf */
     srv_arena_bind(&w->json_arena);
     for (;;) {
         zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};

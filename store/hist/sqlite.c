@@ -24,14 +24,16 @@
  * time when the writer ran it itself under a steady load -- and none of it
  * belongs in an acknowledgement's latency.
  *
- * The next append waits for a running checkpoint before it begins.  That is
- * not caution: SQLite starts the WAL over only when a write transaction
- * begins with every frame copied back, so a checkpoint that always runs
- * beside a commit never finishes one and the WAL grows without bound
- * (measured: 700 MB in a minute).  Overlapped with the replies and the
- * staging, and never with a commit, it restarts the WAL at the next batch.
- * A failed checkpoint is kept and reported by store_hist_idle; the next
- * one retries.
+ * Once the WAL holds twice the threshold, an append waits for a running
+ * checkpoint before it begins.  That is not caution: SQLite starts the WAL
+ * over only when a write transaction begins with every frame copied back,
+ * so checkpoints that always run beside commits never finish one and the
+ * WAL grows without bound (measured: 700 MB in a minute).  Below that
+ * mark commits and checkpoints overlap freely (on a busy machine the
+ * checkpoint thread waits for a core, and a writer waiting for it at every
+ * batch lost a third of its time); at the mark the writer lets the
+ * checkpoint finish, and the WAL starts over at that batch.  A failed
+ * checkpoint is kept and reported by store_hist_idle; the next one retries.
  */
 #include "store/hist/hist.h"
 
@@ -126,7 +128,7 @@ static int s_append(store_hist *h, const store_hist_event *ev, int n, uint8_t *o
 {
     s_sqlite *s = (s_sqlite *)h;
     s->n_created = 0;
-    if (s->ckpt) {
+    if (s->ckpt && store_wal_pages(s->db) >= 2 * s->checkpoint_pages) {
         pthread_mutex_lock(&s->ckpt->lock);
         while (s->ckpt->want || s->ckpt->busy)
             pthread_cond_wait(&s->ckpt->done, &s->ckpt->lock);
@@ -157,6 +159,7 @@ static int s_append(store_hist *h, const store_hist_event *ev, int n, uint8_t *o
 static void *s_ckpt_main(void *arg)
 {
     s_ckpt *c = arg;
+    pthread_setname_np(pthread_self(), "checkpoint");
     pthread_mutex_lock(&c->lock);
     for (;;) {
         while (!c->want && !c->stop)
