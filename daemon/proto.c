@@ -130,20 +130,34 @@ int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out)
     return 0;
 }
 
-int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
-                   int *n)
+/* A required, non-empty array of at most max elements (of `what`); limit
+ * names the configuration key behind max (NULL: none). */
+static int s_array(srv_fields *f, const char *name, int max, const char *limit, const char *what,
+                   const cJSON **out, int *count)
 {
     const cJSON *v = s_get(f, name);
     if (!v)
         return srv_fields_fail(f, "%s: missing", name);
     if (!cJSON_IsArray(v))
-        return srv_fields_fail(f, "%s: expected an array of strings", name);
-    int count = cJSON_GetArraySize(v);
-    if (count == 0)
+        return srv_fields_fail(f, "%s: expected an array of %s", name, what);
+    int n = cJSON_GetArraySize(v);
+    if (n == 0)
         return srv_fields_fail(f, "%s: empty array", name);
-    if (count > max)
-        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, count,
+    if (n > max)
+        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, n,
                                limit ? limit : "the limit", max);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
+                   int *n)
+{
+    const cJSON *v;
+    int count;
+    if (s_array(f, name, max, limit, "strings", &v, &count))
+        return -1;
     srv_str *a = srv_arena_alloc(f->arena, (size_t)count * sizeof *a);
     if (!a)
         return srv_fields_fail(f, "%s: out of memory", name);
@@ -204,17 +218,10 @@ int srv_field_float(srv_fields *f, const char *name, double lo, double hi, float
 int srv_field_each(srv_fields *f, const char *name, int max, const char *limit,
                    int (*fn)(srv_fields *item, int i, int n, void *ctx), void *ctx, int *n)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v)
-        return srv_fields_fail(f, "%s: missing", name);
-    if (!cJSON_IsArray(v))
-        return srv_fields_fail(f, "%s: expected an array of objects", name);
-    int count = cJSON_GetArraySize(v);
-    if (count == 0)
-        return srv_fields_fail(f, "%s: empty array", name);
-    if (count > max)
-        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, count,
-                               limit ? limit : "the limit", max);
+    const cJSON *v;
+    int count;
+    if (s_array(f, name, max, limit, "objects", &v, &count))
+        return -1;
     char prefix[96];
     int i = 0;
     for (const cJSON *e = v->child; e; e = e->next, i++) {

@@ -185,8 +185,13 @@ int store_user_put(store *db, const char *ext, int64_t *user_id, store_err *err)
     return STORE_OK;
 }
 
-int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
-                    const char *kind, float weight, store_err *err)
+/* What both event writers share: the weight check, the statement and its
+ * first five bindings, the step, and the foreign-key failure named.
+ * event_id is bound as ?6 when the statement has one (slot
+ * STORE_ST_EVENT_RECORD).  *changed gets sqlite3_changes. */
+static int s_event_write(store *db, int slot, const char *sql, int64_t user_id,
+                         int64_t item_id, int64_t ts, const char *kind, float weight,
+                         const char *event_id, int *changed, store_err *err)
 {
     int rc = store_need_rw(db, "interactions", err);
     if (rc != STORE_OK)
@@ -196,12 +201,7 @@ int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
                           "%s: interactions user_id=%lld item_id=%lld ts=%lld: weight %g, "
                           "expected a finite value > 0", db->path, (long long)user_id,
                           (long long)item_id, (long long)ts, (double)weight);
-    sqlite3_stmt *st = store_stmt(db, STORE_ST_EVENT_PUT,
-                                  "INSERT INTO interactions(user_id, item_id, ts, kind, weight) "
-                                  "VALUES (?1, ?2, ?3, ?4, ?5) "
-                                  "ON CONFLICT(user_id, ts, item_id, kind) "
-                                  "DO UPDATE SET weight = excluded.weight",
-                                  err);
+    sqlite3_stmt *st = store_stmt(db, slot, sql, err);
     if (!st)
         return err ? err->code : STORE_ERR_IO;
     sqlite3_bind_int64(st, 1, user_id);
@@ -209,16 +209,37 @@ int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
     sqlite3_bind_int64(st, 3, ts);
     sqlite3_bind_text(st, 4, kind && *kind ? kind : "view", -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 5, weight);
+    int with_id = slot == STORE_ST_EVENT_RECORD;
+    if (with_id && event_id && *event_id)
+        sqlite3_bind_text(st, 6, event_id, -1, SQLITE_STATIC);
+    else if (with_id)
+        sqlite3_bind_null(st, 6);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
+    /* Drop the pointers to the caller's strings. */
     sqlite3_bind_null(st, 4);
+    if (with_id)
+        sqlite3_bind_null(st, 6);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         return store_fail(err, STORE_ERR_NOTFOUND,
                           "%s: interactions: user_id %lld or item_id %lld does not exist",
                           db->path, (long long)user_id, (long long)item_id);
     if (rc != SQLITE_DONE)
         return store_sqlfail(db, err, rc, "writing interactions");
+    if (changed)
+        *changed = sqlite3_changes(db->h);
     return STORE_OK;
+}
+
+int store_event_put(store *db, int64_t user_id, int64_t item_id, int64_t ts,
+                    const char *kind, float weight, store_err *err)
+{
+    return s_event_write(db, STORE_ST_EVENT_PUT,
+                         "INSERT INTO interactions(user_id, item_id, ts, kind, weight) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5) "
+                         "ON CONFLICT(user_id, ts, item_id, kind) "
+                         "DO UPDATE SET weight = excluded.weight",
+                         user_id, item_id, ts, kind, weight, NULL, NULL, err);
 }
 
 /* No conflict target: DO NOTHING covers both uniqueness rules at once, the
@@ -229,43 +250,13 @@ int store_event_record(store *db, int64_t user_id, int64_t item_id, int64_t ts,
                        const char *kind, float weight, const char *event_id, int *stored,
                        store_err *err)
 {
-    *stored = 0;
-    int rc = store_need_rw(db, "interactions", err);
-    if (rc != STORE_OK)
-        return rc;
-    if (!(weight > 0) || !isfinite(weight))
-        return store_fail(err, STORE_ERR_INVAL,
-                          "%s: interactions user_id=%lld item_id=%lld ts=%lld: weight %g, "
-                          "expected a finite value > 0", db->path, (long long)user_id,
-                          (long long)item_id, (long long)ts, (double)weight);
-    sqlite3_stmt *st = store_stmt(db, STORE_ST_EVENT_RECORD,
-                                  "INSERT INTO interactions(user_id, item_id, ts, kind, weight, "
-                                  "event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-                                  "ON CONFLICT DO NOTHING",
-                                  err);
-    if (!st)
-        return err ? err->code : STORE_ERR_IO;
-    sqlite3_bind_int64(st, 1, user_id);
-    sqlite3_bind_int64(st, 2, item_id);
-    sqlite3_bind_int64(st, 3, ts);
-    sqlite3_bind_text(st, 4, kind && *kind ? kind : "view", -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 5, weight);
-    if (event_id && *event_id)
-        sqlite3_bind_text(st, 6, event_id, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 6);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_bind_null(st, 4);
-    sqlite3_bind_null(st, 6);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-        return store_fail(err, STORE_ERR_NOTFOUND,
-                          "%s: interactions: user_id %lld or item_id %lld does not exist",
-                          db->path, (long long)user_id, (long long)item_id);
-    if (rc != SQLITE_DONE)
-        return store_sqlfail(db, err, rc, "recording interactions");
-    *stored = sqlite3_changes(db->h) > 0;
-    return STORE_OK;
+    int changed = 0;
+    int rc = s_event_write(db, STORE_ST_EVENT_RECORD,
+                           "INSERT INTO interactions(user_id, item_id, ts, kind, weight, "
+                           "event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                           user_id, item_id, ts, kind, weight, event_id, &changed, err);
+    *stored = rc == STORE_OK && changed > 0;
+    return rc;
 }
 
 int store_user_drop_unused(store *db, int64_t user_id, int *deleted, store_err *err)

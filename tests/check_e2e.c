@@ -504,54 +504,27 @@ END_TEST
 
 /* ---- overload, shutdown, reload (own daemons) ----------------------------- */
 
+/* A rank request with n_cand candidates (ctx points to n_cand). */
+static size_t s_make_rank(char *req, size_t cap, int i, void *ctx)
+{
+    int n_cand = *(const int *)ctx;
+    size_t at = (size_t)snprintf(req, cap, "{\"op\":\"rank\",\"id\":%d,\"user\":\"u%04d\","
+                                 "\"candidates\":[", i, 1 + i % 60);
+    for (int c = 0; c < n_cand; c++)
+        at += (size_t)snprintf(req + at, cap - at, "%s\"i%05d\"", c ? "," : "", 1 + c % 600);
+    at += (size_t)snprintf(req + at, cap - at, "],\"k\":10,\"explain\":2}");
+    return at;
+}
+
 static int s_dealer_flood(const char *endpoint, int n, int n_cand, int *ok, int *busy,
                           int *unavailable, void (*after_send)(void *), void *arg)
 {
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, tmo = (int)(20000 * tu_slowdown()), hwm = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_connect(s, endpoint);
-    size_t cap = (size_t)n_cand * 12 + 256;
-    char *req = malloc(cap);
-    for (int i = 0; i < n; i++) {
-        size_t at = (size_t)snprintf(req, cap, "{\"op\":\"rank\",\"id\":%d,\"user\":\"u%04d\","
-                                     "\"candidates\":[", i, 1 + i % 60);
-        for (int c = 0; c < n_cand; c++)
-            at += (size_t)snprintf(req + at, cap - at, "%s\"i%05d\"", c ? "," : "", 1 + c % 600);
-        at += (size_t)snprintf(req + at, cap - at, "],\"k\":10,\"explain\":2}");
-        zmq_send(s, "", 0, ZMQ_SNDMORE);
-        zmq_send(s, req, at, 0);
-    }
-    free(req);
-    if (after_send)
-        after_send(arg);
-    int got = 0;
-    char *buf = malloc(1 << 16);
-    *ok = *busy = *unavailable = 0;
-    for (; got < n; got++) {
-        if (zmq_recv(s, buf, 1 << 16, 0) < 0)
-            break;
-        int len = zmq_recv(s, buf, (1 << 16) - 1, 0);
-        if (len < 0)
-            break;
-        buf[len] = 0;
-        cJSON *r = cJSON_Parse(buf);
-        if (r && tu_ok(r))
-            (*ok)++;
-        else if (r && !strcmp(tu_code(r), "busy"))
-            (*busy)++;
-        else if (r && !strcmp(tu_code(r), "unavailable"))
-            (*unavailable)++;
-        else
-            fprintf(stderr, "unexpected reply: %.300s\n", buf);
-        cJSON_Delete(r);
-    }
-    free(buf);
-    zmq_close(s);
-    zmq_ctx_term(ctx);
+    tu_counts c;
+    int got = tu_dealer_flood(endpoint, n, (size_t)n_cand * 12 + 256, s_make_rank, &n_cand,
+                              after_send, arg, &c);
+    *ok = c.ok;
+    *busy = c.busy;
+    *unavailable = c.unavailable;
     return got;
 }
 
@@ -909,42 +882,18 @@ START_TEST(batch_survives_daemon_kill)
     tu_daemon d;
     const char *one_worker[] = {"--workers", "1", NULL};
     tu_daemon_start(&d, db, "batch.sock", one_worker);
-    pid_t job = fork();
-    ck_assert_int_ge(job, 0);
-    if (job == 0) {
-        char bin[512];
-        snprintf(bin, sizeof bin, "%s/attn-batch", ATTN_BIN_DIR);
-        FILE *log = freopen(tu_path("batch.log"), "w", stderr);
-        (void)log;
-        execl(bin, bin, "--endpoint", d.endpoint, "--in", in, "--out", out, "--rejects", rej,
-              "--window", "32", "--timeout", "1500", "--retries", "20", "--no-progress",
-              (char *)NULL);
-        _exit(127);
-    }
+    pid_t job = tu_spawn(tu_path("batch.log"), "attn-batch", "--endpoint", d.endpoint, "--in",
+                         in, "--out", out, "--rejects", rej, "--window", "32", "--timeout",
+                         "1500", "--retries", "20", "--no-progress", NULL);
     /* Let it get going, then kill the daemon hard and bring it back. */
-    double deadline = tu_now() + 30 * tu_slowdown();
-    long size = 0;
-    while (size < 200000 && tu_now() < deadline) {
-        FILE *o = fopen(out, "r");
-        if (o) {
-            fseek(o, 0, SEEK_END);
-            size = ftell(o);
-            fclose(o);
-        }
-        usleep(2000);
-    }
+    long size = tu_wait_size(out, 200000, 30);
     ck_assert_msg(size > 0, "attn-batch wrote nothing");
     ck_assert_msg(waitpid(job, NULL, WNOHANG) == 0, "attn-batch finished before the kill");
     kill(d.pid, SIGKILL);
     waitpid(d.pid, NULL, 0);
     usleep(300000);
     tu_daemon_start(&d, db, "batch.sock", one_worker);
-    int status;
-    deadline = tu_now() + 120 * tu_slowdown();
-    while (waitpid(job, &status, WNOHANG) != job) {
-        ck_assert_msg(tu_now() < deadline, "attn-batch did not finish");
-        usleep(20000);
-    }
+    int status = tu_wait_exit(job, 120, "attn-batch");
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "attn-batch exit status %d (see %s)", status, tu_path("batch.log"));

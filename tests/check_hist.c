@@ -53,19 +53,6 @@ static store_hist *s_open(const char *path, int writable, int checkpoint_pages)
     return h;
 }
 
-static int64_t s_count(const char *path, const char *sql)
-{
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 /* Every rule of an append's outcome, in one batch and across handles. */
 START_TEST(append_outcomes)
 {
@@ -96,9 +83,9 @@ START_TEST(append_outcomes)
     for (int i = 0; i < N; i++)
         ck_assert_msg(out[i] == want[i], "event %d: outcome %d, want %d", i, out[i], want[i]);
     /* The duplicate changed nothing; the user of the vanished item is not left behind. */
-    ck_assert_int_eq(s_count(path, "SELECT weight FROM interactions WHERE event_id = 'e1'"), 1);
-    ck_assert_int_eq(s_count(path, "SELECT count(*) FROM users WHERE ext_id = 'ghost'"), 0);
-    ck_assert_int_eq(s_count(path, "SELECT count(*) FROM interactions"), 4);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT weight FROM interactions WHERE event_id = 'e1'"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM users WHERE ext_id = 'ghost'"), 0);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), 4);
 
     store_event h[8];
     int n;
@@ -118,7 +105,7 @@ START_TEST(append_outcomes)
     ck_assert_int_eq(store_hist_append(w, &ev[4], 1, out, &err), STORE_OK);
     ck_assert_int_eq(out[0], STORE_HIST_DUPLICATE);
     store_hist_close(&w);
-    ck_assert_int_eq(s_count(path, "SELECT count(*) FROM interactions"), 4);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), 4);
 }
 END_TEST
 
@@ -139,7 +126,7 @@ START_TEST(append_refused_whole)
     ck_assert_int_eq(store_hist_append(w, ev, 2, out, &err), STORE_ERR_INVAL);
     ck_assert_int_eq(store_hist_append(r, ev, 1, out, &err), STORE_ERR_INVAL);
     ck_assert_msg(strstr(err.msg, "read-only"), "%s", err.msg);
-    ck_assert_int_eq(s_count(path, "SELECT count(*) FROM interactions"), 0);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), 0);
     store_hist_close(&w);
     store_hist_close(&r);
     store_hist_close(&r);   /* accepts NULL */
@@ -192,7 +179,7 @@ START_TEST(writer_never_migrates)
     ck_assert_int_eq(store_hist_sqlite_open(&w, &o, &err), STORE_ERR_SCHEMA);
     ck_assert_ptr_null(w);
     ck_assert_msg(strstr(err.msg, "attnctl init --migrate"), "%s", err.msg);
-    ck_assert_int_eq(s_count(path, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), 1);
 }
 END_TEST
 
@@ -234,7 +221,7 @@ START_TEST(checkpoints_bound_the_wal)
     long db_bytes = s_size(path), wal_bytes = s_size(wal);
     store_hist_close(&w);
     store_hist_close(&r);
-    ck_assert_int_eq(s_count(path, "SELECT count(*) FROM interactions"), BATCHES * PER);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), BATCHES * PER);
     /* 200 commits of at least two pages each (a leaf of interactions, one
      * of users) would hold 1.6 MB in a WAL that never starts over; this one
      * stays under 1 MiB, and under the data itself. */

@@ -15,7 +15,6 @@
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,19 +36,6 @@ static const char *s_db(const char *name)
     return p;
 }
 
-static int64_t s_count(const char *db, const char *sql)
-{
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
-    ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK, "%s", sql);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 static int s_int(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItem(o, key);
@@ -65,7 +51,7 @@ START_TEST(record_accounts_for_every_event)
     tu_daemon d;
     const char *extra[] = {"--set", "server.metrics_interval=0.2", NULL};
     tu_daemon_start(&d, db, "acct.sock", extra);
-    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
     cJSON *r = tu_call_json(d.endpoint,
         "{\"op\":\"record\",\"id\":\"r1\",\"events\":["
         "{\"user\":\"u0001\",\"item\":\"i00002\",\"ts\":4000000000,\"event_id\":\"a1\"},"
@@ -85,9 +71,9 @@ START_TEST(record_accounts_for_every_event)
     ck_assert_str_eq(cJSON_GetObjectItem(rej, "item")->valuestring, "no-such-item");
     ck_assert_str_eq(cJSON_GetObjectItem(rej, "reason")->valuestring, "unknown_item");
     cJSON_Delete(r);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + 2);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM users WHERE ext_id = 'brand-new'"), 1);
-    ck_assert_int_eq(s_count(db, "SELECT weight FROM interactions WHERE kind = 'click' AND "
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 2);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM users WHERE ext_id = 'brand-new'"), 1);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT weight FROM interactions WHERE kind = 'click' AND "
                                  "ts = 4000000001"), 2);
 
     /* A bad field refuses the whole request, naming the event; nothing is stored. */
@@ -98,7 +84,7 @@ START_TEST(record_accounts_for_every_event)
     ck_assert_str_eq(tu_code(r), "bad_request");
     ck_assert_msg(strstr(tu_message(r), "events[1].weight"), "%s", tu_message(r));
     cJSON_Delete(r);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + 2);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 2);
 
     /* A user first seen in record is served its history at once. */
     r = tu_call_json(d.endpoint, "{\"op\":\"rank\",\"user\":\"brand-new\",\"candidates\":"
@@ -162,57 +148,23 @@ START_TEST(resend_after_restart_is_stored_once)
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "duplicates")), 2);
     cJSON_Delete(r);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE ts >= 4000000000"), 2);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions WHERE ts >= 4000000000"), 2);
 }
 END_TEST
 
 /* ---- overload -------------------------------------------------------------- */
 
-/* Send n record requests of `events` events each at once on one DEALER;
- * count the replies by outcome.  Returns the replies received. */
-static int s_record_flood(const char *endpoint, int n, int events, int *ok, int *busy)
+/* A record request of *ctx events with fresh event_ids. */
+static size_t s_make_record(char *req, size_t cap, int i, void *ctx)
 {
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, tmo = (int)(20000 * tu_slowdown()), hwm = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_connect(s, endpoint);
-    char *req = malloc((size_t)events * 120 + 64);
-    for (int i = 0; i < n; i++) {
-        size_t at = (size_t)sprintf(req, "{\"op\":\"record\",\"id\":%d,\"events\":[", i);
-        for (int e = 0; e < events; e++)
-            at += (size_t)sprintf(req + at, "%s{\"user\":\"u%04d\",\"item\":\"i%05d\",\"ts\":%d,"
-                                  "\"event_id\":\"f%d-%d\"}", e ? "," : "", 1 + e % 60,
-                                  1 + (i + e) % 600, 4000 + e, i, e);
-        at += (size_t)sprintf(req + at, "]}");
-        zmq_send(s, "", 0, ZMQ_SNDMORE);
-        zmq_send(s, req, at, 0);
-    }
-    free(req);
-    int got = 0;
-    char buf[4096];
-    *ok = *busy = 0;
-    for (; got < n; got++) {
-        if (zmq_recv(s, buf, sizeof buf, 0) < 0)
-            break;
-        int len = zmq_recv(s, buf, sizeof buf - 1, 0);
-        if (len < 0)
-            break;
-        buf[len < (int)sizeof buf - 1 ? len : (int)sizeof buf - 1] = 0;
-        cJSON *r = cJSON_Parse(buf);
-        if (r && tu_ok(r))
-            (*ok)++;
-        else if (r && !strcmp(tu_code(r), "busy"))
-            (*busy)++;
-        else
-            fprintf(stderr, "unexpected reply: %.300s\n", buf);
-        cJSON_Delete(r);
-    }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
-    return got;
+    int events = *(const int *)ctx;
+    size_t at = (size_t)snprintf(req, cap, "{\"op\":\"record\",\"id\":%d,\"events\":[", i);
+    for (int e = 0; e < events; e++)
+        at += (size_t)snprintf(req + at, cap - at, "%s{\"user\":\"u%04d\",\"item\":\"i%05d\","
+                               "\"ts\":%d,\"event_id\":\"f%d-%d\"}", e ? "," : "", 1 + e % 60,
+                               1 + (i + e) % 600, 4000 + e, i, e);
+    at += (size_t)snprintf(req + at, cap - at, "]}");
+    return at;
 }
 
 /* A full writer queue answers `busy` at once; every request is answered,
@@ -224,9 +176,12 @@ START_TEST(busy_when_writer_queue_full)
     const char *extra[] = {"--set", "record.queue_max=2", "--set", "record.synchronous=full",
                            NULL};
     tu_daemon_start(&d, db, "busy.sock", extra);
-    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
-    int ok, busy;
-    ck_assert_int_eq(s_record_flood(d.endpoint, 400, 20, &ok, &busy), 400);
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    int events = 20;
+    tu_counts c;
+    ck_assert_int_eq(tu_dealer_flood(d.endpoint, 400, 20 * 120 + 64, s_make_record, &events, NULL,
+                                     NULL, &c), 400);
+    int ok = c.ok, busy = c.busy;
     ck_assert_int_eq(ok + busy, 400);
     ck_assert_msg(busy > 0 && ok > 0, "ok %d busy %d", ok, busy);
     cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
@@ -234,7 +189,7 @@ START_TEST(busy_when_writer_queue_full)
     ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "record"), "stored"), ok * 20);
     cJSON_Delete(r);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + ok * 20);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + ok * 20);
 }
 END_TEST
 
@@ -279,43 +234,20 @@ START_TEST(kill9_under_load_loses_and_duplicates_nothing)
         fprintf(f, "]}\n");
     }
     fclose(f);
-    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
     tu_daemon d;
     tu_daemon_start(&d, db, "kill.sock", NULL);
-    pid_t job = fork();
-    ck_assert_int_ge(job, 0);
-    if (job == 0) {
-        char bin[512];
-        snprintf(bin, sizeof bin, "%s/attn-batch", ATTN_BIN_DIR);
-        FILE *l = freopen(log, "w", stderr);
-        (void)l;
-        execl(bin, bin, "--endpoint", d.endpoint, "--in", in, "--out", out, "--window", "32",
-              "--timeout", "1500", "--retries", "20", "--no-progress", (char *)NULL);
-        _exit(127);
-    }
+    pid_t job = tu_spawn(log, "attn-batch", "--endpoint", d.endpoint, "--in", in, "--out", out,
+                         "--window", "32", "--timeout", "1500", "--retries", "20",
+                         "--no-progress", NULL);
     /* Kill once a fifth of the lines are acknowledged. */
-    double deadline = tu_now() + 30 * tu_slowdown();
-    long size = 0;
-    while (size < 20000 && tu_now() < deadline) {
-        FILE *o = fopen(out, "r");
-        if (o) {
-            fseek(o, 0, SEEK_END);
-            size = ftell(o);
-            fclose(o);
-        }
-        usleep(2000);
-    }
+    long size = tu_wait_size(out, 20000, 30);
     ck_assert_msg(size > 0, "attn-batch wrote nothing");
     ck_assert_msg(waitpid(job, NULL, WNOHANG) == 0, "attn-batch finished before the kill");
     kill(d.pid, SIGKILL);
     waitpid(d.pid, NULL, 0);
     tu_daemon_start(&d, db, "kill.sock", NULL);
-    int status;
-    deadline = tu_now() + 60 * tu_slowdown();
-    while (waitpid(job, &status, WNOHANG) != job) {
-        ck_assert_msg(tu_now() < deadline, "attn-batch did not finish");
-        usleep(20000);
-    }
+    int status = tu_wait_exit(job, 60, "attn-batch");
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attn-batch status %d (see %s)",
                   status, log);
@@ -339,11 +271,11 @@ START_TEST(kill9_under_load_loses_and_duplicates_nothing)
     ck_assert_int_eq(n, LINES);
     /* Each event exactly once; the stored counts never exceed it (a resend
      * of a line committed before the kill reports duplicates). */
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE event_id LIKE 'K%'"),
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions WHERE event_id LIKE 'K%'"),
                      LINES * EVENTS);
-    ck_assert_int_eq(s_count(db, "SELECT count(DISTINCT event_id) FROM interactions "
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(DISTINCT event_id) FROM interactions "
                                  "WHERE event_id LIKE 'K%'"), LINES * EVENTS);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"), rows0 + LINES * EVENTS);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + LINES * EVENTS);
     ck_assert_int_eq(stored + dups, LINES * EVENTS);
     ck_assert_int_le(stored, LINES * EVENTS);
     char report[4096], args[600];
@@ -369,7 +301,7 @@ START_TEST(clients_record)
     ck_assert_msg(strstr(out, "\"stored\":1"), "%s", out);
     ck_assert_int_eq(tu_run_program("attn-query", args, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "\"duplicates\":[0]"), "%s", out);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions WHERE event_id = 'q-1' "
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions WHERE event_id = 'q-1' "
                                  "AND kind = 'click'"), 1);
     snprintf(args, sizeof args, "--endpoint %s --record u0009:nothing", d.endpoint);
     ck_assert_int_eq(tu_run_program("attn-query", args, out, sizeof out), 1);
@@ -377,7 +309,7 @@ START_TEST(clients_record)
     ck_assert_int_eq(tu_run_program("attn-query", "--record u0009", out, sizeof out), 2);
 
     /* attn-load: a mix; what it says was stored is what the database gained. */
-    int64_t rows0 = s_count(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
     snprintf(args, sizeof args, "--endpoint %s --db %s --record-ratio 0.5 --record-events 4 "
              "--requests 300 --warmup 0 --clients 8 --candidates 20 --seed 5 --json",
              d.endpoint, db);
@@ -390,7 +322,7 @@ START_TEST(clients_record)
     ck_assert_msg(rec_ok > 90 && other_ok > 90, "record %d, rank %d of 300", rec_ok, other_ok);
     ck_assert_int_eq(rec_ok + other_ok, 300);
     ck_assert_int_eq(s_int(rec, "events"), 4 * rec_ok);
-    ck_assert_int_eq(s_count(db, "SELECT count(*) FROM interactions"),
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"),
                      rows0 + s_int(rec, "stored"));
     ck_assert(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "latency_us"), "p99")->valuedouble > 0);
     cJSON_Delete(j);

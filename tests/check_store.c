@@ -53,19 +53,6 @@ static void s_raw(const char *path, const char *sql)
     sqlite3_close(h);
 }
 
-static int64_t s_raw_int(const char *path, const char *sql)
-{
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 static void s_expect_open(const char *path, int flags, int code, const char *needle)
 {
     store *db = (store *)1;
@@ -109,9 +96,9 @@ static void s_put_items(store *db, int n, int64_t *ids)
 START_TEST(test_init_fresh)
 {
     const char *path = s_fresh("fresh.db", DIM);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA application_id"), STORE_APPLICATION_ID);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM models WHERE active = 1 AND version = 0"),
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA application_id"), STORE_APPLICATION_ID);
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM models WHERE active = 1 AND version = 0"),
                      1);
     store *db = s_open(path, STORE_READONLY);
     ck_assert_int_eq(store_dim(db), DIM);
@@ -137,7 +124,7 @@ START_TEST(test_init_fresh)
     store_close(NULL);
 
     /* WAL: recorded in the file. */
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM pragma_journal_mode "
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM pragma_journal_mode "
                                      "WHERE journal_mode = 'wal'"), 1);
 }
 END_TEST
@@ -298,14 +285,14 @@ START_TEST(test_schema_older_migrates)
     const char *path = s_fresh("older.db", DIM);
     int newer = s_newer_build();
     s_expect_open(path, STORE_READONLY, STORE_ERR_SCHEMA, "attnctl");
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer - 1);   /* RO touched nothing */
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), newer - 1);   /* RO touched nothing */
     store *db = s_open(path, STORE_READWRITE);
     char buf[16];
     store_err err = {0};
     ck_assert_int_eq(store_meta_get(db, "migrated", buf, sizeof buf, &err), STORE_OK);
     store_close(&db);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM extra"), 0);
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), newer);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM extra"), 0);
     db = s_open(path, STORE_READONLY);   /* now current */
     store_close(&db);
     store_schema_set_steps(NULL, 0);
@@ -538,16 +525,16 @@ START_TEST(test_item_put_semantics)
     /* Same text, no embedding: the embedding stays, the id stays. */
     ck_assert_int_eq(store_item_put(db, "x", NULL, NULL, NULL, 6, &b, &err), STORE_OK);
     ck_assert_int_eq(a, b);
-    ck_assert_int_eq(s_raw_int(path, "SELECT length(embedding) FROM items WHERE ext_id = 'x'"),
+    ck_assert_int_eq(tu_sql_int(path, "SELECT length(embedding) FROM items WHERE ext_id = 'x'"),
                      DIM * 4);
-    ck_assert_int_eq(s_raw_int(path, "SELECT updated_at FROM items WHERE ext_id = 'x'"), 6);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT updated_at FROM items WHERE ext_id = 'x'"), 6);
     char title[8];
     ck_assert_int_eq(store_item_title(db, a, title, sizeof title, &err), STORE_OK);
     ck_assert_str_eq(title, "Title");
     /* New text, no embedding: stale, cleared. */
     ck_assert_int_eq(store_item_put(db, "x", NULL, "other words", NULL, 7, &b, &err), STORE_OK);
     ck_assert_int_eq(a, b);
-    ck_assert_int_eq(s_raw_int(path, "SELECT embedding IS NULL FROM items WHERE ext_id = 'x'"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT embedding IS NULL FROM items WHERE ext_id = 'x'"), 1);
     ck_assert_int_eq(store_item_set_embedding(db, a, e, &err), STORE_OK);
     ck_assert_int_eq(store_item_set_embedding(db, 4242, e, &err), STORE_ERR_NOTFOUND);
     ck_assert_int_eq(store_item_title(db, 4242, title, sizeof title, &err), STORE_ERR_NOTFOUND);
@@ -567,7 +554,7 @@ START_TEST(test_item_put_semantics)
     ck_assert_msg(strstr(err.msg, "short-item") && strstr(err.msg, "7") && strstr(err.msg, "8"),
                   "%s", err.msg);
     ck_assert_int_eq(store_item_put(db, "", NULL, NULL, e, 1, NULL, &err), STORE_ERR_INVAL);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM items"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM items"), 1);
 
     /* Events: upsert on the key, weights checked, foreign keys on. */
     int64_t u, u2;
@@ -576,10 +563,10 @@ START_TEST(test_item_put_semantics)
     ck_assert_int_eq(u, u2);
     ck_assert_int_eq(store_event_put(db, u, a, 100, "view", 1.0f, &err), STORE_OK);
     ck_assert_int_eq(store_event_put(db, u, a, 100, "view", 3.0f, &err), STORE_OK);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions"), 1);
-    ck_assert_int_eq(s_raw_int(path, "SELECT weight FROM interactions"), 3);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT weight FROM interactions"), 3);
     ck_assert_int_eq(store_event_put(db, u, a, 100, "buy", 1.0f, &err), STORE_OK);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions"), 2);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions"), 2);
     ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, 0.0f, &err), STORE_ERR_INVAL);
     ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, -1.0f, &err), STORE_ERR_INVAL);
     ck_assert_int_eq(store_event_put(db, u, a, 101, NULL, INFINITY, &err), STORE_ERR_INVAL);
@@ -960,10 +947,10 @@ START_TEST(test_attnctl)
     ck_assert_msg(strstr(out, "ndcg10") && strstr(out, "version"), "%s", out);
     snprintf(args, sizeof args, "model activate %s 1", path);
     ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
-    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT version FROM models WHERE active = 1"), 1);
     snprintf(args, sizeof args, "model activate %s 9", path);
     ck_assert_int_eq(s_attnctl(args, out, sizeof out), 1);
-    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT version FROM models WHERE active = 1"), 1);
     snprintf(args, sizeof args, "model activate %s x", path);
     ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
 #endif
@@ -1153,11 +1140,11 @@ START_TEST(test_schema_v1_to_v2)
     s_raw(path, "INSERT INTO items(ext_id, updated_at) VALUES ('a', 1), ('b', 1);"
                 "INSERT INTO users(ext_id) VALUES ('u');"
                 "INSERT INTO interactions(user_id, item_id, ts) VALUES (1, 1, 5)");
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), 1);
     store *db = s_open(path, STORE_READWRITE);
     store_close(&db);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), 2);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM interactions WHERE event_id IS NULL"),
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM interactions WHERE event_id IS NULL"),
                      1);
     s_raw(path, "UPDATE interactions SET event_id = 'e1'");
     sqlite3 *h;
@@ -1165,11 +1152,11 @@ START_TEST(test_schema_v1_to_v2)
     ck_assert_int_ne(sqlite3_exec(h, "INSERT INTO interactions(user_id, item_id, ts, event_id) "
                                      "VALUES (1, 2, 6, 'e1')", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM embedder_basis"), 0);
-    int64_t before = s_raw_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM embedder_basis"), 0);
+    int64_t before = tu_sql_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
                                      "WHERE key = 'catalog_version'");
     s_raw(path, "DELETE FROM interactions; DELETE FROM items WHERE ext_id = 'b'");
-    ck_assert_int_eq(s_raw_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
+    ck_assert_int_eq(tu_sql_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
                                      "WHERE key = 'catalog_version'"), before + 1);
 }
 END_TEST
@@ -1182,7 +1169,7 @@ START_TEST(test_migrate)
     store_err err = {0};
     ck_assert_msg(store_migrate(path, 500, &from, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(from, newer - 1);
-    ck_assert_int_eq(s_raw_int(path, "PRAGMA user_version"), newer);
+    ck_assert_int_eq(tu_sql_int(path, "PRAGMA user_version"), newer);
     ck_assert_int_eq(store_migrate(path, 500, &from, &err), STORE_OK);
     ck_assert_int_eq(from, newer);                        /* already current */
     store_schema_set_steps(NULL, 0);
@@ -1257,7 +1244,7 @@ START_TEST(test_dim_rewrite)
     ck_assert_int_eq(store_item_set_embedding_dim(db, 1, e4, 4, &err), STORE_OK);
     store_rollback(db);
     ck_assert_int_eq(store_dim(db), DIM);                       /* undone */
-    ck_assert_int_eq(s_raw_int(path, "SELECT value FROM meta WHERE key = 'embedding_dim'"), DIM);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT value FROM meta WHERE key = 'embedding_dim'"), DIM);
 
     /* Committed: a trained model of the old dimension steps down. */
     attn_model *md = s_model(DIM, DIM, 2, 10, 0, 0, 3);
@@ -1270,9 +1257,9 @@ START_TEST(test_dim_rewrite)
     store_rollback(db);                                         /* nothing to undo */
     ck_assert_int_eq(store_dim(db), 4);
     store_close(&db);
-    ck_assert_int_eq(s_raw_int(path, "SELECT version FROM models WHERE active = 1"), 0);
-    ck_assert_int_eq(s_raw_int(path, "SELECT d_model FROM models WHERE version = 0"), 4);
-    ck_assert_int_eq(s_raw_int(path, "SELECT json_extract(config, '$.m') FROM models "
+    ck_assert_int_eq(tu_sql_int(path, "SELECT version FROM models WHERE active = 1"), 0);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT d_model FROM models WHERE version = 0"), 4);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT json_extract(config, '$.m') FROM models "
                                      "WHERE version = 0"), 4);
 }
 END_TEST

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,4 +148,18 @@ int tu_capture(int (*fn)(void *ctx), void *ctx, char *out, size_t len)
     out[n] = '\0';
     fclose(f);
     return rc;
+}
+
+int64_t tu_sql_int(const char *path, const char *sql)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+    ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(h));
+    ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s: no row", sql);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
 }

@@ -42,6 +42,11 @@ int tu_argv(char **argv, int cap, const char *a0, va_list ap);
  * bytes, NUL-terminated); returns what fn returned. */
 int tu_capture(int (*fn)(void *ctx), void *ctx, char *out, size_t len);
 
+/* One integer from a one-row query on the database at path, through a
+ * plain SQLite connection of its own (what another program would see);
+ * fails the test when the query does not give a row. */
+int64_t tu_sql_int(const char *path, const char *sql);
+
 int tu_run(Suite *s);
 
 /* Scale for time limits: 1, or larger under valgrind/sanitizers. */

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,101 @@ int tu_daemon_http_port(const tu_daemon *d)
         port = atoi(colon + 1);
     cJSON_Delete(r);
     return port;
+}
+
+pid_t tu_spawn(const char *log, const char *program, ...)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/%s", ATTN_BIN_DIR, program);
+    char *argv[64];
+    va_list ap;
+    va_start(ap, program);
+    argv[0] = bin;
+    tu_argv(argv + 1, 63, va_arg(ap, const char *), ap);
+    va_end(ap);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        execv(bin, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+long tu_wait_size(const char *path, long bytes, double seconds)
+{
+    double deadline = tu_now() + seconds * tu_slowdown();
+    long size = 0;
+    while (size < bytes && tu_now() < deadline) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            size = ftell(f);
+            fclose(f);
+        }
+        usleep(2000);
+    }
+    return size;
+}
+
+int tu_wait_exit(pid_t pid, double seconds, const char *what)
+{
+    double deadline = tu_now() + seconds * tu_slowdown();
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        ck_assert_msg(tu_now() < deadline, "%s did not finish", what);
+        usleep(20000);
+    }
+    return status;
+}
+
+int tu_dealer_flood(const char *endpoint, int n, size_t cap, tu_make_fn make, void *ctx,
+                    void (*after_send)(void *), void *arg, tu_counts *out)
+{
+    void *zctx = zmq_ctx_new();
+    void *s = zmq_socket(zctx, ZMQ_DEALER);
+    int linger = 0, tmo = (int)(20000 * tu_slowdown()), hwm = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_connect(s, endpoint);
+    char *req = malloc(cap);
+    for (int i = 0; i < n; i++) {
+        size_t len = make(req, cap, i, ctx);
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+        zmq_send(s, req, len, 0);
+    }
+    free(req);
+    if (after_send)
+        after_send(arg);
+    int got = 0;
+    size_t bcap = 1 << 16;
+    char *buf = malloc(bcap);
+    memset(out, 0, sizeof *out);
+    for (; got < n; got++) {
+        if (zmq_recv(s, buf, bcap, 0) < 0)
+            break;
+        int len = zmq_recv(s, buf, bcap - 1, 0);
+        if (len < 0)
+            break;
+        buf[(size_t)len < bcap - 1 ? (size_t)len : bcap - 1] = 0;
+        cJSON *r = cJSON_Parse(buf);
+        if (r && tu_ok(r))
+            out->ok++;
+        else if (r && !strcmp(tu_code(r), "busy"))
+            out->busy++;
+        else if (r && !strcmp(tu_code(r), "unavailable"))
+            out->unavailable++;
+        else
+            fprintf(stderr, "unexpected reply: %.300s\n", buf);
+        cJSON_Delete(r);
+    }
+    free(buf);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    return got;
 }
 
 int tu_ok(const cJSON *reply)

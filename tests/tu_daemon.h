@@ -55,6 +55,31 @@ char *tu_call(const char *endpoint, const char *json, int timeout_ms);
 /* The same, parsed; fails the test on no reply or invalid JSON. */
 cJSON *tu_call_json(const char *endpoint, const char *json);
 
+/* Run program (a name in the build's bin directory) with the
+ * NULL-terminated arguments in a child process, its stderr into log; the
+ * child's pid. */
+pid_t tu_spawn(const char *log, const char *program, ...);
+/* Wait until the file at path holds at least bytes, or seconds pass
+ * (scaled by tu_slowdown); its size then (0 if absent). */
+long tu_wait_size(const char *path, long bytes, double seconds);
+/* Wait for the child pid to exit; its wait status.  Fails the test with
+ * what when it has not exited after seconds (scaled by tu_slowdown). */
+int tu_wait_exit(pid_t pid, double seconds, const char *what);
+
+/* Request i into buf (cap bytes, NUL-terminated); its length. */
+typedef size_t (*tu_make_fn)(char *buf, size_t cap, int i, void *ctx);
+
+typedef struct tu_counts {
+    int ok, busy, unavailable;   /* replies by outcome */
+} tu_counts;
+
+/* Send n requests made by make at once on one DEALER (REQ framing),
+ * run after_send(arg) (may be NULL) once they are all out, then read the
+ * replies and count them by outcome (any other reply is printed).  Returns
+ * the replies received before a 20 s silence. */
+int tu_dealer_flood(const char *endpoint, int n, size_t cap, tu_make_fn make, void *ctx,
+                    void (*after_send)(void *), void *arg, tu_counts *out);
+
 int tu_ok(const cJSON *reply);
 const char *tu_code(const cJSON *reply);      /* error.code, "" if none */
 const char *tu_message(const cJSON *reply);   /* error.message, "" if none */
