@@ -4,7 +4,8 @@
  * What is proved here: the reply's account of every event (stored,
  * duplicate, rejected, bad_request naming the index); idempotence across a
  * restart; `busy` from a full writer queue with every request still
- * answered; no acknowledged event lost and none duplicated when attnd is
+ * answered; a database locked by another writer answered `busy`, then
+ * stored on the resend; no acknowledged event lost and none duplicated when attnd is
  * killed with SIGKILL under a recording load from attn-batch; the clients'
  * record modes; the metrics.  (That rank sees recorded events at once, on a
  * trained model, is check_e2e's record_then_rank_on_trained_model: it needs
@@ -15,6 +16,7 @@
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +195,40 @@ START_TEST(busy_when_writer_queue_full)
 }
 END_TEST
 
+/* Another writer holding the database (an import) past the busy timeout:
+ * the batch is answered `busy`, nothing stored, and a resend once the lock
+ * is gone stores it. */
+START_TEST(locked_database_is_busy_then_stored)
+{
+    const char *db = s_db("locked.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "store.busy_timeout_ms=200", NULL};
+    tu_daemon_start(&d, db, "locked.sock", extra);
+    const char *req = "{\"op\":\"record\",\"id\":\"L\",\"events\":[{\"user\":\"u0004\","
+                      "\"item\":\"i00004\",\"ts\":4000000000,\"event_id\":\"lock-1\"}]}";
+    sqlite3 *h;
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cJSON *r = tu_call_json(d.endpoint, req);
+    ck_assert_str_eq(tu_code(r), "busy");
+    ck_assert_msg(strstr(tu_message(r), "locked by another writer"), "%s", tu_message(r));
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, "L");
+    cJSON_Delete(r);
+    ck_assert_int_eq(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions WHERE event_id = "
+                                    "'lock-1'"), 0);
+    r = tu_call_json(d.endpoint, req);
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(s_int(r, "stored"), 1);
+    cJSON_Delete(r);
+    r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
+    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "record"), "failed_batches"), 1);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(recording_off_is_unavailable)
 {
     const char *db = s_db("off.db");
@@ -359,6 +395,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, record_accounts_for_every_event);
     tcase_add_test(tc, resend_after_restart_is_stored_once);
     tcase_add_test(tc, busy_when_writer_queue_full);
+    tcase_add_test(tc, locked_database_is_busy_then_stored);
     tcase_add_test(tc, recording_off_is_unavailable);
     tcase_add_test(tc, kill9_under_load_loses_and_duplicates_nothing);
     tcase_add_test(tc, clients_record);
