@@ -1362,7 +1362,7 @@ START_TEST(test_basis_rows)
     ck_assert_int_eq(store_begin(db, &err), STORE_OK);
     ck_assert_int_eq(store_basis_clear(db, &err), STORE_OK);
     ck_assert_int_eq(store_commit(db, &err), STORE_OK);
-    ck_assert_int_eq(s_raw_int(path, "SELECT count(*) FROM embedder_basis"), 0);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM embedder_basis"), 0);
     store_close(&db);
 }
 END_TEST
