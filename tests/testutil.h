@@ -31,7 +31,8 @@ void tu_fill_normal(tu_rng *r, float *x, size_t n, float sd);
 /* Run a suite with the usual runner; returns the process exit status. */
 /* Runs program (a name in the build's bin directory) with args through the
  * shell, stderr joined to stdout; out gets up to len - 1 bytes of it,
- * NUL-terminated.  Returns the exit status, or -1 if it did not exit. */
+ * NUL-terminated (the rest is read and dropped).  Returns the exit status,
+ * or -1 if it did not exit. */
 int tu_run_program(const char *program, const char *args, char *out, size_t len);
 
 /* Collect the NULL-terminated words a0, ... into argv (at most cap - 1 of
