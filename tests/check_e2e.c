@@ -722,14 +722,8 @@ START_TEST(failed_reload_keeps_serving)
     ck_assert_int_eq(cJSON_GetObjectItem(r, "model")->valueint, 0);   /* still the old one */
     cJSON_Delete(r);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    FILE *f = fopen(d.log, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[4096];
-    int logged = 0;
-    while (fgets(line, sizeof line, f))
-        logged |= strstr(line, "reload failed") != NULL;
-    fclose(f);
-    ck_assert_msg(logged, "the failed reload was not logged in %s", d.log);
+    const char *logged[] = {"reload failed", NULL};
+    ck_assert_msg(tu_log_has(d.log, logged), "the failed reload was not logged in %s", d.log);
 }
 END_TEST
 
@@ -748,16 +742,9 @@ START_TEST(metrics_line_logged)
     }
     usleep((useconds_t)(1500000 * tu_slowdown()));
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    FILE *f = fopen(d.log, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[8192];
-    int found = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, "msg=metrics") && strstr(line, "total_p99_us=") &&
-            strstr(line, "score_p50_us=") && strstr(line, "rss_bytes=") && strstr(line, "qps="))
-            found = 1;
-    fclose(f);
-    ck_assert_msg(found, "no complete metrics line in %s", d.log);
+    const char *line[] = {"msg=metrics", "total_p99_us=", "score_p50_us=", "rss_bytes=", "qps=",
+                          NULL};
+    ck_assert_msg(tu_log_has(d.log, line), "no complete metrics line in %s", d.log);
 }
 END_TEST
 
@@ -913,14 +900,10 @@ START_TEST(batch_survives_daemon_kill)
     fclose(f);
     ck_assert_int_eq(n, LINES);
     /* The kill really cost requests: the job had to retry some. */
-    f = fopen(tu_path("batch.log"), "r");
-    ck_assert_ptr_nonnull(f);
-    int retried = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, "attn-batch:") && strstr(line, " retries") && !strstr(line, " 0 retries"))
-            retried = 1;
-    fclose(f);
-    ck_assert_msg(retried, "no retries reported in %s", tu_path("batch.log"));
+    const char *summary[] = {"attn-batch:", " retries", NULL}, *none[] = {" 0 retries", NULL};
+    ck_assert_msg(tu_log_has(tu_path("batch.log"), summary) &&
+                  !tu_log_has(tu_path("batch.log"), none), "no retries reported in %s",
+                  tu_path("batch.log"));
 }
 END_TEST
 

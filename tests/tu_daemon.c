@@ -258,6 +258,22 @@ int tu_dealer_flood(const char *endpoint, int n, size_t cap, tu_make_fn make, vo
     return got;
 }
 
+int tu_log_has(const char *path, const char *const *needles)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    static char line[1 << 16];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        found = 1;
+        for (int i = 0; needles[i] && found; i++)
+            found = strstr(line, needles[i]) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
 int tu_ok(const cJSON *reply)
 {
     return cJSON_IsTrue(cJSON_GetObjectItem(reply, "ok"));

@@ -80,6 +80,10 @@ typedef struct tu_counts {
 int tu_dealer_flood(const char *endpoint, int n, size_t cap, tu_make_fn make, void *ctx,
                     void (*after_send)(void *), void *arg, tu_counts *out);
 
+/* 1 when some line of the file at path holds every string of needles
+ * (NULL-terminated), 0 otherwise (also when the file cannot be read). */
+int tu_log_has(const char *path, const char *const *needles);
+
 int tu_ok(const cJSON *reply);
 const char *tu_code(const cJSON *reply);      /* error.code, "" if none */
 const char *tu_message(const cJSON *reply);   /* error.message, "" if none */
