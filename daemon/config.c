@@ -94,6 +94,17 @@ static const cfg_entry s_table[] = {
      "may be `active`; the first arm is the control; empty = no experiment"},
     {"experiment.salt", CFG_STRING, F(exp_salt), 0, 0, "attnd",
      "mixed into the arm hash: a new salt reshuffles users between arms"},
+    {"experiment.log_impressions", CFG_DOUBLE, F(exp_log_impressions), 0, 1, "0",
+     "share of rank replies to users written to the impressions table (keyed user hash, arm, "
+     "model, items) for `attnctl experiment report`; 0 = none"},
+    {"experiment.impression_queue", CFG_INT, F(exp_impression_queue), 1, 1000000, "10000",
+     "impressions waiting for their writer; beyond that they are dropped and counted"},
+    {"security.mask_ids", CFG_BOOL, F(mask_ids), 0, 0, "on",
+     "user ids never reach logs, metrics or the impressions table: a keyed hash does "
+     "(turning it off is logged at start-up)"},
+    {"security.mask_key", CFG_OPTSTRING, F(mask_key), 0, 0, "",
+     "file with the 32-byte hex key user ids are hashed with (attnctl keygen --mask FILE); "
+     "empty = a random key per start (hashes cannot be joined across restarts)"},
     {"limits.max_message_bytes", CFG_INT, F(max_message_bytes), 256, 1 << 30, "1048576",
      "largest request accepted; larger ones get `too_large`"},
     {"limits.max_reply_bytes", CFG_INT, F(max_reply_bytes), 4096, 1 << 30, "4194304",

@@ -46,6 +46,11 @@ typedef struct srv_config {
     /* [experiment] */
     char exp_arms[512];        /* NAME:VERSION:WEIGHT,... or "" */
     char exp_salt[128];
+    double exp_log_impressions;  /* share of user rank replies logged */
+    int exp_impression_queue;
+    /* [security] */
+    int mask_ids;              /* hash user ids wherever they would be written */
+    char mask_key[1024];       /* the key file, or "" for a random key */
     /* [limits] */
     int max_message_bytes;
     int max_reply_bytes;

@@ -149,6 +149,12 @@ static const srv_metric s_defs[] = {
               "Unix time the serving snapshot was published (start-up load included)."),
     SRV_COUNTER("attnd_reloads_total", reloads, "reloads", NULL,
                 "Snapshots built and published after start-up."),
+    SRV_COUNTER("attnd_impressions_logged_total", imp_logged, "impressions_logged",
+                "impressions", "Rank replies written to the impressions table "
+                "(experiment.log_impressions)."),
+    SRV_COUNTER("attnd_impressions_dropped_total", imp_dropped, "impressions_dropped",
+                "impressions_dropped", "Sampled impressions dropped: the writer's queue was "
+                "full or its write failed."),
     SRV_COUNTER("attnd_reload_failures_total", reload_failures, "reload_failures", NULL,
                 "Reloads that failed; the previous snapshot kept serving."),
     SRV_GAUGE("attnd_ready", ready, "ready", NULL,

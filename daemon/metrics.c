@@ -154,6 +154,8 @@ void srv_metrics_collect(srv_metrics_view *v, srv_wstats *const *ws, int n,
     v->queued = atomic_load(&c->queued);
     v->reloads = atomic_load(&c->reloads);
     v->reload_failures = atomic_load(&c->reload_failures);
+    v->imp_logged = atomic_load(&c->imp_logged);
+    v->imp_dropped = atomic_load(&c->imp_dropped);
     v->qps = (double)atomic_load(&c->qps_milli) / 1000.0;
     v->rss_bytes = atomic_load(&c->rss_bytes);
     v->jemalloc_allocated = atomic_load(&c->jemalloc_allocated);

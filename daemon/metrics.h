@@ -124,6 +124,8 @@ typedef struct srv_counters {
     atomic_int in_flight;                         /* received, not yet replied */
     atomic_int queued;                            /* waiting for a worker */
     atomic_uint_fast64_t reloads, reload_failures;
+    atomic_uint_fast64_t imp_logged, imp_dropped; /* impressions written; dropped (queue full,
+                                                     write failed) */
     atomic_uint_fast64_t qps_milli;               /* replies/s x 1000, over the last 10 s */
     atomic_uint_fast64_t rss_bytes;               /* sampled by srv_counters_sample */
     atomic_uint_fast64_t jemalloc_allocated;
@@ -145,6 +147,7 @@ typedef struct srv_metrics_view {
     uint64_t fallbacks_total, busy;
     /* main thread's */
     uint64_t received, replied, dropped, unroutable, reloads, reload_failures;
+    uint64_t imp_logged, imp_dropped;
     int64_t in_flight, queued;
     double qps;
     /* process and state (srv_state_collect) */

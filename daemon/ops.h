@@ -58,6 +58,7 @@ typedef struct srv_wres {
     attn_scratch *scratch[SRV_MODELS_MAX];  /* per model slot, sized for its shape */
     attn_limits lim;            /* the limits the scratch is sized for */
     struct srv_rank_buf *rank;  /* rank's per-request buffers */
+    uint64_t rng;               /* this worker's sampling stream (impressions) */
 } srv_wres;
 
 /* One request being answered. */

@@ -22,6 +22,7 @@
 
 #include "attn/attn.h"
 #include "attn/topk.h"
+#include "daemon/impressions.h"
 #include "daemon/log.h"
 #include "daemon/reply.h"
 #include "daemon/snapshot.h"
@@ -50,6 +51,7 @@ struct srv_rank_buf {
     uint32_t *res_rows;          /* max_k */
     float *res_score;            /* max_k */
     uint32_t *because_rows;      /* max_k x max_explain */
+    int64_t *imp_items;          /* max_k: a sampled reply's item ids, for the impression log */
     util_set dedupe, seen;       /* duplicate candidates; items the user has seen */
 };
 
@@ -88,6 +90,7 @@ void srv_rank_buf_free(srv_rank_buf **buf_p)
     free(b->res_rows);
     free(b->res_score);
     free(b->because_rows);
+    free(b->imp_items);
     util_set_free(&b->dedupe);
     util_set_free(&b->seen);
     free(b);
@@ -121,10 +124,11 @@ srv_rank_buf *srv_rank_buf_new(const srv_config *cfg)
     b->res_rows = malloc(n_k * sizeof *b->res_rows);
     b->res_score = malloc(n_k * sizeof *b->res_score);
     b->because_rows = malloc(n_k * ((size_t)cfg->max_explain + 1) * sizeof *b->because_rows);
+    b->imp_items = malloc(n_k * sizeof *b->imp_items);
     if (!b->look_ext || !b->look_len || !b->look_hash || !b->look_rows || !b->look_w ||
         !b->cand_rows || !b->unknown || !b->excluded_rows || !b->hist_rows || !b->hist_w ||
         !b->events || !b->fallback_scores || !b->order || !b->res_rows || !b->res_score ||
-        !b->because_rows || util_set_init(&b->dedupe, (uint32_t)n_cand, 0) ||
+        !b->because_rows || !b->imp_items || util_set_init(&b->dedupe, (uint32_t)n_cand, 0) ||
         util_set_init(&b->seen, (uint32_t)n_events, 0)) {
         srv_rank_buf_free(&b);
         return NULL;
@@ -326,8 +330,10 @@ static int s_score(srv_call *c, const srv_rank_args *a, const s_rank_state *st, 
     int rc = attn_score(st->m->tables, &ar, scratch, &res);
     if (rc != ATTN_OK) {
         snprintf(why, why_len, "scoring failed: %s", attn_strerror(rc));
+        char id[80];
         srv_log(SRV_ERROR, "msg=\"scoring failed\" worker=%d id=%s status=%s", c->res->index,
-                c->rq->id_json, attn_strerror(rc));
+                srv_state_loggable(c->state, c->rq->id_json, strlen(c->rq->id_json), id,
+                                   sizeof id), attn_strerror(rc));
         return -1;
     }
     for (int i = 0; i < res.n; i++) {
@@ -435,6 +441,11 @@ void srv_rank_run(srv_call *c)
     c->stage[SRV_STAGE_SCORE] = t2 - t1;
     srv_reply_rank(c->out, c->rq->id_json, &r);
     c->stage[SRV_STAGE_ENCODE] = util_now_ns() - t2;
+    if (a->user.s && srv_imp_sampled(c->state->imp, &c->res->rng)) {
+        for (int i = 0; i < r.n; i++)
+            b->imp_items[i] = snap->cat->item_id[b->res_rows[i]];
+        srv_imp_offer(c->state->imp, a->user.s, a->user.len, r.arm, r.model, b->imp_items, r.n);
+    }
     c->ranked = 1;
     c->fallback = st.fallback;
     c->n_candidates = a->n_cand;

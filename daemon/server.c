@@ -36,6 +36,7 @@
 
 #include "daemon/arena.h"
 #include "daemon/http.h"
+#include "daemon/impressions.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/peers.h"
@@ -759,6 +760,7 @@ static void s_cleanup(s_main *m)
     }
     if (m->workers)
         s_stop_workers(m);
+    srv_imp_stop(&m->st.imp);   /* after the workers: nothing offers any more */
     srv_writer_stop(&m->writer, m->writer_pipe);
     srv_snapshot_publish(NULL);
     srv_state_published(&m->st, NULL);
@@ -821,6 +823,32 @@ static int s_start_http(s_main *m)
     m->st.metrics_port = srv_http_port(m->http);
     srv_log(SRV_INFO, "msg=\"metrics listening\" bind=%s port=%d paths=/metrics,/healthz,/readyz",
             m->st.cfg.metrics_bind, m->st.metrics_port);
+    return 0;
+}
+
+/* The key user ids are hashed with.  Impressions hashed under a key that
+ * dies with the process could never be joined with events: that is a
+ * configuration error, not something to find out after the experiment. */
+static int s_mask(srv_state *st)
+{
+    const srv_config *cfg = &st->cfg;
+    char why[600];
+    st->mask_ids = cfg->mask_ids;
+    if (!cfg->mask_ids)
+        srv_log(SRV_WARN, "msg=\"user ids are not masked (security.mask_ids = off): they may "
+                          "reach the impressions table and logs\"");
+    if (cfg->mask_key[0] ? util_mask_load(&st->mask, cfg->mask_key, why, sizeof why)
+                         : util_mask_random(&st->mask) ? snprintf(why, sizeof why, "libsodium "
+                                                         "cannot initialise") : 0) {
+        srv_log(SRV_ERROR, "msg=\"cannot load the mask key\" reason=\"%s\"", why);
+        return -1;
+    }
+    if (cfg->mask_ids && !cfg->mask_key[0] && cfg->exp_log_impressions > 0) {
+        srv_log(SRV_ERROR, "msg=\"experiment.log_impressions needs security.mask_key: users "
+                           "hashed under a key made for this run could never be joined with "
+                           "their events (attnctl keygen --mask FILE)\"");
+        return -1;
+    }
     return 0;
 }
 
@@ -889,6 +917,11 @@ static int s_start(s_main *m)
         srv_log(SRV_ERROR, "msg=\"cannot start the reloader\" reason=\"%s\"", why);
         return -1;
     }
+    m->st.imp = srv_imp_start(&m->st, why, sizeof why);
+    if (!m->st.imp && why[0]) {
+        srv_log(SRV_ERROR, "msg=\"cannot start the impression log\" reason=\"%s\"", why);
+        return -1;
+    }
     return s_start_workers(m) || s_start_writer(m) || s_bind_frontend(m) ? -1 : 0;
 }
 
@@ -920,7 +953,7 @@ int srv_server_run(const srv_config *cfg)
         free(m);
         return 1;
     }
-    if (s_start_http(m) || s_first_snapshot(&m->st)) {
+    if (s_mask(&m->st) || s_start_http(m) || s_first_snapshot(&m->st)) {
         srv_http_stop(&m->http);
         free(m);
         return 1;

@@ -1,6 +1,8 @@
 /* state.c -- see state.h. */
 #include "daemon/state.h"
 
+#include <stdio.h>
+
 #include "daemon/snapshot.h"
 #include "util/clock.h"
 
@@ -39,4 +41,17 @@ const char *srv_state_unready(const srv_state *st)
     if (!atomic_load(&st->serving))
         return "starting: loading the first snapshot";
     return atomic_load(&st->loaded) ? NULL : "no snapshot loaded";
+}
+
+const char *srv_state_loggable(const srv_state *st, const char *text, size_t len, char *buf,
+                               size_t cap)
+{
+    if (st->mask_ids) {
+        char h[UTIL_MASK_HEX];
+        util_mask_hex(&st->mask, text, len, h);
+        snprintf(buf, cap, "h:%s", h);
+    } else {
+        snprintf(buf, cap, "%.*s", (int)(len < 64 ? len : 64), text);
+    }
+    return buf;
 }

@@ -18,12 +18,16 @@
 #include "daemon/config.h"
 #include "daemon/experiment.h"
 #include "daemon/metrics.h"
+#include "util/mask.h"
 
 #define SRV_VERSION "0.2.0"
 
 typedef struct srv_state {
     srv_config cfg;
     srv_experiment exp;         /* the arms, parsed from cfg at start */
+    util_mask mask;             /* the key user ids are hashed with (logs, impressions) */
+    int mask_ids;               /* hash user ids wherever they would be written */
+    struct srv_imp *imp;        /* the impression log, or NULL */
     void *zctx;                 /* the ZeroMQ context */
     int n_workers;              /* scoring workers, worker 0 run inline by main */
     srv_wstats **wstats;        /* n_wstats: each worker's, then the writer's; written by
@@ -60,5 +64,11 @@ void srv_state_collect(srv_state *st, srv_metrics_view *v, int flags);
 /* Why attnd is not ready ("shutting down", ...), or NULL when it is:
  * a snapshot is loaded, the workers run and no SIGTERM was seen. */
 const char *srv_state_unready(const srv_state *st);
+
+/* text (a request id, which a client may fill with a user id) as it may
+ * appear in a log line: "h:" and its keyed hash when ids are masked, else
+ * the text cut to 64 bytes.  Returns buf (at least 80 bytes). */
+const char *srv_state_loggable(const srv_state *st, const char *text, size_t len, char *buf,
+                               size_t cap);
 
 #endif

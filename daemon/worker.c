@@ -222,6 +222,7 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
     }
     w->st = st;
     w->res.index = index;
+    w->res.rng = util_now_ns() ^ ((uint64_t)index * 0x9E3779B97F4A7C15ull);
     w->threaded = threaded;
     srv_wstats_init(&w->stats);
     char reason[600];

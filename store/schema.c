@@ -90,9 +90,26 @@ static const char s_schema_v2[] =
     "    ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;"
     "END;";
 
+/* Version 3: experiments.  A sample of ranked replies -- who (a keyed hash
+ * of the user, never the id), which arm and model, the items in rank order
+ * -- so that `attnctl experiment report` can join them with the events
+ * that followed. */
+static const char s_schema_v3[] =
+    "CREATE TABLE impressions("
+    "  imp_id    INTEGER PRIMARY KEY,"
+    "  ts        INTEGER NOT NULL,"
+    "  user_hash TEXT    NOT NULL,"
+    "  key_id    TEXT    NOT NULL,"
+    "  arm       TEXT,"
+    "  model     INTEGER NOT NULL,"
+    "  items     BLOB    NOT NULL CHECK (typeof(items) = 'blob' AND length(items) % 8 = 0)"
+    ");"
+    "CREATE INDEX impressions_by_ts ON impressions(ts);";
+
 static const store_migration s_builtin[] = {
     {1, s_schema_v1},
     {2, s_schema_v2},
+    {3, s_schema_v3},
 };
 
 /* Versions are 1..N with one step each, so the table's length is the
@@ -139,6 +156,7 @@ static const struct {
     {"models", {"version", "created_at", "heads", "d_model", "config", "metrics", "active"}},
     {"model_tensors", {"version", "name", "rows", "cols", "dtype", "data"}},
     {"embedder_basis", {"name", "rows", "cols", "dtype", "data"}},
+    {"impressions", {"imp_id", "ts", "user_hash", "key_id", "arm", "model", "items"}},
 };
 
 int store_schema_apply(store *db, int from, store_err *err)
@@ -206,7 +224,7 @@ static int s_check_tables(store *db, store_err *err)
         if (rc == SQLITE_DONE) {
             code = store_fail(err, STORE_ERR_SCHEMA,
                               "%s: table '%s' is missing (schema version %d needs meta, items, "
-                              "users, interactions, models, model_tensors, embedder_basis)",
+                              "users, interactions, models, model_tensors, embedder_basis, impressions)",
                               db->path, s_required[t].table, store_schema_latest());
             break;
         }

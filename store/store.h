@@ -32,7 +32,7 @@
 #include <stdint.h>
 #include "attn/model.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_APPLICATION_ID 0x6174746E
 
 enum store_code {
@@ -333,6 +333,39 @@ int store_catalog_touch(store *db, store_err *err);
  * the new length; store_rollback puts the old one back.  For the embedder
  * (store/embed/); everyone else keeps the dimension a database was made with. */
 int store_dim_rewrite(store *db, int dim, int *models_unusable, store_err *err);
+
+/* ---- impressions (experiments) -------------------------------------------- *
+ * A sample of ranked replies, for `attnctl experiment report`: when, for
+ * whom (a keyed hash of the user's ext_id, util/mask.h, and which key), the
+ * arm and model, the returned items in rank order. */
+typedef struct store_impression {
+    int64_t ts;              /* unix seconds */
+    const char *user_hash;   /* hex, keyed: never the raw id */
+    const char *key_id;      /* the mask key's id ("none" when masking is off) */
+    const char *arm;         /* NULL without an experiment */
+    int64_t model;
+    const int64_t *items;    /* item_ids, best first */
+    int n_items;
+} store_impression;
+
+/* Append n impressions in one transaction (the caller's, when one is open).
+ * Strings are copied; the rows are durable when it returns STORE_OK. */
+int store_impressions_put(store *db, const store_impression *imp, int n, store_err *err);
+
+/* Every impression with ts >= since, oldest first; fn returns nonzero to
+ * stop (its value is returned).  The struct is valid for the call only. */
+int store_impressions_scan(store *db, int64_t since,
+                           int (*fn)(void *ctx, const store_impression *imp), void *ctx,
+                           store_err *err);
+
+/* Every user: fn(ctx, user_id, ext_id) until it returns nonzero. */
+int store_users_scan(store *db, int (*fn)(void *ctx, int64_t user_id, const char *ext),
+                     void *ctx, store_err *err);
+
+/* The user's events with from <= ts <= to, oldest first (ts, then
+ * item_id), at most max into ev. */
+int store_events_between(store *db, int64_t user_id, int64_t from, int64_t to, int max,
+                         store_event *ev, int *n, store_err *err);
 
 /* ---- model versions ------------------------------------------------------- */
 #define STORE_MODEL_ACTIVE (-1)

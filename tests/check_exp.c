@@ -10,10 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/experiment.h"
+#include "store/store.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
+#include "tests/tu_http.h"
+#include "tools/exp_report.h"
+#include "util/mask.h"
 
 START_TEST(parse_errors)
 {
@@ -270,6 +275,235 @@ START_TEST(precision_bf16)
 }
 END_TEST
 
+/* ---- the report ------------------------------------------------------------ */
+
+#define S_T0 4000000000LL   /* after every generated event */
+
+/* A synthetic experiment over the users of db: user u is in arm u % 2
+ * (control, treatment), sees `per` impressions of 10 items, and after each,
+ * with probability p[arm], touches the item at a rank drawn from 1..3.
+ * Impressions are hashed under key (or logged raw when key is NULL). */
+static void s_experiment(const char *db, const util_mask *key, const double p[2], int per,
+                         uint64_t seed)
+{
+    store *h;
+    store_err err;
+    ck_assert_msg(store_open(&h, db, STORE_READWRITE, 5000, &err) == STORE_OK, "%s", err.msg);
+    store_catalog *cat;
+    ck_assert_int_eq(store_catalog_load(h, &cat, &err), STORE_OK);
+    tu_rng rng = {.s = seed};
+    ck_assert_int_eq(store_begin(h, &err), STORE_OK);
+    for (int u = 1; u <= 80; u++) {
+        char ext[16], hash[UTIL_MASK_HEX];
+        snprintf(ext, sizeof ext, "u%04d", u);
+        int64_t uid;
+        ck_assert_int_eq(store_user_id(h, ext, strlen(ext), &uid, &err), STORE_OK);
+        if (key)
+            util_mask_hex(key, ext, strlen(ext), hash);
+        for (int i = 0; i < per; i++) {
+            int64_t items[10], ts = S_T0 + (int64_t)(u * per + i) * 100000;
+            for (int r = 0; r < 10; r++)
+                items[r] = cat->item_id[(tu_next(&rng) % cat->n)];
+            store_impression im = {.ts = ts, .user_hash = key ? hash : ext,
+                                   .key_id = key ? key->key_id : "none",
+                                   .arm = u % 2 ? "treatment" : "control", .model = 1,
+                                   .items = items, .n_items = 10};
+            ck_assert_int_eq(store_impressions_put(h, &im, 1, &err), STORE_OK);
+            if (tu_uniform(&rng) < p[u % 2])
+                ck_assert_int_eq(store_event_put(h, uid, items[tu_next(&rng) % 3], ts + 60,
+                                                 "click", 1, &err), STORE_OK);
+        }
+    }
+    ck_assert_int_eq(store_commit(h, &err), STORE_OK);
+    store_catalog_free(&cat);
+    store_close(&h);
+}
+
+static util_mask s_key(unsigned char fill)
+{
+    util_mask m;
+    memset(m.key, fill, sizeof m.key);
+    snprintf(m.key_id, sizeof m.key_id, "k%02x", fill);
+    return m;
+}
+
+static exp_report *s_report(const char *db, const util_mask *keys, int n_keys)
+{
+    exp_report_opts o = {.db = db, .keys = keys, .n_keys = n_keys, .k = 10, .window = 3600};
+    exp_report *r;
+    char why[600];
+    ck_assert_msg(exp_report_run(&o, &r, why, sizeof why) == 0, "%s", why);
+    ck_assert_int_eq(r->n_arms, 2);
+    ck_assert_str_eq(r->arm[r->control].name, "control");
+    return r;
+}
+
+/* A treatment that really is better: the report says so, with an interval
+ * that excludes 0, and the rates near those the simulation used. */
+START_TEST(report_finds_the_better_arm)
+{
+    const char *db = tu_path("better.db");
+    tu_make_db(db, 300, 80, 16);
+    util_mask key = s_key(7);
+    s_experiment(db, &key, (const double[]){0.2, 0.6}, 10, 5);
+    exp_report *r = s_report(db, &key, 1);
+    const exp_arm_result *t = &r->arm[1 - r->control], *c = &r->arm[r->control];
+    ck_assert_int_eq(r->joined, 800);
+    ck_assert_int_eq(t->hit.n, 40);
+    ck_assert_msg(fabs(c->hit.mean - 0.2) < 0.08 && fabs(t->hit.mean - 0.6) < 0.08,
+                  "control %.3f, treatment %.3f", c->hit.mean, t->hit.mean);
+    ck_assert_msg(t->hit_diff.lo > 0, "difference %.3f [%.3f, %.3f] should exclude 0",
+                  t->hit_diff.mean, t->hit_diff.lo, t->hit_diff.hi);
+    ck_assert(t->rr_diff.lo > 0);
+    exp_report_free(&r);
+}
+END_TEST
+
+/* Identical arms: the difference's interval covers 0. */
+START_TEST(report_identical_arms_cover_zero)
+{
+    const char *db = tu_path("same.db");
+    tu_make_db(db, 300, 80, 16);
+    util_mask key = s_key(9);
+    s_experiment(db, &key, (const double[]){0.4, 0.4}, 10, 6);
+    exp_report *r = s_report(db, &key, 1);
+    const exp_arm_result *t = &r->arm[1 - r->control];
+    ck_assert_msg(t->hit_diff.lo <= 0 && t->hit_diff.hi >= 0, "difference %.3f [%.3f, %.3f]",
+                  t->hit_diff.mean, t->hit_diff.lo, t->hit_diff.hi);
+    ck_assert_msg(t->rr_diff.lo <= 0 && t->rr_diff.hi >= 0, "rr difference [%.3f, %.3f]",
+                  t->rr_diff.lo, t->rr_diff.hi);
+    exp_report_free(&r);
+}
+END_TEST
+
+/* After a key rotation the old impressions are not guessed at: they are
+ * counted under their key id until the old key is given. */
+START_TEST(report_after_key_rotation)
+{
+    const char *db = tu_path("rotate.db");
+    tu_make_db(db, 300, 80, 16);
+    util_mask old = s_key(1), now = s_key(2);
+    s_experiment(db, &old, (const double[]){0.3, 0.3}, 2, 7);
+    s_experiment(db, &now, (const double[]){0.3, 0.3}, 2, 8);
+    exp_report *r = s_report(db, &now, 1);
+    ck_assert_int_eq(r->impressions, 320);
+    ck_assert_int_eq(r->joined, 160);
+    ck_assert_int_eq(r->unknown_key, 160);
+    ck_assert_str_eq(r->unknown_key_ids, old.key_id);
+    exp_report_free(&r);
+    util_mask both[2] = {now, old};
+    r = s_report(db, both, 2);
+    ck_assert_int_eq(r->joined, 320);
+    ck_assert_int_eq(r->unknown_key, 0);
+    exp_report_free(&r);
+}
+END_TEST
+
+/* Count occurrences in text of any of the users' raw ids (u0001..u0080). */
+static int s_raw_ids_in(const char *text)
+{
+    int found = 0;
+    for (int u = 1; u <= 80 && text; u++) {
+        char ext[16];
+        snprintf(ext, sizeof ext, "u%04d", u);
+        found += strstr(text, ext) != NULL;
+    }
+    return found;
+}
+
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* The whole loop through attnd: sampled rank replies become impressions
+ * (users as keyed hashes only), record adds the events that follow, and
+ * the report joins them.  Issue 21.2: no raw user id appears in the log,
+ * the scrape, stats, info or the impressions table -- only in the rank
+ * replies, which answer the caller about their own user. */
+START_TEST(impressions_end_to_end)
+{
+    const char *db = tu_path("imp.db");
+    tu_make_db(db, 300, 80, 16);
+    int64_t v2 = tu_save_random_model(db, 2, 0, 0, 21);
+    const char *keyfile = tu_path("imp.key");
+    char why[256];
+    ck_assert_msg(util_mask_create(keyfile, why, sizeof why) == 0, "%s", why);
+    util_mask key;
+    ck_assert_int_eq(util_mask_load(&key, keyfile, why, sizeof why), 0);
+    char arms[160], mk[600];
+    snprintf(arms, sizeof arms, "experiment.arms=control:active:50,treatment:%lld:50",
+             (long long)v2);
+    snprintf(mk, sizeof mk, "security.mask_key=%s", keyfile);
+    const char *extra[] = {"--set", arms, "--set", "experiment.log_impressions=1", "--set", mk,
+                           NULL};
+    tu_daemon d;
+    tu_daemon_start(&d, db, "imp.sock", extra);
+    char req[512];
+    for (int u = 1; u <= 80; u++) {
+        snprintf(req, sizeof req, "{\"op\":\"rank\",\"id\":%d,\"user\":\"u%04d\",\"k\":5,"
+                 "\"candidates\":[\"i00001\",\"i00002\",\"i00003\",\"i00004\",\"i00005\"]}",
+                 u, u);
+        cJSON *r = tu_call_json(d.endpoint, req);
+        ck_assert(tu_ok(r));
+        if (u % 4 == 0) {   /* a quarter of the users then touch what they were shown */
+            const char *top = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "items")->child,
+                                                  "item")->valuestring;
+            snprintf(req, sizeof req, "{\"op\":\"record\",\"id\":\"r%d\",\"events\":[{\"user\":"
+                     "\"u%04d\",\"item\":\"%s\",\"ts\":%lld}]}", u, u, top,
+                     (long long)time(NULL) + 5);
+            cJSON *rec = tu_call_json(d.endpoint, req);
+            ck_assert_msg(tu_ok(rec), "%s", tu_message(rec));
+            cJSON_Delete(rec);
+        }
+        cJSON_Delete(r);
+    }
+    char *scrape = NULL;
+    ck_assert_int_eq(tu_http_get(tu_daemon_http_port(&d), "/metrics", &scrape,
+                                 (int)(5000 * tu_slowdown())), 200);
+    ck_assert_int_eq(s_raw_ids_in(scrape), 0);
+    free(scrape);
+    const char *admin[] = {"{\"op\":\"stats\"}", "{\"op\":\"info\"}", "{\"op\":\"health\"}"};
+    for (int i = 0; i < 3; i++) {
+        char *text = tu_call(d.endpoint, admin[i], (int)(5000 * tu_slowdown()));
+        ck_assert_int_eq(s_raw_ids_in(text), 0);
+        free(text);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);   /* the log thread writes what is queued */
+    ck_assert_int_eq(s_raw_ids_in(s_slurp(d.log)), 0);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM impressions"), 80);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM impressions WHERE user_hash LIKE "
+                                    "'u0%' OR length(user_hash) != 32"), 0);
+    exp_report_opts o = {.db = db, .keys = &key, .n_keys = 1, .k = 5, .window = 3600};
+    exp_report *r;
+    ck_assert_msg(exp_report_run(&o, &r, why, sizeof why) == 0, "%s", why);
+    ck_assert_int_eq(r->joined, 80);
+    double hits = 0;
+    for (int a = 0; a < r->n_arms; a++)
+        hits += r->arm[a].hit.mean * r->arm[a].hit.n;
+    ck_assert_msg(fabs(hits - 20) < 1e-9, "%.3f users hit, 20 recorded", hits);
+    exp_report_free(&r);
+}
+END_TEST
+
+/* Logging impressions with a key that dies with the process would make
+ * them unjoinable: refused at start-up, saying why. */
+START_TEST(impressions_need_a_key)
+{
+    char out[4096], args[600];
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set experiment.log_impressions=0.5",
+             s_db, tu_path("nokey.sock"));
+    ck_assert_int_ne(tu_run_program("attnd", args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "security.mask_key"), "%s", out);
+}
+END_TEST
+
 Suite *exp_suite(void)
 {
     Suite *s = suite_create("exp");
@@ -284,6 +518,14 @@ Suite *exp_suite(void)
     tcase_add_test(tc, arms_end_to_end);
     tcase_add_test(tc, arm_version_missing);
     tcase_add_test(tc, precision_bf16);
+    tcase_add_test(tc, impressions_end_to_end);
+    tcase_add_test(tc, impressions_need_a_key);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("report");
+    tcase_set_timeout(tc, 60 * tu_slowdown());
+    tcase_add_test(tc, report_finds_the_better_arm);
+    tcase_add_test(tc, report_identical_arms_cover_zero);
+    tcase_add_test(tc, report_after_key_rotation);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,6 +19,7 @@ static const struct {
     {"inspect", cmd_inspect, "inspect DB                  what a database holds"},
     {"history", cmd_history, "history DB USER [--limit N] a user's newest events"},
     {"model", cmd_model, "model list|activate DB [V]  model versions"},
+    {"experiment", cmd_experiment, "experiment report DB [--key FILE]  how each arm did"},
 };
 
 static void s_usage(FILE *out)
