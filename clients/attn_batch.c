@@ -19,6 +19,11 @@
 static const util_opt s_opts[] = {
     {"endpoint", "E,...", "daemons to spread requests over",
      UTIL_OPT_CALL(cli_batch_opts, eps, cli_opt_endpoints), .def = CLI_DEFAULT_ENDPOINT},
+    {"server-key", "FILE", "the server's public key (NAME.key): talk CURVE\n"
+     "(docs/SECURITY.md); needs --client-key", UTIL_OPT_CALL(cli_batch_opts, eps.curve, cli_opt_server_key),
+     .def = ""},
+    {"client-key", "FILE", "this client's secret key (NAME.key_secret, mode 0600)",
+     UTIL_OPT_CALL(cli_batch_opts, eps.curve, cli_opt_client_key), .def = ""},
     {"in", "FILE", "JSONL requests, or - for stdin", UTIL_OPT_STR(cli_batch_opts, in),
      .flags = UTIL_OPT_REQUIRED},
     {"out", "FILE", "JSONL replies, or - for stdout; the user's \"id\" is kept",
@@ -42,7 +47,8 @@ static const util_opt_cmd s_cmd = {
     .prog = "attn-batch",
     .usage = "[--endpoint E[,E2...]] --in FILE --out FILE [--rejects FILE]\n"
              "                  [--window N] [--timeout MS] [--retries N] [--backoff MS]\n"
-             "                  [--resume | --force] [--no-progress]",
+             "                  [--resume | --force] [--no-progress]\n"
+             "                  [--server-key FILE --client-key FILE]",
     .about =
         "\n"
         "Send each line of --in (a JSON request, e.g. {\"op\":\"rank\",\"user\":...}) to attnd\n"

@@ -31,6 +31,11 @@ typedef struct s_args {
 static const util_opt s_opts[] = {
     {"endpoint", "E,...", "daemons", UTIL_OPT_CALL(s_args, o.eps, cli_opt_endpoints),
      .def = CLI_DEFAULT_ENDPOINT},
+    {"server-key", "FILE", "the server's public key (NAME.key): talk CURVE\n"
+     "(docs/SECURITY.md); needs --client-key", UTIL_OPT_CALL(s_args, o.eps.curve, cli_opt_server_key),
+     .def = ""},
+    {"client-key", "FILE", "this client's secret key (NAME.key_secret, mode 0600)",
+     UTIL_OPT_CALL(s_args, o.eps.curve, cli_opt_client_key), .def = ""},
     {"db", "PATH", "sample users and items of this attnd database (read-only)",
      UTIL_OPT_STR(s_args, db)},
     {"in", "FILE", "or replay these JSONL requests, in order, cycled", UTIL_OPT_STR(s_args, in)},
@@ -74,7 +79,8 @@ static const util_opt_cmd s_cmd = {
              "[--warmup S]\n"
              "                 [--candidates N] [--history L] [--k K] [--explain E]\n"
              "                 [--record-ratio R] [--record-events N]\n"
-             "                 [--timeout MS] [--max-inflight N] [--seed N] [--json]",
+             "                 [--timeout MS] [--max-inflight N] [--seed N] [--json]\n"
+             "                 [--server-key FILE --client-key FILE]",
     .about =
         "\n"
         "Drive attnd with rank requests (and, with --record-ratio, record requests) and\n"

@@ -30,6 +30,11 @@ typedef struct s_args {
 static const util_opt s_opts[] = {
     {"endpoint", "E", "daemon endpoint, or a comma list to fail over in order",
      UTIL_OPT_CALL(s_args, eps, cli_opt_endpoints), .def = CLI_DEFAULT_ENDPOINT},
+    {"server-key", "FILE", "the server's public key (NAME.key): talk CURVE\n"
+     "(docs/SECURITY.md); needs --client-key", UTIL_OPT_CALL(s_args, eps.curve, cli_opt_server_key),
+     .def = ""},
+    {"client-key", "FILE", "this client's secret key (NAME.key_secret, mode 0600)",
+     UTIL_OPT_CALL(s_args, eps.curve, cli_opt_client_key), .def = ""},
     {"user", "U", "the user's ext_id; their recent history is used", UTIL_OPT_STR(s_args, user)},
     {"history", "A,B,...", "instead of --user: item ext_ids, oldest first",
      UTIL_OPT_STR(s_args, history)},
@@ -61,7 +66,8 @@ static const util_opt_cmd s_cmd = {
              "                  [-k K] [--explain N] [--exclude-seen] [--weights W,...]\n"
              "                  [--json] [--timeout MS] [--retries N]\n"
              "[--endpoint E] --record USER:ITEM[:KIND] [--event-id ID] [--ts T] [--json]\n"
-             "[--endpoint E] --op health|info|stats|reload [--json] [--timeout MS]",
+             "[--endpoint E] --op health|info|stats|reload [--json] [--timeout MS]\n"
+             "... [--server-key FILE --client-key FILE]   (CURVE, docs/SECURITY.md)",
     .about =
         "\n"
         "Ask attnd to rank candidates for a user (or an anonymous history) and print\n"
@@ -236,11 +242,15 @@ int main(int argc, char **argv)
     size_t len = 0;
     if (!ctx)
         fprintf(stderr, "attn-query: cannot create a ZeroMQ context\n");
-    else if (!client)
+    else if (!client) {
         fprintf(stderr, "attn-query: %s\n", err.msg);
-    else if (cli_req_call(client, req, strlen(req), a.timeout_ms, a.retries, &text, &len,
-                          &err) != CLI_OK)
-        fprintf(stderr, "attn-query: %s\n", err.msg);
+        status = err.code == CLI_INVAL ? 2 : 1;
+    } else if (cli_req_call(client, req, strlen(req), a.timeout_ms, a.retries, &text, &len,
+                            &err) != CLI_OK)
+        /* A CURVE handshake the server refuses looks like silence from here. */
+        fprintf(stderr, "attn-query: %s%s\n", err.msg, a.eps.curve.server[0] && err.code ==
+                CLI_TIMEOUT ? " (with CURVE: is --server-key the server's key, and is this "
+                "client's key allowed? attnd logs every refusal)" : "");
     else
         status = s_answer(&a, client, text, len);
     free(text);

@@ -80,14 +80,23 @@ int64_t cli_now_us(void);
 #define CLI_MAX_ENDPOINTS 16
 #define CLI_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
 
+/* CURVE for every connection (docs/SECURITY.md): all three keys, or none
+ * for plain text.  Z85 text, NUL-terminated. */
+typedef struct cli_curve {
+    char server[41];     /* the server's public key; "" = plain text */
+    char pub[41];        /* this client's public key */
+    char sec[41];        /* this client's secret key */
+} cli_curve;
+
 typedef struct cli_endpoints {
     int n;                                  /* how many, 1..CLI_MAX_ENDPOINTS */
     char v[CLI_MAX_ENDPOINTS][256];         /* each "transport://address" */
+    cli_curve curve;                        /* how to connect to them */
 } cli_endpoints;
 
-/* Split a comma-separated list ("tcp://a:1,tcp://b:2") into out.  Each entry
- * must look like transport://address; empty entries and more than
- * CLI_MAX_ENDPOINTS are CLI_INVAL.  */
+/* Split a comma-separated list ("tcp://a:1,tcp://b:2") into out (keys
+ * cleared: plain text).  Each entry must look like transport://address;
+ * empty entries and more than CLI_MAX_ENDPOINTS are CLI_INVAL.  */
 int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err);
 
 /* "tcp://a:1, tcp://b:2" into buf (for messages). */
@@ -229,8 +238,18 @@ void cli_buf_free(cli_buf *b);       /* accepts a zeroed buffer */
  * "--weights: 'x' is not a number in 1e-30..1e+30". */
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out,
                      cli_err *err);
-/* util_opt CALL row for --endpoint: field is a cli_endpoints. */
+/* util_opt CALL row for --endpoint: field is a cli_endpoints (its keys are
+ * kept, so --server-key may come first). */
 int cli_opt_endpoints(void *field, const char *value, char *why, size_t why_len);
+/* util_opt CALL rows for --server-key FILE (the server's public key file)
+ * and --client-key FILE (this client's NAME.key_secret, which must be
+ * private: mode 0600): field is the endpoints' cli_curve. */
+int cli_opt_server_key(void *field, const char *value, char *why, size_t why_len);
+int cli_opt_client_key(void *field, const char *value, char *why, size_t why_len);
+/* Make sock a CURVE client when c holds keys.  CLI_OK (also for plain
+ * text), CLI_INVAL when only one of the server and client keys is set,
+ * CLI_ZMQ when libzmq refuses them (built without CURVE). */
+int cli_curve_apply(void *sock, const cli_curve *c, cli_err *err);
 /* Split a comma-separated list into a cJSON array of strings; empty entries
  * are CLI_INVAL naming flag. */
 int cli_parse_list(const char *flag, const char *s, cJSON **out, cli_err *err);

@@ -22,9 +22,13 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
 
 int cli_opt_endpoints(void *field, const char *value, char *why, size_t why_len)
 {
+    cli_endpoints *eps = field, parsed;
     cli_err err;
-    if (cli_endpoints_parse(value, field, &err) == CLI_OK)
+    if (cli_endpoints_parse(value, &parsed, &err) == CLI_OK) {
+        parsed.curve = eps->curve;
+        *eps = parsed;
         return 0;
+    }
     snprintf(why, why_len, "%s", err.msg);
     return -1;
 }

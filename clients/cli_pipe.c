@@ -221,6 +221,10 @@ cli_pipe *cli_pipe_new(void *zmq_ctx, const cli_endpoints *eps, const char *id_p
      * (a host gone, a cable pulled); a killed process is seen at once. */
     zmq_setsockopt(p->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
     zmq_setsockopt(p->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
+    if (cli_curve_apply(p->sock, &eps->curve, err) != CLI_OK) {
+        cli_pipe_destroy(&p);
+        return NULL;
+    }
     for (int i = 0; i < eps->n; i++) {
         if (zmq_connect(p->sock, eps->v[i]) != 0) {
             cli_fail(err, CLI_ZMQ, "cannot connect to %s: %s", eps->v[i], zmq_strerror(errno));

@@ -50,6 +50,11 @@ static int s_open(cli_req *self, cli_err *err)
     /* Reconnect quickly and at a steady pace: a restarted daemon should be
      * found within ~100 ms, and loopback connects are cheap. */
     zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    int rc = cli_curve_apply(self->sock, &self->eps.curve, err);
+    if (rc != CLI_OK) {
+        s_close(self);
+        return rc;
+    }
     const char *ep = self->eps.v[self->cur];
     if (zmq_connect(self->sock, ep) != 0) {
         int e = errno;
@@ -167,10 +172,11 @@ int cli_req_call(cli_req *self, const char *req, size_t len, int timeout_ms, int
 /* ---- probe ---------------------------------------------------------------- */
 
 /* One call on a fresh single-endpoint client; the reply parsed, or NULL. */
-static int s_ask(void *ctx, const char *ep, const char *req, int timeout_ms, int retries,
-                 cJSON **out, cli_err *err)
+static int s_ask(void *ctx, const cli_endpoints *eps, int i, const char *req, int timeout_ms,
+                 int retries, cJSON **out, cli_err *err)
 {
-    cli_endpoints one = {.n = 1};
+    const char *ep = eps->v[i];
+    cli_endpoints one = {.n = 1, .curve = eps->curve};
     snprintf(one.v[0], sizeof one.v[0], "%s", ep);
     cli_req *r = cli_req_new(ctx, &one, err);
     if (!r)
@@ -196,7 +202,7 @@ int cli_probe(void *zmq_ctx, const cli_endpoints *eps, int timeout_ms, int retri
         *info = NULL;
     for (int i = 0; i < eps->n; i++) {
         cJSON *health = NULL;
-        int rc = s_ask(zmq_ctx, eps->v[i], "{\"op\":\"health\"}", timeout_ms, retries, &health,
+        int rc = s_ask(zmq_ctx, eps, i, "{\"op\":\"health\"}", timeout_ms, retries, &health,
                        err);
         cJSON_Delete(health);
         if (rc != CLI_OK)
@@ -205,7 +211,7 @@ int cli_probe(void *zmq_ctx, const cli_endpoints *eps, int timeout_ms, int retri
     if (info) {
         cJSON *reply = NULL;
         /* info is a nicety (limits); a daemon that can't give it is still usable. */
-        if (s_ask(zmq_ctx, eps->v[0], "{\"op\":\"info\"}", timeout_ms, retries, &reply, NULL) ==
+        if (s_ask(zmq_ctx, eps, 0, "{\"op\":\"info\"}", timeout_ms, retries, &reply, NULL) ==
                 CLI_OK &&
             cli_reply_status(reply, NULL, NULL) == 1)
             *info = reply;

@@ -15,5 +15,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 #endif
