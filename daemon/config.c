@@ -41,6 +41,7 @@ static const struct {
     {"model.precision", {"f32", "bf16", NULL}},    /* enum cfg_precision */
     {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
     {"record.synchronous", {"normal", "full", NULL}},   /* enum cfg_sync */
+    {"security.mode", {"none", "curve", NULL}},    /* enum cfg_security */
 };
 
 static const char *const *s_enum_names(const cfg_entry *e)
@@ -147,6 +148,21 @@ static const cfg_entry s_table[] = {
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
      "WAL pages after which a checkpoint thread copies the WAL back beside the writer (at "
      "twice this the writer waits for it); 0 = SQLite's automatic checkpoints inside commits"},
+    {"security.mode", CFG_ENUM, F(security), 0, 0, "none",
+     "none = plain text, every caller holds every role; curve = CURVE encryption, callers "
+     "authenticated by key against security.clients, with roles"},
+    {"security.server_key", CFG_OPTSTRING, F(server_key), 0, 0, "",
+     "the server's secret key file (attnctl keygen NAME: NAME.key_secret, mode 0600)"},
+    {"security.clients", CFG_OPTSTRING, F(clients), 0, 0, "",
+     "the allow-list: a folder with query/, write/, admin/ folders of NAME.key files, or a "
+     "file of `ROLE KEY [NAME]` lines; re-read on SIGHUP and reload"},
+    {"security.allow_plaintext", CFG_BOOL, F(allow_plaintext), 0, 0, "off",
+     "with mode none, allow binding an address other hosts can reach"},
+    {"security.rate_per_key", CFG_DOUBLE, F(rate_per_key), 0, 1e9, "0",
+     "requests per second per key (per peer address in mode none); over it `rate_limited`; "
+     "0 = no limit"},
+    {"security.burst", CFG_INT, F(burst), 1, 1000000, "100",
+     "requests a caller may send at once before security.rate_per_key applies"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
@@ -365,6 +381,26 @@ int cfg_load_file(srv_config *cfg, const char *path, char *why, size_t why_len)
     return 0;
 }
 
+/* The safe defaults of docs/SECURITY.md: CURVE needs its key and list;
+ * plain text stays on this host unless the operator says otherwise. */
+static int s_validate_security(const srv_config *cfg, char *why, size_t why_len)
+{
+    if (cfg->security == CFG_SECURITY_CURVE && (!cfg->server_key[0] || !cfg->clients[0])) {
+        snprintf(why, why_len, "security.mode = curve needs security.server_key (the server's "
+                 "NAME.key_secret) and security.clients (the allow-list)");
+        return -1;
+    }
+    if (cfg->security == CFG_SECURITY_NONE && !cfg->allow_plaintext &&
+        !cfg_bind_is_local(cfg->bind)) {
+        snprintf(why, why_len, "server.bind: '%s' is reachable from other hosts, and "
+                 "security.mode = none would serve it in plain text to anyone; set "
+                 "security.mode = curve (docs/SECURITY.md), or security.allow_plaintext = on "
+                 "if a network you trust is the protection", cfg->bind);
+        return -1;
+    }
+    return 0;
+}
+
 int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
 {
     if (cfg->default_k > cfg->max_k) {
@@ -400,7 +436,34 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
                  cfg->bind);
         return -1;
     }
-    return 0;
+    return s_validate_security(cfg, why, why_len);
+}
+
+int cfg_bind_is_local(const char *ep)
+{
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+        return 1;
+    if (strncmp(ep, "tcp://", 6))
+        return 0;
+    const char *host = ep + 6, *semi = strchr(host, ';');
+    if (semi)
+        return 0;   /* "source;destination" forms: not a plain bind */
+    const char *colon = strrchr(host, ':');
+    size_t len = colon ? (size_t)(colon - host) : strlen(host);
+    static const char *const local[] = {"localhost", "[::1]", "::1", "lo"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        if (strlen(local[i]) == len && !memcmp(local[i], host, len))
+            return 1;
+    /* 127.0.0.0/8: four dotted numbers, the first 127. */
+    unsigned a, b, c, d;
+    char tail;
+    char ip[64];
+    if (len >= sizeof ip)
+        return 0;
+    memcpy(ip, host, len);
+    ip[len] = 0;
+    return sscanf(ip, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+           c < 256 && d < 256;
 }
 
 void cfg_print(const srv_config *cfg, FILE *out)

@@ -21,6 +21,7 @@ enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
 enum cfg_precision { CFG_PRECISION_F32 = 0, CFG_PRECISION_BF16 = 1 };
 enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
 enum cfg_sync { CFG_SYNC_NORMAL = 0, CFG_SYNC_FULL = 1 };
+enum cfg_security { CFG_SECURITY_NONE = 0, CFG_SECURITY_CURVE = 1 };
 
 typedef struct srv_config {
     /* [server] */
@@ -73,6 +74,13 @@ typedef struct srv_config {
     int record_max_delay_ms;   /* longest a batch stays open while requests keep coming */
     int record_queue_max;      /* record requests at the writer before `busy` */
     int record_checkpoint_pages;  /* WAL pages before the writer checkpoints; 0 = SQLite's */
+    /* [security]: access control (docs/SECURITY.md); masking is above */
+    int security;              /* enum cfg_security */
+    char server_key[1024];     /* the server's NAME.key_secret; "" = none */
+    char clients[1024];        /* the allow-list: a folder of role folders, or a file */
+    int allow_plaintext;       /* mode none may bind a non-loopback address */
+    double rate_per_key;       /* requests/s per key (per peer in mode none); 0 = no limit */
+    int burst;                 /* requests a caller may send at once above its rate */
 } srv_config;
 
 /* The built-in defaults.  The checked form returns -1 with the key when a
@@ -101,6 +109,9 @@ int cfg_key_count(void);
  * and port.  0, or -1 when text has neither form or the port is not in
  * 0..65535. */
 int cfg_hostport_split(const char *text, char *host, size_t host_len, int *port);
+/* 1 when an endpoint can be reached only from this host: ipc://, inproc://,
+ * or tcp:// on 127.0.0.0/8, ::1, localhost or the interface lo. */
+int cfg_bind_is_local(const char *endpoint);
 
 /* Cores online, at least 1. */
 int cfg_cores(void);
