@@ -173,8 +173,9 @@ static int s_file_line(srv_allow *a, const char *line, size_t len, const char *p
     while (n < 3) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
             p++;
-        /* '#' opens a comment only before the role: Z85 keys may hold one. */
-        if (p == end || (n == 0 && *p == '#'))
+        /* A word starting with '#' opens a comment: a Z85 key never starts
+         * with one (it would encode a number over 2^32). */
+        if (p == end || *p == '#')
             break;
         tok[n] = p;
         while (p < end && *p != ' ' && *p != '\t' && *p != '\r')

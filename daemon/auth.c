@@ -13,26 +13,19 @@
  *   zap  REP bound to inproc://zeromq.zap.01: one request per handshake;
  *   mon  PAIR connected to the client ROUTER's monitor: handshakes that
  *        failed before ZAP (plain text, wrong server key, not ZMTP).
- * A failed handshake's monitor events come as ACCEPTED(fd), then
- * HANDSHAKE_FAILED_*(reason), then DISCONNECTED(fd); the peer's address is
- * read with getpeername when ACCEPTED arrives, so for a connection that
- * failed (and closed) faster than this thread looked it may be unknown:
- * the count is exact, the address is best effort.  ZAP refusals carry the
- * address libzmq read itself.
+ * handshake.h turns the monitor's events into one verdict per connection
+ * that never completed a handshake, with its address where it can.
  */
 #include "daemon/auth.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "daemon/allowlist.h"
+#include "daemon/handshake.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/ratelimit.h"
@@ -46,18 +39,12 @@
 #define S_LOG_RATE 10.0                      /* refusal lines per second at most ... */
 #define S_LOG_BURST 20                       /* ... after a first burst of this many */
 #define S_SUMMARY_NS 10000000000ull          /* "held back" summary at most every 10 s */
-#define S_PEERS 256                          /* accepted connections whose address we keep */
 #define S_ADDR_MAX 64
 
 typedef struct s_logged {
     uint64_t hash;    /* of reason, peer and key; 0 = empty */
     uint64_t at;      /* when it was logged */
 } s_logged;
-
-typedef struct s_peer {
-    int fd;           /* -1 = empty */
-    char addr[S_ADDR_MAX];
-} s_peer;
 
 struct srv_auth {
     int mode;                      /* enum cfg_security */
@@ -72,14 +59,12 @@ struct srv_auth {
     s_logged logged[S_LOGGED];
     srv_sec_counters c;
     atomic_uint_fast64_t allow_reloads, allow_reload_failures;
+    atomic_uint_fast64_t keys;     /* in the current list, for collectors on any thread */
     uint64_t summarised, next_summary;   /* main thread: log_suppressed already reported */
     void *zap, *mon;               /* the thread's sockets */
     pthread_t thread;
     int running;
-    /* The thread's own state: */
-    s_peer peers[S_PEERS];         /* ring of accepted connections */
-    int peer_at;
-    int pending;                   /* a handshake failed: its reason + 1, logged at DISCONNECTED */
+    srv_hs hs;                     /* the thread's: connections mid-handshake */
 };
 
 static const char *const s_refusals[SRV_REFUSED_COUNT] = {"unknown_key", "plaintext",
@@ -99,9 +84,10 @@ static uint64_t s_hash(uint64_t h, const char *s)
     return h;
 }
 
-/* Count the refusal, and log it unless this triple was logged within the
- * hour or the log limit is spent.  Any thread. */
-static void s_refuse(srv_auth *a, int reason, const char *peer, const char *key)
+/* Count the refusal, and log it unless this (reason, host, key) was
+ * logged within the hour or the log limit is spent: a client retrying from
+ * new ports is one peer.  port is 0 when unknown.  Any thread. */
+static void s_refuse(srv_auth *a, int reason, const char *peer, unsigned port, const char *key)
 {
     atomic_fetch_add(&a->c.refused[reason], 1);
     peer = peer && *peer ? peer : "unknown";
@@ -123,8 +109,8 @@ static void s_refuse(srv_auth *a, int reason, const char *peer, const char *key)
     }
     pthread_mutex_unlock(&a->lock);
     if (log)
-        srv_log(SRV_WARN, "msg=\"client refused\" reason=%s peer=\"%s\" key=\"%s\"",
-                s_refusals[reason], peer, key);
+        srv_log(SRV_WARN, "msg=\"client refused\" reason=%s peer=\"%s\" port=%u key=\"%s\"",
+                s_refusals[reason], peer, port, key);
 }
 
 /* ---- the ZAP handler ------------------------------------------------------ */
@@ -175,7 +161,7 @@ static int s_zap_one(srv_auth *a)
             atomic_fetch_add(&a->c.accepted, 1);
             s_zap_reply(a->zap, &f[1], "200", "OK", key);
         } else {
-            s_refuse(a, SRV_REFUSED_KEY, addr, key);
+            s_refuse(a, SRV_REFUSED_KEY, addr, 0, key);
             s_zap_reply(a->zap, &f[1], curve ? "400" : "500",
                         curve ? "key not allowed" : "malformed request", "");
         }
@@ -187,40 +173,9 @@ static int s_zap_one(srv_auth *a)
 
 /* ---- the monitor ---------------------------------------------------------- */
 
-static void s_peer_accepted(srv_auth *a, int fd)
+static void s_on_refused(void *ctx, int reason, const char *addr, unsigned port)
 {
-    s_peer *p = &a->peers[a->peer_at];
-    a->peer_at = (a->peer_at + 1) % S_PEERS;
-    p->fd = fd;
-    snprintf(p->addr, sizeof p->addr, "unknown");
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-        return;   /* already gone: the address stays unknown */
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)&ss;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(p->addr, sizeof p->addr, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(p->addr, sizeof p->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else if (ss.ss_family == AF_UNIX) {
-        snprintf(p->addr, sizeof p->addr, "ipc");
-    }
-}
-
-static const char *s_peer_gone(srv_auth *a, int fd)
-{
-    for (int i = 0; i < S_PEERS; i++) {
-        s_peer *p = &a->peers[(a->peer_at + S_PEERS - 1 - i) % S_PEERS];
-        if (p->fd == fd) {
-            p->fd = -1;
-            return p->addr;
-        }
-    }
-    return "unknown";
+    s_refuse(ctx, reason, addr, port, NULL);
 }
 
 /* One monitor event: [event u16, value u32][endpoint].  -1 when the
@@ -238,19 +193,8 @@ static int s_monitor_one(srv_auth *a)
         uint32_t value;
         memcpy(&event, zmq_msg_data(&ev), 2);
         memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        if (event == ZMQ_EVENT_ACCEPTED) {
-            s_peer_accepted(a, (int)value);
-        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-                   event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-            int plain = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                        value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH;
-            a->pending = 1 + (plain ? SRV_REFUSED_PLAINTEXT : SRV_REFUSED_HANDSHAKE);
-        } else if (event == ZMQ_EVENT_DISCONNECTED) {
-            const char *addr = s_peer_gone(a, (int)value);
-            if (a->pending)
-                s_refuse(a, a->pending - 1, addr, NULL);
-            a->pending = 0;
-        }
+        srv_log(SRV_DEBUG, "msg=monitor event=0x%x value=0x%x", event, value);
+        srv_hs_event(&a->hs, event, value, s_on_refused, a);
     }
     zmq_msg_close(&ev);
     zmq_msg_close(&ep);
@@ -310,6 +254,7 @@ static int s_start_curve(srv_auth *a, void *zctx, const srv_config *cfg, char *w
         snprintf(why, why_len, "security.clients: %s", reason);
         return -1;
     }
+    atomic_store(&a->keys, srv_allow_count(a->allow));
     int zero = 0;
     a->zap = zmq_socket(zctx, ZMQ_REP);
     a->mon = zmq_socket(zctx, ZMQ_PAIR);
@@ -342,8 +287,7 @@ srv_auth *srv_auth_new(void *zctx, const srv_config *cfg, char *why, size_t why_
         return NULL;
     }
     pthread_mutex_init(&a->lock, NULL);
-    for (int i = 0; i < S_PEERS; i++)
-        a->peers[i].fd = -1;
+    srv_hs_init(&a->hs);
     a->mode = cfg->security;
     a->rate_per_key = cfg->rate_per_key;
     a->burst = cfg->burst;
@@ -371,8 +315,9 @@ int srv_auth_frontend(srv_auth *a, void *router, char *why, size_t why_len)
     if (a->mode != CFG_SECURITY_CURVE)
         return 0;
     int one = 1;
-    int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     /* Z85 text with its NUL: 41 bytes. */
     if (zmq_setsockopt(router, ZMQ_CURVE_SERVER, &one, sizeof one) ||
         zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, a->server.sec, sizeof a->server.sec) ||
@@ -429,7 +374,7 @@ int srv_auth_admit(srv_auth *a, zmq_msg_t *route, zmq_msg_t *payload, uint64_t n
         const char *uid = zmq_msg_gets(payload, "User-Id");
         int r = uid && strlen(uid) == UTIL_KEY_Z85 ? srv_allow_role(a->allow, uid, NULL) : -1;
         if (r < 0) {
-            s_refuse(a, SRV_REFUSED_REVOKED, zmq_msg_gets(payload, "Peer-Address"), uid);
+            s_refuse(a, SRV_REFUSED_REVOKED, zmq_msg_gets(payload, "Peer-Address"), 0, uid);
             snprintf(why, why_len, "this client's key is no longer in security.clients "
                      "(revoked by a reload)");
             return SRV_E_FORBIDDEN;
@@ -466,6 +411,7 @@ int srv_auth_reload(srv_auth *a)
     srv_allow *old = a->allow;
     a->allow = fresh;
     pthread_mutex_unlock(&a->lock);
+    atomic_store(&a->keys, srv_allow_count(fresh));
     srv_log(SRV_INFO, "msg=\"allow-list reloaded\" clients=%s keys=%zu was=%zu", a->clients,
             srv_allow_count(fresh), srv_allow_count(old));
     srv_allow_free(&old);
@@ -498,7 +444,5 @@ void srv_auth_collect(srv_auth *a, srv_sec_view *v)
     v->log_suppressed = atomic_load(&a->c.log_suppressed);
     v->allow_reloads = atomic_load(&a->allow_reloads);
     v->allow_reload_failures = atomic_load(&a->allow_reload_failures);
-    pthread_mutex_lock(&a->lock);
-    v->keys = srv_allow_count(a->allow);
-    pthread_mutex_unlock(&a->lock);
+    v->keys = atomic_load(&a->keys);
 }

@@ -31,9 +31,9 @@
  * key, or its peer address (or connection) in mode none -- has a token
  * bucket (ratelimit.h), checked here before a request is queued.
  *
- * Threads: srv_auth_admit, _reload and _collect are for the main thread;
- * the ZAP thread reads the allow-list under a mutex, which the main
- * thread takes only to swap in a new list.
+ * Threads: srv_auth_admit, _reload and _cron are for the main thread,
+ * _collect for any; the ZAP thread reads the allow-list under a mutex,
+ * which the main thread takes only to swap in a new list.
  */
 #ifndef DAEMON_AUTH_H
 #define DAEMON_AUTH_H
@@ -50,8 +50,9 @@
 /* Why a caller was turned away. */
 enum srv_refusal {
     SRV_REFUSED_KEY = 0,      /* its key is not in security.clients (ZAP said 400) */
-    SRV_REFUSED_PLAINTEXT,    /* it did not speak CURVE (mechanism mismatch) */
-    SRV_REFUSED_HANDSHAKE,    /* the CURVE handshake failed: most often a wrong server key */
+    SRV_REFUSED_PLAINTEXT,    /* it did not speak CURVE (libzmq saw the mechanism mismatch) */
+    SRV_REFUSED_HANDSHAKE,    /* no CURVE handshake: a wrong server key, a plain-text client
+                                 that saw the mismatch first and hung up, a scan */
     SRV_REFUSED_REVOKED,      /* a request on a connection whose key a reload removed */
     SRV_REFUSED_COUNT
 };
@@ -100,6 +101,8 @@ int srv_auth_reload(srv_auth *a);
 /* Once a second from cron: forget idle buckets, log what the limit held back. */
 void srv_auth_cron(srv_auth *a, uint64_t now);
 
+/* The counters into v (zeroed when a is NULL).  Any thread; atomic loads
+ * only, no lock. */
 void srv_auth_collect(srv_auth *a, srv_sec_view *v);
 
 /* Join the ZAP thread (it ends when the context terminates) and free.

@@ -66,6 +66,13 @@ static const char *s_rec_outcome(const srv_metrics_view *v, int i, char *buf, si
     return buf;
 }
 
+static const char *s_refusal(const srv_metrics_view *v, int i, char *buf, size_t len)
+{
+    (void)v;
+    snprintf(buf, len, "reason=\"%s\"", srv_refusal_name(i));
+    return buf;
+}
+
 static const srv_metric s_defs[] = {
     /* traffic */
     SRV_GAUGE(NULL, qps, "qps", "qps", "replies per second over the last 10 s"),
@@ -159,6 +166,19 @@ static const srv_metric s_defs[] = {
                 "Reloads that failed; the previous snapshot kept serving."),
     SRV_GAUGE("attnd_ready", ready, "ready", NULL,
               "1 when a snapshot is loaded and attnd is not shutting down."),
+    /* access control (docs/SECURITY.md; `stats` has them under "security") */
+    SRV_COUNTERS_BY("attnd_security_refusals_total", sec.refused[0], SRV_REFUSED_COUNT,
+                    s_refusal, "Clients refused by access control, by reason."),
+    SRV_COUNTER("attnd_security_handshakes_accepted_total", sec.accepted, NULL, NULL,
+                "CURVE handshakes the allow-list let in."),
+    SRV_GAUGE("attnd_security_allowed_keys", sec.keys, NULL, NULL,
+              "Keys in the allow-list now."),
+    SRV_COUNTER("attnd_security_refusal_logs_suppressed_total", sec.log_suppressed, NULL, NULL,
+                "Refusal log lines held back by the log limit."),
+    SRV_COUNTER("attnd_security_allowlist_reloads_total", sec.allow_reloads, NULL, NULL,
+                "Allow-lists re-read and swapped in (SIGHUP, the reload op)."),
+    SRV_COUNTER("attnd_security_allowlist_reload_failures_total", sec.allow_reload_failures,
+                NULL, NULL, "Allow-list re-reads that failed; the previous list stayed."),
     /* the process */
     SRV_GAUGE("attnd_resident_memory_bytes", rss_bytes, "rss_bytes", "rss_bytes",
               "Resident set size."),

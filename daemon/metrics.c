@@ -207,6 +207,9 @@ void srv_metrics_logfmt(const srv_metrics_view *v, char *buf, size_t len)
     for (int k = 1; k < SRV_CODE_COUNT; k++)
         if (v->errors[k])
             PUT(" err_%s=%llu", srv_code_name(k), (unsigned long long)v->errors[k]);
+    for (int r = 0; r < SRV_REFUSED_COUNT; r++)
+        if (v->sec.refused[r])
+            PUT(" refused_%s=%llu", srv_refusal_name(r), (unsigned long long)v->sec.refused[r]);
     for (int a = 0; v->exp && a < v->exp->n && v->quantiles; a++)
         PUT(" arm_%s_requests=%llu arm_%s_fallbacks=%llu arm_%s_p99_us=%.1f",
             v->exp->arm[a].name, (unsigned long long)v->w.arm_requests[a], v->exp->arm[a].name,

@@ -38,6 +38,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "daemon/auth.h"
 #include "daemon/experiment.h"
 #include "daemon/phist.h"
 #include "daemon/proto.h"
@@ -162,6 +163,7 @@ typedef struct srv_metrics_view {
     util_hist stage[SRV_STAGE_COUNT];    /* ns; only with SRV_COLLECT_QUANTILES */
     util_hist arm_total[SRV_ARMS_MAX];   /* ns; only with SRV_COLLECT_QUANTILES */
     srv_rec_view rec;                    /* the record path (rec_metrics.h) */
+    srv_sec_view sec;                    /* access control (auth.h: srv_auth_collect) */
 } srv_metrics_view;
 
 enum { SRV_COLLECT_QUANTILES = 1 };

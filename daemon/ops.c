@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/allowlist.h"
 #include "daemon/rank.h"
 #include "daemon/record.h"
 #include "daemon/reply.h"
@@ -26,7 +27,8 @@ static const srv_op s_table[] = {
     {"rank", srv_rank_parse, srv_rank_run, SRV_AT_WORKER, SRV_ROLE_QUERY},
     {"health", NULL, s_health, SRV_AT_MAIN, SRV_ROLE_QUERY},
     {"stats", NULL, s_stats, SRV_AT_MAIN, SRV_ROLE_ADMIN},
-    {"info", NULL, s_info, SRV_AT_MAIN, SRV_ROLE_ADMIN},
+    /* Clients read info's limits; its paths and file details are for admins. */
+    {"info", NULL, s_info, SRV_AT_MAIN, SRV_ROLE_QUERY},
     {"reload", NULL, s_reload, SRV_AT_MAIN, SRV_ROLE_ADMIN},
     {"record", srv_record_parse, srv_record_run, SRV_AT_WRITER, SRV_ROLE_WRITE},
 };
@@ -81,6 +83,17 @@ void srv_call_error(srv_call *c, int code, const char *why)
     c->code = code;
 }
 
+int srv_call_allowed(srv_call *c)
+{
+    if (c->rq->op->role <= c->role)
+        return 1;
+    char why[200];
+    snprintf(why, sizeof why, "op '%s' needs the %s role; this client's key has the %s role",
+             c->rq->op->name, srv_role_name(c->rq->op->role), srv_role_name(c->role));
+    srv_call_error(c, SRV_E_FORBIDDEN, why);
+    return 0;
+}
+
 /* ---- the small ops -------------------------------------------------------- */
 
 static void s_health(srv_call *c)
@@ -93,7 +106,7 @@ static void s_health(srv_call *c)
 static void s_info(srv_call *c)
 {
     srv_snapshot *snap = srv_snapshot_acquire();
-    srv_reply_info(c->out, c->rq->id_json, c->state, snap);
+    srv_reply_info(c->out, c->rq->id_json, c->state, snap, c->role);
     srv_snapshot_release(&snap);
 }
 

@@ -102,4 +102,9 @@ const char *srv_op_names(void);
 /* Write an error reply into call->out and note its code. */
 void srv_call_error(srv_call *call, int code, const char *why);
 
+/* 1 when call->role may run call->rq->op; else 0 with `forbidden` written.
+ * Called where the op is known for sure: after the full parse, on a worker
+ * and on the writer. */
+int srv_call_allowed(srv_call *call);
+
 #endif

@@ -7,6 +7,7 @@
  */
 #include "daemon/ratelimit.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,7 +143,7 @@ int srv_ratelimit_take(srv_ratelimit *rl, const void *key, size_t len, uint64_t 
         *retry_ns = 0;
         return 1;
     }
-    *retry_ns = (uint64_t)((1.0 - b->tokens) / rl->rate * 1e9) + 1;
+    *retry_ns = (uint64_t)ceil((1.0 - b->tokens) / rl->rate * 1e9);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/auth.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/reply.h"
@@ -108,8 +109,11 @@ static void s_start(srv_reloader *r, const char *reason, int64_t model, int64_t 
     atomic_store(&r->st->loader_running, 1);
 }
 
+/* SIGHUP and the reload op also re-read the allow-list, whatever the
+ * snapshot build does: revoking a key must not wait for a model. */
 void srv_reloader_start(srv_reloader *r, const char *reason)
 {
+    srv_auth_reload(r->st->auth);
     s_start(r, reason, -2, -2);
 }
 

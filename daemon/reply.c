@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon/metric_defs.h"
+#include "daemon/allowlist.h"
 #include "daemon/ops.h"
 #include "util/clock.h"
 #include "util/utf8.h"
@@ -19,7 +20,8 @@ static void s_begin(srv_json *w, const char *id_json, int ok)
     srv_json_bool(w, ok);
 }
 
-void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message)
+static void s_error(srv_json *w, const char *id_json, int code, const char *message,
+                    int64_t retry_after_ms)
 {
     s_begin(w, id_json, 0);
     srv_json_key(w, "error");
@@ -28,8 +30,23 @@ void srv_reply_error(srv_json *w, const char *id_json, int code, const char *mes
     srv_json_cstr(w, srv_code_name(code));
     srv_json_key(w, "message");
     srv_json_cstr(w, message);
+    if (retry_after_ms >= 0) {
+        srv_json_key(w, "retry_after_ms");
+        srv_json_int(w, retry_after_ms);
+    }
     srv_json_close(w, '}');
     srv_json_close(w, '}');
+}
+
+void srv_reply_error(srv_json *w, const char *id_json, int code, const char *message)
+{
+    s_error(w, id_json, code, message, -1);
+}
+
+void srv_reply_error_retry(srv_json *w, const char *id_json, int code, const char *message,
+                           uint64_t retry_after_ms)
+{
+    s_error(w, id_json, code, message, (int64_t)retry_after_ms);
 }
 
 /* ---- rank ----------------------------------------------------------------- */
@@ -235,17 +252,12 @@ static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *s
     s_kv_int(w, "history_context", snap->models[0].l_ctx);
 }
 
-void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
-                    const srv_snapshot *snap)
+/* What only an admin sees: where things are on this host. */
+static void s_info_admin(srv_json *w, const srv_state *st)
 {
     const srv_config *cfg = &st->cfg;
-    s_begin(w, id_json, 1);
-    srv_json_key(w, "version");
-    srv_json_cstr(w, SRV_VERSION);
-    s_kv_int(w, "protocol", 1);
     srv_json_key(w, "endpoint");
     srv_json_cstr(w, cfg->bind);
-    s_kv_int(w, "workers", st->n_workers);
     srv_json_key(w, "metrics");   /* the HTTP listener, "host:port"; null without one */
     if (st->metrics_port > 0) {
         char host[256], addr[300];
@@ -259,6 +271,35 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     }
     srv_json_key(w, "db");
     srv_json_cstr(w, cfg->db);
+    srv_json_key(w, "security");
+    srv_json_open(w, '{');
+    srv_json_key(w, "mode");
+    srv_json_cstr(w, cfg->security == CFG_SECURITY_CURVE ? "curve" : "none");
+    if (cfg->security == CFG_SECURITY_CURVE) {
+        srv_json_key(w, "server_key");
+        srv_json_cstr(w, cfg->server_key);
+        srv_json_key(w, "clients");
+        srv_json_cstr(w, cfg->clients);
+    }
+    srv_json_key(w, "rate_per_key");
+    srv_json_num(w, cfg->rate_per_key);
+    s_kv_int(w, "burst", cfg->burst);
+    srv_json_close(w, '}');
+}
+
+void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
+                    const srv_snapshot *snap, int role)
+{
+    const srv_config *cfg = &st->cfg;
+    s_begin(w, id_json, 1);
+    srv_json_key(w, "version");
+    srv_json_cstr(w, SRV_VERSION);
+    s_kv_int(w, "protocol", 1);
+    srv_json_key(w, "role");
+    srv_json_cstr(w, srv_role_name(role));
+    s_kv_int(w, "workers", st->n_workers);
+    if (role >= SRV_ROLE_ADMIN)
+        s_info_admin(w, st);
     if (snap)
         s_info_model(w, st, snap);
     srv_json_key(w, "limits");
@@ -389,6 +430,25 @@ static void s_arms(srv_json *w, const srv_metrics_view *v)
     srv_json_close(w, '}');
 }
 
+static void s_security(srv_json *w, const srv_sec_view *s)
+{
+    srv_json_key(w, "security");
+    srv_json_open(w, '{');
+    srv_json_key(w, "mode");
+    srv_json_cstr(w, s->mode == CFG_SECURITY_CURVE ? "curve" : "none");
+    s_kv_int(w, "keys", (int64_t)s->keys);
+    s_kv_int(w, "accepted", (int64_t)s->accepted);
+    srv_json_key(w, "refused");
+    srv_json_open(w, '{');
+    for (int r = 0; r < SRV_REFUSED_COUNT; r++)
+        s_kv_int(w, srv_refusal_name(r), (int64_t)s->refused[r]);
+    srv_json_close(w, '}');
+    s_kv_int(w, "refusals_not_logged", (int64_t)s->log_suppressed);
+    s_kv_int(w, "allow_reloads", (int64_t)s->allow_reloads);
+    s_kv_int(w, "allow_reload_failures", (int64_t)s->allow_reload_failures);
+    srv_json_close(w, '}');
+}
+
 /* The table's scalars with a stats key (metric_defs.c), then the families:
  * requests by op and by error code, latency quantiles per stage, and the
  * experiment's arms. */
@@ -410,6 +470,7 @@ void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v
     s_latency(w, v);
     s_arms(w, v);
     s_record_stats(w, &v->rec);
+    s_security(w, &v->sec);
     srv_json_close(w, '}');
 }
 

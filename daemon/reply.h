@@ -66,9 +66,15 @@ void srv_reply_recorded(srv_json *w, const char *id_json, const srv_recorded *r)
 /* health: liveness and readiness (snap may be NULL). */
 void srv_reply_health(srv_json *w, const char *id_json, const srv_state *st,
                       const srv_snapshot *snap);
-/* info: static facts about the build, the snapshot and the limits. */
+/* rate_limited: an error with "retry_after_ms" beside code and message. */
+void srv_reply_error_retry(srv_json *w, const char *id_json, int code, const char *message,
+                           uint64_t retry_after_ms);
+
+/* info: static facts about the build, the snapshot and the limits; the
+ * database path, endpoint and key files only for a caller with the admin
+ * role (enum srv_role). */
 void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
-                    const srv_snapshot *snap);
+                    const srv_snapshot *snap, int role);
 /* stats: the metrics view (the same numbers as the log line). */
 void srv_reply_stats(srv_json *w, const char *id_json, const srv_metrics_view *v);
 /* reload: what the new snapshot holds. */

@@ -35,6 +35,7 @@
 #include <zmq.h>
 
 #include "daemon/arena.h"
+#include "daemon/auth.h"
 #include "daemon/http.h"
 #include "daemon/impressions.h"
 #include "daemon/log.h"
@@ -58,6 +59,7 @@ typedef struct s_pending {
     zmq_msg_t payload;
     uint64_t t_recv;
     uint8_t style;
+    uint8_t role;           /* enum srv_role the caller holds */
 } s_pending;
 
 typedef struct s_main {
@@ -156,10 +158,10 @@ static int s_worker_index(zmq_msg_t *ident)
 
 /* Run a request on worker 0 and send (or park) its answer.  Takes route. */
 static void s_handle_here(s_main *m, zmq_msg_t *route, uint8_t style, const zmq_msg_t *payload,
-                          uint64_t t_recv, int was_in_flight)
+                          uint64_t t_recv, int role, int was_in_flight)
 {
     srv_worker *w = m->workers[0];
-    int outcome = srv_worker_handle(w, t_recv, zmq_msg_data((zmq_msg_t *)payload),
+    int outcome = srv_worker_handle(w, t_recv, role, zmq_msg_data((zmq_msg_t *)payload),
                                     zmq_msg_size((zmq_msg_t *)payload));
     size_t len;
     const char *reply = srv_worker_reply(w, &len);
@@ -184,7 +186,7 @@ static void s_process_inline(s_main *m)
     m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
     m->q_len--;
     atomic_fetch_sub(&m->st.counters.queued, 1);
-    s_handle_here(m, &p->route, p->style, &p->payload, p->t_recv, 1);
+    s_handle_here(m, &p->route, p->style, &p->payload, p->t_recv, p->role, 1);
     zmq_msg_close(&p->route);
     zmq_msg_close(&p->payload);
 }
@@ -192,9 +194,9 @@ static void s_process_inline(s_main *m)
 /* ---- dispatch ------------------------------------------------------------- */
 
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
-                       uint64_t t_recv, uint8_t style)
+                       uint64_t t_recv, uint8_t style, uint8_t role)
 {
-    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style};
+    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style, .role = role};
     if (srv_wire_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE) < 0 ||
         srv_wire_send_msg(m->backend, route, ZMQ_SNDMORE) < 0 ||
         srv_wire_send(m->backend, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
@@ -208,7 +210,7 @@ static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *paylo
 }
 
 static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
-                      uint8_t style)
+                      uint8_t style, uint8_t role)
 {
     s_pending *p = &m->queue[(m->q_head + m->q_len) % m->st.cfg.queue_max];
     zmq_msg_init(&p->route);
@@ -217,6 +219,7 @@ static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t 
     zmq_msg_move(&p->payload, payload);
     p->t_recv = t_recv;
     p->style = style;
+    p->role = role;
     m->q_len++;
     atomic_fetch_add(&m->st.counters.in_flight, 1);
     atomic_fetch_add(&m->st.counters.queued, 1);
@@ -229,7 +232,7 @@ static void s_worker_idle(s_main *m, int worker)
         m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
         m->q_len--;
         atomic_fetch_sub(&m->st.counters.queued, 1);
-        s_dispatch(m, worker, &p->route, &p->payload, p->t_recv, p->style);
+        s_dispatch(m, worker, &p->route, &p->payload, p->t_recv, p->style, p->role);
         zmq_msg_close(&p->route);
         zmq_msg_close(&p->payload);
         return;
@@ -240,7 +243,7 @@ static void s_worker_idle(s_main *m, int worker)
 /* A request for the writer: handed over, or refused at once when recording
  * is off or the writer's queue is full. */
 static void s_to_writer(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
-                        uint8_t style, const srv_op *op, const char *id_json)
+                        uint8_t style, const srv_op *op, const char *id_json, uint8_t role)
 {
     srv_rec_stats *rec = &m->st.rec;
     if (!m->writer) {
@@ -253,7 +256,7 @@ static void s_to_writer(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_
                       "the writer's queue is full (record.queue_max); retry with backoff");
         return;
     }
-    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style};
+    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style, .role = role};
     if (srv_wire_send_msg(m->writer_pipe, route, ZMQ_SNDMORE) < 0 ||
         srv_wire_send(m->writer_pipe, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
         srv_wire_send_msg(m->writer_pipe, payload, 0) < 0) {
@@ -289,25 +292,51 @@ static int s_recv_message(void *sock, zmq_msg_t f[3], int flags)
 
 /* One well-framed request of acceptable size: answer, hand over, queue or
  * refuse it. */
+/* Who is asking (a revoked key) and how fast (token buckets), before any
+ * queue, so that a flood costs its sender and not the others.  The
+ * caller's role (enum srv_role), or -1 when it was refused and answered. */
+static int s_admit(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
+                   uint8_t style, const char *id_json, const srv_op *op)
+{
+    char why[200];
+    int role;
+    uint64_t retry_ns;
+    int code = srv_auth_admit(m->st.auth, route, payload, t_recv, &role, &retry_ns, why,
+                              sizeof why);
+    if (code == SRV_OK)
+        return role;
+    if (code == SRV_E_RATE_LIMITED) {
+        srv_reply_error_retry(&m->out, id_json, code, why, (retry_ns + 999999) / 1000000);
+        srv_counters_reply(&m->st.counters, srv_op_row(op), code);
+        s_send_reply(m, route, style, m->out.buf, m->out.len);
+    } else {
+        s_reply_error(m, route, style, id_json, op, code, why);
+    }
+    return -1;
+}
+
 static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
                     uint8_t style)
 {
     const srv_op *op;
     char id_json[SRV_ID_JSON_MAX];
     srv_request_peek(zmq_msg_data(payload), zmq_msg_size(payload), &op, id_json);
+    int role = s_admit(m, route, payload, t_recv, style, id_json, op);
+    if (role < 0)
+        return;
     if (op && op->at == SRV_AT_MAIN)
-        s_handle_here(m, route, style, payload, t_recv, 0);
+        s_handle_here(m, route, style, payload, t_recv, role, 0);
     else if (op && op->at == SRV_AT_WRITER && !atomic_load(&m->st.stopping))
-        s_to_writer(m, route, payload, t_recv, style, op, id_json);
+        s_to_writer(m, route, payload, t_recv, style, op, id_json, (uint8_t)role);
     else if (atomic_load(&m->st.stopping))
         s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: send to another instance or retry later");
     else if (m->n_idle > 0 && m->q_len > 0) {
         /* This thread already has the queue head to score; a helper takes this. */
         atomic_fetch_add(&m->st.counters.in_flight, 1);
-        s_dispatch(m, m->idle[--m->n_idle], route, payload, t_recv, style);
+        s_dispatch(m, m->idle[--m->n_idle], route, payload, t_recv, style, (uint8_t)role);
     } else if (m->q_len < m->st.cfg.queue_max)
-        s_enqueue(m, route, payload, t_recv, style);
+        s_enqueue(m, route, payload, t_recv, style, (uint8_t)role);
     else
         s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
                       "every worker is busy and the queue is full; retry with backoff");
@@ -463,6 +492,7 @@ static void s_cron(s_main *m, uint64_t now)
     srv_rec_tick(&m->st.rec, now);
     s_log_drops(m, now);
     srv_peers_sweep(m->peers);
+    srv_auth_cron(m->st.auth, now);
     if (cfg->metrics_interval > 0 && now >= m->next_metrics) {
         s_metrics_line(m);
         m->next_metrics = now + (uint64_t)(cfg->metrics_interval * 1e9);
@@ -635,6 +665,11 @@ static int s_bind_frontend(s_main *m)
     int sndhwm = 1000000;
     int rcvhwm = s_clamp(cfg->peer_buffer_bytes / cfg->max_message_bytes, 16, 100000);
     int mandatory = 1;   /* an unroutable reply is an error we count, not a silent drop */
+    char why[600];
+    if (m->frontend && srv_auth_frontend(m->st.auth, m->frontend, why, sizeof why)) {
+        srv_log(SRV_ERROR, "msg=\"cannot set up access control\" reason=\"%s\"", why);
+        return -1;
+    }
     if (!m->frontend || zmq_setsockopt(m->frontend, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
         zmq_setsockopt(m->frontend, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) ||
         zmq_setsockopt(m->frontend, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm) ||
@@ -647,8 +682,9 @@ static int s_bind_frontend(s_main *m)
     char ep[256];
     size_t eplen = sizeof ep;
     zmq_getsockopt(m->frontend, ZMQ_LAST_ENDPOINT, ep, &eplen);
-    srv_log(SRV_INFO, "msg=listening endpoint=%s workers=%d queue_max=%d peer_buffer_bytes=%d",
-            ep, m->st.n_workers, cfg->queue_max, cfg->peer_buffer_bytes);
+    srv_log(SRV_INFO, "msg=listening endpoint=%s workers=%d queue_max=%d peer_buffer_bytes=%d "
+            "security=%s", ep, m->st.n_workers, cfg->queue_max, cfg->peer_buffer_bytes,
+            cfg->security == CFG_SECURITY_CURVE ? "curve" : "none");
     return 0;
 }
 
@@ -783,6 +819,7 @@ static void s_cleanup(s_main *m)
     }
     if (m->st.zctx)
         zmq_ctx_term(m->st.zctx);
+    srv_auth_free(&m->st.auth);   /* its thread ended with the context */
     srv_peers_free(&m->peers);   /* after the context: no reply callback can run */
     srv_json_free(&m->out);
     free(m->view_now);
@@ -910,6 +947,13 @@ static int s_start(s_main *m)
     if (!m->backend || zmq_bind(m->backend, SRV_BACKEND) != 0) {
         srv_log(SRV_ERROR, "msg=\"cannot bind the workers' socket\" reason=\"%s\"",
                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    /* The ZAP handler is bound before the client socket: libzmq lets in
+     * every CURVE client while no handler answers. */
+    m->st.auth = srv_auth_new(m->st.zctx, &m->st.cfg, why, sizeof why);
+    if (!m->st.auth) {
+        srv_log(SRV_ERROR, "msg=\"cannot start access control\" reason=\"%s\"", why);
         return -1;
     }
     m->reloader = srv_reloader_new(&m->st, s_send_cb, m, why, sizeof why);

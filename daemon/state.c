@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "daemon/auth.h"
 #include "daemon/snapshot.h"
 #include "util/clock.h"
 
@@ -21,6 +22,8 @@ void srv_state_collect(srv_state *st, srv_metrics_view *v, int flags)
     v->catalog_version = loaded ? atomic_load(&st->catalog_version) : -1;
     v->items = loaded ? atomic_load(&st->items) : 0;
     v->ready = srv_state_unready(st) == NULL;
+    /* auth is set before serving, and freed after the HTTP thread stopped */
+    srv_auth_collect(serving ? st->auth : NULL, &v->sec);
 }
 
 void srv_state_published(srv_state *st, const srv_snapshot *snap)

@@ -36,6 +36,8 @@ typedef struct srv_state {
     srv_counters counters;      /* atomics: main thread's counters */
     srv_rec_stats rec;          /* the record path's (rec_metrics.h): the writer adds,
                                    main counts its queue */
+    struct srv_auth *auth;      /* access control and fairness (auth.h); set before the
+                                   client socket binds, freed after every thread ends */
     uint64_t started_ns;        /* CLOCK_MONOTONIC at start */
     uint64_t started_wall_ns;   /* Unix time at start */
     int metrics_port;           /* the HTTP listener's port; 0 without one */

@@ -74,7 +74,7 @@ static void s_bound_reply(srv_worker *w, srv_call *c)
     }
 }
 
-int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t len)
+int srv_worker_handle(srv_worker *w, uint64_t t_recv, int role, const char *buf, size_t len)
 {
     if (!w->threaded)
         srv_arena_bind(&w->json_arena);
@@ -88,10 +88,10 @@ int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t le
     w->stage[SRV_STAGE_PARSE] = util_now_ns() - t0;
     srv_call c = {.state = w->st, .res = &w->res, .out = &w->out, .rq = &rq, .t_recv = t_recv,
                   .stage = w->stage, .outcome = SRV_OUT_REPLY, .code = SRV_OK,
-                  .role = SRV_ROLE_ADMIN, .arm = -1};
+                  .role = role, .arm = -1};
     if (code != SRV_OK)
         srv_call_error(&c, code, why);
-    else
+    else if (srv_call_allowed(&c))
         rq.op->run(&c);
     if (c.outcome == SRV_OUT_RELOAD) {
         srv_json_reset(&w->out);
@@ -149,7 +149,7 @@ static int s_serve_one(srv_worker *w)
         srv_task_meta tm = {0};
         if (zmq_msg_size(&meta) == sizeof tm)
             memcpy(&tm, zmq_msg_data(&meta), sizeof tm);
-        int outcome = srv_worker_handle(w, tm.t_recv_ns, zmq_msg_data(&payload),
+        int outcome = srv_worker_handle(w, tm.t_recv_ns, tm.role, zmq_msg_data(&payload),
                                         zmq_msg_size(&payload));
         s_send(w, &route, tm.style, outcome == SRV_OUT_RELOAD ? SRV_DONE_RELOAD
                                                                 : SRV_DONE_REPLY);

@@ -6,7 +6,7 @@
  * that connect a DEALER to the server's inproc backend, say READY, then
  * answer one request at a time until they receive an empty message (stop).
  *
- *     int outcome = srv_worker_handle(w, t_recv, buf, len);   // worker 0
+ *     int outcome = srv_worker_handle(w, t_recv, role, buf, len);   // worker 0
  *     size_t n;  const char *reply = srv_worker_reply(w, &n);
  *     ... send it (SRV_OUT_RELOAD: it is the request id instead) ...
  *     srv_worker_done(w, t_recv);                             // record timings
@@ -29,6 +29,7 @@
 typedef struct srv_task_meta {
     uint64_t t_recv_ns;   /* CLOCK_MONOTONIC when main read the request */
     uint8_t style;        /* enum srv_style: how to frame the reply */
+    uint8_t role;         /* enum srv_role: what the caller may do (auth.h) */
 } srv_task_meta;
 
 /* Frame 2 of a worker -> main message. */
@@ -50,9 +51,11 @@ typedef struct srv_worker srv_worker;
  * thread.  NULL with a reason on failure (database open, memory). */
 srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, size_t why_len);
 
-/* Handle one request; the reply is in srv_worker_reply() until the next
- * call.  Returns the outcome (enum srv_outcome of ops.h). */
-int srv_worker_handle(srv_worker *w, uint64_t t_recv, const char *buf, size_t len);
+/* Handle one request from a caller holding role (enum srv_role): an op
+ * whose row needs more is answered `forbidden`.  The reply is in
+ * srv_worker_reply() until the next call.  Returns the outcome (enum
+ * srv_outcome of ops.h). */
+int srv_worker_handle(srv_worker *w, uint64_t t_recv, int role, const char *buf, size_t len);
 const char *srv_worker_reply(const srv_worker *w, size_t *len);
 /* Record the request: its counts and stage timings, total measured from
  * t_recv to now. */

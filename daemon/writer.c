@@ -140,10 +140,11 @@ static void s_handle(srv_writer *w, zmq_msg_t *route, const srv_task_meta *tm,
         s_flush(w);
     uint64_t stage[SRV_STAGE_COUNT] = {0};
     srv_call c = {.state = w->st, .res = &w->res, .out = &w->out, .rq = &rq,
-                  .t_recv = tm->t_recv_ns, .stage = stage, .outcome = SRV_OUT_REPLY};
+                  .t_recv = tm->t_recv_ns, .stage = stage, .outcome = SRV_OUT_REPLY,
+                  .role = tm->role};
     if (code != SRV_OK)
         srv_call_error(&c, code, why);
-    else
+    else if (srv_call_allowed(&c))
         rq.op->run(&c);
     srv_arena_reset(&w->args_arena);
     if (c.outcome == SRV_OUT_DEFER) {   /* counted with the batch's outcome */

@@ -965,7 +965,8 @@ START_TEST(conf_file_documents_every_key)
     size_t n = fread(text, 1, sizeof text - 1, f);
     text[n] = 0;
     fclose(f);
-    /* Each "key = value" line of --print-config must appear as "key = " in the file. */
+    /* Each "key = value" line of --print-config must appear as "key =" in the
+     * file (an unset path is "key =" alone). */
     char *save = NULL;
     for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == ';' || line[0] == '[' || !strchr(line, '='))

@@ -45,13 +45,30 @@ void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim)
     }
 }
 
+void tu_curve_apply(void *sock, const tu_curve *k)
+{
+    if (!k)
+        return;
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k->server, 41);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k->pub, 41);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k->sec, 41);
+}
+
 char *tu_call(const char *endpoint, const char *json, int timeout_ms)
+{
+    return tu_call_curve(endpoint, json, timeout_ms, NULL);
+}
+
+char *tu_call_curve(const char *endpoint, const char *json, int timeout_ms, const tu_curve *k)
 {
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_REQ);
     int linger = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    /* A refused handshake must not park the request forever. */
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    tu_curve_apply(s, k);
     zmq_connect(s, endpoint);
     char *out = NULL;
     if (zmq_send(s, json, strlen(json), 0) >= 0) {
@@ -110,6 +127,12 @@ static void s_exec(tu_daemon *d, const char *db, const char *const *extra)
 
 void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char *const *extra)
 {
+    tu_daemon_start_curve(d, db, name, extra, NULL);
+}
+
+void tu_daemon_start_curve(tu_daemon *d, const char *db, const char *name,
+                           const char *const *extra, const tu_curve *probe)
+{
     snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s", tu_path(name));
     snprintf(d->log, sizeof d->log, "%s.log", tu_path(name));
     d->pid = fork();
@@ -119,7 +142,7 @@ void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char 
     /* Ready when health answers. */
     double deadline = tu_now() + 30 * tu_slowdown();
     while (tu_now() < deadline) {
-        char *r = tu_call(d->endpoint, "{\"op\":\"health\"}", 200);
+        char *r = tu_call_curve(d->endpoint, "{\"op\":\"health\"}", 200, probe);
         if (r) {
             free(r);
             return;

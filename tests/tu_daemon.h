@@ -35,12 +35,21 @@ void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim);
  * self-attention block and a short l_max.  Returns its version. */
 int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
                              uint64_t seed);
+/* CURVE keys of a client (Z85, as util/keyfile.h reads them). */
+typedef struct tu_curve {
+    char server[41];   /* the server's public key */
+    char pub[41], sec[41];
+} tu_curve;
 
 /* Start attnd on db with 2 workers, no reload poll and its HTTP listener
  * on a free loopback port, plus extra args
  * (NULL-terminated, may be NULL); fails the test if it does not answer
  * health within the start-up time. */
 void tu_daemon_start(tu_daemon *d, const char *db, const char *name, const char *const *extra);
+/* The same for a daemon with security.mode = curve: the health probe
+ * connects with probe's keys. */
+void tu_daemon_start_curve(tu_daemon *d, const char *db, const char *name,
+                           const char *const *extra, const tu_curve *probe);
 /* SIGTERM and the exit status (0 expected; -1 if it did not exit). */
 int tu_daemon_stop(tu_daemon *d);
 /* The port of its HTTP listener (from `info`; tu_daemon_start asks for
@@ -50,8 +59,11 @@ int tu_daemon_http_port(const tu_daemon *d);
 uint64_t tu_daemon_rss(const tu_daemon *d);
 
 /* One request on a fresh REQ socket; the reply (caller frees) or NULL on
- * timeout. */
+ * timeout.  The _curve form connects with keys (NULL: plain text). */
 char *tu_call(const char *endpoint, const char *json, int timeout_ms);
+char *tu_call_curve(const char *endpoint, const char *json, int timeout_ms, const tu_curve *k);
+/* Set a client socket's CURVE options from k (NULL: nothing). */
+void tu_curve_apply(void *sock, const tu_curve *k);
 /* The same, parsed; fails the test on no reply or invalid JSON. */
 cJSON *tu_call_json(const char *endpoint, const char *json);
 

@@ -29,8 +29,9 @@ int util_key_valid(const char *text, size_t len)
     return zmq_z85_decode(raw, z) != NULL;
 }
 
-/* The whole file into buf (NUL-terminated).  Secret files must be private. */
-static int s_slurp(const char *path, unsigned flags, char *buf, size_t cap, char *why,
+/* The whole file into buf (NUL-terminated), and its mode, read on the
+ * same descriptor: the file checked is the file read. */
+static int s_slurp(const char *path, char *buf, size_t cap, unsigned *mode, char *why,
                    size_t why_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -44,14 +45,12 @@ static int s_slurp(const char *path, unsigned flags, char *buf, size_t cap, char
         snprintf(why, why_len, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
         snprintf(why, why_len, "%s: not a regular file", path);
-    else if ((flags & UTIL_KEY_SECRET) && (st.st_mode & 077))
-        snprintf(why, why_len, "%s: mode %04o lets group or others at a secret key; "
-                 "run chmod 600 %s", path, (unsigned)(st.st_mode & 07777), path);
     else if ((size_t)st.st_size >= cap)
         snprintf(why, why_len, "%s: %lld bytes, too large for a key file", path,
                  (long long)st.st_size);
     else
         rc = 0;
+    *mode = (unsigned)(st.st_mode & 07777);
     size_t got = 0;
     while (rc == 0 && got < cap - 1) {
         ssize_t n = read(fd, buf + got, cap - 1 - got);
@@ -122,7 +121,8 @@ int util_key_read(const char *path, unsigned flags, util_key *out, char *why, si
         snprintf(why, why_len, "%s: out of memory", path);
         return -1;
     }
-    int rc = s_slurp(path, flags, buf, UTIL_KEY_FILE_MAX, why, why_len);
+    unsigned mode = 0;
+    int rc = s_slurp(path, buf, UTIL_KEY_FILE_MAX, &mode, why, why_len);
     char *line = buf;
     for (int no = 1; rc == 0 && line; no++) {
         char *end = strchr(line, '\n');
@@ -136,6 +136,11 @@ int util_key_read(const char *path, unsigned flags, util_key *out, char *why, si
     if ((flags & UTIL_KEY_SECRET) && !out->sec[0]) {
         snprintf(why, why_len, "%s: no secret-key line (is this the public file? "
                  "secret keys are in NAME.key_secret)", path);
+        return -1;
+    }
+    if ((flags & UTIL_KEY_SECRET) && (mode & 077)) {
+        snprintf(why, why_len, "%s: mode %04o lets group or others at a secret key; "
+                 "run chmod 600 %s", path, mode, path);
         return -1;
     }
     if (out->sec[0]) {
