@@ -32,7 +32,7 @@ static const util_opt s_opts[] = {
      UTIL_OPT_STR(cli_batch_opts, rejects)},
     {"window", "N", "requests in flight", UTIL_OPT_INT(cli_batch_opts, window, 1, 100000)},
     {"timeout", "MS", "wait per attempt", UTIL_OPT_INT(cli_batch_opts, timeout_ms, 1, 3600000)},
-    {"retries", "N", "retries after a timeout, busy or unavailable, with\n"
+    {"retries", "N", "retries after a timeout, busy, unavailable or rate_limited, with\n"
      "exponential backoff from --backoff MS", UTIL_OPT_INT(cli_batch_opts, retries, 0, 100)},
     {"backoff", "MS", "the first retry's delay; it doubles, capped at 32x",
      UTIL_OPT_INT(cli_batch_opts, backoff_ms, 0, 600000)},
@@ -88,7 +88,7 @@ static void s_summary(const cli_batch_stats *st)
             (unsigned long long)st->rejected, codes);
     if (st->skipped)
         fprintf(stderr, "; %llu lines were already done", (unsigned long long)st->skipped);
-    fprintf(stderr, "; %llu retries (%llu timeouts, %llu busy/unavailable)",
+    fprintf(stderr, "; %llu retries (%llu timeouts, %llu busy/unavailable/rate_limited)",
             (unsigned long long)st->retries, (unsigned long long)st->timeouts,
             (unsigned long long)st->busy);
     if (st->stale)

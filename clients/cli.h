@@ -298,7 +298,7 @@ typedef struct cli_batch_opts {
     const char *rejects;     /* path or NULL */
     int window;              /* requests in flight, >= 1 */
     int timeout_ms;          /* per attempt */
-    int retries;             /* extra attempts for timeouts, busy, unavailable */
+    int retries;             /* extra attempts for timeouts, busy, unavailable, rate_limited */
     int backoff_ms;          /* first retry delay; doubles, capped at 32x */
     int resume;              /* continue from the output file */
     int force;               /* overwrite an existing output file */
@@ -316,7 +316,7 @@ typedef struct cli_batch_stats {
     uint64_t rejected;       /* lines whose output is an error */
     uint64_t retries;        /* attempts beyond the first */
     uint64_t timeouts;       /* attempts that got no reply in time */
-    uint64_t busy;           /* busy and unavailable replies (retried) */
+    uint64_t busy;           /* busy, unavailable and rate_limited replies (retried) */
     uint64_t stale;          /* late replies dropped */
     double seconds;          /* wall time of this run */
     cJSON *reject_codes;     /* {"code": count}; caller frees (cJSON_Delete) */

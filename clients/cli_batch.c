@@ -8,8 +8,9 @@
  *
  *     READY -> IN FLIGHT -> DONE            (reply: ok or final error)
  *                  |  ^
- *                  v  |   timeout, busy, unavailable
- *               WAIT RETRY (exponential backoff with jitter)
+ *                  v  |   timeout, busy, unavailable, rate_limited
+ *               WAIT RETRY (exponential backoff with jitter; at least the
+ *                           daemon's retry_after_ms when it gave one)
  *
  * and DONE lines are written as soon as every earlier line is written.
  *
@@ -421,12 +422,19 @@ static int s_send_ready(s_job *j, int *blocked)
     return CLI_OK;
 }
 
-static void s_schedule_retry(s_job *j, s_line *l, int64_t now)
+/* reply: the error reply that asks for the retry, or NULL (a timeout). */
+static void s_schedule_retry(s_job *j, s_line *l, int64_t now, const cJSON *reply)
 {
     int shift = l->attempts - 1 < 5 ? l->attempts - 1 : 5;
     double delay_ms = (double)j->o->backoff_ms * (double)(1 << shift);
     /* Jitter (50-100%) so that lines that failed together don't retry together. */
     delay_ms *= 0.5 + 0.5 * util_rng_unit(util_xorshift64(&j->rng));
+    /* rate_limited says when the next token is back: earlier would be
+     * refused again.  Jittered too, or every waiting line takes that one. */
+    const cJSON *after = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(reply, "error"), "retry_after_ms");
+    if (cJSON_IsNumber(after) && after->valuedouble > delay_ms && after->valuedouble < 3.6e6)
+        delay_ms = after->valuedouble * (1.0 + util_rng_unit(util_xorshift64(&j->rng)));
     l->retry_at = now + (int64_t)(delay_ms * 1000);
     l->state = S_WAIT_RETRY;
     j->n_wait++;
@@ -446,7 +454,7 @@ static int s_on_event(s_job *j, cli_pipe_event *ev, cli_err *err)
     if (ev->kind == CLI_EV_TIMEOUT) {
         j->st->timeouts++;
         if (l->attempts <= j->o->retries) {
-            s_schedule_retry(j, l, ev->at_us);
+            s_schedule_retry(j, l, ev->at_us, NULL);
             return CLI_OK;
         }
         if (j->last_reply < l->first_sent) {
@@ -468,11 +476,12 @@ static int s_on_event(s_job *j, cli_pipe_event *ev, cli_err *err)
     int rc;
     if (status == 1) {
         rc = s_done_reply(l, ev->json, 1, NULL, NULL);
-    } else if (status == 0 && (!strcmp(code, "busy") || !strcmp(code, "unavailable"))) {
+    } else if (status == 0 && (!strcmp(code, "busy") || !strcmp(code, "unavailable") ||
+                               !strcmp(code, "rate_limited"))) {
         j->st->busy++;
         if (l->attempts <= j->o->retries) {
+            s_schedule_retry(j, l, ev->at_us, ev->json);
             cJSON_Delete(ev->json);
-            s_schedule_retry(j, l, ev->at_us);
             return CLI_OK;
         }
         snprintf(msg, sizeof msg, "%s: %s (%d attempts)", code, message, l->attempts);

@@ -998,6 +998,17 @@ START_TEST(e2e_rate_limited_others_unharmed)
     ck_assert_int_eq((int)cJSON_GetObjectItem(cJSON_GetObjectItem(r, "errors"), "rate_limited")
                          ->valuedouble, limited);
     cJSON_Delete(r);
+    /* attn-batch waits out rate_limited (retry_after_ms) and finishes every line. */
+    char lines[60 * 40] = "", args[2400], out[8192], server[300];
+    for (int i = 0; i < 40; i++)
+        strcat(lines, "{\"op\":\"health\"}\n");
+    tu_write_file(tu_path("rate.jsonl"), lines, strlen(lines));
+    snprintf(server, sizeof server, "%s", tu_path("server.key"));
+    snprintf(args, sizeof args, "--endpoint %s --server-key %s --client-key %s.key_secret "
+             "--in %s --out %s --force --no-progress --window 40", d.endpoint,
+             server, tu_path("e_carol"), tu_path("rate.jsonl"), tu_path("rate.out"));
+    ck_assert_msg(tu_run_program("attn-batch", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "40 ok") && !strstr(out, "; 0 retries"), "%s", out);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
