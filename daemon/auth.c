@@ -31,6 +31,7 @@
 #include "daemon/ratelimit.h"
 #include "daemon/wire.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/keyfile.h"
 
 #define S_MONITOR "inproc://attnd-auth-monitor"
@@ -77,13 +78,6 @@ const char *srv_refusal_name(int reason)
 
 /* ---- refusals: counted always, logged once per (reason, peer, key) -------- */
 
-static uint64_t s_hash(uint64_t h, const char *s)
-{
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Count the refusal, and log it unless this (reason, host, key) was
  * logged within the hour or the log limit is spent: a client retrying from
  * new ports is one peer.  port is 0 when unknown.  Any thread. */
@@ -92,7 +86,9 @@ static void s_refuse(srv_auth *a, int reason, const char *peer, unsigned port, c
     atomic_fetch_add(&a->c.refused[reason], 1);
     peer = peer && *peer ? peer : "unknown";
     key = key && *key ? key : "-";
-    uint64_t h = s_hash(s_hash(1469598103934665603ull + (uint64_t)reason, peer), key);
+    unsigned char r = (unsigned char)reason;
+    uint64_t h = util_fnv1a(UTIL_FNV_OFFSET, &r, 1);
+    h = util_fnv1a(util_fnv1a(h, peer, strlen(peer) + 1), key, strlen(key));
     h = h ? h : 1;
     uint64_t now = util_now_ns(), retry;
     s_logged *slot = &a->logged[h % S_LOGGED];

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
+
 typedef struct s_bucket {
     uint64_t hash;           /* 0: empty slot */
     uint64_t last_ns;        /* when tokens was last brought up to date */
@@ -27,12 +29,10 @@ struct srv_ratelimit {
     s_bucket overflow;       /* shared by callers past max */
 };
 
+/* Never 0: 0 marks an empty slot. */
 static uint64_t s_hash(const void *key, size_t len)
 {
-    const unsigned char *p = key;
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a: keys are short */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    uint64_t h = util_hash_mix(util_fnv1a(UTIL_FNV_OFFSET, key, len));
     return h ? h : 1;
 }
 

@@ -20,7 +20,7 @@ static const struct {
     {"history", cmd_history, "history DB USER [--limit N] a user's newest events"},
     {"model", cmd_model, "model list|activate DB [V]  model versions"},
     {"experiment", cmd_experiment, "experiment report DB [--key FILE]  how each arm did"},
-    {"keygen", cmd_keygen, "keygen NAME                 a CURVE key pair: NAME.key, NAME.key_secret"},
+    {"keygen", cmd_keygen, "keygen NAME | --mask FILE   a CURVE key pair, or a user-id mask key"},
 };
 
 static void s_usage(FILE *out)
