@@ -20,6 +20,7 @@
 #include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/handshake.h"
+#include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/proto.h"
 #include "daemon/ratelimit.h"
@@ -406,6 +407,7 @@ static void s_curve_of(tu_curve *c, const util_key *server, const util_key *clie
 static void s_zap_start(s_zap_env *e, const char *list_text, double rate, int burst)
 {
     char why[600];
+    srv_log_set_level("error");   /* the refusals are expected: keep the test output clean */
     e->server = s_keygen("zap_server");
     tu_write_file(tu_path("zap_clients.txt"), list_text, strlen(list_text));
     srv_config cfg;
@@ -611,6 +613,7 @@ END_TEST
 START_TEST(auth_refuses_bad_start)
 {
     char why[600];
+    srv_log_set_level("error");
     srv_config cfg;
     cfg_defaults(&cfg);
     cfg.security = CFG_SECURITY_CURVE;
