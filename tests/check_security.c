@@ -603,6 +603,28 @@ START_TEST(zap_wrong_server_key_and_rate)
     ck_assert_int_eq(codes[2], SRV_E_RATE_LIMITED);
     ck_assert_msg(retry > 400000000 && retry <= 500000000, "%llu", (unsigned long long)retry);
     ck_assert_msg(strstr(why, "retry after 500 ms"), "%s", why);
+    /* A malformed ZAP request gets 500, and the handler goes on answering. */
+    void *z = zmq_socket(e.ctx, ZMQ_REQ);
+    int tmo = (int)(5000 * tu_slowdown()), zero = 0;
+    zmq_setsockopt(z, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(z, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(z, SRV_ZAP_ENDPOINT), 0);
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(zmq_send(z, "1.0", 3, 0), 3);
+        char f[6][64];
+        int n = 0, more = 1;
+        while (more && n < 6) {
+            ck_assert_int_ge(zmq_recv(z, f[n], sizeof f[n], 0), 0);
+            size_t ml = sizeof more;
+            zmq_getsockopt(z, ZMQ_RCVMORE, &more, &ml);
+            n++;
+        }
+        ck_assert_int_eq(n, 6);
+        ck_assert(!memcmp(f[2], "500", 3));
+    }
+    zmq_close(z);
+    zmq_send(ca, "a", 1, 0);   /* and the real clients are still served */
+    ck_assert(s_router_recv(e.router, &route, &payload, (int)(5000 * tu_slowdown())));
     zmq_msg_close(&route);
     zmq_msg_close(&payload);
     zmq_close(ca);
