@@ -26,6 +26,7 @@
 #include "daemon/ratelimit.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
+#include "tests/tu_http.h"
 #include "util/keyfile.h"
 
 /* A fresh key pair <tmp>/<name>.key{,_secret}; out gets its keys. */
@@ -898,6 +899,21 @@ START_TEST(e2e_allowed_denied_and_refused)
     ck_assert_int_ge(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "errors"), "forbidden")
                          ->valuedouble, 2);
     cJSON_Delete(r);
+    /* ... in /metrics too (its address is in info, for admins) ... */
+    r = s_call(&d, "{\"op\":\"info\"}", &s_as_bob);
+    const cJSON *m = cJSON_GetObjectItem(r, "metrics");
+    const char *colon = cJSON_IsString(m) ? strrchr(m->valuestring, ':') : NULL;
+    ck_assert_ptr_nonnull(colon);
+    int port = atoi(colon + 1);
+    cJSON_Delete(r);
+    char *body = NULL;
+    ck_assert_int_eq(tu_http_get(port, "/metrics", &body, (int)(5000 * tu_slowdown())), 200);
+    ck_assert_double_ge(
+        tu_prom_value(body, "attnd_security_refusals_total{reason=\"unknown_key\"}"), 2);
+    ck_assert_double_eq(tu_prom_value(body, "attnd_security_allowed_keys"), 3);
+    const char *denied = "attnd_requests_total{op=\"stats\",code=\"forbidden\"}";
+    ck_assert_double_ge(tu_prom_value(body, denied), 1);
+    free(body);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     /* ... and logged once per peer and key, with both. */
     ck_assert_int_eq(s_count_lines(d.log, "reason=unknown_key", s_eve.pub), 1);
