@@ -1097,13 +1097,14 @@ START_TEST(e2e_clients_and_start_refusals)
     /* Start-up refusals: a secret key others can read; plain text on a
      * routable address.  Neither gets as far as binding. */
     ck_assert_int_eq(chmod(tu_path("server.key_secret"), 0644), 0);
-    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set security.mode=curve "
-             "--set security.server_key=%s --set security.clients=%s", s_db,
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind= "
+             "--set security.mode=curve --set security.server_key=%s --set security.clients=%s",
+             s_db,
              tu_path("never.sock"), tu_path("server.key_secret"), s_clients);
     ck_assert_int_eq(tu_run_program("attnd", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "chmod 600"), "%s", out);
     ck_assert_int_eq(chmod(tu_path("server.key_secret"), 0600), 0);
-    snprintf(args, sizeof args, "--db %s --bind tcp://0.0.0.0:0", s_db);
+    snprintf(args, sizeof args, "--db %s --bind tcp://0.0.0.0:0 --set metrics.bind=", s_db);
     ck_assert_int_eq(tu_run_program("attnd", args, out, sizeof out), 2);
     ck_assert_msg(strstr(out, "security.allow_plaintext"), "%s", out);
 }
