@@ -916,7 +916,7 @@ static int s_run_attnd(const char *args, char *out, size_t len)
 
 START_TEST(startup_errors)
 {
-    char out[4096], args[1024];
+    char out[16384], args[1024];   /* room for all of --print-config (4.2 KB and growing) */
     const char *conf = tu_path("bad.conf");
     const char *text = "[server]\nworkers = 2\n\n[limits]\nmax_k = lots\n";
     tu_write_file(conf, text, strlen(text));
