@@ -331,6 +331,12 @@ int srv_auth_frontend(srv_auth *a, void *router, char *why, size_t why_len)
     return 0;
 }
 
+void srv_auth_unwatch(srv_auth *a, void *router)
+{
+    if (a && a->mode == CFG_SECURITY_CURVE && router)
+        zmq_socket_monitor(router, NULL, 0);
+}
+
 void srv_auth_free(srv_auth **a_p)
 {
     srv_auth *a = *a_p;

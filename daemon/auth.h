@@ -8,7 +8,8 @@
  *     if (code != SRV_OK) reply code (rate_limited: retry after retry_ns);
  *     else hand the request on with role; the op's row says what role it needs
  *     ... SIGHUP / reload:  srv_auth_reload(a);
- *     zmq_close(router); zmq_ctx_term(zctx);                    // the ZAP thread ends here
+ *     srv_auth_unwatch(a, router);  zmq_close(router);
+ *     zmq_ctx_term(zctx);                                       // the ZAP thread ends here
  *     srv_auth_free(&a);
  *
  * security.mode = curve.  The client ROUTER is a CURVE server with the
@@ -87,6 +88,11 @@ srv_auth *srv_auth_new(void *zctx, const srv_config *cfg, char *why, size_t why_
 /* Make router a CURVE server and watch its handshakes (curve); nothing in
  * mode none.  Call before zmq_bind.  0, or -1 with why. */
 int srv_auth_frontend(srv_auth *a, void *router, char *why, size_t why_len);
+
+/* Stop watching router's handshakes; call it before closing router.  A
+ * monitor still attached while its socket closes under a terminating
+ * context can lose an event half-sent, and libzmq then leaks its frames. */
+void srv_auth_unwatch(srv_auth *a, void *router);
 
 /* Decide whether the request in payload (from the client route) goes on:
  * SRV_OK with *role; SRV_E_FORBIDDEN (revoked key) or SRV_E_RATE_LIMITED

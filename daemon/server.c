@@ -806,6 +806,7 @@ static void s_cleanup(s_main *m)
     if (atomic_load(&m->st.stopping) && m->stop_deadline > now + 2000000000ull)
         flush_ms = (int)((m->stop_deadline - now) / 1000000);
     if (m->frontend) {
+        srv_auth_unwatch(m->st.auth, m->frontend);
         zmq_setsockopt(m->frontend, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
         zmq_close(m->frontend);
     }

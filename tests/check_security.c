@@ -430,6 +430,7 @@ static void s_zap_start(s_zap_env *e, const char *list_text, double rate, int bu
 static void s_zap_stop(s_zap_env *e)
 {
     int zero = 0;
+    srv_auth_unwatch(e->auth, e->router);
     zmq_setsockopt(e->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_close(e->router);
     zmq_ctx_term(e->ctx);
