@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,8 @@ struct srv_auth {
     char clients[1024];            /* security.clients */
     double rate_per_key;           /* for messages */
     int burst;
-    util_key server;               /* curve: the server's pair */
+    util_key server;               /* curve: the server's pair (the secret wiped once the
+                                      socket has it) */
     srv_ratelimit *rate;           /* per caller, main thread; NULL = no limit */
     pthread_mutex_t lock;          /* guards allow (for the ZAP thread), log_rate, logged */
     srv_allow *allow;              /* current list: main swaps it, under lock */
@@ -328,6 +330,7 @@ int srv_auth_frontend(srv_auth *a, void *router, char *why, size_t why_len)
                  zmq_strerror(zmq_errno()));
         return -1;
     }
+    sodium_memzero(a->server.sec, sizeof a->server.sec);   /* the socket has its copy */
     return 0;
 }
 
