@@ -106,6 +106,21 @@ static const cfg_entry s_table[] = {
     {"security.mask_key", CFG_OPTSTRING, F(mask_key), 0, 0, "",
      "file with the 32-byte hex key user ids are hashed with (attnctl keygen --mask FILE); "
      "empty = a random key per start (hashes cannot be joined across restarts)"},
+    {"security.mode", CFG_ENUM, F(security), 0, 0, "none",
+     "none = plain text, every caller holds every role; curve = CURVE encryption, callers "
+     "authenticated by key against security.clients, with roles"},
+    {"security.server_key", CFG_OPTSTRING, F(server_key), 0, 0, "",
+     "the server's secret key file (attnctl keygen NAME: NAME.key_secret, mode 0600)"},
+    {"security.clients", CFG_OPTSTRING, F(clients), 0, 0, "",
+     "the allow-list: a folder with query/, write/, admin/ folders of NAME.key files, or a "
+     "file of `ROLE KEY [NAME]` lines; re-read on SIGHUP and reload"},
+    {"security.allow_plaintext", CFG_BOOL, F(allow_plaintext), 0, 0, "off",
+     "with mode none, allow binding an address other hosts can reach"},
+    {"security.rate_per_key", CFG_DOUBLE, F(rate_per_key), 0, 1e9, "0",
+     "requests per second per key (per peer address in mode none); over it `rate_limited`; "
+     "0 = no limit"},
+    {"security.burst", CFG_INT, F(burst), 1, 1000000, "100",
+     "requests a caller may send at once before security.rate_per_key applies"},
     {"limits.max_message_bytes", CFG_INT, F(max_message_bytes), 256, 1 << 30, "1048576",
      "largest request accepted; larger ones get `too_large`"},
     {"limits.max_reply_bytes", CFG_INT, F(max_reply_bytes), 4096, 1 << 30, "4194304",
@@ -148,21 +163,6 @@ static const cfg_entry s_table[] = {
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
      "WAL pages after which a checkpoint thread copies the WAL back beside the writer (at "
      "twice this the writer waits for it); 0 = SQLite's automatic checkpoints inside commits"},
-    {"security.mode", CFG_ENUM, F(security), 0, 0, "none",
-     "none = plain text, every caller holds every role; curve = CURVE encryption, callers "
-     "authenticated by key against security.clients, with roles"},
-    {"security.server_key", CFG_OPTSTRING, F(server_key), 0, 0, "",
-     "the server's secret key file (attnctl keygen NAME: NAME.key_secret, mode 0600)"},
-    {"security.clients", CFG_OPTSTRING, F(clients), 0, 0, "",
-     "the allow-list: a folder with query/, write/, admin/ folders of NAME.key files, or a "
-     "file of `ROLE KEY [NAME]` lines; re-read on SIGHUP and reload"},
-    {"security.allow_plaintext", CFG_BOOL, F(allow_plaintext), 0, 0, "off",
-     "with mode none, allow binding an address other hosts can reach"},
-    {"security.rate_per_key", CFG_DOUBLE, F(rate_per_key), 0, 1e9, "0",
-     "requests per second per key (per peer address in mode none); over it `rate_limited`; "
-     "0 = no limit"},
-    {"security.burst", CFG_INT, F(burst), 1, 1000000, "100",
-     "requests a caller may send at once before security.rate_per_key applies"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
