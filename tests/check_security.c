@@ -852,6 +852,17 @@ START_TEST(e2e_allowed_denied_and_refused)
     ck_assert_str_eq(cJSON_GetObjectItem(r, "role")->valuestring, "admin");
     ck_assert_str_eq(cJSON_GetObjectItem(r, "db")->valuestring, s_db);
     cJSON_Delete(r);
+    /* Role denied: record needs write (bob's admin role includes it); the
+     * check is on the writer thread, where record runs. */
+    const char *rec = "{\"op\":\"record\",\"id\":\"w1\",\"events\":[{\"user\":\"u0001\","
+                      "\"item\":\"i00001\",\"ts\":1767225600,\"event_id\":\"sec-1\"}]}";
+    r = s_call(&d, rec, &s_as_alice);
+    ck_assert_str_eq(tu_code(r), "forbidden");
+    ck_assert_msg(strstr(tu_message(r), "needs the write role"), "%s", tu_message(r));
+    cJSON_Delete(r);
+    r = s_call(&d, rec, &s_as_bob);
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    cJSON_Delete(r);
     /* Role denied: stats and reload need admin. */
     static const char *admin_ops[] = {"{\"op\":\"stats\",\"id\":7}", "{\"op\":\"reload\"}"};
     for (int i = 0; i < 2; i++) {
