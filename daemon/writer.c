@@ -141,7 +141,7 @@ static void s_handle(srv_writer *w, zmq_msg_t *route, const srv_task_meta *tm,
     uint64_t stage[SRV_STAGE_COUNT] = {0};
     srv_call c = {.state = w->st, .res = &w->res, .out = &w->out, .rq = &rq,
                   .t_recv = tm->t_recv_ns, .stage = stage, .outcome = SRV_OUT_REPLY,
-                  .role = tm->role};
+                  .role = tm->role, .arm = -1};
     if (code != SRV_OK)
         srv_call_error(&c, code, why);
     else if (srv_call_allowed(&c))

@@ -225,7 +225,8 @@ END_TEST
 START_TEST(arm_version_missing)
 {
     char out[4096], args[600];
-    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set experiment.arms=a:active:1,"
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind= "
+             "--set experiment.arms=a:active:1,"
              "b:777:1", s_db, tu_path("bad.sock"));
     ck_assert_int_ne(tu_run_program("attnd", args, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "777"), "%s", out);
@@ -497,7 +498,8 @@ END_TEST
 START_TEST(impressions_need_a_key)
 {
     char out[4096], args[600];
-    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set experiment.log_impressions=0.5",
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind= "
+             "--set experiment.log_impressions=0.5",
              s_db, tu_path("nokey.sock"));
     ck_assert_int_ne(tu_run_program("attnd", args, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "security.mask_key"), "%s", out);

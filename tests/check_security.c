@@ -1122,6 +1122,31 @@ START_TEST(e2e_clients_and_start_refusals)
 }
 END_TEST
 
+/* Issue 19.1: with models.named = admin, a query key that names a model
+ * gets `forbidden`; an admin key is served by the model it named. */
+START_TEST(e2e_named_models_admin_only)
+{
+    s_fresh_clients("clients_named");
+    tu_daemon d;
+    const char *more[] = {"--set", "models.named=admin", NULL};
+    s_start(&d, "named.sock", more);
+    const char *req = "{\"op\":\"rank\",\"user\":\"u0001\",\"model\":0,"
+                      "\"candidates\":[\"i00001\",\"i00002\"]}";
+    cJSON *r = s_call(&d, req, &s_as_alice);
+    ck_assert_str_eq(tu_code(r), "forbidden");
+    ck_assert_msg(strstr(tu_message(r), "models.named"), "%s", tu_message(r));
+    cJSON_Delete(r);
+    r = s_call(&d, req, &s_as_bob);
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "model")->valueint, 0);
+    cJSON_Delete(r);
+    r = s_call(&d, s_rank_req, &s_as_alice);   /* not naming one is fine */
+    ck_assert(tu_ok(r));
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("security");
@@ -1152,6 +1177,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, e2e_revoked_after_reload);
     tcase_add_test(tc, e2e_rate_limited_others_unharmed);
     tcase_add_test(tc, e2e_clients_and_start_refusals);
+    tcase_add_test(tc, e2e_named_models_admin_only);
     suite_add_tcase(s, tc);
     return s;
 }
