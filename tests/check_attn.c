@@ -26,6 +26,7 @@
 #include "attn/model.h"
 #include "attn/score.h"
 #include "attn/topk.h"
+#include "attn/trim.h"
 #include "attn/train.h"
 #include "tests/testutil.h"
 
@@ -1424,6 +1425,75 @@ START_TEST(test_strerror)
 }
 END_TEST
 
+/* Scores of md on b's request, by the reference scorer. */
+static void s_ref_scores(const fx *f, const attn_model *md, const rq_buf *b, double *out)
+{
+    ck_assert_int_eq(attn_score_ref(md, f->emb, (size_t)f->n, (size_t)f->ld, f->pidx, &b->rq,
+                                    out, NULL), ATTN_OK);
+}
+
+/* Cutting head h scores what the original scores with head h's rows of W_O
+ * zeroed (the other heads' attention is untouched); with a block, too, as
+ * long as the block's logits did not read head h's columns (its S_Q, S_K
+ * columns there are zero).  Cutting a zero block scores as the model. */
+START_TEST(test_trim_oracle)
+{
+    tu_rng r = {4242};
+    for (int with_block = 0; with_block < 2; with_block++) {
+        unsigned flags = F_PROJ | F_RES | F_IBIAS | F_POS | (with_block ? F_SA : 0);
+        fx f = s_fixture(&r, 80, 16, 24, 3, 12, flags, 1.0f, 1.0f);
+        rq_buf b;
+        s_request(&r, &b, f.n, 12, 30, 5, 0, 1);
+        const int w = 24 / 3;
+        for (int h = 0; h < 3; h++) {
+            attn_model *ref = attn_model_clone(f.md);
+            ck_assert_ptr_nonnull(ref);
+            memset(ref->wo + (size_t)h * w * 16, 0, (size_t)w * 16 * sizeof(float));
+            for (int row = 0; with_block && row < 16; row++)
+                for (int c = h * w; c < (h + 1) * w; c++)
+                    ref->sa_q[row * 24 + c] = ref->sa_k[row * 24 + c] = 0;
+            int st;
+            attn_model *cut = attn_trim_head(ref, h, &st);
+            ck_assert_msg(cut && st == ATTN_OK, "status %d", st);
+            ck_assert_int_eq(cut->heads, 2);
+            ck_assert_int_eq(cut->m, 16);
+            double a[30], c[30];
+            s_ref_scores(&f, ref, &b, a);
+            s_ref_scores(&f, cut, &b, c);
+            /* With a block, S_Q is rescaled in float: a few ulps of float32. */
+            double tol = with_block ? 1e-6 : 1e-9;
+            for (int i = 0; i < 30; i++)
+                ck_assert_msg(fabs(a[i] - c[i]) <= tol * fmax(1.0, fabs(a[i])),
+                              "block %d head %d cand %d: %.12g vs %.12g", with_block, h, i, a[i],
+                              c[i]);
+            attn_model_free(&cut);
+            attn_model_free(&ref);
+        }
+        int st;
+        ck_assert_ptr_null(attn_trim_head(f.md, 3, &st));
+        ck_assert_int_eq(st, ATTN_EINVAL);
+        s_fixture_free(&f);
+    }
+    fx f = s_fixture(&r, 80, 16, 24, 3, 12, F_PROJ | F_RES | F_IBIAS | F_POS, 1.0f, 1.0f);
+    rq_buf b;
+    s_request(&r, &b, f.n, 12, 30, 5, 0, 1);
+    double plain[30], cut_scores[30];
+    s_ref_scores(&f, f.md, &b, plain);
+    ck_assert_int_eq(attn_model_add_sa(f.md, 4), ATTN_OK);
+    int st;
+    attn_model *cut = attn_trim_block(f.md, &st);
+    ck_assert_ptr_nonnull(cut);
+    ck_assert_int_eq(cut->sa_len, 0);
+    s_ref_scores(&f, cut, &b, cut_scores);
+    for (int i = 0; i < 30; i++)
+        ck_assert(fabs(plain[i] - cut_scores[i]) <= 1e-12 * fmax(1.0, fabs(plain[i])));
+    ck_assert_ptr_null(attn_trim_block(cut, &st));
+    ck_assert_int_eq(st, ATTN_EINVAL);
+    attn_model_free(&cut);
+    s_fixture_free(&f);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("attn");
@@ -1453,6 +1523,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bf16_rounding);
     tcase_add_test(tc, test_bf16_random);
     tcase_add_test(tc, test_bf16_memory);
+    tcase_add_test(tc, test_trim_oracle);
     suite_add_tcase(s, tc);
     return s;
 }
