@@ -604,3 +604,24 @@ int store_model_list(store *db, store_model_info **out, size_t *n, store_err *er
     *n = k;
     return STORE_OK;
 }
+
+int store_model_refit(store *db, int64_t version, int *refit, store_err *err)
+{
+    store_model_info *list = NULL;
+    size_t n = 0;
+    int rc = store_model_list(db, &list, &n, err);
+    if (rc != STORE_OK)
+        return rc;
+    rc = STORE_ERR_NOTFOUND;
+    *refit = 0;
+    for (size_t i = 0; i < n; i++)
+        if (list[i].version == version) {
+            cJSON *c = list[i].config ? cJSON_Parse(list[i].config) : NULL;
+            *refit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "refit"));
+            cJSON_Delete(c);
+            rc = STORE_OK;
+        }
+    store_model_list_free(&list, n);
+    return rc == STORE_OK ? rc : store_fail(err, rc, "%s: models: no version %lld", db->path,
+                                            (long long)version);
+}

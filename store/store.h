@@ -409,6 +409,11 @@ typedef struct store_model_info {
     char *metrics;         /* JSON text or NULL, owned by the list */
 } store_model_info;
 
+/* Whether version was refit on the validation targets (its config says
+ * "refit": true, attnctl train --refit): its validation scores mean
+ * nothing.  STORE_ERR_NOTFOUND for no such version. */
+int store_model_refit(store *db, int64_t version, int *refit, store_err *err);
+
 /* Every version, ascending, into a new array of *n entries (NULL when 0).
  * Free it with store_model_list_free. */
 int store_model_list(store *db, store_model_info **out, size_t *n, store_err *err);

@@ -18,6 +18,7 @@
 #include "attn/score.h"
 #include "attn/train.h"
 #include "attn/train_kern.h"
+#include "store/store.h"
 #include "tests/testutil.h"
 
 /* ---- a small data set ---------------------------------------------------- */
@@ -697,6 +698,52 @@ START_TEST(test_cli)
 }
 END_TEST
 
+/* model trim: with room to lose, cutting the block or a head saves half the
+ * request (fewer products) and is kept as a new version that loads; with
+ * no room, nothing is written; a refit model has nothing held out. */
+START_TEST(test_model_trim)
+{
+    char out[16384], args[1024];
+    const char *path = tu_path("trim.db");
+    unlink(path);
+    snprintf(args, sizeof args, "gen %s --items 300 --users 60 --dim 8 --events-per-user 20 "
+             "--force", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "train %s --heads 2 --self-attn 4 --epochs 1 --threads 1 "
+             "--quiet", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    /* One head and no block: nothing to cut, nothing written. */
+    snprintf(args, sizeof args, "train %s --heads 1 --self-attn 0 --epochs 1 --threads 1 "
+             "--quiet", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "model trim %s 2 --seconds 0.05", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "nothing pays"), "%s", out);
+    ck_assert_int_eq(tu_sql_int(path, "SELECT count(*) FROM models"), 3);
+    /* Every cut is listed; with room to lose, one is kept. */
+    snprintf(args, sizeof args, "model trim %s 1 --max-loss 1 --seconds 0.1", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "self-attention block") && strstr(out, "head 1") &&
+                  strstr(out, "model version 3") && strstr(out, "without"), "%s", out);
+    store *db;
+    store_err err;
+    attn_model *md;
+    ck_assert_int_eq(store_open(&db, path, STORE_READONLY, 2000, &err), STORE_OK);
+    ck_assert_msg(store_model_load(db, 3, &md, &err) == STORE_OK, "%s", err.msg);
+    ck_assert(md->heads < 2 || md->sa_len == 0);
+    attn_model_free(&md);
+    store_close(&db);
+    snprintf(args, sizeof args, "eval %s --model 3 --seeds 1", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "train %s --refit --epochs 1 --threads 1 --quiet", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "model trim %s 4", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "refit"), "%s", out);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_stop_from_callback)
 {
     int len[30];
@@ -741,6 +788,7 @@ int main(void)
     tcase_add_test(tt, test_stop_from_callback);
     tcase_add_test(tt, test_refit);
     tcase_add_test(tt, test_cli);
+    tcase_add_test(tt, test_model_trim);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }

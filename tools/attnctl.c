@@ -18,7 +18,7 @@ static const struct {
     {"eval-new", cmd_evalnew, "eval-new DB --newest F       quality on items added after training"},
     {"inspect", cmd_inspect, "inspect DB                  what a database holds"},
     {"history", cmd_history, "history DB USER [--limit N] a user's newest events"},
-    {"model", cmd_model, "model list|activate DB [V]  model versions"},
+    {"model", cmd_model, "model list|activate|trim DB [V]  model versions"},
     {"experiment", cmd_experiment, "experiment report DB [--key FILE]  how each arm did"},
     {"keygen", cmd_keygen, "keygen NAME | --mask FILE   a CURVE key pair, or a user-id mask key"},
 };

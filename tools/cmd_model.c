@@ -2,6 +2,7 @@
  *
  *     attnctl model list DB [--json]
  *     attnctl model activate DB V
+ *     attnctl model trim DB V [--max-loss X]      (tools/model_trim.c)
  *
  * Activation loads and checks the version first (store_model_activate), so
  * a model that a daemon could not serve is refused here, with the reason,
@@ -44,9 +45,11 @@ static const util_opt s_opts[] = {
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl model",
-    .usage = "list DB [--json]\nactivate DB VERSION",
+    .usage = "list DB [--json]\nactivate DB VERSION\ntrim DB VERSION [options]",
     .about = "list      every model version: created (UTC), heads, d_model, active, metrics\n"
-             "activate  check that VERSION loads, then make it the one attnd serves",
+             "activate  check that VERSION loads, then make it the one attnd serves\n"
+             "trim      cut the heads or the self-attention block that do not pay "
+             "('attnctl model trim --help')",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
 };
@@ -164,6 +167,8 @@ static int s_activate(const char *path, int64_t v)
 
 int cmd_model(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "trim"))
+        return cmd_model_trim(argc - 1, argv + 1);
     s_args a = {.version = -1};
     uint64_t given;
     int rc = util_opt_main(&s_cmd, argc, argv, &a, &given);
