@@ -5,6 +5,9 @@
 #   make check SANITIZE=address|undefined   the same under a sanitizer (jemalloc off)
 #   make demo             install, build, generate the demo database, start attnd, ask it
 #   make bench            the benchmark suite (see bench/README.md)
+#   make fuzz FUZZ_SECONDS=N   each libFuzzer harness N s under ASan+UBSan (clang;
+#                         tests/fuzz/, docs/RELIABILITY.md); FUZZ_ONLY="a b" picks some
+#   make soak SOAK_SECONDS=N   mixed load against a real attnd (tools/soak)
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # Objects live in build/<flavour>/, so sanitizer and release objects never mix.
@@ -39,6 +42,14 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP -I. $(P
 ifeq ($(SANITIZE),)
 override CFLAGS += -DATTN_WITH_JEMALLOC
 endif
+# The libFuzzer flavour (make fuzz): clang instruments every object for
+# coverage.  clang has no `#pragma GCC target`, so the kernel files get their
+# instruction sets from flags instead (they are still chosen at run time).
+ifeq ($(FUZZ_ENGINE),1)
+override CFLAGS += -fsanitize=fuzzer-no-link -Wno-unknown-pragmas
+$(BUILD)/attn/%avx2.o: override CFLAGS += -mavx2 -mfma
+$(BUILD)/attn/%avx512.o: override CFLAGS += -mavx512f -mavx2 -mfma
+endif
 override LDLIBS += $(PKG_LIBS) -lpthread -lm
 
 BIN = $(BUILD)/bin
@@ -53,6 +64,11 @@ CLI_SRC    = $(filter-out clients/attn_%.c,$(wildcard clients/*.c))
 TOOL_SRC   = $(filter-out tools/attnctl.c,$(wildcard tools/*.c))
 TEST_SUITES = $(wildcard tests/check_*.c)
 TEST_UTIL  = $(filter-out $(TEST_SUITES),$(wildcard tests/*.c))
+# Fuzz harnesses: tests/fuzz/fz_<name>.c, corpus tests/fuzz/<name>/.
+FUZZ_NAMES = $(patsubst tests/fuzz/fz_%.c,%,$(wildcard tests/fuzz/fz_*.c))
+FUZZ_UTIL  = $(filter-out tests/fuzz/fz_%.c tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c))
+FUZZ_ONLY ?= $(FUZZ_NAMES)
+FUZZ_SECONDS ?= 60
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
@@ -67,9 +83,13 @@ ALL_LIBS = $(LIBSRV) $(LIBTOOL) $(LIBCLI) $(LIBSTORE) $(LIBATTN) $(LIBUTIL)
 
 PROGRAMS = $(BIN)/attnd $(BIN)/attnctl $(BIN)/attn-query $(BIN)/attn-batch $(BIN)/attn-load
 TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SUITES))
+# Each harness over its corpus, without libFuzzer: part of make check.
+REPLAYS  = $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZ_NAMES))
+FUZZERS  = $(patsubst %,$(BUILD)/fuzz/fz-%,$(FUZZ_ONLY))
 
 .SECONDARY:
-.PHONY: all check check-run demo demo-stop bench install uninstall clean deps valgrind
+.PHONY: all check check-run demo demo-stop bench install uninstall clean deps valgrind \
+        fuzz fuzz-build soak
 BENCH_PROGRAMS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
@@ -102,6 +122,15 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
+$(BUILD)/fuzz/replay-%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fz_%.o \
+                        $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fz-%: $(BUILD)/tests/fuzz/fz_%.o $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 # Suites that run the programs need them built, even when made one by one.
 $(TESTS): | $(PROGRAMS)
 
@@ -116,11 +145,26 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: $(PROGRAMS) $(TESTS)
-	@tools/run-tests $(BUILD) $(TESTS)
+check-run: $(PROGRAMS) $(TESTS) $(REPLAYS)
+	@tools/run-tests $(BUILD) $(TESTS) $(REPLAYS)
 
-valgrind: $(PROGRAMS) $(TESTS)
-	@ATTN_VALGRIND=1 tools/run-tests $(BUILD) $(TESTS)
+valgrind: $(PROGRAMS) $(TESTS) $(REPLAYS)
+	@ATTN_VALGRIND=1 tools/run-tests $(BUILD) $(TESTS) $(REPLAYS)
+
+# clang, ASan + UBSan, libFuzzer; objects in build/fuzz/.  One harness at a
+# time for FUZZ_SECONDS each (tools/fuzz); the report is build/fuzz/report.txt.
+fuzz: deps
+	@tools/install-deps --fuzz
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZE=address,undefined \
+	    FUZZ_ENGINE=1 CFLAGS="-O1 -g" fuzz-build
+	@tools/fuzz build/fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
+
+fuzz-build: $(FUZZERS)
+
+SOAK_SECONDS ?= 600
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@tools/soak $(BIN) $(SOAK_SECONDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -385,8 +385,9 @@ static void s_peek_id(const util_json_member *m, char *id_json)
         if (len > SRV_ID_MAX || !util_utf8_valid(at, len))
             return;
         for (size_t i = 0; i < len; i++)
-            if ((unsigned char)at[i] < 0x20 || (at[i] == '\\' &&
-                                                (i + 1 >= len || !strchr("\"\\/bfnrt", at[i + 1]))))
+            if ((unsigned char)at[i] < 0x20 ||
+                (at[i] == '\\' && (i + 1 >= len || !at[i + 1] ||   /* strchr finds the NUL */
+                                    !strchr("\"\\/bfnrt", at[i + 1]))))
                 return;
             else if (at[i] == '\\')
                 i++;

@@ -277,6 +277,8 @@ typedef struct s_tags {
 /* Is tag (case-insensitively) one of the '\n'-separated entries of b? */
 static int s_has_tag(const s_buf *b, const char *tag, size_t len)
 {
+    if (!b->p)
+        return 0;   /* no tags yet (and NULL + 0 is undefined) */
     const char *p = b->p, *end = b->p + b->len;
     while (p && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
