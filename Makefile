@@ -120,7 +120,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
 $(BUILD)/fuzz/replay-%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fz_%.o \
                         $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
@@ -130,6 +130,15 @@ $(BUILD)/fuzz/replay-%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fz_%.o 
 $(BUILD)/fuzz/fz-%: $(BUILD)/tests/fuzz/fz_%.o $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# check_oom alone routes our libraries' allocations through its failure
+# injector (tests/oom/alloc.h): the linker's --wrap, so no production code
+# changes and no other binary is affected.
+comma := ,
+OOM_WRAP = malloc calloc realloc free strdup strndup posix_memalign aligned_alloc
+$(BUILD)/tests/check_oom: $(call obj,$(wildcard tests/oom/*.c))
+# private: the programs it waits for must not inherit the flags.
+$(BUILD)/tests/check_oom: private TEST_LDFLAGS = $(patsubst %,-Wl$(comma)--wrap=%,$(OOM_WRAP))
 
 # Suites that run the programs need them built, even when made one by one.
 $(TESTS): | $(PROGRAMS)
@@ -161,10 +170,16 @@ fuzz: deps
 
 fuzz-build: $(FUZZERS)
 
+# Not part of check: SOAK_SECONDS (default 10 minutes) of mixed load against
+# a real attnd (tools/soak says what and when it passes); results in build/soak/.
 SOAK_SECONDS ?= 600
 soak: deps
-	@$(MAKE) --no-print-directory all
-	@tools/soak $(BIN) $(SOAK_SECONDS)
+	@$(MAKE) --no-print-directory all $(BUILD)/soak/peer
+	@tools/soak $(BUILD) $(SOAK_SECONDS)
+
+$(BUILD)/soak/peer: $(BUILD)/tests/soak/peer.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
