@@ -290,8 +290,10 @@ static cJSON *s_parse_object(const char *buf, size_t len, char *why, size_t why_
         snprintf(why, why_len, "message: not valid UTF-8");
         return NULL;
     }
-    if (util_json_nul_escape(buf, len) != len) {
-        snprintf(why, why_len, "message: strings must not contain NUL (\\u0000)");
+    size_t nul = util_json_nul_escape(buf, len);
+    if (nul != len) {
+        snprintf(why, why_len, "message: a NUL (\\u0000 or a zero byte) at byte %zu: strings "
+                 "must not contain NUL", nul);
         return NULL;
     }
     const char *end = NULL;

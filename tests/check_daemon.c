@@ -279,6 +279,14 @@ START_TEST(request_nul_refused)
     ck_assert_int_eq(s_parse("{\"op\":\"rank\",\"user\":\"u1\\\\u0000zzz\","
                              "\"candidates\":[\"x\"]}", &rq, why), SRV_OK);
     ck_assert_str_eq(s_rank(&rq)->user.s, "u1\\u0000zzz");
+    /* A raw zero byte too: it is not JSON, and cJSON would cut at it, so
+     * that a key "id<NUL>" read as "id" (found by tests/fuzz/request). */
+    static const char raw[] = "{\"op\":\"rank\",\"user\":\"u1\0zzz\",\"candidates\":[\"x\"]}";
+    srv_config cfg;
+    cfg_defaults(&cfg);
+    ck_assert_int_eq(srv_request_parse(raw, sizeof raw - 1, &cfg, &s_args, &rq, why, 256),
+                     SRV_E_BAD_JSON);
+    ck_assert_msg(strstr(why, "NUL"), "%s", why);
 }
 END_TEST
 

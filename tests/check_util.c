@@ -455,6 +455,10 @@ START_TEST(test_json_nul_escape)
         {"\\u000", 5},                           /* too short to be one */
         {"", 0},
     };
+    /* A raw NUL byte: the key "id<NUL>" reads as "id" (found by fuzz/request). */
+    const char raw[] = "{\"id\0\":\"x\",\"b\":\"\\u0000\"}";
+    ck_assert_uint_eq(util_json_nul_escape(raw, sizeof raw - 1), 4);
+    ck_assert_uint_eq(util_json_nul_escape("a\\u0000", 7), 1);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len = strlen(cases[i].json);
         size_t at = util_json_nul_escape(cases[i].json, len);

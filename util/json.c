@@ -33,6 +33,11 @@ size_t util_json_quote(char *out, const char *s, size_t len)
 
 size_t util_json_nul_escape(const char *buf, size_t len)
 {
+    /* A raw NUL cuts a C string just the same (cJSON takes it inside a
+     * string), and is never valid JSON: look for an escape before it only. */
+    const char *raw = memchr(buf, 0, len);
+    if (raw)
+        len = (size_t)(raw - buf);
     const char *p = buf, *end = buf + len;
     while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
         const char *run = p;

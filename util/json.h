@@ -25,10 +25,11 @@
  * \u0000).  Returns the bytes written; no NUL terminator is added. */
 size_t util_json_quote(char *out, const char *s, size_t len);
 
-/* The offset of the first "\u0000" escape in the JSON text buf[0..len)
- * (one not itself escaped: "\\u0000" is a backslash and text), or len if
- * there is none.  C strings from a JSON parser end at such a NUL, so an id
- * "u1\u0000x" would silently become "u1": callers refuse it instead. */
+/* The offset of the first NUL in the JSON text buf[0..len): a raw NUL byte
+ * or a "\u0000" escape (one not itself escaped: "\\u0000" is a backslash
+ * and text), or len if there is none.  C strings from a JSON parser end at
+ * such a NUL, so an id "u1\u0000x" would silently become "u1", and a key
+ * "id<NUL>" would read as "id": callers refuse it instead. */
 size_t util_json_nul_escape(const char *buf, size_t len);
 
 /* One member of a top-level JSON object, as raw text of the buffer. */

@@ -489,8 +489,8 @@ static int s_jsonl_record(store_import_rd *rd, int *got, store_err *err)
         size_t nul = util_json_nul_escape(rd->raw, rd->raw_len);
         if (nul != rd->raw_len)
             return s_fail(rd, err, STORE_ERR_INVAL,
-                          "a \\u0000 (NUL) escape at byte %zu: ids and text cannot hold "
-                          "NUL", nul + 1);
+                          "a NUL (\\u0000 or a raw zero byte) at byte %zu: ids and text "
+                          "cannot hold NUL", nul + 1);
         const char *end = NULL;
         rd->json = cJSON_ParseWithLengthOpts(s, n, &end, 0);
         if (!rd->json) {
