@@ -7,6 +7,7 @@
 #   make bench            the benchmark suite (see bench/README.md)
 #   make fuzz FUZZ_SECONDS=N   each libFuzzer harness N s under ASan+UBSan (clang;
 #                         tests/fuzz/, docs/RELIABILITY.md); FUZZ_ONLY="a b" picks some
+#   make fuzz-cov         line coverage of each harness's target files by its corpus
 #   make soak SOAK_SECONDS=N   mixed load against a real attnd (tools/soak)
 #   make install PREFIX=/usr/local DESTDIR=
 #
@@ -42,13 +43,16 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP -I. $(P
 ifeq ($(SANITIZE),)
 override CFLAGS += -DATTN_WITH_JEMALLOC
 endif
-# The libFuzzer flavour (make fuzz): clang instruments every object for
-# coverage.  clang has no `#pragma GCC target`, so the kernel files get their
-# instruction sets from flags instead (they are still chosen at run time).
-ifeq ($(FUZZ_ENGINE),1)
-override CFLAGS += -fsanitize=fuzzer-no-link -Wno-unknown-pragmas
+# clang (make fuzz, make fuzz-cov) has no `#pragma GCC target`: the kernel
+# files get their instruction sets from flags instead (still chosen at run
+# time).  The libFuzzer flavour instruments every object for coverage.
+ifneq ($(findstring clang,$(CC)),)
+override CFLAGS += -Wno-unknown-pragmas
 $(BUILD)/attn/%avx2.o: override CFLAGS += -mavx2 -mfma
 $(BUILD)/attn/%avx512.o: override CFLAGS += -mavx512f -mavx2 -mfma
+endif
+ifeq ($(FUZZ_ENGINE),1)
+override CFLAGS += -fsanitize=fuzzer-no-link
 endif
 override LDLIBS += $(PKG_LIBS) -lpthread -lm
 
@@ -89,7 +93,7 @@ FUZZERS  = $(patsubst %,$(BUILD)/fuzz/fz-%,$(FUZZ_ONLY))
 
 .SECONDARY:
 .PHONY: all check check-run demo demo-stop bench install uninstall clean deps valgrind \
-        fuzz fuzz-build soak
+        fuzz fuzz-build fuzz-cov soak
 BENCH_PROGRAMS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
@@ -123,13 +127,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
 $(BUILD)/fuzz/replay-%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fz_%.o \
-                        $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
+                        $(call obj,$(FUZZ_UTIL) $(TEST_UTIL)) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
-$(BUILD)/fuzz/fz-%: $(BUILD)/tests/fuzz/fz_%.o $(call obj,$(FUZZ_UTIL)) $(ALL_LIBS)
+$(BUILD)/fuzz/fz-%: $(BUILD)/tests/fuzz/fz_%.o $(call obj,$(FUZZ_UTIL) $(TEST_UTIL)) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
 # check_oom alone routes our libraries' allocations through its failure
 # injector (tests/oom/alloc.h): the linker's --wrap, so no production code
@@ -169,6 +173,16 @@ fuzz: deps
 	@tools/fuzz build/fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 fuzz-build: $(FUZZERS)
+
+# Line coverage of each harness's target files by its corpus (seeds, regress
+# inputs and what make fuzz kept in build/fuzz/corpus/): replays built by
+# clang with source-based coverage, reported by llvm-cov (tools/fuzz-cov).
+COV_FLAGS = -O1 -g -fprofile-instr-generate -fcoverage-mapping
+fuzz-cov: deps
+	@tools/install-deps --fuzz
+	@$(MAKE) --no-print-directory BUILD=build/fuzz-cov CC=clang CFLAGS="$(COV_FLAGS)" \
+	    LDFLAGS="-fprofile-instr-generate" $(patsubst %,build/fuzz-cov/fuzz/replay-%,$(FUZZ_ONLY))
+	@tools/fuzz-cov build/fuzz-cov build/fuzz/corpus $(FUZZ_ONLY)
 
 # Not part of check: SOAK_SECONDS (default 10 minutes) of mixed load against
 # a real attnd (tools/soak says what and when it passes); results in build/soak/.

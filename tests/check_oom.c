@@ -272,7 +272,8 @@ static void s_config(srv_config *cfg, const char *db)
 static int s_snapshot_run(void *ctx, char *why, size_t why_len)
 {
     srv_snapshot *snap = NULL;
-    int rc = srv_snapshot_build(ctx, &snap, why, why_len);
+    srv_experiment none = {0};
+    int rc = srv_snapshot_build(ctx, &none, &snap, why, why_len);
     if (rc != 0 && snap)
         snprintf(why, why_len, "failed, and returned a snapshot");
     srv_snapshot_release(&snap);
@@ -348,7 +349,8 @@ static void s_serve_start(s_serve *s, const char *db)
     s_config(&s->st.cfg, db);
     char why[600];
     srv_snapshot *snap;
-    ck_assert_msg(srv_snapshot_build(&s->st.cfg, &snap, why, sizeof why) == 0, "%s", why);
+    ck_assert_msg(srv_snapshot_build(&s->st.cfg, &s->st.exp, &snap, why, sizeof why) == 0, "%s",
+                  why);
     srv_snapshot_publish(snap);
     srv_arena_install_cjson();
     s->st.n_workers = 1;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/tu_daemon.h"
 
 typedef struct s_work {
     char tmpl[512], path[600];
@@ -63,7 +64,7 @@ static store *s_get(s_work *w, const char *name, int generated)
         snprintf(w->path, sizeof w->path, "%s.work", w->tmpl);
         store_err err;
         if (generated) {
-            fz_make_db(w->tmpl, 20, 5, 4);
+            tu_make_db(w->tmpl, 20, 5, 4);
         } else if (store_init(w->tmpl, 4, &err) != STORE_OK) {
             fz_fail(__FILE__, __LINE__, "store_init", "%s", err.msg);
         }

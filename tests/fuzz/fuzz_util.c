@@ -2,6 +2,10 @@
  * database the harnesses share (fuzz_util.h). */
 #include "tests/fuzz/fuzz_util.h"
 
+#include "attn/model.h"
+#include "store/store.h"
+#include "util/rng.h"
+
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -12,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/gen/gen.h"
 
 void fz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 {
@@ -123,21 +126,27 @@ size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max)
     return n;
 }
 
-void fz_make_db(const char *path, uint32_t items, uint32_t users, int dim)
+int64_t fz_save_model(const char *db_path, int heads, int sa_len, uint64_t seed)
 {
-    store_gen_opts o;
-    store_gen_defaults(&o);
-    o.n_items = items;
-    o.n_users = users;
-    o.dim = dim;
-    o.seed = 7;
-    o.events_per_user = 8;
+    store *db;
     store_err err;
-    unlink(path);
-    if (store_gen_create(path, &o, NULL, &err) != STORE_OK) {
-        fprintf(stderr, "gen %s: %s\n", path, err.msg);
+    if (store_open(&db, db_path, STORE_READWRITE, 5000, &err) != STORE_OK)
+        fz_fail(__FILE__, __LINE__, "store_open", "%s", err.msg);
+    int d = store_dim(db), m = 8 * heads;
+    attn_model *md = attn_model_new(d, m, heads, 8, 0, 0);
+    if (!md || (sa_len > 0 && attn_model_add_sa(md, sa_len) != 0))
         abort();
-    }
+    float *w[] = {md->wq, md->wk, md->wv, md->wo, md->sa_q, md->sa_k, md->sa_uk, md->sa_uv};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        for (int j = 0; w[i] && j < d * m; j++)
+            w[i][j] = (float)(util_rng_unit(util_splitmix64(&seed)) - 0.5);
+    md->scale = 0.5f;
+    int64_t version;
+    if (store_model_save(db, md, NULL, NULL, 0, &version, &err) != STORE_OK)
+        fz_fail(__FILE__, __LINE__, "store_model_save", "%s", err.msg);
+    attn_model_free(&md);
+    store_close(&db);
+    return version;
 }
 
 int fz_json_object(const char *text, size_t len)

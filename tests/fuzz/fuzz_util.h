@@ -20,7 +20,8 @@
  *     }
  *
  * A failed FZ_ASSERT prints the reason and aborts, which both drivers
- * report as a crash with the input that caused it.
+ * report as a crash with the input that caused it.  Databases come from the
+ * suites' tu_make_db (tests/tu_daemon.h), which is linked in.
  */
 #ifndef TESTS_FUZZ_FUZZ_UTIL_H
 #define TESTS_FUZZ_FUZZ_UTIL_H
@@ -59,9 +60,10 @@ typedef struct fz_part {
 } fz_part;
 size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max);
 
-/* A generated database (store_gen, seed 7): items i00001.., users u0001..,
- * each user with about 8 events. */
-void fz_make_db(const char *path, uint32_t items, uint32_t users, int dim);
+/* Save a model with random projections (d x 8 per head, self-attention
+ * window sa_len, l_max 8) into db_path, not active; returns its version.
+ * tu_save_random_model's job without Check, whose asserts need a runner. */
+int64_t fz_save_model(const char *db_path, int heads, int sa_len, uint64_t seed);
 
 /* 1 if text is one JSON object (cJSON with its default allocator). */
 int fz_json_object(const char *text, size_t len);

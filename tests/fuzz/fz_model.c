@@ -23,6 +23,7 @@
 #include "attn/score.h"
 #include "store/store.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/tu_daemon.h"
 
 #define S_VERSION 9
 
@@ -35,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     const char *path = fz_path("model.db");
-    fz_make_db(path, 20, 5, 4);
+    tu_make_db(path, 20, 5, 4);
     store_err err;
     if (store_open(&s_db, path, STORE_READONLY, 1000, &err) != STORE_OK ||
         store_catalog_load(s_db, &s_cat, &err) != STORE_OK)

@@ -2,8 +2,10 @@
  *
  * The input is one message as a client would send it.  It goes through the
  * main thread's peek (routing, busy replies), the full parse, and a real
- * worker's handle step over a small generated database, so every op of the
- * table (daemon/ops.c) runs, rank all the way to the encoded reply.
+ * worker's handle step over a small generated database (the identity model
+ * active, a trained one beside it, an experiment over the two), so every
+ * op of the table (daemon/ops.c) runs, rank all the way to the encoded
+ * reply.
  *
  * Invariants beyond "no crash, no sanitizer report":
  *   - the peek and the parse never disagree on the op: main routes (and
@@ -28,6 +30,7 @@
 #include "daemon/state.h"
 #include "daemon/worker.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/tu_daemon.h"
 #include "util/clock.h"
 #include "util/utf8.h"
 
@@ -47,6 +50,9 @@ static void s_setup_config(srv_config *cfg)
         {"limits.max_k", "16"},            {"limits.max_explain", "4"},
         {"limits.max_history", "32"},      {"limits.max_seen", "64"},
         {"limits.default_k", "5"},
+        /* Version 1 beside the active identity model, and an experiment
+         * over both, so that "model", "session" and arms are reachable. */
+        {"models.serve", "1"},             {"experiment.arms", "control:active:1,treat:1:1"},
     };
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
         if (cfg_set(cfg, set[i][0], set[i][1], why, sizeof why) != 0)
@@ -61,11 +67,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     srv_config *cfg = &s_st.cfg;
     s_setup_config(cfg);
     srv_log_set_level(cfg->log_level);
-    fz_make_db(cfg->db, 120, 12, 8);
+    tu_make_db(cfg->db, 120, 12, 8);
+    fz_save_model(cfg->db, 2, 3, 5);
     srv_arena_install_cjson();
     char why[600];
+    if (srv_experiment_parse(cfg->exp_arms, cfg->exp_salt, &s_st.exp, why, sizeof why) != 0)
+        fz_fail(__FILE__, __LINE__, "experiment", "%s", why);
     srv_snapshot *snap;
-    if (srv_snapshot_build(cfg, &snap, why, sizeof why) != 0)
+    if (srv_snapshot_build(cfg, &s_st.exp, &snap, why, sizeof why) != 0)
         fz_fail(__FILE__, __LINE__, "snapshot", "%s", why);
     srv_snapshot_publish(snap);
     s_st.n_workers = 1;
@@ -143,6 +152,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int outcome = srv_worker_handle(s_worker, util_now_ns(), buf, size);
     size_t len;
     const char *rep = srv_worker_reply(s_worker, &len);
+    if (getenv("FZ_VERBOSE"))   /* for writing seeds: what did this input reach? */
+        fprintf(stderr, "reply: %.*s\n", (int)(len < 300 ? len : 300), rep);
     s_check_reply(rep, len, outcome, rq.id_json);
     srv_worker_done(s_worker, util_now_ns());
     return 0;

@@ -53,6 +53,9 @@ S_HOOK static uintptr_t s_caller(int *direct)
     s_in_hook = 1;
     int n = backtrace(frames, 48), i = 0;
     s_in_hook = 0;
+    /* Sanitizers intercept backtrace itself: its frame comes first. */
+    while (i < n && !s_hook((uintptr_t)frames[i]))
+        i++;
     while (i < n && s_hook((uintptr_t)frames[i]))
         i++;
     *direct = i < n && s_ours((uintptr_t)frames[i]);
