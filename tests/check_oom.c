@@ -26,6 +26,7 @@
 #include "attn/model.h"
 #include "daemon/arena.h"
 #include "daemon/log.h"
+#include "daemon/ops.h"
 #include "daemon/snapshot.h"
 #include "daemon/state.h"
 #include "daemon/worker.h"
@@ -311,7 +312,7 @@ static int s_request_run(void *ctx, char *why, size_t why_len)
 {
     s_serve *s = ctx;
     srv_arena_bind(NULL);
-    s->outcome = srv_worker_handle(s->w, util_now_ns(), s->req, strlen(s->req));
+    s->outcome = srv_worker_handle(s->w, util_now_ns(), SRV_ROLE_ADMIN, s->req, strlen(s->req));
     size_t len;
     const char *rep = srv_worker_reply(s->w, &len);
     srv_worker_done(s->w, util_now_ns());

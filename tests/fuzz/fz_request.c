@@ -149,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cJSON_Delete(pid);
 
-    int outcome = srv_worker_handle(s_worker, util_now_ns(), buf, size);
+    int outcome = srv_worker_handle(s_worker, util_now_ns(), SRV_ROLE_ADMIN, buf, size);
     size_t len;
     const char *rep = srv_worker_reply(s_worker, &len);
     if (getenv("FZ_VERBOSE"))   /* for writing seeds: what did this input reach? */
