@@ -26,11 +26,13 @@
 #include "attn/model.h"
 #include "daemon/arena.h"
 #include "daemon/log.h"
+#include "daemon/record.h"
 #include "daemon/ops.h"
 #include "daemon/snapshot.h"
 #include "daemon/state.h"
 #include "daemon/worker.h"
 #include "store/import/import.h"
+#include "store/hist/hist.h"
 #include "store/store.h"
 #include "tests/oom/alloc.h"
 #include "tests/testutil.h"
@@ -537,6 +539,108 @@ START_TEST(save_and_load_model)
 }
 END_TEST
 
+/* ---- the record op: stage, commit, answer (the writer's path) ---------------------- */
+
+typedef struct s_rec {
+    s_write w;                 /* the database, its digests */
+    srv_state st;
+    srv_wres res;              /* the writer's: history handle, item lookups, batch */
+    srv_arena args;
+    srv_json out;
+} s_rec;
+
+static void s_rec_open(s_rec *r)
+{
+    store_err err;
+    store_hist_sqlite_opts o = {.path = r->w.path, .busy_ms = 1000, .writable = 1};
+    ck_assert_msg(store_hist_sqlite_open(&r->res.hist, &o, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_open(&r->res.db, r->w.path, STORE_READONLY, 1000, &err) == STORE_OK,
+                  "%s", err.msg);
+}
+
+static void s_rec_close(s_rec *r)
+{
+    store_hist_close(&r->res.hist);
+    store_close(&r->res.db);
+}
+
+/* One record request as the writer thread runs it. */
+static int s_record_run(void *ctx, char *why, size_t why_len)
+{
+    s_rec *r = ctx;
+    static const char req[] = "{\"op\":\"record\",\"id\":\"w\",\"events\":[{\"user\":\"u0003\","
+        "\"item\":\"i00004\",\"ts\":1767225600,\"kind\":\"click\",\"event_id\":\"e1\"},"
+        "{\"user\":\"new-user\",\"item\":\"i00005\",\"ts\":1767225601,\"weight\":2},"
+        "{\"user\":\"u0003\",\"item\":\"nope\",\"ts\":1767225602}]}";
+    srv_request rq;
+    int code = srv_request_parse(req, sizeof req - 1, &r->st.cfg, &r->args, &rq, why, why_len);
+    uint64_t stage[SRV_STAGE_COUNT] = {0};
+    srv_call c = {.state = &r->st, .res = &r->res, .out = &r->out, .rq = &rq,
+                  .t_recv = util_now_ns(), .stage = stage, .outcome = SRV_OUT_REPLY,
+                  .role = SRV_ROLE_ADMIN, .arm = -1};
+    if (code != SRV_OK)
+        srv_call_error(&c, code, why);
+    else
+        rq.op->run(&c);
+    srv_arena_reset(&r->args);
+    if (c.outcome == SRV_OUT_DEFER) {
+        srv_rec_batch_report rep;
+        store_err err = {0};
+        int rc = srv_rec_batch_commit(r->res.batch, r->res.hist, &rep, &err);
+        srv_rec_batch_reply(r->res.batch, 0, rc, &err, &r->out);
+        srv_rec_batch_reset(r->res.batch);
+    }
+    if (!strstr(r->out.buf, "\"ok\":true")) {
+        snprintf(why, why_len, "%.500s", r->out.buf);
+        return -1;
+    }
+    return 0;
+}
+
+/* The write's checks (s_write_after), with the writer's handles reopened
+ * on the template after a success. */
+static void s_record_after(void *ctx, int rc, int injected)
+{
+    s_rec *r = ctx;
+    if (rc == 0)
+        s_rec_close(r);
+    s_write_after(&r->w, rc, injected);
+    if (rc == 0) {
+        store_close(&r->w.db);
+        s_rec_open(r);
+    }
+}
+
+START_TEST(record_events)
+{
+    static s_rec r;
+    memset(&r, 0, sizeof r);
+    r.w.name = "record.db";
+    s_write_open(&r.w);
+    store_close(&r.w.db);
+    r.w.before = s_digest(r.w.path);
+    s_config(&r.st.cfg, r.w.path);
+    char why[600];
+    srv_snapshot *snap;
+    ck_assert_msg(srv_snapshot_build(&r.st.cfg, &r.st.exp, &snap, why, sizeof why) == 0, "%s",
+                  why);
+    srv_snapshot_publish(snap);
+    srv_arena_install_cjson();
+    r.res.index = -1;
+    r.res.batch = srv_rec_batch_new(&r.st.cfg);
+    ck_assert_ptr_nonnull(r.res.batch);
+    ck_assert_int_eq(srv_arena_init(&r.args, 1 << 20), 0);
+    ck_assert_int_eq(srv_json_init(&r.out, 1 << 16), 0);
+    s_rec_open(&r);
+    s_loop(&(s_op){"record", &r, s_record_run, s_record_after});
+    s_rec_close(&r);
+    srv_rec_batch_free(&r.res.batch);
+    srv_arena_free(&r.args);
+    srv_json_free(&r.out);
+    srv_snapshot_publish(NULL);
+}
+END_TEST
+
 /* Every test appended its sites; count the distinct ones across them all. */
 START_TEST(sites_summary)
 {
@@ -580,6 +684,7 @@ Suite *oom_suite(void)
     tcase_add_test(tc, serve_requests);
     tcase_add_test(tc, import_items_and_events);
     tcase_add_test(tc, save_and_load_model);
+    tcase_add_test(tc, record_events);
     tcase_add_test(tc, sites_summary);
     suite_add_tcase(s, tc);
     return s;
