@@ -32,7 +32,7 @@ override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-
 override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-PKGS = sqlite3 libzmq openblas libcjson inih libsodium libmicrohttpd $(MALLOC_PKG)
+PKGS = sqlite3 libzmq openblas libcjson inih libsodium libmicrohttpd hiredis $(MALLOC_PKG)
 # Evaluated lazily: `make deps` must work before the libraries exist.
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) check 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)

@@ -33,6 +33,7 @@ const char *store_strerror(int code)
     case STORE_ERR_INVAL: return "inval";
     case STORE_ERR_NOMEM: return "nomem";
     case STORE_ERR_EXISTS: return "exists";
+    case STORE_ERR_UNAVAILABLE: return "unavailable";
     }
     return "unknown";
 }

@@ -48,6 +48,8 @@ enum store_code {
     STORE_ERR_INVAL,     /* the caller passed something outside the contract */
     STORE_ERR_NOMEM,     /* out of memory; nothing was changed */
     STORE_ERR_EXISTS,    /* init over a database that already holds data */
+    STORE_ERR_UNAVAILABLE,  /* a remote store (a Redis node) did not answer in time or
+                               refused the connection: nothing was read or written there */
 };
 
 typedef struct store_err {

@@ -30,7 +30,11 @@
  *  - append: all or nothing for the batch as a whole -- either every event
  *    got its outcome and the batch is durable (as durable as the backend's
  *    configuration promises, docs/OPERATIONS.md), or an error and nothing of
- *    it was stored.  An event is stored at most once: one whose event_id is
+ *    it was stored.  A backend that spreads users over several nodes
+ *    (redis) is all or nothing per node instead: the events of a node that
+ *    failed get STORE_HIST_UNAVAILABLE (err names the node, the call still
+ *    returns STORE_OK), and only when every event failed so does the call
+ *    (STORE_ERR_UNAVAILABLE).  An event is stored at most once: one whose event_id is
  *    already stored, or (event_id NULL) whose (user, item, ts, kind) is, is
  *    a duplicate and changes nothing.  A user seen for the first time is
  *    created.  Items are the caller's to resolve (item_id); an item_id that
@@ -59,6 +63,8 @@ enum store_hist_outcome {
     STORE_HIST_STORED = 0,     /* new, now durable */
     STORE_HIST_DUPLICATE = 1,  /* already stored; nothing changed */
     STORE_HIST_NO_ITEM = 2,    /* item_id does not exist (any more) */
+    STORE_HIST_UNAVAILABLE = 3,   /* a sharded backend: this user's node failed (err says
+                                     which); not stored -- a resend stores it */
 };
 
 typedef struct store_hist store_hist;
@@ -109,5 +115,33 @@ typedef struct store_hist_sqlite_opts {
 } store_hist_sqlite_opts;
 
 int store_hist_sqlite_open(store_hist **out, const store_hist_sqlite_opts *o, store_err *err);
+
+/* ---- redis: histories shared by replicas (store/hist/redis.c) ------------
+ * Users are spread over the nodes by a consistent hash of their ext_id;
+ * each handle holds its own connection to every node, made on first use
+ * and remade after a failure (not before retry_ms).  A node that refuses,
+ * times out or cannot serve fails with STORE_ERR_UNAVAILABLE naming it:
+ * "history backend redis: redis://10.0.0.7:6379: cannot connect: ...".
+ * Items are the caller's to resolve: redis never answers NO_ITEM.  Event
+ * ids are unique per user (the sqlite backend: across users). */
+typedef struct store_hist_redis_opts {
+    const char *urls;        /* "redis://host:port[/db]", comma-separated */
+    const char *prefix;      /* put before every key ("attn:"); NULL = none */
+    int connect_ms;          /* connecting to a node, at most */
+    int timeout_ms;          /* one command's reply, at most */
+    int retry_ms;            /* after a node failed, fail its users at once for this long */
+    int trim;                /* newest events kept per user (1..) */
+    int ttl_s;               /* a user's keys expire this long after their last append;
+                                0 = never */
+    int writable;            /* 0: read only */
+} store_hist_redis_opts;
+
+int store_hist_redis_open(store_hist **out, const store_hist_redis_opts *o, store_err *err);
+/* Connect to (and PING) every node now.  STORE_OK, or STORE_ERR_UNAVAILABLE
+ * naming every node that failed -- the handle still works, and retries
+ * them.  STORE_ERR_INVAL for a handle of another backend. */
+int store_hist_redis_ping(store_hist *h, store_err *err);
+/* Nodes of a redis handle; 0 for another backend. */
+int store_hist_redis_nodes(const store_hist *h);
 
 #endif
