@@ -42,6 +42,7 @@ static const struct {
     {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
     {"record.synchronous", {"normal", "full", NULL}},   /* enum cfg_sync */
     {"security.mode", {"none", "curve", NULL}},    /* enum cfg_security */
+    {"history.backend", {"sqlite", "redis", NULL}},     /* enum cfg_hist */
 };
 
 static const char *const *s_enum_names(const cfg_entry *e)
@@ -163,6 +164,26 @@ static const cfg_entry s_table[] = {
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
      "WAL pages after which a checkpoint thread copies the WAL back beside the writer (at "
      "twice this the writer waits for it); 0 = SQLite's automatic checkpoints inside commits"},
+    {"history.backend", CFG_ENUM, F(hist_backend), 0, 0, "sqlite",
+     "where users' histories live: sqlite = the database itself; redis = Redis nodes shared "
+     "by every replica (history.redis), the database then only serves the catalog and models"},
+    {"history.redis", CFG_OPTSTRING, F(hist_redis), 0, 0, "",
+     "redis://host:port[/db] of every Redis primary, comma-separated; users are spread over "
+     "them by a consistent hash of their id (every replica must list the same nodes)"},
+    {"history.prefix", CFG_OPTSTRING, F(hist_prefix), 0, 0, "attn:",
+     "put before every Redis key, so that several deployments can share the nodes"},
+    {"history.connect_timeout_ms", CFG_INT, F(hist_connect_ms), 1, 60000, "200",
+     "connecting to a Redis node, at most"},
+    {"history.timeout_ms", CFG_INT, F(hist_timeout_ms), 1, 60000, "200",
+     "one Redis command, at most: past it the request fails `unavailable` naming the node"},
+    {"history.retry_ms", CFG_INT, F(hist_retry_ms), 0, 600000, "500",
+     "after a Redis node failed, its users' requests fail at once for this long, then the "
+     "next one reconnects"},
+    {"history.trim", CFG_INT, F(hist_trim), 1, 1000000, "1000",
+     "newest events kept per user in Redis; at least limits.max_history and limits.max_seen "
+     "(a model's self-attention context reads past max_history: keep room for it)"},
+    {"history.ttl", CFG_INT, F(hist_ttl), 0, 2000000000, "0",
+     "seconds a user's Redis history is kept after their last recorded event; 0 = forever"},
 };
 
 #define S_NKEYS ((int)(sizeof s_table / sizeof s_table[0]))
@@ -429,6 +450,20 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
                  "at least %lld to answer a request whose every event is rejected (or "
                  "record.enabled = off)", cfg->max_record_events, (long long)reply_need);
         return -1;
+    }
+    if (cfg->hist_backend == CFG_HIST_REDIS) {
+        if (!cfg->hist_redis[0]) {
+            snprintf(why, why_len, "history.backend = redis needs history.redis "
+                     "(redis://host:port, comma-separated)");
+            return -1;
+        }
+        int need = cfg->max_history > cfg->max_seen ? cfg->max_history : cfg->max_seen;
+        if (cfg->hist_trim < need) {
+            snprintf(why, why_len, "history.trim (%d) is smaller than limits.%s (%d): Redis "
+                     "would not keep the events a request reads", cfg->hist_trim,
+                     cfg->max_history > cfg->max_seen ? "max_history" : "max_seen", need);
+            return -1;
+        }
     }
     if (strncmp(cfg->bind, "tcp://", 6) && strncmp(cfg->bind, "ipc://", 6) &&
         strncmp(cfg->bind, "inproc://", 9)) {

@@ -22,6 +22,7 @@ enum cfg_precision { CFG_PRECISION_F32 = 0, CFG_PRECISION_BF16 = 1 };
 enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
 enum cfg_sync { CFG_SYNC_NORMAL = 0, CFG_SYNC_FULL = 1 };
 enum cfg_security { CFG_SECURITY_NONE = 0, CFG_SECURITY_CURVE = 1 };
+enum cfg_hist { CFG_HIST_SQLITE = 0, CFG_HIST_REDIS = 1 };
 
 typedef struct srv_config {
     /* [server] */
@@ -81,6 +82,16 @@ typedef struct srv_config {
     int allow_plaintext;       /* mode none may bind a non-loopback address */
     double rate_per_key;       /* requests/s per key (per peer in mode none); 0 = no limit */
     int burst;                 /* requests a caller may send at once above its rate */
+    /* [history] */
+    int hist_backend;          /* enum cfg_hist */
+    char hist_redis[1024];     /* redis://host:port[/db],... */
+    char hist_prefix[64];      /* before every Redis key */
+    int hist_connect_ms;       /* connecting to a Redis node, at most */
+    int hist_timeout_ms;       /* one Redis command, at most */
+    int hist_retry_ms;         /* a failed node's users fail at once for this long */
+    int hist_trim;             /* events kept per user in Redis */
+    int hist_ttl;              /* seconds a user's Redis history outlives their last event;
+                                  0 = forever */
 } srv_config;
 
 /* The built-in defaults.  The checked form returns -1 with the key when a

@@ -262,7 +262,8 @@ static void s_exclude_seen(srv_rank_buf *b, s_rank_state *st)
 
 /* Known user: their newest events.  With exclude_seen, read up to max_seen
  * events: all of them feed the seen set, the newest l_hist known ones are
- * the history.  -1 with why when the store failed. */
+ * the history.  When the store failed, the reply's code (a history node
+ * that does not answer is `unavailable`, anything else `store`) with why. */
 static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args *a,
                       s_rank_state *st, char *why, size_t why_len)
 {
@@ -279,7 +280,7 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
     }
     if (rc != STORE_OK) {
         snprintf(why, why_len, "%s", err.msg);
-        return -1;
+        return rc == STORE_ERR_UNAVAILABLE ? SRV_E_UNAVAILABLE : SRV_E_STORE;
     }
     util_set_clear(&b->seen);
     for (int i = 0; i < n; i++) {
@@ -415,10 +416,11 @@ void srv_rank_run(srv_call *c)
     uint64_t t0 = util_now_ns();
     s_map_candidates(b, snap, a, &st);
     st.n_unknown_cand = st.n_unknown;
+    int code = SRV_OK;
     if (!a->user.s)
         s_map_anonymous(b, snap, a, &st);
-    else if (s_map_user(c, snap, a, &st, why, sizeof why)) {
-        srv_call_error(c, SRV_E_STORE, why);
+    else if ((code = s_map_user(c, snap, a, &st, why, sizeof why)) != SRV_OK) {
+        srv_call_error(c, code, why);
         goto done;
     }
     uint64_t t1 = util_now_ns();

@@ -314,11 +314,40 @@ int srv_rec_batch_commit(srv_rec_batch *b, store_hist *h, srv_rec_batch_report *
 
 /* ---- 4. answer ------------------------------------------------------------ */
 
+/* 1 when an event of request k was on a history node that failed. */
+static int s_unavailable(const srv_rec_batch *b, const s_req *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        int app = b->ev[r->first + i].app;
+        if (app >= 0 && b->outcome[app] == STORE_HIST_UNAVAILABLE)
+            return 1;
+    }
+    return 0;
+}
+
+int srv_rec_batch_code(const srv_rec_batch *b, int k, int rc)
+{
+    if (rc == STORE_ERR_BUSY)
+        return SRV_E_BUSY;
+    if (rc == STORE_ERR_UNAVAILABLE || (rc == STORE_OK && s_unavailable(b, &b->req[k])))
+        return SRV_E_UNAVAILABLE;
+    return rc == STORE_OK ? SRV_OK : SRV_E_STORE;
+}
+
 void srv_rec_batch_reply(const srv_rec_batch *b, int k, int rc, const store_err *err,
                          srv_json *out)
 {
     const s_req *r = &b->req[k];
     const char *id_json = s_at(b, r->id_off);
+    if (srv_rec_batch_code(b, k, rc) == SRV_E_UNAVAILABLE) {
+        /* Events on the nodes that answered may be stored: a resend is
+         * safe, they are duplicates then. */
+        char why[700];
+        snprintf(why, sizeof why, "%s; nothing of this request on that node was stored, "
+                 "resend it (what was stored elsewhere counts as duplicates)", err->msg);
+        srv_reply_error(out, id_json, SRV_E_UNAVAILABLE, why);
+        return;
+    }
     if (rc == STORE_ERR_BUSY) {
         char why[700];
         snprintf(why, sizeof why, "the database is locked by another writer (an import?); "

@@ -65,7 +65,11 @@ int srv_rec_batch_commit(srv_rec_batch *b, store_hist *h, srv_rec_batch_report *
 /* The reply to staged request k, into out: its events' outcomes when the
  * commit returned rc == STORE_OK, else the error every request of the
  * failed batch gets (`busy` for a database locked by another writer,
- * `store` otherwise). */
+ * `unavailable` for a history node that did not answer, `store`
+ * otherwise).  A request some of whose events were on a node that failed
+ * is `unavailable` too, whatever the rest of the batch did (srv_rec_batch_code
+ * says which code request k gets). */
+int srv_rec_batch_code(const srv_rec_batch *b, int k, int rc);
 void srv_rec_batch_reply(const srv_rec_batch *b, int k, int rc, const store_err *err,
                          srv_json *out);
 void srv_rec_batch_reset(srv_rec_batch *b);

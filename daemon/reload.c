@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/auth.h"
@@ -41,6 +42,7 @@ struct srv_reloader {
     store *poll_db;            /* cheap version checks */
     int64_t failed_model, failed_catalog;   /* last pair a poll-triggered build failed on */
     int64_t trying_model, trying_catalog;   /* the pair being built; -2: not a poll's */
+    uint64_t failed_ino, trying_ino;        /* the same for a file renamed over the path */
     srv_json out;
 };
 
@@ -98,6 +100,8 @@ static void s_start(srv_reloader *r, const char *reason, int64_t model, int64_t 
 {
     if (r->running)
         return;   /* waiters join the build under way */
+    if (strcmp(reason, "replaced"))
+        r->trying_ino = 0;
     r->trying_model = model;
     r->trying_catalog = catalog;
     srv_log(SRV_INFO, "msg=\"reload started\" reason=%s", reason);
@@ -178,6 +182,7 @@ void srv_reloader_on_done(srv_reloader *r)
         atomic_fetch_add(&r->st->counters.reload_failures, 1);
         r->failed_model = r->trying_model;
         r->failed_catalog = r->trying_catalog;
+        r->failed_ino = r->trying_ino;
         s_answer(r, NULL, r->why);
         return;
     }
@@ -186,6 +191,7 @@ void srv_reloader_on_done(srv_reloader *r)
             snap->build_ms, snap->bytes);
     atomic_fetch_add(&r->st->counters.reloads, 1);
     r->failed_model = r->failed_catalog = -2;
+    r->failed_ino = 0;
     /* A reference for the waiters' reply: publishing may free nothing of it. */
     atomic_fetch_add(&snap->refs, 1);
     srv_snapshot_publish(snap);
@@ -194,10 +200,34 @@ void srv_reloader_on_done(srv_reloader *r)
     srv_snapshot_release(&snap);
 }
 
+/* A file renamed over the path (a new snapshot distributed to the
+ * replicas): 1 when the serving snapshot was built from another file. */
+static int s_replaced(srv_reloader *r, uint64_t *ino)
+{
+    struct stat sb;
+    if (stat(r->st->cfg.db, &sb) != 0)
+        return 0;   /* gone for a moment: keep serving, look again next time */
+    srv_snapshot *snap = srv_snapshot_acquire();
+    int replaced = snap && ((uint64_t)sb.st_ino != snap->file_ino ||
+                            (uint64_t)sb.st_dev != snap->file_dev);
+    srv_snapshot_release(&snap);
+    *ino = (uint64_t)sb.st_ino;
+    return replaced;
+}
+
 void srv_reloader_poll(srv_reloader *r)
 {
     if (r->running)
         return;
+    uint64_t ino = 0;
+    if (s_replaced(r, &ino)) {
+        store_close(&r->poll_db);   /* it reads the old file */
+        if (ino != r->failed_ino) {
+            r->trying_ino = ino;
+            s_start(r, "replaced", -2, -2);
+        }
+        return;
+    }
     store_err err;
     if (!r->poll_db &&
         store_open(&r->poll_db, r->st->cfg.db, STORE_READONLY, 100, &err) != STORE_OK) {

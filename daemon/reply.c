@@ -252,6 +252,21 @@ static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *s
     s_kv_int(w, "history_context", snap->models[0].l_ctx);
 }
 
+static void s_info_history(srv_json *w, const srv_config *cfg)
+{
+    srv_json_key(w, "history");
+    srv_json_open(w, '{');
+    srv_json_key(w, "backend");
+    srv_json_cstr(w, cfg->hist_backend == CFG_HIST_REDIS ? "redis" : "sqlite");
+    if (cfg->hist_backend == CFG_HIST_REDIS) {
+        srv_json_key(w, "redis");
+        srv_json_cstr(w, cfg->hist_redis);
+        s_kv_int(w, "trim", cfg->hist_trim);
+        s_kv_int(w, "timeout_ms", cfg->hist_timeout_ms);
+    }
+    srv_json_close(w, '}');
+}
+
 /* What only an admin sees: where things are on this host. */
 static void s_info_admin(srv_json *w, const srv_state *st)
 {
@@ -285,6 +300,7 @@ static void s_info_admin(srv_json *w, const srv_state *st)
     srv_json_num(w, cfg->rate_per_key);
     s_kv_int(w, "burst", cfg->burst);
     srv_json_close(w, '}');
+    s_info_history(w, cfg);   /* its nodes are hosts too */
 }
 
 void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
@@ -300,6 +316,13 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     s_kv_int(w, "workers", st->n_workers);
     if (role >= SRV_ROLE_ADMIN)
         s_info_admin(w, st);
+    /* A snapshot file's checksum: every replica serving the same one says
+     * the same here (null when serving a database). */
+    srv_json_key(w, "snapshot_checksum");
+    if (snap && snap->checksum[0])
+        srv_json_cstr(w, snap->checksum);
+    else
+        srv_json_null(w);
     if (snap)
         s_info_model(w, st, snap);
     srv_json_key(w, "limits");

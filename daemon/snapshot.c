@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "attn/attn.h"
 #include "util/clock.h"
@@ -134,6 +136,30 @@ static int s_add_models(const srv_config *cfg, const srv_experiment *exp, store 
     return 0;
 }
 
+/* A snapshot file's checksum, and the identity of the file at the path
+ * (before the load).  Snapshot files are replaced by rename, never edited:
+ * the same inode after the load means the checksum is of what was loaded. */
+static int s_file_identity(const srv_config *cfg, store *db, srv_snapshot *snap,
+                           struct stat *before, char *why, size_t why_len)
+{
+    store_err err;
+    if (store_is_snapshot(db) &&
+        store_file_checksum(cfg->db, snap->checksum, &err) != STORE_OK) {
+        snprintf(why, why_len, "%s", err.msg);
+        return -1;
+    }
+    struct stat now;
+    if (stat(cfg->db, &now) != 0 || now.st_ino != before->st_ino ||
+        now.st_dev != before->st_dev) {
+        snprintf(why, why_len, "%s was replaced while it was loading; the next reload "
+                 "takes the new file", cfg->db);
+        return -1;
+    }
+    snap->file_dev = (uint64_t)before->st_dev;
+    snap->file_ino = (uint64_t)before->st_ino;
+    return 0;
+}
+
 int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_snapshot **out,
                        char *why, size_t why_len)
 {
@@ -147,6 +173,9 @@ int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_sna
         return -1;
     }
     atomic_init(&snap->refs, 1);
+    struct stat before;
+    if (stat(cfg->db, &before) != 0)
+        memset(&before, 0, sizeof before);   /* store_open names the problem */
     if (store_open(&db, cfg->db, STORE_READONLY, cfg->busy_timeout_ms, &err) != STORE_OK ||
         store_catalog_load(db, &snap->cat, &err) != STORE_OK)
         goto store_fail;
@@ -164,7 +193,8 @@ int srv_snapshot_build(const srv_config *cfg, const srv_experiment *exp, srv_sna
                                              &err) != STORE_OK))
         goto store_fail;
     snap->title_bytes = snap->titles ? snap->titles->bytes : 0;
-    if (s_add_models(cfg, exp, db, snap, why, why_len))
+    if (s_add_models(cfg, exp, db, snap, why, why_len) ||
+        s_file_identity(cfg, db, snap, &before, why, why_len))
         goto fail;
     /* Tables that own a copy of every row they read (bf16) leave the float
      * matrix unused: give it back once no model's tables borrow it. */

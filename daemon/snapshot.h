@@ -48,6 +48,9 @@ typedef struct srv_snapshot {
     int64_t catalog_version;
     double build_ms;            /* time the build took */
     size_t bytes;               /* memory the snapshot holds */
+    char checksum[STORE_CHECKSUM_HEX];  /* a snapshot file's BLAKE2b-256; "" for a database */
+    uint64_t file_dev, file_ino;  /* the file it was built from: a file renamed over the
+                                     path is a new one (reload.c) */
 } srv_snapshot;
 
 /* Build a snapshot from the database in cfg (own read-only connection),

@@ -105,8 +105,9 @@ static void s_flush(srv_writer *w)
                     "code=%s reason=\"%s\" failures=%llu", n, store_strerror(rc), err.msg,
                     (unsigned long long)w->failures_logged);
     }
-    s_count(w, srv_op_find("record", 6), rc == STORE_OK ? SRV_OK
-                                         : rc == STORE_ERR_BUSY ? SRV_E_BUSY : SRV_E_STORE, n);
+    const srv_op *op = srv_op_find("record", 6);
+    for (int k = 0; k < n; k++)
+        s_count(w, op, srv_rec_batch_code(b, k, rc), 1);
     /* The figures first: a client that asks for stats right after its
      * reply must find its events counted. */
     uint64_t now = util_now_ns();

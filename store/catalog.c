@@ -464,15 +464,18 @@ int store_catalog_popularity(store *db, const store_catalog *cat, float *counts,
     if (cat->n == 0)
         return STORE_OK;
     memset(counts, 0, (size_t)cat->n * sizeof *counts);
-    sqlite3_stmt *st = store_stmt(db, STORE_ST_POPULARITY, "SELECT item_id FROM interactions",
-                                  err);
+    /* A snapshot has no interactions: it carries their counts (snapshot.c). */
+    const char *sql = store_is_snapshot(db)
+                          ? "SELECT item_id, count FROM snapshot_popularity"
+                          : "SELECT item_id, 1.0 FROM interactions";
+    sqlite3_stmt *st = store_stmt(db, STORE_ST_POPULARITY, sql, err);
     if (!st)
         return err ? err->code : STORE_ERR_IO;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t r = store_catalog_row(cat, sqlite3_column_int64(st, 0));
         if (r >= 0)
-            counts[r] += 1.0f;
+            counts[r] += (float)sqlite3_column_double(st, 1);
     }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? STORE_OK : store_sqlfail(db, err, rc, "counting interactions");

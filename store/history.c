@@ -110,3 +110,57 @@ int store_item_title(store *db, int64_t item_id, char *buf, size_t len, store_er
                           (long long)item_id);
     return store_sqlfail(db, err, rc, "reading an item title");
 }
+
+int store_history_scan(store *db, int64_t below_user_id, int max_per_user, store_scan_fn fn,
+                       void *ctx, store_err *err)
+{
+    if (!fn || max_per_user < 1)
+        return store_fail(err, STORE_ERR_INVAL, "%s: store_history_scan: bad arguments",
+                          db->path);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->h,
+                                "SELECT i.user_id, u.ext_id, i.item_id, i.ts, i.kind, i.weight, "
+                                "i.event_id FROM interactions i JOIN users u "
+                                "ON u.user_id = i.user_id WHERE i.user_id < ?1 "
+                                "ORDER BY i.user_id DESC, i.ts DESC, i.item_id DESC, "
+                                "i.kind DESC", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_sqlfail(db, err, rc, "scanning interactions");
+    sqlite3_bind_int64(st, 1, below_user_id);
+    int64_t user = INT64_MIN;
+    int taken = 0, code = STORE_OK;
+    while (code == STORE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_scan_event ev = {.user_id = sqlite3_column_int64(st, 0)};
+        if (ev.user_id != user) {
+            user = ev.user_id;
+            taken = 0;
+        }
+        if (taken++ >= max_per_user)
+            continue;
+        double w = sqlite3_column_double(st, 5);
+        ev.user = (const char *)sqlite3_column_text(st, 1);
+        ev.item_id = sqlite3_column_int64(st, 2);
+        ev.ts = sqlite3_column_int64(st, 3);
+        ev.kind = (const char *)sqlite3_column_text(st, 4);
+        ev.weight = (float)w;
+        ev.event_id = (const char *)sqlite3_column_text(st, 6);
+        if (!(w > 0) || !isfinite(ev.weight) || !ev.user || !ev.kind)
+            code = store_fail(err, STORE_ERR_CORRUPT, "%s: interactions row user_id=%lld "
+                              "item_id=%lld ts=%lld: weight %g or a NULL text", db->path,
+                              (long long)user, (long long)ev.item_id, (long long)ev.ts, w);
+        else
+            code = fn(ctx, &ev);
+    }
+    sqlite3_finalize(st);
+    if (code != STORE_OK)
+        return code;
+    return rc == SQLITE_DONE ? STORE_OK : store_sqlfail(db, err, rc, "scanning interactions");
+}
+
+int store_users_count(store *db, int64_t from, int64_t *n, store_err *err)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM users WHERE user_id >= %lld",
+             (long long)from);
+    return store_query_int(db, sql, n, "counting users", err);
+}

@@ -209,9 +209,33 @@ int store_catalog_titles(store *db, const store_catalog *cat, size_t max_bytes,
                          store_titles **out, store_err *err);
 void store_titles_free(store_titles **titles_p);   /* accepts NULL */
 
-/* Interaction count per catalog row (the popularity prior), into counts[n]. */
+/* Interaction count per catalog row (the popularity prior), into counts[n];
+ * a snapshot's from the counts it carries instead. */
 int store_catalog_popularity(store *db, const store_catalog *cat, float *counts,
                              store_err *err);
+
+/* ---- snapshots (snapshot.c) ------------------------------------------------
+ * What replicas serve, in one read-only file: items, models (the active
+ * one; every one with all_models), the embedder basis, meta and the
+ * popularity counts -- no users, no interactions (replicas read histories
+ * from Redis).  An attnd database of the same schema, marked by meta
+ * 'snapshot'.  Written to a temporary file beside out and renamed over it,
+ * so a replica reloading sees the old file or the new one, whole. */
+#define STORE_CHECKSUM_HEX 65   /* BLAKE2b-256 as hex, NUL included */
+
+typedef struct store_snapshot_info {
+    int64_t items, models;        /* copied */
+    int64_t events;               /* interactions counted into the popularity prior */
+    int64_t bytes;                /* the file's size */
+    char checksum[STORE_CHECKSUM_HEX];   /* of the file (`b2sum -l 256 FILE`) */
+} store_snapshot_info;
+
+int store_snapshot_write(const char *src, const char *out, int all_models,
+                         store_snapshot_info *info, store_err *err);
+/* 1 when db is a snapshot, 0 otherwise (also when meta cannot be read). */
+int store_is_snapshot(store *db);
+/* BLAKE2b-256 of the file's bytes, as hex. */
+int store_file_checksum(const char *path, char hex[STORE_CHECKSUM_HEX], store_err *err);
 
 /* ---- users and histories -------------------------------------------------- */
 typedef struct store_event {
@@ -233,6 +257,28 @@ int store_item_id(store *db, const char *ext, size_t len, int64_t *item_id,
  * is ts, then item_id, everywhere).  Prepared once, covering primary key. */
 int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
                   store_err *err);
+
+/* Users whose user_id is at least from (INT64_MIN: all) into *n. */
+int store_users_count(store *db, int64_t from, int64_t *n, store_err *err);
+
+/* One event of store_history_scan; strings borrowed for the call. */
+typedef struct store_scan_event {
+    int64_t user_id;
+    const char *user;       /* the user's ext_id */
+    int64_t item_id, ts;
+    float weight;
+    const char *kind;
+    const char *event_id;   /* NULL when it has none */
+} store_scan_event;
+/* STORE_OK goes on; any other code stops the scan and is returned. */
+typedef int (*store_scan_fn)(void *ctx, const store_scan_event *ev);
+
+/* Every user's newest max_per_user events, in one read transaction: users
+ * by descending user_id starting below below_user_id (INT64_MAX: all), each
+ * user's events newest first in store_history's order.  For bulk copies
+ * (`attnctl history push`): the primary key walked backwards, no sort. */
+int store_history_scan(store *db, int64_t below_user_id, int max_per_user, store_scan_fn fn,
+                       void *ctx, store_err *err);
 
 /* Title of an item into buf (truncated to len); "" if it has none.
  * STORE_ERR_NOTFOUND (and "" in buf) if there is no such item. */

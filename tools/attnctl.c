@@ -17,10 +17,13 @@ static const struct {
     {"eval", cmd_eval, "eval DB [--model V] [--json]  ranking quality beside baselines"},
     {"eval-new", cmd_evalnew, "eval-new DB --newest F       quality on items added after training"},
     {"inspect", cmd_inspect, "inspect DB                  what a database holds"},
-    {"history", cmd_history, "history DB USER [--limit N] a user's newest events"},
+    {"history", cmd_history, "history DB USER [--limit N] a user's newest events\n"
+                             "  attnctl history push|check DB redis://HOST:PORT[,...]  histories "
+                             "to Redis, compared"},
     {"model", cmd_model, "model list|activate|trim DB [V]  model versions"},
     {"experiment", cmd_experiment, "experiment report DB [--key FILE]  how each arm did"},
     {"keygen", cmd_keygen, "keygen NAME | --mask FILE   a CURVE key pair, or a user-id mask key"},
+    {"snapshot", cmd_snapshot, "snapshot DB OUT             what replicas serve, one file"},
 };
 
 static void s_usage(FILE *out)

@@ -13,9 +13,12 @@ int cmd_eval(int argc, char **argv);
 int cmd_evalnew(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_history(int argc, char **argv);
+int cmd_history_push(int argc, char **argv);   /* cmd_hpush.c */
+int cmd_history_check(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_model_trim(int argc, char **argv);   /* 'model trim', from cmd_model */
 int cmd_experiment(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif

@@ -38,7 +38,9 @@ static const util_opt s_opts[] = {
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl history",
     .about = "The user's newest events, newest first: time (UTC), weight and the item's\n"
-             "title -- the history attnd reads for USER.",
+             "title -- the history attnd reads for USER.\n"
+             "'attnctl history push|check DB redis://...' copy histories to Redis and\n"
+             "compare them (attnctl history push --help).",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
 };
@@ -59,6 +61,10 @@ static void s_print(store *db, const store_event *ev)
 
 int cmd_history(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "push"))
+        return cmd_history_push(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "check"))
+        return cmd_history_check(argc - 1, argv + 1);
     s_args a = {.limit = 10};
     int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
     if (rc >= 0)
