@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 #include "util/clock.h"
@@ -52,9 +53,9 @@ int64_t cli_now_us(void)
 
 /* ---- endpoints ----------------------------------------------------------- */
 
-int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
+static int s_parse_list(const char *list, cli_endpoints *out, cli_err *err)
 {
-    memset(out, 0, sizeof *out);
+    out->n = 0;
     if (!list || !*list)
         return cli_fail(err, CLI_INVAL, "no endpoint given");
     const char *p = list;
@@ -87,6 +88,77 @@ int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
         p = end + 1;
     }
     return CLI_OK;
+}
+
+/* FILE's text as a comma list: lines joined, comments and blanks dropped. */
+static int s_read_file(const char *path, char *list, size_t cap, int64_t *mtime_ns,
+                       cli_err *err)
+{
+    FILE *f = fopen(path, "r");
+    struct stat sb;
+    if (!f || fstat(fileno(f), &sb) != 0) {
+        if (f)
+            fclose(f);
+        return cli_fail(err, CLI_IO, "%s: %s", path, strerror(errno));
+    }
+    *mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    char line[512];
+    size_t at = 0;
+    list[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "#\r\n")] = '\0';
+        for (char *tok = strtok(line, ", \t"); tok; tok = strtok(NULL, ", \t")) {
+            int w = snprintf(list + at, cap - at, "%s%s", at ? "," : "", tok);
+            if (w < 0 || (size_t)w >= cap - at) {
+                fclose(f);
+                return cli_fail(err, CLI_INVAL, "%s: too many endpoints", path);
+            }
+            at += (size_t)w;
+        }
+    }
+    fclose(f);
+    if (!at)
+        return cli_fail(err, CLI_INVAL, "%s: no endpoint in it", path);
+    return CLI_OK;
+}
+
+int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!list || list[0] != '@')
+        return s_parse_list(list, out, err);
+    if (strlen(list + 1) >= sizeof out->file)
+        return cli_fail(err, CLI_INVAL, "'%.40s…' is too long", list);
+    char text[CLI_MAX_ENDPOINTS * 260];
+    int rc = s_read_file(list + 1, text, sizeof text, &out->file_mtime_ns, err);
+    if (rc == CLI_OK)
+        rc = s_parse_list(text, out, err);
+    if (rc == CLI_OK)
+        snprintf(out->file, sizeof out->file, "%s", list + 1);
+    return rc;
+}
+
+int cli_endpoints_refresh(cli_endpoints *eps, cli_err *err)
+{
+    if (!eps->file[0])
+        return 0;
+    struct stat sb;
+    if (stat(eps->file, &sb) != 0) {
+        cli_fail(err, CLI_IO, "%s: %s", eps->file, strerror(errno));
+        return -1;
+    }
+    if ((int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec == eps->file_mtime_ns)
+        return 0;
+    char text[CLI_MAX_ENDPOINTS * 260];
+    cli_endpoints next = *eps;
+    if (s_read_file(eps->file, text, sizeof text, &next.file_mtime_ns, err) != CLI_OK ||
+        s_parse_list(text, &next, err) != CLI_OK)
+        return -1;
+    int same = next.n == eps->n;
+    for (int i = 0; same && i < next.n; i++)
+        same = !strcmp(next.v[i], eps->v[i]);
+    *eps = next;
+    return same ? 0 : 1;
 }
 
 const char *cli_endpoints_str(const cli_endpoints *eps, char *buf, size_t len)

@@ -92,12 +92,25 @@ typedef struct cli_endpoints {
     int n;                                  /* how many, 1..CLI_MAX_ENDPOINTS */
     char v[CLI_MAX_ENDPOINTS][256];         /* each "transport://address" */
     cli_curve curve;                        /* how to connect to them */
+    char file[512];                         /* "@FILE" was given: the list is FILE's,
+                                               re-read when it changes; "" otherwise */
+    int64_t file_mtime_ns;                  /* FILE's mtime when it was read */
 } cli_endpoints;
 
 /* Split a comma-separated list ("tcp://a:1,tcp://b:2") into out (keys
  * cleared: plain text).  Each entry must look like transport://address;
- * empty entries and more than CLI_MAX_ENDPOINTS are CLI_INVAL.  */
+ * empty entries and more than CLI_MAX_ENDPOINTS are CLI_INVAL.  "@FILE"
+ * reads the list from FILE instead (endpoints separated by commas or lines,
+ * '#' starts a comment): the replica set of a service, which clients that
+ * pipeline (attn-batch, attn-load) re-read while they run
+ * (cli_endpoints_refresh), so that a replica added to the file takes
+ * requests without a restart.  The keys apply to every endpoint, those the
+ * file adds later included. */
 int cli_endpoints_parse(const char *list, cli_endpoints *out, cli_err *err);
+/* With a file: read it again when its mtime changed.  1 when the list
+ * changed (eps updated), 0 when not (or no file), -1 when the file cannot be
+ * read or holds no valid list (eps is kept; err says why). */
+int cli_endpoints_refresh(cli_endpoints *eps, cli_err *err);
 
 /* "tcp://a:1, tcp://b:2" into buf (for messages). */
 const char *cli_endpoints_str(const cli_endpoints *eps, char *buf, size_t len);
@@ -173,6 +186,8 @@ typedef struct cli_pipe_event {
 cli_pipe *cli_pipe_new(void *zmq_ctx, const cli_endpoints *eps, const char *id_prefix,
                        size_t max_inflight, cli_err *err);
 void cli_pipe_destroy(cli_pipe **self_p);
+/* Changes of an endpoint file applied so far (0 without one). */
+uint64_t cli_pipe_refreshes(const cli_pipe *self);
 
 /* Send body -- a JSON object text without an "id" member -- with the id made
  * from key, framed ["", json].  The request is in flight until its reply

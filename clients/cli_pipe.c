@@ -20,6 +20,12 @@
  * nothing, and with none alive a send reports CLI_AGAIN instead of queueing
  * into the void.  Requests that were queued to a peer when it died are lost;
  * their deadlines turn them into timeouts, and callers retry.
+ *
+ * With an endpoint file (--endpoint @FILE) the socket follows the file:
+ * every S_REFRESH_US the wait looks at its mtime and, when it changed,
+ * connects the endpoints added and disconnects those removed.  So a
+ * replica added to a running service takes requests from a job already
+ * under way, and one taken out stops receiving them.
  */
 #include "clients/cli.h"
 
@@ -39,8 +45,13 @@ typedef struct s_slot {
     uint32_t heap_pos;     /* index in heap[] */
 } s_slot;
 
+#define S_REFRESH_US 200000
+
 struct cli_pipe {
     void *sock;            /* DEALER, connected to every endpoint */
+    cli_endpoints eps;     /* what it is connected to */
+    int64_t next_refresh_us;   /* when to look at the endpoint file again */
+    uint64_t refreshes;    /* endpoint set changes applied */
     char prefix[16];       /* wire id prefix */
     size_t plen;           /* strlen(prefix) */
     uint32_t cap;          /* most requests in flight */
@@ -225,6 +236,8 @@ cli_pipe *cli_pipe_new(void *zmq_ctx, const cli_endpoints *eps, const char *id_p
         cli_pipe_destroy(&p);
         return NULL;
     }
+    p->eps = *eps;
+    p->next_refresh_us = cli_now_us() + S_REFRESH_US;
     for (int i = 0; i < eps->n; i++) {
         if (zmq_connect(p->sock, eps->v[i]) != 0) {
             cli_fail(err, CLI_ZMQ, "cannot connect to %s: %s", eps->v[i], zmq_strerror(errno));
@@ -271,6 +284,37 @@ uint64_t cli_pipe_stale(const cli_pipe *self)
 int64_t cli_pipe_next_deadline(const cli_pipe *self)
 {
     return self->n_heap ? self->slot[self->heap[0]].deadline_us : INT64_MAX;
+}
+
+uint64_t cli_pipe_refreshes(const cli_pipe *self)
+{
+    return self->refreshes;
+}
+
+static int s_listed(const cli_endpoints *eps, const char *ep)
+{
+    for (int i = 0; i < eps->n; i++)
+        if (!strcmp(eps->v[i], ep))
+            return 1;
+    return 0;
+}
+
+/* Follow the endpoint file: connect what it added, disconnect what it
+ * dropped.  An unreadable or invalid file keeps the current set. */
+static void s_refresh(cli_pipe *p, int64_t now)
+{
+    p->next_refresh_us = now + S_REFRESH_US;
+    cli_endpoints next = p->eps;
+    if (cli_endpoints_refresh(&next, NULL) != 1)
+        return;
+    for (int i = 0; i < p->eps.n; i++)
+        if (!s_listed(&next, p->eps.v[i]))
+            zmq_disconnect(p->sock, p->eps.v[i]);
+    for (int i = 0; i < next.n; i++)
+        if (!s_listed(&p->eps, next.v[i]))
+            zmq_connect(p->sock, next.v[i]);
+    p->eps = next;
+    p->refreshes++;
 }
 
 /* ---- send ------------------------------------------------------------------ */
@@ -406,6 +450,8 @@ int cli_pipe_wait(cli_pipe *p, int64_t until_us, int want_send, cli_pipe_event *
         int64_t now = cli_now_us();
         if (s_take_timeout(p, now, ev))
             return CLI_OK;
+        if (p->eps.file[0] && now >= p->next_refresh_us)
+            s_refresh(p, now);
 
         /* ZMQ_EVENTS processes the socket's pending commands and rearms
          * ZMQ_FD, so once it reports nothing to read, waiting on the fd
@@ -422,6 +468,8 @@ int cli_pipe_wait(cli_pipe *p, int64_t until_us, int want_send, cli_pipe_event *
         int64_t until = until_us;
         if (p->n_heap && p->slot[p->heap[0]].deadline_us < until)
             until = p->slot[p->heap[0]].deadline_us;
+        if (p->eps.file[0] && p->next_refresh_us < until)
+            until = p->next_refresh_us;
         if (until <= now) {
             if (until_us <= now)
                 return CLI_AGAIN;

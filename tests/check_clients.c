@@ -570,6 +570,31 @@ START_TEST(test_endpoints)
     ck_assert_int_eq(cli_endpoints_parse("tcp://a:1,,tcp://b:2", &e, &err), CLI_INVAL);
     ck_assert_int_eq(cli_endpoints_parse("", &e, &err), CLI_INVAL);
     ck_assert_int_eq(cli_endpoints_parse("tcp://", &e, &err), CLI_INVAL);
+
+    /* @FILE: the replica set, re-read when it changes. */
+    const char *path = tu_path("replicas.txt");
+    const char *v1 = "# the replicas\ntcp://a:1\n\ntcp://b:2, tcp://c:3  # two on a line\n";
+    tu_write_file(path, v1, strlen(v1));
+    char arg[600];
+    snprintf(arg, sizeof arg, "@%s", path);
+    ck_assert_msg(cli_endpoints_parse(arg, &e, &err) == CLI_OK, "%s", err.msg);
+    ck_assert_int_eq(e.n, 3);
+    ck_assert_str_eq(e.v[2], "tcp://c:3");
+    ck_assert_int_eq(cli_endpoints_refresh(&e, &err), 0);   /* unchanged */
+    const char *v2 = "tcp://a:1\ntcp://d:4\n";
+    tu_write_file(path, v2, strlen(v2));
+    e.file_mtime_ns--;   /* the same second: what a coarse clock would show */
+    ck_assert_int_eq(cli_endpoints_refresh(&e, &err), 1);
+    ck_assert_int_eq(e.n, 2);
+    ck_assert_str_eq(e.v[1], "tcp://d:4");
+    tu_write_file(path, "nonsense\n", 9);
+    e.file_mtime_ns--;
+    ck_assert_int_eq(cli_endpoints_refresh(&e, &err), -1);   /* kept */
+    ck_assert_int_eq(e.n, 2);
+    ck_assert_ptr_nonnull(strstr(err.msg, "transport://address"));
+    snprintf(arg, sizeof arg, "@%s", tu_path("no-such-file"));
+    ck_assert_int_eq(cli_endpoints_parse(arg, &e, &err), CLI_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no-such-file"));
 }
 END_TEST
 

@@ -8,6 +8,13 @@
  * The daemon runs in a child process; the test process holds no ZeroMQ
  * context across fork (Check forks each test), so contexts are created and
  * destroyed inside each test.
+ *
+ * The ranking and recording cases run twice: on the sqlite history backend
+ * (the database itself), and again -- the "redis backend" test case -- on
+ * a redis-server started for them, the histories copied there with
+ * `attnctl history push`.  The reference reads histories through the same
+ * backend (store/hist), so both runs check attnd against the oracle, and
+ * the redis run also checks the copy and the backend's reads.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -29,8 +36,10 @@
 #include "attn/topk.h"
 #include "store/gen/gen.h"
 #include "store/store.h"
+#include "store/hist/hist.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
+#include "tests/tu_redis.h"
 
 #ifndef ATTN_BIN_DIR
 #error "ATTN_BIN_DIR must name the directory of the programs under test"
@@ -38,6 +47,60 @@
 
 static char s_db[300];
 static tu_daemon s_main_daemon;
+static tu_redis s_redis;       /* running while the redis test case runs (pid > 0) */
+
+/* ---- the history backend under test ------------------------------------- */
+
+/* The Redis key prefix of a daemon's histories: one per database. */
+static void s_prefix(const char *db, char *out, size_t len)
+{
+    const char *base = strrchr(db, '/');
+    snprintf(out, len, "%s:", base ? base + 1 : db);
+}
+
+/* The histories of db, as the daemon under test reads them. */
+static store_hist *s_hist(const char *db)
+{
+    store_hist *h = NULL;
+    store_err err = {0};
+    char prefix[64];
+    s_prefix(db, prefix, sizeof prefix);
+    if (s_redis.pid > 0) {
+        store_hist_redis_opts o = {.urls = s_redis.url, .prefix = prefix, .connect_ms = 1000,
+                                   .timeout_ms = 2000, .trim = 1000};
+        ck_assert_msg(store_hist_redis_open(&h, &o, &err) == STORE_OK, "%s", err.msg);
+    } else {
+        store_hist_sqlite_opts o = {.path = db, .busy_ms = 2000};
+        ck_assert_msg(store_hist_sqlite_open(&h, &o, &err) == STORE_OK, "%s", err.msg);
+    }
+    return h;
+}
+
+/* Start attnd over db on the backend under test: on redis, db's histories
+ * are pushed first (under db's own prefix) and the daemon reads them there. */
+static void s_daemon_start(tu_daemon *d, const char *db, const char *name,
+                           const char *const *extra)
+{
+    if (s_redis.pid <= 0) {
+        tu_daemon_start(d, db, name, extra);
+        return;
+    }
+    char prefix[64], args[1200], out[4096];
+    static char set_url[128], set_prefix[128];
+    s_prefix(db, prefix, sizeof prefix);
+    snprintf(args, sizeof args, "push %s %s --prefix %s --quiet --restart", db, s_redis.url,
+             prefix);
+    ck_assert_msg(tu_run_program("attnctl history", args, out, sizeof out) == 0, "%s", out);
+    snprintf(set_url, sizeof set_url, "history.redis=%s", s_redis.url);
+    snprintf(set_prefix, sizeof set_prefix, "history.prefix=%s", prefix);
+    const char *all[40] = {"--set", "history.backend=redis", "--set", set_url, "--set",
+                           set_prefix};
+    int n = 6;
+    for (int i = 0; extra && extra[i] && n < 39; i++)
+        all[n++] = extra[i];
+    all[n] = NULL;
+    tu_daemon_start(d, db, name, all);
+}
 
 /* ---- the reference ranking ---------------------------------------------- */
 
@@ -61,15 +124,16 @@ static void s_reference(const char *db_path, const char *user, const char **cand
     ck_assert_msg(store_catalog_load(db, &cat, &err) == STORE_OK, "%s", err.msg);
     ck_assert_msg(store_model_load(db, STORE_MODEL_ACTIVE, &model, &err) == STORE_OK, "%s",
                   err.msg);
-    int64_t uid;
-    ck_assert_int_eq(store_user_id(db, user, strlen(user), &uid, &err), STORE_OK);
     /* The newest l_max events, then sa_len - 1 older ones as self-attention
-     * context (none without a block). */
+     * context (none without a block), from the backend under test. */
     int l = model->l_max < 100 ? model->l_max : 100;
     int l_ctx = model->sa_len > 0 ? model->sa_len - 1 : 0;
     store_event ev[200];
     int n_ev = 0;
-    ck_assert_int_eq(store_history(db, uid, l + l_ctx, ev, &n_ev, &err), STORE_OK);
+    store_hist *h = s_hist(db_path);
+    ck_assert_msg(store_hist_read(h, user, strlen(user), l + l_ctx, ev, &n_ev, &err) ==
+                  STORE_OK, "%s", err.msg);
+    store_hist_close(&h);
     uint32_t hist[200], crow[256];
     float w[200];
     int n_all = 0;
@@ -187,6 +251,21 @@ static void s_setup_main(void)
 static void s_teardown_main(void)
 {
     tu_daemon_stop(&s_main_daemon);
+}
+
+/* The same database and daemon, its histories in Redis. */
+static void s_setup_redis(void)
+{
+    tu_redis_start(&s_redis, "redis");
+    snprintf(s_db, sizeof s_db, "%s", tu_path("e2e-redis.db"));
+    tu_make_db(s_db, 600, 60, 24);
+    s_daemon_start(&s_main_daemon, s_db, "main-redis.sock", NULL);
+}
+
+static void s_teardown_redis(void)
+{
+    tu_daemon_stop(&s_main_daemon);
+    tu_redis_stop(&s_redis);
 }
 
 /* ---- ranking -------------------------------------------------------------- */
@@ -481,6 +560,10 @@ START_TEST(health_info_stats)
     const cJSON *model = cJSON_GetObjectItem(r, "model");
     ck_assert_int_eq(cJSON_GetObjectItem(model, "d")->valueint, 24);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(model, "identity")));
+    const cJSON *hist = cJSON_GetObjectItem(r, "history");
+    ck_assert_str_eq(cJSON_GetObjectItem(hist, "backend")->valuestring,
+                     s_redis.pid > 0 ? "redis" : "sqlite");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "snapshot_checksum")));   /* a database */
     cJSON_Delete(r);
     /* Make sure at least one rank was served, then look at the counters. */
     r = tu_call_json(s_main_daemon.endpoint,
@@ -772,7 +855,7 @@ START_TEST(record_then_rank_on_trained_model)
 {
     static ref_rank ref;
     char db[300], out[8192], args[600];
-    snprintf(db, sizeof db, "%s", tu_path("fresh.db"));
+    snprintf(db, sizeof db, "%s", tu_path(s_redis.pid > 0 ? "fresh-redis.db" : "fresh.db"));
     tu_make_db(db, 600, 60, 24);
     snprintf(args, sizeof args, "train %s --epochs 2 --threads 1 --seed 3 --activate --quiet", db);
     ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
@@ -800,7 +883,7 @@ START_TEST(record_then_rank_on_trained_model)
 
     tu_daemon d;
     const char *extra[] = {"--set", "limits.max_explain=64", NULL};
-    tu_daemon_start(&d, db, "fresh.sock", extra);
+    s_daemon_start(&d, db, "fresh.sock", extra);
     s_pick_candidates(40, 13);
     char cj[2048], req[4096];
     s_candidates(cj, sizeof cj, s_cand, 40);
@@ -827,10 +910,10 @@ START_TEST(record_then_rank_on_trained_model)
     ck_assert_msg(tu_ok(after), "%s", tu_message(after));
     ck_assert_int_eq(cJSON_GetObjectItem(after, "history")->valueint,
                      cJSON_GetObjectItem(before, "history")->valueint + 3);
-    /* The database's newest three are the recorded ones, newest first ... */
-    ck_assert_int_eq(store_open(&st, db, STORE_READONLY, 2000, &err), STORE_OK);
-    ck_assert_int_eq(store_history(st, uid, 3, ev, &n, &err), STORE_OK);
-    store_close(&st);
+    /* The store's newest three are the recorded ones, newest first ... */
+    store_hist *h = s_hist(db);
+    ck_assert_int_eq(store_hist_read(h, "u0005", 5, 3, ev, &n, &err), STORE_OK);
+    store_hist_close(&h);
     for (int k = 0; k < 3; k++)
         ck_assert_int_eq(ev[k].item_id, rec_id[2 - k]);
     /* ... and attnd ranked with exactly that history. */
@@ -1003,6 +1086,16 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, record_then_rank_on_trained_model);
     tcase_add_test(tc, startup_errors);
     tcase_add_test(tc, conf_file_documents_every_key);
+    suite_add_tcase(s, tc);
+    /* The ranking and recording cases again, histories in Redis. */
+    tc = tcase_create("redis backend");
+    tcase_add_unchecked_fixture(tc, s_setup_redis, s_teardown_redis);
+    tcase_set_timeout(tc, 60 * tu_slowdown());
+    tcase_add_test(tc, rank_matches_reference);
+    tcase_add_test(tc, rank_cold_start_fallback);
+    tcase_add_test(tc, rank_exclude_seen);
+    tcase_add_test(tc, health_info_stats);
+    tcase_add_test(tc, record_then_rank_on_trained_model);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -121,6 +122,8 @@ static void s_exec(tu_daemon *d, const char *db, const char *const *extra)
     argv[n] = NULL;
     FILE *log = freopen(d->log, "w", stderr);
     (void)log;
+    /* Dies with the test that started it, even one Check ends with _exit. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execvp(argv[0], (char *const *)argv);
     _exit(127);
 }
@@ -201,6 +204,7 @@ pid_t tu_spawn(const char *log, const char *program, ...)
     if (pid == 0) {
         FILE *f = freopen(log, "w", stderr);
         (void)f;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execv(bin, argv);
         _exit(127);
     }

@@ -9,7 +9,9 @@
  *
  * The daemon binds an ipc:// endpoint in the suite's temporary directory,
  * logs to <endpoint path>.log, and runs under valgrind when
- * ATTN_DAEMON_VALGRIND is set.  The test process holds no ZeroMQ context
+ * ATTN_DAEMON_VALGRIND is set.  It (and whatever tu_spawn starts) dies with
+ * the process that started it (PR_SET_PDEATHSIG): a failed or timed-out
+ * test leaves nothing running.  The test process holds no ZeroMQ context
  * across fork (Check forks each test): each call makes and ends its own.
  */
 #ifndef TESTS_TU_DAEMON_H
