@@ -151,8 +151,19 @@ void tu_daemon_start_curve(tu_daemon *d, const char *db, const char *name,
             return;
         }
         int status;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
-            ck_abort_msg("attnd exited during start-up (status %d); see %s", status, d->log);
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            /* Its last words: the log goes with the suite's directory. */
+            char tail[400] = "";
+            FILE *f = fopen(d->log, "r");
+            if (f) {
+                fseek(f, 0, SEEK_END);
+                long size = ftell(f);
+                fseek(f, size > 399 ? size - 399 : 0, SEEK_SET);
+                tail[fread(tail, 1, sizeof tail - 1, f)] = 0;
+                fclose(f);
+            }
+            ck_abort_msg("attnd exited during start-up (status %d): ...%s", status, tail);
+        }
     }
     ck_abort_msg("attnd did not answer health within the start-up time; see %s", d->log);
 }
