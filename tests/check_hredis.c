@@ -7,6 +7,7 @@
  * hangs costs a request its timeout, never a hang.
  */
 #include <check.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "store/hist/hist.h"
+#include "store/hist/push.h"
 #include "store/hist/redis_int.h"
 #include "tests/testutil.h"
 #include "tests/tu_daemon.h"
@@ -333,6 +335,80 @@ START_TEST(hung_node_times_out)
 }
 END_TEST
 
+/* ---- the bulk copy ---------------------------------------------------------- */
+
+static int s_rounds;
+static void s_count_round(void *ctx, const store_hist_push_stats *st)
+{
+    (void)ctx;
+    (void)st;
+    s_rounds++;
+}
+
+/* push copies every user (checked against the database), resumes below
+ * the progress an interrupted run left, does not repeat a finished run,
+ * and check sees a history that differs. */
+START_TEST(push_resumes_and_checks)
+{
+    tu_redis r;
+    tu_redis_start(&r, "push");
+    char db[300], real[PATH_MAX];
+    snprintf(db, sizeof db, "%s", tu_path("push.db"));
+    tu_make_db(db, 300, 120, 8);
+    ck_assert_ptr_nonnull(realpath(db, real));
+    store_hist_push_opts o = {.db = db, .urls = r.url, .prefix = "p:", .trim = 20,
+                              .connect_ms = 1000, .timeout_ms = 5000, .batch_users = 10,
+                              .progress = s_count_round};
+    store_hist_push_stats st;
+    store_err err = {0};
+    ck_assert_msg(store_hist_push(&o, &st, &err) == STORE_OK, "%s", err.msg);
+    ck_assert(st.done && !st.already);
+    ck_assert_int_eq(st.users, 120);
+    ck_assert_int_eq(st.events, tu_sql_int(db, "SELECT sum(min(n, 20)) FROM (SELECT count(*) "
+                                               "n FROM interactions GROUP BY user_id)"));
+    ck_assert_int_ge(s_rounds, 12);
+    store_hist_redis_opts ro = {.urls = r.url, .prefix = "p:", .connect_ms = 1000,
+                                .timeout_ms = 2000, .trim = 20};
+    store_hist_check_stats ck;
+    ck_assert_int_eq(store_hist_check(db, &ro, 1000, 3, &ck, &err), STORE_OK);
+    ck_assert_int_eq(ck.users, 120);
+    ck_assert_msg(ck.differ == 0, "%s", ck.first);
+
+    /* Finished: not repeated. */
+    ck_assert_int_eq(store_hist_push(&o, &st, &err), STORE_OK);
+    ck_assert(st.already && st.users == 0);
+
+    /* Interrupted after the users above id 61: they stay, the rest go. */
+    ck_assert_int_eq(tu_redis_int(&r, "HSET p:push %s 61", real), 0);
+    for (int u = 1; u <= 60; u++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%04d", u);
+        ck_assert_int_eq(tu_redis_int(&r, "DEL p:h:%s", user), 1);
+    }
+    ck_assert_int_eq(tu_redis_int(&r, "DBSIZE"), 60 + 1);
+    ck_assert_int_eq(store_hist_check(db, &ro, 1000, 3, &ck, &err), STORE_OK);
+    ck_assert_int_eq(ck.differ, 60);
+    ck_assert_msg(strstr(ck.first, "0 in Redis"), "%s", ck.first);
+    ck_assert_int_eq(store_hist_push(&o, &st, &err), STORE_OK);
+    ck_assert(st.done && !st.already);
+    ck_assert_int_eq(st.resumed, 60);
+    ck_assert_int_eq(st.users, 60);
+    ck_assert_int_eq(store_hist_check(db, &ro, 1000, 3, &ck, &err), STORE_OK);
+    ck_assert_msg(ck.differ == 0, "%s", ck.first);
+
+    /* A Redis history that differs from the database's is found. */
+    ck_assert_int_eq(tu_redis_int(&r, "LPOP p:h:u0042") >= -1, 1);
+    ck_assert_int_eq(store_hist_check(db, &ro, 1000, 3, &ck, &err), STORE_OK);
+    ck_assert_int_eq(ck.differ, 1);
+    ck_assert_msg(strstr(ck.first, "u0042"), "%s", ck.first);
+    /* No server: a clear failure, nothing half-done is claimed. */
+    tu_redis_stop(&r);
+    o.restart = 1;
+    ck_assert_int_eq(store_hist_push(&o, &st, &err), STORE_ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, r.url), "%s", err.msg);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hredis");
@@ -347,6 +423,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, reader_sees_append_at_once);
     tcase_add_test(tc, lost_node_fails_only_its_users);
     tcase_add_test(tc, hung_node_times_out);
+    tcase_add_test(tc, push_resumes_and_checks);
     suite_add_tcase(s, tc);
     return s;
 }

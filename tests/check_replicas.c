@@ -379,6 +379,84 @@ START_TEST(lost_node_fails_only_its_users)
 }
 END_TEST
 
+/* ---- snapshots ---------------------------------------------------------------- */
+
+static void s_info(const tu_daemon *d, char *sum, size_t len, int *model)
+{
+    cJSON *r = tu_call_json(d->endpoint, "{\"op\":\"info\"}");
+    const cJSON *c = cJSON_GetObjectItem(r, "snapshot_checksum");
+    snprintf(sum, len, "%s", cJSON_IsString(c) ? c->valuestring : "");
+    *model = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "model"), "version")->valueint;
+    cJSON_Delete(r);
+}
+
+/* A snapshot carries no interactions, yet the popularity prior is the
+ * database's; a new snapshot written over the served path is picked up by
+ * the reload poll, and `reload` takes no file from the request. */
+START_TEST(snapshot_swapped_by_rename)
+{
+    tu_redis r;
+    tu_redis_start(&r, "snap-redis");
+    char db[300], snap[300], sum[80], sum2[80], now[80], req[800];
+    snprintf(db, sizeof db, "%s", tu_path("snap-src.db"));
+    snprintf(snap, sizeof snap, "%s", tu_path("served.db"));
+    s_prepare(db, snap, r.url, sum, sizeof sum);
+    ck_assert_int_eq(tu_sql_int(snap, "SELECT count(*) FROM interactions"), 0);
+    ck_assert_int_eq(tu_sql_int(snap, "SELECT count(*) FROM users"), 0);
+    static char set_url[300];
+    snprintf(set_url, sizeof set_url, "history.redis=%s", r.url);
+    const char *extra[] = {"--workers", "1", "--set", "history.backend=redis", "--set", set_url,
+                           "--set", "server.reload_poll=0.2", NULL};
+    tu_daemon d;
+    tu_daemon_start(&d, snap, "served.sock", extra);
+    int model;
+    s_info(&d, now, sizeof now, &model);
+    ck_assert_str_eq(now, sum);
+    ck_assert_int_eq(model, 0);
+    /* The popularity prior: interaction counts of the database. */
+    cJSON *rep = tu_call_json(d.endpoint, "{\"op\":\"rank\",\"user\":\"nobody\","
+                                          "\"candidates\":[\"i00001\",\"i00002\",\"i00003\"]}");
+    ck_assert_msg(tu_ok(rep), "%s", tu_message(rep));
+    for (const cJSON *it = cJSON_GetObjectItem(rep, "items")->child; it; it = it->next) {
+        snprintf(req, sizeof req, "SELECT count(*) FROM interactions i JOIN items t USING "
+                 "(item_id) WHERE t.ext_id = '%s'", cJSON_GetObjectItem(it, "item")->valuestring);
+        ck_assert_int_eq((int64_t)cJSON_GetObjectItem(it, "score")->valuedouble,
+                         tu_sql_int(db, req));
+    }
+    cJSON_Delete(rep);
+
+    /* A new model, a new snapshot over the same path. */
+    int64_t v = tu_save_random_model(db, 2, 1, 0, 11);
+    char args[700], out[4096];
+    snprintf(args, sizeof args, "%s %s", db, snap);
+    ck_assert_msg(tu_run_program("attnctl snapshot", args, out, sizeof out) == 0, "%s", out);
+    snprintf(sum2, sizeof sum2, "%.64s", strstr(out, "blake2b-256 ") + 12);
+    ck_assert_str_ne(sum, sum2);
+    double deadline = tu_now() + 10 * tu_slowdown();
+    do {
+        usleep(50000);
+        s_info(&d, now, sizeof now, &model);
+    } while (strcmp(now, sum2) && tu_now() < deadline);
+    ck_assert_str_eq(now, sum2);
+    ck_assert_int_eq(model, v);
+    /* reload reads the configured path only, whatever the request says. */
+    snprintf(req, sizeof req, "{\"op\":\"reload\",\"db\":\"%s\",\"path\":\"%s\"}", db, db);
+    rep = tu_call_json(d.endpoint, req);
+    ck_assert_msg(tu_ok(rep), "%s", tu_message(rep));
+    cJSON_Delete(rep);
+    s_info(&d, now, sizeof now, &model);
+    ck_assert_str_eq(now, sum2);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    /* The sqlite backend refuses a snapshot: it holds no histories. */
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind=", snap,
+             tu_path("refuse.sock"));
+    ck_assert_int_eq(tu_run_program("attnd", args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "is a snapshot") && strstr(out, "history.backend = redis"), "%s",
+                  out);
+    tu_redis_stop(&r);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("replicas");
@@ -386,6 +464,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 90 * tu_slowdown());
     tcase_add_test(tc, three_replicas_one_job);
     tcase_add_test(tc, lost_node_fails_only_its_users);
+    tcase_add_test(tc, snapshot_swapped_by_rename);
     suite_add_tcase(s, tc);
     return s;
 }
