@@ -25,7 +25,8 @@ EVENTS = 60
 
 
 def redis_cli(port, *args):
-    p = subprocess.run(["redis-cli", "-p", str(port), *args], stdout=subprocess.PIPE, check=True)
+    p = subprocess.run(["redis-cli", "-p", str(port), *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, check=True)
     return p.stdout.decode()
 
 
@@ -107,7 +108,7 @@ def push(h, bin_dir, db, url, rounds):
 def memory_per_user(port, users):
     """used_memory over the pushed users, and MEMORY USAGE of sampled keys."""
     used = int(info(port, "memory")["used_memory"])
-    keys = redis_cli(port, "--scan", "--pattern", "attn:h:*", "--count", "1000").split()[:200]
+    keys = redis_cli(port, "--scan", "--pattern", "attn:h:*").split()[:200]
     sample = [int(redis_cli(port, "MEMORY", "USAGE", k, "SAMPLES", "0").strip() or 0)
               for k in keys]
     return {"used_memory": used, "per_user": used / users,
