@@ -30,7 +30,7 @@ static long long s_file_size(const char *path, int *is_dir)
     return (long long)sb.st_size;
 }
 
-static void s_unlink_all(const char *path)
+void store_unlink_all(const char *path)
 {
     char side[4096];
     unlink(path);
@@ -120,7 +120,7 @@ int store_init(const char *path, int dim, store_err *err)
                         db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
         store_close(&db);
         if (created)
-            s_unlink_all(path);
+            store_unlink_all(path);
         return rc;
     }
     sqlite3_extended_result_codes(db->h, 1);
@@ -152,7 +152,7 @@ int store_init(const char *path, int dim, store_err *err)
      * fresh database is one self-contained file that can be copied. */
     store_close(&db);
     if (rc != STORE_OK && created)
-        s_unlink_all(path);
+        store_unlink_all(path);
     return rc;
 }
 

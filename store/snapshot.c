@@ -167,12 +167,7 @@ int store_snapshot_write(const char *src, const char *out_path, int all_models,
         rc = store_fail(err, STORE_ERR_IO, "%s: cannot rename into place: %s", out_path,
                         strerror(errno));
     if (rc != STORE_OK) {
-        char side[4200];
-        unlink(tmp);
-        snprintf(side, sizeof side, "%s-wal", tmp);
-        unlink(side);
-        snprintf(side, sizeof side, "%s-shm", tmp);
-        unlink(side);
+        store_unlink_all(tmp);
         return rc;
     }
     char dir[4096];

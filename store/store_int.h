@@ -94,6 +94,10 @@ int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
 
 /* Encode/decode little-endian float32 and int64 arrays (the on-disk byte
  * order of every blob), whatever the host's order. */
+/* Remove a database file and its -wal and -shm beside it (what a failed
+ * init or snapshot leaves behind); missing ones are fine. */
+void store_unlink_all(const char *path);
+
 void store_f32_decode(float *dst, const void *src, size_t n);
 void store_f32_encode(void *dst, const float *src, size_t n);
 void store_i64_decode(int64_t *dst, const void *src, size_t n);

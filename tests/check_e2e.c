@@ -967,21 +967,7 @@ START_TEST(batch_survives_daemon_kill)
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "attn-batch exit status %d (see %s)", status, tu_path("batch.log"));
-    f = fopen(out, "r");
-    ck_assert_ptr_nonnull(f);
-    static char line[1 << 16];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        cJSON *r = cJSON_Parse(line);
-        ck_assert_msg(r && tu_ok(r), "line %d: %.200s", n + 1, line);
-        char want[16];
-        snprintf(want, sizeof want, "L%d", n);
-        ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, want);
-        cJSON_Delete(r);
-        n++;
-    }
-    fclose(f);
-    ck_assert_int_eq(n, LINES);
+    tu_assert_batch_out(out, "L", LINES);
     /* The kill really cost requests: the job had to retry some. */
     const char *summary[] = {"attn-batch:", " retries", NULL}, *none[] = {" 0 retries", NULL};
     ck_assert_msg(tu_log_has(tu_path("batch.log"), summary) &&

@@ -145,22 +145,6 @@ static void s_write_lines(FILE *in, int from, int to)
     fflush(in);
 }
 
-/* The end of a file, for a failure message. */
-static const char *s_tail(const char *path)
-{
-    static char tail[600];
-    tail[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        long size = ftell(f);
-        fseek(f, size > 599 ? size - 599 : 0, SEEK_SET);
-        tail[fread(tail, 1, sizeof tail - 1, f)] = 0;
-        fclose(f);
-    }
-    return tail;
-}
-
 static int s_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -179,26 +163,6 @@ static void s_wait_lines(const char *out, int lines, double seconds)
     double deadline = tu_now() + seconds * tu_slowdown();
     while (s_lines(out) < lines && tu_now() < deadline)
         usleep(20000);
-}
-
-/* Every line answered once, ok, in input order. */
-static void s_check_out(const char *out, int lines)
-{
-    FILE *f = fopen(out, "r");
-    ck_assert_ptr_nonnull(f);
-    static char line[1 << 16];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        cJSON *r = cJSON_Parse(line);
-        ck_assert_msg(r && tu_ok(r), "line %d: %.300s", n + 1, line);
-        char want[16];
-        snprintf(want, sizeof want, "L%d", n);
-        ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, want);
-        cJSON_Delete(r);
-        n++;
-    }
-    fclose(f);
-    ck_assert_int_eq(n, lines);
 }
 
 /* Every recorded event of the job is in Redis exactly once. */
@@ -283,14 +247,14 @@ START_TEST(three_replicas_one_job)
     fclose(in);
     int status = tu_wait_exit(job, 60, "attn-batch");
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attn-batch status %d: %s",
-                  status, s_tail(log));
+                  status, tu_file_tail(log));
     long long served_d = s_stat_ops(&d, "rank") + s_stat_ops(&d, "record");
-    ck_assert_msg(served_d > 0, "the added replica served nothing: %s", s_tail(log));
+    ck_assert_msg(served_d > 0, "the added replica served nothing: %s", tu_file_tail(log));
     /* The kill really cost requests in flight: the job re-sent them. */
     const char *summary[] = {"attn-batch:", " retries", NULL}, *none[] = {" 0 retries", NULL};
     ck_assert_msg(tu_log_has(log, summary) && !tu_log_has(log, none), "no retries: %s",
-                  s_tail(log));
-    s_check_out(out, lines);
+                  tu_file_tail(log));
+    tu_assert_batch_out(out, "L", lines);
     s_check_recorded(r.url, lines);
     ck_assert_int_eq(tu_daemon_stop(&a), 0);
     ck_assert_int_eq(tu_daemon_stop(&c), 0);

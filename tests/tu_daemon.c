@@ -151,19 +151,9 @@ void tu_daemon_start_curve(tu_daemon *d, const char *db, const char *name,
             return;
         }
         int status;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            /* Its last words: the log goes with the suite's directory. */
-            char tail[400] = "";
-            FILE *f = fopen(d->log, "r");
-            if (f) {
-                fseek(f, 0, SEEK_END);
-                long size = ftell(f);
-                fseek(f, size > 399 ? size - 399 : 0, SEEK_SET);
-                tail[fread(tail, 1, sizeof tail - 1, f)] = 0;
-                fclose(f);
-            }
-            ck_abort_msg("attnd exited during start-up (status %d): ...%s", status, tail);
-        }
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)   /* its last words: */
+            ck_abort_msg("attnd exited during start-up (status %d): ...%s", status,
+                         tu_file_tail(d->log));
     }
     ck_abort_msg("attnd did not answer health within the start-up time; see %s", d->log);
 }
@@ -310,6 +300,40 @@ int tu_log_has(const char *path, const char *const *needles)
     }
     fclose(f);
     return found;
+}
+
+const char *tu_file_tail(const char *path)
+{
+    static char tail[600];
+    tail[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0, SEEK_SET);
+        tail[fread(tail, 1, sizeof tail - 1, f)] = 0;
+        fclose(f);
+    }
+    return tail;
+}
+
+void tu_assert_batch_out(const char *path, const char *prefix, int lines)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s: no output", path);
+    static char line[1 << 16];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        cJSON *r = cJSON_Parse(line);
+        ck_assert_msg(r && tu_ok(r), "line %d: %.300s", n + 1, line);
+        char want[64];
+        snprintf(want, sizeof want, "%s%d", prefix, n);
+        ck_assert_str_eq(cJSON_GetObjectItem(r, "id")->valuestring, want);
+        cJSON_Delete(r);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, lines);
 }
 
 int tu_ok(const cJSON *reply)

@@ -98,6 +98,15 @@ int tu_dealer_flood(const char *endpoint, int n, size_t cap, tu_make_fn make, vo
  * (NULL-terminated), 0 otherwise (also when the file cannot be read). */
 int tu_log_has(const char *path, const char *const *needles);
 
+/* The last bytes of a file (at most ~600), for a failure message; "" when
+ * it cannot be read.  A static buffer. */
+const char *tu_file_tail(const char *path);
+
+/* The output of an attn-batch job whose input line n had the id
+ * "<prefix><n>": exactly `lines` lines, each an ok reply with its line's
+ * id, in input order.  Fails the test otherwise. */
+void tu_assert_batch_out(const char *path, const char *prefix, int lines);
+
 int tu_ok(const cJSON *reply);
 const char *tu_code(const cJSON *reply);      /* error.code, "" if none */
 const char *tu_message(const cJSON *reply);   /* error.message, "" if none */
