@@ -219,15 +219,17 @@ START_TEST(three_replicas_one_job)
     pid_t job = s_batch(eps, out, log, &fd);
     FILE *in = fdopen(fd, "w");
     ck_assert_ptr_nonnull(in);
-    /* A replica lost while requests are in flight to it (the pipe holds
-     * thousands of lines, the job has answered a few hundred) ... */
-    enum { PHASE = 6000 };
-    s_write_lines(in, 0, PHASE);
-    s_wait_lines(out, 300, 20);
-    /* Stopped first, so that requests are certainly in flight to it (on a
-     * loaded machine the job could otherwise be between two of them). */
+    /* A replica lost while requests are in flight to it: every replica has
+     * served the job's start; then B stops, the job goes on (a third of
+     * what it sends now waits in B), and B is killed -- on a loaded machine
+     * a kill at a moment chosen by watching the output could find the job
+     * between two requests to B, so B holds some for certain. */
+    enum { START = 300, PHASE = 6000 };
+    s_write_lines(in, 0, START);
+    s_wait_lines(out, START, 20);
     kill(b.pid, SIGSTOP);
-    usleep(300000);
+    s_write_lines(in, START, PHASE);
+    usleep((useconds_t)(500000 * tu_slowdown()));
     kill(b.pid, SIGKILL);
     waitpid(b.pid, NULL, 0);
     /* ... and one added, by the endpoint file alone. */

@@ -18,10 +18,18 @@
  *     store_hist_idle(h);                   // housekeeping when nothing is waiting
  *     store_hist_close(&h);
  *
+ *     // Histories shared by replicas: the same calls on Redis nodes.
+ *     store_hist_redis_opts r = {.urls = "redis://10.0.0.7:6379,redis://10.0.0.8:6379",
+ *                                .prefix = "attn:", .connect_ms = 200, .timeout_ms = 200,
+ *                                .retry_ms = 500, .trim = 1000};
+ *     store_hist_redis_open(&h, &r, &err);  // connects on first use; a user whose node
+ *                                           // is down: STORE_ERR_UNAVAILABLE naming it
+ *
  * Rank (history, `because`, exclude_seen) and record go only through this
- * interface, so that a history store other than the SQLite file (Redis, for
- * the write rates one SQLite file cannot take) is one more backend: a
- * store_hist_ops table and an open function, nothing else changes.
+ * interface, so that a history store other than the SQLite file is one more
+ * backend: a store_hist_ops table and an open function, nothing else
+ * changes.  There are two: sqlite (the database itself, the default) and
+ * redis (histories shared by replicas, store/hist/redis.c).
  *
  * Contract every backend keeps:
  *  - read: the user's newest max events, newest first, equal timestamps by
@@ -141,7 +149,5 @@ int store_hist_redis_open(store_hist **out, const store_hist_redis_opts *o, stor
  * naming every node that failed -- the handle still works, and retries
  * them.  STORE_ERR_INVAL for a handle of another backend. */
 int store_hist_redis_ping(store_hist *h, store_err *err);
-/* Nodes of a redis handle; 0 for another backend. */
-int store_hist_redis_nodes(const store_hist *h);
 
 #endif

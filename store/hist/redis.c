@@ -503,8 +503,3 @@ int store_hist_redis_ping(store_hist *h, store_err *err)
         store_fail(err, rc, "%s", list);
     return rc;
 }
-
-int store_hist_redis_nodes(const store_hist *h)
-{
-    return h && !strcmp(h->ops->name, "redis") ? ((const s_redis *)h)->ring.n : 0;
-}
