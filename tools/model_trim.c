@@ -12,8 +12,12 @@
  *      faster on the small request;
  *   4. save the result as a new version (not activated unless asked), or
  *      say that nothing pays and write nothing.
- * Timings are medians of repeated runs on this machine; on a loaded machine
- * they are noisy, which is why a cut must also save time to be kept.
+ * A cut's timings are taken beside V's: the two alternate in S_ROUNDS
+ * rounds, each keeping its best round's median, and the change is cut over
+ * the V timed beside it -- a shared machine slows whole seconds at a time,
+ * and one reference taken once at the start made every later change look
+ * like a gain or a loss of several times.  A cut must also save time to be
+ * kept.
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +36,7 @@
 #include "util/rng.h"
 
 #define S_MAX_CUTS 17   /* the block and up to 16 heads */
+#define S_ROUNDS 3
 
 typedef struct s_args {
     const char *db;
@@ -46,6 +51,7 @@ typedef struct s_args {
 typedef struct s_figures {
     double ndcg;
     double us_small, us_large;    /* attn_score per request */
+    double ref_small, ref_large;  /* the base model's, timed beside them */
     size_t table_bytes;
 } s_figures;
 
@@ -54,6 +60,7 @@ typedef struct s_ctx {
     store *db;
     store_catalog *cat;
     store_dataset *ds;
+    attn_tables *base;        /* V's tables, kept to time every cut beside */
 } s_ctx;
 
 static const char *const s_protocols[] = {"sampled", "full", NULL};
@@ -108,8 +115,9 @@ static int s_ndcg(const s_ctx *c, const attn_model *md, double *ndcg)
 }
 
 /* Median microseconds attn_score takes on requests of N candidates and L
- * history events drawn from the catalog. */
-static double s_time(const s_ctx *c, const attn_tables *t, int n_cand, int n_hist)
+ * history events drawn from the catalog, over SECONDS. */
+static double s_time(const s_ctx *c, const attn_tables *t, int n_cand, int n_hist,
+                     double seconds)
 {
     attn_limits lim = {.max_cand = n_cand, .max_hist = n_hist, .max_k = 10, .max_explain = 0};
     attn_scratch *sc = attn_scratch_new(t, &lim);
@@ -120,7 +128,7 @@ static double s_time(const s_ctx *c, const attn_tables *t, int n_cand, int n_his
     int n = 0;
     uint64_t rng = 7;
     if (sc && cand && hist && w) {
-        double end = util_now_s() + c->a->seconds;
+        double end = util_now_s() + seconds;
         while (n < 4096 && (n < 5 || util_now_s() < end)) {
             for (int i = 0; i < n_cand; i++)
                 cand[i] = util_rng_scale(util_splitmix64(&rng), c->cat->n);
@@ -152,7 +160,22 @@ static double s_time(const s_ctx *c, const attn_tables *t, int n_cand, int n_his
     return med;
 }
 
-static int s_measure(const s_ctx *c, const attn_model *md, s_figures *m)
+/* T's time and the base's beside it, in alternating rounds (REF may be T). */
+static void s_time_pair(const s_ctx *c, const attn_tables *t, int n_cand, int n_hist,
+                        double *us, double *ref_us)
+{
+    double slice = c->a->seconds / S_ROUNDS;
+    *us = *ref_us = INFINITY;
+    for (int r = 0; r < S_ROUNDS; r++) {
+        double a = s_time(c, c->base, n_cand, n_hist, slice);
+        double b = t == c->base ? a : s_time(c, t, n_cand, n_hist, slice);
+        *ref_us = fmin(*ref_us, a);
+        *us = fmin(*us, b);
+    }
+}
+
+/* The figures of MD; the first model measured becomes the base. */
+static int s_measure(s_ctx *c, const attn_model *md, s_figures *m)
 {
     if (s_ndcg(c, md, &m->ndcg) != ATTN_OK)
         return -1;
@@ -166,11 +189,14 @@ static int s_measure(const s_ctx *c, const attn_model *md, s_figures *m)
     int l_small = md->l_max < 50 ? md->l_max : 50, l_large = md->l_max < 200 ? md->l_max : 200;
     int n_small = c->cat->n < 100 ? (int)c->cat->n : 100;
     int n_large = c->cat->n < 1000 ? (int)c->cat->n : 1000;
-    m->us_small = s_time(c, t, n_small, l_small);
-    m->us_large = s_time(c, t, n_large, l_large);
+    if (!c->base)
+        c->base = t;
+    s_time_pair(c, t, n_small, l_small, &m->us_small, &m->ref_small);
+    s_time_pair(c, t, n_large, l_large, &m->us_large, &m->ref_large);
     m->table_bytes = attn_tables_bytes(t);
-    attn_tables_free(&t);
-    return isnan(m->us_small) ? -1 : 0;
+    if (t != c->base)
+        attn_tables_free(&t);
+    return isnan(m->us_small) || isinf(m->us_small) ? -1 : 0;
 }
 
 /* ---- 2. the cuts ------------------------------------------------------------ */
@@ -194,11 +220,22 @@ static void s_name(const s_cut *cut, char *buf, size_t len)
         snprintf(buf, len, "head %d", cut->head);
 }
 
+/* A model's time over the base's timed beside it. */
+static double s_small_ratio(const s_figures *m)
+{
+    return m->us_small / m->ref_small;
+}
+
+static double s_large_ratio(const s_figures *m)
+{
+    return m->us_large / m->ref_large;
+}
+
 static void s_row(const char *what, const s_figures *m, const s_figures *base)
 {
     printf("%-22s %+9.4f %8.1f %+6.1f%% %8.1f %+6.1f%% %9.2f MiB\n", what, m->ndcg - base->ndcg,
-           m->us_small, 100 * (m->us_small / base->us_small - 1), m->us_large,
-           100 * (m->us_large / base->us_large - 1), m->table_bytes / 1048576.0);
+           m->us_small, 100 * (s_small_ratio(m) - 1), m->us_large, 100 * (s_large_ratio(m) - 1),
+           m->table_bytes / 1048576.0);
 }
 
 static int s_cmp_loss(const void *a, const void *b)
@@ -208,7 +245,7 @@ static int s_cmp_loss(const void *a, const void *b)
 }
 
 /* Every single cut against the base model, printed.  Returns how many. */
-static int s_single_cuts(const s_ctx *c, const attn_model *md, const s_figures *base,
+static int s_single_cuts(s_ctx *c, const attn_model *md, const s_figures *base,
                          s_cut *cuts)
 {
     int n = 0;
@@ -243,7 +280,7 @@ static int s_renumber(int head, const int *kept_heads, int n_kept)
 }
 
 /* The model with every cut that passes, cheapest first; *n_kept cuts. */
-static attn_model *s_greedy(const s_ctx *c, const attn_model *md, const s_figures *base,
+static attn_model *s_greedy(s_ctx *c, const attn_model *md, const s_figures *base,
                             s_cut *cuts, int n, int *kept, int *n_kept, s_figures *final)
 {
     qsort(cuts, (size_t)n, sizeof *cuts, s_cmp_loss);
@@ -260,7 +297,7 @@ static attn_model *s_greedy(const s_ctx *c, const attn_model *md, const s_figure
         attn_model *next = s_apply(cur, h);
         s_figures m;
         if (next && s_measure(c, next, &m) == 0 && base->ndcg - m.ndcg < c->a->max_loss &&
-            m.us_small < final->us_small) {
+            s_small_ratio(&m) < s_small_ratio(final)) {
             attn_model_free(&cur);
             cur = next;
             *final = m;
@@ -303,8 +340,8 @@ static int s_save(const s_ctx *c, attn_model *t, const s_cut *cuts, const int *k
     printf("%s: model version %lld%s: version %lld without %s; validation NDCG@10 %+.4f, "
            "small request %+.1f%%, large %+.1f%%, tables %.2f -> %.2f MiB\n", c->a->db,
            (long long)v, c->a->activate ? " (active)" : "", (long long)c->a->version, list,
-           final->ndcg - base->ndcg, 100 * (final->us_small / base->us_small - 1),
-           100 * (final->us_large / base->us_large - 1), base->table_bytes / 1048576.0,
+           final->ndcg - base->ndcg, 100 * (s_small_ratio(final) - 1),
+           100 * (s_large_ratio(final) - 1), base->table_bytes / 1048576.0,
            final->table_bytes / 1048576.0);
     return 0;
 }
@@ -375,6 +412,7 @@ int cmd_model_trim(int argc, char **argv)
     if (rc == 0)
         rc = s_trim(&c, md);
     attn_model_free(&md);
+    attn_tables_free(&c.base);
     store_dataset_free(&c.ds);
     store_catalog_free(&c.cat);
     store_close(&c.db);
