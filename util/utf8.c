@@ -9,6 +9,7 @@
  */
 #include "util/utf8.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* Bytes of the sequence at s[0..avail), avail >= 1: > 0 if it is valid,
@@ -42,11 +43,22 @@ static long s_seq(const unsigned char *s, size_t avail)
     return k == n ? (long)n : -(long)k;
 }
 
+/* Protocol text is mostly ASCII: eight bytes at a time while no byte has
+ * its high bit set (one load and test instead of eight calls), then the
+ * decoder for the rest of the run. */
 size_t util_utf8_prefix(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
+        if (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         long n = s_seq(s + i, len - i);
         if (n < 0)
             return i;
