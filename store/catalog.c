@@ -4,8 +4,12 @@
  * embedding at emb + r*dim and its ext_id at pool + off[r].  The matrix is
  * one 64-byte aligned block so that the scorer can hand it to BLAS and to
  * vector loops directly.  ext_id -> row and item_id -> row are open-addressed
- * tables of 64-bit slots (hash high 32 bits | row + 1, 0 = empty): one probe
- * usually settles a lookup without touching the strings.
+ * tables at load factor <= 1/2.  An item_id slot is 64 bits (hash high 32
+ * bits | row + 1, 0 = empty).  An ext_id slot is 16 bytes and also holds the
+ * id's length and first eight bytes, so that a lookup of an id of at most
+ * eight bytes -- most catalogs' -- reads one slot and no string: a rank
+ * request looks up ~150 ids in a table far larger than the caches, and each
+ * further dependent read was another trip to memory.
  *
  * Workload.  Loaded once at daemon start and again at every reload, from one
  * scan in item_id order; the load must run at the speed SQLite can hand out
@@ -31,7 +35,7 @@ typedef struct s_priv {
     size_t pool_len;     /* bytes used in pool */
     size_t pool_cap;     /* bytes allocated for pool */
     uint64_t *off;       /* n+1 offsets into pool; off[n] == pool_len */
-    uint64_t *ext_tab;   /* ext_id hash table, mask+1 slots */
+    struct s_slot *ext_tab;  /* ext_id hash table, mask+1 slots */
     uint64_t *id_tab;    /* item_id hash table, mask+1 slots */
     uint64_t mask;       /* slots - 1 (a power of two minus one) */
     size_t emb_bytes;    /* bytes reserved for emb */
@@ -111,11 +115,67 @@ static void s_emb_free(void *p, size_t bytes)
 
 /* ---- hashing -------------------------------------------------------------- */
 
-/* FNV-1a over the bytes, then a 64-bit finaliser so that the high bits
- * (kept in the slot) and the low bits (the index) are both well mixed. */
+/* An ext_id slot (see the top of the file).  head holds the id's first
+ * eight bytes, zero-padded; tag_len the hash's bits 40..63 above the
+ * length (255 for 255 bytes and more). */
+typedef struct s_slot {
+    uint64_t head;
+    uint32_t tag_len;
+    uint32_t row1;       /* row + 1; 0 = empty */
+} s_slot;
+
+static uint64_t s_load64(const char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+static uint32_t s_load32(const char *s)
+{
+    uint32_t w;
+    memcpy(&w, s, 4);
+    return w;
+}
+
+/* Ids are short: the hash takes eight bytes at a time (the last word
+ * overlapping the one before, so no byte past the id is read), and below
+ * eight bytes two overlapping halves, which for a given length is a
+ * one-to-one map of the id; the length seeds it.  Then a 64-bit finaliser,
+ * so that the high bits (kept in the slot) and the low bits (the index)
+ * are both well mixed.  The table lives in this process only: any good
+ * spread will do, and FNV-1a's byte-at-a-time chain cost ~50 instructions
+ * an id. */
 static uint64_t s_hash_str(const char *s, size_t len)
 {
-    return util_hash_mix(util_fnv1a(UTIL_FNV_OFFSET, s, len));
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h = (uint64_t)len * k;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            h = (h ^ s_load64(s + i)) * k;
+            h ^= h >> 32;
+        }
+        h ^= s_load64(s + len - 8);
+    } else if (len >= 4) {
+        h ^= (uint64_t)s_load32(s) << 32 | s_load32(s + len - 4);
+    } else if (len > 0) {
+        h ^= (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[len / 2] << 8 |
+             (unsigned char)s[len - 1];
+    }
+    return util_hash_mix(h * k);
+}
+
+/* The slot's view of an id: its first eight bytes and tag_len. */
+static uint64_t s_head(const char *s, size_t len)
+{
+    uint64_t w = 0;
+    memcpy(&w, s, len < 8 ? len : 8);
+    return w;
+}
+
+static uint32_t s_tag_len(uint64_t h, size_t len)
+{
+    return (uint32_t)(h >> 40) << 8 | (uint32_t)(len < 255 ? len : 255);
 }
 
 /* splitmix64's output function is a good 64-bit mixer: one step from id. */
@@ -159,7 +219,7 @@ size_t store_catalog_bytes(const store_catalog *cat)
     const s_priv *p = cat->priv;
     size_t emb = cat->emb ? (size_t)cat->n * (size_t)cat->dim * sizeof(float) : 0;
     return sizeof *cat + sizeof *p + emb + (size_t)cat->n * sizeof(int64_t) + p->pool_cap + (p->cap + 1) * sizeof(uint64_t)
-           + 2 * (p->mask + 1) * sizeof(uint64_t);
+           + (p->mask + 1) * (sizeof(s_slot) + sizeof(uint64_t));
 }
 
 void store_catalog_drop_emb(store_catalog *cat)
@@ -217,6 +277,25 @@ static int s_pool_add(s_priv *p, const char *s, size_t len)
     return STORE_OK;
 }
 
+/* The row of ext (hash h) in the ext-id table, or -1: linear probing.  An
+ * id of at most eight bytes is settled by its slot; a longer one whose
+ * slot agrees is compared with the pool. */
+static int64_t s_probe(const s_priv *p, uint64_t h, const char *ext, size_t len)
+{
+    uint64_t head = s_head(ext, len);
+    uint32_t tag_len = s_tag_len(h, len);
+    for (uint64_t i = h & p->mask; p->ext_tab[i].row1; i = (i + 1) & p->mask) {
+        const s_slot *sl = &p->ext_tab[i];
+        if (sl->tag_len != tag_len || sl->head != head)
+            continue;
+        int64_t r = (int64_t)sl->row1 - 1;
+        if (len <= 8 || (p->off[r + 1] - p->off[r] - 1 == len &&
+                         !memcmp(p->pool + p->off[r], ext, len)))
+            return r;
+    }
+    return -1;
+}
+
 /* Both tables at load factor <= 1/2, so linear probing stays short. */
 static int s_build_hashes(store *db, store_catalog *cat, s_priv *p, store_err *err)
 {
@@ -233,18 +312,17 @@ static int s_build_hashes(store *db, store_catalog *cat, s_priv *p, store_err *e
         const char *ext = p->pool + p->off[r];
         size_t len = p->off[r + 1] - p->off[r] - 1;
         uint64_t h = s_hash_str(ext, len), i = h & p->mask;
-        while (p->ext_tab[i]) {
-            /* items.ext_id is UNIQUE, so this cannot happen in a sound file. */
-            int64_t o = S_ROW(p->ext_tab[i]);
-            if (S_TAG(p->ext_tab[i]) == S_TAG(h) && p->off[o + 1] - p->off[o] - 1 == len
-                && !memcmp(p->pool + p->off[o], ext, len))
-                return store_fail(err, STORE_ERR_CORRUPT,
-                                  "%s: items: ext_id '%s' appears twice (item_id %lld and %lld)",
-                                  db->path, ext, (long long)cat->item_id[o],
-                                  (long long)cat->item_id[r]);
+        /* items.ext_id is UNIQUE, so a duplicate cannot happen in a sound file. */
+        int64_t o = s_probe(p, h, ext, len);
+        if (o >= 0)
+            return store_fail(err, STORE_ERR_CORRUPT,
+                              "%s: items: ext_id '%s' appears twice (item_id %lld and %lld)",
+                              db->path, ext, (long long)cat->item_id[o],
+                              (long long)cat->item_id[r]);
+        while (p->ext_tab[i].row1)
             i = (i + 1) & p->mask;
-        }
-        p->ext_tab[i] = S_SLOT(h, r);
+        p->ext_tab[i] = (s_slot){.head = s_head(ext, len), .tag_len = s_tag_len(h, len),
+                                 .row1 = r + 1};
 
         h = s_hash_id(cat->item_id[r]);
         i = h & p->mask;
@@ -384,19 +462,6 @@ int store_catalog_load(store *db, store_catalog **out, store_err *err)
     return STORE_OK;
 }
 
-/* The row of ext (hash h) in the ext-id table, or -1: linear probing. */
-static int64_t s_probe(const s_priv *p, uint64_t h, const char *ext, size_t len)
-{
-    for (uint64_t s, i = h & p->mask; (s = p->ext_tab[i]) != 0; i = (i + 1) & p->mask) {
-        if (S_TAG(s) != S_TAG(h))
-            continue;
-        int64_t r = S_ROW(s);
-        if (p->off[r + 1] - p->off[r] - 1 == len && !memcmp(p->pool + p->off[r], ext, len))
-            return r;
-    }
-    return -1;
-}
-
 int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len)
 {
     if (!ext || cat->n == 0)
@@ -404,11 +469,11 @@ int64_t store_catalog_find(const store_catalog *cat, const char *ext, size_t len
     return s_probe(cat->priv, s_hash_str(ext, len), ext, len);
 }
 
-/* The same as n calls of store_catalog_find, in three passes so that the
- * cache misses of different ids overlap: hash and prefetch every first slot,
- * then prefetch every candidate's offsets and string, then compare.  On a
- * catalog larger than the caches each lookup is otherwise three dependent
- * trips to memory. */
+/* The same as n calls of store_catalog_find, in passes so that the cache
+ * misses of different ids overlap: hash and prefetch every first slot;
+ * prefetch the offsets and strings that ids longer than a slot's eight
+ * bytes will be compared with; compare.  On a catalog larger than the
+ * caches each lookup is otherwise one to three dependent trips to memory. */
 void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
                              const size_t *len, int n, uint64_t *scratch, int64_t *rows)
 {
@@ -418,15 +483,17 @@ void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
             rows[i] = -1;
         return;
     }
+    int longer = 0;
     for (int i = 0; i < n; i++) {
         scratch[i] = s_hash_str(ext[i], len[i]);
         __builtin_prefetch(&p->ext_tab[scratch[i] & p->mask]);
+        longer |= len[i] > 8;
     }
-    for (int i = 0; i < n; i++) {
-        uint64_t s = p->ext_tab[scratch[i] & p->mask];
-        if (s && S_TAG(s) == S_TAG(scratch[i])) {
-            __builtin_prefetch(&p->off[S_ROW(s)]);
-            __builtin_prefetch(p->pool + p->off[S_ROW(s)]);
+    for (int i = 0; longer && i < n; i++) {
+        const s_slot *sl = &p->ext_tab[scratch[i] & p->mask];
+        if (len[i] > 8 && sl->row1 && sl->tag_len == s_tag_len(scratch[i], len[i])) {
+            __builtin_prefetch(&p->off[sl->row1 - 1]);
+            __builtin_prefetch(p->pool + p->off[sl->row1 - 1]);
         }
     }
     for (int i = 0; i < n; i++)
