@@ -42,6 +42,17 @@ void srv_arena_reset(srv_arena *a)
     a->spilled = 0;
 }
 
+size_t srv_arena_mark(const srv_arena *a)
+{
+    return a->used;
+}
+
+void srv_arena_rewind(srv_arena *a, size_t mark)
+{
+    if (mark <= a->used)
+        a->used = mark;
+}
+
 void *srv_arena_alloc(srv_arena *a, size_t n)
 {
     size_t at = (a->used + 15) & ~(size_t)15;

@@ -34,6 +34,11 @@ void srv_arena_reset(srv_arena *a);   /* also frees srv_arena_alloc's spilled bl
  * capacity from malloc (still released by reset).  NULL out of memory. */
 void *srv_arena_alloc(srv_arena *a, size_t n);
 
+/* Give back what was allocated since a mark (an attempt that failed):
+ * the arena's bytes only; blocks that spilled to malloc wait for reset. */
+size_t srv_arena_mark(const srv_arena *a);
+void srv_arena_rewind(srv_arena *a, size_t mark);
+
 /* Make cJSON allocate through the thread's bound arena.  Call once, before
  * any thread parses. */
 void srv_arena_install_cjson(void);

@@ -10,8 +10,10 @@
 #include <cjson/cJSON.h>
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/ops.h"
@@ -28,14 +30,120 @@ const char *srv_code_name(int code)
     return code >= 0 && code < SRV_CODE_COUNT ? s_codes[code] : "internal";
 }
 
+/* The fields of a request, from one of two readers: the cJSON tree, or the
+ * members util_json_scan found in place (the fast path, for requests in its
+ * subset of JSON).  Both give every reader below the same values; the
+ * scanned one never words an error: it gives up (declined) and the request
+ * goes through cJSON, so that every message comes from one path. */
 struct srv_fields {
-    const cJSON *root;
+    const cJSON *root;              /* the cJSON reader, or NULL */
+    const util_json_field *members; /* the scanned reader's members */
+    int n_members;
+    int declined;                   /* scanned: a field needs the cJSON path */
     const srv_config *cfg;
     srv_arena *arena;
     char *why;
     size_t why_len;
     const char *prefix;   /* "events[3]." inside srv_field_each, else "" */
 };
+
+/* One value, from either reader: kind 0 for absent or null. */
+typedef struct s_val {
+    int kind;                   /* enum util_json_kind, or 0 */
+    double num;                 /* a number's value */
+    const char *str;            /* a string's bytes (NUL-terminated from cJSON only) */
+    size_t len;
+    size_t count;               /* an array's elements */
+    const cJSON *node;          /* cJSON: the node (its children for arrays) */
+    const char *text;           /* scanned: an array's text, for its elements */
+} s_val;
+
+/* An array's elements, from either reader. */
+typedef struct s_iter {
+    const cJSON *node;          /* cJSON: the next element */
+    const char *at, *end;       /* scanned: the rest of the array's text */
+} s_iter;
+
+/* ---- the two readers -------------------------------------------------------- */
+
+static void s_from_cjson(const cJSON *v, s_val *out)
+{
+    *out = (s_val){.node = v};
+    if (!v || cJSON_IsNull(v))
+        out->kind = 0;
+    else if (cJSON_IsString(v)) {
+        out->kind = UTIL_JSON_STRING;
+        out->str = v->valuestring;
+        out->len = strlen(v->valuestring);
+    } else if (cJSON_IsNumber(v)) {
+        out->kind = UTIL_JSON_NUMBER;
+        out->num = v->valuedouble;
+    } else if (cJSON_IsBool(v))
+        out->kind = cJSON_IsTrue(v) ? UTIL_JSON_TRUE : UTIL_JSON_FALSE;
+    else if (cJSON_IsArray(v)) {
+        out->kind = UTIL_JSON_ARRAY;
+        out->count = (size_t)cJSON_GetArraySize(v);
+    } else
+        out->kind = UTIL_JSON_OBJECT;
+}
+
+/* A scanned value.  Numbers are read the way cJSON reads them (strtod over
+ * a copy of the text), so both readers give the same double. */
+static void s_from_scan(const util_json_field *v, s_val *out)
+{
+    *out = (s_val){.kind = v->kind == UTIL_JSON_NULL ? 0 : v->kind, .str = v->val,
+                   .len = v->val_len, .count = v->count, .text = v->val};
+    if (v->kind == UTIL_JSON_NUMBER) {
+        char num[UTIL_JSON_NUMBER_MAX + 1];
+        memcpy(num, v->val, v->val_len);
+        num[v->val_len] = 0;
+        out->num = strtod(num, NULL);
+    }
+}
+
+/* The first member called name (cJSON's lookup also takes the first). */
+static void s_get(const srv_fields *f, const char *name, s_val *out)
+{
+    if (f->root) {
+        s_from_cjson(cJSON_GetObjectItemCaseSensitive(f->root, name), out);
+        return;
+    }
+    size_t len = strlen(name);
+    for (int i = 0; i < f->n_members; i++)
+        if (f->members[i].key_len == len && !memcmp(f->members[i].key, name, len)) {
+            s_from_scan(&f->members[i], out);
+            return;
+        }
+    *out = (s_val){0};
+}
+
+static s_iter s_elements(const s_val *array)
+{
+    return (s_iter){.node = array->node ? array->node->child : NULL,
+                    .at = array->text ? array->text + 1 : NULL,
+                    .end = array->text ? array->text + array->len : NULL};
+}
+
+/* The next element into out (null elements keep their kind: an array of
+ * strings holding null is an error, not a gap); 0 after the last. */
+static int s_next(s_iter *it, s_val *out)
+{
+    if (it->at) {
+        util_json_field e;
+        if (!util_json_elem(&it->at, it->end, &e))
+            return 0;
+        s_from_scan(&e, out);
+        out->kind = e.kind;
+        return 1;
+    }
+    if (!it->node)
+        return 0;
+    s_from_cjson(it->node, out);
+    if (cJSON_IsNull(it->node))
+        out->kind = UTIL_JSON_NULL;
+    it->node = it->node->next;
+    return 1;
+}
 
 /* ---- field reader --------------------------------------------------------- */
 
@@ -54,6 +162,10 @@ void *srv_fields_alloc(srv_fields *f, size_t bytes)
 
 int srv_fields_fail(srv_fields *f, const char *fmt, ...)
 {
+    if (!f->root) {
+        f->declined = 1;   /* the cJSON path will say it */
+        return -1;
+    }
     int at = snprintf(f->why, f->why_len, "%s", f->prefix ? f->prefix : "");
     if (at < 0 || (size_t)at >= f->why_len)
         return -1;
@@ -64,25 +176,22 @@ int srv_fields_fail(srv_fields *f, const char *fmt, ...)
     return -1;
 }
 
-static const cJSON *s_get(const srv_fields *f, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->root, name);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
 int srv_field_present(const srv_fields *f, const char *name)
 {
-    return s_get(f, name) != NULL;
+    s_val v;
+    s_get(f, name, &v);
+    return v.kind != 0;
 }
 
 int srv_field_int(srv_fields *f, const char *name, int lo, int hi, int def, int *out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v) {
+    s_val v;
+    s_get(f, name, &v);
+    if (!v.kind) {
         *out = def;
         return 0;
     }
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    double d = v.kind == UTIL_JSON_NUMBER ? v.num : NAN;
     if (!(d == floor(d)) || d < lo || d > hi)
         return srv_fields_fail(f, "%s: expected an integer in %d..%d", name, lo, hi);
     *out = (int)d;
@@ -91,41 +200,43 @@ int srv_field_int(srv_fields *f, const char *name, int lo, int hi, int def, int 
 
 int srv_field_bool(srv_fields *f, const char *name, int def, int *out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v) {
+    s_val v;
+    s_get(f, name, &v);
+    if (!v.kind) {
         *out = def;
         return 0;
     }
-    if (!cJSON_IsBool(v))
+    if (v.kind != UTIL_JSON_TRUE && v.kind != UTIL_JSON_FALSE)
         return srv_fields_fail(f, "%s: expected true or false", name);
-    *out = cJSON_IsTrue(v);
+    *out = v.kind == UTIL_JSON_TRUE;
     return 0;
 }
 
-/* Copy a cJSON string into the arena.  Requests never hold NUL (the
- * envelope refuses \u0000), so strlen is the string's length. */
-static int s_copy(srv_fields *f, const char *text, srv_str *out)
+/* Copy a string into the arena, NUL-terminated.  Requests never hold NUL
+ * (the envelope refuses it), so the copy is the whole string. */
+static int s_copy(srv_fields *f, const s_val *v, srv_str *out)
 {
-    size_t len = strlen(text);
-    char *s = srv_arena_alloc(f->arena, len + 1);
+    char *s = srv_arena_alloc(f->arena, v->len + 1);
     if (!s)
         return -1;
-    memcpy(s, text, len + 1);
+    memcpy(s, v->str, v->len);
+    s[v->len] = 0;
     out->s = s;
-    out->len = (uint32_t)len;
+    out->len = (uint32_t)v->len;
     return 0;
 }
 
 int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out)
 {
-    const cJSON *v = s_get(f, name);
+    s_val v;
+    s_get(f, name, &v);
     out->s = NULL;
     out->len = 0;
-    if (!v)
+    if (!v.kind)
         return required ? srv_fields_fail(f, "%s: missing", name) : 0;
-    if (!cJSON_IsString(v) || !v->valuestring[0])
+    if (v.kind != UTIL_JSON_STRING || v.len == 0)
         return srv_fields_fail(f, "%s: expected a non-empty string", name);
-    if (s_copy(f, v->valuestring, out))
+    if (s_copy(f, &v, out))
         return srv_fields_fail(f, "%s: out of memory", name);
     return 0;
 }
@@ -133,57 +244,93 @@ int srv_field_str(srv_fields *f, const char *name, int required, srv_str *out)
 /* A required, non-empty array of at most max elements (of `what`); limit
  * names the configuration key behind max (NULL: none). */
 static int s_array(srv_fields *f, const char *name, int max, const char *limit, const char *what,
-                   const cJSON **out, int *count)
+                   s_val *out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v)
+    s_get(f, name, out);
+    if (!out->kind)
         return srv_fields_fail(f, "%s: missing", name);
-    if (!cJSON_IsArray(v))
+    if (out->kind != UTIL_JSON_ARRAY)
         return srv_fields_fail(f, "%s: expected an array of %s", name, what);
-    int n = cJSON_GetArraySize(v);
-    if (n == 0)
+    if (out->count == 0)
         return srv_fields_fail(f, "%s: empty array", name);
-    if (n > max)
-        return srv_fields_fail(f, "%s: %d items, more than %s (%d)", name, n,
+    if (out->count > (size_t)max)
+        return srv_fields_fail(f, "%s: %zu items, more than %s (%d)", name, out->count,
                                limit ? limit : "the limit", max);
-    *out = v;
-    *count = n;
+    return 0;
+}
+
+/* The scanned reader's array of strings (candidates, histories): one pass
+ * over text util_json_scan accepted, so each string ends at the next quote
+ * (the subset has no escapes) and only commas and blanks lie between them.
+ * The copies go into one block: with their NULs they fit in the array's
+ * own text.  0, or -1 declined (an element that is no non-empty string). */
+static int s_scanned_strs(srv_fields *f, const s_val *v, srv_str *a)
+{
+    char *to = srv_arena_alloc(f->arena, v->len);
+    if (!to)
+        return -1;
+    const char *p = v->text + 1;
+    for (size_t i = 0; i < v->count; i++) {
+        while (*p != '"') {
+            if (*p != ',' && *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
+                return -1;
+            p++;
+        }
+        const char *q = ++p;
+        while (*q != '"')
+            q++;
+        size_t len = (size_t)(q - p);
+        if (len == 0)
+            return -1;
+        memcpy(to, p, len);
+        to[len] = 0;
+        a[i] = (srv_str){.s = to, .len = (uint32_t)len};
+        to += len + 1;
+        p = q + 1;
+    }
     return 0;
 }
 
 int srv_field_strs(srv_fields *f, const char *name, int max, const char *limit, srv_str **out,
                    int *n)
 {
-    const cJSON *v;
-    int count;
-    if (s_array(f, name, max, limit, "strings", &v, &count))
+    s_val v, e;
+    if (s_array(f, name, max, limit, "strings", &v))
         return -1;
-    srv_str *a = srv_arena_alloc(f->arena, (size_t)count * sizeof *a);
+    srv_str *a = srv_arena_alloc(f->arena, v.count * sizeof *a);
     if (!a)
         return srv_fields_fail(f, "%s: out of memory", name);
-    int i = 0;
-    for (const cJSON *e = v->child; e; e = e->next, i++) {
-        if (!cJSON_IsString(e) || !e->valuestring[0])
+    if (!f->root) {
+        if (s_scanned_strs(f, &v, a))
+            return srv_fields_fail(f, "%s: declined", name);
+        *out = a;
+        *n = (int)v.count;
+        return 0;
+    }
+    s_iter it = s_elements(&v);
+    for (int i = 0; s_next(&it, &e); i++) {
+        if (e.kind != UTIL_JSON_STRING || e.len == 0)
             return srv_fields_fail(f, "%s[%d]: expected a non-empty string", name, i);
-        if (s_copy(f, e->valuestring, &a[i]))
+        if (s_copy(f, &e, &a[i]))
             return srv_fields_fail(f, "%s: out of memory", name);
     }
     *out = a;
-    *n = count;
+    *n = (int)v.count;
     return 0;
 }
 
 int srv_field_i64(srv_fields *f, const char *name, int required, int64_t lo, int64_t hi,
                   int64_t def, int64_t *out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v) {
+    s_val v;
+    s_get(f, name, &v);
+    if (!v.kind) {
         *out = def;
         return required ? srv_fields_fail(f, "%s: missing", name) : 0;
     }
     /* Doubles hold integers exactly up to 2^53; bounds beyond that are
      * clamped there, so that no integer is silently rounded. */
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    double d = v.kind == UTIL_JSON_NUMBER ? v.num : NAN;
     double dlo = (double)lo > -9007199254740992.0 ? (double)lo : -9007199254740992.0;
     double dhi = (double)hi < 9007199254740992.0 ? (double)hi : 9007199254740992.0;
     if (!(d == floor(d)) || d < dlo || d > dhi)
@@ -201,12 +348,13 @@ static int s_bad_float(double d, double lo, double hi)
 
 int srv_field_float(srv_fields *f, const char *name, double lo, double hi, float def, float *out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!v) {
+    s_val v;
+    s_get(f, name, &v);
+    if (!v.kind) {
         *out = def;
         return 0;
     }
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    double d = v.kind == UTIL_JSON_NUMBER ? v.num : NAN;
     if (s_bad_float(d, lo, hi))
         return srv_fields_fail(f, "%s: expected a finite number in %g..%g that a float holds "
                                   "without underflow", name, lo > FLT_MIN ? lo : FLT_MIN,
@@ -215,39 +363,43 @@ int srv_field_float(srv_fields *f, const char *name, double lo, double hi, float
     return 0;
 }
 
+/* Objects inside arrays are the cJSON reader's alone: the scanned one
+ * declines, and the request takes the cJSON path (record does). */
 int srv_field_each(srv_fields *f, const char *name, int max, const char *limit,
                    int (*fn)(srv_fields *item, int i, int n, void *ctx), void *ctx, int *n)
 {
-    const cJSON *v;
-    int count;
-    if (s_array(f, name, max, limit, "objects", &v, &count))
+    if (!f->root)
+        return srv_fields_fail(f, "%s: objects need the cJSON reader", name);
+    s_val v;
+    if (s_array(f, name, max, limit, "objects", &v))
         return -1;
     char prefix[96];
     int i = 0;
-    for (const cJSON *e = v->child; e; e = e->next, i++) {
+    for (const cJSON *e = v.node->child; e; e = e->next, i++) {
         snprintf(prefix, sizeof prefix, "%s%.40s[%d].", f->prefix ? f->prefix : "", name, i);
         if (!cJSON_IsObject(e))
             return srv_fields_fail(f, "%s[%d]: expected an object", name, i);
         srv_fields item = {.root = e, .cfg = f->cfg, .arena = f->arena, .why = f->why,
                            .why_len = f->why_len, .prefix = prefix};
-        if (fn(&item, i, count, ctx) != 0)
+        if (fn(&item, i, (int)v.count, ctx) != 0)
             return -1;
     }
-    *n = count;
+    *n = (int)v.count;
     return 0;
 }
 
 int srv_field_floats(srv_fields *f, const char *name, int n, double lo, double hi, float **out)
 {
-    const cJSON *v = s_get(f, name);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
+    s_val v, e;
+    s_get(f, name, &v);
+    if (v.kind != UTIL_JSON_ARRAY || v.count != (size_t)n)
         return srv_fields_fail(f, "%s: expected an array of %d numbers", name, n);
     float *a = srv_arena_alloc(f->arena, (size_t)n * sizeof *a);
     if (!a)
         return srv_fields_fail(f, "%s: out of memory", name);
-    int i = 0;
-    for (const cJSON *e = v->child; e; e = e->next, i++) {
-        double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+    s_iter it = s_elements(&v);
+    for (int i = 0; s_next(&it, &e); i++) {
+        double d = e.kind == UTIL_JSON_NUMBER ? e.num : NAN;
         if (s_bad_float(d, lo, hi))
             return srv_fields_fail(f, "%s[%d]: expected a finite number in %g..%g that a float "
                                       "holds without underflow", name, i, lo > FLT_MIN ? lo
@@ -343,8 +495,8 @@ static int s_read_op(const cJSON *root, srv_request *rq, char *why, size_t why_l
     return SRV_E_UNKNOWN_OP;
 }
 
-int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_arena *args_arena,
-                      srv_request *rq, char *why, size_t why_len)
+int srv_request_parse_json(const char *buf, size_t len, const srv_config *cfg,
+                           srv_arena *args_arena, srv_request *rq, char *why, size_t why_len)
 {
     rq->op = NULL;
     rq->args = NULL;
@@ -368,6 +520,84 @@ int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_ar
     }
     cJSON_Delete(root);
     return code;
+}
+
+static atomic_int s_fast = 1;
+
+void srv_request_set_fast(int on)
+{
+    atomic_store(&s_fast, on);
+}
+
+/* ---- the fast path ---------------------------------------------------------- *
+ * Requests in util_json_scan's subset (every request our clients send:
+ * plain ids, no escapes) are read in place: no tree, no copies beyond the
+ * op's fields.  Whatever the scan or a field reader cannot take, errors
+ * included, goes to the cJSON path, which then answers it exactly as it
+ * would have without this one (tests/check_proto.c holds the two to that). */
+
+#define S_MEMBERS_MAX 32   /* members of a request the scan keeps (more: cJSON) */
+#define S_DEPTH_MAX 32     /* nesting it follows (cJSON's limit is 1000) */
+
+/* The id as s_read_id writes it; -1 when only the cJSON path may say. */
+static int s_scanned_id(const srv_fields *f, srv_request *rq)
+{
+    s_val v;
+    s_get(f, "id", &v);
+    if (!v.kind)
+        return 0;
+    if (v.kind == UTIL_JSON_STRING && v.len <= SRV_ID_MAX) {
+        /* Without escapes or control bytes the quoted form is the text. */
+        rq->id_json[0] = '"';
+        memcpy(rq->id_json + 1, v.str, v.len);
+        memcpy(rq->id_json + 1 + v.len, "\"", 2);
+        return 0;
+    }
+    if (v.kind == UTIL_JSON_NUMBER && v.num == floor(v.num) && fabs(v.num) < 9007199254740992.0) {
+        snprintf(rq->id_json, sizeof rq->id_json, "%.0f", v.num);
+        return 0;
+    }
+    return -1;
+}
+
+/* SRV_OK with rq filled, or -1: use the cJSON path (args_arena is as it was). */
+static int s_parse_scanned(const char *buf, size_t len, const srv_config *cfg,
+                           srv_arena *args_arena, srv_request *rq, char *why, size_t why_len)
+{
+    util_json_field m[S_MEMBERS_MAX];
+    int high;
+    int n = util_json_scan(buf, len, m, S_MEMBERS_MAX, S_DEPTH_MAX, &high);
+    if (n < 0 || (high && !util_utf8_valid(buf, len)))
+        return -1;
+    srv_fields f = {.members = m, .n_members = n, .cfg = cfg, .arena = args_arena, .why = why,
+                    .why_len = why_len, .prefix = ""};
+    s_val op;
+    s_get(&f, "op", &op);
+    if (s_scanned_id(&f, rq) || op.kind != UTIL_JSON_STRING ||
+        !(rq->op = srv_op_find(op.str, op.len)))
+        return -1;
+    if (!rq->op->parse)
+        return SRV_OK;
+    size_t mark = srv_arena_mark(args_arena);
+    if (rq->op->parse(&f, &rq->args) != 0 || f.declined) {
+        srv_arena_rewind(args_arena, mark);
+        rq->args = NULL;
+        return -1;
+    }
+    return SRV_OK;
+}
+
+int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_arena *args_arena,
+                      srv_request *rq, char *why, size_t why_len)
+{
+    rq->op = NULL;
+    rq->args = NULL;
+    strcpy(rq->id_json, "null");
+    if ((size_t)cfg->max_message_bytes >= len && atomic_load_explicit(&s_fast,
+                                                                      memory_order_relaxed) &&
+        s_parse_scanned(buf, len, cfg, args_arena, rq, why, why_len) == SRV_OK)
+        return SRV_OK;
+    return srv_request_parse_json(buf, len, cfg, args_arena, rq, why, why_len);
 }
 
 /* ---- peek ----------------------------------------------------------------- *

@@ -70,6 +70,17 @@ typedef struct srv_request {
 int srv_request_parse(const char *buf, size_t len, const srv_config *cfg, srv_arena *args_arena,
                       srv_request *rq, char *why, size_t why_len);
 
+/* The same through the general JSON parser (cJSON) alone: the reference the
+ * fast paths are tested against (tests/check_proto.c), and the path for
+ * every request they do not take. */
+int srv_request_parse_json(const char *buf, size_t len, const srv_config *cfg,
+                           srv_arena *args_arena, srv_request *rq, char *why, size_t why_len);
+
+/* Whether srv_request_parse may take an op's fast parser (default on);
+ * off sends every request through srv_request_parse_json.  For benchmarks
+ * and tests: process-wide. */
+void srv_request_set_fast(int on);
+
 /* The op and id of a message without parsing it: a scan of the top-level
  * keys only, for the main thread's routing and its busy replies.  *op is the
  * table row, or NULL when the message has no readable "op" (the full parse
