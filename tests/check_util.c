@@ -9,6 +9,7 @@
  * every sequence of up to three bytes.
  */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "tests/testutil.h"
 #include "util/clock.h"
+#include "util/ftoa.h"
 #include "util/hash.h"
 #include "util/hist.h"
 #include "util/json.h"
@@ -403,6 +405,240 @@ START_TEST(test_json_quote)
 }
 END_TEST
 
+
+/* ---- ftoa ----------------------------------------------------------------- */
+
+/* Significant digits of a number's text: first to last non-zero digit
+ * before any exponent ("100" has one, "0.0105" three). */
+static int s_sig_digits(const char *t)
+{
+    int n = 0, last = 0;
+    for (; *t && *t != 'e'; t++) {
+        if (*t < '0' || *t > '9' || (n == 0 && *t == '0'))
+            continue;
+        n++;
+        if (*t != '0')
+            last = n;
+    }
+    return last;
+}
+
+/* Whether d * 10^e (d > 0) reads back as x. */
+static int s_reads_as(long long d, int e, float x)
+{
+    char t[64];
+    snprintf(t, sizeof t, "%llde%d", d, e);
+    float y = strtof(t, NULL);
+    return memcmp(&y, &x, sizeof y) == 0;
+}
+
+/* One float against the oracle (glibc's printf and strtof, both exact):
+ * the text reads back bit for bit; no text with one digit fewer does
+ * (the nearest such decimal and its two neighbours); and when printf's
+ * nearest decimal with as many digits reads back, ours is the same
+ * number, or as near (a tie). */
+static void s_check_f32(float x)
+{
+    char out[UTIL_F32_MAX];
+    size_t n = util_f32_shortest(out, x);
+    ck_assert_uint_eq(n, strlen(out));
+    ck_assert_uint_lt(n, UTIL_F32_MAX);
+    float back = strtof(out, NULL);
+    ck_assert_msg(memcmp(&back, &x, sizeof x) == 0, "%.9g: wrote %s, reads %.9g", x, out, back);
+    /* JSON's number grammar: no '+', no leading zeros, digits after '.'. */
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(cJSON_IsNumber(j), "%s", out);
+    cJSON_Delete(j);
+    ck_assert_msg(!strchr(out, '+') && !(out[0] == '0' && out[1] >= '0' && out[1] <= '9'), "%s",
+                  out);
+    int p = s_sig_digits(out);
+    if (x == 0 || p <= 1)
+        return;
+    char ref[64];
+    snprintf(ref, sizeof ref, "%.*e", p - 2, fabs((double)x));   /* p - 1 digits */
+    char *e = strchr(ref, 'e');
+    int ex = atoi(e + 1) - (p - 2);
+    long long d = 0;
+    for (char *c = ref; c < e; c++)
+        if (*c >= '0' && *c <= '9')
+            d = d * 10 + (*c - '0');
+    float ax = fabsf(x);
+    for (long long k = d - 1; k <= d + 1; k++)
+        ck_assert_msg(k <= 0 || !s_reads_as(k, ex, ax),
+                      "%.9g: wrote %s (%d digits) but %llde%d reads back too", x, out, p, k, ex);
+    snprintf(ref, sizeof ref, "%.*e", p - 1, fabs((double)x));
+    float r = strtof(ref, NULL);
+    if (r == ax) {
+        long double want = strtold(ref, NULL), got = fabsl(strtold(out, NULL));
+        long double dw = fabsl(want - (long double)ax), dg = fabsl(got - (long double)ax);
+        ck_assert_msg(got == want || fabsl(dg - dw) <= 1e-6L * dw, "%.9g: wrote %s, nearest %s", x,
+                      out, ref);
+    }
+}
+
+START_TEST(test_f32_edges)
+{
+    const float fixed[] = {0.0f, -0.0f, 1.0f, -1.0f, 1.82f, 0.1f, 0.3f, 2.5f, 100.0f, 1e9f,
+                           999999999.0f, 123456789.0f, 1e-5f, 9.99999975e-6f, 1e-6f, 16777216.0f,
+                           16777217.0f, FLT_MAX, -FLT_MAX, FLT_MIN, FLT_TRUE_MIN, 3e-45f,
+                           1.17549421e-38f /* largest subnormal */, 3.14159265f, 1e38f, 1e-38f};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        s_check_f32(fixed[i]);
+    char out[UTIL_F32_MAX];
+    util_f32_shortest(out, 1.82f);
+    ck_assert_str_eq(out, "1.82");
+    util_f32_shortest(out, -0.5f);
+    ck_assert_str_eq(out, "-0.5");
+    util_f32_shortest(out, 100.0f);
+    ck_assert_str_eq(out, "100");
+    util_f32_shortest(out, 1e9f);
+    ck_assert_str_eq(out, "1e9");
+    util_f32_shortest(out, 1.5e-7f);
+    ck_assert_str_eq(out, "1.5e-7");
+    util_f32_shortest(out, 0.00012f);
+    ck_assert_str_eq(out, "0.00012");
+    util_f32_shortest(out, FLT_TRUE_MIN);
+    ck_assert_str_eq(out, "1e-45");
+    util_f32_shortest(out, FLT_MAX);
+    ck_assert_str_eq(out, "3.4028235e38");
+    util_f32_shortest(out, -0.0f);
+    ck_assert_str_eq(out, "-0");
+    /* Every power of two and both its neighbours: the interval below a
+     * power of two is half the one above. */
+    for (int e = -149; e <= 127; e++) {
+        float x = ldexpf(1.0f, e);
+        s_check_f32(x);
+        s_check_f32(nextafterf(x, 0));
+        s_check_f32(nextafterf(x, INFINITY));
+    }
+}
+END_TEST
+
+/* Random bit patterns cover every exponent, subnormals included; random
+ * scores cover the values replies carry. */
+START_TEST(test_f32_random)
+{
+    tu_rng r = {.s = 2718};
+    for (int i = 0; i < 300000; i++) {
+        uint32_t bits = (uint32_t)tu_next(&r);
+        float x;
+        memcpy(&x, &bits, sizeof x);
+        if (!isfinite(x))
+            continue;
+        s_check_f32(x);
+    }
+    for (int i = 0; i < 100000; i++)
+        s_check_f32((float)((tu_uniform(&r) - 0.5) * 40.0));
+}
+END_TEST
+
+/* ---- json scan ------------------------------------------------------------- */
+
+/* The scanner takes a subset of JSON: every text it accepts, cJSON accepts
+ * with the same members (keys, kinds, strings, numbers, element counts);
+ * what it refuses it may refuse for any reason (escapes, control bytes,
+ * depth), but never valid text of its subset. */
+static void s_scan_vs_cjson(const char *text, size_t len, int expect)
+{
+    util_json_field f[16];
+    int high;
+    int n = util_json_scan(text, len, f, 16, 8, &high);
+    if (expect >= 0)
+        ck_assert_msg((n >= 0) == expect, "%.*s: scan %d", (int)len, text, n);
+    if (n < 0)
+        return;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    ck_assert_msg(cJSON_IsObject(root), "%.*s: scanned, cJSON refuses", (int)len, text);
+    ck_assert_int_eq(n, cJSON_GetArraySize(root));
+    const cJSON *c = root->child;
+    for (int i = 0; i < n; i++, c = c->next) {
+        ck_assert(strlen(c->string) == f[i].key_len && !memcmp(c->string, f[i].key, f[i].key_len));
+        switch (f[i].kind) {
+        case UTIL_JSON_STRING:
+            ck_assert(cJSON_IsString(c) && strlen(c->valuestring) == f[i].val_len &&
+                      !memcmp(c->valuestring, f[i].val, f[i].val_len));
+            break;
+        case UTIL_JSON_NUMBER: {
+            char num[64];
+            memcpy(num, f[i].val, f[i].val_len);
+            num[f[i].val_len] = 0;
+            ck_assert(cJSON_IsNumber(c));
+            double a = strtod(num, NULL);
+            ck_assert(a == c->valuedouble || (isnan(a) && isnan(c->valuedouble)));
+            break;
+        }
+        case UTIL_JSON_TRUE: ck_assert(cJSON_IsTrue(c)); break;
+        case UTIL_JSON_FALSE: ck_assert(cJSON_IsFalse(c)); break;
+        case UTIL_JSON_NULL: ck_assert(cJSON_IsNull(c)); break;
+        case UTIL_JSON_ARRAY:
+            ck_assert(cJSON_IsArray(c));
+            ck_assert_int_eq((int)f[i].count, cJSON_GetArraySize(c));
+            break;
+        default:
+            ck_assert(cJSON_IsObject(c));
+            ck_assert_int_eq((int)f[i].count, cJSON_GetArraySize(c));
+        }
+    }
+    cJSON_Delete(root);
+}
+
+START_TEST(test_json_scan)
+{
+    const struct { const char *t; int ok; } cases[] = {
+        {"{}", 1}, {" {\"a\":1} \n", 1}, {"{\"a\":[1,2,[3]],\"b\":{\"c\":null}}", 1},
+        {"{\"a\":-0.5e+3,\"b\":true,\"c\":false,\"d\":\"x y\"}", 1},
+        {"{\"a\":\"\xc3\xa9\"}", 1}, {"{\"a\":[]}", 1}, {"{\"a\":\"\"}", 1},
+        {"{\"a\":01}", 0}, {"{\"a\":1.}", 0}, {"{\"a\":.5}", 0}, {"{\"a\":+1}", 0},
+        {"{\"a\":\"x\\ny\"}", 0}, {"{\"a\":\"x\ty\"}", 0}, {"{\"a\":1,}", 0}, {"{,}", 0},
+        {"[1]", 0}, {"{\"a\":1}x", 0}, {"{\"a\" 1}", 0}, {"{\"a\":tru}", 0},
+        {"{\"a\":[[[[[[[[[1]]]]]]]]]}", 0},   /* deeper than 8 */
+        {"{\"a\":1234567890123456789012345678901234567890123}", 0},   /* > 40 bytes */
+        {"\f{\"a\":1}", 0}, {"{\"a\":1", 0}, {"{\"a\":\"x", 0}, {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        s_scan_vs_cjson(cases[i].t, strlen(cases[i].t), cases[i].ok);
+    /* high: set only for bytes >= 0x80 inside strings. */
+    util_json_field f[4];
+    int high;
+    ck_assert_int_eq(util_json_scan("{\"a\":\"plain\"}", 13, f, 4, 8, &high), 1);
+    ck_assert_int_eq(high, 0);
+    ck_assert_int_eq(util_json_scan("{\"a\":\"\xc3\xa9\"}", 10, f, 4, 8, &high), 1);
+    ck_assert_int_eq(high, 1);
+    /* Elements one by one. */
+    const char *arr = "{\"a\":[\"x\", 2 ,null,[1]]}";
+    ck_assert_int_eq(util_json_scan(arr, strlen(arr), f, 4, 8, &high), 1);
+    const char *at = f[0].val + 1;
+    util_json_field e;
+    int kinds[8], k = 0;
+    while (k < 8 && util_json_elem(&at, f[0].val + f[0].val_len, &e))
+        kinds[k++] = e.kind;
+    ck_assert_int_eq(k, 4);
+    ck_assert_int_eq(kinds[0], UTIL_JSON_STRING);
+    ck_assert_int_eq(kinds[1], UTIL_JSON_NUMBER);
+    ck_assert_int_eq(kinds[2], UTIL_JSON_NULL);
+    ck_assert_int_eq(kinds[3], UTIL_JSON_ARRAY);
+    /* Mutations of a request: every byte deleted, and replaced by each of
+     * a few bytes that matter to JSON; whatever is scanned agrees with
+     * cJSON. */
+    const char *req = "{\"id\":\"l1\",\"op\":\"rank\",\"history\":[\"i1\",\"i22\"],"
+                      "\"weights\":[1,0.5e-1],\"candidates\":[\"i3\"],\"k\":10,\"x\":{\"y\":true}}";
+    size_t len = strlen(req);
+    char buf[256];
+    const char repl[] = {'"', '\\', ',', ':', '[', ']', '{', '}', ' ', '0', '-', 'e', '.',
+                         'n', (char)0x80, (char)0xc3, 0, '\t', 'x'};
+    for (size_t i = 0; i < len; i++) {
+        memcpy(buf, req, i);
+        memcpy(buf + i, req + i + 1, len - i - 1);
+        s_scan_vs_cjson(buf, len - 1, -1);
+        for (size_t r = 0; r < sizeof repl; r++) {
+            memcpy(buf, req, len);
+            buf[i] = repl[r];
+            s_scan_vs_cjson(buf, len, -1);
+        }
+    }
+}
+END_TEST
+
 /* ---- utf8 ----------------------------------------------------------------- */
 
 /* The oracle: decode the code point and check it, the way RFC 3629 states
@@ -720,7 +956,8 @@ static Suite *s_suite(void)
         {"rng", {test_splitmix, test_xoshiro, test_xorshift, test_gauss}},
         {"set", {test_set_basic, test_set_oracle, test_set_wrap, test_set_memory}},
         {"hist", {test_hist, test_hist_bound}},
-        {"json", {test_json_quote, test_json_nul_escape}},
+        {"json", {test_json_quote, test_json_nul_escape, test_json_scan}},
+        {"ftoa", {test_f32_edges, test_f32_random}},
         {"utf8", {test_utf8_edges, test_utf8_exhaustive, test_utf8_cut, test_utf8_repair}},
         {"clock", {test_clock}},
         {"proc", {test_rss}},
