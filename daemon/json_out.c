@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/ftoa.h"
 #include "util/json.h"
 #include "util/utf8.h"
 
@@ -116,10 +117,25 @@ static void s_str(srv_json *w, const char *s, size_t len)
     free(fixed);
 }
 
+/* Keys are mostly our own literals, plain ASCII with nothing to escape:
+ * those are copied as they are; anything else (an experiment arm's name
+ * from the config) is validated and quoted like a value. */
 void srv_json_key(srv_json *w, const char *key)
 {
+    size_t len = 0;
+    int plain = 1;
+    for (; key[len]; len++)
+        plain &= (unsigned char)key[len] >= 0x20 && (unsigned char)key[len] < 0x7f &&
+                 key[len] != '"' && key[len] != '\\';
     s_sep(w);
-    s_str(w, key, strlen(key));
+    if (!plain)
+        s_str(w, key, len);
+    else if (!w->oom && s_reserve(w, len + 2) == 0) {
+        w->buf[w->len] = '"';
+        memcpy(w->buf + w->len + 1, key, len);
+        w->buf[w->len + 1 + len] = '"';
+        w->len += len + 2;
+    }
     s_put(w, ":", 1);
     w->after_key = 1;
 }
@@ -212,6 +228,18 @@ void srv_json_num(srv_json *w, double v)
     int n = s_format_num(tmp, v);
     s_sep(w);
     s_put(w, tmp, (size_t)n);
+}
+
+void srv_json_f32(srv_json *w, float v)
+{
+    if (!isfinite(v)) {
+        srv_json_null(w);
+        return;
+    }
+    char tmp[UTIL_F32_MAX];
+    size_t n = util_f32_shortest(tmp, v);
+    s_sep(w);
+    s_put(w, tmp, n);
 }
 
 void srv_json_bool(srv_json *w, int v)

@@ -42,6 +42,9 @@ void srv_json_str(srv_json *w, const char *s, size_t len);   /* escaped */
 void srv_json_cstr(srv_json *w, const char *s);
 void srv_json_int(srv_json *w, int64_t v);
 void srv_json_num(srv_json *w, double v);      /* %.6g; non-finite as null */
+/* A float as the fewest digits that read back as it (util/ftoa.h): scores
+ * and weights, whose every bit a client may compare; non-finite as null. */
+void srv_json_f32(srv_json *w, float v);
 void srv_json_bool(srv_json *w, int v);
 void srv_json_null(srv_json *w);
 void srv_json_raw(srv_json *w, const char *text, size_t len);  /* a value already in JSON */

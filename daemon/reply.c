@@ -72,7 +72,7 @@ static void s_because(srv_json *w, const srv_ranked *r, int i)
         srv_json_open(w, '{');
         s_item(w, r->snap, r->because_rows[at], r->titles);
         srv_json_key(w, "weight");
-        srv_json_num(w, r->because_weight[at]);
+        srv_json_f32(w, r->because_weight[at]);
         srv_json_close(w, '}');
     }
     srv_json_close(w, ']');
@@ -127,7 +127,7 @@ void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r)
         srv_json_open(w, '{');
         s_item(w, r->snap, r->rows[i], r->titles);
         srv_json_key(w, "score");
-        srv_json_num(w, r->score[i]);
+        srv_json_f32(w, r->score[i]);
         if (r->n_because > 0)
             s_because(w, r, i);
         srv_json_close(w, '}');
