@@ -51,10 +51,18 @@ void srv_reply_error_retry(srv_json *w, const char *id_json, int code, const cha
 
 /* ---- rank ----------------------------------------------------------------- */
 
-static void s_item(srv_json *w, const srv_snapshot *snap, uint32_t row, int titles)
+/* Items whose ext ids are fetched at once (their cache misses overlap). */
+#define S_EXT_CHUNK 32
+
+/* An item's fields; ext NULL: looked up here. */
+static void s_item(srv_json *w, const srv_snapshot *snap, uint32_t row, const char *ext,
+                   size_t ext_len, int titles)
 {
     srv_json_key(w, "item");
-    srv_json_cstr(w, store_catalog_ext(snap->cat, row));
+    if (ext)
+        srv_json_str(w, ext, ext_len);
+    else
+        srv_json_cstr(w, store_catalog_ext(snap->cat, row));
     if (titles) {
         size_t len;
         const char *t = srv_snapshot_title(snap, row, &len);
@@ -70,7 +78,7 @@ static void s_because(srv_json *w, const srv_ranked *r, int i)
     for (int j = 0; j < r->n_because; j++) {
         size_t at = (size_t)i * (size_t)r->n_because + (size_t)j;
         srv_json_open(w, '{');
-        s_item(w, r->snap, r->because_rows[at], r->titles);
+        s_item(w, r->snap, r->because_rows[at], NULL, 0, r->titles);
         srv_json_key(w, "weight");
         srv_json_f32(w, r->because_weight[at]);
         srv_json_close(w, '}');
@@ -123,9 +131,15 @@ void srv_reply_rank(srv_json *w, const char *id_json, const srv_ranked *r)
     srv_json_int(w, r->snap->catalog_version);
     srv_json_key(w, "items");
     srv_json_open(w, '[');
+    const char *ext[S_EXT_CHUNK];
+    size_t ext_len[S_EXT_CHUNK];
     for (int i = 0; i < r->n; i++) {
+        if (i % S_EXT_CHUNK == 0)
+            store_catalog_ext_many(r->snap->cat, r->rows + i,
+                                   r->n - i < S_EXT_CHUNK ? r->n - i : S_EXT_CHUNK, ext, ext_len);
         srv_json_open(w, '{');
-        s_item(w, r->snap, r->rows[i], r->titles);
+        s_item(w, r->snap, r->rows[i], ext[i % S_EXT_CHUNK], ext_len[i % S_EXT_CHUNK],
+               r->titles);
         srv_json_key(w, "score");
         srv_json_f32(w, r->score[i]);
         if (r->n_because > 0)

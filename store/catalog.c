@@ -520,6 +520,19 @@ const char *store_catalog_ext(const store_catalog *cat, uint32_t row)
     return row < cat->n ? p->pool + p->off[row] : NULL;
 }
 
+void store_catalog_ext_many(const store_catalog *cat, const uint32_t *rows, int n,
+                            const char **ext, size_t *len)
+{
+    const s_priv *p = cat->priv;
+    for (int i = 0; i < n; i++)
+        __builtin_prefetch(&p->off[rows[i]]);
+    for (int i = 0; i < n; i++) {
+        ext[i] = p->pool + p->off[rows[i]];
+        len[i] = p->off[rows[i] + 1] - p->off[rows[i]] - 1;
+        __builtin_prefetch(ext[i]);
+    }
+}
+
 /* Counting in C over one scan of interactions beats GROUP BY item_id, which
  * would sort every event (there is deliberately no index on item_id). */
 int store_catalog_popularity(store *db, const store_catalog *cat, float *counts,

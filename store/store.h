@@ -191,6 +191,12 @@ void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
                              const size_t *len, int n, uint64_t *scratch, int64_t *rows);
 /* ext_id of a row, borrowed from the catalog, NUL-terminated. */
 const char *store_catalog_ext(const store_catalog *cat, uint32_t row);
+/* The same and its length (no strlen), for n rows at once: ext[i], len[i]
+ * for rows[i].  The loads of different rows overlap, and each string is
+ * prefetched, so that a reply of k items waits for about one miss, not
+ * 2k.  rows must be valid. */
+void store_catalog_ext_many(const store_catalog *cat, const uint32_t *rows, int n,
+                            const char **ext, size_t *len);
 
 /* Titles of every catalog row, in one pool: row r's title is
  * pool[off[r] .. off[r + 1]).  Each is cut to at most max_bytes on a

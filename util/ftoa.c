@@ -8,10 +8,9 @@
  * the first j for which one of them lies in (lo * 10^j, hi * 10^j) gives
  * the fewest digits, and of those, the d nearest v * 10^j is taken.
  *
- * The scaled values come from at most four correctly rounded double
- * operations (10^k is exact for k <= 22), so each is within 2^-51 of its
- * true value relative to itself: below 2^-17 for the 10-digit numbers that
- * arise.  A candidate farther than S_MARGIN from both ends is decided by
+ * A scaled value is one product with a correctly rounded power of ten:
+ * two roundings, so within 2^-52 of its true value relative to itself,
+ * below 2^-18 for the numbers of up to 13 digits that arise.  A candidate farther than S_MARGIN from both ends is decided by
  * the doubles; a nearer one -- a few in a million -- by strtof over its
  * text, which glibc rounds exactly.
  */
@@ -23,20 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double s_p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* x * 10^j for |j| < 88: whole steps of 10^22, then the rest; each
- * operation rounds once. */
-static double s_scale(double x, int j)
-{
-    for (; j > 22; j -= 22)
-        x *= 1e22;
-    for (; j < -22; j += 22)
-        x /= 1e22;
-    return j >= 0 ? x * s_p10[j] : x / s_p10[-j];
-}
+/* 10^j for j in -64..64, each the double nearest it (the compiler rounds
+ * the literals correctly). */
+#define S_P10_MAX 64
+static const double s_p10[2 * S_P10_MAX + 1] = {
+    1e-64, 1e-63, 1e-62, 1e-61, 1e-60, 1e-59, 1e-58, 1e-57, 1e-56, 1e-55, 1e-54, 1e-53, 1e-52,
+    1e-51, 1e-50, 1e-49, 1e-48, 1e-47, 1e-46, 1e-45, 1e-44, 1e-43, 1e-42, 1e-41, 1e-40, 1e-39,
+    1e-38, 1e-37, 1e-36, 1e-35, 1e-34, 1e-33, 1e-32, 1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26,
+    1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13,
+    1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2,
+    1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33,
+    1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48,
+    1e49, 1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59, 1e60, 1e61, 1e62, 1e63,
+    1e64
+};
 
 /* The text of d * 10^-j (d > 0 an integer below 10^13), sign first when
  * neg.  The length. */
@@ -116,8 +116,10 @@ size_t util_f32_shortest(char *out, float v)
      * j gives candidates of at most one digit. */
     int j = -(int)floor(ilogb(x) * 0.30102999566398120) - 1;
     for (int tries = 0; tries < 12; tries++, j++) {
-        double s = s_scale(x, j), sl = s_scale(lo, j), sh = s_scale(hi, j);
-        double f = floor(s);
+        double p = s_p10[S_P10_MAX + j], sl = lo * p, sh = hi * p;
+        if (floor(sh + S_MARGIN) < sl - S_MARGIN)
+            continue;   /* no integer near the interval: more digits */
+        double s = x * p, f = floor(s);
         /* The integers around s, nearest first: s's own error can put the
          * true value across an integer, so the outer two are tried too. */
         double c[4] = {f, f + 1, f - 1, f + 2};
