@@ -282,7 +282,9 @@ START_TEST(limits_agree)
 {
     srv_config cfg;
     s_config(&cfg, 0);
-    char *req = malloc(1 << 20);
+    size_t cap = (size_t)cfg.max_message_bytes + 2 > (1 << 20) ? (size_t)cfg.max_message_bytes + 2
+                                                                : (size_t)1 << 20;
+    char *req = malloc(cap);
     ck_assert_ptr_nonnull(req);
     for (int n = cfg.max_candidates - 1; n <= cfg.max_candidates + 1; n++) {
         size_t at = (size_t)sprintf(req, "{\"op\":\"rank\",\"user\":\"u\",\"candidates\":[");

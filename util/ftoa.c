@@ -106,7 +106,10 @@ size_t util_f32_shortest(char *out, float v)
     int neg = signbit(v) != 0;
     float x = fabsf(v);
     if (x == 0) {
-        memcpy(out, neg ? "-0" : "0", 3);
+        char *o = out;
+        if (neg)
+            *o++ = '-';
+        memcpy(o, "0", 2);
         return (size_t)(1 + neg);
     }
     double below = nextafterf(x, 0), above = nextafterf(x, INFINITY);
