@@ -51,6 +51,7 @@
 
 #define S_BATCH 64          /* messages read per poll wake-up, to bound latency of the rest */
 #define S_QUIET_MS 250      /* shutdown: the client socket must stay empty this long */
+#define S_DRAIN_MIN_MS 2000 /* ... and is drained this long even past the grace */
 #define S_QPS_SAMPLES 11    /* once a second: a 10 s window */
 #define S_DROP_LOG_NS 10000000000ull   /* at most one "replies dropped" line per 10 s */
 
@@ -692,13 +693,19 @@ static int s_bind_frontend(s_main *m)
  * reaches the client socket -- everything queued there, and what is still
  * in transit from a client's burst -- until it has stayed empty for
  * S_QUIET_MS, or the grace ends.  Not one batch: a burst larger than
- * S_BATCH that the loop had not read yet would otherwise get silence. */
+ * S_BATCH that the loop had not read yet would otherwise get silence.  When
+ * the grace has ended (or nearly), the drain still gets S_DRAIN_MIN_MS: a
+ * request libzmq had not handed over yet when a busy main ran out of grace
+ * deserves its `unavailable` as much as a queued one. */
 static void s_drain_frontend(s_main *m)
 {
+    uint64_t end = util_now_ns() + (uint64_t)S_DRAIN_MIN_MS * 1000000u;
+    if (end < m->stop_deadline)
+        end = m->stop_deadline;
     for (;;) {
         zmq_pollitem_t it = {.socket = m->frontend, .events = ZMQ_POLLIN};
         int rc = srv_wire_poll(&it, 1, S_QUIET_MS);
-        if (rc <= 0 || util_now_ns() >= m->stop_deadline)
+        if (rc <= 0 || util_now_ns() >= end)
             return;
         s_on_frontend(m);
     }

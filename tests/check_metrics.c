@@ -117,7 +117,8 @@ static srv_metrics_view *s_sample_view(void)
     atomic_store(&c.reloads, 2);
     atomic_store(&c.qps_milli, 12345);
     srv_wstats *ws[2] = {&a, &b};
-    srv_metrics_view *v = malloc(sizeof *v);
+    /* calloc: the record and security views are main's to fill (state.c) */
+    srv_metrics_view *v = calloc(1, sizeof *v);
     srv_metrics_collect(v, ws, 2, &c, SRV_COLLECT_QUANTILES);
     v->model_version = 3;
     v->catalog_version = 9;
