@@ -1,5 +1,5 @@
 /* check_import.c -- the importers: CSV and JSONL items and events, .npy
- * embeddings, both MovieLens layouts, every error path, all-or-nothing,
+ * embeddings, sequence files, every MovieLens layout, every error path, all-or-nothing,
  * --skip-bad, and a SIGKILL in the middle of an import.
  *
  * Every input file is written by the test into tu_tmpdir(), in the same
@@ -810,6 +810,251 @@ START_TEST(test_skip_bad)
 }
 END_TEST
 
+/* ---- sequence files and the '::' MovieLens layouts ------------------------------ */
+
+/* Import path as a sequence file into a fresh database; returns it open. */
+static store *s_seq_import(const char *dbname, const char *file, const char *text,
+                           store_import_opts *o, store_import_stats *st)
+{
+    const char *path = s_fresh(dbname, DIM);
+    s_write(file, text);
+    store *db = s_open(path);
+    store_err err = {0};
+    ck_assert_msg(store_import_sequences(db, tu_path(file), o, st, &err) == STORE_OK, "%s",
+                  err.msg);
+    return db;
+}
+
+/* "user item" lines: one event each, ts = the event's ordinal in the file,
+ * items created with zero vectors (no text), a re-import changes nothing. */
+START_TEST(test_sequences_pairs)
+{
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store *db = s_seq_import("pairs.db", "pairs.txt", "u1 a\nu1\tb \n\nu2 b\r\nu1 c\n", &o, &st);
+    ck_assert_int_eq(st.events, 4);
+    ck_assert_int_eq(st.items_created, 3);
+    ck_assert_int_eq(st.items_untitled, 3);
+    ck_assert_int_eq(st.users_created, 2);
+    ck_assert_str_eq(s_str(db, "SELECT group_concat(i.ext_id || '@' || e.ts, ' ') FROM "
+                               "(SELECT * FROM interactions ORDER BY ts) e JOIN items i "
+                               "USING (item_id) JOIN users u USING (user_id) "
+                               "WHERE u.ext_id = 'u1'"), "a@1 b@2 c@4");
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE kind = 'view' "
+                               "AND weight = 1"), 4);
+    float e[DIM] = {1, 1, 1, 1};
+    ck_assert_int_eq(s_emb(db, "b", e), DIM);
+    for (int i = 0; i < DIM; i++)
+        ck_assert(e[i] == 0.0f);
+    ck_assert_msg(strstr(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"),
+                         "\"method\":\"none\""), "embedder meta");
+    /* The same file again: the same ordinals, so nothing new. */
+    uint64_t before = s_digest(db);
+    store_err err = {0};
+    ck_assert_int_eq(store_import_sequences(db, tu_path("pairs.txt"), &o, &st, &err), STORE_OK);
+    ck_assert_int_eq(st.items_created, 0);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions"), 4);
+    ck_assert_uint_ne(before, 0);
+    store_close(&db);
+}
+END_TEST
+
+/* "user item1 item2 ..." lines, detected; titles from an items file. */
+START_TEST(test_sequences_lists_titles)
+{
+    s_write("titles.csv", "id,title,text\na,Alpha,alpha text\nb,Beta,\nz,Zed,never named\n");
+    store_import_opts o = store_import_defaults();
+    o.titles_path = tu_path("titles.csv");
+    store_import_stats st;
+    store *db = s_seq_import("lists.db", "lists.txt", "u1 a b c\nu2 c a\n", &o, &st);
+    ck_assert_int_eq(st.events, 5);
+    ck_assert_int_eq(st.items_created, 3);
+    ck_assert_int_eq(st.items_untitled, 1);
+    ck_assert_int_eq(st.items_skipped, 1);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items WHERE ext_id = 'z'"), 0);
+    ck_assert_str_eq(s_str(db, "SELECT title || '|' || text FROM items WHERE ext_id = 'a'"),
+                     "Alpha|alpha text");
+    /* Titled items wait for the embedder; the untitled one has its zeros. */
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items WHERE embedding IS NULL"), 2);
+    ck_assert_str_eq(s_str(db, "SELECT group_concat(i.ext_id, ' ') FROM (SELECT * FROM "
+                               "interactions ORDER BY ts) e JOIN items i USING (item_id) "
+                               "JOIN users u USING (user_id) WHERE u.ext_id = 'u2'"), "c a");
+    ck_assert_int_eq(s_int(db, "SELECT max(ts) FROM interactions"), 5);
+    /* A file that already holds an embedder's record keeps it. */
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM meta WHERE key = 'embedder'"), 1);
+    store_close(&db);
+
+    /* The same lines forced to pairs: line 1 has four fields. */
+    o.titles_path = NULL;
+    o.seq_layout = STORE_IMPORT_SEQ_PAIRS;
+    const char *path = s_fresh("forced.db", DIM);
+    db = s_open(path);
+    store_err err = {0};
+    ck_assert_int_eq(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "lists.txt:1: expected 2 fields (user item), found 4"),
+                  "%s", err.msg);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 0);
+    store_close(&db);
+}
+END_TEST
+
+/* A RecBole atomic file: header of name:type fields, a timestamp column. */
+START_TEST(test_sequences_recbole_header)
+{
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store *db = s_seq_import("recbole.db", "ml.inter",
+                             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                             "1\t10\t5\t978300760\n1\t11\t3\t978300700.5\n2\t10\t4\t9\n",
+                             &o, &st);
+    ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(s_int(db, "SELECT ts FROM interactions JOIN items USING (item_id) "
+                               "JOIN users u USING (user_id) WHERE u.ext_id = '1' AND "
+                               "items.ext_id = '11'"), 978300700);
+    store_close(&db);
+}
+END_TEST
+
+/* Errors name the line; the database is unchanged (rows and bytes).  text
+ * NULL: no such file. */
+static void s_seq_fail(const char *file, const char *text, int layout, const char *want)
+{
+    const char *path = s_with_items("seqfail.db");
+    char dbpath[600];
+    snprintf(dbpath, sizeof dbpath, "%s", path);
+    if (text)
+        s_write(file, text);
+    else
+        unlink(tu_path(file));
+    size_t n0, n1;
+    char *bytes0 = s_slurp(dbpath, &n0);
+    store *db = s_open(dbpath);
+    uint64_t before = s_digest(db);
+    store_import_opts o = store_import_defaults();
+    o.seq_layout = layout;
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_int_ne(store_import_sequences(db, tu_path(file), &o, &st, &err), STORE_OK);
+    ck_assert_msg(strstr(err.msg, want), "'%s' lacks '%s'", err.msg, want);
+    ck_assert_uint_eq(s_digest(db), before);
+    store_close(&db);
+    char *bytes1 = s_slurp(dbpath, &n1);
+    ck_assert_msg(n0 == n1 && memcmp(bytes0, bytes1, n0) == 0, "database file bytes changed");
+    free(bytes0);
+    free(bytes1);
+}
+
+START_TEST(test_sequences_errors)
+{
+    /* Detected as pairs from the first 1000 lines; line 1502 has three. */
+    size_t cap = 64 * 1600, len = 0;
+    char *big = malloc(cap);
+    for (int i = 0; i < 1500; i++)
+        len += (size_t)snprintf(big + len, cap - len, "u%d i%d\n", i % 37, i % 11);
+    snprintf(big + len, cap - len, "\nu1 i1 i2\n");
+    s_seq_fail("late.txt", big, STORE_IMPORT_SEQ_AUTO,
+               "late.txt:1502: expected 2 fields (user item), found 3; a 'user item1 item2 "
+               "...' file? (--layout lists)");
+    free(big);
+    s_seq_fail("alone.txt", "u1 a b\nu2\n", STORE_IMPORT_SEQ_LISTS,
+               "alone.txt:2: expected 'user item1 item2 ...', found a user without items");
+    s_seq_fail("utf.txt", "u1 a\nu\xE9 b\n", STORE_IMPORT_SEQ_AUTO,
+               "utf.txt:2: column 1: invalid UTF-8 at byte 2");
+    char longid[700];
+    memset(longid, 'x', 600);
+    snprintf(longid + 600, sizeof longid - 600, " a\n");
+    s_seq_fail("long.txt", longid, STORE_IMPORT_SEQ_AUTO, "long.txt:1: user id is 600 bytes");
+    s_seq_fail("nofile.txt", NULL, STORE_IMPORT_SEQ_AUTO, "nofile.txt: No such file");
+}
+END_TEST
+
+/* A MovieLens '::' directory: movies.dat (Latin-1, colons inside titles)
+ * with ratings.dat, or with sequences.txt. */
+static void s_mldat(const char *dir, int with_ratings)
+{
+    char p[600];
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/movies.dat", dir);
+    static const char movies[] = "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+                                 "2::Star Wars: Episode IV (1977)::Action|Sci-Fi\n"
+                                 "3::Mis\xE9rables, Les (1995)::Drama\n"
+                                 "4::Unrated (2000)::Drama\n";
+    tu_write_file(p, movies, strlen(movies));
+    snprintf(p, sizeof p, "%s/users.dat", dir);
+    tu_write_file(p, "not read at all\xFF\n", 17);
+    snprintf(p, sizeof p, "%s/%s", dir, with_ratings ? "ratings.dat" : "sequences.txt");
+    const char *ev = with_ratings ? "1::2::5::978300760\n1::1::3::978300761\n2::3::4::978300000\n"
+                                  : "1 2\n1 1\n2 3\n";
+    tu_write_file(p, ev, strlen(ev));
+}
+
+START_TEST(test_movielens_dat)
+{
+    const char *dir = tu_path("ml1m");
+    s_mldat(dir, 1);
+    const char *path = s_fresh("ml1m.db", 8);
+    store *db = s_open(path);
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_int_eq(store_import_movielens_layout(dir), 3);
+    ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 4);
+    ck_assert_int_eq(st.events, 3);
+    ck_assert_str_eq(s_str(db, "SELECT title FROM items WHERE ext_id = '3'"),
+                     "Mis\xC3\xA9rables, Les (1995)");
+    ck_assert_str_eq(s_str(db, "SELECT text FROM items WHERE ext_id = '2'"),
+                     "Star Wars: Episode IV (1977). Action, Sci-Fi");
+    ck_assert_int_eq(s_int(db, "SELECT ts FROM interactions JOIN items USING (item_id) "
+                               "WHERE ext_id = '1'"), 978300761);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE kind = 'rating' "
+                               "AND weight = 1"), 3);
+    store_close(&db);
+
+    /* A rating of a movie movies.dat does not list: the line, nothing kept. */
+    char p[600];
+    snprintf(p, sizeof p, "%s/ratings.dat", dir);
+    const char *bad = "1::2::5::978300760\n1::99::3::978300761\n";
+    tu_write_file(p, bad, strlen(bad));
+    path = s_fresh("ml1m-bad.db", 8);
+    db = s_open(path);
+    ck_assert_int_eq(store_import_movielens(db, dir, &o, &st, &err), STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "ratings.dat:2: unknown movie '99'"), "%s", err.msg);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 0);
+    tu_write_file(p, "1::2::5\n", 8);
+    ck_assert_int_eq(store_import_movielens(db, dir, &o, &st, &err), STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "ratings.dat:1: expected UserID::MovieID::Rating::"
+                                  "Timestamp"), "%s", err.msg);
+    store_close(&db);
+}
+END_TEST
+
+START_TEST(test_movielens_sequences)
+{
+    const char *dir = tu_path("ml1mseq");
+    s_mldat(dir, 0);
+    const char *path = s_fresh("ml1mseq.db", 8);
+    store *db = s_open(path);
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_int_eq(store_import_movielens_layout(dir), 4);
+    ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
+    /* The sequences name the catalog: movie 4 is nobody's, so not an item. */
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 3);
+    ck_assert_int_eq(st.items_skipped, 1);
+    ck_assert_int_eq(st.items_untitled, 0);
+    ck_assert_str_eq(s_str(db, "SELECT text FROM items WHERE ext_id = '1'"),
+                     "Toy Story (1995). Animation, Children's, Comedy");
+    ck_assert_str_eq(s_str(db, "SELECT group_concat(i.ext_id, ' ') FROM (SELECT * FROM "
+                               "interactions ORDER BY ts) e JOIN items i USING (item_id) "
+                               "JOIN users u USING (user_id) WHERE u.ext_id = '1'"), "2 1");
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE kind = 'rating'"), 3);
+    store_close(&db);
+}
+END_TEST
+
 /* ---- SIGKILL mid-import ------------------------------------------------------ */
 
 typedef struct s_kill_ctx {
@@ -952,6 +1197,20 @@ START_TEST(test_attnctl_programs)
     ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(raw);
+    /* import sequences creates its database; --layout, --items. */
+    const char *sdb = tu_path("cli-seq.db"), *seq = tu_path("cli-seq.txt");
+    unlink(sdb);
+    tu_write_file(seq, "u1 m1 m2\nu2 m9\n", 15);
+    snprintf(args, sizeof args, "import sequences %s %s --layout lists --items %s --quiet", sdb,
+             seq, items);
+    ck_assert_msg(s_attnctl(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "created") && strstr(out, "3 items (3 new") &&
+                  strstr(out, "3 events (2 new users)") && strstr(out, "1 items have no title") &&
+                  strstr(out, "skipped the titles of 1 items") && strstr(out, "attnctl embed"),
+                  "%s", out);
+    snprintf(args, sizeof args, "import sequences %s %s --layout rows", sdb, seq);
+    ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--layout") && strstr(out, "pairs, lists"), "%s", out);
     /* Bad usage is exit 2; a missing database is a clear error, exit 1. */
     ck_assert_int_eq(s_attnctl("import", out, sizeof out), 2);
     snprintf(args, sizeof args, "inspect %s", tu_path("absent.db"));
@@ -978,6 +1237,16 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_npy_bad_headers);
     tcase_add_test(tc, test_movielens_100k);
     tcase_add_test(tc, test_movielens_csv);
+    tcase_add_test(tc, test_movielens_dat);
+    tcase_add_test(tc, test_movielens_sequences);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("sequences");
+    tcase_set_timeout(tc, 20.0 * tu_slowdown());
+    tcase_add_test(tc, test_sequences_pairs);
+    tcase_add_test(tc, test_sequences_lists_titles);
+    tcase_add_test(tc, test_sequences_recbole_header);
+    tcase_add_test(tc, test_sequences_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

@@ -1,4 +1,4 @@
-/* cmd_import.c -- 'attnctl import items|events|movielens': flags in, one
+/* cmd_import.c -- 'attnctl import items|events|sequences|movielens': flags in, one
  * store_import_* call, a progress line on a terminal and a summary out.
  *
  * All the work (and the all-or-nothing transaction) is in store/import/;
@@ -70,13 +70,13 @@ static void s_on_progress(void *ctx, const store_import_progress *p)
 
 /* ---- the command line --------------------------------------------------------- */
 
-enum { S_ITEMS, S_EVENTS, S_MOVIELENS };
+enum { S_ITEMS, S_EVENTS, S_MOVIELENS, S_SEQUENCES };
 
 typedef struct s_args {
     store_import_opts o;
-    int what;                 /* S_ITEMS, S_EVENTS or S_MOVIELENS */
+    int what;                 /* S_ITEMS, S_EVENTS, S_MOVIELENS or S_SEQUENCES */
     const char *db, *src;     /* src: FILE or DIR; NULL for items from --npy only */
-    int dim;                  /* movielens: of a new database */
+    int dim;                  /* movielens, sequences: of a new database */
     int quiet;
 } s_args;
 
@@ -94,7 +94,9 @@ static int s_delim(void *field, const char *value, char *why, size_t why_len)
     return 0;
 }
 
-static const char *const s_whats[] = {"items", "events", "movielens", NULL};
+static const char *const s_whats[] = {"items", "events", "movielens", "sequences", NULL};
+static const char *const s_layouts[] = {"pairs", "lists", NULL};
+static const int s_layout_values[] = {STORE_IMPORT_SEQ_PAIRS, STORE_IMPORT_SEQ_LISTS};
 static const char *const s_formats[] = {"csv", "jsonl", "ndjson", NULL};
 static const int s_format_values[] = {STORE_IMPORT_CSV, STORE_IMPORT_JSONL, STORE_IMPORT_JSONL};
 
@@ -138,7 +140,13 @@ static const util_opt s_opts[] = {
      UTIL_OPT_FLAG(s_args, o.skip_bad, 1)},
     {"rejects", "FILE", "rejects file", UTIL_OPT_STR(s_args, o.rejects_path),
      .def = "FILE.rejects; DB.rejects for movielens"},
-    {"dim", "D", "movielens: embedding dimension when creating DB",
+    {"layout", NULL, "sequences: 'user item' lines or 'user item1 item2 ...'\nlines",
+     UTIL_OPT_ENUM(s_args, o.seq_layout, s_layouts, s_layout_values),
+     .def = "detected from the first lines"},
+    {"items", "FILE", "sequences: titles and texts (an items CSV/JSONL) for\n"
+     "the items the sequences name; without it they have no text",
+     UTIL_OPT_STR(s_args, o.titles_path)},
+    {"dim", "D", "movielens, sequences: embedding dimension when creating DB",
      UTIL_OPT_INT(s_args, dim, 1, 65536)},
     {"quiet", NULL, "no progress line", UTIL_OPT_FLAG(s_args, quiet, 1)},
 };
@@ -147,7 +155,9 @@ static const util_opt_cmd s_cmd = {
     .prog = "attnctl import",
     .usage = "items DB [FILE] [options]    id, title, text, embedding\n"
              "events DB FILE [options]     user, item, ts, kind, weight\n"
-             "movielens DB DIR [--dim D]   MovieLens 100K or CSV layout",
+             "sequences DB FILE [options]  'user item' or 'user item1 item2 ...' lines\n"
+             "movielens DB DIR [--dim D]   MovieLens 100K, CSV, ML-1M '::' layout,\n"
+             "                             or movies.dat + sequences.txt",
     .about =
         "\n"
         "FILE is CSV (RFC 4180, header row) or JSONL (one object per line), chosen by\n"
@@ -195,23 +205,30 @@ static void s_summary(const char *what, const store_import_stats *st, double sec
                (unsigned long long)st->users_created);
     printf(" %llu lines in %.2f s (%.0f lines/s)\n", (unsigned long long)st->rows, secs,
            secs > 0 ? (double)st->rows / secs : 0.0);
+    if (st->items_untitled)
+        printf("%llu items have no title or text: zero vectors, learned by the trainer alone\n",
+               (unsigned long long)st->items_untitled);
+    if (st->items_skipped)
+        printf("skipped the titles of %llu items that no sequence names\n",
+               (unsigned long long)st->items_skipped);
     if (st->rejected)
         printf("rejected %llu lines, written with their reasons to %s\n",
                (unsigned long long)st->rejected, st->rejects_path);
 }
 
-/* MovieLens is a fresh start more often than not: create DB when it does
- * not exist.  0 (with *created), or 1 (said). */
-static int s_create_for_movielens(const s_args *a, int *created)
+/* MovieLens and sequence files are a fresh start more often than not:
+ * create DB when it does not exist.  0 (with *created), or 1 (said). */
+static int s_create(const s_args *a, int *created)
 {
     struct stat sb;
     store_err err;
     *created = 0;
     if (stat(a->db, &sb) == 0 || errno != ENOENT)
         return 0;
-    if (!store_import_movielens_layout(a->src)) {
+    if (a->what == S_MOVIELENS && !store_import_movielens_layout(a->src)) {
         fprintf(stderr, "attnctl import: %s: not a MovieLens directory (expected "
-                "u.item + u.data, or movies.csv + ratings.csv)\n", a->src);
+                "u.item + u.data, movies.csv + ratings.csv, movies.dat + ratings.dat, or "
+                "movies.dat + sequences.txt)\n", a->src);
         return 1;
     }
     if (store_init(a->db, a->dim, &err) != STORE_OK) {
@@ -233,6 +250,7 @@ static int s_import(s_args *a, store *db, store_import_stats *st, double *secs, 
     double t0 = util_now_s();
     int rc = a->what == S_ITEMS ? store_import_items(db, a->src, &a->o, st, err)
              : a->what == S_EVENTS ? store_import_events(db, a->src, &a->o, st, err)
+             : a->what == S_SEQUENCES ? store_import_sequences(db, a->src, &a->o, st, err)
              : store_import_movielens(db, a->src, &a->o, st, err);
     *secs = util_now_s() - t0;
     if (pr.shown)
@@ -249,7 +267,7 @@ int cmd_import(int argc, char **argv)
     if ((rc = s_check_sources(&a)))
         return rc;
     int created = 0;
-    if (a.what == S_MOVIELENS && s_create_for_movielens(&a, &created))
+    if ((a.what == S_MOVIELENS || a.what == S_SEQUENCES) && s_create(&a, &created))
         return 1;
     store *db;
     store_err err;
@@ -276,7 +294,7 @@ int cmd_import(int argc, char **argv)
     if (created)
         printf("created %s (embedding_dim %d)\n", a.db, a.dim);
     s_summary(s_whats[a.what], &st, secs);
-    if (a.what == S_MOVIELENS)
+    if (a.what == S_MOVIELENS || (a.what == S_SEQUENCES && st.items_created > st.items_untitled))
         printf("items have no embeddings yet: run 'attnctl embed %s'\n", a.db);
     return 0;
 }

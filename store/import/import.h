@@ -27,6 +27,13 @@
 
 #include "store/store.h"
 
+/* Sequence files (store_import_sequences). */
+enum store_import_seq_layout {
+    STORE_IMPORT_SEQ_AUTO = 0,   /* detected from the first lines */
+    STORE_IMPORT_SEQ_PAIRS,      /* "user item" a line: one event (SASRec, RecBole) */
+    STORE_IMPORT_SEQ_LISTS,      /* "user item1 item2 ..." a line: one user (S3-Rec) */
+};
+
 enum store_import_format {
     STORE_IMPORT_AUTO = 0,   /* by extension: .csv .tsv .txt, or .jsonl .ndjson .json */
     STORE_IMPORT_CSV,        /* RFC 4180, header row naming the columns */
@@ -59,6 +66,9 @@ typedef struct store_import_opts {
     const char *default_kind;  /* kind of events without one; NULL = "view" */
     const char *npy_path;      /* store_import_items: also embeddings from .npy */
     const char *ids_path;      /*   ... aligned with this list of ext_ids */
+    int seq_layout;            /* store_import_sequences: enum store_import_seq_layout */
+    const char *titles_path;   /* store_import_sequences: items file (CSV/JSONL) with
+                                  titles and texts for the sequences' items */
     int64_t now;               /* items.updated_at; 0 = time(NULL) */
     int cache_kib;             /* SQLite page cache while importing; 0 = 64 MiB */
     store_import_progress_fn progress;   /* may be NULL */
@@ -76,6 +86,8 @@ typedef struct store_import_stats {
     uint64_t events;          /* event lines written (a duplicate replaces) */
     uint64_t users_created;   /* users seen for the first time */
     uint64_t rejected;        /* lines written to the rejects file */
+    uint64_t items_untitled;  /* sequences: items created without title or text */
+    uint64_t items_skipped;   /* sequences: titles of items no sequence names */
     char rejects_path[512];   /* where rejects went ("" if none) */
 } store_import_stats;
 
@@ -95,14 +107,29 @@ int store_import_items(store *db, const char *path, const store_import_opts *opt
 int store_import_events(store *db, const char *path, const store_import_opts *opts,
                         store_import_stats *stats, store_err *err);
 
-/* A MovieLens directory: the 100K layout (u.item, u.genre, u.data) or the
- * CSV layout (movies.csv, ratings.csv, optional tags.csv).  Items get the
- * movie title and the text "title. genres. tags"; every rating becomes an
- * event of kind "rating" and weight 1.  No embeddings (run the embedder). */
+/* A MovieLens directory: the 100K layout (u.item, u.genre, u.data), the
+ * CSV layout (movies.csv, ratings.csv, optional tags.csv), the ML-1M/10M
+ * layout (movies.dat, ratings.dat; Latin-1, '::'-separated; users.dat is
+ * not read) or movies.dat beside a sequence file sequences.txt (the
+ * sequences name the catalog, movies.dat titles it).  Items get the movie
+ * title and the text "title. genres. tags"; every rating becomes an event
+ * of kind "rating" and weight 1.  No embeddings (run the embedder). */
 int store_import_movielens(store *db, const char *dir, const store_import_opts *opts,
                            store_import_stats *stats, store_err *err);
 
-/* Which MovieLens layout dir holds: 1 = 100K, 2 = CSV, 0 = neither. */
+/* Events from a sequence file (docs/IMPORT.md): "user item" lines, or
+ * "user item1 item2 ..." lines (opts->seq_layout, detected by default),
+ * blank-separated, each user's events in time order.  The file carries no
+ * times: the k-th event read gets ts = k.  Items are created as the
+ * sequences name them, with titles and texts from opts->titles_path when
+ * given (entries for items no sequence names are skipped and counted), else
+ * with a zero embedding: no text, learned vectors only. */
+int store_import_sequences(store *db, const char *path, const store_import_opts *opts,
+                           store_import_stats *stats, store_err *err);
+
+/* Which MovieLens layout dir holds: 1 = 100K, 2 = CSV, 3 = ML-1M/10M '::'
+ * files (movies.dat + ratings.dat), 4 = movies.dat + sequences.txt, 0 =
+ * none. */
 int store_import_movielens_layout(const char *dir);
 
 #endif

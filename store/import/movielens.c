@@ -15,7 +15,7 @@
  * star value mostly says how much they liked it (docs/IMPORT.md).  Users and
  * movies keep their MovieLens ids as ext_ids.
  */
-#include "store/import/job.h"
+#include "store/import/seq.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,33 +69,11 @@ int store_import_movielens_layout(const char *dir)
         return 1;
     if (s_exists(dir, "movies.csv") && s_exists(dir, "ratings.csv"))
         return 2;
+    if (s_exists(dir, "movies.dat") && s_exists(dir, "ratings.dat"))
+        return 3;
+    if (s_exists(dir, "movies.dat") && s_exists(dir, "sequences.txt"))
+        return 4;
     return 0;
-}
-
-/* Read the records of a file; call row() on each good one.  Bad records go
- * through the job's skip-bad rule. */
-typedef int (*s_row_fn)(store_import_job *job, store_import_rd *rd, void *ctx);
-
-static int s_each(store_import_job *job, store_import_rd *rd, s_row_fn row, void *ctx)
-{
-    int rc = STORE_OK;
-    uint64_t rows = 0;
-    while (rc == STORE_OK) {
-        int got = 0;
-        rc = store_import_rd_next(rd, &got, job->err);
-        if (!got)
-            break;
-        rows++;
-        job->st->rows++;
-        if (rc == STORE_OK)
-            rc = row(job, rd, ctx);
-        if (rc != STORE_OK)
-            rc = store_import_job_bad(job, rd, rc);
-        store_import_job_progress(job, rd, rows, 0);
-    }
-    if (rc == STORE_OK)
-        store_import_job_progress(job, rd, rows, 1);
-    return rc;
 }
 
 static int s_open(store_import_job *job, store_import_rd **rd, const char *dir,
@@ -241,7 +219,7 @@ static int s_ml100k(store_import_job *job, const char *dir)
         if (rc == STORE_OK)
             rc = s_positional(job, rd, 2);
         if (rc == STORE_OK)
-            rc = s_each(job, rd, s_genre_row, &ml);
+            rc = store_import_each(job, rd, s_genre_row, &ml);
         store_import_rd_free(&rd);
     }
     if (rc == STORE_OK)
@@ -249,7 +227,7 @@ static int s_ml100k(store_import_job *job, const char *dir)
     if (rc == STORE_OK)
         rc = s_positional(job, rd, 5 + ml.n_genres);
     if (rc == STORE_OK)
-        rc = s_each(job, rd, s_item100k_row, &ml);
+        rc = store_import_each(job, rd, s_item100k_row, &ml);
     store_import_rd_free(&rd);
     for (int g = 0; g < MAX_GENRES; g++)
         free(ml.genre[g]);
@@ -393,7 +371,7 @@ static int s_mlcsv(store_import_job *job, const char *dir)
         if (rc == STORE_OK)
             rc = s_named(job, rd, &tags.c_tag, "tag");
         if (rc == STORE_OK)
-            rc = s_each(job, rd, s_tag_row, &tags);
+            rc = store_import_each(job, rd, s_tag_row, &tags);
         store_import_rd_free(&rd);
     }
     if (rc == STORE_OK)
@@ -405,7 +383,7 @@ static int s_mlcsv(store_import_job *job, const char *dir)
     if (rc == STORE_OK)
         rc = s_named(job, rd, &mv.c_genres, "genres");
     if (rc == STORE_OK)
-        rc = s_each(job, rd, s_movie_row, &mv);
+        rc = store_import_each(job, rd, s_movie_row, &mv);
     store_import_rd_free(&rd);
     for (size_t i = 0; i < tags.n; i++)
         free(tags.list[i].p);
@@ -432,7 +410,8 @@ int store_import_movielens(store *db, const char *dir, const store_import_opts *
             err->code = STORE_ERR_IO;
             snprintf(err->msg, sizeof err->msg,
                      "%s: not a MovieLens directory (expected u.item + u.data for "
-                     "ml-100k, or movies.csv + ratings.csv)", dir);
+                     "ml-100k, movies.csv + ratings.csv, movies.dat + ratings.dat, or "
+                     "movies.dat + sequences.txt)", dir);
         }
         return STORE_ERR_IO;
     }
@@ -447,16 +426,18 @@ int store_import_movielens(store *db, const char *dir, const store_import_opts *
     snprintf(rejects, sizeof rejects, "%s.rejects", store_path(db));
     store_import_job job;
     static const char *const names[] = {"u.genre", "u.item", "u.data", "movies.csv",
-                                        "ratings.csv", "tags.csv"};
-    char paths[6][4200];
-    const char *inputs[6];
-    for (int i = 0; i < 6; i++) {
+                                        "ratings.csv", "tags.csv", "movies.dat",
+                                        "ratings.dat", "sequences.txt"};
+    char paths[9][4200];
+    const char *inputs[9];
+    for (int i = 0; i < 9; i++) {
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
         inputs[i] = paths[i];
     }
-    int rc = store_import_job_start(&job, db, &o, stats, rejects, inputs, 6, err);
+    int rc = store_import_job_start(&job, db, &o, stats, rejects, inputs, 9, err);
     if (rc != STORE_OK)
         return rc;
-    rc = layout == 1 ? s_ml100k(&job, dir) : s_mlcsv(&job, dir);
+    rc = layout == 1 ? s_ml100k(&job, dir) : layout == 2 ? s_mlcsv(&job, dir)
+                                                         : store_import_mldat(&job, dir, layout);
     return store_import_job_finish(&job, rc);
 }
