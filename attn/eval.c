@@ -221,12 +221,16 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
         goto done;
     }
     double hr = 0.0, ndcg = 0.0;
+    const uint32_t every = o->max_users && s->n_users > o->max_users ?
+        (s->n_users + o->max_users - 1) / o->max_users : 1;
     for (uint32_t u = 0; u < s->n_users && st == ATTN_OK; u++) {
         int64_t t = attn_eval_target(s, u, o->split);
         if (t < 0) {
             out->skipped++;
             continue;
         }
+        if (u % every)
+            continue;
         int n_cand, short_neg;
         if ((st = s_candidates(s, u, o, mark, cand, &n_cand, &short_neg)) != ATTN_OK)
             break;

@@ -136,6 +136,9 @@ typedef struct attn_eval_opts {
     int n_neg;        /* sampled: negatives per user, default 100 */
     uint64_t seed;    /* sampled: which negatives; random baseline: which scores */
     int k;            /* cut-off, default 10 */
+    uint32_t max_users;  /* 0 = every user with a target; else every s-th
+                            user only (s = ceil(users / max_users)), a fixed
+                            sample that bounds the cost on big data */
 } attn_eval_opts;
 
 void attn_eval_defaults(attn_eval_opts *o);
@@ -187,7 +190,10 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
 typedef struct attn_eval_base attn_eval_base;
 
 typedef struct attn_eval_base_opts {
-    int window;       /* transition: how many recent items vote, default 8 */
+    int window;       /* transition: how many recent items vote, default 8;
+                         also the farthest pair distance counted, so the
+                         largest window attn_eval_base_set_transition and
+                         attn_eval_base_tune can choose */
     double decay;     /* transition: weight of distance k is decay^(k-1), default 0.5 */
 } attn_eval_base_opts;
 
@@ -213,6 +219,23 @@ int attn_eval_centroid(void *base, const attn_eval_query *q, double *score, doub
  * every training pair with b k <= window events after a; popularity breaks
  * ties (so it falls back to popularity for an unknown history). */
 int attn_eval_transition(void *base, const attn_eval_query *q, double *score, double *tie);
+
+/* The transition baseline's window (at most the one it was built with)
+ * and decay.  ATTN_OK or ATTN_EINVAL. */
+int attn_eval_base_set_transition(attn_eval_base *b, int window, double decay);
+
+/* The transition baseline tuned: windows 1, 2, 4, ... up to the built one
+ * (and it), decays 0.25, 0.5, 0.75, 1; the pair with the best NDCG@10 over
+ * the sequences the base was built on, with options o -- the validation
+ * split, so that the test targets choose nothing.  It is set in b. */
+typedef struct attn_eval_tuned {
+    int window;
+    double decay;
+    double hr, ndcg;      /* its scores where it was tuned */
+    int tried;            /* grid points */
+} attn_eval_tuned;
+
+int attn_eval_base_tune(attn_eval_base *b, const attn_eval_opts *o, attn_eval_tuned *out);
 
 /* ---- the served model -------------------------------------------------------
  * Scores through the daemon's own fast path (attn_tables_build +

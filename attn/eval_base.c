@@ -12,12 +12,12 @@
  *                just watched a, b, c went on to watch x".  Strong on
  *                MovieLens, where sessions of related films are common.
  *
- * The transition counts are a sparse matrix in CSR form (source row ->
- * sorted (destination, weight) pairs), built by sorting every training
- * pair once: memory is about 12 bytes per distinct pair, where a dense
- * n_rows^2 matrix would not fit a large catalog.
+ * The transition counts are kept by distance (eval_trans.c), so that the
+ * window and the decay can be chosen after counting: attn_eval_base_tune
+ * picks them on the validation split, as a baseline should be tuned --
+ * never on the test targets it is compared on.
  */
-#include "attn/eval.h"
+#include "attn/eval_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,82 +34,10 @@ struct attn_eval_base {
     double decay;           /* transition decay per step of distance */
     double *count;          /* n_rows training counts */
     double *emb_norm;       /* n_rows L2 norms of the embeddings */
-    uint64_t *t_off;        /* n_rows + 1: CSR row offsets of the transitions */
-    uint32_t *t_dst;        /* destinations, ascending within a row */
-    double *t_w;            /* their decayed counts */
+    attn_eval_trans *trans; /* transition counts by distance */
     double *acc;            /* n_rows scratch: transition scores, kept zero */
     double *centroid;       /* d scratch */
 };
-
-typedef struct s_pair {
-    uint32_t src, dst;
-    double w;
-} s_pair;
-
-static int s_pair_cmp(const void *a, const void *b)
-{
-    const s_pair *x = a, *y = b;
-    if (x->src != y->src)
-        return x->src < y->src ? -1 : 1;
-    if (x->dst != y->dst)
-        return x->dst < y->dst ? -1 : 1;
-    return 0;
-}
-
-/* Collect every (earlier, later) training pair within the window, sort,
- * merge duplicates into CSR.  The pair weights are exact binary fractions
- * for decay 0.5, so the sum does not depend on the merge order anyway. */
-static int s_transitions(attn_eval_base *b)
-{
-    const attn_seqs *s = b->s;
-    size_t n_pairs = 0;
-    for (uint32_t u = 0; u < s->n_users; u++) {
-        uint64_t n = attn_eval_train_len(s, u);
-        for (uint64_t j = 1; j < n; j++)
-            n_pairs += j < (uint64_t)b->window ? j : (uint64_t)b->window;
-    }
-    s_pair *p = malloc((n_pairs ? n_pairs : 1) * sizeof *p);
-    b->t_off = calloc((size_t)s->n_rows + 1, sizeof *b->t_off);
-    if (!p || !b->t_off) {
-        free(p);
-        return ATTN_ENOMEM;
-    }
-    size_t k = 0;
-    for (uint32_t u = 0; u < s->n_users; u++) {
-        const uint32_t *ev = s->row + s->off[u];
-        uint64_t n = attn_eval_train_len(s, u);
-        for (uint64_t j = 1; j < n; j++) {
-            double w = 1.0;
-            for (uint64_t dist = 1; dist <= (uint64_t)b->window && dist <= j; dist++) {
-                p[k++] = (s_pair){ev[j - dist], ev[j], w};
-                w *= b->decay;
-            }
-        }
-    }
-    qsort(p, n_pairs, sizeof *p, s_pair_cmp);
-    size_t n_uniq = 0;
-    for (size_t i = 0; i < n_pairs; i++) {
-        if (n_uniq > 0 && p[n_uniq - 1].src == p[i].src && p[n_uniq - 1].dst == p[i].dst)
-            p[n_uniq - 1].w += p[i].w;
-        else
-            p[n_uniq++] = p[i];
-    }
-    b->t_dst = malloc((n_uniq ? n_uniq : 1) * sizeof *b->t_dst);
-    b->t_w = malloc((n_uniq ? n_uniq : 1) * sizeof *b->t_w);
-    if (!b->t_dst || !b->t_w) {
-        free(p);
-        return ATTN_ENOMEM;
-    }
-    for (size_t i = 0; i < n_uniq; i++) {
-        b->t_off[p[i].src + 1]++;
-        b->t_dst[i] = p[i].dst;
-        b->t_w[i] = p[i].w;
-    }
-    for (uint32_t r = 0; r < s->n_rows; r++)
-        b->t_off[r + 1] += b->t_off[r];
-    free(p);
-    return ATTN_OK;
-}
 
 attn_eval_base *attn_eval_base_new(const attn_seqs *s, const float *emb, size_t ld, int d,
                                    const attn_eval_base_opts *o)
@@ -132,8 +60,8 @@ attn_eval_base *attn_eval_base_new(const attn_seqs *s, const float *emb, size_t 
     b->emb_norm = calloc(nr, sizeof *b->emb_norm);
     b->acc = calloc(nr, sizeof *b->acc);
     b->centroid = calloc((size_t)d, sizeof *b->centroid);
-    if (!b->count || !b->emb_norm || !b->acc || !b->centroid ||
-        s_transitions(b) != ATTN_OK) {
+    b->trans = attn_eval_trans_new(s, b->window);
+    if (!b->count || !b->emb_norm || !b->acc || !b->centroid || !b->trans) {
         attn_eval_base_free(&b);
         return NULL;
     }
@@ -158,9 +86,7 @@ void attn_eval_base_free(attn_eval_base **base_p)
     attn_eval_base *b = *base_p;
     free(b->count);
     free(b->emb_norm);
-    free(b->t_off);
-    free(b->t_dst);
-    free(b->t_w);
+    attn_eval_trans_free(&b->trans);
     free(b->acc);
     free(b->centroid);
     free(b);
@@ -222,23 +148,45 @@ int attn_eval_centroid(void *base, const attn_eval_query *q, double *score, doub
 int attn_eval_transition(void *base, const attn_eval_query *q, double *score, double *tie)
 {
     attn_eval_base *b = base;
-    int w = q->n_hist < b->window ? q->n_hist : b->window;
-    double vote = 1.0;
-    for (int k = 0; k < w; k++, vote *= b->decay) {
-        uint32_t h = q->hist[k];
-        for (uint64_t i = b->t_off[h]; i < b->t_off[h + 1]; i++)
-            b->acc[b->t_dst[i]] += vote * b->t_w[i];
-    }
-    for (int k = 0; k < q->n_cand; k++) {
-        score[k] = b->acc[q->cand[k]];
+    attn_eval_trans_score(b->trans, b->window, b->decay, q, b->acc, score);
+    for (int k = 0; k < q->n_cand; k++)
         tie[k] = b->count[q->cand[k]];
-    }
-    /* Clear only what was touched, so a query costs its history, not the
-     * catalog. */
-    for (int k = 0; k < w; k++) {
-        uint32_t h = q->hist[k];
-        for (uint64_t i = b->t_off[h]; i < b->t_off[h + 1]; i++)
-            b->acc[b->t_dst[i]] = 0.0;
-    }
+    return ATTN_OK;
+}
+
+int attn_eval_base_set_transition(attn_eval_base *b, int window, double decay)
+{
+    if (!b || window < 1 || window > attn_eval_trans_window(b->trans) ||
+        !(decay > 0.0 && decay <= 1.0))
+        return ATTN_EINVAL;
+    b->window = window;
+    b->decay = decay;
+    return ATTN_OK;
+}
+
+int attn_eval_base_tune(attn_eval_base *b, const attn_eval_opts *o, attn_eval_tuned *out)
+{
+    static const double decays[] = {0.25, 0.5, 0.75, 1.0};
+    const int most = attn_eval_trans_window(b->trans);
+    memset(out, 0, sizeof *out);
+    out->ndcg = -1.0;
+    for (int w = 1; w <= most; w = w * 2 <= most || w == most ? w * 2 : most)
+        for (size_t k = 0; k < sizeof decays / sizeof decays[0]; k++) {
+            attn_eval_result r;
+            b->window = w;
+            b->decay = decays[k];
+            int rc = attn_eval_run(b->s, o, attn_eval_transition, b, &r);
+            if (rc != ATTN_OK)
+                return rc;
+            if (r.ndcg > out->ndcg) {
+                out->ndcg = r.ndcg;
+                out->hr = r.hr;
+                out->window = w;
+                out->decay = decays[k];
+            }
+            out->tried++;
+        }
+    b->window = out->window;
+    b->decay = out->decay;
     return ATTN_OK;
 }

@@ -25,17 +25,21 @@
  *
  * with e_i = text_i + residual_i, and e_j W_K', e_j W_V' the history event's
  * key and value after the self-attention block over its sa_len - 1
- * predecessors (docs/MODEL.md §2.1; plain e_j W_K, e_j W_V without one).  The loss is the softmax cross-entropy of
- * the true next item among the candidates: every item of the model (full
- * softmax) or the true one and `neg` items drawn uniformly from those the
- * user has not interacted with in training data.  AdamW with linear
- * warm-up, global gradient-norm clipping, decoupled weight decay on the
- * matrices and residuals, dropout of history events; early stopping on the
- * validation split's NDCG@10, scored through the served fast path.
+ * predecessors (docs/MODEL.md §2.1; plain e_j W_K, e_j W_V without one).
+ * The loss is the softmax cross-entropy of the true next item among the
+ * candidates: every item of the model (full softmax), or `neg` items drawn
+ * uniformly per step and shared by its examples, with the step's targets
+ * (sampled softmax, the draws weighted to stand for the rest of the
+ * catalog).  AdamW with linear warm-up, global gradient-norm clipping,
+ * decoupled weight decay on the matrices and residuals, dropout of history
+ * events; early stopping on the validation split's NDCG@10, scored through
+ * the served fast path.
  *
  * The model's items are those that occur in training data; the others keep
  * their text embedding and a zero bias (item biases are centred so that
- * zero is the average item).  Text embeddings are never changed.
+ * zero is the average item).  Text embeddings are never changed; an item
+ * whose text vector is zero (no text) starts with a random residual, its
+ * learned vector.
  *
  * Threads: each batch is split into fixed per-thread shares and the
  * gradients are summed in thread order, so a run is a function of (data,
@@ -86,7 +90,8 @@ typedef struct attn_train_opts {
     double dropout;        /* probability of dropping a history event (default 0.05) */
     double beta1, beta2;   /* Adam moments (0.9, 0.98) */
     int batch;             /* examples per step (default 256) */
-    int neg;               /* sampled negatives per example; 0 = full softmax */
+    int neg;               /* sampled negatives shared by each step's examples;
+                              0 (or at least the model's items) = full softmax */
     int mask;              /* full softmax: which of the user's items are not
                               negatives (enum attn_train_mask; default HISTORY) */
     int residual;          /* learn the per-item residual (default 1) */
@@ -96,6 +101,8 @@ typedef struct attn_train_opts {
     int patience;          /* stop after this many epochs without a better
                               validation NDCG@10; 0 = never (default 5) */
     int val_protocol;      /* ATTN_EVAL_FULL (default) or ATTN_EVAL_SAMPLED */
+    uint32_t val_users;    /* validate on about this many users (a fixed
+                              sample, attn_eval_opts.max_users); 0 = all */
     int refit;             /* train on the validation targets too, exactly
                               `epochs` epochs, no validation (needs patience
                               0): the final fit once a run with validation
@@ -147,7 +154,8 @@ typedef struct attn_train_report {
 
 /* Train a model.  *out gets a new model (free with attn_model_free): the
  * best epoch's parameters by validation NDCG@10, version 0 (the store
- * numbers it), item_ids the items of training data.  Returns ATTN_OK, or
+ * numbers it), item_ids the items of training data.  A step costs its own
+ * examples and candidates, not the catalog, once negatives are sampled.  Returns ATTN_OK, or
  * ATTN_EINVAL with a reason in why (options; too few interactions: no
  * training example or no validation target), ATTN_ENOMEM, ATTN_ERANGE (the
  * loss diverged to a non-finite value; try a lower lr). */
@@ -164,9 +172,9 @@ const char *attn_train_kernel_name(void);
  * respect to every parameter of md, for the examples (user u, target
  * position t) listed, with no dropout.  md holds the model's items
  * (item_ids, item_bias, residual may be NULL); every event of those users
- * up to t must be a model item.  Candidates: every model item (neg == 0,
- * mask as in opts) or, if cand is not NULL, cand[e * n_cand ...] (model
- * item indexes, the true item first) for example e.  grad has md's shapes
+ * up to t must be a model item.  Candidates: every model item (mask as in
+ * opts) or, if cand is not NULL, cand[e * n_cand ...] (model item indexes,
+ * the true item first, repeats counted) for example e.  grad has md's shapes
  * (attn_model_new with a residual if md has one) and is overwritten.
  * Returns ATTN_OK, ATTN_EINVAL or ATTN_ENOMEM. */
 typedef struct attn_train_example {

@@ -12,6 +12,74 @@
 #include "attn/attn.h"
 #include "attn/train_int.h"
 
+/* grad (full shapes) from a step's gradient whose rows are the items. */
+static void s_copy_grad(attn_model *grad, const attn_tr_grad *g, int64_t n_items)
+{
+    const attn_model *gd = g->dense;
+    const size_t dm = (size_t)gd->d * (size_t)gd->m;
+    float *dst[] = {grad->wq, grad->wk, grad->wv, grad->wo,
+                    grad->sa_q, grad->sa_k, grad->sa_uk, grad->sa_uv};
+    const float *src[] = {gd->wq, gd->wk, gd->wv, gd->wo, gd->sa_q, gd->sa_k, gd->sa_uk,
+                          gd->sa_uv};
+    for (size_t k = 0; k < sizeof dst / sizeof dst[0]; k++)
+        if (dst[k] && src[k])
+            memcpy(dst[k], src[k], dm * sizeof(float));
+    memcpy(grad->pos_bias, gd->pos_bias, (size_t)gd->l_max * sizeof(float));
+    if (gd->sa_len)
+        memcpy(grad->sa_pos, gd->sa_pos, (size_t)gd->sa_len * sizeof(float));
+    if (grad->item_bias)
+        memcpy(grad->item_bias, g->dbias, (size_t)n_items * sizeof(float));
+    if (grad->residual && g->dres)
+        memcpy(grad->residual, g->dres, (size_t)n_items * (size_t)gd->d * sizeof(float));
+}
+
+/* Every example is a chunk of one target; one step over all of them, whose
+ * working set is every model item (rows = items, so the per-item
+ * gradients land where grad wants them). */
+static int s_one_step(const attn_train_data *data, const attn_model *md,
+                      const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
+                      int mask, const int32_t *row2mi, const uint32_t *mi2row, double *loss,
+                      attn_model *grad)
+{
+    attn_tr_set set;
+    attn_tr_grad g = {0};
+    attn_tr_net *net = NULL;
+    attn_tr_ws *ws = NULL;
+    int st = attn_tr_set_init(&set, md->n_items, 1, md->n_items);
+    if (st == ATTN_OK)
+        st = attn_tr_grad_init(&g, md, md->n_items);
+    if (st == ATTN_OK) {
+        net = attn_tr_net_new(md, &set, data->emb, data->ld, mi2row);
+        ws = net ? attn_tr_ws_new(net, 1) : NULL;
+        st = net && ws ? ATTN_OK : ATTN_ENOMEM;
+    }
+    if (st == ATTN_OK) {
+        attn_tr_net_tables(net, 1);
+        attn_tr_view v = {&data->seqs, row2mi};
+        attn_tr_run run = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL, .mask = mask,
+                           .loss_scale = 1.0f, .use_item_bias = md->item_bias != NULL,
+                           .n_cand = n_cand};
+        attn_tr_ws_zero(ws, set.n_ws);
+        for (int e = 0; e < n_ex && st == ATTN_OK; e++) {
+            attn_tr_chunk ch = {ex[e].user, ex[e].t, ex[e].t + 1};
+            run.cand = cand ? cand + (size_t)e * n_cand : NULL;
+            st = attn_tr_chunk_run(net, &v, ws, &ch, &run);
+        }
+        if (st == ATTN_OK) {
+            *loss = attn_tr_ws_loss(ws);
+            st = attn_tr_backprop(net, attn_tr_ws_dT(ws), attn_tr_ws_dbias(ws),
+                                  attn_tr_ws_dpos(ws), attn_tr_ws_dsa_pos(ws), &g, 1);
+        }
+    }
+    if (st == ATTN_OK)
+        s_copy_grad(grad, &g, md->n_items);
+    attn_tr_ws_free(&ws);
+    attn_tr_net_free(&net);
+    attn_tr_grad_free(&g);
+    attn_tr_set_free(&set);
+    return st;
+}
+
 int attn_train_grad(const attn_train_data *data, const attn_model *md,
                     const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
                     int mask, double *loss, attn_model *grad)
@@ -59,36 +127,8 @@ int attn_train_grad(const attn_train_data *data, const attn_model *md,
                 if ((int64_t)cand[(size_t)e * n_cand + i] >= md->n_items)
                     st = ATTN_EINVAL;
     }
-    attn_tr_net *net = NULL;
-    attn_tr_ws *ws = NULL;
-    if (st == ATTN_OK) {
-        net = attn_tr_net_new(md, data->emb, data->ld, mi2row);
-        attn_tr_shape sh = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL, .n_cand = n_cand,
-                            .chunk = 1};
-        ws = net ? attn_tr_ws_new(net, &sh) : NULL;
-        if (!net || !ws)
-            st = ATTN_ENOMEM;
-    }
-    if (st == ATTN_OK) {
-        attn_tr_net_tables(net, 1);
-        attn_tr_view v = {&data->seqs, row2mi};
-        attn_tr_run run = {.mode = cand ? ATTN_TR_EXPLICIT : ATTN_TR_FULL,
-                           .mask = mask, .loss_scale = 1.0f,
-                           .use_item_bias = md->item_bias != NULL, .n_cand = n_cand};
-        attn_tr_ws_zero(ws);
-        for (int e = 0; e < n_ex && st == ATTN_OK; e++) {
-            attn_tr_chunk ch = {ex[e].user, ex[e].t, ex[e].t + 1};
-            run.cand = cand ? cand + (size_t)e * n_cand : NULL;
-            st = attn_tr_chunk_run(net, &v, ws, &ch, &run);
-        }
-        if (st == ATTN_OK) {
-            *loss = attn_tr_ws_loss(ws);
-            st = attn_tr_backprop(net, attn_tr_ws_dT(ws), attn_tr_ws_dbias(ws),
-                                  attn_tr_ws_dpos(ws), attn_tr_ws_dsa_pos(ws), grad, 1);
-        }
-    }
-    attn_tr_ws_free(&ws);
-    attn_tr_net_free(&net);
+    if (st == ATTN_OK)
+        st = s_one_step(data, md, ex, n_ex, cand, n_cand, mask, row2mi, mi2row, loss, grad);
     free(row2mi);
     free(mi2row);
     return st;

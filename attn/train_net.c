@@ -1,10 +1,12 @@
 /* train_net.c -- the per-step tables T = E W and the way back through them.
  *
- * Once per optimizer step: E = text + residual for every model item, the
- * d x 4m matrix W = [W_Q | W_K | W_V | W_Oᵀ], and T = E W (one sgemm split
- * by rows over the threads).  After the examples: dW = Eᵀ dT (per-thread
- * partial sums over row ranges, added in thread order) and dE = dT Wᵀ,
- * which is the residual's gradient because the text part is frozen.
+ * Once per optimizer step, over the step's working rows (train_set.c): E =
+ * text + residual, the d x 4m matrix W = [W_Q | W_K | W_V | W_Oᵀ] (8m with
+ * the self-attention block), T = E W (one product split by rows over the
+ * threads), and the candidates' q and g transposed for the chunks.  After
+ * the examples: dW = Eᵀ dT (per-thread partial sums over row ranges, added
+ * in thread order) and dE = dT Wᵀ, which is the residual's gradient because
+ * the text part is frozen.
  * Also the small fork-join helper every parallel part of the trainer uses.
  */
 #include "attn/train_int.h"
@@ -62,16 +64,17 @@ static void *s_alloc(size_t n)
     return p;
 }
 
-attn_tr_net *attn_tr_net_new(const attn_model *md, const float *emb, size_t ld,
-                             const uint32_t *mi2row)
+attn_tr_net *attn_tr_net_new(const attn_model *md, const attn_tr_set *set, const float *emb,
+                             size_t ld, const uint32_t *mi2row)
 {
-    if (!md || !emb || !md->wq || !md->wk || !md->wv || !md->wo || !md->pos_bias ||
-        md->m % md->heads)
+    if (!md || !set || !emb || !mi2row || !md->wq || !md->wk || !md->wv || !md->wo ||
+        !md->pos_bias || md->m % md->heads)
         return NULL;
     attn_tr_net *net = calloc(1, sizeof *net);
     if (!net)
         return NULL;
     net->md = md;
+    net->set = set;
     net->d = md->d;
     net->m = md->m;
     net->heads = md->heads;
@@ -80,18 +83,23 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const float *emb, size_t ld,
     net->n_mi = md->n_items;
     net->sa_len = md->sa_len;
     net->tw = (md->sa_len ? 8 : 4) * md->m;
-    const size_t n = (size_t)md->n_items, d = (size_t)md->d, tw = (size_t)net->tw;
-    net->text = s_alloc(n * d);
-    net->E = s_alloc(n * d);
+    net->emb = emb;
+    net->ld = ld;
+    net->mi2row = mi2row;
+    const size_t cap = (size_t)set->cap, d = (size_t)md->d, tw = (size_t)net->tw;
+    const size_t m = (size_t)md->m;
+    /* Candidates are at most every working row. */
+    net->ldc = (int)((cap + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES);
+    net->E = s_alloc(cap * d);
     net->W = s_alloc(d * tw);
     net->WT = s_alloc(d * tw);
-    net->T = s_alloc(n * tw);
-    if (!net->text || !net->E || !net->W || !net->WT || !net->T) {
+    net->T = s_alloc(cap * tw);
+    net->QT = s_alloc(m * (size_t)net->ldc);
+    net->GT = s_alloc(m * (size_t)net->ldc);
+    if (!net->E || !net->W || !net->WT || !net->T || !net->QT || !net->GT) {
         attn_tr_net_free(&net);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++)
-        memcpy(net->text + i * d, emb + (size_t)mi2row[i] * ld, d * sizeof(float));
     return net;
 }
 
@@ -100,13 +108,49 @@ void attn_tr_net_free(attn_tr_net **net_p)
     if (!net_p || !*net_p)
         return;
     attn_tr_net *net = *net_p;
-    free(net->text);
     free(net->E);
     free(net->W);
     free(net->WT);
     free(net->T);
+    free(net->QT);
+    free(net->GT);
     free(net);
     *net_p = NULL;
+}
+
+/* The parts of W in order (enum ATTN_TR_Q ..): a d x m matrix each, but
+ * W_O, which is m x d and enters transposed. */
+static float *s_part(const attn_model *md, int p)
+{
+    float *const parts[8] = {md->wq, md->wk, md->wv, md->wo,
+                             md->sa_q, md->sa_k, md->sa_uk, md->sa_uv};
+    return parts[p];
+}
+
+/* W = [parts] (d x parts*m) from md's matrices. */
+static void s_pack(const attn_model *md, float *W, int parts)
+{
+    const int d = md->d, m = md->m, w = parts * m;
+    for (int p = 0; p < parts; p++) {
+        const float *src = s_part(md, p);
+        for (int i = 0; i < d; i++)
+            for (int t = 0; t < m; t++)
+                W[(size_t)i * w + (size_t)p * m + t] =
+                    p == ATTN_TR_G ? src[(size_t)t * d + i] : src[(size_t)i * m + t];
+    }
+}
+
+/* md's matrices from W = [parts]: the inverse of s_pack. */
+static void s_unpack(attn_model *md, const float *W, int parts)
+{
+    const int d = md->d, m = md->m, w = parts * m;
+    for (int p = 0; p < parts; p++) {
+        float *dst = s_part(md, p);
+        for (int i = 0; i < d; i++)
+            for (int t = 0; t < m; t++)
+                dst[p == ATTN_TR_G ? (size_t)t * d + i : (size_t)i * m + t] =
+                    W[(size_t)i * w + (size_t)p * m + t];
+    }
 }
 
 typedef struct s_tables_job {
@@ -120,19 +164,22 @@ static void s_rows(int64_t n, int i, int threads, int64_t *lo, int64_t *hi)
     *hi = n * (i + 1) / threads;
 }
 
-static void s_tables_part(void *arg, int i)
+/* This thread's rows of E and T. */
+static void s_rows_part(void *arg, int i)
 {
     s_tables_job *job = arg;
     attn_tr_net *net = job->net;
     const attn_model *md = net->md;
-    const int d = net->d, m4 = net->tw;
+    const attn_tr_set *set = net->set;
+    const int d = net->d, tw = net->tw;
     int64_t lo, hi;
-    s_rows(net->n_mi, i, job->threads, &lo, &hi);
+    s_rows(set->n_ws, i, job->threads, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
+        const uint32_t mi = set->ws2mi[r];
         float *e = net->E + (size_t)r * d;
-        const float *x = net->text + (size_t)r * d;
+        const float *x = net->emb + (size_t)net->mi2row[mi] * net->ld;
         if (md->residual) {
-            const float *res = md->residual + (size_t)r * d;
+            const float *res = md->residual + (size_t)mi * d;
             for (int k = 0; k < d; k++)
                 e[k] = x[k] + res[k];
         } else {
@@ -140,40 +187,70 @@ static void s_tables_part(void *arg, int i)
         }
     }
     if (hi > lo)
-        attn_tr_kern_get()->mm_nn((int)(hi - lo), m4, d, net->E + (size_t)lo * d, (size_t)d,
-                                  net->W, (size_t)m4, net->T + (size_t)lo * m4, (size_t)m4, 0);
+        attn_tr_kern_get()->mm_nn((int)(hi - lo), tw, d, net->E + (size_t)lo * d, (size_t)d,
+                                  net->W, (size_t)tw, net->T + (size_t)lo * tw, (size_t)tw, 0);
+}
+
+/* The candidates' q and g transposed (an item per column, zero past the
+ * last), which every chunk of the step reads: this thread's columns. */
+static void s_cand_part(void *arg, int i)
+{
+    s_tables_job *job = arg;
+    attn_tr_net *net = job->net;
+    const int m = net->m, tw = net->tw;
+    int64_t lo, hi;
+    const int nc = net->set->n_cand, ldc = net->ldc;
+    const int cn = (nc + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES;
+    s_rows(cn, i, job->threads, &lo, &hi);
+    for (int t = 0; t < m; t++) {
+        float *qt = net->QT + (size_t)t * ldc, *gt = net->GT + (size_t)t * ldc;
+        for (int64_t c = lo; c < hi; c++) {
+            const float *row = net->T + (size_t)c * tw;
+            qt[c] = c < nc ? row[ATTN_TR_Q * m + t] : 0.0f;
+            gt[c] = c < nc ? row[ATTN_TR_G * m + t] : 0.0f;
+        }
+    }
 }
 
 void attn_tr_net_tables(attn_tr_net *net, int threads)
 {
-    const attn_model *md = net->md;
-    const int d = net->d, m = net->m, m4 = net->tw;
-    for (int i = 0; i < d; i++) {
-        float *row = net->W + (size_t)i * m4;
-        memcpy(row + ATTN_TR_Q * m, md->wq + (size_t)i * m, (size_t)m * sizeof(float));
-        memcpy(row + ATTN_TR_K * m, md->wk + (size_t)i * m, (size_t)m * sizeof(float));
-        memcpy(row + ATTN_TR_V * m, md->wv + (size_t)i * m, (size_t)m * sizeof(float));
-        for (int t = 0; t < m; t++)
-            row[ATTN_TR_G * m + t] = md->wo[(size_t)t * d + i];
-        if (net->sa_len) {
-            memcpy(row + ATTN_TR_SQ * m, md->sa_q + (size_t)i * m, (size_t)m * sizeof(float));
-            memcpy(row + ATTN_TR_SK * m, md->sa_k + (size_t)i * m, (size_t)m * sizeof(float));
-            memcpy(row + ATTN_TR_UK * m, md->sa_uk + (size_t)i * m, (size_t)m * sizeof(float));
-            memcpy(row + ATTN_TR_UV * m, md->sa_uv + (size_t)i * m, (size_t)m * sizeof(float));
-        }
-    }
+    const int d = net->d, m4 = net->tw;
+    s_pack(net->md, net->W, net->sa_len ? 8 : 4);
     for (int i = 0; i < d; i++)
         for (int t = 0; t < m4; t++)
             net->WT[(size_t)t * d + i] = net->W[(size_t)i * m4 + t];
     s_tables_job job = {net, threads < 1 ? 1 : threads};
-    attn_tr_par(job.threads, s_tables_part, &job);
+    attn_tr_par(job.threads, s_rows_part, &job);
+    attn_tr_par(job.threads, s_cand_part, &job);     /* needs every row of T */
+}
+int attn_tr_grad_init(attn_tr_grad *g, const attn_model *md, int64_t cap)
+{
+    memset(g, 0, sizeof *g);
+    g->dense = attn_model_new(md->d, md->m, md->heads, md->l_max, 0, 0);
+    if (g->dense && md->sa_len && attn_model_add_sa(g->dense, md->sa_len) != ATTN_OK)
+        attn_model_free(&g->dense);
+    g->dres = md->residual ? s_alloc((size_t)cap * (size_t)md->d) : NULL;
+    g->dbias = s_alloc((size_t)cap);
+    if (!g->dense || (md->residual && !g->dres) || !g->dbias) {
+        attn_tr_grad_free(g);
+        return ATTN_ENOMEM;
+    }
+    return ATTN_OK;
+}
+
+void attn_tr_grad_free(attn_tr_grad *g)
+{
+    attn_model_free(&g->dense);
+    free(g->dres);
+    free(g->dbias);
+    memset(g, 0, sizeof *g);
 }
 
 typedef struct s_back_job {
     const attn_tr_net *net;
     const float *dT;
     float *dW;          /* threads x d x tw partial sums */
-    float *dE;          /* n_mi x d, or NULL */
+    float *dE;          /* cap x d, or NULL */
     int threads;
 } s_back_job;
 
@@ -183,7 +260,7 @@ static void s_back_part(void *arg, int i)
     const attn_tr_net *net = job->net;
     const int d = net->d, m4 = net->tw;
     int64_t lo, hi;
-    s_rows(net->n_mi, i, job->threads, &lo, &hi);
+    s_rows(net->set->n_ws, i, job->threads, &lo, &hi);
     float *dW = job->dW + (size_t)i * d * m4;
     if (hi <= lo) {
         memset(dW, 0, (size_t)d * m4 * sizeof *dW);
@@ -199,9 +276,9 @@ static void s_back_part(void *arg, int i)
 }
 
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,
-                     const float *dpos, const float *dsa_pos, attn_model *grad, int threads)
+                     const float *dpos, const float *dsa_pos, attn_tr_grad *g, int threads)
 {
-    const int d = net->d, m = net->m, m4 = net->tw;
+    const int d = net->d, m4 = net->tw;
     if (threads < 1)
         threads = 1;
     if (threads > S_MAX_THREADS)
@@ -209,32 +286,19 @@ int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias
     float *dW = s_alloc((size_t)threads * d * m4);
     if (!dW)
         return ATTN_ENOMEM;
-    s_back_job job = {net, dT, dW, grad->residual, threads};
+    s_back_job job = {net, dT, dW, g->dres, threads};
     attn_tr_par(threads, s_back_part, &job);
     for (int k = 1; k < threads; k++) {
         const float *src = dW + (size_t)k * d * m4;
         for (size_t i = 0; i < (size_t)d * m4; i++)
             dW[i] += src[i];
     }
-    for (int i = 0; i < d; i++) {
-        const float *row = dW + (size_t)i * m4;
-        memcpy(grad->wq + (size_t)i * m, row + ATTN_TR_Q * m, (size_t)m * sizeof(float));
-        memcpy(grad->wk + (size_t)i * m, row + ATTN_TR_K * m, (size_t)m * sizeof(float));
-        memcpy(grad->wv + (size_t)i * m, row + ATTN_TR_V * m, (size_t)m * sizeof(float));
-        for (int t = 0; t < m; t++)
-            grad->wo[(size_t)t * d + i] = row[ATTN_TR_G * m + t];
-        if (net->sa_len) {
-            memcpy(grad->sa_q + (size_t)i * m, row + ATTN_TR_SQ * m, (size_t)m * sizeof(float));
-            memcpy(grad->sa_k + (size_t)i * m, row + ATTN_TR_SK * m, (size_t)m * sizeof(float));
-            memcpy(grad->sa_uk + (size_t)i * m, row + ATTN_TR_UK * m, (size_t)m * sizeof(float));
-            memcpy(grad->sa_uv + (size_t)i * m, row + ATTN_TR_UV * m, (size_t)m * sizeof(float));
-        }
-    }
+    attn_model *gd = g->dense;
+    s_unpack(gd, dW, net->sa_len ? 8 : 4);
     if (net->sa_len)
-        memcpy(grad->sa_pos, dsa_pos, (size_t)net->sa_len * sizeof(float));
-    if (grad->item_bias)
-        memcpy(grad->item_bias, dbias, (size_t)net->n_mi * sizeof(float));
-    memcpy(grad->pos_bias, dpos, (size_t)net->l_max * sizeof(float));
+        memcpy(gd->sa_pos, dsa_pos, (size_t)net->sa_len * sizeof(float));
+    memcpy(g->dbias, dbias, (size_t)net->set->n_ws * sizeof(float));
+    memcpy(gd->pos_bias, dpos, (size_t)net->l_max * sizeof(float));
     free(dW);
     return ATTN_OK;
 }

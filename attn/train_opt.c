@@ -1,5 +1,9 @@
 /* train_opt.c -- AdamW (Loshchilov & Hutter 2019) over the model's arrays.
  *
+ * Per-item arrays (residuals, item biases) are updated on the step's
+ * working rows only, "lazily": an item's moments and weight decay move in
+ * the steps that touch it.  With full softmax every item is a working row
+ * of every step, and this is plain AdamW.
  * The moments live in two more attn_model structs of the model's shapes,
  * so "every parameter" is one list walked the same way for the gradient
  * norm, the moments and the update.  Weight decay is decoupled (applied to
@@ -62,41 +66,72 @@ void attn_tr_adam_free(attn_tr_adam *a)
     attn_model_free(&a->m2);
 }
 
-double attn_tr_grad_norm(const attn_model *grad)
+double attn_tr_grad_norm(const attn_tr_grad *g, int64_t n_ws, int d)
 {
-    s_arr g[S_ARR];
-    int n = s_arrays(grad, g);
+    s_arr a[S_ARR];
+    int n = s_arrays(g->dense, a);
     double q = 0.0;
     for (int k = 0; k < n; k++)
-        if (g[k].p)
-            for (size_t i = 0; i < g[k].n; i++)
-                q += (double)g[k].p[i] * g[k].p[i];
+        if (a[k].p)
+            for (size_t i = 0; i < a[k].n; i++)
+                q += (double)a[k].p[i] * a[k].p[i];
+    for (int64_t r = 0; r < n_ws; r++) {
+        q += (double)g->dbias[r] * g->dbias[r];
+        for (int i = 0; g->dres && i < d; i++)
+            q += (double)g->dres[(size_t)r * d + i] * g->dres[(size_t)r * d + i];
+    }
     return sqrt(q);
 }
 
-void attn_tr_adam_step(attn_tr_adam *a, attn_model *md, const attn_model *grad,
-                       double gscale, double lr, double beta1, double beta2, double wd)
+/* The update of n parameters w with gradients gr and moments u, v. */
+typedef struct s_upd {
+    float b1, b2, gs, step, rc2, shrink;
+} s_upd;
+
+static void s_adam(const s_upd *c, float *w, float *u, float *v, const float *gr, size_t n)
 {
-    s_arr p[S_ARR], g[S_ARR], m1[S_ARR], m2[S_ARR];
+    const float eps = 1e-8f;
+    for (size_t i = 0; i < n; i++) {
+        const float gi = gr[i] * c->gs;
+        u[i] = c->b1 * u[i] + (1.0f - c->b1) * gi;
+        v[i] = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
+        w[i] = w[i] * c->shrink - c->step * u[i] / (sqrtf(v[i]) * c->rc2 + eps);
+    }
+}
+
+void attn_tr_adam_step(attn_tr_adam *a, attn_model *md, const attn_tr_grad *g,
+                       const attn_tr_set *set, const attn_tr_hyper *h)
+{
+    s_arr p[S_ARR], gr[S_ARR], m1[S_ARR], m2[S_ARR];
     int n = s_arrays(md, p);
-    s_arrays(grad, g);
+    s_arrays(g->dense, gr);
     s_arrays(a->m1, m1);
     s_arrays(a->m2, m2);
     a->t++;
-    const double c1 = 1.0 - pow(beta1, (double)a->t), c2 = 1.0 - pow(beta2, (double)a->t);
-    const float b1 = (float)beta1, b2 = (float)beta2, gs = (float)gscale;
-    const float step = (float)(lr / c1), rc2 = (float)(1.0 / sqrt(c2)), eps = 1e-8f;
+    const double c1 = 1.0 - pow(h->beta1, (double)a->t), c2 = 1.0 - pow(h->beta2, (double)a->t);
+    s_upd c = {(float)h->beta1, (float)h->beta2, (float)h->gscale, (float)(h->lr / c1),
+               (float)(1.0 / sqrt(c2)), 1.0f};
+    const float shrink = (float)(1.0 - h->lr * h->wd);
+    /* The dense arrays: g->dense has no per-item arrays, so those are skipped. */
     for (int k = 0; k < n; k++) {
-        if (!p[k].p || !g[k].p)
+        if (!p[k].p || !gr[k].p)
             continue;
-        const float shrink = p[k].decay ? (float)(1.0 - lr * wd) : 1.0f;
-        float *w = p[k].p, *u = m1[k].p, *v = m2[k].p;
-        const float *gr = g[k].p;
-        for (size_t i = 0; i < p[k].n; i++) {
-            const float gi = gr[i] * gs;
-            u[i] = b1 * u[i] + (1.0f - b1) * gi;
-            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-            w[i] = w[i] * shrink - step * u[i] / (sqrtf(v[i]) * rc2 + eps);
+        c.shrink = p[k].decay ? shrink : 1.0f;
+        s_adam(&c, p[k].p, m1[k].p, m2[k].p, gr[k].p, p[k].n);
+    }
+    /* The per-item arrays, on the working rows. */
+    const size_t d = (size_t)md->d;
+    for (int64_t r = 0; r < set->n_ws; r++) {
+        const size_t mi = set->ws2mi[r];
+        if (md->residual) {
+            c.shrink = shrink;
+            s_adam(&c, md->residual + mi * d, a->m1->residual + mi * d,
+                   a->m2->residual + mi * d, g->dres + (size_t)r * d, d);
+        }
+        if (h->item_bias && md->item_bias) {
+            c.shrink = 1.0f;
+            s_adam(&c, md->item_bias + mi, a->m1->item_bias + mi, a->m2->item_bias + mi,
+                   g->dbias + r, 1);
         }
     }
 }

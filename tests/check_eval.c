@@ -310,6 +310,62 @@ END_TEST
 
 /* ---- the served model ------------------------------------------------------------ */
 
+/* Sequences where each item follows from the one two steps back: the
+ * transition baseline needs a window of 2 or more, tuning must find one,
+ * and what it returns is the best of its grid. */
+START_TEST(test_transition_tune)
+{
+    enum { U = 40, N = 30, LEN = 12 };
+    static uint64_t off[U + 1];
+    static uint32_t row[U * LEN];
+    tu_rng r = {7};
+    for (int u = 0; u < U; u++) {
+        off[u + 1] = off[u] + LEN;
+        uint32_t *ev = row + u * LEN;
+        ev[0] = (uint32_t)(tu_next(&r) % N);
+        ev[1] = (uint32_t)(tu_next(&r) % N);
+        for (int t = 2; t < LEN; t++)
+            ev[t] = (ev[t - 2] + 1) % N;
+    }
+    attn_seqs s = {.n_users = U, .n_rows = N, .off = off, .row = row};
+    float emb[N * 2] = {0};
+    attn_eval_base_opts bo = {.window = 4, .decay = 0.5};
+    attn_eval_base *b = attn_eval_base_new(&s, emb, 2, 2, &bo);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(attn_eval_base_set_transition(b, 5, 0.5), ATTN_EINVAL);
+    ck_assert_int_eq(attn_eval_base_set_transition(b, 2, 0.0), ATTN_EINVAL);
+    attn_eval_opts o;
+    attn_eval_defaults(&o);
+    o.split = ATTN_EVAL_VALID;
+    o.protocol = ATTN_EVAL_FULL;
+    attn_eval_tuned t;
+    ck_assert_int_eq(attn_eval_base_tune(b, &o, &t), ATTN_OK);
+    ck_assert_int_eq(t.tried, 3 * 4);     /* windows 1, 2, 4 x four decays */
+    ck_assert_int_ge(t.window, 2);
+    /* Nothing in the grid beats it, and b now scores with it. */
+    static const double decays[] = {0.25, 0.5, 0.75, 1.0};
+    attn_eval_result res;
+    for (int w = 1; w <= 4; w *= 2)
+        for (int k = 0; k < 4; k++) {
+            ck_assert_int_eq(attn_eval_base_set_transition(b, w, decays[k]), ATTN_OK);
+            ck_assert_int_eq(attn_eval_run(&s, &o, attn_eval_transition, b, &res), ATTN_OK);
+            ck_assert(res.ndcg <= t.ndcg + 1e-12);
+        }
+    ck_assert_int_eq(attn_eval_base_set_transition(b, t.window, t.decay), ATTN_OK);
+    ck_assert_int_eq(attn_eval_run(&s, &o, attn_eval_transition, b, &res), ATTN_OK);
+    ck_assert_double_eq_tol(res.ndcg, t.ndcg, 1e-12);
+    ck_assert(t.ndcg > 0.7);
+    ck_assert_int_eq(attn_eval_base_set_transition(b, 1, 0.5), ATTN_OK);
+    ck_assert_int_eq(attn_eval_run(&s, &o, attn_eval_transition, b, &res), ATTN_OK);
+    ck_assert(res.ndcg < 0.5);
+    /* max_users: every 3rd user of 40 -> users 0, 3, ..., 39: 14 of them. */
+    o.max_users = 15;
+    ck_assert_int_eq(attn_eval_run(&s, &o, attn_eval_transition, b, &res), ATTN_OK);
+    ck_assert_uint_eq(res.users, 14);
+    attn_eval_base_free(&b);
+}
+END_TEST
+
 START_TEST(test_model_fast_path)
 {
     enum { N = 40, D = 8, M = 8, H = 2, LMAX = 6 };
@@ -444,6 +500,7 @@ int main(void)
     tcase_add_test(tc, test_candidates_sampled);
     tcase_add_test(tc, test_run);
     tcase_add_test(tc, test_baselines);
+    tcase_add_test(tc, test_transition_tune);
     tcase_add_test(tc, test_model_fast_path);
     tcase_add_test(tc, test_dataset_order);
     suite_add_tcase(s, tc);

@@ -21,6 +21,14 @@
 #include "util/opt.h"
 
 #define S_MAX_SEEDS 100
+#define S_MAX_VS 4            /* more model versions measured with --vs */
+#define S_TUNE_WINDOW 16      /* the largest transition window tuning tries */
+
+/* --vs: model versions, comma-separated. */
+typedef struct s_vs {
+    int n;
+    int64_t v[S_MAX_VS];
+} s_vs;
 
 /* ---- the command line ------------------------------------------------------- */
 
@@ -35,7 +43,28 @@ typedef struct s_args {
     int threads;
     int precision;            /* enum attn_precision of the model rows' tables */
     attn_eval_base_opts bo;
+    int tune;                 /* tune the transition baseline on validation */
+    s_vs vs;
 } s_args;
+
+static int s_parse_vs(void *field, const char *value, char *why, size_t why_len)
+{
+    s_vs *vs = field;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", value);
+    vs->n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        int64_t v;
+        if (vs->n == S_MAX_VS || util_opt_read_i64(tok, &v) || v < 0 || v > INT32_MAX) {
+            snprintf(why, why_len, "'%s': expected up to %d model versions, comma-separated",
+                     value, S_MAX_VS);
+            return -1;
+        }
+        vs->v[vs->n++] = v;
+    }
+    return 0;
+}
 
 static const char *const s_splits[] = {"test", "valid", NULL};
 static const int s_split_values[] = {ATTN_EVAL_TEST, ATTN_EVAL_VALID};
@@ -60,10 +89,14 @@ static const util_opt s_opts[] = {
      UTIL_OPT_INT(s_args, threads, 1, 64)},
     {"precision", NULL, "what the model rows' scoring tables are stored in, as attnd's "
      "model.precision", UTIL_OPT_ENUM(s_args, precision, s_precisions, s_precision_values)},
-    {"window", "N", "transition baseline: recent items that vote",
-     UTIL_OPT_INT(s_args, bo.window, 1, 1000)},
-    {"decay", "X", "transition baseline: weight per step of distance",
-     UTIL_OPT_DBL(s_args, bo.decay, 0, 1), .flags = UTIL_OPT_MIN_OPEN},
+    {"vs", "V,W", "also measure these model versions (up to 4), e.g. one\n"
+     "trained with --self-attn 0", UTIL_OPT_CALL(s_args, vs, s_parse_vs), .def = "none"},
+    {"window", "N", "transition baseline: recent items that vote, and ...",
+     UTIL_OPT_INT(s_args, bo.window, 1, 1000), .def = "tuned"},
+    {"decay", "X", "... the weight per step of distance; without these\n"
+     "both are tuned on the validation split for each\n"
+     "protocol (windows 1-16, decays 0.25-1)",
+     UTIL_OPT_DBL(s_args, bo.decay, 0, 1), .flags = UTIL_OPT_MIN_OPEN, .def = "tuned"},
 };
 
 static const util_opt_cmd s_cmd = {
@@ -88,7 +121,8 @@ typedef struct s_method {
     void *ctx;
 } s_method;
 
-#define S_N_METHODS 6
+#define S_N_BASE 6            /* random .. model */
+#define S_N_METHODS (S_N_BASE + S_MAX_VS)
 
 /* Results of one method under one protocol, over seeds. */
 typedef struct s_cell {
@@ -164,13 +198,13 @@ static int s_load_model(store *db, int64_t version, const store_catalog *cat, at
     return 0;
 }
 
-static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m)
+static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_methods)
 {
     static const char *proto[2] = {"sampled", "full"};
     printf("{");
     for (int p = 0; p < 2; p++) {
         printf("%s\"%s\":{", p ? "," : "", proto[p]);
-        for (int i = 0; i < S_N_METHODS; i++) {
+        for (int i = 0; i < n_methods; i++) {
             double hr, hr_sd, nd, nd_sd;
             s_mean_sd(cells[p][i].hr, cells[p][i].n, &hr, &hr_sd);
             s_mean_sd(cells[p][i].ndcg, cells[p][i].n, &nd, &nd_sd);
@@ -185,12 +219,12 @@ static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m)
     printf("}\n");
 }
 
-static void s_print_table(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_seeds,
-                          int n_neg)
+static void s_print_table(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_methods,
+                          int n_seeds, int n_neg)
 {
     printf("%-9s %-11s %-17s %-17s\n", "protocol", "method", "HR@10", "NDCG@10");
     for (int p = 0; p < 2; p++)
-        for (int i = 0; i < S_N_METHODS; i++) {
+        for (int i = 0; i < n_methods; i++) {
             double hr, hr_sd, nd, nd_sd;
             s_mean_sd(cells[p][i].hr, cells[p][i].n, &hr, &hr_sd);
             s_mean_sd(cells[p][i].ndcg, cells[p][i].n, &nd, &nd_sd);
@@ -207,9 +241,12 @@ static void s_print_table(const s_cell cells[2][S_N_METHODS], const s_method *m,
 /* ---- the run: plan, then steps ----------------------------------------------
  *   1. s_load: the database, its catalog and histories; some user must have
  *      the events the split needs
- *   2. s_prepare: the model asked for and the identity model with their
- *      scoring tables, and the baselines (learning from what the model did)
- *   3. s_measure: every method under both protocols, the sampled one per seed
+ *   2. s_prepare: the model asked for, the --vs ones and the identity model
+ *      with their scoring tables, and the baselines (learning from what the
+ *      model did)
+ *   3. s_measure: the transition baseline tuned on the validation split
+ *      (s_tune), then every method under both protocols, the sampled one
+ *      per seed
  *   4. s_report: a table or JSON, the notes, the time taken
  * Each step says what went wrong itself and returns the exit status. */
 
@@ -219,8 +256,13 @@ typedef struct s_run {
     store_dataset *ds;
     attn_model *md, *idm;            /* the model measured, the identity model */
     attn_eval_model *em, *eid;       /* their scoring tables */
+    attn_model *vmd[S_MAX_VS];       /* the --vs models */
+    attn_eval_model *vem[S_MAX_VS];
+    char vname[S_MAX_VS][16];
     attn_eval_base *base;
     int refit;                       /* md was trained with --refit */
+    attn_eval_tuned tuned[2];        /* the transition baseline's choice, per protocol */
+    int n_methods;
     s_method m[S_N_METHODS];
     s_cell cells[2][S_N_METHODS];    /* [0 sampled, 1 full][method] */
     double seconds;                  /* spent in s_measure */
@@ -231,6 +273,10 @@ static void s_run_free(s_run *r)
     attn_eval_base_free(&r->base);
     attn_eval_model_free(&r->em);
     attn_eval_model_free(&r->eid);
+    for (int i = 0; i < S_MAX_VS; i++) {
+        attn_eval_model_free(&r->vem[i]);
+        attn_model_free(&r->vmd[i]);
+    }
     attn_model_free(&r->md);
     attn_model_free(&r->idm);
     store_dataset_free(&r->ds);
@@ -275,6 +321,9 @@ static int s_prepare(s_run *r, const s_args *a)
     if (s_load_model(r->db, a->version, r->cat, &r->md, &r->em, &to) ||
         s_load_model(r->db, 0, r->cat, &r->idm, &r->eid, &to))
         return 1;
+    for (int i = 0; i < a->vs.n; i++)
+        if (s_load_model(r->db, a->vs.v[i], r->cat, &r->vmd[i], &r->vem[i], &to))
+            return 1;
     r->refit = s_model_refit(r->db, r->md->version);
     if (r->refit < 0)
         return 1;
@@ -292,13 +341,48 @@ static int s_prepare(s_run *r, const s_args *a)
         fprintf(stderr, "attnctl eval: out of memory building the baselines\n");
         return 1;
     }
-    const s_method m[S_N_METHODS] = {
+    const s_method m[S_N_BASE] = {
         {"random", attn_eval_random, r->base},       {"popularity", attn_eval_popularity, r->base},
         {"centroid", attn_eval_centroid, r->base},   {"transition", attn_eval_transition, r->base},
         {"identity", attn_eval_model_score, r->eid}, {"model", attn_eval_model_score, r->em},
     };
     memcpy(r->m, m, sizeof m);
+    for (int i = 0; i < a->vs.n; i++) {
+        snprintf(r->vname[i], sizeof r->vname[i], "v%lld", (long long)a->vs.v[i]);
+        r->m[S_N_BASE + i] = (s_method){r->vname[i], attn_eval_model_score, r->vem[i]};
+    }
+    r->n_methods = S_N_BASE + a->vs.n;
     return 0;
+}
+
+/* The transition baseline's window and decay for each protocol, chosen on
+ * the validation split by counts that hold the validation targets out --
+ * also when the model was refit and the baselines count them (r->base). */
+static int s_tune(s_run *r, const s_args *a)
+{
+    for (int p = 0; p < 2; p++)
+        r->tuned[p] = (attn_eval_tuned){.window = a->bo.window, .decay = a->bo.decay};
+    if (!a->tune)
+        return 0;
+    attn_seqs seqs = r->ds->seqs;
+    seqs.refit = 0;
+    attn_eval_base *vb = r->refit ? attn_eval_base_new(&seqs, r->cat->emb, (size_t)r->cat->dim,
+                                                       r->cat->dim, &a->bo) : r->base;
+    int st = vb ? ATTN_OK : ATTN_ENOMEM;
+    for (int p = 0; p < 2 && st == ATTN_OK; p++) {
+        attn_eval_opts o;
+        attn_eval_defaults(&o);
+        o.split = ATTN_EVAL_VALID;
+        o.protocol = p == 0 ? ATTN_EVAL_SAMPLED : ATTN_EVAL_FULL;
+        o.n_neg = a->n_neg;
+        o.seed = a->seed;
+        st = attn_eval_base_tune(vb, &o, &r->tuned[p]);
+    }
+    if (vb != r->base)
+        attn_eval_base_free(&vb);
+    if (st != ATTN_OK)
+        fprintf(stderr, "attnctl eval: tuning the transition baseline: %s\n", attn_strerror(st));
+    return st != ATTN_OK;
 }
 
 /* Method i under protocol p (0 sampled, 1 full) with the seed-th draw. */
@@ -329,11 +413,15 @@ static int s_measure_one(s_run *r, const s_args *a, int p, int seed, int i)
 static int s_measure(s_run *r, const s_args *a)
 {
     double t0 = util_now_s();
-    for (int p = 0; p < 2; p++)
+    if (s_tune(r, a))
+        return 1;
+    for (int p = 0; p < 2; p++) {
+        attn_eval_base_set_transition(r->base, r->tuned[p].window, r->tuned[p].decay);
         for (int s = 0; s < (p == 0 ? a->n_seeds : 1); s++)
-            for (int i = 0; i < S_N_METHODS; i++)
+            for (int i = 0; i < r->n_methods; i++)
                 if (s_measure_one(r, a, p, s, i))
                     return 1;
+    }
     r->seconds = util_now_s() - t0;
     return 0;
 }
@@ -342,7 +430,7 @@ static void s_report(const s_run *r, const s_args *a)
 {
     const attn_model *md = r->md;
     if (a->json) {
-        s_print_json(r->cells, r->m);
+        s_print_json(r->cells, r->m, r->n_methods);
     } else {
         const attn_eval_result *res = &r->cells[1][0].last;
         char sa[48] = "";
@@ -354,7 +442,15 @@ static void s_report(const s_run *r, const s_args *a)
                r->refit ? ", refit: it and the baselines learnt from every event but the last"
                         : "",
                res->users, res->skipped, a->split == ATTN_EVAL_TEST ? 2 : 3);
-        s_print_table(r->cells, r->m, a->n_seeds, a->n_neg);
+        for (int i = 0; i < a->vs.n; i++)
+            printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d, %s)\n", r->vname[i],
+                   (long long)a->vs.v[i], r->vmd[i]->d, r->vmd[i]->m, r->vmd[i]->heads,
+                   r->vmd[i]->l_max, r->vmd[i]->sa_len ? "with a self-attention block"
+                                                        : "no self-attention block");
+        printf("transition: %s window %d decay %g (sampled), window %d decay %g (full)\n",
+               a->tune ? "tuned on the validation split:" : "given:", r->tuned[0].window,
+               r->tuned[0].decay, r->tuned[1].window, r->tuned[1].decay);
+        s_print_table(r->cells, r->m, r->n_methods, a->n_seeds, a->n_neg);
         if (r->cells[0][0].last.short_neg)
             printf("note: %u users have fewer than %d unseen items; all of theirs were used\n",
                    r->cells[0][0].last.short_neg, a->n_neg);
@@ -370,9 +466,15 @@ int cmd_eval(int argc, char **argv)
     s_args a = {.version = STORE_MODEL_ACTIVE, .n_seeds = 3, .seed = 1, .n_neg = 100,
                 .split = ATTN_EVAL_TEST, .threads = 2, .precision = ATTN_PRECISION_F32,
                 .bo = {.window = 8, .decay = 0.5}};
-    int rc = util_opt_main(&s_cmd, argc, argv, &a, NULL);
+    uint64_t given = 0;
+    int rc = util_opt_main(&s_cmd, argc, argv, &a, &given);
     if (rc >= 0)
         return rc;
+    /* Unless the window or the decay is given, both are tuned: count
+     * transitions as far as the largest window tried. */
+    a.tune = !util_opt_given(&s_cmd, given, "window") && !util_opt_given(&s_cmd, given, "decay");
+    if (a.tune)
+        a.bo.window = S_TUNE_WINDOW;
     s_run *r = calloc(1, sizeof *r);   /* the cells hold every seed's results: ~20 KiB */
     if (!r) {
         fprintf(stderr, "attnctl eval: out of memory\n");

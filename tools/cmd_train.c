@@ -50,7 +50,8 @@ static const util_opt s_opts[] = {
      UTIL_OPT_INT(s_args, o.sa_len, 0, ATTN_SA_MAX)},
     {"lr", "X", "peak learning rate", UTIL_OPT_DBL(s_args, o.lr, 1e-9, 9.99)},
     {"batch", "N", "examples per step", UTIL_OPT_INT(s_args, o.batch, 1, 1000000)},
-    {"neg", "K", "K sampled negatives per example instead of ...",
+    {"neg", "K", "sampled softmax: K items drawn per step, shared by\n"
+     "its examples with the step's targets, instead of ...",
      UTIL_OPT_INT(s_args, o.neg, 1, 100000), .def = ""},
     {"full-softmax", NULL, "... every item as a candidate (the default)",
      UTIL_OPT_FLAG(s_args, o.neg, 0)},
@@ -72,6 +73,9 @@ static const util_opt s_opts[] = {
      UTIL_OPT_ENUM(s_args, o.mask, s_masks, s_mask_values)},
     {"val-protocol", NULL, "validation metric protocol",
      UTIL_OPT_ENUM(s_args, o.val_protocol, s_protocols, s_protocol_values)},
+    {"val-users", "N", "validate on every k-th user, about N of them",
+     UTIL_OPT_U32(s_args, o.val_users, 0, INT32_MAX),
+     .def = "all, or 2e8 / items of them on big catalogs"},
     {"seed", "S", "seed: same seed and threads, same model",
      UTIL_OPT_U64(s_args, o.seed, 0, INT32_MAX)},
     {"threads", "T", "threads", UTIL_OPT_INT(s_args, o.threads, 1, 64)},
@@ -166,7 +170,8 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddStringToObject(c, "task", o->refit ? "next-item, leave-last-out (refit)" :
                                                   "next-item, leave-last-two-out");
     cJSON_AddBoolToObject(c, "refit", o->refit);
-    cJSON_AddStringToObject(c, "loss", o->neg > 0 ? "sampled softmax" : "full softmax");
+    cJSON_AddStringToObject(c, "loss", o->neg > 0 && (int64_t)o->neg < rep->items
+                                       ? "sampled softmax (shared negatives)" : "full softmax");
     cJSON_AddNumberToObject(c, "neg", o->neg);
     static const char *masks[] = {"none", "history", "user"};
     cJSON_AddStringToObject(c, "mask", masks[o->mask]);
@@ -192,6 +197,7 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "patience", o->patience);
     cJSON_AddStringToObject(c, "val_protocol",
                             o->val_protocol == ATTN_EVAL_FULL ? "full" : "sampled");
+    cJSON_AddNumberToObject(c, "val_users", o->val_users);
     cJSON_AddNumberToObject(c, "train_seconds", round(rep->seconds * 10.0) / 10.0);
     cJSON_AddStringToObject(c, "kernels", attn_train_kernel_name());
     cJSON *data = cJSON_AddObjectToObject(c, "data");
