@@ -21,12 +21,15 @@
  *   2. the products Z and S per head
  *   3. each example's window: position bias, event weights, dropout
  *   4. each example's candidate weights (masks, sampled weights) and target
- *   5. forward in blocks of S_BLOCK candidate columns, which stay in L2
- *      while every example of the chunk visits them: scores (keeping each
- *      softmax's max and normaliser), then each example's loss softmax
- *   6. backward in the same blocks (the attention recomputed from the kept
- *      max and normaliser: exp is cheaper than the memory to keep it), then
- *      the products back to dQ, dG, dK, dV and the event rows' gradients.
+ *   5. forward: every example's softmaxes as products (train_fact.c), or --
+ *      when that cannot be trusted, and in the tests -- exactly, in blocks
+ *      of S_BLOCK candidate columns that stay in L2 while every example of
+ *      the chunk visits them (keeping each softmax's max and normaliser);
+ *      then each example's loss softmax
+ *   6. backward the same way (the exact path recomputes the attention from
+ *      the kept max and normaliser: exp is cheaper than the memory to keep
+ *      it), then the products back to dQ, dG, dK, dV and the event rows'
+ *      gradients.
  *
  * Derivatives, for one example, candidate c and head h (s_j = S[c][j],
  * sc = sum_j a_j s_j, g = dLoss/dscore_c):
@@ -38,32 +41,18 @@
  * (n_c: 1, 0 for a masked item, the sampled weight for a sampled negative,
  * or a repeat count for explicit lists).
  */
-#include "attn/train_int.h"
+#include "attn/train_ws.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "attn/attn.h"
-#include "attn/train_ws.h"
 
 #define S_BLOCK 64   /* candidate columns per block: 4 matrices x 2 heads x ~113
                         events x 64 x 4 B = 231 KiB, inside L2 */
 
-/* What every step of a chunk needs to know. */
-typedef struct s_chunk {
-    const attn_tr_chunk *ch;
-    const uint32_t *ev;    /* the user's events (catalog rows) */
-    const float *w;        /* their weights, or NULL */
-    int nex;               /* examples: t1 - t0 */
-    int c0;                /* first event row of the windows */
-    int P;                 /* event rows: c0 .. t1-2 */
-    uint32_t lo;           /* first event of the span (self-attention context) */
-    int Nc, Cn;            /* candidates, and rounded up to the lanes */
-    size_t C, plane;       /* row length, and one head's matrix */
-} s_chunk;
-
 /* Working row of the user's event a. */
-static inline size_t s_erow(const attn_tr_ws *ws, const s_chunk *c, int a)
+static inline size_t s_erow(const attn_tr_ws *ws, const attn_tr_cv *c, int a)
 {
     return ws->erow[(uint32_t)a - c->lo];
 }
@@ -76,7 +65,7 @@ static inline size_t s_erow(const attn_tr_ws *ws, const s_chunk *c, int a)
  * sa_a[p][i]; its [k' | v'] row is [k_a | v_a] + sum_i w_i [uk_j | uv_j].
  * Every vector here is a part of T (a linear function of E), so the way
  * back is gradients into dT rows, and attn_tr_backprop does the rest. */
-static void s_sa_fwd(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
+static void s_sa_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
 {
     const int m = net->m, tw = net->tw, Ls = net->sa_len;
     const float sc = 1.0f / sqrtf((float)m);
@@ -111,7 +100,7 @@ static void s_sa_fwd(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
 }
 
 /* Backward of s_sa_fwd from dKV into dT and dsa_pos. */
-static void s_sa_bwd(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
+static void s_sa_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
 {
     const int m = net->m, tw = net->tw, Ls = net->sa_len;
     const float sc = 1.0f / sqrtf((float)m);
@@ -154,7 +143,7 @@ static void s_sa_bwd(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
 
 /* Step 1: the working rows of the span's events, and their [k' | v']. */
 static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
-                     const s_chunk *c)
+                     const attn_tr_cv *c)
 {
     const int m2 = 2 * net->m, tw = net->tw;
     for (uint32_t a = c->lo; a + 1 < c->ch->t1; a++)
@@ -169,8 +158,8 @@ static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *
 }
 
 /* Step 2: Z_h = K_h Q_hᵀ and S_h = V_h G_hᵀ, an event per row and a
- * candidate per column; their gradients zeroed. */
-static void s_products(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
+ * candidate per column. */
+static void s_products(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
 {
     const int m = net->m, dh = net->dh;
     const size_t m2 = (size_t)2 * m, C = c->C;
@@ -180,16 +169,12 @@ static void s_products(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
         ws->k->mm_nn(c->P, c->Cn, dh, ws->KV + m + h * dh, m2,
                      net->GT + (size_t)h * dh * net->ldc, (size_t)net->ldc,
                      ws->S + h * c->plane, C, 0);
-        for (int p = 0; p < c->P; p++) {
-            memset(ws->dZ + h * c->plane + (size_t)p * C, 0, (size_t)c->Cn * sizeof(float));
-            memset(ws->dS + h * c->plane + (size_t)p * C, 0, (size_t)c->Cn * sizeof(float));
-        }
     }
 }
 
 /* Step 3: each example's window -- bias by position (newest = position 0 =
  * last row), log event weight, dropout. */
-static void s_windows(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c,
+static void s_windows(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
                       const attn_tr_run *run)
 {
     const int L = net->l_max, L8 = ws->l8;
@@ -231,7 +216,7 @@ static inline int s_col(const attn_tr_net *net, const attn_tr_view *v, uint32_t 
  * copies it and masks its own earlier events; filled from the last example
  * down, so row 0 is read before it is finished. */
 static void s_weights(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
-                      const s_chunk *c, const attn_tr_run *run)
+                      const attn_tr_cv *c, const attn_tr_run *run)
 {
     const attn_tr_set *set = net->set;
     const size_t C = c->C;
@@ -273,7 +258,7 @@ static void s_weights(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
 
 /* Pass 1 over the candidate columns [r0, r1): every example's per-head
  * softmax and score of each candidate. */
-static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c, int r0, int r1,
+static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, int r0, int r1,
                      const float *ibias)
 {
     const int H = net->heads, L8 = ws->l8;
@@ -304,7 +289,7 @@ static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c, i
 /* The loss softmax of example e: its loss (unscaled), and g_c * loss_scale
  * in place of the scores (0 where the candidate is absent); item-bias
  * gradients.  NAN if a score is not finite. */
-static double s_loss(attn_tr_ws *ws, const s_chunk *c, int e, float loss_scale, int item_bias)
+static double s_loss(attn_tr_ws *ws, const attn_tr_cv *c, int e, float loss_scale, int item_bias)
 {
     const size_t C = c->C;
     const float *wt = ws->wt + (size_t)e * C;
@@ -337,7 +322,7 @@ static double s_loss(attn_tr_ws *ws, const s_chunk *c, int e, float loss_scale, 
 
 /* Pass 2 over the candidate columns [r0, r1): recompute each attention,
  * go backward into dZ, dS and the bias gradient. */
-static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c, int r0, int r1)
+static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, int r0, int r1)
 {
     const int H = net->heads, L8 = ws->l8;
     const size_t C = c->C, plane = c->plane;
@@ -356,13 +341,44 @@ static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c,
     }
 }
 
-/* Step 5: scores in blocks, then every example's loss. */
-static int s_forward(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c,
-                     const attn_tr_run *run)
+/* The scores from the factorised softmax's per-head parts. */
+static void s_fact_scores(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
+                          const float *ibias)
+{
+    const int H = net->heads;
+    const size_t C = c->C;
+    for (int e = 0; e < c->nex; e++) {
+        const float *wt = ws->wt + (size_t)e * C;
+        float *score = ws->sg + (size_t)e * C;
+        for (int col = 0; col < c->Nc; col++) {
+            if (wt[col] == 0.0f)
+                continue;
+            float sc = ibias ? ibias[net->set->ws2mi[col]] : 0.0f;
+            for (int h = 0; h < H; h++)
+                sc += ws->SC[((size_t)e * H + h) * C + (size_t)col];
+            score[col] = sc;
+        }
+    }
+}
+
+/* Step 5: every example's scores -- factorised (train_fact.c), or exactly
+ * in blocks -- then its loss.  *fact says which path ran. */
+static int s_forward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
+                     const attn_tr_run *run, int *fact)
 {
     const float *ibias = run->use_item_bias ? net->md->item_bias : NULL;
-    for (int r0 = 0; r0 < c->Cn; r0 += S_BLOCK)
-        s_scores(net, ws, c, r0, r0 + S_BLOCK < c->Cn ? r0 + S_BLOCK : c->Cn, ibias);
+    *fact = attn_tr_fact_forward(net, ws, c);
+    if (*fact) {
+        s_fact_scores(net, ws, c, ibias);
+    } else {
+        for (int h = 0; h < net->heads; h++)
+            for (int p = 0; p < c->P; p++) {
+                memset(ws->dZ + h * c->plane + (size_t)p * c->C, 0, (size_t)c->Cn * sizeof(float));
+                memset(ws->dS + h * c->plane + (size_t)p * c->C, 0, (size_t)c->Cn * sizeof(float));
+            }
+        for (int r0 = 0; r0 < c->Cn; r0 += S_BLOCK)
+            s_scores(net, ws, c, r0, r0 + S_BLOCK < c->Cn ? r0 + S_BLOCK : c->Cn, ibias);
+    }
     for (int e = 0; e < c->nex; e++) {
         double loss = s_loss(ws, c, e, run->loss_scale, ibias != NULL);
         if (!isfinite(loss))
@@ -373,12 +389,15 @@ static int s_forward(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c,
 }
 
 /* Step 6: backward through the softmaxes, the products and the events. */
-static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const s_chunk *c)
+static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, int fact)
 {
     const int m = net->m, dh = net->dh, tw = net->tw, L8 = ws->l8;
     const size_t m2 = (size_t)2 * m, C = c->C;
-    for (int r0 = 0; r0 < c->Cn; r0 += S_BLOCK)
-        s_backward(net, ws, c, r0, r0 + S_BLOCK < c->Cn ? r0 + S_BLOCK : c->Cn);
+    if (fact)
+        attn_tr_fact_backward(net, ws, c);
+    else
+        for (int r0 = 0; r0 < c->Cn; r0 += S_BLOCK)
+            s_backward(net, ws, c, r0, r0 + S_BLOCK < c->Cn ? r0 + S_BLOCK : c->Cn);
     for (int e = 0; e < c->nex; e++) {
         const float *dbw = ws->dbw + (size_t)e * L8;
         const uint8_t *drop = ws->drop + (size_t)e * L8;
@@ -416,7 +435,7 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
                       const attn_tr_chunk *ch, const attn_tr_run *run)
 {
     const attn_seqs *sq = v->seqs;
-    s_chunk c = {.ch = ch, .ev = sq->row + sq->off[ch->u],
+    attn_tr_cv c = {.ch = ch, .ev = sq->row + sq->off[ch->u],
                  .w = sq->weight ? sq->weight + sq->off[ch->u] : NULL,
                  .nex = (int)(ch->t1 - ch->t0), .C = (size_t)ws->ldc,
                  .Nc = net->set->n_cand};
@@ -430,8 +449,9 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     s_products(net, ws, &c);
     s_windows(net, ws, &c, run);
     s_weights(net, v, ws, &c, run);
-    int st = s_forward(net, ws, &c, run);
+    int fact;
+    int st = s_forward(net, ws, &c, run, &fact);
     if (st == ATTN_OK)
-        s_back(net, ws, &c);
+        s_back(net, ws, &c, fact);
     return st;
 }

@@ -12,6 +12,8 @@
 #include "attn/attn.h"
 #include "attn/train_int.h"
 
+#define S_CHUNK 64
+
 /* grad (full shapes) from a step's gradient whose rows are the items. */
 static void s_copy_grad(attn_model *grad, const attn_tr_grad *g, int64_t n_items)
 {
@@ -33,9 +35,10 @@ static void s_copy_grad(attn_model *grad, const attn_tr_grad *g, int64_t n_items
         memcpy(grad->residual, g->dres, (size_t)n_items * (size_t)gd->d * sizeof(float));
 }
 
-/* Every example is a chunk of one target; one step over all of them, whose
- * working set is every model item (rows = items, so the per-item
- * gradients land where grad wants them). */
+/* One step over all the examples, whose working set is every model item
+ * (rows = items, so the per-item gradients land where grad wants them).
+ * Consecutive targets of one user (t, t+1, ...) form one chunk, as in
+ * training, so that the tests see chunks of several examples too. */
 static int s_one_step(const attn_train_data *data, const attn_model *md,
                       const attn_train_example *ex, int n_ex, const uint32_t *cand, int n_cand,
                       int mask, const int32_t *row2mi, const uint32_t *mi2row, double *loss,
@@ -50,7 +53,7 @@ static int s_one_step(const attn_train_data *data, const attn_model *md,
         st = attn_tr_grad_init(&g, md, md->n_items);
     if (st == ATTN_OK) {
         net = attn_tr_net_new(md, &set, data->emb, data->ld, mi2row);
-        ws = net ? attn_tr_ws_new(net, 1) : NULL;
+        ws = net ? attn_tr_ws_new(net, S_CHUNK) : NULL;
         st = net && ws ? ATTN_OK : ATTN_ENOMEM;
     }
     if (st == ATTN_OK) {
@@ -60,8 +63,11 @@ static int s_one_step(const attn_train_data *data, const attn_model *md,
                            .loss_scale = 1.0f, .use_item_bias = md->item_bias != NULL,
                            .n_cand = n_cand};
         attn_tr_ws_zero(ws, set.n_ws);
-        for (int e = 0; e < n_ex && st == ATTN_OK; e++) {
-            attn_tr_chunk ch = {ex[e].user, ex[e].t, ex[e].t + 1};
+        for (int e = 0, e1; e < n_ex && st == ATTN_OK; e = e1) {
+            for (e1 = e + 1; e1 < n_ex && e1 - e < S_CHUNK && ex[e1].user == ex[e].user &&
+                             ex[e1].t == ex[e1 - 1].t + 1; e1++)
+                ;
+            attn_tr_chunk ch = {ex[e].user, ex[e].t, ex[e1 - 1].t + 1};
             run.cand = cand ? cand + (size_t)e * n_cand : NULL;
             st = attn_tr_chunk_run(net, &v, ws, &ch, &run);
         }

@@ -88,7 +88,36 @@ static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const flo
         dbw[j] += work[j];
 }
 
-static const attn_tr_kern s_generic = {"generic", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
+static void s_fx_exp(const float *Z, const float *S, size_t ld, int p, int n, float scale,
+                     float *mx, float *E, float *ES)
+{
+    for (int c = 0; c < n; c++) {
+        float m = ATTN_TR_NEG;
+        for (int j = 0; j < p; j++)
+            m = fmaxf(m, scale * Z[(size_t)j * ld + c]);
+        mx[c] = m;
+        for (int j = 0; j < p; j++) {
+            const size_t at = (size_t)j * ld + c;
+            E[at] = expf(scale * Z[at] - m);
+            ES[at] = E[at] * S[at];
+        }
+    }
+}
+
+static void s_fx_grad(float *E, float *ES, const float *A1, const float *A2, size_t ld, int p,
+                      int n, float scale)
+{
+    for (int j = 0; j < p; j++)
+        for (int c = 0; c < n; c++) {
+            const size_t at = (size_t)j * ld + c;
+            const float e = E[at], es = ES[at];
+            E[at] = scale * (es * A1[at] - e * A2[at]);
+            ES[at] = e * A1[at];
+        }
+}
+
+static const attn_tr_kern s_generic = {"generic", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd,
+                                       s_fx_exp, s_fx_grad};
 
 const attn_tr_kern *attn_tr_kern_generic(void)
 {

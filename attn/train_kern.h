@@ -23,6 +23,14 @@
  *           ga = g_c a_j:  dS[j][c] += ga;  dzz = ga (S[j][c] - sc_c);
  *           dZ[j][c] += scale dzz;  dbw[j] += sum_c dzz
  *
+ * The factorised softmax (train_fact.c) needs two more, elementwise over a
+ * chunk's p event rows and n candidate columns:
+ *
+ *   fx_exp   for c < n: mx_c = max_{j<p} scale Z[j][c],
+ *            E[j][c] = exp(scale Z[j][c] - mx_c),  ES[j][c] = E[j][c] S[j][c]
+ *   fx_grad  with e = E[j][c], es = ES[j][c]:  E[j][c] <- scale (es A1[j][c] -
+ *            e A2[j][c])  (that is dZ),  ES[j][c] <- e A1[j][c]  (dS)
+ *
  * n is a multiple of 16 (callers pad the candidate dimension with zero rows
  * and g = 0); `work` is scratch of 16 x l floats.  A window entry with bias
  * ATTN_TR_NEG gets weight exactly 0.  Results agree between sets to float
@@ -52,6 +60,10 @@ typedef struct attn_tr_kern {
     void (*sm_bwd)(const float *Z, const float *S, size_t ld, int l, const float *bias,
                    float scale, int n, const float *g, const float *sc, const float *mx,
                    const float *inv, float *dZ, float *dS, float *dbw, float *work);
+    void (*fx_exp)(const float *Z, const float *S, size_t ld, int p, int n, float scale,
+                   float *mx, float *E, float *ES);
+    void (*fx_grad)(float *E, float *ES, const float *A1, const float *A2, size_t ld, int p,
+                    int n, float scale);
 } attn_tr_kern;
 
 /* The set for the instruction set in use (attn/isa.h: the best this CPU

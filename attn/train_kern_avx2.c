@@ -253,7 +253,40 @@ static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const flo
         dbw[j] += s_hsum(_mm256_load_ps(work + 8 * j));
 }
 
-static const attn_tr_kern s_avx2 = {"avx2", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
+static void s_fx_exp(const float *Z, const float *S, size_t ld, int p, int n, float scale,
+                     float *mx, float *E, float *ES)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int c = 0; c < n; c += 8) {
+        __m256 m = _mm256_set1_ps(ATTN_TR_NEG);
+        for (int j = 0; j < p; j++)
+            m = _mm256_max_ps(m, _mm256_mul_ps(vs, _mm256_loadu_ps(Z + (size_t)j * ld + c)));
+        _mm256_storeu_ps(mx + c, m);
+        for (int j = 0; j < p; j++) {
+            const size_t at = (size_t)j * ld + c;
+            const __m256 e = s_exp(_mm256_fmsub_ps(vs, _mm256_loadu_ps(Z + at), m));
+            _mm256_storeu_ps(E + at, e);
+            _mm256_storeu_ps(ES + at, _mm256_mul_ps(e, _mm256_loadu_ps(S + at)));
+        }
+    }
+}
+
+static void s_fx_grad(float *E, float *ES, const float *A1, const float *A2, size_t ld, int p,
+                      int n, float scale)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j = 0; j < p; j++)
+        for (int c = 0; c < n; c += 8) {
+            const size_t at = (size_t)j * ld + c;
+            const __m256 e = _mm256_loadu_ps(E + at), es = _mm256_loadu_ps(ES + at);
+            const __m256 a1 = _mm256_loadu_ps(A1 + at), a2 = _mm256_loadu_ps(A2 + at);
+            _mm256_storeu_ps(E + at, _mm256_mul_ps(vs, _mm256_fmsub_ps(es, a1, _mm256_mul_ps(e, a2))));
+            _mm256_storeu_ps(ES + at, _mm256_mul_ps(e, a1));
+        }
+}
+
+static const attn_tr_kern s_avx2 = {"avx2", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd, s_fx_exp,
+                                     s_fx_grad};
 
 const attn_tr_kern *attn_tr_kern_avx2(void)
 {

@@ -209,7 +209,40 @@ static void s_sm_bwd(const float *Z, const float *S, size_t ld, int l, const flo
         dbw[j] += _mm512_reduce_add_ps(_mm512_load_ps(work + 16 * j));
 }
 
-static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd};
+static void s_fx_exp(const float *Z, const float *S, size_t ld, int p, int n, float scale,
+                     float *mx, float *E, float *ES)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int c = 0; c < n; c += 16) {
+        __m512 m = _mm512_set1_ps(ATTN_TR_NEG);
+        for (int j = 0; j < p; j++)
+            m = _mm512_max_ps(m, _mm512_mul_ps(vs, _mm512_loadu_ps(Z + (size_t)j * ld + c)));
+        _mm512_storeu_ps(mx + c, m);
+        for (int j = 0; j < p; j++) {
+            const size_t at = (size_t)j * ld + c;
+            const __m512 e = s_exp(_mm512_fmsub_ps(vs, _mm512_loadu_ps(Z + at), m));
+            _mm512_storeu_ps(E + at, e);
+            _mm512_storeu_ps(ES + at, _mm512_mul_ps(e, _mm512_loadu_ps(S + at)));
+        }
+    }
+}
+
+static void s_fx_grad(float *E, float *ES, const float *A1, const float *A2, size_t ld, int p,
+                      int n, float scale)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int j = 0; j < p; j++)
+        for (int c = 0; c < n; c += 16) {
+            const size_t at = (size_t)j * ld + c;
+            const __m512 e = _mm512_loadu_ps(E + at), es = _mm512_loadu_ps(ES + at);
+            const __m512 a1 = _mm512_loadu_ps(A1 + at), a2 = _mm512_loadu_ps(A2 + at);
+            _mm512_storeu_ps(E + at, _mm512_mul_ps(vs, _mm512_fmsub_ps(es, a1, _mm512_mul_ps(e, a2))));
+            _mm512_storeu_ps(ES + at, _mm512_mul_ps(e, a1));
+        }
+}
+
+static const attn_tr_kern s_avx512 = {"avx512", s_mm_nn, s_mm_tn, s_sm_fwd, s_sm_bwd, s_fx_exp,
+                                     s_fx_grad};
 
 const attn_tr_kern *attn_tr_kern_avx512(void)
 {

@@ -72,6 +72,13 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, int chunk)
     ws->tgt = s_alloc(ch, sizeof(uint32_t), &ok);
     ws->erow = s_alloc(P + (size_t)net->sa_len, sizeof(uint32_t), &ok);
     ws->work = s_alloc(ATTN_TR_LANES * L8, sizeof(float), &ok);
+    ws->beta = s_alloc(ch * P, sizeof(float), &ok);
+    ws->gp = s_alloc(ch * C, sizeof(float), &ok);
+    ws->hp = s_alloc(ch * C, sizeof(float), &ok);
+    ws->gpt = s_alloc(C * ch, sizeof(float), &ok);
+    ws->hpt = s_alloc(C * ch, sizeof(float), &ok);
+    ws->d1t = s_alloc(P * ch, sizeof(float), &ok);
+    ws->d2t = s_alloc(P * ch, sizeof(float), &ok);
     if (!ok)
         attn_tr_ws_free(&ws);
     return ws;
@@ -85,7 +92,7 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->dsa_pos, ws->sa_a, ws->sa_x, ws->KV,
                  ws->dKV, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->wt,
                  ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->erow,
-                 ws->work};
+                 ws->work, ws->beta, ws->gp, ws->hp, ws->gpt, ws->hpt, ws->d1t, ws->d2t};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     free(ws);

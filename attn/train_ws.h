@@ -41,6 +41,37 @@ struct attn_tr_ws {
     int *cb, *lw;        /* ch: window's first event row, its length */
     uint32_t *tgt;       /* ch: the target's candidate column */
     float *work;         /* ATTN_TR_LANES x L8: kernel scratch */
+    /* the factorised softmax (train_fact.c) */
+    float *beta;         /* ch x P: exp(bias - max bias) of each example's window, 0 outside */
+    float *gp, *hp;      /* ch x C: g / den and (g / den) sc, one head at a time */
+    float *gpt, *hpt;    /* C x ch: the same transposed */
+    float *d1t, *d2t;    /* P x ch: their products with ES and E */
 };
+
+/* What every part of a chunk's computation needs to know (train_chunk.c). */
+typedef struct attn_tr_cv {
+    const attn_tr_chunk *ch;
+    const uint32_t *ev;    /* the user's events (catalog rows) */
+    const float *w;        /* their weights, or NULL */
+    int nex;               /* examples: t1 - t0 */
+    int c0;                /* first event row of the windows */
+    int P;                 /* event rows: c0 .. t1-2 */
+    uint32_t lo;           /* first event of the span (self-attention context) */
+    int Nc, Cn;            /* candidates, and rounded up to the lanes */
+    size_t C, plane;       /* row length, and one head's matrix */
+} attn_tr_cv;
+
+/* The factorised softmax of every example and head of the chunk, from Z
+ * and S (kept): per-head scores in ws->SC, denominators in ws->INV.
+ * Returns 1, or 0 when a denominator underflowed and the chunk must take
+ * the exact path (nothing else is changed then but scratch). */
+int attn_tr_fact_forward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c);
+
+/* Its backward pass, once ws->sg holds d loss / d score: dZ, dS (written,
+ * not added) and the window-bias gradients dbw (added). */
+void attn_tr_fact_backward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c);
+
+/* For the tests: 1 forces the exact per-example softmax everywhere. */
+void attn_tr_force_exact(int on);
 
 #endif

@@ -17,6 +17,7 @@
 #include "attn/eval.h"
 #include "attn/score.h"
 #include "attn/train.h"
+#include "attn/train_ws.h"
 #include "attn/train_kern.h"
 #include "store/store.h"
 #include "tests/testutil.h"
@@ -258,6 +259,52 @@ START_TEST(test_gradient_self_attention)
                                                    : ATTN_TRAIN_MASK_HISTORY);
         attn_model_free(&md);
     }
+    s_data_free(&d);
+}
+END_TEST
+
+/* Chunks of several consecutive targets (t, t+1, ... of one user), with a
+ * self-attention block, through the factorised softmax and through the
+ * exact one: both match the oracle, and each other. */
+START_TEST(test_gradient_chunks)
+{
+    s_data d;
+    const int len[] = {9, 6, 12};
+    s_data_make(&d, 7, 6, 3, len, NULL, 1, 51);
+    attn_model *md = s_model(&d, 4, 2, 4, 1, 52);
+    ck_assert_int_eq(attn_model_add_sa(md, 3), ATTN_OK);
+    tu_rng r = {53};
+    const size_t dm = (size_t)md->d * md->m;
+    tu_fill_normal(&r, md->sa_q, dm, 0.8f);
+    tu_fill_normal(&r, md->sa_k, dm, 0.8f);
+    tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
+    tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
+    attn_train_example ex[] = {{2, 2}, {2, 3}, {2, 4}, {2, 5}, {2, 6}, {2, 7}, {2, 8}, {2, 9},
+                               {2, 10}, {0, 5}, {0, 6}, {0, 7}, {1, 1}};
+    const int n = (int)(sizeof ex / sizeof ex[0]);
+    attn_model *g[2];
+    double loss[2];
+    for (int exact = 0; exact < 2; exact++) {
+        attn_tr_force_exact(exact);
+        s_gradcheck(&d, md, ex, n, NULL, 0, ATTN_TRAIN_MASK_HISTORY);
+        g[exact] = attn_model_new(md->d, md->m, md->heads, md->l_max, md->n_items, 1);
+        ck_assert_int_eq(attn_model_add_sa(g[exact], 3), ATTN_OK);
+        ck_assert_int_eq(attn_train_grad(&d.td, md, ex, n, NULL, 0, ATTN_TRAIN_MASK_HISTORY,
+                                         &loss[exact], g[exact]), ATTN_OK);
+    }
+    attn_tr_force_exact(0);
+    ck_assert_double_eq_tol(loss[0], loss[1], 1e-5 * fabs(loss[1]));
+    const float *a[] = {g[0]->wq, g[0]->wo, g[0]->pos_bias, g[0]->residual, g[0]->sa_uv};
+    const float *b[] = {g[1]->wq, g[1]->wo, g[1]->pos_bias, g[1]->residual, g[1]->sa_uv};
+    const size_t cnt[] = {dm, dm, (size_t)md->l_max, (size_t)md->n_items * md->d, dm};
+    for (size_t k = 0; k < sizeof a / sizeof a[0]; k++)
+        for (size_t i = 0; i < cnt[k]; i++)
+            ck_assert_msg(fabsf(a[k][i] - b[k][i]) <= 1e-4f * fmaxf(0.05f, fabsf(b[k][i])),
+                          "array %zu [%zu]: factorised %g, exact %g", k, i, (double)a[k][i],
+                          (double)b[k][i]);
+    attn_model_free(&g[0]);
+    attn_model_free(&g[1]);
+    attn_model_free(&md);
     s_data_free(&d);
 }
 END_TEST
@@ -776,6 +823,7 @@ int main(void)
     tcase_add_test(tc, test_gradient_full);
     tcase_add_test(tc, test_gradient_self_attention);
     tcase_add_test(tc, test_gradient_sampled);
+    tcase_add_test(tc, test_gradient_chunks);
     tcase_add_test(tc, test_gradient_no_residual);
     tcase_add_test(tc, test_gradient_every_kernel_set);
     tcase_add_test(tc, test_kernels_agree);
