@@ -102,7 +102,9 @@ typedef struct attn_train_opts {
                               validation NDCG@10; 0 = never (default 5) */
     int val_protocol;      /* ATTN_EVAL_FULL (default) or ATTN_EVAL_SAMPLED */
     uint32_t val_users;    /* validate on about this many users (a fixed
-                              sample, attn_eval_opts.max_users); 0 = all */
+                              sample, attn_eval_opts.max_users); 0 = all,
+                              unless users x catalog rows > 2e8: then
+                              2e8 / rows of them (at least 1000) */
     int refit;             /* train on the validation targets too, exactly
                               `epochs` epochs, no validation (needs patience
                               0): the final fit once a run with validation

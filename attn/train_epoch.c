@@ -225,6 +225,20 @@ static int s_report(attn_tr_state *st, attn_train_progress *pr, double t_epoch, 
     return st->progress(st->pctx, pr);
 }
 
+/* Users a validation scores by default: all of them, unless every user
+ * against the whole catalog would exceed S_VAL_BUDGET candidate scores
+ * (then a fixed sample of that many candidates' worth, at least 1000). */
+#define S_VAL_BUDGET 2e8
+
+static uint32_t s_val_users(const attn_train_data *data)
+{
+    const double all = (double)data->seqs.n_users * (double)data->n_rows;
+    if (all <= S_VAL_BUDGET)
+        return 0;
+    const double n = S_VAL_BUDGET / (double)data->n_rows;
+    return n < 1000.0 ? 1000u : (uint32_t)n;
+}
+
 /* Validation NDCG@10 of the current parameters (or their average), through
  * the served fast path. */
 static int s_validate(attn_tr_state *st, const attn_model *cur, attn_eval_result *r)
@@ -241,7 +255,7 @@ static int s_validate(attn_tr_state *st, const attn_model *cur, attn_eval_result
         eo.split = ATTN_EVAL_VALID;
         eo.protocol = o->val_protocol;
         eo.seed = o->seed;
-        eo.max_users = o->val_users;
+        eo.max_users = o->val_users ? o->val_users : s_val_users(data);
         rc = attn_eval_run(&data->seqs, &eo, attn_eval_model_score, em, r);
     }
     attn_eval_model_free(&em);
