@@ -300,21 +300,19 @@ static double s_loss(attn_tr_ws *ws, const attn_tr_cv *c, int e, float loss_scal
             mx = sg[col];
     if (!isfinite(mx))
         return NAN;
-    double sum = 0.0;
-    for (int col = 0; col < c->Nc; col++)
-        if (wt[col] != 0.0f)
-            sum += wt[col] * exp(sg[col] - mx);
-    const double lse = mx + log(sum);
+    /* One exponential per candidate, kept in place of its score. */
     const uint32_t y = ws->tgt[e];
-    const double loss = lse - sg[y];
+    const double sy = sg[y];
+    double sum = 0.0;
     for (int col = 0; col < (int)C; col++) {
-        if (wt[col] == 0.0f) {
-            sg[col] = 0.0f;
-            continue;
-        }
-        sg[col] = (float)((wt[col] * exp(sg[col] - lse) - (col == (int)y ? 1.0 : 0.0)) *
-                          loss_scale);
-        if (item_bias)
+        sg[col] = wt[col] != 0.0f ? wt[col] * expf((float)(sg[col] - mx)) : 0.0f;
+        sum += sg[col];
+    }
+    const double loss = mx + log(sum) - sy;
+    const float inv = (float)(loss_scale / sum);
+    for (int col = 0; col < (int)C; col++) {
+        sg[col] = sg[col] * inv - (col == (int)y ? loss_scale : 0.0f);
+        if (item_bias && wt[col] != 0.0f)
             ws->dbias[col] += sg[col];
     }
     return loss;
