@@ -39,7 +39,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->beta1 = 0.9;
     o->beta2 = 0.98;
     o->batch = 256;
-    o->neg = 0;
+    o->neg = 1024;
     o->mask = ATTN_TRAIN_MASK_HISTORY;
     o->residual = 1;
     o->item_bias = 1;

@@ -90,8 +90,9 @@ typedef struct attn_train_opts {
     double dropout;        /* probability of dropping a history event (default 0.05) */
     double beta1, beta2;   /* Adam moments (0.9, 0.98) */
     int batch;             /* examples per step (default 256) */
-    int neg;               /* sampled negatives shared by each step's examples;
-                              0 (or at least the model's items) = full softmax */
+    int neg;               /* sampled negatives shared by each step's examples
+                              (default 1024); 0 (or at least the model's
+                              items) = full softmax */
     int mask;              /* full softmax: which of the user's items are not
                               negatives (enum attn_train_mask; default HISTORY) */
     int residual;          /* learn the per-item residual (default 1) */

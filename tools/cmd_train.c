@@ -51,9 +51,10 @@ static const util_opt s_opts[] = {
     {"lr", "X", "peak learning rate", UTIL_OPT_DBL(s_args, o.lr, 1e-9, 9.99)},
     {"batch", "N", "examples per step", UTIL_OPT_INT(s_args, o.batch, 1, 1000000)},
     {"neg", "K", "sampled softmax: K items drawn per step, shared by\n"
-     "its examples with the step's targets, instead of ...",
-     UTIL_OPT_INT(s_args, o.neg, 1, 100000), .def = ""},
-    {"full-softmax", NULL, "... every item as a candidate (the default)",
+     "its examples with the step's targets (a catalog of at\n"
+     "most K items trains with full softmax), or ...",
+     UTIL_OPT_INT(s_args, o.neg, 1, 100000)},
+    {"full-softmax", NULL, "... every item as a candidate, whatever the catalog",
      UTIL_OPT_FLAG(s_args, o.neg, 0)},
     {"no-residual", NULL, "do not learn per-item residuals", UTIL_OPT_FLAG(s_args, o.residual, 0)},
     {"no-item-bias", NULL, "do not learn item biases", UTIL_OPT_FLAG(s_args, o.item_bias, 0)},
