@@ -33,3 +33,28 @@ attn_ab_stat attn_ab_diff(const attn_ab_stat *a, const attn_ab_stat *b, double z
     d.hi = d.mean + half;
     return d;
 }
+
+attn_ab_stat attn_ab_paired(const double *x, const double *y, int n, double z)
+{
+    attn_ab_stat s = {0};
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && isfinite(y[i])) {
+            sum += x[i] - y[i];
+            s.n++;
+        }
+    if (s.n == 0)
+        return s;
+    s.mean = sum / s.n;
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && isfinite(y[i])) {
+            double d = x[i] - y[i] - s.mean;
+            ss += d * d;
+        }
+    s.var = s.n > 1 ? ss / (s.n - 1) : 0;
+    double half = z * sqrt(s.var / s.n);
+    s.lo = s.mean - half;
+    s.hi = s.mean + half;
+    return s;
+}

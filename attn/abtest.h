@@ -32,4 +32,11 @@ attn_ab_stat attn_ab_mean(const double *x, int n, double z);
 /* a - b with its interval at z. */
 attn_ab_stat attn_ab_diff(const attn_ab_stat *a, const attn_ab_stat *b, double z);
 
+/* Paired: the mean of x[i] - y[i] over the i where both are finite (n is
+ * their count), with the interval mean +- z sd / sqrt(n) of those
+ * differences.  For two models measured on the same users: the users'
+ * own difficulty cancels in each difference, so the interval is far
+ * narrower than attn_ab_diff's of two independent groups. */
+attn_ab_stat attn_ab_paired(const double *x, const double *y, int n, double z);
+
 #endif

@@ -197,6 +197,12 @@ int attn_eval_candidates(const attn_seqs *s, uint32_t u, const attn_eval_opts *o
 int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, void *ctx,
                   attn_eval_result *out)
 {
+    return attn_eval_run_users(s, o, fn, ctx, out, NULL, NULL);
+}
+
+int attn_eval_run_users(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, void *ctx,
+                        attn_eval_result *out, double *hr_u, double *ndcg_u)
+{
     if (!out)
         return ATTN_EINVAL;
     memset(out, 0, sizeof *out);
@@ -219,6 +225,12 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
     if (!mark || !cand || !score || !tie || !hist || (s->weight && !hw)) {
         st = ATTN_ENOMEM;
         goto done;
+    }
+    for (uint32_t u = 0; u < s->n_users; u++) {
+        if (hr_u)
+            hr_u[u] = NAN;
+        if (ndcg_u)
+            ndcg_u[u] = NAN;
     }
     double hr = 0.0, ndcg = 0.0;
     const uint32_t every = o->max_users && s->n_users > o->max_users ?
@@ -256,6 +268,10 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
         int rank = attn_eval_rank(score, tie, n_cand, 0);
         hr += attn_eval_hr(rank, o->k);
         ndcg += attn_eval_ndcg(rank, o->k);
+        if (hr_u)
+            hr_u[u] = attn_eval_hr(rank, o->k);
+        if (ndcg_u)
+            ndcg_u[u] = attn_eval_ndcg(rank, o->k);
         out->users++;
     }
     if (st == ATTN_OK && out->users > 0) {

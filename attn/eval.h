@@ -182,6 +182,13 @@ int attn_eval_candidates(const attn_seqs *s, uint32_t u, const attn_eval_opts *o
 int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, void *ctx,
                   attn_eval_result *out);
 
+/* The same, also writing each user's HR@k and NDCG@k to hr_u[u] and
+ * ndcg_u[u] (s->n_users entries each; either may be NULL); NAN for users
+ * not evaluated.  Two scorers run with the same options see the same
+ * users and candidates, so these pair up (attn/eval_paired.h). */
+int attn_eval_run_users(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, void *ctx,
+                        attn_eval_result *out, double *hr_u, double *ndcg_u);
+
 /* ---- baselines --------------------------------------------------------------
  * One object holds what they learn from the training data (each user's
  * events but the last two, or the last one when seqs->refit): item counts

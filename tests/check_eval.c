@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn/abtest.h"
 #include "attn/attn.h"
 #include "attn/eval.h"
 #include "attn/score.h"
@@ -18,6 +19,31 @@
 #include "tests/testutil.h"
 
 /* ---- metrics ---------------------------------------------------------------- */
+
+/* The paired difference (eval --models): users where either side is
+ * missing (NAN: not evaluated) are left out; by hand, d = 1, 0, 0, 1 has
+ * mean 0.5 and sample variance 1/3, so z = 2 gives 0.5 +- 2 sqrt(1/12). */
+START_TEST(test_paired)
+{
+    const double x[] = {1, 0, 1, NAN, 1}, y[] = {0, 0, 1, 0.5, 0};
+    attn_ab_stat d = attn_ab_paired(x, y, 5, 2.0);
+    ck_assert_int_eq(d.n, 4);
+    ck_assert_double_eq_tol(d.mean, 0.5, 1e-12);
+    ck_assert_double_eq_tol(d.var, 1.0 / 3.0, 1e-12);
+    ck_assert_double_eq_tol(d.lo, 0.5 - 2.0 * sqrt(1.0 / 12.0), 1e-12);
+    ck_assert_double_eq_tol(d.hi, 0.5 + 2.0 * sqrt(1.0 / 12.0), 1e-12);
+    /* y - x is the mirror image. */
+    attn_ab_stat m = attn_ab_paired(y, x, 5, 2.0);
+    ck_assert_double_eq_tol(m.mean, -0.5, 1e-12);
+    ck_assert_double_eq_tol(m.lo, -d.hi, 1e-12);
+    /* Identical sides: exactly 0, an interval of no width. */
+    attn_ab_stat z = attn_ab_paired(x, x, 5, 1.96);
+    ck_assert(z.n == 4 && z.mean == 0 && z.lo == 0 && z.hi == 0);
+    /* Nothing to pair. */
+    const double nan2[] = {NAN, NAN};
+    ck_assert_int_eq(attn_ab_paired(nan2, y, 2, 1.96).n, 0);
+}
+END_TEST
 
 START_TEST(test_metrics)
 {
@@ -209,6 +235,13 @@ START_TEST(test_run)
         ck_assert_double_eq_tol(r.hr, 0.0, 1e-12);
         ck_assert_int_eq(attn_eval_run(&s, &o, s_history_check, &s, &r), ATTN_OK);
         ck_assert_int_eq(attn_eval_run(&s, &o, s_nan, NULL, &r), ATTN_ERANGE);
+        /* Per user: the oracle's hits, NAN for the skipped user. */
+        double hr_u[3], nd_u[3];
+        ck_assert_int_eq(attn_eval_run_users(&s, &o, s_oracle, NULL, &r, hr_u, nd_u), ATTN_OK);
+        ck_assert(isnan(hr_u[0]) && isnan(nd_u[0]));
+        ck_assert(hr_u[1] == 1 && hr_u[2] == 1 && nd_u[1] == 1 && nd_u[2] == 1);
+        ck_assert_int_eq(attn_eval_run_users(&s, &o, s_flat, NULL, &r, hr_u, NULL), ATTN_OK);
+        ck_assert(isnan(hr_u[0]) && hr_u[1] == 0 && hr_u[2] == 0);
     }
     /* Sampled with fewer unseen items than negatives: all of them, counted. */
     o.protocol = ATTN_EVAL_SAMPLED;
@@ -494,6 +527,7 @@ int main(void)
     TCase *tc = tcase_create("eval");
     tcase_set_timeout(tc, 30 * tu_slowdown());
     tcase_add_test(tc, test_metrics);
+    tcase_add_test(tc, test_paired);
     tcase_add_test(tc, test_rank_ties);
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_candidates_full);

@@ -17,18 +17,21 @@
 #include "store/dataset.h"
 #include "store/store.h"
 #include "tools/cmd.h"
+#include "tools/eval_pair.h"
 #include "util/clock.h"
 #include "util/opt.h"
 
 #define S_MAX_SEEDS 100
-#define S_MAX_VS 4            /* more model versions measured with --vs */
+#define S_MAX_MODELS 5        /* model versions measured with --models */
+#define S_MAX_VS (S_MAX_MODELS - 1)   /* the rows beyond the first model's */
 #define S_TUNE_WINDOW 16      /* the largest transition window tuning tries */
+#define S_Z95 1.959963984540054   /* the normal quantile of a two-sided 95% interval */
 
-/* --vs: model versions, comma-separated. */
-typedef struct s_vs {
+/* --models: model versions, comma-separated. */
+typedef struct s_versions {
     int n;
-    int64_t v[S_MAX_VS];
-} s_vs;
+    int64_t v[S_MAX_MODELS];
+} s_versions;
 
 /* ---- the command line ------------------------------------------------------- */
 
@@ -44,24 +47,35 @@ typedef struct s_args {
     int precision;            /* enum attn_precision of the model rows' tables */
     attn_eval_base_opts bo;
     int tune;                 /* tune the transition baseline on validation */
-    s_vs vs;
+    s_versions models;        /* --models: the first is `version`, vs the rest */
+    s_versions vs;            /* the rest */
 } s_args;
 
-static int s_parse_vs(void *field, const char *value, char *why, size_t why_len)
+static int s_parse_models(void *field, const char *value, char *why, size_t why_len)
 {
-    s_vs *vs = field;
+    s_versions *vs = field;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", value);
     vs->n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         int64_t v;
-        if (vs->n == S_MAX_VS || util_opt_read_i64(tok, &v) || v < 0 || v > INT32_MAX) {
-            snprintf(why, why_len, "'%s': expected up to %d model versions, comma-separated",
-                     value, S_MAX_VS);
+        if (vs->n == S_MAX_MODELS || util_opt_read_i64(tok, &v) || v < 0 || v > INT32_MAX) {
+            snprintf(why, why_len, "'%s': expected 2 to %d model versions, comma-separated",
+                     value, S_MAX_MODELS);
             return -1;
         }
+        for (int i = 0; i < vs->n; i++)
+            if (vs->v[i] == v) {
+                snprintf(why, why_len, "'%s': version %lld is named twice", value, (long long)v);
+                return -1;
+            }
         vs->v[vs->n++] = v;
+    }
+    if (vs->n < 2) {
+        snprintf(why, why_len, "'%s': expected 2 to %d model versions, comma-separated (one "
+                 "model: --model V)", value, S_MAX_MODELS);
+        return -1;
     }
     return 0;
 }
@@ -89,8 +103,10 @@ static const util_opt s_opts[] = {
      UTIL_OPT_INT(s_args, threads, 1, 64)},
     {"precision", NULL, "what the model rows' scoring tables are stored in, as attnd's "
      "model.precision", UTIL_OPT_ENUM(s_args, precision, s_precisions, s_precision_values)},
-    {"vs", "V,W", "also measure these model versions (up to 4), e.g. one\n"
-     "trained with --self-attn 0", UTIL_OPT_CALL(s_args, vs, s_parse_vs), .def = "none"},
+    {"models", "V,W", "measure these model versions (2-5) on the same users\n"
+     "and candidates, and each against the first: the paired\n"
+     "difference of HR@10 and NDCG@10 with its 95% interval\n"
+     "over users", UTIL_OPT_CALL(s_args, models, s_parse_models), .def = "none"},
     {"window", "N", "transition baseline: recent items that vote, and ...",
      UTIL_OPT_INT(s_args, bo.window, 1, 1000), .def = "tuned"},
     {"decay", "X", "... the weight per step of distance; without these\n"
@@ -98,6 +114,8 @@ static const util_opt s_opts[] = {
      "protocol (windows 1-16, decays 0.25-1)",
      UTIL_OPT_DBL(s_args, bo.decay, 0, 1), .flags = UTIL_OPT_MIN_OPEN, .def = "tuned"},
 };
+
+static const util_opt_excl s_excl[] = {{"model", "models"}};
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl eval",
@@ -112,6 +130,7 @@ static const util_opt_cmd s_cmd = {
         "identity model (version 0).  See docs/QUALITY.md.",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
+    UTIL_OPT_EXCL(s_excl),
 };
 
 /* One method: a scorer and its context. */
@@ -198,7 +217,8 @@ static int s_load_model(store *db, int64_t version, const store_catalog *cat, at
     return 0;
 }
 
-static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_methods)
+static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m, int n_methods,
+                         const cmd_eval_pair *pair)
 {
     static const char *proto[2] = {"sampled", "full"};
     printf("{");
@@ -215,6 +235,11 @@ static void s_print_json(const s_cell cells[2][S_N_METHODS], const s_method *m, 
             printf("}");
         }
         printf("}");
+    }
+    if (pair) {
+        printf(",\"paired\":[");
+        cmd_eval_pair_json(pair);
+        printf("]");
     }
     printf("}\n");
 }
@@ -241,7 +266,7 @@ static void s_print_table(const s_cell cells[2][S_N_METHODS], const s_method *m,
 /* ---- the run: plan, then steps ----------------------------------------------
  *   1. s_load: the database, its catalog and histories; some user must have
  *      the events the split needs
- *   2. s_prepare: the model asked for, the --vs ones and the identity model
+ *   2. s_prepare: the model asked for, the other --models and the identity model
  *      with their scoring tables, and the baselines (learning from what the
  *      model did)
  *   3. s_measure: the transition baseline tuned on the validation split
@@ -256,9 +281,10 @@ typedef struct s_run {
     store_dataset *ds;
     attn_model *md, *idm;            /* the model measured, the identity model */
     attn_eval_model *em, *eid;       /* their scoring tables */
-    attn_model *vmd[S_MAX_VS];       /* the --vs models */
+    attn_model *vmd[S_MAX_VS];       /* the other --models */
     attn_eval_model *vem[S_MAX_VS];
-    char vname[S_MAX_VS][16];
+    char vname[S_MAX_MODELS][24];
+    cmd_eval_pair *pair;             /* --models: per-user results, paired */
     attn_eval_base *base;
     int refit;                       /* md was trained with --refit */
     attn_eval_tuned tuned[2];        /* the transition baseline's choice, per protocol */
@@ -271,6 +297,7 @@ typedef struct s_run {
 static void s_run_free(s_run *r)
 {
     attn_eval_base_free(&r->base);
+    cmd_eval_pair_free(&r->pair);
     attn_eval_model_free(&r->em);
     attn_eval_model_free(&r->eid);
     for (int i = 0; i < S_MAX_VS; i++) {
@@ -352,6 +379,16 @@ static int s_prepare(s_run *r, const s_args *a)
         r->m[S_N_BASE + i] = (s_method){r->vname[i], attn_eval_model_score, r->vem[i]};
     }
     r->n_methods = S_N_BASE + a->vs.n;
+    if (a->models.n) {
+        snprintf(r->vname[S_MAX_VS], sizeof r->vname[S_MAX_VS], "v%lld",
+                 (long long)a->models.v[0]);
+        r->m[S_N_BASE - 1].name = r->vname[S_MAX_VS];
+        r->pair = cmd_eval_pair_new(a->models.n, r->ds->seqs.n_users, a->models.v);
+        if (!r->pair) {
+            fprintf(stderr, "attnctl eval: out of memory\n");
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -395,7 +432,15 @@ static int s_measure_one(s_run *r, const s_args *a, int p, int seed, int i)
     o.n_neg = a->n_neg;
     o.seed = a->seed + (uint64_t)seed;
     attn_eval_result res;
-    int st = attn_eval_run(&r->ds->seqs, &o, r->m[i].fn, r->m[i].ctx, &res);
+    /* With --models the model rows (the first at S_N_BASE - 1) keep
+     * every user's result for the paired comparison. */
+    const int k = i - (S_N_BASE - 1);
+    cmd_eval_pair *pair = k >= 0 ? r->pair : NULL;
+    int st = attn_eval_run_users(&r->ds->seqs, &o, r->m[i].fn, r->m[i].ctx, &res,
+                                 pair ? cmd_eval_pair_hr(pair) : NULL,
+                                 pair ? cmd_eval_pair_ndcg(pair) : NULL);
+    if (st == ATTN_OK && pair)
+        cmd_eval_pair_add(pair, p, k);
     if (st != ATTN_OK) {
         fprintf(stderr, "attnctl eval: %s (%s protocol): %s%s\n", r->m[i].name,
                 p == 0 ? "sampled" : "full", attn_strerror(st),
@@ -430,7 +475,7 @@ static void s_report(const s_run *r, const s_args *a)
 {
     const attn_model *md = r->md;
     if (a->json) {
-        s_print_json(r->cells, r->m, r->n_methods);
+        s_print_json(r->cells, r->m, r->n_methods, r->pair);
     } else {
         const attn_eval_result *res = &r->cells[1][0].last;
         char sa[48] = "";
@@ -451,6 +496,8 @@ static void s_report(const s_run *r, const s_args *a)
                a->tune ? "tuned on the validation split:" : "given:", r->tuned[0].window,
                r->tuned[0].decay, r->tuned[1].window, r->tuned[1].decay);
         s_print_table(r->cells, r->m, r->n_methods, a->n_seeds, a->n_neg);
+        if (r->pair)
+            cmd_eval_pair_print(r->pair);
         if (r->cells[0][0].last.short_neg)
             printf("note: %u users have fewer than %d unseen items; all of theirs were used\n",
                    r->cells[0][0].last.short_neg, a->n_neg);
@@ -473,6 +520,11 @@ int cmd_eval(int argc, char **argv)
     /* Unless the window or the decay is given, both are tuned: count
      * transitions as far as the largest window tried. */
     a.tune = !util_opt_given(&s_cmd, given, "window") && !util_opt_given(&s_cmd, given, "decay");
+    if (a.models.n) {
+        a.version = a.models.v[0];
+        a.vs.n = a.models.n - 1;
+        memcpy(a.vs.v, a.models.v + 1, (size_t)a.vs.n * sizeof *a.vs.v);
+    }
     if (a.tune)
         a.bo.window = S_TUNE_WINDOW;
     s_run *r = calloc(1, sizeof *r);   /* the cells hold every seed's results: ~20 KiB */
