@@ -50,6 +50,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->val_users = 0;
     o->chunk = 64;
     o->sa_len = 8;
+    o->time_budget = 1500.0;
 }
 
 int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why_len)
@@ -88,6 +89,8 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("neg: %d is out of range 0..100000 (0 = full softmax)", o->neg);
     if (o->threads < 1 || o->threads > S_MAX_THREADS)
         S_BAD("threads: %d is out of range 1..%d", o->threads, S_MAX_THREADS);
+    if (!(o->time_budget >= 0.0) || o->time_budget > 1e9)
+        S_BAD("time-budget: %g s is out of range 0..1e9", o->time_budget);
     if (o->patience < 0)
         S_BAD("patience: %d, expected >= 0", o->patience);
     if (o->mask < ATTN_TRAIN_MASK_NONE || o->mask > ATTN_TRAIN_MASK_USER)

@@ -113,6 +113,9 @@ typedef struct attn_train_opts {
     int chunk;             /* most targets of one user processed together (64) */
     int sa_len;            /* history self-attention window (events, the event
                               itself included), 0 = no block (default 8) */
+    double time_budget;    /* seconds: no epoch is started that, at the pace of
+                              the slowest so far, would end past this; 0 = no
+                              limit; refit ignores it (default 1500) */
 } attn_train_opts;
 
 void attn_train_defaults(attn_train_opts *o, int d);
@@ -153,6 +156,7 @@ typedef struct attn_train_report {
     double loss;             /* mean training loss of its epoch */
     double seconds;          /* wall time of training */
     int stopped;             /* 1 if the callback stopped training */
+    int out_of_time;         /* 1 if the time budget ended training */
 } attn_train_report;
 
 /* Train a model.  *out gets a new model (free with attn_model_free): the

@@ -295,6 +295,21 @@ static int s_keep_best(attn_tr_state *st, int epoch, double ep_loss, attn_eval_r
     return ATTN_OK;
 }
 
+/* The time budget: would another epoch, as slow as the slowest so far
+ * (validation included), end past it?  Refit trains exactly its epochs. */
+static int s_out_of_time(attn_tr_state *st, double t_this)
+{
+    if (t_this > st->slowest_epoch_s)
+        st->slowest_epoch_s = t_this;
+    if (st->o->time_budget <= 0.0 || st->o->refit || st->rep->epochs_run >= st->o->epochs)
+        return 0;
+    const double used = util_now_s() - st->t_start;
+    if (used + st->slowest_epoch_s <= st->o->time_budget)
+        return 0;
+    st->rep->out_of_time = 1;
+    return 1;
+}
+
 int attn_tr_epoch(attn_tr_state *st, int epoch, int *stop)
 {
     const uint64_t steps = s_shuffle(st, epoch);
@@ -329,6 +344,7 @@ int attn_tr_epoch(attn_tr_state *st, int epoch, int *stop)
                               .loss = ep_loss, .val_hr = vr.hr, .val_ndcg = vr.ndcg};
     if (s_report(st, &pr, t_epoch, ex_done))
         st->rep->stopped = 1;
-    *stop = st->rep->stopped || (st->o->patience > 0 && st->bad_epochs >= st->o->patience);
+    *stop = st->rep->stopped || (st->o->patience > 0 && st->bad_epochs >= st->o->patience) ||
+            s_out_of_time(st, util_now_s() - t_epoch);
     return ATTN_OK;
 }

@@ -48,6 +48,7 @@ typedef struct attn_tr_state {
     /* keep-best */
     double best_ndcg;
     int bad_epochs;
+    double slowest_epoch_s;       /* the time budget's estimate of the next epoch */
 } attn_tr_state;
 
 /* train_plan.c: model items, chunks, parameters, buffers.  ATTN_OK, or

@@ -898,6 +898,46 @@ START_TEST(test_stop_from_callback)
 }
 END_TEST
 
+/* The time budget: a budget no epoch fits in stops after the first (an
+ * epoch is never cut short), refit ignores it, 0 is no limit, and a
+ * negative one is refused by name. */
+START_TEST(test_time_budget)
+{
+    int len[30];
+    for (int u = 0; u < 30; u++)
+        len[u] = 12;
+    s_data d;
+    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    attn_train_opts o;
+    s_small_opts(&o, 8);
+    o.epochs = 3;
+    o.patience = 0;
+    o.time_budget = 1e-9;
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
+                  why);
+    ck_assert(rep.epochs_run == 1 && rep.out_of_time == 1 && rep.best_epoch == 1);
+    attn_model_free(&md);
+    o.refit = 1;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
+                  why);
+    ck_assert(rep.epochs_run == 3 && rep.out_of_time == 0);
+    attn_model_free(&md);
+    o.refit = 0;
+    o.time_budget = 0;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
+                  why);
+    ck_assert(rep.epochs_run == 3 && rep.out_of_time == 0);
+    attn_model_free(&md);
+    o.time_budget = -1;
+    ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "time-budget"), "%s", why);
+    s_data_free(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -921,6 +961,7 @@ int main(void)
     tcase_add_test(tt, test_cli);
     tcase_add_test(tt, test_model_trim);
     tcase_add_test(tt, test_eval_models_paired);
+    tcase_add_test(tt, test_time_budget);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }

@@ -82,6 +82,10 @@ static const util_opt s_opts[] = {
     {"threads", "T", "threads", UTIL_OPT_INT(s_args, o.threads, 1, 64)},
     {"patience", "P", "stop after P epochs without improvement, 0 = never;\n"
      "with --refit the default is 0", UTIL_OPT_INT(s_args, o.patience, 0, 100000)},
+    {"time-budget", "S", "start no epoch that would end past S seconds of\n"
+     "training (judged by the slowest epoch so far), 0 = no\n"
+     "limit; --refit ignores it",
+     UTIL_OPT_DBL(s_args, o.time_budget, 0, 1e9)},
     {"chunk", "N", "most targets of one user processed together",
      UTIL_OPT_INT(s_args, o.chunk, 1, 4096)},
     {"refit", NULL, "train on the validation targets too, exactly --epochs\n"
@@ -196,6 +200,8 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "seed", (double)o->seed);
     cJSON_AddNumberToObject(c, "threads", o->threads);
     cJSON_AddNumberToObject(c, "patience", o->patience);
+    cJSON_AddNumberToObject(c, "time_budget", o->time_budget);
+    cJSON_AddBoolToObject(c, "out_of_time", rep->out_of_time);
     cJSON_AddStringToObject(c, "val_protocol",
                             o->val_protocol == ATTN_EVAL_FULL ? "full" : "sampled");
     cJSON_AddNumberToObject(c, "val_users", o->val_users);
@@ -354,6 +360,9 @@ static void s_summary(const s_run *r, const s_args *a, int64_t version)
                a->o.val_protocol == ATTN_EVAL_FULL ? "full" : "sampled", rep->val_hr,
                rep->val_ndcg, (unsigned long long)rep->examples, (long long)rep->items,
                rep->seconds);
+    if (rep->out_of_time)
+        printf("stopped by the time budget (--time-budget %g s) after epoch %d of at most %d\n",
+               a->o.time_budget, rep->epochs_run, a->o.epochs);
     if (!a->activate)
         printf("make it the served model with: attnctl model activate %s %lld\n", a->db,
                (long long)version);
