@@ -733,6 +733,9 @@ START_TEST(test_cli)
     snprintf(args, sizeof args, "eval %s --seeds 1", path);
     ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "self-attention window 3") && strstr(out, "refit"), "%s", out);
+    /* The ablation row: the same model with its block cut. */
+    ck_assert_msg(strstr(out, "sampled   no-block") && strstr(out, "full      no-block"), "%s",
+                  out);
     snprintf(args, sizeof args, "eval %s --split valid", path);
     ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "refit") && strstr(out, "--split test"), "%s", out);

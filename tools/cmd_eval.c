@@ -14,6 +14,7 @@
 
 #include "attn/attn.h"
 #include "attn/eval.h"
+#include "attn/trim.h"
 #include "store/dataset.h"
 #include "store/store.h"
 #include "tools/cmd.h"
@@ -141,7 +142,7 @@ typedef struct s_method {
 } s_method;
 
 #define S_N_BASE 6            /* random .. model */
-#define S_N_METHODS (S_N_BASE + S_MAX_VS)
+#define S_N_METHODS (S_N_BASE + S_MAX_VS + 1)   /* + the model without its block */
 
 /* Results of one method under one protocol, over seeds. */
 typedef struct s_cell {
@@ -184,6 +185,9 @@ static int s_model_refit(store *db, int64_t version)
     return refit;
 }
 
+static int s_tables(const attn_model *md, const store_catalog *cat, attn_eval_model **em,
+                    const attn_tables_opts *to);
+
 static int s_load_model(store *db, int64_t version, const store_catalog *cat, attn_model **md,
                         attn_eval_model **em, const attn_tables_opts *to)
 {
@@ -202,16 +206,23 @@ static int s_load_model(store *db, int64_t version, const store_catalog *cat, at
                         "has %d\n", (long long)(*md)->version, (*md)->d, cat->dim);
         return -1;
     }
-    int64_t *pi = attn_eval_param_index(*md, cat->item_id, cat->n);
+    return s_tables(*md, cat, em, to);
+}
+
+/* The scoring tables of md over the catalog. */
+static int s_tables(const attn_model *md, const store_catalog *cat, attn_eval_model **em,
+                    const attn_tables_opts *to)
+{
+    int64_t *pi = attn_eval_param_index(md, cat->item_id, cat->n);
     if (!pi) {
         fprintf(stderr, "attnctl eval: out of memory\n");
         return -1;
     }
-    int st = attn_eval_model_new_opts(em, *md, cat->emb, cat->n, (size_t)cat->dim, pi, to);
+    int st = attn_eval_model_new_opts(em, md, cat->emb, cat->n, (size_t)cat->dim, pi, to);
     free(pi);
     if (st != ATTN_OK) {
         fprintf(stderr, "attnctl eval: model version %lld: cannot build its scoring tables (%s)\n",
-                (long long)(*md)->version, attn_strerror(st));
+                (long long)md->version, attn_strerror(st));
         return -1;
     }
     return 0;
@@ -283,6 +294,8 @@ typedef struct s_run {
     attn_eval_model *em, *eid;       /* their scoring tables */
     attn_model *vmd[S_MAX_VS];       /* the other --models */
     attn_eval_model *vem[S_MAX_VS];
+    attn_model *nbmd;                /* the model without its block (it has one) */
+    attn_eval_model *nbem;
     char vname[S_MAX_MODELS][24];
     cmd_eval_pair *pair;             /* --models: per-user results, paired */
     attn_eval_base *base;
@@ -304,6 +317,8 @@ static void s_run_free(s_run *r)
         attn_eval_model_free(&r->vem[i]);
         attn_model_free(&r->vmd[i]);
     }
+    attn_eval_model_free(&r->nbem);
+    attn_model_free(&r->nbmd);
     attn_model_free(&r->md);
     attn_model_free(&r->idm);
     store_dataset_free(&r->ds);
@@ -351,6 +366,17 @@ static int s_prepare(s_run *r, const s_args *a)
     for (int i = 0; i < a->vs.n; i++)
         if (s_load_model(r->db, a->vs.v[i], r->cat, &r->vmd[i], &r->vem[i], &to))
             return 1;
+    /* The ablation baseline: the model with its self-attention block cut
+     * (attn/trim.h), not retrained -- what the block adds to this model. */
+    if (r->md->sa_len > 0) {
+        int st;
+        if (!(r->nbmd = attn_trim_block(r->md, &st))) {
+            fprintf(stderr, "attnctl eval: the model without its block: %s\n", attn_strerror(st));
+            return 1;
+        }
+        if (s_tables(r->nbmd, r->cat, &r->nbem, &to))
+            return 1;
+    }
     r->refit = s_model_refit(r->db, r->md->version);
     if (r->refit < 0)
         return 1;
@@ -379,6 +405,8 @@ static int s_prepare(s_run *r, const s_args *a)
         r->m[S_N_BASE + i] = (s_method){r->vname[i], attn_eval_model_score, r->vem[i]};
     }
     r->n_methods = S_N_BASE + a->vs.n;
+    if (r->nbem)
+        r->m[r->n_methods++] = (s_method){"no-block", attn_eval_model_score, r->nbem};
     if (a->models.n) {
         snprintf(r->vname[S_MAX_VS], sizeof r->vname[S_MAX_VS], "v%lld",
                  (long long)a->models.v[0]);
@@ -435,7 +463,7 @@ static int s_measure_one(s_run *r, const s_args *a, int p, int seed, int i)
     /* With --models the model rows (the first at S_N_BASE - 1) keep
      * every user's result for the paired comparison. */
     const int k = i - (S_N_BASE - 1);
-    cmd_eval_pair *pair = k >= 0 ? r->pair : NULL;
+    cmd_eval_pair *pair = k >= 0 && k < a->models.n ? r->pair : NULL;
     int st = attn_eval_run_users(&r->ds->seqs, &o, r->m[i].fn, r->m[i].ctx, &res,
                                  pair ? cmd_eval_pair_hr(pair) : NULL,
                                  pair ? cmd_eval_pair_ndcg(pair) : NULL);
