@@ -28,7 +28,8 @@ batch 128, Adam at 1e-3, at most 100 epochs, patience 10).
 Usage:
   /usr/bin/python3 bench/sasrec_torch.py DB [--threads 2] [--l-max 200]
       [--dim 64] [--blocks 2] [--heads 1] [--dropout 0.1] [--batch 128]
-      [--lr 1e-3] [--epochs 100] [--patience 10] [--seed 1] [--json FILE]
+      [--lr 1e-3] [--epochs 100] [--patience 10] [--seed 1]
+      [--time-budget S] [--json FILE]
 """
 import argparse
 import json
@@ -197,6 +198,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--time-budget", type=float, default=0,
+                    help="seconds: start no epoch that would end past this at the pace of the "
+                         "slowest so far (attnctl train --time-budget's rule); 0 = none")
     ap.add_argument("--json", default=None, help="write the summary here too")
     a = ap.parse_args()
 
@@ -214,6 +218,7 @@ def main():
     best, best_ep, best_t, bad, best_state = -1.0, 0, 0.0, 0, None
     t_train = time.monotonic()
     epoch_times = []
+    slowest, out_of_time = 0.0, False
     for ep in range(1, a.epochs + 1):
         te = time.monotonic()
         tot, nb = 0.0, 0
@@ -242,6 +247,10 @@ def main():
               f"{time.monotonic() - t_train:.0f}s", file=sys.stderr, flush=True)
         if a.patience and bad >= a.patience:
             break
+        slowest = max(slowest, time.monotonic() - te)
+        if a.time_budget and time.monotonic() - t_train + slowest > a.time_budget:
+            out_of_time = True
+            break
     total = time.monotonic() - t_train
     model.load_state_dict(best_state)
     full = evaluate(model, seqs, n_items, "test", a.l_max, "full")
@@ -252,7 +261,7 @@ def main():
         "method": "SASRec+ (PyTorch, full cross-entropy)", "db": a.db, "items": n_items,
         "users": len(seqs), "torch": torch.__version__, "threads": a.threads,
         "options": {k: v for k, v in vars(a).items() if k not in ("db", "json")},
-        "best_epoch": best_ep, "epochs_run": len(epoch_times),
+        "best_epoch": best_ep, "epochs_run": len(epoch_times), "out_of_time": out_of_time,
         "epoch_seconds_median": float(np.median(epoch_times)),
         "time_to_best_s": round(best_t, 1), "train_seconds": round(total, 1),
         "valid_full_ndcg@10": round(best, 4),
