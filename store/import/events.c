@@ -47,6 +47,13 @@ static int s_id(store_import_job *job, store_import_rd *rd, int col, store_impor
     return STORE_OK;
 }
 
+static int s_event_row(store_import_job *job, store_import_rd *rd, const s_cols *c);
+
+static int s_event_each(store_import_job *job, store_import_rd *rd, void *c)
+{
+    return s_event_row(job, rd, c);
+}
+
 static int s_event_row(store_import_job *job, store_import_rd *rd, const s_cols *c)
 {
     char why[400];
@@ -142,22 +149,8 @@ int store_import_events_file(store_import_job *job, const char *path,
     if (rc == STORE_OK)
         rc = store_import_job_column(job, rd, &c.weight, 0, "weight", spec[4], "--col-weight",
                                      cols ? NULL : s_weight_names);
-    uint64_t rows = 0;
-    while (rc == STORE_OK) {
-        int got = 0;
-        rc = store_import_rd_next(rd, &got, job->err);
-        if (!got)
-            break;               /* end of file, or a failure outside any record */
-        rows++;
-        job->st->rows++;
-        if (rc == STORE_OK)
-            rc = s_event_row(job, rd, &c);
-        if (rc != STORE_OK)
-            rc = store_import_job_bad(job, rd, rc);
-        store_import_job_progress(job, rd, rows, 0);
-    }
     if (rc == STORE_OK)
-        store_import_job_progress(job, rd, rows, 1);
+        rc = store_import_each(job, rd, s_event_each, &c);
     store_import_rd_free(&rd);
     return rc;
 }

@@ -98,6 +98,17 @@ static int s_item_row(store_import_job *job, store_import_rd *rd, const s_cols *
     return STORE_OK;
 }
 
+typedef struct s_item_ctx {
+    const s_cols *c;
+    float *emb;              /* a row's embedding, store_dim floats */
+} s_item_ctx;
+
+static int s_item_each(store_import_job *job, store_import_rd *rd, void *ctx)
+{
+    s_item_ctx *x = ctx;
+    return s_item_row(job, rd, x->c, x->emb);
+}
+
 static int s_items_file(store_import_job *job, const char *path)
 {
     const store_import_opts *o = job->o;
@@ -120,22 +131,9 @@ static int s_items_file(store_import_job *job, const char *path)
     float *emb = malloc((size_t)store_dim(job->db) * sizeof *emb);
     if (!emb && rc == STORE_OK)
         rc = store_import_job_nomem(job);
-    uint64_t rows = 0;
-    while (rc == STORE_OK) {
-        int got = 0;
-        rc = store_import_rd_next(rd, &got, job->err);
-        if (!got)
-            break;               /* end of file, or a failure outside any record */
-        rows++;
-        job->st->rows++;
-        if (rc == STORE_OK)
-            rc = s_item_row(job, rd, &c, emb);
-        if (rc != STORE_OK)
-            rc = store_import_job_bad(job, rd, rc);
-        store_import_job_progress(job, rd, rows, 0);
-    }
+    s_item_ctx ctx = {&c, emb};
     if (rc == STORE_OK)
-        store_import_job_progress(job, rd, rows, 1);
+        rc = store_import_each(job, rd, s_item_each, &ctx);
     free(emb);
     store_import_rd_free(&rd);
     return rc;

@@ -373,3 +373,26 @@ int store_import_job_nomem(store_import_job *job)
     }
     return STORE_ERR_NOMEM;
 }
+
+int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
+                      void *ctx)
+{
+    int rc = STORE_OK;
+    uint64_t rows = 0;
+    while (rc == STORE_OK) {
+        int got = 0;
+        rc = store_import_rd_next(rd, &got, job->err);
+        if (!got)
+            break;               /* end of file, or a failure outside any record */
+        rows++;
+        job->st->rows++;
+        if (rc == STORE_OK)
+            rc = row(job, rd, ctx);
+        if (rc != STORE_OK)
+            rc = store_import_job_bad(job, rd, rc);
+        store_import_job_progress(job, rd, rows, 0);
+    }
+    if (rc == STORE_OK)
+        store_import_job_progress(job, rd, rows, 1);
+    return rc;
+}

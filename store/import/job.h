@@ -67,6 +67,14 @@ int store_import_job_fail(store_import_job *job, store_import_rd *rd, const char
 void store_import_job_progress(store_import_job *job, store_import_rd *rd, uint64_t rows,
                                int done);
 
+/* Read every record of rd, calling row(job, rd, ctx) on each: counts
+ * rows, sends a failed record through the job's skip-bad rule
+ * (store_import_job_bad) and reports progress.  STORE_OK or the code that
+ * stopped the import. */
+typedef int (*store_import_row_fn)(store_import_job *job, store_import_rd *rd, void *ctx);
+int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
+                      void *ctx);
+
 /* item_id of ext, from the cache or the database; STORE_ERR_NOTFOUND (err
  * untouched) if there is no such item. */
 int store_import_job_item(store_import_job *job, const char *ext, size_t len, int64_t *id);

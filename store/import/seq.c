@@ -77,29 +77,6 @@ int store_import_lines_open(store_import_job *job, store_import_rd **rd, const c
     return rc;
 }
 
-int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
-                      void *ctx)
-{
-    int rc = STORE_OK;
-    uint64_t rows = 0;
-    while (rc == STORE_OK) {
-        int got = 0;
-        rc = store_import_rd_next(rd, &got, job->err);
-        if (!got)
-            break;               /* end of file, or a failure outside any record */
-        rows++;
-        job->st->rows++;
-        if (rc == STORE_OK)
-            rc = row(job, rd, ctx);
-        if (rc != STORE_OK)
-            rc = store_import_job_bad(job, rd, rc);
-        store_import_job_progress(job, rd, rows, 0);
-    }
-    if (rc == STORE_OK)
-        store_import_job_progress(job, rd, rows, 1);
-    return rc;
-}
-
 int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id)

@@ -71,14 +71,6 @@ int store_import_mldat(store_import_job *job, const char *dir, int layout);
 int store_import_split(const char *s, size_t len, const char *sep, const char **f,
                        size_t *flen, int max);
 
-/* Read every record of rd, calling row(job, rd, ctx) on each: counts
- * rows, sends a failed record through the job's skip-bad rule
- * (store_import_job_bad) and reports progress.  STORE_OK or the code that
- * stopped the import. */
-typedef int (*store_import_row_fn)(store_import_job *job, store_import_rd *rd, void *ctx);
-int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
-                      void *ctx);
-
 /* A reader that hands out whole lines as one field (field 0): for the
  * line formats that are not CSV (blank- or '::'-separated). */
 int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
