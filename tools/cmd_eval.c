@@ -26,7 +26,6 @@
 #define S_MAX_MODELS 5        /* model versions measured with --models */
 #define S_MAX_VS (S_MAX_MODELS - 1)   /* the rows beyond the first model's */
 #define S_TUNE_WINDOW 16      /* the largest transition window tuning tries */
-#define S_Z95 1.959963984540054   /* the normal quantile of a two-sided 95% interval */
 
 /* --models: model versions, comma-separated. */
 typedef struct s_versions {
@@ -120,15 +119,16 @@ static const util_opt_excl s_excl[] = {{"model", "models"}};
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl eval",
-    .usage = "DB [--model V] [--json] [--seeds N] [options]",
+    .usage = "DB [--model V | --models V,W,...] [--json] [--seeds N] [options]",
     .about =
         "Leave-one-out ranking quality: each user's last event is the target, the\n"
         "events before it the history.  HR@10 and NDCG@10 under two protocols:\n"
         "  sampled  the target among 100 items the user never interacted with,\n"
         "           drawn uniformly (mean and sd over --seeds draws)\n"
         "  full     the target among the whole catalog minus the user's history\n"
-        "beside the baselines random, popularity, centroid, transition and the\n"
-        "identity model (version 0).  See docs/QUALITY.md.",
+        "beside the baselines random, popularity, centroid, transition, the\n"
+        "identity model (version 0) and, if the model has a self-attention block,\n"
+        "the model with it cut out (no-block).  See docs/QUALITY.md.",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
     UTIL_OPT_EXCL(s_excl),
