@@ -1,4 +1,4 @@
-/* import_seq.c -- sequence files: the layouts sequential-recommendation
+/* seq.c -- sequence files: the layouts sequential-recommendation
  * datasets ship in.
  *
  *   pairs   "user item" a line, one event each (SASRec's data files,
@@ -19,7 +19,7 @@
  * real unix time.
  *
  * The sequences name the catalog: an item is created the first time a
- * sequence names it (import_seq.h).  Each line is checked whole before
+ * sequence names it (seq.h).  Each line is checked whole before
  * anything of it is written, so a rejected line leaves no trace.
  */
 #include "store/import/seq.h"
