@@ -256,6 +256,24 @@ static void s_weights(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     }
 }
 
+/* Example e's score of each weighted column in [c0, c1): its item bias and
+ * the heads' parts (ws->SC). */
+static void s_sum_heads(const attn_tr_net *net, attn_tr_ws *ws, int e, size_t C, int c0, int c1,
+                        const float *ibias)
+{
+    const int H = net->heads;
+    const float *wt = ws->wt + (size_t)e * C;
+    float *score = ws->sg + (size_t)e * C;
+    for (int col = c0; col < c1; col++) {
+        if (wt[col] == 0.0f)
+            continue;
+        float sc = ibias ? ibias[net->set->ws2mi[col]] : 0.0f;
+        for (int h = 0; h < H; h++)
+            sc += ws->SC[((size_t)e * H + h) * C + (size_t)col];
+        score[col] = sc;
+    }
+}
+
 /* Pass 1 over the candidate columns [r0, r1): every example's per-head
  * softmax and score of each candidate. */
 static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, int r0, int r1,
@@ -273,16 +291,7 @@ static void s_scores(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c
                           bias, scale, r1 - r0, ws->SC + eh, ws->MX + eh, ws->INV + eh,
                           ws->work);
         }
-        const float *wt = ws->wt + (size_t)e * C;
-        float *score = ws->sg + (size_t)e * C;
-        for (int col = r0; col < r1; col++) {
-            if (wt[col] == 0.0f)
-                continue;
-            float sc = ibias ? ibias[net->set->ws2mi[col]] : 0.0f;
-            for (int h = 0; h < H; h++)
-                sc += ws->SC[((size_t)e * H + h) * C + (size_t)col];
-            score[col] = sc;
-        }
+        s_sum_heads(net, ws, e, C, r0, r1, ibias);
     }
 }
 
@@ -343,20 +352,8 @@ static void s_backward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv 
 static void s_fact_scores(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
                           const float *ibias)
 {
-    const int H = net->heads;
-    const size_t C = c->C;
-    for (int e = 0; e < c->nex; e++) {
-        const float *wt = ws->wt + (size_t)e * C;
-        float *score = ws->sg + (size_t)e * C;
-        for (int col = 0; col < c->Nc; col++) {
-            if (wt[col] == 0.0f)
-                continue;
-            float sc = ibias ? ibias[net->set->ws2mi[col]] : 0.0f;
-            for (int h = 0; h < H; h++)
-                sc += ws->SC[((size_t)e * H + h) * C + (size_t)col];
-            score[col] = sc;
-        }
-    }
+    for (int e = 0; e < c->nex; e++)
+        s_sum_heads(net, ws, e, c->C, 0, c->Nc, ibias);
 }
 
 /* Step 5: every example's scores -- factorised (train_fact.c), or exactly

@@ -85,11 +85,7 @@ static int s_item_row(store_import_job *job, store_import_rd *rd, const s_cols *
     rc = store_import_job_item_seen(job, ext, len, id);
     if (rc != STORE_OK)
         return rc;
-    job->items_changed = 1;
-    if (exists)
-        job->st->items_updated++;
-    else
-        job->st->items_created++;
+    store_import_job_item_written(job, exists);
     if (has_emb) {
         job->st->embeddings++;
         job->embeddings_from = 1;

@@ -290,6 +290,15 @@ int store_import_job_item(store_import_job *job, const char *ext, size_t len, in
     return store_import_map_put(job->items, ext, len, *id);
 }
 
+void store_import_job_item_written(store_import_job *job, int existed)
+{
+    job->items_changed = 1;
+    if (existed)
+        job->st->items_updated++;
+    else
+        job->st->items_created++;
+}
+
 int store_import_job_item_seen(store_import_job *job, const char *ext, size_t len, int64_t id)
 {
     return store_import_map_put(job->items, ext, len, id);

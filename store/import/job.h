@@ -82,6 +82,10 @@ int store_import_job_item(store_import_job *job, const char *ext, size_t len, in
 /* Remember ext -> id after a write. */
 int store_import_job_item_seen(store_import_job *job, const char *ext, size_t len, int64_t id);
 
+/* An item row was written: the catalog changed, and the row counts as
+ * updated (it existed) or created. */
+void store_import_job_item_written(store_import_job *job, int existed);
+
 /* user_id of ext, creating the user on first sight. */
 int store_import_job_user(store_import_job *job, const char *ext, size_t len, int64_t *id);
 

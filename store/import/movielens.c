@@ -115,11 +115,7 @@ static int s_put_item(store_import_job *job, store_import_rd *rd, const char *ex
         store_import_job_where(job, rd);
         return rc;
     }
-    job->items_changed = 1;
-    if (exists)
-        job->st->items_updated++;
-    else
-        job->st->items_created++;
+    store_import_job_item_written(job, exists);
     return store_import_job_item_seen(job, ext, len, id);
 }
 

@@ -104,8 +104,7 @@ int store_import_seq_item(store_import_job *job, store_import_rd *rd,
         store_import_job_where(job, rd);
         return rc;
     }
-    job->items_changed = 1;
-    job->st->items_created++;
+    store_import_job_item_written(job, 0);
     return store_import_job_item_seen(job, key, len, *id);
 }
 

@@ -138,11 +138,7 @@ int store_import_titles_write(store_import_job *job, store_import_titles *t)
         if (rc != STORE_OK)
             return rc;
         e->used = 1;
-        job->items_changed = 1;
-        if (exists)
-            job->st->items_updated++;
-        else
-            job->st->items_created++;
+        store_import_job_item_written(job, exists);
     }
     return STORE_OK;
 }
