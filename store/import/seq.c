@@ -36,6 +36,8 @@ int store_import_split(const char *s, size_t len, const char *sep, const char **
 {
     int n = 0;
     size_t i = 0, sl = sep ? strlen(sep) : 0;
+    if (!s)
+        s = "";   /* an absent field is an empty one (and NULL + 0 is undefined) */
     while (n < max) {
         if (!sep)
             while (i < len && (s[i] == ' ' || s[i] == '\t'))
@@ -149,12 +151,17 @@ static int s_fields(store_import_job *job, store_import_rd *rd, s_seq *q, int *n
     return STORE_OK;
 }
 
+/* Everything store_user/item_put would refuse about an id, refused before
+ * the line writes anything (an empty id is a field of blanks, trimmed). */
 static int s_check_id(store_import_job *job, store_import_rd *rd, const char *what, size_t len)
 {
-    if (len <= EXT_MAX)
+    if (len > 0 && len <= EXT_MAX)
         return STORE_OK;
     char why[120];
-    snprintf(why, sizeof why, "%s id is %zu bytes, at most %d", what, len, EXT_MAX);
+    if (len == 0)
+        snprintf(why, sizeof why, "an empty %s id", what);
+    else
+        snprintf(why, sizeof why, "%s id is %zu bytes, at most %d", what, len, EXT_MAX);
     return store_import_job_fail(job, rd, why);
 }
 
