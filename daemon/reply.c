@@ -211,6 +211,12 @@ static void s_kv_int(srv_json *w, const char *key, int64_t v)
     srv_json_int(w, v);
 }
 
+static void s_kv_num(srv_json *w, const char *key, double v)
+{
+    srv_json_key(w, key);
+    srv_json_num(w, v);
+}
+
 /* One loaded model: its shape, its memory, and the arms it serves. */
 static void s_model_obj(srv_json *w, const srv_state *st, const srv_snapshot *snap,
                         const srv_model *sm)
@@ -260,8 +266,7 @@ static void s_info_model(srv_json *w, const srv_state *st, const srv_snapshot *s
     s_kv_int(w, "bytes", (int64_t)store_catalog_bytes(snap->cat));
     s_kv_int(w, "title_bytes", (int64_t)snap->title_bytes);
     srv_json_close(w, '}');
-    srv_json_key(w, "snapshot_build_ms");
-    srv_json_num(w, snap->build_ms);
+    s_kv_num(w, "snapshot_build_ms", snap->build_ms);
     s_kv_int(w, "history_used", snap->models[0].l_hist);
     s_kv_int(w, "history_context", snap->models[0].l_ctx);
 }
@@ -310,8 +315,7 @@ static void s_info_admin(srv_json *w, const srv_state *st)
         srv_json_key(w, "clients");
         srv_json_cstr(w, cfg->clients);
     }
-    srv_json_key(w, "rate_per_key");
-    srv_json_num(w, cfg->rate_per_key);
+    s_kv_num(w, "rate_per_key", cfg->rate_per_key);
     s_kv_int(w, "burst", cfg->burst);
     srv_json_close(w, '}');
     s_info_history(w, cfg);   /* its nodes are hosts too */
@@ -384,8 +388,7 @@ static void s_latency(srv_json *w, const srv_metrics_view *v)
         srv_json_open(w, '{');
         s_kv_int(w, "count", (int64_t)h->n);
         s_quantiles(w, h);
-        srv_json_key(w, "max");
-        srv_json_num(w, h->n ? h->max / 1e3 : 0);
+        s_kv_num(w, "max", h->n ? h->max / 1e3 : 0);
         srv_json_close(w, '}');
     }
     srv_json_close(w, '}');
@@ -413,12 +416,9 @@ static void s_hist_summary(srv_json *w, const char *key, const util_hist *h, dou
     srv_json_key(w, key);
     srv_json_open(w, '{');
     s_kv_int(w, "count", (int64_t)h->n);
-    srv_json_key(w, "p50");
-    srv_json_num(w, util_hist_quantile(h, 0.5) / scale);
-    srv_json_key(w, "p99");
-    srv_json_num(w, util_hist_quantile(h, 0.99) / scale);
-    srv_json_key(w, "max");
-    srv_json_num(w, h->n ? h->max / scale : 0);
+    s_kv_num(w, "p50", util_hist_quantile(h, 0.5) / scale);
+    s_kv_num(w, "p99", util_hist_quantile(h, 0.99) / scale);
+    s_kv_num(w, "max", h->n ? h->max / scale : 0);
     srv_json_close(w, '}');
 }
 
@@ -431,12 +431,9 @@ static void s_record_stats(srv_json *w, const srv_rec_view *r)
     s_kv_int(w, "stored", (int64_t)r->c.events[SRV_REC_STORED]);
     s_kv_int(w, "duplicates", (int64_t)r->c.events[SRV_REC_DUPLICATE]);
     s_kv_int(w, "rejected", (int64_t)r->c.events[SRV_REC_REJECTED]);
-    srv_json_key(w, "stored_per_s");
-    srv_json_num(w, r->stored_per_s);
-    srv_json_key(w, "duplicates_per_s");
-    srv_json_num(w, r->duplicates_per_s);
-    srv_json_key(w, "rejected_per_s");
-    srv_json_num(w, r->rejected_per_s);
+    s_kv_num(w, "stored_per_s", r->stored_per_s);
+    s_kv_num(w, "duplicates_per_s", r->duplicates_per_s);
+    s_kv_num(w, "rejected_per_s", r->rejected_per_s);
     s_kv_int(w, "queued", r->queued);
     s_kv_int(w, "batches", (int64_t)r->c.batches);
     s_kv_int(w, "failed_batches", (int64_t)r->c.failed_batches);
@@ -517,7 +514,6 @@ void srv_reply_reloaded(srv_json *w, const char *id_json, const srv_snapshot *sn
     s_kv_int(w, "model", snap->model_version);
     s_kv_int(w, "catalog", snap->catalog_version);
     s_kv_int(w, "items", snap->cat->n);
-    srv_json_key(w, "took_ms");
-    srv_json_num(w, snap->build_ms);
+    s_kv_num(w, "took_ms", snap->build_ms);
     srv_json_close(w, '}');
 }
