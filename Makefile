@@ -6,7 +6,8 @@
 #   make demo             install, build, generate the demo database, start attnd, ask it
 #   make bench            the benchmark suite (see bench/README.md)
 #   make fuzz FUZZ_SECONDS=N   each libFuzzer harness N s under ASan+UBSan (clang;
-#                         tests/fuzz/, docs/RELIABILITY.md); FUZZ_ONLY="a b" picks some
+#                         tests/fuzz/, docs/RELIABILITY.md); FUZZ_ONLY="a b" picks some,
+#                         FUZZ_RUNS=M stops each after M executions
 #   make fuzz-cov         line coverage of each harness's target files by its corpus
 #   make soak SOAK_SECONDS=N   mixed load against a real attnd (tools/soak)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -170,7 +171,7 @@ fuzz: deps
 	@tools/install-deps --fuzz
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZE=address,undefined \
 	    FUZZ_ENGINE=1 CFLAGS="-O1 -g" fuzz-build
-	@tools/fuzz build/fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
+	@FUZZ_RUNS=$(FUZZ_RUNS) tools/fuzz build/fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 fuzz-build: $(FUZZERS)
 

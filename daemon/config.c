@@ -41,6 +41,7 @@ static const struct {
     {"model.precision", {"f32", "bf16", NULL}},    /* enum cfg_precision */
     {"models.named", {"any", "admin", NULL}},      /* enum cfg_named */
     {"record.synchronous", {"normal", "full", NULL}},   /* enum cfg_sync */
+    {"record.priority", {"normal", "idle", NULL}},      /* enum cfg_priority */
     {"security.mode", {"none", "curve", NULL}},    /* enum cfg_security */
     {"history.backend", {"sqlite", "redis", NULL}},     /* enum cfg_hist */
 };
@@ -154,6 +155,9 @@ static const cfg_entry s_table[] = {
     {"record.synchronous", CFG_ENUM, F(record_synchronous), 0, 0, "normal",
      "normal = durable across a crash of attnd or the OS (WAL), a power cut may lose the last "
      "commits; full = an fsync per commit, durable across a power cut too"},
+    {"record.priority", CFG_ENUM, F(record_priority), 0, 0, "normal",
+     "normal = the writer and its checkpoint share the cores with ranking; idle = spare CPU "
+     "only (SCHED_IDLE): rank tails first, recording waits while the cores are busy"},
     {"record.max_batch", CFG_INT, F(record_max_batch), 1, 1000000, "8192",
      "events the writer commits in one transaction, at most"},
     {"record.max_delay_ms", CFG_INT, F(record_max_delay_ms), 0, 10000, "5",

@@ -21,6 +21,7 @@ enum cfg_precompute { CFG_PRECOMPUTE_ALL = 0, CFG_PRECOMPUTE_NONE = 1 };
 enum cfg_precision { CFG_PRECISION_F32 = 0, CFG_PRECISION_BF16 = 1 };
 enum cfg_named { CFG_NAMED_ANY = 0, CFG_NAMED_ADMIN = 1 };
 enum cfg_sync { CFG_SYNC_NORMAL = 0, CFG_SYNC_FULL = 1 };
+enum cfg_priority { CFG_PRIORITY_NORMAL = 0, CFG_PRIORITY_IDLE = 1 };
 enum cfg_security { CFG_SECURITY_NONE = 0, CFG_SECURITY_CURVE = 1 };
 enum cfg_hist { CFG_HIST_SQLITE = 0, CFG_HIST_REDIS = 1 };
 
@@ -71,6 +72,7 @@ typedef struct srv_config {
     /* [record] */
     int record_enabled;        /* the writer thread runs; off: record is `unavailable` */
     int record_synchronous;    /* enum cfg_sync */
+    int record_priority;       /* enum cfg_priority: the writer's scheduling */
     int record_max_batch;      /* events per transaction */
     int record_max_delay_ms;   /* longest a batch stays open while requests keep coming */
     int record_queue_max;      /* record requests at the writer before `busy` */

@@ -57,6 +57,7 @@ int srv_history_open(const srv_config *cfg, int writable, store_hist **out, char
                                 .writable = writable,
                                 .synchronous_full = cfg->record_synchronous == CFG_SYNC_FULL,
                                 .checkpoint_pages = cfg->record_checkpoint_pages,
+                                .checkpoint_idle = cfg->record_priority == CFG_PRIORITY_IDLE,
                                 .cache_kib = writable ? 65536 : 0};
     store_err err;
     if (store_hist_sqlite_open(out, &o, &err) != STORE_OK) {

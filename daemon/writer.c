@@ -23,6 +23,7 @@
  */
 #include "daemon/writer.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 #include "daemon/wire.h"
 #include "daemon/worker.h"
 #include "util/clock.h"
+#include "util/proc.h"
 
 #define S_JSON_ARENA_BYTES (4u << 20)
 #define S_IDLE_MS 1000
@@ -219,6 +221,9 @@ static void *s_thread(void *arg)
 {
     srv_writer *w = arg;
     pthread_setname_np(pthread_self(), "attnd-writer");   /* for top -H and perf */
+    if (w->st->cfg.record_priority == CFG_PRIORITY_IDLE && util_sched_idle() != 0)
+        srv_log(SRV_WARN, "msg=\"record.priority = idle refused; the writer runs at normal "
+                "priority\" reason=\"%s\"", strerror(errno));
     srv_arena_bind(&w->json_arena);
     for (;;) {
         zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};

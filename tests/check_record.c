@@ -15,6 +15,9 @@
  * its own time.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -239,6 +242,67 @@ START_TEST(recording_off_is_unavailable)
 }
 END_TEST
 
+/* ---- record.priority = idle ------------------------------------------------- */
+
+/* The scheduling policy of pid's thread named comm (field 41 of its stat),
+ * or -1 when it has none. */
+static int s_thread_policy(pid_t pid, const char *comm)
+{
+    char path[384];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    ck_assert_msg(dir, "%s: %s", path, strerror(errno));
+    int policy = -1;
+    for (struct dirent *e; policy < 0 && (e = readdir(dir));) {
+        char name[64] = "", stat[1024] = "";
+        snprintf(path, sizeof path, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (!fgets(name, sizeof name, f))
+            name[0] = 0;
+        fclose(f);
+        name[strcspn(name, "\n")] = 0;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        if (strcmp(name, comm) != 0 || !(f = fopen(path, "r")))
+            continue;
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        stat[n] = 0;
+        char *p = strrchr(stat, ')');   /* the name may hold spaces: fields follow it */
+        ck_assert_msg(p, "%s: %s", path, stat);
+        for (int field = 2; p && field < 41; field++)
+            p = strchr(p + 1, ' ');
+        ck_assert_msg(p, "%s has no field 41", path);
+        policy = atoi(p + 1);
+    }
+    closedir(dir);
+    return policy;
+}
+
+/* The writer and its checkpoint thread drop to SCHED_IDLE; the threads that
+ * rank keep theirs; recording works as before (on an idle core). */
+START_TEST(idle_priority_writer_records)
+{
+    const char *db = s_db("idle.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "record.priority=idle", "--set", "record.checkpoint_pages=1",
+                           NULL};
+    tu_daemon_start(&d, db, "idle.sock", extra);
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
+                                        "\"u0001\",\"item\":\"i00001\",\"ts\":7}]}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(s_int(r, "stored"), 1);
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 1);
+    ck_assert_int_eq(s_thread_policy(d.pid, "attnd-writer"), SCHED_IDLE);
+    ck_assert_int_eq(s_thread_policy(d.pid, "checkpoint"), SCHED_IDLE);
+    ck_assert_int_eq(s_thread_policy(d.pid, "attnd"), SCHED_OTHER);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* ---- crash safety ------------------------------------------------------------ */
 
 /* attn-batch records LINES x EVENTS events with unique ids; attnd is killed
@@ -391,6 +455,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, busy_when_writer_queue_full);
     tcase_add_test(tc, locked_database_is_busy_then_stored);
     tcase_add_test(tc, recording_off_is_unavailable);
+    tcase_add_test(tc, idle_priority_writer_records);
     tcase_add_test(tc, kill9_under_load_loses_and_duplicates_nothing);
     tcase_add_test(tc, clients_record);
     suite_add_tcase(s, tc);

@@ -1,6 +1,7 @@
 /* proc.c -- see proc.h. */
 #include "util/proc.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -19,4 +20,10 @@ uint64_t util_rss_bytes(pid_t pid)
         fclose(f);
     }
     return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int util_sched_idle(void)
+{
+    struct sched_param p = {.sched_priority = 0};
+    return sched_setscheduler(0, SCHED_IDLE, &p);   /* 0: this thread, on Linux */
 }

@@ -119,6 +119,7 @@ typedef struct store_hist_sqlite_opts {
     int checkpoint_pages;    /* writer: commits never checkpoint; a thread of the handle's
                                 own does, once the WAL holds this many pages; 0 = SQLite's
                                 automatic checkpoints, inside commits */
+    int checkpoint_idle;     /* writer: that thread runs at SCHED_IDLE (util_sched_idle) */
     int cache_kib;           /* the connection's page cache; 0 = SQLite's default (2 MiB) */
 } store_hist_sqlite_opts;
 

@@ -41,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/proc.h"
+
 /* The checkpoint thread and what it shares with the writer (under lock). */
 typedef struct s_ckpt {
     store *db;              /* its own read-write connection */
@@ -49,6 +51,7 @@ typedef struct s_ckpt {
     pthread_cond_t wake;    /* the writer -> the thread: work, or stop */
     pthread_cond_t done;    /* the thread -> the writer: no checkpoint running */
     int want, busy, stop;
+    int idle;               /* run at SCHED_IDLE (store_hist_sqlite_opts) */
     int failed;             /* a checkpoint failed since store_hist_idle last looked */
     store_err err;          /* the latest failure */
 } s_ckpt;
@@ -160,6 +163,8 @@ static void *s_ckpt_main(void *arg)
 {
     s_ckpt *c = arg;
     pthread_setname_np(pthread_self(), "checkpoint");
+    if (c->idle)
+        util_sched_idle();   /* best effort: at worst it keeps its normal share */
     pthread_mutex_lock(&c->lock);
     for (;;) {
         while (!c->want && !c->stop)
@@ -207,6 +212,7 @@ static int s_ckpt_start(s_sqlite *s, const store_hist_sqlite_opts *o, store_err 
         free(c);
         return rc;
     }
+    c->idle = o->checkpoint_idle;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->done, NULL);

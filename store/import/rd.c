@@ -45,6 +45,7 @@ struct store_import_rd {
     unsigned char *in;      /* decoded bytes in[pos..len) not yet consumed */
     size_t pos, len;
     unsigned char *chunk;   /* Latin-1 only: the undecoded chunk */
+    size_t chunk_cap;       /* bytes one read asks for (CHUNK, less for a small file) */
     int eof;                /* fread returned 0: no more input */
     int io_error;           /* errno of a failed read, 0 if none */
     uint64_t bytes;         /* file bytes read so far */
@@ -99,9 +100,9 @@ static int s_fill(store_import_rd *rd)
         return 0;
     size_t n;
     if (rd->latin1) {
-        n = fread(rd->chunk, 1, CHUNK, rd->f);
+        n = fread(rd->chunk, 1, rd->chunk_cap, rd->f);
         /* Each byte >= 0x80 is the code point of the same value: two bytes
-         * of UTF-8.  in has room for the worst case, 2 * CHUNK. */
+         * of UTF-8.  in has room for the worst case, 2 * chunk_cap. */
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
             unsigned c = rd->chunk[i];
@@ -114,7 +115,7 @@ static int s_fill(store_import_rd *rd)
         }
         rd->len = o;
     } else {
-        n = fread(rd->in, 1, CHUNK, rd->f);
+        n = fread(rd->in, 1, rd->chunk_cap, rd->f);
         rd->len = n;
     }
     rd->pos = 0;
@@ -261,16 +262,6 @@ int store_import_rd_open(store_import_rd **out, const char *path,
     rd->no_header = o->no_header || o->format == STORE_IMPORT_JSONL;
     rd->line = 1;
     rd->rec_line = 1;
-    rd->in = malloc(o->latin1 ? 2 * CHUNK : CHUNK);
-    rd->chunk = o->latin1 ? malloc(CHUNK) : NULL;
-    if (!rd->in || (o->latin1 && !rd->chunk)) {
-        store_import_rd_free(&rd);
-        if (err) {
-            err->code = STORE_ERR_NOMEM;
-            snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
-        }
-        return STORE_ERR_NOMEM;
-    }
     rd->f = fopen(path, "rb");
     if (!rd->f) {
         if (err) {
@@ -283,6 +274,19 @@ int store_import_rd_open(store_import_rd **out, const char *path,
     struct stat st;
     if (fstat(fileno(rd->f), &st) == 0 && S_ISREG(st.st_mode))
         rd->size = (uint64_t)st.st_size;
+    /* A small file gets a small buffer (one more byte than it holds, so the
+     * first read also sees the end); a pipe or a large file, CHUNK. */
+    rd->chunk_cap = rd->size && rd->size < CHUNK ? (size_t)rd->size + 1 : CHUNK;
+    rd->in = malloc(o->latin1 ? 2 * rd->chunk_cap : rd->chunk_cap);
+    rd->chunk = o->latin1 ? malloc(rd->chunk_cap) : NULL;
+    if (!rd->in || (o->latin1 && !rd->chunk)) {
+        store_import_rd_free(&rd);
+        if (err) {
+            err->code = STORE_ERR_NOMEM;
+            snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        }
+        return STORE_ERR_NOMEM;
+    }
     /* A UTF-8 byte order mark (spreadsheet exports) is not part of the data. */
     if (!rd->latin1 && s_peek(rd) == 0xEF && rd->len - rd->pos >= 3 &&
         rd->in[rd->pos + 1] == 0xBB && rd->in[rd->pos + 2] == 0xBF)

@@ -60,6 +60,9 @@ static void s_reset(s_work *w)
 static store *s_get(s_work *w, const char *name, int generated)
 {
     if (!w->db) {
+        /* The importers run on this one thread: no mutexes.  Refused (and
+         * harmless) once SQLite is initialised, i.e. for the second work. */
+        sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
         snprintf(w->tmpl, sizeof w->tmpl, "%s", fz_path(name));
         snprintf(w->path, sizeof w->path, "%s.work", w->tmpl);
         store_err err;
@@ -145,4 +148,11 @@ void fzi_table(const uint8_t *data, size_t size, int format)
     int rc = flags & 1 ? store_import_events(db, path, &o, &st, &err)
                        : store_import_items(db, path, &o, &st, &err);
     fzi_after(rc, &err);
+}
+
+/* SQLite's memory statistics take a global lock per allocation: pure cost
+ * in every harness (none reads them). */
+__attribute__((constructor)) static void s_sqlite_no_memstatus(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
