@@ -1030,6 +1030,35 @@ START_TEST(test_movielens_dat)
 }
 END_TEST
 
+/* A title longer than the 4,095 bytes kept is cut between characters: the
+ * Latin-1 byte at the cut becomes two bytes of UTF-8, and not half of them. */
+START_TEST(test_movielens_dat_long_title)
+{
+    const char *dir = tu_path("ml1mlong");
+    s_mldat(dir, 1);
+    static char movies[5000];
+    size_t n = (size_t)snprintf(movies, sizeof movies, "1::");
+    memset(movies + n, 'a', 4094);
+    n += 4094;
+    n += (size_t)snprintf(movies + n, sizeof movies - n, "\xE9\xE9 (1999)::Drama\n"
+                                                          "2::Short (1977)::Drama\n"
+                                                          "3::Other (1995)::Drama\n");
+    char p[600];
+    snprintf(p, sizeof p, "%s/movies.dat", dir);
+    tu_write_file(p, movies, n);
+    store *db = s_open(s_fresh("ml1mlong.db", 8));
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
+    /* 4,094 bytes, all of them the a's: not 4,095, which would end in half an é. */
+    ck_assert_int_eq(s_int(db, "SELECT length(CAST(title AS BLOB)) FROM items "
+                               "WHERE ext_id = '1'"), 4094);
+    ck_assert_int_eq(s_int(db, "SELECT title GLOB '*[^a]*' FROM items WHERE ext_id = '1'"), 0);
+    store_close(&db);
+}
+END_TEST
+
 START_TEST(test_movielens_sequences)
 {
     const char *dir = tu_path("ml1mseq");
@@ -1238,6 +1267,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_movielens_100k);
     tcase_add_test(tc, test_movielens_csv);
     tcase_add_test(tc, test_movielens_dat);
+    tcase_add_test(tc, test_movielens_dat_long_title);
     tcase_add_test(tc, test_movielens_sequences);
     suite_add_tcase(s, tc);
 

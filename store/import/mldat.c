@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 #define EXT_MAX 512
 
 typedef struct s_movies {
@@ -52,7 +54,9 @@ static int s_movie_row(store_import_job *job, store_import_rd *rd, void *ctx)
         m->cap = cap;
     }
     char title[4096];
-    size_t tl = fl[1] < sizeof title - 1 ? fl[1] : sizeof title - 1;
+    /* A longer title is cut, between characters (the rd transcodes Latin-1,
+     * so the field is UTF-8 here). */
+    size_t tl = util_utf8_cut(f[1], fl[1], sizeof title - 1);
     memcpy(title, f[1], tl);
     title[tl] = '\0';
     size_t o = 0;
