@@ -479,6 +479,11 @@ START_TEST(test_npy_bad_headers)
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", "expected a matrix"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4), ", "dict literal"},
         {"{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4), }", "float32"},
+        /* Found by the fuzzer: a row count past 2^63 or times the row size. */
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 4), }",
+         "expected a matrix"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807, 4), }",
+         "more rows than any file can hold"},
     };
     float row[DIM] = {1, 2, 3, 4};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

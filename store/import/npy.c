@@ -16,6 +16,7 @@
 #include "store/import/job.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -46,6 +47,43 @@ static int s_err(store_import_job *job, int code, const char *fmt, ...)
 
 /* The value of key in the header dict, as text up to the next top-level
  * comma or closing brace ("'<f4'", "False", "(3, 4)"). */
+/* A number of the shape tuple at *p: digits, at most LLONG_MAX (strtoll
+ * says ERANGE beyond, where sscanf's behaviour would be undefined). */
+static int s_dim(const char **p, long long *out)
+{
+    while (**p == ' ')
+        (*p)++;
+    if (**p < '0' || **p > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    *out = strtoll(*p, &end, 10);
+    if (errno == ERANGE)
+        return -1;
+    *p = end;
+    while (**p == ' ')
+        (*p)++;
+    return 0;
+}
+
+/* Exactly two dimensions: "(r, c)" or "(r, c,)", nothing after; c >= 1. */
+static int s_shape2(const char *shape, long long *r, long long *c)
+{
+    const char *p = shape;
+    if (*p++ != '(' || s_dim(&p, r) || *p++ != ',' || s_dim(&p, c))
+        return -1;
+    if (*p == ',') {
+        p++;
+        while (*p == ' ')
+            p++;
+    }
+    if (*p++ != ')')
+        return -1;
+    while (*p == ' ')
+        p++;
+    return *p || *c < 1 ? -1 : 0;
+}
+
 static int s_dict_value(const char *h, const char *key, char *out, size_t cap)
 {
     char pat[32];
@@ -139,12 +177,7 @@ static int s_npy_open(store_import_job *job, s_npy *m, const char *path)
         return s_err(job, STORE_ERR_INVAL, "%s: a Fortran-order array; save "
                      "np.ascontiguousarray(E) instead", path);
     long long r, c;
-    int end = 0;
-    /* Exactly two dimensions: "(r, c)" or "(r, c,)", nothing after. */
-    if ((sscanf(shape, "(%lld, %lld) %n", &r, &c, &end) != 2 || shape[end]) &&
-        (end = 0, sscanf(shape, "(%lld, %lld , ) %n", &r, &c, &end) != 2 || shape[end]))
-        r = -1;
-    if (r < 0 || c < 1)
+    if (s_shape2(shape, &r, &c) != 0)
         return s_err(job, STORE_ERR_INVAL, "%s: shape %s; expected a matrix (rows, dim)",
                      path, shape);
     m->rows = r;
@@ -152,8 +185,12 @@ static int s_npy_open(store_import_job *job, s_npy *m, const char *path)
     if (c != store_dim(job->db))
         return s_err(job, STORE_ERR_DIM, "%s: rows have %lld values, the database's "
                      "embedding_dim is %d", path, c, store_dim(job->db));
+    long long row_bytes = c * (m->f8 ? 8 : 4);   /* c <= STORE_MAX_DIM: no overflow */
+    if (r > (LLONG_MAX - data_off) / row_bytes)
+        return s_err(job, STORE_ERR_INVAL, "%s: shape %s: more rows than any file can hold",
+                     path, shape);
     struct stat st;
-    long long want = data_off + r * c * (m->f8 ? 8 : 4);
+    long long want = data_off + r * row_bytes;
     if (fstat(fileno(m->f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size < want)
         return s_err(job, STORE_ERR_INVAL, "%s: truncated: %lld bytes, a (%lld, %lld) "
                      "matrix needs %lld", path, (long long)st.st_size, r, c, want);
