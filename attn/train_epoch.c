@@ -113,17 +113,15 @@ static size_t s_batch(attn_tr_state *st, size_t i0)
     return n_ex;
 }
 
-/* Step 6's rate: linear warm-up, then constant or a half cosine to 0. */
-static double s_rate(const attn_tr_state *st)
+/* Step 6's rate (attn_tr_rate): warm-up, then constant or a half cosine
+ * to 0 at the planned steps or the time budget, whichever comes first. */
+static double s_rate(attn_tr_state *st)
 {
-    const attn_train_opts *o = st->o;
     const double at = (double)(st->step + 1);
-    if (st->warm_steps > 0.0 && at < st->warm_steps)
-        return o->lr * at / st->warm_steps;
-    if (o->cosine && st->total_steps > st->warm_steps)
-        return o->lr * 0.5 * (1.0 + cos(M_PI * fmin(1.0, (at - st->warm_steps) /
-                                                        (st->total_steps - st->warm_steps))));
-    return o->lr;
+    const double elapsed = util_now_s() - st->t_start;
+    if (st->t_warm < 0.0 && at >= st->warm_steps)
+        st->t_warm = elapsed;
+    return attn_tr_rate(st->o, st->warm_steps, st->total_steps, at, elapsed, st->t_warm);
 }
 
 /* Steps 4-6 once the chunks have run: *loss gets the batch's mean loss. */

@@ -214,6 +214,17 @@ typedef struct attn_tr_adam {
 int attn_tr_adam_init(attn_tr_adam *a, const attn_model *md);
 void attn_tr_adam_free(attn_tr_adam *a);
 
+/* The learning rate at step `at` (1-based) of a run planned for `total`
+ * steps, `elapsed` seconds after training began: a linear warm-up over
+ * `warm` steps, then o->lr, or with o->cosine a half cosine from o->lr to
+ * 0 over the progress f = max((at - warm) / (total - warm),
+ * (elapsed - t_warm) / (time_budget - t_warm)) -- the decay ends with
+ * whichever comes first, the planned steps or the time budget (when one is
+ * set and refit is off); t_warm is the elapsed time when warm-up ended.
+ * Pure: train_epoch.c feeds it the clock, the tests their own numbers. */
+double attn_tr_rate(const attn_train_opts *o, double warm, double total, double at,
+                    double elapsed, double t_warm);
+
 /* avg = decay avg + (1 - decay) md, array by array (same shapes). */
 void attn_tr_ema(attn_model *avg, const attn_model *md, double decay);
 

@@ -147,3 +147,21 @@ void attn_tr_ema(attn_model *avg, const attn_model *md, double decay)
             for (size_t j = 0; j < a[i].n; j++)
                 a[i].p[j] = k * a[i].p[j] + k1 * p[i].p[j];
 }
+
+double attn_tr_rate(const attn_train_opts *o, double warm, double total, double at,
+                    double elapsed, double t_warm)
+{
+    if (warm > 0.0 && at < warm)
+        return o->lr * at / warm;
+    if (!o->cosine)
+        return o->lr;
+    /* Without a budget and with warm-up at least the run: constant, as before. */
+    double f = total > warm ? (at - warm) / (total - warm) : 0.0;
+    if (o->time_budget > 0.0 && !o->refit) {
+        /* The budget, not the epochs, usually ends a long run: decaying
+         * over the planned epochs alone would leave the rate near its peak. */
+        const double span = o->time_budget - t_warm;
+        f = fmax(f, span > 0.0 ? (elapsed - t_warm) / span : 1.0);
+    }
+    return o->lr * 0.5 * (1.0 + cos(M_PI * fmin(1.0, fmax(0.0, f))));
+}

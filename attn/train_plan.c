@@ -199,6 +199,7 @@ int attn_tr_plan(attn_tr_state *st)
     const double steps = (double)st->examples / o->batch;
     st->warm_steps = o->warmup * steps;
     st->total_steps = o->epochs * steps;
+    st->t_warm = -1.0;
     return rc;
 }
 

@@ -45,6 +45,7 @@ typedef struct attn_tr_state {
     /* the schedule */
     uint64_t step;                /* steps taken */
     double warm_steps, total_steps;
+    double t_warm;                /* seconds from t_start to the end of warm-up; -1 before */
     /* keep-best */
     double best_ndcg;
     int bad_epochs;

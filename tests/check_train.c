@@ -19,6 +19,7 @@
 #include "attn/eval.h"
 #include "attn/score.h"
 #include "attn/train.h"
+#include "attn/train_int.h"
 #include "attn/train_ws.h"
 #include "attn/train_kern.h"
 #include "store/store.h"
@@ -941,6 +942,47 @@ START_TEST(test_time_budget)
 }
 END_TEST
 
+/* The rate schedule (attn_tr_rate) against values worked out here: a
+ * run planned for 1,000 steps with 10 of warm-up and a 1,000 s budget whose
+ * warm-up ended at 50 s.  With --cosine the decay follows whichever of the
+ * steps and the budget is further along; refit and a zero budget leave
+ * only the steps; warm-up is never touched by the clock. */
+START_TEST(test_rate_schedule)
+{
+    attn_train_opts o;
+    attn_train_defaults(&o, 8);
+    o.lr = 2e-3;
+    o.cosine = 1;
+    o.time_budget = 1000.0;
+    const double warm = 10.0, total = 1000.0, t_warm = 50.0;
+    /* 30% of the budget after warm-up: 50 + 0.3 * 950 s, at step 20 (1% of
+     * the steps).  cos(0.3 pi) = 0.587785252292473 (tabulated). */
+    const double at30 = 50.0 + 0.3 * 950.0;
+    const double want30 = 2e-3 * 0.5 * (1.0 + 0.587785252292473);
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 20.0, at30, t_warm), want30, 1e-12);
+    /* The steps ahead of the clock: step 505 is half-way after warm-up,
+     * (505 - 10) / 990 = 0.5, cos(pi / 2) = 0: half the peak. */
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 505.0, at30, t_warm), 1e-3, 1e-12);
+    /* At and past the budget: 0, and it stays there. */
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 20.0, 1000.0, t_warm), 0.0, 1e-15);
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 20.0, 5000.0, t_warm), 0.0, 1e-15);
+    /* Warm-up: linear in the steps whatever the clock says. */
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 4.0, 900.0, -1.0), 8e-4, 1e-15);
+    /* No budget, or refit: the steps alone (1% of them: cos(0.01 pi) =
+     * 0.999506560365732). */
+    const double want1 = 2e-3 * 0.5 * (1.0 + 0.999506560365732);
+    o.time_budget = 0.0;
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 19.9, at30, t_warm), want1, 1e-12);
+    o.time_budget = 1000.0;
+    o.refit = 1;
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 19.9, at30, t_warm), want1, 1e-12);
+    /* Without --cosine the rate after warm-up is the peak. */
+    o.refit = 0;
+    o.cosine = 0;
+    ck_assert_double_eq_tol(attn_tr_rate(&o, warm, total, 20.0, 999.0, t_warm), 2e-3, 1e-15);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -965,6 +1007,7 @@ int main(void)
     tcase_add_test(tt, test_model_trim);
     tcase_add_test(tt, test_eval_models_paired);
     tcase_add_test(tt, test_time_budget);
+    tcase_add_test(tt, test_rate_schedule);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }

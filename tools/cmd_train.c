@@ -63,7 +63,8 @@ static const util_opt s_opts[] = {
     {"dropout", "P", "drop each history event with probability P",
      UTIL_OPT_DBL(s_args, o.dropout, 0, 0.99)},
     {"warmup", "E", "linear warm-up over E epochs", UTIL_OPT_DBL(s_args, o.warmup, 0, 1000)},
-    {"cosine", NULL, "then decay the rate along a half cosine to 0 at --epochs",
+    {"cosine", NULL, "then decay the rate along a half cosine to 0 at\n"
+     "--epochs or at the end of --time-budget, whichever comes first",
      UTIL_OPT_FLAG(s_args, o.cosine, 1)},
     {"ema", "X", "keep (and save) an exponential moving average of the\n"
      "weights, decay X per step (e.g. 0.999; 0 = off)", UTIL_OPT_DBL(s_args, o.ema, 0, 0.999999)},
