@@ -31,8 +31,9 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->m = d;
     o->heads = 2;
     o->l_max = 50;
-    o->lr = 2e-3;
+    o->lr = 3e-3;
     o->warmup = 1.0;
+    o->cosine = 1;
     o->weight_decay = 0.01;
     o->clip = 5.0;
     o->dropout = 0.05;

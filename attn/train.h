@@ -78,12 +78,12 @@ typedef struct attn_train_opts {
     int m;                 /* attention width (default d) */
     int heads;             /* default 2 */
     int l_max;             /* history events used per prediction (default 50) */
-    double lr;             /* peak learning rate (default 2e-3) */
+    double lr;             /* peak learning rate (default 3e-3) */
     double warmup;         /* warm-up, in epochs (default 1) */
     int cosine;            /* after warm-up, decay the rate along a half cosine
                               to 0 at the last epoch or at the end of the
-                              time budget, whichever comes first (default 0:
-                              constant) */
+                              time budget, whichever comes first (default 1;
+                              0: constant) */
     double ema;            /* if > 0, validate and keep an exponential moving
                               average of the weights, this decay per step
                               (Polyak averaging; default 0 = off) */

@@ -64,8 +64,11 @@ static const util_opt s_opts[] = {
      UTIL_OPT_DBL(s_args, o.dropout, 0, 0.99)},
     {"warmup", "E", "linear warm-up over E epochs", UTIL_OPT_DBL(s_args, o.warmup, 0, 1000)},
     {"cosine", NULL, "then decay the rate along a half cosine to 0 at\n"
-     "--epochs or at the end of --time-budget, whichever comes first",
+     "--epochs or at the end of --time-budget, whichever\n"
+     "comes first (the default)",
      UTIL_OPT_FLAG(s_args, o.cosine, 1)},
+    {"constant", NULL, "... or keep the peak rate after warm-up",
+     UTIL_OPT_FLAG(s_args, o.cosine, 0)},
     {"ema", "X", "keep (and save) an exponential moving average of the\n"
      "weights, decay X per step (e.g. 0.999; 0 = off)", UTIL_OPT_DBL(s_args, o.ema, 0, 0.999999)},
     {"clip", "X", "clip the global gradient norm at X, 0 = off",
@@ -97,7 +100,7 @@ static const util_opt s_opts[] = {
     {"quiet", NULL, "no progress line", UTIL_OPT_FLAG(s_args, quiet, 1)},
 };
 
-static const util_opt_excl s_excl[] = {{"neg", "full-softmax"}};
+static const util_opt_excl s_excl[] = {{"neg", "full-softmax"}, {"cosine", "constant"}};
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl train",
@@ -186,7 +189,11 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "best_epoch", rep->best_epoch);
     cJSON_AddNumberToObject(c, "lr", o->lr);
     cJSON_AddNumberToObject(c, "warmup_epochs", o->warmup);
-    cJSON_AddStringToObject(c, "lr_schedule", o->cosine ? "warmup+cosine" : "warmup+constant");
+    /* Since the cosine may follow the clock, say which horizon it had. */
+    cJSON_AddStringToObject(c, "lr_schedule",
+                            !o->cosine ? "warmup+constant"
+                            : o->time_budget > 0.0 && !o->refit ? "warmup+cosine(epochs|budget)"
+                                                                : "warmup+cosine(epochs)");
     cJSON_AddNumberToObject(c, "weight_decay", o->weight_decay);
     cJSON_AddNumberToObject(c, "ema", o->ema);
     cJSON_AddNumberToObject(c, "clip", o->clip);
