@@ -9,8 +9,8 @@
  * that: a failed import must have committed nothing (SQLite's data_version,
  * seen from a second connection) and must say why; a successful one must
  * leave a database that store_check finds healthy, and is then undone by
- * copying the template back, so that every input starts from the same
- * database.
+ * copying the template back (its pages, into the open connection), so that
+ * every input starts from the same database.
  */
 #ifndef TESTS_FUZZ_FUZZ_IMPORT_H
 #define TESTS_FUZZ_FUZZ_IMPORT_H
