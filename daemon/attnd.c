@@ -106,12 +106,14 @@ int main(int argc, char **argv)
         return 2;
     }
     srv_experiment exp;
+    srv_precisions precisions;
     int64_t serve[SRV_MODELS_MAX];
     int n_serve;
     if (cfg_validate(&cfg, why, sizeof why) != 0 ||
         srv_experiment_parse(cfg.exp_arms, cfg.exp_salt, &exp, why, sizeof why) != 0 ||
         srv_models_parse(cfg.models_serve, serve, &n_serve, SRV_MODELS_MAX - 1, why,
-                         sizeof why) != 0) {
+                         sizeof why) != 0 ||
+        srv_precisions_parse(cfg.models_precision, &precisions, why, sizeof why) != 0) {
         fprintf(stderr, "attnd: %s\n", why);
         return 2;
     }

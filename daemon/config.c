@@ -89,6 +89,9 @@ static const cfg_entry s_table[] = {
     {"models.serve", CFG_OPTSTRING, F(models_serve), 0, 0, "",
      "model versions kept loaded beside the active one, e.g. 3,5 (a request may name one "
      "with \"model\"; experiment arms load theirs too)"},
+    {"models.precision", CFG_OPTSTRING, F(models_precision), 0, 0, "",
+     "VERSION:f32|bf16,... sets those versions' precision wherever they load (active, "
+     "served or an arm's), over model.precision; e.g. 5:bf16"},
     {"models.named", CFG_ENUM, F(models_named), 0, 0, "any",
      "who may name a model version in a request: any caller, or admin callers only (others "
      "get `forbidden`)"},

@@ -45,6 +45,7 @@ typedef struct srv_config {
     int build_threads;         /* threads building the tables; 0 = one per core */
     /* [models] */
     char models_serve[256];    /* versions loaded beside the active one: "3,5" or "" */
+    char models_precision[256];/* per-version precision over `precision`: "5:bf16" or "" */
     int models_named;          /* enum cfg_named */
     /* [experiment] */
     char exp_arms[512];        /* NAME:VERSION:WEIGHT,... or "" */

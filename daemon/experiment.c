@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/config.h"
 #include "util/hash.h"
 #include "util/rng.h"
 
@@ -139,4 +140,55 @@ int srv_models_parse(const char *serve, int64_t *versions, int *n, int max, char
         versions[(*n)++] = v;
     }
     return 0;
+}
+
+int srv_precisions_parse(const char *spec, srv_precisions *p, char *why, size_t why_len)
+{
+    char buf[64];
+    const char *s = spec;
+    p->n = 0;
+    while (s_next(&s, buf, sizeof buf)) {
+        char *colon = strchr(buf, ':');
+        int64_t v;
+        if (colon)
+            *colon = 0;
+        if (!colon || s_version(buf, &v) || v == SRV_VERSION_ACTIVE) {
+            snprintf(why, why_len, "models.precision: '%s%s%s' is not VERSION:f32 or "
+                     "VERSION:bf16 (a model version number)", buf, colon ? ":" : "",
+                     colon ? colon + 1 : "");
+            return -1;
+        }
+        int prec;
+        if (!strcmp(colon + 1, "f32"))
+            prec = CFG_PRECISION_F32;
+        else if (!strcmp(colon + 1, "bf16"))
+            prec = CFG_PRECISION_BF16;
+        else {
+            snprintf(why, why_len, "models.precision: version %lld: precision '%s' is not "
+                     "f32 or bf16", (long long)v, colon + 1);
+            return -1;
+        }
+        for (int i = 0; i < p->n; i++)
+            if (p->version[i] == v) {
+                snprintf(why, why_len, "models.precision: version %lld is named twice",
+                         (long long)v);
+                return -1;
+            }
+        if (p->n == SRV_PRECISIONS_MAX) {
+            snprintf(why, why_len, "models.precision: more than %d versions",
+                     SRV_PRECISIONS_MAX);
+            return -1;
+        }
+        p->version[p->n] = v;
+        p->precision[p->n++] = prec;
+    }
+    return 0;
+}
+
+int srv_precision_of(const srv_precisions *p, int64_t version, int dflt)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->version[i] == version)
+            return p->precision[i];
+    return dflt;
 }

@@ -50,4 +50,20 @@ int srv_experiment_arm(const srv_experiment *e, const char *key, size_t len);
 int srv_models_parse(const char *serve, int64_t *versions, int *n, int max, char *why,
                      size_t why_len);
 
+/* models.precision: the precision of named versions, wherever they load
+ * (active, models.serve or an arm), over model.precision for the rest. */
+#define SRV_PRECISIONS_MAX 16
+
+typedef struct srv_precisions {
+    int n;
+    int64_t version[SRV_PRECISIONS_MAX];
+    int precision[SRV_PRECISIONS_MAX];    /* enum cfg_precision */
+} srv_precisions;
+
+/* Parse "VERSION:f32|bf16,..." ("" none).  0, or -1 with the reason. */
+int srv_precisions_parse(const char *spec, srv_precisions *p, char *why, size_t why_len);
+
+/* The precision version loads in: its entry in p, else dflt. */
+int srv_precision_of(const srv_precisions *p, int64_t version, int dflt);
+
 #endif

@@ -56,8 +56,8 @@ const srv_model *srv_snapshot_model(const srv_snapshot *snap, int64_t version)
 
 /* Load version (or the active one) into the next model slot: its tables
  * over the catalog and its parameter index.  0, or -1 with why. */
-static int s_add_model(const srv_config *cfg, store *db, srv_snapshot *snap, int64_t version,
-                       char *why, size_t why_len)
+static int s_add_model(const srv_config *cfg, const srv_precisions *precisions, store *db,
+                       srv_snapshot *snap, int64_t version, char *why, size_t why_len)
 {
     store_err err = {0};
     attn_model *model = NULL;
@@ -81,8 +81,10 @@ static int s_add_model(const srv_config *cfg, store *db, srv_snapshot *snap, int
         int threads = cfg->build_threads > 0 ? cfg->build_threads : cfg_cores();
         attn_precompute mode =
             cfg->precompute == CFG_PRECOMPUTE_NONE ? ATTN_PRECOMPUTE_NONE : ATTN_PRECOMPUTE_ALL;
-        attn_tables_opts to = {mode, cfg->precision == CFG_PRECISION_BF16 ? ATTN_PRECISION_BF16
-                                                                          : ATTN_PRECISION_F32,
+        /* Known only now for the active model: its version. */
+        m->precision = srv_precision_of(precisions, model->version, cfg->precision);
+        attn_tables_opts to = {mode, m->precision == CFG_PRECISION_BF16 ? ATTN_PRECISION_BF16
+                                                                        : ATTN_PRECISION_F32,
                                threads};
         int st = attn_tables_build_opts(&m->tables, model, snap->cat->emb, n,
                                         (size_t)snap->cat->dim, m->param_index, &to);
@@ -111,8 +113,10 @@ static int s_add_models(const srv_config *cfg, const srv_experiment *exp, store 
 {
     int64_t want[SRV_MODELS_MAX + SRV_ARMS_MAX];
     int n_want = 0;
+    srv_precisions precisions;
     if (srv_models_parse(cfg->models_serve, want, &n_want, SRV_MODELS_MAX - 1, why, why_len) ||
-        s_add_model(cfg, db, snap, STORE_MODEL_ACTIVE, why, why_len))
+        srv_precisions_parse(cfg->models_precision, &precisions, why, why_len) ||
+        s_add_model(cfg, &precisions, db, snap, STORE_MODEL_ACTIVE, why, why_len))
         return -1;
     for (int i = 0; i < exp->n; i++)
         if (exp->arm[i].version != SRV_VERSION_ACTIVE)
@@ -125,7 +129,7 @@ static int s_add_models(const srv_config *cfg, const srv_experiment *exp, store 
                      "experiment.arms)", SRV_MODELS_MAX);
             return -1;
         }
-        if (s_add_model(cfg, db, snap, want[i], why, why_len))
+        if (s_add_model(cfg, &precisions, db, snap, want[i], why, why_len))
             return -1;
     }
     for (int i = 0; i < exp->n; i++) {

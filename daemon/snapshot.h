@@ -33,6 +33,7 @@ typedef struct srv_model {
     int l_ctx;                  /* older events read after it as self-attention context:
                                    the model's sa_len - 1, 0 without a block */
     size_t bytes;               /* tables and parameter index */
+    int precision;              /* enum cfg_precision: what its tables hold */
 } srv_model;
 
 typedef struct srv_snapshot {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/config.h"
 #include "daemon/experiment.h"
 #include "store/store.h"
 #include "tests/testutil.h"
@@ -53,6 +54,29 @@ START_TEST(parse_errors)
     ck_assert_int_eq(v[1], 5);
     ck_assert_int_eq(srv_models_parse("3,active", v, &n, 7, why, sizeof why), -1);
     ck_assert_int_eq(srv_models_parse("1,2,3", v, &n, 2, why, sizeof why), -1);
+
+    srv_precisions p;
+    ck_assert_int_eq(srv_precisions_parse("", &p, why, sizeof why), 0);
+    ck_assert_int_eq(p.n, 0);
+    ck_assert_int_eq(srv_precisions_parse(" 5:bf16 , 3:f32", &p, why, sizeof why), 0);
+    ck_assert_int_eq(p.n, 2);
+    ck_assert_int_eq(srv_precision_of(&p, 5, CFG_PRECISION_F32), CFG_PRECISION_BF16);
+    ck_assert_int_eq(srv_precision_of(&p, 3, CFG_PRECISION_BF16), CFG_PRECISION_F32);
+    ck_assert_int_eq(srv_precision_of(&p, 4, CFG_PRECISION_BF16), CFG_PRECISION_BF16);
+    const struct { const char *spec, *why; } badp[] = {
+        {"5", "'5' is not VERSION:f32"},
+        {"active:bf16", "'active:bf16' is not"},
+        {"x:f32", "'x:f32'"},
+        {"5:f16", "precision 'f16'"},
+        {"5:bf16,5:f32", "version 5 is named twice"},
+        {"1:f32,2:f32,3:f32,4:f32,5:f32,6:f32,7:f32,8:f32,9:f32,10:f32,11:f32,12:f32,"
+         "13:f32,14:f32,15:f32,16:f32,17:f32", "more than 16"},
+    };
+    for (size_t i = 0; i < sizeof badp / sizeof badp[0]; i++) {
+        ck_assert_int_eq(srv_precisions_parse(badp[i].spec, &p, why, sizeof why), -1);
+        ck_assert_msg(strstr(why, badp[i].why) && strstr(why, "models.precision"), "%s: %s",
+                      badp[i].spec, why);
+    }
 }
 END_TEST
 
@@ -273,6 +297,80 @@ START_TEST(precision_bf16)
     }
     ck_assert_int_eq(tu_daemon_stop(&a), 0);
     ck_assert_int_eq(tu_daemon_stop(&b), 0);
+}
+END_TEST
+
+/* 1 when two rank replies hold the same items with the same scores, bit
+ * for bit. */
+static int s_same_scores(const cJSON *ra, const cJSON *rb)
+{
+    const cJSON *i = cJSON_GetObjectItem(ra, "items")->child;
+    const cJSON *j = cJSON_GetObjectItem(rb, "items")->child;
+    for (; i && j; i = i->next, j = j->next)
+        if (strcmp(cJSON_GetObjectItem(i, "item")->valuestring,
+                   cJSON_GetObjectItem(j, "item")->valuestring) ||
+            cJSON_GetObjectItem(i, "score")->valuedouble !=
+                cJSON_GetObjectItem(j, "score")->valuedouble)
+            return 0;
+    return !i && !j;
+}
+
+/* models.precision gives each model its own tables: with the active model
+ * at f32 and v2 at bf16, each serves exactly what a daemon with every model
+ * in that precision serves -- and v2's two precisions do differ, so the
+ * test would see a model built in the wrong one. */
+START_TEST(precision_per_model)
+{
+    char serve[64], mixed[64], req[512];
+    snprintf(serve, sizeof serve, "models.serve=%lld", (long long)s_v2);
+    snprintf(mixed, sizeof mixed, "models.precision=%lld:bf16", (long long)s_v2);
+    const char *f32[] = {"--set", serve, NULL};
+    const char *bf16[] = {"--set", serve, "--set", "model.precision=bf16", NULL};
+    const char *mix[] = {"--set", serve, "--set", mixed, NULL};
+    tu_daemon a, b, c;
+    tu_daemon_start(&a, s_db, "pa.sock", f32);
+    tu_daemon_start(&b, s_db, "pb.sock", bf16);
+    tu_daemon_start(&c, s_db, "pc.sock", mix);
+
+    cJSON *info = tu_call_json(c.endpoint, "{\"op\":\"info\"}");
+    const cJSON *models = cJSON_GetObjectItem(info, "models");
+    ck_assert_int_eq(cJSON_GetArraySize(models), 2);
+    for (const cJSON *m = models->child; m; m = m->next) {
+        int64_t v = (int64_t)cJSON_GetObjectItem(m, "version")->valuedouble;
+        ck_assert_str_eq(cJSON_GetObjectItem(m, "precision")->valuestring,
+                         v == s_v2 ? "bf16" : "f32");
+    }
+    cJSON_Delete(info);
+
+    int v2_differs = 0;
+    for (int u = 1; u <= 20; u++)
+        for (int named = 0; named < 2; named++) {
+            char model[32] = "";
+            if (named)
+                snprintf(model, sizeof model, "\"model\":%lld,", (long long)s_v2);
+            snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u%04d\",%s\"k\":8,"
+                     "\"candidates\":[\"i00001\",\"i00002\",\"i00003\",\"i00004\","
+                     "\"i00005\",\"i00006\",\"i00007\",\"i00008\"]}", u, model);
+            cJSON *ra = tu_call_json(a.endpoint, req), *rb = tu_call_json(b.endpoint, req),
+                  *rc = tu_call_json(c.endpoint, req);
+            ck_assert(tu_ok(ra) && tu_ok(rb) && tu_ok(rc));
+            ck_assert_msg(s_same_scores(rc, named ? rb : ra), "u%04d, %s model", u,
+                          named ? "the named" : "the active");
+            v2_differs += named && !s_same_scores(ra, rb);
+            cJSON_Delete(ra);
+            cJSON_Delete(rb);
+            cJSON_Delete(rc);
+        }
+    ck_assert_int_gt(v2_differs, 0);
+    ck_assert_int_eq(tu_daemon_stop(&a), 0);
+    ck_assert_int_eq(tu_daemon_stop(&b), 0);
+    ck_assert_int_eq(tu_daemon_stop(&c), 0);
+
+    char out[4096], args[600];
+    snprintf(args, sizeof args, "--db %s --bind ipc://%s --set metrics.bind= "
+             "--set models.precision=%lld:f16", s_db, tu_path("badp.sock"), (long long)s_v2);
+    ck_assert_int_eq(tu_run_program("attnd", args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "models.precision") && strstr(out, "'f16'"), "%s", out);
 }
 END_TEST
 
@@ -520,6 +618,7 @@ Suite *exp_suite(void)
     tcase_add_test(tc, arms_end_to_end);
     tcase_add_test(tc, arm_version_missing);
     tcase_add_test(tc, precision_bf16);
+    tcase_add_test(tc, precision_per_model);
     tcase_add_test(tc, impressions_end_to_end);
     tcase_add_test(tc, impressions_need_a_key);
     suite_add_tcase(s, tc);
