@@ -45,8 +45,6 @@ static int s_err(store_import_job *job, int code, const char *fmt, ...)
     return code;
 }
 
-/* The value of key in the header dict, as text up to the next top-level
- * comma or closing brace ("'<f4'", "False", "(3, 4)"). */
 /* A number of the shape tuple at *p: digits, at most LLONG_MAX (strtoll
  * says ERANGE beyond, where sscanf's behaviour would be undefined). */
 static int s_dim(const char **p, long long *out)
@@ -84,6 +82,8 @@ static int s_shape2(const char *shape, long long *r, long long *c)
     return *p || *c < 1 ? -1 : 0;
 }
 
+/* The value of key in the header dict, as text up to the next top-level
+ * comma or closing brace ("'<f4'", "False", "(3, 4)"). */
 static int s_dict_value(const char *h, const char *key, char *out, size_t cap)
 {
     char pat[32];
