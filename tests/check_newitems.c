@@ -103,6 +103,24 @@ static int64_t s_save_model(const char *path)
 
 /* ---- attnctl ------------------------------------------------------------------ */
 
+/* A database whose items have (almost) no text -- the ML-1M sequences
+ * alone -- embeds, but says on stderr that the vectors mean nothing. */
+START_TEST(test_cli_textless_warns)
+{
+    char out[8192];
+    const char *db = tu_path("textless.db"), *items = tu_path("textless.csv");
+    unlink(db);
+    const char *it = "id,title\nx1,\nx2,\nx3,\nx4,Garden Days\n";
+    tu_write_file(items, it, strlen(it));
+    ck_assert_msg(s_ctl(out, sizeof out, "init %s --dim 4", db) == 0, "%s", out);
+    ck_assert_msg(s_ctl(out, sizeof out, "import items %s %s --quiet", db, items) == 0, "%s", out);
+    ck_assert_msg(s_ctl(out, sizeof out, "embed %s", db) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "warning: 4 of 4 items have no text") && strstr(out, "--refit"),
+                  "%s", out);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items WHERE length(embedding) = 16"), 4);
+}
+END_TEST
+
 START_TEST(test_cli_grow_and_refit)
 {
     char out[8192];
@@ -133,6 +151,7 @@ START_TEST(test_cli_grow_and_refit)
     ck_assert_msg(strstr(out, "folded 3 new items") && strstr(out, "10 existing vectors untouched"),
                   "%s", out);
     ck_assert_msg(strstr(out, "1 of them had no feature"), "%s", out);    /* Zzyzx */
+    ck_assert_msg(!strstr(out, "warning"), "%s", out);    /* one in three is not most */
     s_snapshot(db, after);
     ck_assert_int_eq(after->n, 13);
     s_assert_unmoved(before, after);
@@ -389,6 +408,7 @@ static Suite *s_suite(void)
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 20.0 * tu_slowdown());
     tcase_add_test(tc, test_cli_grow_and_refit);
+    tcase_add_test(tc, test_cli_textless_warns);
     tcase_add_test(tc, test_cli_hold_out_and_eval_new);
     suite_add_tcase(s, tc);
     tc = tcase_create("daemon");

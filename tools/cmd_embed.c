@@ -128,6 +128,18 @@ static const util_opt_cmd s_cmd = {
     .tail = "See docs/IMPORT.md.",
 };
 
+/* Most vectors hashed from ids carry no content: the identity model would
+ * rank those items by chance.  Said on stderr, not only in the summary. */
+static void s_warn_textless(const s_args *a, size_t empty, size_t items)
+{
+    if (empty == 0 || empty * 2 <= items)
+        return;
+    fprintf(stderr, "attnctl embed: warning: %zu of %zu items have no text the embedder can "
+            "use: their vectors are hashed from ids and say nothing about the items; import "
+            "titles or text (e.g. movies.dat beside sequences.txt) and run "
+            "'attnctl embed %s --refit'\n", empty, items, a->db);
+}
+
 static void s_summary_fit(const s_args *a, const store_embed_info *info, int dim, double secs)
 {
     printf("embedded %zu items into %d dimensions in %.2f s (%zu features, %zu non-zeros, "
@@ -139,6 +151,7 @@ static void s_summary_fit(const s_args *a, const store_embed_info *info, int dim
     if (info->empty)
         printf("%zu items had no usable text: each got a unit vector hashed from its ext_id\n",
                info->empty);
+    s_warn_textless(a, info->empty, info->items);
     if (info->dim_changed) {
         printf("embedding_dim is now %d\n", dim);
         if (info->models_unusable)
@@ -162,6 +175,7 @@ static void s_summary_fold(const s_args *a, const store_embed_basis *b,
     if (info->empty)
         printf("%zu of them had no feature the fit knows: each got a unit vector hashed from "
                "its ext_id\n", info->empty);
+    s_warn_textless(a, info->empty, info->items);
     if (!info->items)
         printf("every item of %s has a vector; 'attnctl embed %s --refit' fits them all "
                "again\n", a->db, a->db);
