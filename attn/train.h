@@ -134,6 +134,7 @@ typedef struct attn_train_progress {
     int end_of_epoch;
     uint64_t step, steps;   /* steps done in this epoch / per epoch */
     double loss;            /* mean training loss so far in this epoch */
+    double lr;              /* the learning rate of the last step */
     double val_hr, val_ndcg;   /* end of epoch: validation HR@10 / NDCG@10 */
     double best_ndcg;       /* best validation NDCG@10 so far */
     int best_epoch;

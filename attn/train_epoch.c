@@ -152,7 +152,7 @@ static int s_update(attn_tr_state *st, int epoch, double *loss)
                  "diverged (try a lower --lr)", epoch);
         return ATTN_ERANGE;
     }
-    attn_tr_hyper h = {.lr = s_rate(st), .beta1 = o->beta1, .beta2 = o->beta2,
+    attn_tr_hyper h = {.lr = st->lr = s_rate(st), .beta1 = o->beta1, .beta2 = o->beta2,
                        .wd = o->weight_decay, .item_bias = o->item_bias,
                        .gscale = o->clip > 0.0 && norm > o->clip ? o->clip / norm : 1.0};
     attn_tr_adam_step(&st->adam, st->md, &st->grad, &st->set, &h);
@@ -210,6 +210,7 @@ static int s_report(attn_tr_state *st, attn_train_progress *pr, double t_epoch, 
         return 0;
     const double now = util_now_s();
     pr->epochs = st->o->epochs;
+    pr->lr = st->lr;
     pr->best_ndcg = st->best_ndcg;
     pr->best_epoch = st->rep->best_epoch;
     pr->examples_per_s = (double)ex_done / (now - t_epoch + 1e-9);
@@ -308,9 +309,23 @@ static int s_out_of_time(attn_tr_state *st, double t_this)
     return 1;
 }
 
+/* The schedule in the steps the run really takes.  A batch takes whole
+ * chunks until it holds `batch` examples, so an epoch has fewer steps than
+ * examples / batch -- half as many when a chunk is twice the batch -- and
+ * how many depends on the shuffle.  So warm-up is sized by the first
+ * epoch's count, and the cosine's horizon is re-aimed at each epoch's
+ * start, which puts its end on the last epoch's last step. */
+static void s_schedule(attn_tr_state *st, int epoch, uint64_t steps)
+{
+    if (epoch == 1)
+        st->warm_steps = st->o->warmup * (double)steps;
+    st->total_steps = (double)st->step + (double)steps * (double)(st->o->epochs - epoch + 1);
+}
+
 int attn_tr_epoch(attn_tr_state *st, int epoch, int *stop)
 {
     const uint64_t steps = s_shuffle(st, epoch);
+    s_schedule(st, epoch, steps);
     st->run.epoch = (uint64_t)epoch;
     const double t_epoch = util_now_s();
     double loss_sum = 0.0;

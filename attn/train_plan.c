@@ -196,10 +196,7 @@ int attn_tr_plan(attn_tr_state *st)
         snprintf(st->why, st->why_len, "out of memory setting up training (%lld items)",
                  (long long)st->n_mi);
     st->best_ndcg = -1.0;
-    const double steps = (double)st->examples / o->batch;
-    st->warm_steps = o->warmup * steps;
-    st->total_steps = o->epochs * steps;
-    st->t_warm = -1.0;
+    st->t_warm = -1.0;      /* warm_steps, total_steps: each epoch (train_epoch.c) */
     return rc;
 }
 

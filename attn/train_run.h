@@ -44,7 +44,8 @@ typedef struct attn_tr_state {
     int status[ATTN_TR_MAX_THREADS];
     /* the schedule */
     uint64_t step;                /* steps taken */
-    double warm_steps, total_steps;
+    double warm_steps, total_steps;  /* from the epochs' real step counts */
+    double lr;                    /* the last step's rate */
     double t_warm;                /* seconds from t_start to the end of warm-up; -1 before */
     /* keep-best */
     double best_ndcg;

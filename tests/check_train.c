@@ -983,6 +983,65 @@ START_TEST(test_rate_schedule)
 }
 END_TEST
 
+/* The schedule follows the steps a run really takes.  Every user here has
+ * exactly 64 targets, one chunk, and a batch of 32 takes whole chunks: one
+ * user per step, 12 steps an epoch where examples / batch says 24.  The
+ * reference is worked out from the step count alone: warm-up over the
+ * first epoch's 12 steps, then a half cosine that reaches 0 on the 24th
+ * and last step. */
+typedef struct s_rates {
+    double lr[64];
+    int n;
+    uint64_t steps;
+} s_rates;
+
+static int s_record_rate(void *ctx, const attn_train_progress *p)
+{
+    s_rates *r = ctx;
+    if (!p->end_of_epoch && r->n < 64) {
+        r->lr[r->n++] = p->lr;
+        r->steps = p->steps;
+    }
+    return 0;
+}
+
+START_TEST(test_schedule_real_steps)
+{
+    int len[12];
+    for (int u = 0; u < 12; u++)
+        len[u] = 64 + 3;   /* 64 targets, validation, test */
+    s_data d;
+    s_data_make(&d, 20, 8, 12, len, s_next, 0, 91);
+    attn_train_opts o;
+    s_small_opts(&o, 8);
+    o.epochs = 2;
+    o.batch = 32;
+    o.chunk = 64;
+    o.warmup = 1.0;
+    o.cosine = 1;
+    o.time_budget = 0.0;
+    o.lr = 2e-3;
+    o.threads = 1;
+    s_rates r = {0};
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_msg(attn_train(&d.td, &o, s_record_rate, &r, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
+    ck_assert_int_eq(r.steps, 12);
+    ck_assert_int_eq(r.n, 24);
+    for (int i = 0; i < r.n; i++) {
+        const double at = i + 1;
+        const double want = at < 12.0 ? 2e-3 * at / 12.0
+                                      : 2e-3 * 0.5 * (1.0 + cos(M_PI * (at - 12.0) / 12.0));
+        ck_assert_msg(fabs(r.lr[i] - want) <= 1e-12, "step %d: rate %g, expected %g", i + 1,
+                      r.lr[i], want);
+    }
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -1008,6 +1067,7 @@ int main(void)
     tcase_add_test(tt, test_eval_models_paired);
     tcase_add_test(tt, test_time_budget);
     tcase_add_test(tt, test_rate_schedule);
+    tcase_add_test(tt, test_schedule_real_steps);
     suite_add_tcase(s, tt);
     return tu_run(s);
 }
