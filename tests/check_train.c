@@ -712,7 +712,8 @@ START_TEST(test_refit)
 END_TEST
 
 /* The commands: train --refit --self-attn, then eval names both and
- * refuses the validation split of a refit model. */
+ * refuses the validation split of a refit model, first of --models or
+ * not. */
 START_TEST(test_cli)
 {
     char out[8192], args[1024];
@@ -740,6 +741,12 @@ START_TEST(test_cli)
     snprintf(args, sizeof args, "eval %s --split valid", path);
     ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "refit") && strstr(out, "--split test"), "%s", out);
+    /* Also when the refit version is not the first of --models. */
+    snprintf(args, sizeof args, "train %s --epochs 1 --threads 1 --quiet", path);
+    ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "eval %s --models 2,1 --split valid --seeds 1", path);
+    ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "version 1 was refit") && strstr(out, "--split test"), "%s", out);
     /* Scored with bfloat16 tables, as a daemon with model.precision = bf16. */
     snprintf(args, sizeof args, "eval %s --seeds 1 --precision bf16", path);
     ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);

@@ -357,6 +357,28 @@ static int s_load(s_run *r, const s_args *a)
     return 0;
 }
 
+/* r->refit from the measured model's config; and no version measured
+ * (--models: any of them) may have been refit when the split is the
+ * validation targets it learnt from. */
+static int s_check_refit(s_run *r, const s_args *a)
+{
+    for (int i = -1; i < a->vs.n; i++) {
+        const int64_t v = i < 0 ? r->md->version : r->vmd[i]->version;
+        const int refit = s_model_refit(r->db, v);
+        if (refit < 0)
+            return 1;
+        if (i < 0)
+            r->refit = refit;
+        if (refit && a->split == ATTN_EVAL_VALID) {
+            fprintf(stderr, "attnctl eval: %s: model version %lld was refit on the validation "
+                            "targets (attnctl train --refit): its validation score means "
+                            "nothing; use --split test\n", a->db, (long long)v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int s_prepare(s_run *r, const s_args *a)
 {
     attn_tables_opts to = {ATTN_PRECOMPUTE_ALL, (attn_precision)a->precision, a->threads};
@@ -377,15 +399,8 @@ static int s_prepare(s_run *r, const s_args *a)
         if (s_tables(r->nbmd, r->cat, &r->nbem, &to))
             return 1;
     }
-    r->refit = s_model_refit(r->db, r->md->version);
-    if (r->refit < 0)
+    if (s_check_refit(r, a))
         return 1;
-    if (r->refit && a->split == ATTN_EVAL_VALID) {
-        fprintf(stderr, "attnctl eval: %s: model version %lld was refit on the validation "
-                        "targets (attnctl train --refit): its validation score means nothing; "
-                        "use --split test\n", a->db, (long long)r->md->version);
-        return 1;
-    }
     /* The baselines learn from what the model learnt from. */
     r->ds->seqs.refit = r->refit;
     r->base = attn_eval_base_new(&r->ds->seqs, r->cat->emb, (size_t)r->cat->dim, r->cat->dim,
