@@ -741,9 +741,11 @@ START_TEST(test_cli)
     snprintf(args, sizeof args, "eval %s --split valid", path);
     ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "refit") && strstr(out, "--split test"), "%s", out);
-    /* Also when the refit version is not the first of --models. */
-    snprintf(args, sizeof args, "train %s --epochs 1 --threads 1 --quiet", path);
+    /* Also when the refit version is not the first of --models.  (Its
+     * banner: 1024 negatives of 300 items is the full softmax.) */
+    snprintf(args, sizeof args, "train %s --epochs 1 --threads 1", path);
     ck_assert_msg(tu_run_program("attnctl", args, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "full softmax") && !strstr(out, "sampled softmax"), "%s", out);
     snprintf(args, sizeof args, "eval %s --models 2,1 --split valid --seeds 1", path);
     ck_assert_int_eq(tu_run_program("attnctl", args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "version 1 was refit") && strstr(out, "--split test"), "%s", out);

@@ -320,7 +320,8 @@ static void s_banner(const s_run *r, const s_args *a)
                     "m %d, %d heads, l_max %d, %s, %d threads, %s kernels\n",
             a->db, r->cat->n, r->cat->dim, r->ds->seqs.n_users,
             (unsigned long long)r->ds->n_events, o->m, o->heads, o->l_max,
-            o->neg ? "sampled softmax" : "full softmax", o->threads, attn_train_kernel_name());
+            o->neg > 0 && (uint32_t)o->neg < r->cat->n ? "sampled softmax" : "full softmax",
+            o->threads, attn_train_kernel_name());
     if (r->ds->n_unembedded)
         fprintf(stderr, "attnctl train: note: %llu events of items without an embedding "
                         "are left out\n", (unsigned long long)r->ds->n_unembedded);
