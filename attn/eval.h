@@ -185,7 +185,7 @@ int attn_eval_run(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, 
 /* The same, also writing each user's HR@k and NDCG@k to hr_u[u] and
  * ndcg_u[u] (s->n_users entries each; either may be NULL); NAN for users
  * not evaluated.  Two scorers run with the same options see the same
- * users and candidates, so these pair up (attn/eval_paired.h). */
+ * users and candidates, so these pair up (attn_ab_paired, attn/abtest.h). */
 int attn_eval_run_users(const attn_seqs *s, const attn_eval_opts *o, attn_eval_fn fn, void *ctx,
                         attn_eval_result *out, double *hr_u, double *ndcg_u);
 

@@ -3,7 +3,7 @@
  *     attn_train_data data = {.emb = cat->emb, .n_rows = cat->n, .ld = d, .d = d,
  *                             .item_id = cat->item_id, .seqs = ds->seqs};
  *     attn_train_opts o;
- *     attn_train_defaults(&o);
+ *     attn_train_defaults(&o, d);
  *     o.epochs = 30;
  *     attn_model *md;
  *     attn_train_report rep;
@@ -30,7 +30,8 @@
  * candidates: every item of the model (full softmax), or `neg` items drawn
  * uniformly per step and shared by its examples, with the step's targets
  * (sampled softmax, the draws weighted to stand for the rest of the
- * catalog).  AdamW with linear warm-up, global gradient-norm clipping,
+ * catalog).  AdamW with linear warm-up then a half cosine (or a constant
+ * rate), global gradient-norm clipping,
  * decoupled weight decay on the matrices and residuals, dropout of history
  * events; early stopping on the validation split's NDCG@10, scored through
  * the served fast path.
@@ -126,8 +127,8 @@ void attn_train_defaults(attn_train_opts *o, int d);
  * one-line reason naming the option. */
 int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why_len);
 
-/* Passed to the progress callback after every `steps` steps and at the end
- * of every epoch (end_of_epoch = 1, with the validation metrics). */
+/* Passed to the progress callback after every step and at the end of
+ * every epoch (end_of_epoch = 1, with the validation metrics). */
 typedef struct attn_train_progress {
     int epoch;              /* 1-based */
     int epochs;             /* the most there will be */

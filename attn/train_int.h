@@ -20,9 +20,11 @@
  *
  * Files: train.c (API, options), train_plan.c (model items, chunks,
  * initial parameters), train_epoch.c (epochs, steps, schedule, keep-best),
- * train_set.c (a step's working set and negatives), train_step.c and
- * train_chunk.c (one chunk forward and backward), train_net.c (tables and
- * backprop), train_opt.c (AdamW), train_grad.c (gradients for the tests).
+ * train_set.c (a step's working set and negatives), train_step.c (a
+ * thread's workspace), train_chunk.c (one chunk forward and backward, exact
+ * softmax), train_fact.c (its factorised softmax), train_kern*.c (the
+ * vector loops), train_net.c (tables and backprop), train_opt.c (AdamW and
+ * the rate), train_grad.c (gradients for the tests).
  */
 #ifndef ATTN_TRAIN_INT_H
 #define ATTN_TRAIN_INT_H
