@@ -66,7 +66,7 @@ typedef struct attn_train_data {
     attn_seqs seqs;          /* every user's events as rows (seqs.n_rows == n_rows) */
 } attn_train_data;
 
-/* Full softmax: items left out of an example's candidates (the target
+/* Items left out of an example's candidates, full or sampled (the target
  * never is). */
 enum attn_train_mask {
     ATTN_TRAIN_MASK_NONE = 0,     /* every model item is a candidate */
@@ -96,7 +96,7 @@ typedef struct attn_train_opts {
     int neg;               /* sampled negatives shared by each step's examples
                               (default 1024); 0 (or at least the model's
                               items) = full softmax */
-    int mask;              /* full softmax: which of the user's items are not
+    int mask;              /* which of the user's items are not
                               negatives (enum attn_train_mask; default HISTORY) */
     int residual;          /* learn the per-item residual (default 1) */
     int item_bias;         /* learn the item bias (default 1) */

@@ -73,8 +73,8 @@ static const util_opt s_opts[] = {
      "weights, decay X per step (e.g. 0.999; 0 = off)", UTIL_OPT_DBL(s_args, o.ema, 0, 0.999999)},
     {"clip", "X", "clip the global gradient norm at X, 0 = off",
      UTIL_OPT_DBL(s_args, o.clip, 0, 1e9)},
-    {"mask", NULL, "full softmax: leave out of the negatives the history's\n"
-     "items, all the user's training items, or none",
+    {"mask", NULL, "leave out of the negatives (full or sampled) the\n"
+     "history's items, all the user's training items, or none",
      UTIL_OPT_ENUM(s_args, o.mask, s_masks, s_mask_values)},
     {"val-protocol", NULL, "validation metric protocol",
      UTIL_OPT_ENUM(s_args, o.val_protocol, s_protocols, s_protocol_values)},
