@@ -36,6 +36,9 @@
 #include "attn/model.h"
 #include "attn/train.h"
 
+/* Most threads a run may use: attn_tr_par's and the run state's arrays. */
+#define ATTN_TR_MAX_THREADS 64
+
 /* ---- the working set of a step (train_set.c) ------------------------------ */
 
 typedef struct attn_tr_set {

@@ -18,8 +18,6 @@
 #include "attn/attn.h"
 #include "attn/train_kern.h"
 
-#define S_MAX_THREADS 64
-
 typedef struct s_par {
     void (*fn)(void *arg, int i);
     void *arg;
@@ -35,11 +33,11 @@ static void *s_par_main(void *p)
 
 void attn_tr_par(int n, void (*fn)(void *arg, int i), void *arg)
 {
-    if (n > S_MAX_THREADS)
-        n = S_MAX_THREADS;
-    pthread_t th[S_MAX_THREADS];
-    s_par job[S_MAX_THREADS];
-    int started[S_MAX_THREADS] = {0};
+    if (n > ATTN_TR_MAX_THREADS)
+        n = ATTN_TR_MAX_THREADS;
+    pthread_t th[ATTN_TR_MAX_THREADS];
+    s_par job[ATTN_TR_MAX_THREADS];
+    int started[ATTN_TR_MAX_THREADS] = {0};
     for (int i = 1; i < n; i++) {
         job[i] = (s_par){fn, arg, i};
         started[i] = pthread_create(&th[i], NULL, s_par_main, &job[i]) == 0;
@@ -281,8 +279,8 @@ int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias
     const int d = net->d, m4 = net->tw;
     if (threads < 1)
         threads = 1;
-    if (threads > S_MAX_THREADS)
-        threads = S_MAX_THREADS;
+    if (threads > ATTN_TR_MAX_THREADS)
+        threads = ATTN_TR_MAX_THREADS;
     float *dW = s_alloc((size_t)threads * d * m4);
     if (!dW)
         return ATTN_ENOMEM;

@@ -7,8 +7,6 @@
 
 #include "attn/train_int.h"
 
-#define ATTN_TR_MAX_THREADS 64
-
 typedef struct attn_tr_state {
     const attn_train_data *data;  /* the caller's data, seqs.refit as the options say */
     const attn_train_opts *o;
