@@ -815,6 +815,45 @@ START_TEST(test_skip_bad)
 }
 END_TEST
 
+/* The rejects file is written out before the commit: one that cannot be
+ * written fails the import and leaves the database as it was (committing
+ * and then failing would have attnctl say "nothing imported" of a
+ * committed import, and remove a database it had just created). */
+START_TEST(test_rejects_unwritable)
+{
+    ck_assert_int_eq(access("/dev/full", W_OK), 0);
+    const char *path = s_with_items("full.db");
+    s_write("full.csv", "user,item,ts\nu1,i1,1\nu2,nope,2\n");
+    store *db = s_open(path);
+    uint64_t before = s_digest(db);
+    store_import_opts o = store_import_defaults();
+    o.skip_bad = 1;
+    o.rejects_path = "/dev/full";
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_int_eq(store_import_events(db, tu_path("full.csv"), &o, &st, &err), STORE_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "/dev/full: writing the rejects file failed") &&
+                  !strstr(err.msg, "committed"), "%s", err.msg);
+    ck_assert_uint_eq(s_digest(db), before);
+
+    /* Nothing rejected: the empty rejects file is removed only when it is a
+     * regular file -- never a link, nor a device (/dev/null, as root). */
+    const char *link = tu_path("null.rejects");
+    unlink(link);
+    ck_assert_int_eq(symlink("/dev/null", link), 0);
+    o.rejects_path = link;
+    s_write("fine.csv", "user,item,ts\nu1,i1,1\n");
+    ck_assert_msg(store_import_events(db, tu_path("fine.csv"), &o, &st, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(st.rejected, 0);
+    struct stat sb;
+    ck_assert_int_eq(lstat(link, &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    unlink(link);
+    store_close(&db);
+}
+END_TEST
+
 /* ---- sequence files and the '::' MovieLens layouts ------------------------------ */
 
 /* Import path as a sequence file into a fresh database; returns it open. */
@@ -1293,6 +1332,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_error_unknown_item);
     tcase_add_test(tc, test_all_or_nothing);
     tcase_add_test(tc, test_skip_bad);
+    tcase_add_test(tc, test_rejects_unwritable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("crash");
