@@ -953,6 +953,7 @@ START_TEST(test_sequences_recbole_header)
                              "1\t10\t5\t978300760\n1\t11\t3\t978300700.5\n2\t10\t4\t9\n",
                              &o, &st);
     ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rows, 3);   /* the header is not a record */
     ck_assert_int_eq(s_int(db, "SELECT ts FROM interactions JOIN items USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = '1' AND "
                                "items.ext_id = '11'"), 978300700);
@@ -1013,6 +1014,34 @@ START_TEST(test_sequences_errors)
 }
 END_TEST
 
+/* A line of blanks is a blank line: skipped, not a record.  With skip_bad,
+ * a bad line among the first 1,000 (those the layout is detected from) is
+ * rejected like any later one, not the end of the import. */
+START_TEST(test_sequences_blank_and_skip_bad)
+{
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store *db = s_seq_import("seqblank.db", "seqblank.txt", "u1 a\n \t \nu2 b\n  \r\n", &o,
+                             &st);
+    ck_assert_int_eq(st.events, 2);
+    ck_assert_int_eq(st.rows, 2);
+    store_close(&db);
+
+    o.skip_bad = 1;
+    db = s_seq_import("seqskip.db", "seqskip.txt", "u1 a b\nu\xE9 c d\nu2 b\n", &o, &st);
+    ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rejected, 1);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM users"), 2);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 2);
+    size_t n;
+    char *rej = s_slurp(st.rejects_path, &n);
+    ck_assert_msg(strstr(rej, "# ") && strstr(rej, "seqskip.txt:2: column 1: invalid UTF-8") &&
+                  strstr(rej, "\nu\xE9 c d\n"), "%s", rej);
+    free(rej);
+    store_close(&db);
+}
+END_TEST
+
 /* A MovieLens '::' directory: movies.dat (Latin-1, colons inside titles)
  * with ratings.dat, or with sequences.txt. */
 static void s_mldat(const char *dir, int with_ratings)
@@ -1028,7 +1057,8 @@ static void s_mldat(const char *dir, int with_ratings)
     snprintf(p, sizeof p, "%s/users.dat", dir);
     tu_write_file(p, "not read at all\xFF\n", 17);
     snprintf(p, sizeof p, "%s/%s", dir, with_ratings ? "ratings.dat" : "sequences.txt");
-    const char *ev = with_ratings ? "1::2::5::978300760\n1::1::3::978300761\n2::3::4::978300000\n"
+    const char *ev = with_ratings ? "1::2::5::978300760\n1::1::3::978300761\n \t\n"
+                                    "2::3::4::978300000\n"
                                   : "1 2\n1 1\n2 3\n";
     tu_write_file(p, ev, strlen(ev));
 }
@@ -1046,6 +1076,7 @@ START_TEST(test_movielens_dat)
     ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 4);
     ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rows, 7);   /* 4 movies, 3 ratings: a line of blanks is none */
     ck_assert_str_eq(s_str(db, "SELECT title FROM items WHERE ext_id = '3'"),
                      "Mis\xC3\xA9rables, Les (1995)");
     ck_assert_str_eq(s_str(db, "SELECT text FROM items WHERE ext_id = '2'"),
@@ -1321,6 +1352,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_sequences_lists_titles);
     tcase_add_test(tc, test_sequences_recbole_header);
     tcase_add_test(tc, test_sequences_errors);
+    tcase_add_test(tc, test_sequences_blank_and_skip_bad);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

@@ -415,6 +415,12 @@ int store_import_job_nomem(store_import_job *job)
     return STORE_ERR_NOMEM;
 }
 
+void store_import_job_not_data(store_import_job *job)
+{
+    if (job->st->rows)
+        job->st->rows--;
+}
+
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
                       void *ctx)
 {

@@ -33,13 +33,15 @@ typedef struct s_movies {
 static int s_movie_row(store_import_job *job, store_import_rd *rd, void *ctx)
 {
     s_movies *m = ctx;
-    char why[400];
-    store_import_val v;
     const char *line, *f[3];
     size_t len, fl[3];
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &line, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    int rc = store_import_line(job, rd, &line, &len);
+    if (rc != STORE_OK)
+        return rc;
+    if (!line) {
+        store_import_job_not_data(job);   /* a line of blanks */
+        return STORE_OK;
+    }
     if (store_import_split(line, len, "::", f, fl, 3) != 3)
         return store_import_job_fail(job, rd, "expected MovieID::Title::Genres");
     if (!fl[0] || fl[0] > EXT_MAX)
@@ -82,12 +84,15 @@ static int s_rating_row(store_import_job *job, store_import_rd *rd, void *ctx)
 {
     (void)ctx;
     char why[400];
-    store_import_val v;
     const char *line, *f[4];
     size_t len, fl[4];
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &line, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    int rc = store_import_line(job, rd, &line, &len);
+    if (rc != STORE_OK)
+        return rc;
+    if (!line) {
+        store_import_job_not_data(job);   /* a line of blanks */
+        return STORE_OK;
+    }
     int64_t ts;
     if (store_import_split(line, len, "::", f, fl, 4) != 4 || !fl[0] || !fl[1] ||
         store_import_parse_i64(f[3], fl[3], &ts) < 0)
@@ -96,7 +101,7 @@ static int s_rating_row(store_import_job *job, store_import_rd *rd, void *ctx)
     if (fl[0] > EXT_MAX || fl[1] > EXT_MAX)
         return store_import_job_fail(job, rd, "an id is longer than 512 bytes");
     int64_t item_id, user_id;
-    int rc = store_import_job_item(job, f[1], fl[1], &item_id);
+    rc = store_import_job_item(job, f[1], fl[1], &item_id);
     if (rc == STORE_ERR_NOTFOUND) {
         snprintf(why, sizeof why, "unknown movie '%.*s' (not in movies.dat)", (int)fl[1], f[1]);
         return store_import_job_fail(job, rd, why);

@@ -79,6 +79,16 @@ int store_import_lines_open(store_import_job *job, store_import_rd **rd, const c
     return rc;
 }
 
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len)
+{
+    char why[400];
+    store_import_val v;
+    store_import_rd_get(rd, 0, &v);
+    if (store_import_val_str(&v, 1, s, len, why, sizeof why) != STORE_OK)
+        return store_import_job_fail(job, rd, why);
+    return STORE_OK;
+}
+
 int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id)
@@ -125,16 +135,15 @@ typedef struct s_seq {
     int cap;
 } s_seq;
 
-/* Fields of the current line into q->f; their count. */
+/* Fields of the current line into q->f; their count (0: a line of blanks). */
 static int s_fields(store_import_job *job, store_import_rd *rd, s_seq *q, int *n)
 {
-    char why[400];
-    store_import_val v;
     const char *s;
     size_t len;
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &s, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    *n = 0;
+    int rc = store_import_line(job, rd, &s, &len);
+    if (rc != STORE_OK || !s)
+        return rc;
     int need = (int)(len / 2 + 2);
     if (need > q->cap) {
         const char **f = realloc(q->f, (size_t)need * sizeof *f);
@@ -147,7 +156,7 @@ static int s_fields(store_import_job *job, store_import_rd *rd, s_seq *q, int *n
             return store_import_job_nomem(job);
         q->cap = need;
     }
-    *n = s ? store_import_split(s, len, NULL, q->f, q->fl, q->cap) : 0;
+    *n = store_import_split(s, len, NULL, q->f, q->fl, q->cap);
     return STORE_OK;
 }
 
@@ -204,8 +213,10 @@ static int s_line(store_import_job *job, store_import_rd *rd, void *ctx)
     int n, rc = s_fields(job, rd, q, &n);
     if (rc != STORE_OK)
         return rc;
-    if (q->header) {
-        q->header = 0;
+    if (n == 0 || q->header) {
+        /* A line of blanks, or the header (the first line with fields). */
+        q->header = n == 0 && q->header;
+        store_import_job_not_data(job);
         return STORE_OK;
     }
     char why[300];
@@ -272,7 +283,9 @@ static int s_header(s_seq *q, int n)
     return 1;
 }
 
-/* Look at the first lines: a header, or the most fields on a line. */
+/* Look at the first lines: a header (the first line with fields), or the
+ * most fields on a line.  A bad line is passed over: the import proper
+ * rejects it (skip_bad) or stops there, naming it, as for any later line. */
 static int s_detect(store_import_job *job, const char *path, s_seq *q)
 {
     store_import_rd *rd;
@@ -281,11 +294,17 @@ static int s_detect(store_import_job *job, const char *path, s_seq *q)
     for (int line = 0; rc == STORE_OK && line < DETECT_LINES; line++) {
         int got = 0, n = 0;
         rc = store_import_rd_next(rd, &got, job->err);
-        if (rc != STORE_OK || !got)
+        if (!got)
+            break;               /* end of file, or a failure outside any record */
+        if (rc == STORE_OK)
+            rc = s_fields(job, rd, q, &n);
+        if (rc == STORE_ERR_INVAL) {
+            rc = STORE_OK;
+            continue;
+        }
+        if (rc != STORE_OK)
             break;
-        if ((rc = s_fields(job, rd, q, &n)) != STORE_OK)
-            break;
-        if (line == 0 && s_header(q, n))
+        if (most == 0 && n > 0 && s_header(q, n))
             break;
         most = n > most ? n : most;
     }

@@ -76,4 +76,9 @@ int store_import_split(const char *s, size_t len, const char *sep, const char **
 int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
                             int latin1);
 
+/* The current line of such a reader, trimmed and checked (UTF-8, no NUL;
+ * borrowed until the next record).  *s is NULL for a line of blanks, which
+ * the caller skips (store_import_job_not_data). */
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len);
+
 #endif
