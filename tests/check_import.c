@@ -898,7 +898,7 @@ START_TEST(test_sequences_pairs)
     ck_assert_int_eq(store_import_sequences(db, tu_path("pairs.txt"), &o, &st, &err), STORE_OK);
     ck_assert_int_eq(st.items_created, 0);
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions"), 4);
-    ck_assert_uint_ne(before, 0);
+    ck_assert_uint_eq(s_digest(db), before);
     store_close(&db);
 }
 END_TEST
@@ -924,8 +924,21 @@ START_TEST(test_sequences_lists_titles)
                                "interactions ORDER BY ts) e JOIN items i USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = 'u2'"), "c a");
     ck_assert_int_eq(s_int(db, "SELECT max(ts) FROM interactions"), 5);
-    /* A file that already holds an embedder's record keeps it. */
-    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM meta WHERE key = 'embedder'"), 1);
+    /* The untitled item: meta embedder says there is no text. */
+    ck_assert_msg(strstr(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"),
+                         "\"method\":\"none\""), "embedder meta");
+    store_close(&db);
+
+    /* A database whose embedder record names its vectors keeps it. */
+    db = s_open(s_with_items("lists-kept.db"));
+    char was[512];
+    snprintf(was, sizeof was, "%s", s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"));
+    ck_assert_msg(strstr(was, "\"method\":\"imported\""), "%s", was);
+    store_err err = {0};
+    ck_assert_msg(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err) == STORE_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(st.items_untitled, 1);
+    ck_assert_str_eq(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"), was);
     store_close(&db);
 
     /* The same lines forced to pairs: line 1 has four fields. */
@@ -933,7 +946,6 @@ START_TEST(test_sequences_lists_titles)
     o.seq_layout = STORE_IMPORT_SEQ_PAIRS;
     const char *path = s_fresh("forced.db", DIM);
     db = s_open(path);
-    store_err err = {0};
     ck_assert_int_eq(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err),
                      STORE_ERR_INVAL);
     ck_assert_msg(strstr(err.msg, "lists.txt:1: expected 2 fields (user item), found 4"),
@@ -1155,6 +1167,19 @@ START_TEST(test_movielens_sequences)
                                "interactions ORDER BY ts) e JOIN items i USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = '1'"), "2 1");
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE kind = 'rating'"), 3);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM meta WHERE key = 'embedder'"), 0);
+    store_close(&db);
+
+    /* A movie the sequences name and movies.dat does not: a zero vector,
+     * and meta embedder says so, as for 'import sequences'. */
+    char p[600];
+    snprintf(p, sizeof p, "%s/sequences.txt", dir);
+    tu_write_file(p, "1 2\n1 9\n", 8);
+    db = s_open(s_fresh("ml1mseq9.db", 8));
+    ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(st.items_untitled, 1);
+    ck_assert_msg(strstr(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"),
+                         "\"method\":\"none\""), "embedder meta");
     store_close(&db);
 }
 END_TEST

@@ -316,6 +316,25 @@ static int s_detect(store_import_job *job, const char *path, s_seq *q)
     return STORE_OK;
 }
 
+/* meta embedder for a catalog whose items came without text, unless an
+ * embedder (or an import of vectors) has already said what the vectors are. */
+static int s_meta_no_text(store_import_job *job)
+{
+    char buf[16];
+    store_err e;
+    int rc = store_meta_get(job->db, "embedder", buf, sizeof buf, &e);
+    if (rc == STORE_OK)
+        return STORE_OK;
+    if (rc != STORE_ERR_NOTFOUND) {
+        if (job->err)
+            *job->err = e;
+        return rc;
+    }
+    return store_meta_set(job->db, "embedder",
+                          "{\"method\":\"none\",\"note\":\"items without text have a zero "
+                          "vector: the trainer learns their vectors alone\"}", job->err);
+}
+
 int store_import_seq_file(store_import_job *job, const char *path, int layout,
                           store_import_titles *titles)
 {
@@ -335,29 +354,12 @@ int store_import_seq_file(store_import_job *job, const char *path, int layout,
         rc = store_import_lines_open(job, &rd, path, job->o->latin1);
     if (rc == STORE_OK)
         rc = store_import_each(job, rd, s_line, &q);
+    if (rc == STORE_OK && job->st->items_untitled)
+        rc = s_meta_no_text(job);
     store_import_rd_free(&rd);
     free(q.f);
     free(q.fl);
     return rc;
-}
-
-/* meta embedder for a catalog whose items came without text, unless an
- * embedder (or an import of vectors) has already said what the vectors are. */
-static int s_meta_no_text(store_import_job *job)
-{
-    char buf[16];
-    store_err e;
-    int rc = store_meta_get(job->db, "embedder", buf, sizeof buf, &e);
-    if (rc == STORE_OK)
-        return STORE_OK;
-    if (rc != STORE_ERR_NOTFOUND) {
-        if (job->err)
-            *job->err = e;
-        return rc;
-    }
-    return store_meta_set(job->db, "embedder",
-                          "{\"method\":\"none\",\"note\":\"items without text have a zero "
-                          "vector: the trainer learns their vectors alone\"}", job->err);
 }
 
 int store_import_sequences(store *db, const char *path, const store_import_opts *opts,
@@ -378,8 +380,6 @@ int store_import_sequences(store *db, const char *path, const store_import_opts 
     }
     if (rc == STORE_OK)
         rc = store_import_seq_file(&job, path, opts->seq_layout, t);
-    if (rc == STORE_OK && stats->items_untitled)
-        rc = s_meta_no_text(&job);
     stats->items_skipped = store_import_titles_unused(t);
     store_import_titles_free(&t);
     return store_import_job_finish(&job, rc);

@@ -48,7 +48,8 @@ uint64_t store_import_titles_unused(const store_import_titles *t);
 int store_import_titles_file(store_import_job *job, store_import_titles *t, const char *path);
 
 /* Events from a sequence file (layout: enum store_import_seq_layout) inside
- * the job's transaction.  titles may be NULL. */
+ * the job's transaction.  titles may be NULL.  When it created items
+ * without text, meta embedder says so (unless it already names one). */
 int store_import_seq_file(store_import_job *job, const char *path, int layout,
                           store_import_titles *titles);
 
