@@ -2,9 +2,16 @@
  * the rejects file, progress, and the ext_id -> id caches.
  *
  *     store_import_job job;
- *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv.rejects", err);
- *     ... for each record:
- *         rc = store_import_job_bad(&job, rd, rc_of_the_record);   // STORE_OK: skipped
+ *     const char *inputs[] = {"events.csv"};
+ *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv.rejects", inputs, 1,
+ *                                     err);
+ *     if (rc != STORE_OK)
+ *         return rc;                                // nothing began
+ *     rc = store_import_job_open(&job, &rd, "events.csv", &ro);
+ *     ... store_import_job_column for each column, then
+ *     rc = store_import_each(&job, rd, row, ctx);   // row(): one record; bad ones are
+ *                                                   // rejected (store_import_job_bad)
+ *     store_import_rd_free(&rd);
  *     return store_import_job_finish(&job, rc);     // commit, or roll back
  *
  * Internal to store/import/.
@@ -42,8 +49,9 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
                            const char *const *inputs, int n_inputs, store_err *err);
 
 /* Commit if rc is STORE_OK (bumping catalog_version first when items
- * changed), else roll back.  Closes the rejects file, removing it when it
- * stayed empty.  Returns the final code. */
+ * changed), else roll back; a rejects file that cannot be written out
+ * rolls back too.  Closes the rejects file, removing it when it stayed
+ * empty (a regular file only).  Returns the final code. */
 int store_import_job_finish(store_import_job *job, int rc);
 
 /* Open a reader for path with the job's options; format AUTO is resolved by

@@ -1,4 +1,4 @@
-/* import_mldat.c -- the MovieLens '::' layouts (ML-1M, ML-10M).
+/* mldat.c -- the MovieLens '::' layouts (ML-1M, ML-10M).
  *
  *   movies.dat    "MovieID::Title::Genre|Genre"          Latin-1 (ML-1M)
  *   ratings.dat   "UserID::MovieID::Rating::Timestamp"
@@ -9,7 +9,7 @@
  * weight 1, at its time), or beside a sequence file sequences.txt (the form
  * the sequential-recommendation literature publishes, e.g. the 5-core ML-1M
  * of SASRec and its successors: the sequences name the catalog, movies.dat
- * only titles it, import_seq.c).  Item text is "Title. Genre, Genre", as
+ * only titles it, seq.c).  Item text is "Title. Genre, Genre", as
  * the other MovieLens layouts make it.  Fields are split on "::" (titles
  * hold single colons: "Star Wars: Episode IV").  The files are read as
  * Latin-1, the encoding GroupLens ships them in (ML-1M's movies.dat is not

@@ -5,12 +5,12 @@
  *           RecBole's atomic .inter files)
  *   lists   "user item1 item2 ..." a line, a user's whole sequence (S3-Rec)
  *
- * Fields are separated by blanks (spaces or tabs); blank lines are
- * skipped.  The layout is detected from the first lines (any line of three
- * or more fields makes it lists) unless the caller names it.  A first line
- * whose every field is "name:type" is a RecBole header: the columns are then
- * found by name (user_id, item_id, and timestamp if present) and the layout
- * is pairs.
+ * Fields are separated by blanks (spaces or tabs); blank lines (and lines
+ * of blanks) are skipped.  The layout is detected from the first lines (any
+ * line of three or more fields makes it lists) unless the caller names it.
+ * A first line whose every field is "name:type", user_id and item_id among
+ * them, is a RecBole header: the columns are then found by name (user_id,
+ * item_id, and timestamp if present) and the layout is pairs.
  *
  * Time.  Order in the file is time order; without a timestamp column the
  * k-th event read gets ts = k (1, 2, 3, ...), which keeps each user's order

@@ -1,6 +1,6 @@
-/* import_seq.h -- sequence files and the titles that may come with them.
- * Internal to store/import*.c (the API is store_import_sequences in
- * store/import.h).
+/* seq.h -- sequence files and the titles that may come with them.
+ * Internal to store/import/ (the API is store_import_sequences in
+ * store/import/import.h).
  *
  *     store_import_titles *t = store_import_titles_new();
  *     rc = store_import_titles_file(&job, t, "items.csv");      // optional
@@ -60,7 +60,7 @@ int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id);
 
-/* The MovieLens '::' layouts of dir (import_mldat.c): layout 3 =
+/* The MovieLens '::' layouts of dir (mldat.c): layout 3 =
  * movies.dat + ratings.dat, 4 = movies.dat + sequences.txt
  * (store_import_movielens_layout's numbers). */
 int store_import_mldat(store_import_job *job, const char *dir, int layout);

@@ -1,4 +1,4 @@
-/* import_titles.c -- titles and texts held in memory until the sequences
+/* titles.c -- titles and texts held in memory until the sequences
  * name their items.
  *
  * A sequence import reads its items file first but writes an item only when
