@@ -115,6 +115,12 @@ int store_import_job_column(store_import_job *job, store_import_rd *rd, int *col
 int store_import_events_file(store_import_job *job, const char *path,
                              store_import_rd_opts *ro, const char *const *cols);
 
+/* The id, title and text columns of an items file (col[0..2]; title and
+ * text -1 when the file lacks them), found as 'import items' finds them:
+ * --col-id/--col-title/--col-text or the default names (items.c; the
+ * titles of a sequence import read the same files). */
+int store_import_item_columns(store_import_job *job, store_import_rd *rd, int col[3]);
+
 /* Embeddings from a .npy matrix whose rows go with the ext_ids listed one
  * per line in ids_path, inside the job's transaction (npy.c). */
 int store_import_npy_rows(store_import_job *job, const char *npy_path, const char *ids_path);
