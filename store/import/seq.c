@@ -93,10 +93,14 @@ int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id)
 {
+    const char *title, *text;
     int rc = store_import_job_item(job, ext, len, id);
+    if (rc == STORE_OK && titles)
+        /* It keeps what it has, but a sequence names it: its title is not
+         * one of those skipped as no sequence's. */
+        store_import_titles_take(titles, ext, len, &title, &text);
     if (rc != STORE_ERR_NOTFOUND)
         return rc;
-    const char *title, *text;
     int titled = store_import_titles_take(titles, ext, len, &title, &text);
     float *zero = NULL;
     if (!titled || (!title && !text)) {
