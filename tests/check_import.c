@@ -1031,6 +1031,10 @@ START_TEST(test_sequences_errors)
     snprintf(longid + 600, sizeof longid - 600, " a\n");
     s_seq_fail("long.txt", longid, STORE_IMPORT_SEQ_AUTO, "long.txt:1: user id is 600 bytes");
     s_seq_fail("nofile.txt", NULL, STORE_IMPORT_SEQ_AUTO, "nofile.txt: No such file");
+    /* A header names the width: a longer line is not a hint at lists. */
+    s_seq_fail("wide.inter", "user_id:token item_id:token\nu1 a\nu2 b c\n",
+               STORE_IMPORT_SEQ_AUTO, "wide.inter:3: expected 2 fields (as the header names), "
+                                      "found 3");
 }
 END_TEST
 

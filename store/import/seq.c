@@ -133,6 +133,7 @@ typedef struct s_seq {
     int c_ts;               /* field of a timestamp, -1 for none */
     int width;              /* fields a pairs line must have */
     int header;             /* the first line is a header: skip it */
+    int named;              /* the columns were named by a header */
     int64_t next_ts;        /* ordinal of the next event */
     const char **f;         /* fields of the line */
     size_t *fl;
@@ -225,9 +226,11 @@ static int s_line(store_import_job *job, store_import_rd *rd, void *ctx)
     }
     char why[300];
     if (q->layout == STORE_IMPORT_SEQ_PAIRS && n != q->width) {
+        /* Without a header, a longer line suggests the other layout. */
         snprintf(why, sizeof why, "expected %d fields (%s), found %d%s", q->width,
-                 q->width == 2 ? "user item" : "as the header names", n,
-                 n > q->width ? "; a 'user item1 item2 ...' file? (--layout lists)" : "");
+                 q->named ? "as the header names" : "user item", n,
+                 !q->named && n > q->width ? "; a 'user item1 item2 ...' file? (--layout "
+                                             "lists)" : "");
         return store_import_job_fail(job, rd, why);
     }
     if (q->layout == STORE_IMPORT_SEQ_LISTS && n < 2)
@@ -278,7 +281,7 @@ static int s_header(s_seq *q, int n)
     }
     if (user < 0 || item < 0)
         return 0;
-    q->header = 1;
+    q->header = q->named = 1;
     q->c_user = user;
     q->c_item = item;
     q->c_ts = ts;
