@@ -30,18 +30,23 @@ typedef struct s_movies {
     size_t cap;
 } s_movies;
 
+/* The current line; *line NULL, and not counted, for a line of blanks. */
+static int s_line(store_import_job *job, store_import_rd *rd, const char **line, size_t *len)
+{
+    int rc = store_import_line(job, rd, line, len);
+    if (rc == STORE_OK && !*line)
+        store_import_job_not_data(job);
+    return rc;
+}
+
 static int s_movie_row(store_import_job *job, store_import_rd *rd, void *ctx)
 {
     s_movies *m = ctx;
     const char *line, *f[3];
     size_t len, fl[3];
-    int rc = store_import_line(job, rd, &line, &len);
-    if (rc != STORE_OK)
+    int rc = s_line(job, rd, &line, &len);
+    if (rc != STORE_OK || !line)
         return rc;
-    if (!line) {
-        store_import_job_not_data(job);   /* a line of blanks */
-        return STORE_OK;
-    }
     if (store_import_split(line, len, "::", f, fl, 3) != 3)
         return store_import_job_fail(job, rd, "expected MovieID::Title::Genres");
     if (!fl[0] || fl[0] > EXT_MAX)
@@ -86,13 +91,9 @@ static int s_rating_row(store_import_job *job, store_import_rd *rd, void *ctx)
     char why[400];
     const char *line, *f[4];
     size_t len, fl[4];
-    int rc = store_import_line(job, rd, &line, &len);
-    if (rc != STORE_OK)
+    int rc = s_line(job, rd, &line, &len);
+    if (rc != STORE_OK || !line)
         return rc;
-    if (!line) {
-        store_import_job_not_data(job);   /* a line of blanks */
-        return STORE_OK;
-    }
     int64_t ts;
     if (store_import_split(line, len, "::", f, fl, 4) != 4 || !fl[0] || !fl[1] ||
         store_import_parse_i64(f[3], fl[3], &ts) < 0)
