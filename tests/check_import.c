@@ -815,6 +815,45 @@ START_TEST(test_skip_bad)
 }
 END_TEST
 
+/* The rejects file is written out before the commit: one that cannot be
+ * written fails the import and leaves the database as it was (committing
+ * and then failing would have attnctl say "nothing imported" of a
+ * committed import, and remove a database it had just created). */
+START_TEST(test_rejects_unwritable)
+{
+    ck_assert_int_eq(access("/dev/full", W_OK), 0);
+    const char *path = s_with_items("full.db");
+    s_write("full.csv", "user,item,ts\nu1,i1,1\nu2,nope,2\n");
+    store *db = s_open(path);
+    uint64_t before = s_digest(db);
+    store_import_opts o = store_import_defaults();
+    o.skip_bad = 1;
+    o.rejects_path = "/dev/full";
+    store_import_stats st;
+    store_err err = {0};
+    ck_assert_int_eq(store_import_events(db, tu_path("full.csv"), &o, &st, &err), STORE_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "/dev/full: writing the rejects file failed") &&
+                  !strstr(err.msg, "committed"), "%s", err.msg);
+    ck_assert_uint_eq(s_digest(db), before);
+
+    /* Nothing rejected: the empty rejects file is removed only when it is a
+     * regular file -- never a link, nor a device (/dev/null, as root). */
+    const char *link = tu_path("null.rejects");
+    unlink(link);
+    ck_assert_int_eq(symlink("/dev/null", link), 0);
+    o.rejects_path = link;
+    s_write("fine.csv", "user,item,ts\nu1,i1,1\n");
+    ck_assert_msg(store_import_events(db, tu_path("fine.csv"), &o, &st, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(st.rejected, 0);
+    struct stat sb;
+    ck_assert_int_eq(lstat(link, &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    unlink(link);
+    store_close(&db);
+}
+END_TEST
+
 /* ---- sequence files and the '::' MovieLens layouts ------------------------------ */
 
 /* Import path as a sequence file into a fresh database; returns it open. */
@@ -859,7 +898,7 @@ START_TEST(test_sequences_pairs)
     ck_assert_int_eq(store_import_sequences(db, tu_path("pairs.txt"), &o, &st, &err), STORE_OK);
     ck_assert_int_eq(st.items_created, 0);
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions"), 4);
-    ck_assert_uint_ne(before, 0);
+    ck_assert_uint_eq(s_digest(db), before);
     store_close(&db);
 }
 END_TEST
@@ -869,7 +908,9 @@ START_TEST(test_sequences_lists_titles)
 {
     s_write("titles.csv", "id,title,text\na,Alpha,alpha text\nb,Beta,\nz,Zed,never named\n");
     store_import_opts o = store_import_defaults();
-    o.titles_path = tu_path("titles.csv");
+    char titles[512];   /* tu_path's buffers are reused */
+    snprintf(titles, sizeof titles, "%s", tu_path("titles.csv"));
+    o.titles_path = titles;
     store_import_stats st;
     store *db = s_seq_import("lists.db", "lists.txt", "u1 a b c\nu2 c a\n", &o, &st);
     ck_assert_int_eq(st.events, 5);
@@ -885,8 +926,27 @@ START_TEST(test_sequences_lists_titles)
                                "interactions ORDER BY ts) e JOIN items i USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = 'u2'"), "c a");
     ck_assert_int_eq(s_int(db, "SELECT max(ts) FROM interactions"), 5);
-    /* A file that already holds an embedder's record keeps it. */
-    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM meta WHERE key = 'embedder'"), 1);
+    /* The untitled item: meta embedder says there is no text. */
+    ck_assert_msg(strstr(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"),
+                         "\"method\":\"none\""), "embedder meta");
+    /* Again: a and b exist and keep what they have, but the sequences name
+     * them, so only z's title is one that no sequence names. */
+    store_err err = {0};
+    ck_assert_msg(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err) == STORE_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(st.items_created, 0);
+    ck_assert_int_eq(st.items_skipped, 1);
+    store_close(&db);
+
+    /* A database whose embedder record names its vectors keeps it. */
+    db = s_open(s_with_items("lists-kept.db"));
+    char was[512];
+    snprintf(was, sizeof was, "%s", s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"));
+    ck_assert_msg(strstr(was, "\"method\":\"imported\""), "%s", was);
+    ck_assert_msg(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err) == STORE_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(st.items_untitled, 1);
+    ck_assert_str_eq(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"), was);
     store_close(&db);
 
     /* The same lines forced to pairs: line 1 has four fields. */
@@ -894,7 +954,6 @@ START_TEST(test_sequences_lists_titles)
     o.seq_layout = STORE_IMPORT_SEQ_PAIRS;
     const char *path = s_fresh("forced.db", DIM);
     db = s_open(path);
-    store_err err = {0};
     ck_assert_int_eq(store_import_sequences(db, tu_path("lists.txt"), &o, &st, &err),
                      STORE_ERR_INVAL);
     ck_assert_msg(strstr(err.msg, "lists.txt:1: expected 2 fields (user item), found 4"),
@@ -914,6 +973,7 @@ START_TEST(test_sequences_recbole_header)
                              "1\t10\t5\t978300760\n1\t11\t3\t978300700.5\n2\t10\t4\t9\n",
                              &o, &st);
     ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rows, 3);   /* the header is not a record */
     ck_assert_int_eq(s_int(db, "SELECT ts FROM interactions JOIN items USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = '1' AND "
                                "items.ext_id = '11'"), 978300700);
@@ -971,6 +1031,38 @@ START_TEST(test_sequences_errors)
     snprintf(longid + 600, sizeof longid - 600, " a\n");
     s_seq_fail("long.txt", longid, STORE_IMPORT_SEQ_AUTO, "long.txt:1: user id is 600 bytes");
     s_seq_fail("nofile.txt", NULL, STORE_IMPORT_SEQ_AUTO, "nofile.txt: No such file");
+    /* A header names the width: a longer line is not a hint at lists. */
+    s_seq_fail("wide.inter", "user_id:token item_id:token\nu1 a\nu2 b c\n",
+               STORE_IMPORT_SEQ_AUTO, "wide.inter:3: expected 2 fields (as the header names), "
+                                      "found 3");
+}
+END_TEST
+
+/* A line of blanks is a blank line: skipped, not a record.  With skip_bad,
+ * a bad line among the first 1,000 (those the layout is detected from) is
+ * rejected like any later one, not the end of the import. */
+START_TEST(test_sequences_blank_and_skip_bad)
+{
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store *db = s_seq_import("seqblank.db", "seqblank.txt", "u1 a\n \t \nu2 b\n  \r\n", &o,
+                             &st);
+    ck_assert_int_eq(st.events, 2);
+    ck_assert_int_eq(st.rows, 2);
+    store_close(&db);
+
+    o.skip_bad = 1;
+    db = s_seq_import("seqskip.db", "seqskip.txt", "u1 a b\nu\xE9 c d\nu2 b\n", &o, &st);
+    ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rejected, 1);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM users"), 2);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 2);
+    size_t n;
+    char *rej = s_slurp(st.rejects_path, &n);
+    ck_assert_msg(strstr(rej, "# ") && strstr(rej, "seqskip.txt:2: column 1: invalid UTF-8") &&
+                  strstr(rej, "\nu\xE9 c d\n"), "%s", rej);
+    free(rej);
+    store_close(&db);
 }
 END_TEST
 
@@ -989,7 +1081,8 @@ static void s_mldat(const char *dir, int with_ratings)
     snprintf(p, sizeof p, "%s/users.dat", dir);
     tu_write_file(p, "not read at all\xFF\n", 17);
     snprintf(p, sizeof p, "%s/%s", dir, with_ratings ? "ratings.dat" : "sequences.txt");
-    const char *ev = with_ratings ? "1::2::5::978300760\n1::1::3::978300761\n2::3::4::978300000\n"
+    const char *ev = with_ratings ? "1::2::5::978300760\n1::1::3::978300761\n \t\n"
+                                    "2::3::4::978300000\n"
                                   : "1 2\n1 1\n2 3\n";
     tu_write_file(p, ev, strlen(ev));
 }
@@ -1007,6 +1100,7 @@ START_TEST(test_movielens_dat)
     ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items"), 4);
     ck_assert_int_eq(st.events, 3);
+    ck_assert_int_eq(st.rows, 7);   /* 4 movies, 3 ratings: a line of blanks is none */
     ck_assert_str_eq(s_str(db, "SELECT title FROM items WHERE ext_id = '3'"),
                      "Mis\xC3\xA9rables, Les (1995)");
     ck_assert_str_eq(s_str(db, "SELECT text FROM items WHERE ext_id = '2'"),
@@ -1085,6 +1179,19 @@ START_TEST(test_movielens_sequences)
                                "interactions ORDER BY ts) e JOIN items i USING (item_id) "
                                "JOIN users u USING (user_id) WHERE u.ext_id = '1'"), "2 1");
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE kind = 'rating'"), 3);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM meta WHERE key = 'embedder'"), 0);
+    store_close(&db);
+
+    /* A movie the sequences name and movies.dat does not: a zero vector,
+     * and meta embedder says so, as for 'import sequences'. */
+    char p[600];
+    snprintf(p, sizeof p, "%s/sequences.txt", dir);
+    tu_write_file(p, "1 2\n1 9\n", 8);
+    db = s_open(s_fresh("ml1mseq9.db", 8));
+    ck_assert_msg(store_import_movielens(db, dir, &o, &st, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(st.items_untitled, 1);
+    ck_assert_msg(strstr(s_str(db, "SELECT value FROM meta WHERE key = 'embedder'"),
+                         "\"method\":\"none\""), "embedder meta");
     store_close(&db);
 }
 END_TEST
@@ -1282,6 +1389,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_sequences_lists_titles);
     tcase_add_test(tc, test_sequences_recbole_header);
     tcase_add_test(tc, test_sequences_errors);
+    tcase_add_test(tc, test_sequences_blank_and_skip_bad);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
@@ -1293,6 +1401,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_error_unknown_item);
     tcase_add_test(tc, test_all_or_nothing);
     tcase_add_test(tc, test_skip_bad);
+    tcase_add_test(tc, test_rejects_unwritable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("crash");

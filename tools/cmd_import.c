@@ -157,12 +157,14 @@ static const util_opt_cmd s_cmd = {
              "events DB FILE [options]     user, item, ts, kind, weight\n"
              "sequences DB FILE [options]  'user item' or 'user item1 item2 ...' lines\n"
              "movielens DB DIR [--dim D]   MovieLens 100K, CSV, ML-1M '::' layout,\n"
-             "                             or movies.dat + sequences.txt",
+             "                                                   or movies.dat + "
+             "sequences.txt",
     .about =
         "\n"
-        "FILE is CSV (RFC 4180, header row) or JSONL (one object per line), chosen by\n"
-        "extension (.csv .tsv .jsonl .ndjson) or --format.  One transaction: a bad line\n"
-        "stops the import with file:line and leaves the database unchanged.",
+        "An items or events FILE is CSV (RFC 4180, header row) or JSONL (one object per\n"
+        "line), chosen by extension (.csv .tsv .txt, .jsonl .ndjson .json) or --format;\n"
+        "a sequences FILE is lines of blank-separated fields.  One transaction: a bad\n"
+        "line stops the import with file:line and leaves the database unchanged.",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
     .tail = "See docs/IMPORT.md.",

@@ -94,6 +94,20 @@ static int s_item_row(store_import_job *job, store_import_rd *rd, const s_cols *
     return STORE_OK;
 }
 
+int store_import_item_columns(store_import_job *job, store_import_rd *rd, int col[3])
+{
+    const store_import_opts *o = job->o;
+    int rc = store_import_job_column(job, rd, &col[0], 1, "id", o->col_id, "--col-id",
+                                     s_id_names);
+    if (rc == STORE_OK)
+        rc = store_import_job_column(job, rd, &col[1], 0, "title", o->col_title,
+                                     "--col-title", s_title_names);
+    if (rc == STORE_OK)
+        rc = store_import_job_column(job, rd, &col[2], 0, "text", o->col_text, "--col-text",
+                                     s_text_names);
+    return rc;
+}
+
 typedef struct s_item_ctx {
     const s_cols *c;
     float *emb;              /* a row's embedding, store_dim floats */
@@ -113,14 +127,9 @@ static int s_items_file(store_import_job *job, const char *path)
     int rc = store_import_job_open(job, &rd, path, &ro);
     if (rc != STORE_OK)
         return rc;
-    s_cols c;
-    rc = store_import_job_column(job, rd, &c.id, 1, "id", o->col_id, "--col-id", s_id_names);
-    if (rc == STORE_OK)
-        rc = store_import_job_column(job, rd, &c.title, 0, "title", o->col_title,
-                                     "--col-title", s_title_names);
-    if (rc == STORE_OK)
-        rc = store_import_job_column(job, rd, &c.text, 0, "text", o->col_text, "--col-text",
-                                     s_text_names);
+    int col[3] = {-1, -1, -1};
+    rc = store_import_item_columns(job, rd, col);
+    s_cols c = {col[0], col[1], col[2], -1};
     if (rc == STORE_OK)
         rc = store_import_job_column(job, rd, &c.emb, 0, "embedding", o->col_embedding,
                                      "--col-embedding", s_emb_names);

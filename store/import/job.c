@@ -36,6 +36,16 @@ static void s_cache_restore(store_import_job *job)
     job->cache_was = 0;
 }
 
+/* Remove the rejects file left empty -- when it is a regular file: a
+ * --rejects naming a link or a device (/dev/null, /dev/stdout) keeps it,
+ * and as root unlink would take the device away. */
+static void s_rejects_remove(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+        unlink(path);
+}
+
 /* Do a and b name the same existing file? */
 static int s_same_file(const char *a, const char *b)
 {
@@ -109,7 +119,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
         s_cache_restore(job);
         if (job->rejects) {
             fclose(job->rejects);
-            unlink(stats->rejects_path);
+            s_rejects_remove(stats->rejects_path);
         }
         store_import_map_free(&job->users);
         store_import_map_free(&job->items);
@@ -135,8 +145,29 @@ static int s_meta_embedder(store_import_job *job)
     return store_meta_set(job->db, "embedder", json, job->err);
 }
 
+/* The rejects written out before the commit, so that a rejects file that
+ * cannot be written (a full disk) rolls the import back like any other
+ * failure instead of failing after the data is committed. */
+static int s_rejects_flush(store_import_job *job)
+{
+    if (!job->rejects)
+        return STORE_OK;
+    int flushed = fflush(job->rejects) == 0, e = errno;
+    if (flushed && !ferror(job->rejects))
+        return STORE_OK;
+    if (job->err) {
+        job->err->code = STORE_ERR_IO;
+        snprintf(job->err->msg, sizeof job->err->msg, "%.300s: writing the rejects file "
+                 "failed: %s", job->st->rejects_path,
+                 flushed ? "an earlier write failed" : strerror(e));
+    }
+    return STORE_ERR_IO;
+}
+
 int store_import_job_finish(store_import_job *job, int rc)
 {
+    if (rc == STORE_OK)
+        rc = s_rejects_flush(job);
     if (rc == STORE_OK && job->embeddings_from)
         rc = s_meta_embedder(job);
     if (rc == STORE_OK && job->items_changed)
@@ -148,8 +179,9 @@ int store_import_job_finish(store_import_job *job, int rc)
     s_cache_restore(job);
     if (job->rejects) {
         if (fclose(job->rejects) != 0 && rc == STORE_OK) {
-            /* The data is committed; the reject list is incomplete.  Say so
-             * rather than pretend the rejects file is whole. */
+            /* Flushed before the commit, so only close itself failed (a
+             * network file system): the data is committed, the reject list
+             * may be incomplete.  Say so rather than pretend it is whole. */
             if (job->err) {
                 job->err->code = STORE_ERR_IO;
                 snprintf(job->err->msg, sizeof job->err->msg,
@@ -160,7 +192,7 @@ int store_import_job_finish(store_import_job *job, int rc)
         }
         job->rejects = NULL;
         if (job->st->rejected == 0) {
-            unlink(job->st->rejects_path);
+            s_rejects_remove(job->st->rejects_path);
             job->st->rejects_path[0] = '\0';
         }
     }
@@ -381,6 +413,12 @@ int store_import_job_nomem(store_import_job *job)
                  store_path(job->db));
     }
     return STORE_ERR_NOMEM;
+}
+
+void store_import_job_not_data(store_import_job *job)
+{
+    if (job->st->rows)
+        job->st->rows--;
 }
 
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,

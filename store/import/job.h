@@ -2,9 +2,16 @@
  * the rejects file, progress, and the ext_id -> id caches.
  *
  *     store_import_job job;
- *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv.rejects", err);
- *     ... for each record:
- *         rc = store_import_job_bad(&job, rd, rc_of_the_record);   // STORE_OK: skipped
+ *     const char *inputs[] = {"events.csv"};
+ *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv.rejects", inputs, 1,
+ *                                     err);
+ *     if (rc != STORE_OK)
+ *         return rc;                                // nothing began
+ *     rc = store_import_job_open(&job, &rd, "events.csv", &ro);
+ *     ... store_import_job_column for each column, then
+ *     rc = store_import_each(&job, rd, row, ctx);   // row(): one record; bad ones are
+ *                                                   // rejected (store_import_job_bad)
+ *     store_import_rd_free(&rd);
  *     return store_import_job_finish(&job, rc);     // commit, or roll back
  *
  * Internal to store/import/.
@@ -42,8 +49,9 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
                            const char *const *inputs, int n_inputs, store_err *err);
 
 /* Commit if rc is STORE_OK (bumping catalog_version first when items
- * changed), else roll back.  Closes the rejects file, removing it when it
- * stayed empty.  Returns the final code. */
+ * changed), else roll back; a rejects file that cannot be written out
+ * rolls back too.  Closes the rejects file, removing it when it stayed
+ * empty (a regular file only).  Returns the final code. */
 int store_import_job_finish(store_import_job *job, int rc);
 
 /* Open a reader for path with the job's options; format AUTO is resolved by
@@ -75,6 +83,10 @@ typedef int (*store_import_row_fn)(store_import_job *job, store_import_rd *rd, v
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
                       void *ctx);
 
+/* The record just read is no data (a header line, a line of blanks): it
+ * does not count in stats->rows. */
+void store_import_job_not_data(store_import_job *job);
+
 /* item_id of ext, from the cache or the database; STORE_ERR_NOTFOUND (err
  * untouched) if there is no such item. */
 int store_import_job_item(store_import_job *job, const char *ext, size_t len, int64_t *id);
@@ -102,6 +114,12 @@ int store_import_job_column(store_import_job *job, store_import_rd *rd, int *col
  * NULL = none) for files of a fixed layout (events.c). */
 int store_import_events_file(store_import_job *job, const char *path,
                              store_import_rd_opts *ro, const char *const *cols);
+
+/* The id, title and text columns of an items file (col[0..2]; title and
+ * text -1 when the file lacks them), found as 'import items' finds them:
+ * --col-id/--col-title/--col-text or the default names (items.c; the
+ * titles of a sequence import read the same files). */
+int store_import_item_columns(store_import_job *job, store_import_rd *rd, int col[3]);
 
 /* Embeddings from a .npy matrix whose rows go with the ext_ids listed one
  * per line in ids_path, inside the job's transaction (npy.c). */

@@ -1,4 +1,4 @@
-/* import_mldat.c -- the MovieLens '::' layouts (ML-1M, ML-10M).
+/* mldat.c -- the MovieLens '::' layouts (ML-1M, ML-10M).
  *
  *   movies.dat    "MovieID::Title::Genre|Genre"          Latin-1 (ML-1M)
  *   ratings.dat   "UserID::MovieID::Rating::Timestamp"
@@ -9,7 +9,7 @@
  * weight 1, at its time), or beside a sequence file sequences.txt (the form
  * the sequential-recommendation literature publishes, e.g. the 5-core ML-1M
  * of SASRec and its successors: the sequences name the catalog, movies.dat
- * only titles it, import_seq.c).  Item text is "Title. Genre, Genre", as
+ * only titles it, seq.c).  Item text is "Title. Genre, Genre", as
  * the other MovieLens layouts make it.  Fields are split on "::" (titles
  * hold single colons: "Star Wars: Episode IV").  The files are read as
  * Latin-1, the encoding GroupLens ships them in (ML-1M's movies.dat is not
@@ -30,16 +30,23 @@ typedef struct s_movies {
     size_t cap;
 } s_movies;
 
+/* The current line; *line NULL, and not counted, for a line of blanks. */
+static int s_line(store_import_job *job, store_import_rd *rd, const char **line, size_t *len)
+{
+    int rc = store_import_line(job, rd, line, len);
+    if (rc == STORE_OK && !*line)
+        store_import_job_not_data(job);
+    return rc;
+}
+
 static int s_movie_row(store_import_job *job, store_import_rd *rd, void *ctx)
 {
     s_movies *m = ctx;
-    char why[400];
-    store_import_val v;
     const char *line, *f[3];
     size_t len, fl[3];
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &line, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    int rc = s_line(job, rd, &line, &len);
+    if (rc != STORE_OK || !line)
+        return rc;
     if (store_import_split(line, len, "::", f, fl, 3) != 3)
         return store_import_job_fail(job, rd, "expected MovieID::Title::Genres");
     if (!fl[0] || fl[0] > EXT_MAX)
@@ -82,12 +89,11 @@ static int s_rating_row(store_import_job *job, store_import_rd *rd, void *ctx)
 {
     (void)ctx;
     char why[400];
-    store_import_val v;
     const char *line, *f[4];
     size_t len, fl[4];
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &line, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    int rc = s_line(job, rd, &line, &len);
+    if (rc != STORE_OK || !line)
+        return rc;
     int64_t ts;
     if (store_import_split(line, len, "::", f, fl, 4) != 4 || !fl[0] || !fl[1] ||
         store_import_parse_i64(f[3], fl[3], &ts) < 0)
@@ -96,7 +102,7 @@ static int s_rating_row(store_import_job *job, store_import_rd *rd, void *ctx)
     if (fl[0] > EXT_MAX || fl[1] > EXT_MAX)
         return store_import_job_fail(job, rd, "an id is longer than 512 bytes");
     int64_t item_id, user_id;
-    int rc = store_import_job_item(job, f[1], fl[1], &item_id);
+    rc = store_import_job_item(job, f[1], fl[1], &item_id);
     if (rc == STORE_ERR_NOTFOUND) {
         snprintf(why, sizeof why, "unknown movie '%.*s' (not in movies.dat)", (int)fl[1], f[1]);
         return store_import_job_fail(job, rd, why);

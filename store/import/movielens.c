@@ -1,5 +1,6 @@
-/* movielens.c -- the two MovieLens layouts, items and ratings in one
- * transaction.
+/* movielens.c -- the MovieLens layouts, items and ratings in one
+ * transaction: the 100K and CSV layouts here, the ML-1M '::' layouts in
+ * mldat.c.
  *
  * 100K layout (ml-100k): u.genre "name|index"; u.item "id|title|release
  * date|video release date|IMDb URL|19 genre flags", Latin-1, '|'-separated

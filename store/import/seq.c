@@ -5,12 +5,12 @@
  *           RecBole's atomic .inter files)
  *   lists   "user item1 item2 ..." a line, a user's whole sequence (S3-Rec)
  *
- * Fields are separated by blanks (spaces or tabs); blank lines are
- * skipped.  The layout is detected from the first lines (any line of three
- * or more fields makes it lists) unless the caller names it.  A first line
- * whose every field is "name:type" is a RecBole header: the columns are then
- * found by name (user_id, item_id, and timestamp if present) and the layout
- * is pairs.
+ * Fields are separated by blanks (spaces or tabs); blank lines (and lines
+ * of blanks) are skipped.  The layout is detected from the first lines (any
+ * line of three or more fields makes it lists) unless the caller names it.
+ * A first line whose every field is "name:type", user_id and item_id among
+ * them, is a RecBole header: the columns are then found by name (user_id,
+ * item_id, and timestamp if present) and the layout is pairs.
  *
  * Time.  Order in the file is time order; without a timestamp column the
  * k-th event read gets ts = k (1, 2, 3, ...), which keeps each user's order
@@ -79,14 +79,28 @@ int store_import_lines_open(store_import_job *job, store_import_rd **rd, const c
     return rc;
 }
 
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len)
+{
+    char why[400];
+    store_import_val v;
+    store_import_rd_get(rd, 0, &v);
+    if (store_import_val_str(&v, 1, s, len, why, sizeof why) != STORE_OK)
+        return store_import_job_fail(job, rd, why);
+    return STORE_OK;
+}
+
 int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id)
 {
+    const char *title, *text;
     int rc = store_import_job_item(job, ext, len, id);
+    if (rc == STORE_OK && titles)
+        /* It keeps what it has, but a sequence names it: its title is not
+         * one of those skipped as no sequence's. */
+        store_import_titles_take(titles, ext, len, &title, &text);
     if (rc != STORE_ERR_NOTFOUND)
         return rc;
-    const char *title, *text;
     int titled = store_import_titles_take(titles, ext, len, &title, &text);
     float *zero = NULL;
     if (!titled || (!title && !text)) {
@@ -119,22 +133,22 @@ typedef struct s_seq {
     int c_ts;               /* field of a timestamp, -1 for none */
     int width;              /* fields a pairs line must have */
     int header;             /* the first line is a header: skip it */
+    int named;              /* the columns were named by a header */
     int64_t next_ts;        /* ordinal of the next event */
     const char **f;         /* fields of the line */
     size_t *fl;
     int cap;
 } s_seq;
 
-/* Fields of the current line into q->f; their count. */
+/* Fields of the current line into q->f; their count (0: a line of blanks). */
 static int s_fields(store_import_job *job, store_import_rd *rd, s_seq *q, int *n)
 {
-    char why[400];
-    store_import_val v;
     const char *s;
     size_t len;
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &s, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    *n = 0;
+    int rc = store_import_line(job, rd, &s, &len);
+    if (rc != STORE_OK || !s)
+        return rc;
     int need = (int)(len / 2 + 2);
     if (need > q->cap) {
         const char **f = realloc(q->f, (size_t)need * sizeof *f);
@@ -147,7 +161,7 @@ static int s_fields(store_import_job *job, store_import_rd *rd, s_seq *q, int *n
             return store_import_job_nomem(job);
         q->cap = need;
     }
-    *n = s ? store_import_split(s, len, NULL, q->f, q->fl, q->cap) : 0;
+    *n = store_import_split(s, len, NULL, q->f, q->fl, q->cap);
     return STORE_OK;
 }
 
@@ -204,15 +218,19 @@ static int s_line(store_import_job *job, store_import_rd *rd, void *ctx)
     int n, rc = s_fields(job, rd, q, &n);
     if (rc != STORE_OK)
         return rc;
-    if (q->header) {
-        q->header = 0;
+    if (n == 0 || q->header) {
+        /* A line of blanks, or the header (the first line with fields). */
+        q->header = n == 0 && q->header;
+        store_import_job_not_data(job);
         return STORE_OK;
     }
     char why[300];
     if (q->layout == STORE_IMPORT_SEQ_PAIRS && n != q->width) {
+        /* Without a header, a longer line suggests the other layout. */
         snprintf(why, sizeof why, "expected %d fields (%s), found %d%s", q->width,
-                 q->width == 2 ? "user item" : "as the header names", n,
-                 n > q->width ? "; a 'user item1 item2 ...' file? (--layout lists)" : "");
+                 q->named ? "as the header names" : "user item", n,
+                 !q->named && n > q->width ? "; a 'user item1 item2 ...' file? (--layout "
+                                             "lists)" : "");
         return store_import_job_fail(job, rd, why);
     }
     if (q->layout == STORE_IMPORT_SEQ_LISTS && n < 2)
@@ -263,7 +281,7 @@ static int s_header(s_seq *q, int n)
     }
     if (user < 0 || item < 0)
         return 0;
-    q->header = 1;
+    q->header = q->named = 1;
     q->c_user = user;
     q->c_item = item;
     q->c_ts = ts;
@@ -272,7 +290,9 @@ static int s_header(s_seq *q, int n)
     return 1;
 }
 
-/* Look at the first lines: a header, or the most fields on a line. */
+/* Look at the first lines: a header (the first line with fields), or the
+ * most fields on a line.  A bad line is passed over: the import proper
+ * rejects it (skip_bad) or stops there, naming it, as for any later line. */
 static int s_detect(store_import_job *job, const char *path, s_seq *q)
 {
     store_import_rd *rd;
@@ -281,11 +301,17 @@ static int s_detect(store_import_job *job, const char *path, s_seq *q)
     for (int line = 0; rc == STORE_OK && line < DETECT_LINES; line++) {
         int got = 0, n = 0;
         rc = store_import_rd_next(rd, &got, job->err);
-        if (rc != STORE_OK || !got)
+        if (!got)
+            break;               /* end of file, or a failure outside any record */
+        if (rc == STORE_OK)
+            rc = s_fields(job, rd, q, &n);
+        if (rc == STORE_ERR_INVAL) {
+            rc = STORE_OK;
+            continue;
+        }
+        if (rc != STORE_OK)
             break;
-        if ((rc = s_fields(job, rd, q, &n)) != STORE_OK)
-            break;
-        if (line == 0 && s_header(q, n))
+        if (most == 0 && n > 0 && s_header(q, n))
             break;
         most = n > most ? n : most;
     }
@@ -295,31 +321,6 @@ static int s_detect(store_import_job *job, const char *path, s_seq *q)
     if (q->layout == STORE_IMPORT_SEQ_AUTO)
         q->layout = most >= 3 ? STORE_IMPORT_SEQ_LISTS : STORE_IMPORT_SEQ_PAIRS;
     return STORE_OK;
-}
-
-int store_import_seq_file(store_import_job *job, const char *path, int layout,
-                          store_import_titles *titles)
-{
-    if (layout < STORE_IMPORT_SEQ_AUTO || layout > STORE_IMPORT_SEQ_LISTS) {
-        if (job->err) {
-            job->err->code = STORE_ERR_INVAL;
-            snprintf(job->err->msg, sizeof job->err->msg, "%s: unknown sequence layout %d",
-                     path, layout);
-        }
-        return STORE_ERR_INVAL;
-    }
-    s_seq q = {.titles = titles, .layout = layout, .c_user = 0, .c_item = 1, .c_ts = -1,
-               .width = 2, .next_ts = 1};
-    int rc = s_detect(job, path, &q);
-    store_import_rd *rd = NULL;
-    if (rc == STORE_OK)
-        rc = store_import_lines_open(job, &rd, path, job->o->latin1);
-    if (rc == STORE_OK)
-        rc = store_import_each(job, rd, s_line, &q);
-    store_import_rd_free(&rd);
-    free(q.f);
-    free(q.fl);
-    return rc;
 }
 
 /* meta embedder for a catalog whose items came without text, unless an
@@ -341,6 +342,33 @@ static int s_meta_no_text(store_import_job *job)
                           "vector: the trainer learns their vectors alone\"}", job->err);
 }
 
+int store_import_seq_file(store_import_job *job, const char *path, int layout,
+                          store_import_titles *titles)
+{
+    if (layout < STORE_IMPORT_SEQ_AUTO || layout > STORE_IMPORT_SEQ_LISTS) {
+        if (job->err) {
+            job->err->code = STORE_ERR_INVAL;
+            snprintf(job->err->msg, sizeof job->err->msg, "%s: unknown sequence layout %d",
+                     path, layout);
+        }
+        return STORE_ERR_INVAL;
+    }
+    s_seq q = {.titles = titles, .layout = layout, .c_user = 0, .c_item = 1, .c_ts = -1,
+               .width = 2, .next_ts = 1};
+    int rc = s_detect(job, path, &q);
+    store_import_rd *rd = NULL;
+    if (rc == STORE_OK)
+        rc = store_import_lines_open(job, &rd, path, job->o->latin1);
+    if (rc == STORE_OK)
+        rc = store_import_each(job, rd, s_line, &q);
+    if (rc == STORE_OK && job->st->items_untitled)
+        rc = s_meta_no_text(job);
+    store_import_rd_free(&rd);
+    free(q.f);
+    free(q.fl);
+    return rc;
+}
+
 int store_import_sequences(store *db, const char *path, const store_import_opts *opts,
                            store_import_stats *stats, store_err *err)
 {
@@ -359,8 +387,6 @@ int store_import_sequences(store *db, const char *path, const store_import_opts 
     }
     if (rc == STORE_OK)
         rc = store_import_seq_file(&job, path, opts->seq_layout, t);
-    if (rc == STORE_OK && stats->items_untitled)
-        rc = s_meta_no_text(&job);
     stats->items_skipped = store_import_titles_unused(t);
     store_import_titles_free(&t);
     return store_import_job_finish(&job, rc);

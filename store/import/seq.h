@@ -1,6 +1,6 @@
-/* import_seq.h -- sequence files and the titles that may come with them.
- * Internal to store/import*.c (the API is store_import_sequences in
- * store/import.h).
+/* seq.h -- sequence files and the titles that may come with them.
+ * Internal to store/import/ (the API is store_import_sequences in
+ * store/import/import.h).
  *
  *     store_import_titles *t = store_import_titles_new();
  *     rc = store_import_titles_file(&job, t, "items.csv");      // optional
@@ -48,7 +48,8 @@ uint64_t store_import_titles_unused(const store_import_titles *t);
 int store_import_titles_file(store_import_job *job, store_import_titles *t, const char *path);
 
 /* Events from a sequence file (layout: enum store_import_seq_layout) inside
- * the job's transaction.  titles may be NULL. */
+ * the job's transaction.  titles may be NULL.  When it created items
+ * without text, meta embedder says so (unless it already names one). */
 int store_import_seq_file(store_import_job *job, const char *path, int layout,
                           store_import_titles *titles);
 
@@ -59,7 +60,7 @@ int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id);
 
-/* The MovieLens '::' layouts of dir (import_mldat.c): layout 3 =
+/* The MovieLens '::' layouts of dir (mldat.c): layout 3 =
  * movies.dat + ratings.dat, 4 = movies.dat + sequences.txt
  * (store_import_movielens_layout's numbers). */
 int store_import_mldat(store_import_job *job, const char *dir, int layout);
@@ -75,5 +76,10 @@ int store_import_split(const char *s, size_t len, const char *sep, const char **
  * line formats that are not CSV (blank- or '::'-separated). */
 int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
                             int latin1);
+
+/* The current line of such a reader, trimmed and checked (UTF-8, no NUL;
+ * borrowed until the next record).  *s is NULL for a line of blanks, which
+ * the caller skips (store_import_job_not_data). */
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len);
 
 #endif

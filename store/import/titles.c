@@ -1,4 +1,4 @@
-/* import_titles.c -- titles and texts held in memory until the sequences
+/* titles.c -- titles and texts held in memory until the sequences
  * name their items.
  *
  * A sequence import reads its items file first but writes an item only when
@@ -12,10 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const s_id_names[] = {"id", "ext_id", "item_id", "item", NULL};
-static const char *const s_title_names[] = {"title", "name", NULL};
-static const char *const s_text_names[] = {"text", "description", NULL};
 
 #define EXT_MAX 512
 #define S_NONE UINT64_MAX   /* no string */
@@ -184,21 +180,13 @@ static int s_row(store_import_job *job, store_import_rd *rd, void *ctx)
 
 int store_import_titles_file(store_import_job *job, store_import_titles *t, const char *path)
 {
-    const store_import_opts *o = job->o;
     store_import_rd *rd;
     store_import_rd_opts ro = {0};
     int rc = store_import_job_open(job, &rd, path, &ro);
     if (rc != STORE_OK)
         return rc;
     s_cols c = {.t = t};
-    rc = store_import_job_column(job, rd, &c.col[0], 1, "id", o->col_id, "--col-id",
-                                 s_id_names);
-    if (rc == STORE_OK)
-        rc = store_import_job_column(job, rd, &c.col[1], 0, "title", o->col_title,
-                                     "--col-title", s_title_names);
-    if (rc == STORE_OK)
-        rc = store_import_job_column(job, rd, &c.col[2], 0, "text", o->col_text, "--col-text",
-                                     s_text_names);
+    rc = store_import_item_columns(job, rd, c.col);
     if (rc == STORE_OK)
         rc = store_import_each(job, rd, s_row, &c);
     store_import_rd_free(&rd);
