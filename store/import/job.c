@@ -415,12 +415,6 @@ int store_import_job_nomem(store_import_job *job)
     return STORE_ERR_NOMEM;
 }
 
-void store_import_job_not_data(store_import_job *job)
-{
-    if (job->st->rows)
-        job->st->rows--;
-}
-
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
                       void *ctx)
 {
@@ -432,9 +426,12 @@ int store_import_each(store_import_job *job, store_import_rd *rd, store_import_r
         if (!got)
             break;               /* end of file, or a failure outside any record */
         rows++;
-        job->st->rows++;
         if (rc == STORE_OK)
             rc = row(job, rd, ctx);
+        if (rc == STORE_IMPORT_NOT_DATA)
+            rc = STORE_OK;
+        else
+            job->st->rows++;
         if (rc != STORE_OK)
             rc = store_import_job_bad(job, rd, rc);
         store_import_job_progress(job, rd, rows, 0);

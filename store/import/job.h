@@ -80,12 +80,12 @@ void store_import_job_progress(store_import_job *job, store_import_rd *rd, uint6
  * (store_import_job_bad) and reports progress.  STORE_OK or the code that
  * stopped the import. */
 typedef int (*store_import_row_fn)(store_import_job *job, store_import_rd *rd, void *ctx);
+/* What a row function returns for a record that is no data (a header line,
+ * a line of blanks): the import goes on and stats->rows does not count it. */
+#define STORE_IMPORT_NOT_DATA (-1)
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
                       void *ctx);
 
-/* The record just read is no data (a header line, a line of blanks): it
- * does not count in stats->rows. */
-void store_import_job_not_data(store_import_job *job);
 
 /* item_id of ext, from the cache or the database; STORE_ERR_NOTFOUND (err
  * untouched) if there is no such item. */

@@ -30,13 +30,11 @@ typedef struct s_movies {
     size_t cap;
 } s_movies;
 
-/* The current line; *line NULL, and not counted, for a line of blanks. */
+/* The current line; STORE_IMPORT_NOT_DATA (*line NULL) for a line of blanks. */
 static int s_line(store_import_job *job, store_import_rd *rd, const char **line, size_t *len)
 {
     int rc = store_import_line(job, rd, line, len);
-    if (rc == STORE_OK && !*line)
-        store_import_job_not_data(job);
-    return rc;
+    return rc == STORE_OK && !*line ? STORE_IMPORT_NOT_DATA : rc;
 }
 
 static int s_movie_row(store_import_job *job, store_import_rd *rd, void *ctx)

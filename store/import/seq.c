@@ -221,8 +221,7 @@ static int s_line(store_import_job *job, store_import_rd *rd, void *ctx)
     if (n == 0 || q->header) {
         /* A line of blanks, or the header (the first line with fields). */
         q->header = n == 0 && q->header;
-        store_import_job_not_data(job);
-        return STORE_OK;
+        return STORE_IMPORT_NOT_DATA;
     }
     char why[300];
     if (q->layout == STORE_IMPORT_SEQ_PAIRS && n != q->width) {

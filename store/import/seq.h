@@ -79,7 +79,7 @@ int store_import_lines_open(store_import_job *job, store_import_rd **rd, const c
 
 /* The current line of such a reader, trimmed and checked (UTF-8, no NUL;
  * borrowed until the next record).  *s is NULL for a line of blanks, which
- * the caller skips (store_import_job_not_data). */
+ * the caller skips (its row function returns STORE_IMPORT_NOT_DATA). */
 int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len);
 
 #endif
