@@ -1,7 +1,7 @@
 /* model.c -- allocation, copying and validation of model parameters.
  *
  * A model is a bag of row-major float arrays plus its shapes.  Arrays are
- * allocated with posix_memalign (64-byte aligned for the vector loads of
+ * allocated 64-byte aligned (util_zalloc64: the vector loads of
  * tables.c) so that code elsewhere (store/, the trainer) can also hand us
  * arrays from plain malloc: attn_model_free() releases everything with free().
  */
@@ -13,24 +13,20 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "util/mem.h"
 
 /* Shape sanity bounds: far beyond any real model, small enough that every
  * product of two of them fits comfortably in size_t and int arithmetic. */
 #define S_MAX_DIM (1 << 16)
 #define S_MAX_LEN (1 << 20)
 
-/* Zeroed, 64-byte aligned array of n floats (n may be 0: returns NULL with
- * *ok left alone).  Sets *ok = 0 on out-of-memory. */
+/* Zeroed array of n elements (n may be 0: returns NULL with *ok left
+ * alone, as an absent optional array).  Sets *ok = 0 on out-of-memory. */
 static void *s_zalloc(size_t n, size_t size, int *ok)
 {
-    void *p = NULL;
-    if (n == 0)
-        return NULL;
-    if (n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0) {
+    void *p = n ? util_zalloc64(n, size) : NULL;
+    if (n && !p)
         *ok = 0;
-        return NULL;
-    }
-    memset(p, 0, n * size);
     return p;
 }
 

@@ -44,6 +44,7 @@
 #include "attn/tables.h"
 #include "attn/topk.h"
 #include "attn/vexp.h"
+#include "util/mem.h"
 #include "util/set.h"
 
 /* NONE projects candidates (and builds effective rows) this many at a time
@@ -202,12 +203,11 @@ attn_scratch *attn_scratch_new(const attn_tables *t, const attn_limits *lim)
     s->lp = attn_round_cols((size_t)lim->max_hist);
     s->cap = s_needs(t, lim);
     size_t bytes = s_layout(s, NULL);
-    if (posix_memalign(&s->arena, 64, bytes) != 0) {
+    /* Zeroed once so that padding columns read by the kernels are finite. */
+    if (!(s->arena = util_zalloc64(bytes, 1))) {
         free(s);
         return NULL;
     }
-    /* Zeroed once so that padding columns read by the kernels are finite. */
-    memset(s->arena, 0, bytes);
     s_layout(s, s->arena);
     s->bytes = sizeof *s + bytes;
     return s;

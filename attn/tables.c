@@ -29,20 +29,11 @@
 
 #include "attn/attn.h"
 #include "attn/kern.h"
+#include "util/mem.h"
 
 #define S_CHUNK 48       /* rows per step: a multiple of every kernel's rows */
 #define S_PANEL 192      /* weight columns per step: a multiple of 48 and of 16 */
 #define S_MAX_THREADS 64
-
-static void *s_alloc(size_t n, size_t size)
-{
-    void *p = NULL;
-    if (n == 0)
-        n = 1;
-    if (n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0)
-        return NULL;
-    return p;
-}
 
 /* The big table: rows are read at random, one or two per catalog item per
  * request, so with 4 KiB pages nearly every row costs a TLB miss as well as
@@ -56,7 +47,7 @@ static void *s_alloc_table(size_t n, size_t size)
         return NULL;
     size_t bytes = n * size;
     if (bytes < 2 * S_HUGE)
-        return s_alloc(n, size);
+        return util_alloc64(n, size);
     void *p = NULL;
     if (posix_memalign(&p, S_HUGE, bytes) != 0)
         return NULL;
@@ -118,8 +109,8 @@ static void *s_worker(void *arg)
     const int R = job->k->rows, has_res = md->residual && job->param_index;
     const int bf16 = t->prec == ATTN_PRECISION_BF16;
     const float *ptr[S_CHUNK + ATTN_KERN_MAX_ROWS];
-    float *buf = has_res ? s_alloc((size_t)S_CHUNK * t->d, sizeof(float)) : NULL;
-    float *fbuf = bf16 ? s_alloc((size_t)S_CHUNK * t->stride, sizeof(float)) : NULL;
+    float *buf = has_res ? util_alloc64((size_t)S_CHUNK * t->d, sizeof(float)) : NULL;
+    float *fbuf = bf16 ? util_alloc64((size_t)S_CHUNK * t->stride, sizeof(float)) : NULL;
     if ((has_res && !buf) || (bf16 && !fbuf)) {
         free(buf);
         free(fbuf);
@@ -213,7 +204,7 @@ static int s_build_emb_copy(attn_tables *t, const int64_t *param_index)
 {
     t->stride = attn_round_cols((size_t)t->d);
     t->rows = s_alloc_table(t->n * t->stride, t->esize);
-    float *row = s_alloc(t->stride, sizeof(float));
+    float *row = util_alloc64(t->stride, sizeof(float));
     if (!t->rows || !row) {
         free(row);
         return ATTN_ENOMEM;
@@ -299,14 +290,14 @@ int attn_tables_build_opts(attn_tables **out, const attn_model *model, const flo
     t->stride = ld;
     st = ATTN_OK;
     if (md->item_bias && param_index) {
-        if (!(t->row_bias = s_alloc(n, sizeof(float))))
+        if (!(t->row_bias = util_alloc64(n, sizeof(float))))
             st = ATTN_ENOMEM;
         for (size_t r = 0; st == ATTN_OK && r < n; r++)
             t->row_bias[r] = param_index[r] >= 0 ? md->item_bias[param_index[r]] : 0.0f;
     }
     if (st == ATTN_OK && has_res && (mode == ATTN_PRECOMPUTE_NONE)) {
         t->eff = 1;
-        if (!(t->pidx = s_alloc(n, sizeof(int64_t))))
+        if (!(t->pidx = util_alloc64(n, sizeof(int64_t))))
             st = ATTN_ENOMEM;
         else if (n)
             memcpy(t->pidx, param_index, n * sizeof(int64_t));
@@ -317,8 +308,8 @@ int attn_tables_build_opts(attn_tables **out, const attn_model *model, const flo
              (t->shared || mode == ATTN_PRECOMPUTE_NONE))
         st = s_build_emb_copy(t, NULL);
     if (st == ATTN_OK && !t->shared) {
-        t->w_qg = s_alloc((size_t)t->d * t->wcols, sizeof(float));
-        t->w_kv = s_alloc((size_t)t->d * t->hcols, sizeof(float));
+        t->w_qg = util_alloc64((size_t)t->d * t->wcols, sizeof(float));
+        t->w_kv = util_alloc64((size_t)t->d * t->hcols, sizeof(float));
         if (!t->w_qg || !t->w_kv) {
             st = ATTN_ENOMEM;
         } else {

@@ -221,6 +221,10 @@ static int s_report(attn_tr_state *st, attn_train_progress *pr, double t_epoch, 
         pr->eta_s = (now - t_epoch) / (double)pr->step *
                     ((double)(pr->steps - pr->step) + (double)(st->o->epochs - pr->epoch) *
                                                           (double)pr->steps);
+    /* The budget starts no epoch it cannot finish: training ends by then. */
+    const double budget_left = st->o->time_budget - pr->elapsed_s;
+    if (st->o->time_budget > 0.0 && !st->o->refit && pr->eta_s > budget_left)
+        pr->eta_s = budget_left > 0.0 ? budget_left : 0.0;
     return st->progress(st->pctx, pr);
 }
 

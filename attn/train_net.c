@@ -17,6 +17,7 @@
 
 #include "attn/attn.h"
 #include "attn/train_kern.h"
+#include "util/mem.h"
 
 typedef struct s_par {
     void (*fn)(void *arg, int i);
@@ -51,17 +52,6 @@ void attn_tr_par(int n, void (*fn)(void *arg, int i), void *arg)
     }
 }
 
-static void *s_alloc(size_t n)
-{
-    void *p = NULL;
-    if (n == 0)
-        n = 1;
-    if (n > SIZE_MAX / sizeof(float) || posix_memalign(&p, 64, n * sizeof(float)) != 0)
-        return NULL;
-    memset(p, 0, n * sizeof(float));
-    return p;
-}
-
 attn_tr_net *attn_tr_net_new(const attn_model *md, const attn_tr_set *set, const float *emb,
                              size_t ld, const uint32_t *mi2row)
 {
@@ -88,12 +78,12 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const attn_tr_set *set, const
     const size_t m = (size_t)md->m;
     /* Candidates are at most every working row. */
     net->ldc = (int)((cap + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES);
-    net->E = s_alloc(cap * d);
-    net->W = s_alloc(d * tw);
-    net->WT = s_alloc(d * tw);
-    net->T = s_alloc(cap * tw);
-    net->QT = s_alloc(m * (size_t)net->ldc);
-    net->GT = s_alloc(m * (size_t)net->ldc);
+    net->E = util_zalloc64(cap * d, sizeof(float));
+    net->W = util_zalloc64(d * tw, sizeof(float));
+    net->WT = util_zalloc64(d * tw, sizeof(float));
+    net->T = util_zalloc64(cap * tw, sizeof(float));
+    net->QT = util_zalloc64(m * (size_t)net->ldc, sizeof(float));
+    net->GT = util_zalloc64(m * (size_t)net->ldc, sizeof(float));
     if (!net->E || !net->W || !net->WT || !net->T || !net->QT || !net->GT) {
         attn_tr_net_free(&net);
         return NULL;
@@ -227,8 +217,8 @@ int attn_tr_grad_init(attn_tr_grad *g, const attn_model *md, int64_t cap)
     g->dense = attn_model_new(md->d, md->m, md->heads, md->l_max, 0, 0);
     if (g->dense && md->sa_len && attn_model_add_sa(g->dense, md->sa_len) != ATTN_OK)
         attn_model_free(&g->dense);
-    g->dres = md->residual ? s_alloc((size_t)cap * (size_t)md->d) : NULL;
-    g->dbias = s_alloc((size_t)cap);
+    g->dres = md->residual ? util_zalloc64((size_t)cap * (size_t)md->d, sizeof(float)) : NULL;
+    g->dbias = util_zalloc64((size_t)cap, sizeof(float));
     if (!g->dense || (md->residual && !g->dres) || !g->dbias) {
         attn_tr_grad_free(g);
         return ATTN_ENOMEM;
@@ -281,7 +271,7 @@ int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias
         threads = 1;
     if (threads > ATTN_TR_MAX_THREADS)
         threads = ATTN_TR_MAX_THREADS;
-    float *dW = s_alloc((size_t)threads * d * m4);
+    float *dW = util_zalloc64((size_t)threads * d * m4, sizeof(float));
     if (!dW)
         return ATTN_ENOMEM;
     s_back_job job = {net, dT, dW, g->dres, threads};

@@ -14,17 +14,13 @@
 #include "attn/attn.h"
 #include "attn/train_kern.h"
 #include "attn/train_ws.h"
+#include "util/mem.h"
 
 static void *s_alloc(size_t n, size_t size, int *ok)
 {
-    void *p = NULL;
-    if (n == 0)
-        n = 1;
-    if (n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0) {
+    void *p = util_zalloc64(n, size);
+    if (!p)
         *ok = 0;
-        return NULL;
-    }
-    memset(p, 0, n * size);
     return p;
 }
 

@@ -914,6 +914,14 @@ END_TEST
 /* The time budget: a budget no epoch fits in stops after the first (an
  * epoch is never cut short), refit ignores it, 0 is no limit, and a
  * negative one is refused by name. */
+static int s_max_eta(void *ctx, const attn_train_progress *p)
+{
+    double *max = ctx;
+    if (p->eta_s > *max)
+        *max = p->eta_s;
+    return 0;
+}
+
 START_TEST(test_time_budget)
 {
     int len[30];
@@ -929,9 +937,11 @@ START_TEST(test_time_budget)
     attn_model *md = NULL;
     attn_train_report rep;
     char why[256];
-    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
-                  why);
+    double eta = 0.0;   /* the progress line's time left stays within the budget */
+    ck_assert_msg(attn_train(&d.td, &o, s_max_eta, &eta, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
     ck_assert(rep.epochs_run == 1 && rep.out_of_time == 1 && rep.best_epoch == 1);
+    ck_assert_msg(eta == 0.0, "time left %g s past a spent budget", eta);
     attn_model_free(&md);
     o.refit = 1;
     ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
@@ -940,9 +950,10 @@ START_TEST(test_time_budget)
     attn_model_free(&md);
     o.refit = 0;
     o.time_budget = 0;
-    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK, "%s",
-                  why);
+    ck_assert_msg(attn_train(&d.td, &o, s_max_eta, &eta, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
     ck_assert(rep.epochs_run == 3 && rep.out_of_time == 0);
+    ck_assert_msg(eta > 0.0, "no budget: the time left is the epochs' (%g s)", eta);
     attn_model_free(&md);
     o.time_budget = -1;
     ck_assert_int_eq(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why), ATTN_EINVAL);
