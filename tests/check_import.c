@@ -811,6 +811,50 @@ START_TEST(test_skip_bad)
     char *clean = s_slurp(tu_path("clean.csv"), &cl);
     ck_assert_str_eq(clean, "user,item,ts\nu9,i1,9\n");
     free(clean);
+
+    /* A rejects path longer than the report can hold is refused, not cut
+     * (a cut path could name another file, which opening truncates). */
+    char longp[600];
+    memset(longp, 'r', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    o.rejects_path = longp;
+    ck_assert_int_eq(store_import_events(db, tu_path("clean.csv"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "rejects file's path is 599 bytes, at most 511"), "%s",
+                  err.msg);
+    store_close(&db);
+}
+END_TEST
+
+/* --kind is held to what the kind column allows: UTF-8 of 1..64 bytes. */
+START_TEST(test_default_kind_bounded)
+{
+    const char *path = s_with_items("kind.db");
+    s_write("kind.csv", "user,item,ts\nu1,i1,1\n");
+    store *db = s_open(path);
+    uint64_t before = s_digest(db);
+    store_import_opts o = store_import_defaults();
+    store_import_stats st;
+    store_err err = {0};
+    char kind[66];
+    memset(kind, 'k', 65);
+    kind[65] = '\0';
+    o.default_kind = kind;
+    ck_assert_int_eq(store_import_events(db, tu_path("kind.csv"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "--kind") && strstr(err.msg, "(it is 65)"), "%s", err.msg);
+    o.default_kind = "";
+    ck_assert_int_eq(store_import_events(db, tu_path("kind.csv"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    o.default_kind = "\xff";
+    ck_assert_int_eq(store_import_events(db, tu_path("kind.csv"), &o, &st, &err),
+                     STORE_ERR_INVAL);
+    ck_assert_uint_eq(s_digest(db), before);
+    kind[64] = '\0';
+    o.default_kind = kind;
+    ck_assert_msg(store_import_events(db, tu_path("kind.csv"), &o, &st, &err) == STORE_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions WHERE length(kind) = 64"), 1);
     store_close(&db);
 }
 END_TEST
@@ -1402,6 +1446,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_all_or_nothing);
     tcase_add_test(tc, test_skip_bad);
     tcase_add_test(tc, test_rejects_unwritable);
+    tcase_add_test(tc, test_default_kind_bounded);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("crash");

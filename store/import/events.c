@@ -21,7 +21,6 @@ static const char *const s_kind_names[] = {"kind", "type", "event", NULL};
 static const char *const s_weight_names[] = {"weight", NULL};
 
 #define EXT_MAX 512
-#define KIND_MAX 64
 
 typedef struct s_cols {
     int user, item, ts, kind, weight;   /* handles; kind, weight -1 if absent */
@@ -81,9 +80,9 @@ static int s_event_row(store_import_job *job, store_import_rd *rd, const s_cols 
         store_import_rd_get(rd, c->kind, &vk);
         if (store_import_val_str(&vk, 1, &kind, &klen, why, sizeof why) != STORE_OK)
             return store_import_job_fail(job, rd, why);
-        if (klen > KIND_MAX) {
+        if (klen > STORE_IMPORT_KIND_MAX) {
             snprintf(why, sizeof why, "column %s: kind is %zu bytes, at most %d", vk.name,
-                     klen, KIND_MAX);
+                     klen, STORE_IMPORT_KIND_MAX);
             return store_import_job_fail(job, rd, why);
         }
     }

@@ -53,6 +53,8 @@ typedef struct store_import_progress {
 
 typedef void (*store_import_progress_fn)(void *ctx, const store_import_progress *p);
 
+#define STORE_IMPORT_KIND_MAX 64   /* bytes of an event's kind */
+
 typedef struct store_import_opts {
     int format;                /* enum store_import_format */
     char delim;                /* CSV separator; 0 = ',' (or tab for .tsv) */
@@ -63,7 +65,8 @@ typedef struct store_import_opts {
     /* Column names or numbers; NULL = the defaults in docs/IMPORT.md. */
     const char *col_id, *col_title, *col_text, *col_embedding;
     const char *col_user, *col_item, *col_ts, *col_kind, *col_weight;
-    const char *default_kind;  /* kind of events without one; NULL = "view" */
+    const char *default_kind;  /* kind of events without one; NULL = "view";
+                                  UTF-8, 1..STORE_IMPORT_KIND_MAX bytes */
     const char *npy_path;      /* store_import_items: also embeddings from .npy */
     const char *ids_path;      /*   ... aligned with this list of ext_ids */
     int seq_layout;            /* store_import_sequences: enum store_import_seq_layout */

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/utf8.h"
+
 /* Entries per ext_id cache before it empties itself (about 100 MB at most):
  * big enough that MovieLens-sized files never miss twice. */
 #define CACHE_MAX (1u << 20)
@@ -54,6 +56,22 @@ static int s_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
+/* Options no row can make right: refused before anything is opened. */
+static int s_check_opts(const store_import_opts *o, const char *rejects, size_t rejects_max,
+                        store_err *err)
+{
+    const char *kind = o->default_kind;
+    size_t klen = kind ? strlen(kind) : 1;
+    if (kind && (klen == 0 || klen > STORE_IMPORT_KIND_MAX || !util_utf8_valid(kind, klen)))
+        return store_fail(err, STORE_ERR_INVAL, "--kind: '%.80s' is not a kind: UTF-8 of 1 "
+                          "to %d bytes (it is %zu)", kind, STORE_IMPORT_KIND_MAX, klen);
+    if (o->skip_bad && rejects && strlen(rejects) >= rejects_max)
+        return store_fail(err, STORE_ERR_INVAL, "the rejects file's path is %zu bytes, at "
+                          "most %zu: name a shorter one with --rejects", strlen(rejects),
+                          rejects_max - 1);
+    return STORE_OK;
+}
+
 int store_import_job_start(store_import_job *job, store *db, const store_import_opts *opts,
                            store_import_stats *stats, const char *default_rejects,
                            const char *const *inputs, int n_inputs, store_err *err)
@@ -65,6 +83,10 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
     job->err = err;
     job->now = opts->now ? opts->now : (int64_t)time(NULL);
     memset(stats, 0, sizeof *stats);
+    const char *rejects_path = opts->rejects_path ? opts->rejects_path : default_rejects;
+    int rc = s_check_opts(opts, rejects_path, sizeof stats->rejects_path, err);
+    if (rc != STORE_OK)
+        return rc;
     job->users = store_import_map_new(CACHE_MAX);
     job->items = store_import_map_new(CACHE_MAX);
     if (!job->users || !job->items) {
@@ -77,7 +99,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
         return STORE_ERR_NOMEM;
     }
     if (opts->skip_bad) {
-        const char *path = opts->rejects_path ? opts->rejects_path : default_rejects;
+        const char *path = rejects_path;
         snprintf(stats->rejects_path, sizeof stats->rejects_path, "%s", path);
         /* Opening the rejects file truncates it: never an input, never the
          * database. */
@@ -114,7 +136,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
      * previous size comes back in store_import_job_finish. */
     job->cache_was = store_cache_size(db, -(int64_t)(opts->cache_kib > 0 ? opts->cache_kib
                                                                           : IMPORT_CACHE_KIB));
-    int rc = store_begin(db, err);
+    rc = store_begin(db, err);
     if (rc != STORE_OK) {
         s_cache_restore(job);
         if (job->rejects) {
