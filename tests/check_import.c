@@ -944,6 +944,14 @@ START_TEST(test_sequences_pairs)
     ck_assert_int_eq(s_int(db, "SELECT count(*) FROM interactions"), 4);
     ck_assert_uint_eq(s_digest(db), before);
     store_close(&db);
+
+    /* A line is a line whatever bytes it holds: no byte splits it (the
+     * reader once split at 0x1F, its private separator). */
+    db = s_seq_import("us.db", "us.txt", "u1 a\x1f" "b\nu1 c\n", &o, &st);
+    ck_assert_int_eq(st.events, 2);
+    ck_assert_int_eq(s_int(db, "SELECT count(*) FROM items WHERE ext_id = 'a' || char(31) || 'b'"),
+                     1);
+    store_close(&db);
 }
 END_TEST
 

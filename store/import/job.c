@@ -257,6 +257,30 @@ static void s_write_reject(store_import_job *job, const char *raw, size_t len)
         fputc('\n', job->rejects);
 }
 
+int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
+                            int latin1)
+{
+    /* CSV with neither quoting nor a separator: one field. */
+    store_import_rd_opts ro = {.format = STORE_IMPORT_CSV, .delim = (char)-1, .quote = (char)-1,
+                               .no_header = 1, .latin1 = latin1};
+    int rc = store_import_rd_open(rd, path, &ro, job->err);
+    if (rc == STORE_OK && store_import_rd_column(*rd, "1", NULL) != 0) {
+        store_import_rd_free(rd);
+        rc = store_import_job_nomem(job);    /* the first handle is 0 */
+    }
+    return rc;
+}
+
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len)
+{
+    char why[400];
+    store_import_val v;
+    store_import_rd_get(rd, 0, &v);
+    if (store_import_val_str(&v, 1, s, len, why, sizeof why) != STORE_OK)
+        return store_import_job_fail(job, rd, why);
+    return STORE_OK;
+}
+
 int store_import_job_bad_raw(store_import_job *job, const char *raw, size_t len, int rc)
 {
     int data_error = rc == STORE_ERR_INVAL || rc == STORE_ERR_NOTFOUND || rc == STORE_ERR_DIM;

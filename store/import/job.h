@@ -125,6 +125,17 @@ int store_import_item_columns(store_import_job *job, store_import_rd *rd, int co
  * per line in ids_path, inside the job's transaction (npy.c). */
 int store_import_npy_rows(store_import_job *job, const char *npy_path, const char *ids_path);
 
+/* A reader that hands out whole lines as one field (field 0), whatever
+ * bytes they hold: for the formats that are not CSV (blank- or
+ * '::'-separated lines, a list of ids). */
+int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
+                            int latin1);
+
+/* The current line of such a reader, trimmed and checked (UTF-8, no NUL;
+ * borrowed until the next record).  *s is NULL for a line of blanks, which
+ * the caller skips (its row function returns STORE_IMPORT_NOT_DATA). */
+int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len);
+
 /* Fail with STORE_ERR_NOMEM. */
 int store_import_job_nomem(store_import_job *job);
 

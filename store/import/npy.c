@@ -213,22 +213,10 @@ static int s_npy_row(store_import_job *job, s_npy *m, int64_t row, float *out, d
     return STORE_OK;
 }
 
-static int s_ids_open(store_import_job *job, store_import_rd **rd, const char *ids)
-{
-    /* One id per line: a one-column TSV without quoting. */
-    store_import_rd_opts ro = {.format = STORE_IMPORT_CSV, .delim = '\t', .quote = (char)-1,
-                               .no_header = 1};
-    int rc = store_import_job_open(job, rd, ids, &ro);
-    int col;
-    if (rc == STORE_OK)
-        rc = store_import_job_column(job, *rd, &col, 1, "id", "1", "(fixed)", NULL);
-    return rc;
-}
-
 static int s_count_ids(store_import_job *job, const char *ids, int64_t *n)
 {
     store_import_rd *rd;
-    int rc = s_ids_open(job, &rd, ids);
+    int rc = store_import_lines_open(job, &rd, ids, job->o->latin1);
     *n = 0;
     while (rc == STORE_OK || rc == STORE_ERR_INVAL) {
         int got = 0;
@@ -247,12 +235,11 @@ static int s_row(store_import_job *job, s_npy *m, store_import_rd *rd, int64_t r
                  float *emb, store_import_map *seen)
 {
     char why[400];
-    store_import_val v;
     const char *ext;
     size_t len;
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, &ext, &len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
+    int rc = store_import_line(job, rd, &ext, &len);
+    if (rc != STORE_OK)
+        return rc;
     if (!ext)
         return store_import_job_fail(job, rd, "empty id");
     int64_t first;
@@ -270,7 +257,7 @@ static int s_row(store_import_job *job, s_npy *m, store_import_rd *rd, int64_t r
                          store_import_rd_label(rd), store_import_rd_line(rd),
                          (long long)i + 1, isnan(emb[i]) ? "NaN" : "infinite");
     int64_t id;
-    int rc = store_import_job_item(job, ext, len, &id);
+    rc = store_import_job_item(job, ext, len, &id);
     if (rc == STORE_OK) {
         rc = store_item_set_embedding(job->db, id, emb, job->err);
         job->st->items_updated++;
@@ -302,7 +289,7 @@ int store_import_npy_rows(store_import_job *job, const char *npy_path, const cha
                    npy_path, (long long)m.rows);
     store_import_rd *rd = NULL;
     if (rc == STORE_OK)
-        rc = s_ids_open(job, &rd, ids_path);
+        rc = store_import_lines_open(job, &rd, ids_path, job->o->latin1);
     float *emb = NULL;
     double *tmp = NULL;
     store_import_map *seen = NULL;

@@ -27,6 +27,9 @@
 #include "util/json.h"
 
 #define CHUNK (256u << 10)
+/* A separator or quote that matches no byte, nor the end of input (-1) nor
+ * a failed read (-2): rd->delim and rd->quote when there is none. */
+#define S_NO_BYTE (-3)
 
 typedef struct s_col {
     int index;         /* CSV field index, or -1 */
@@ -38,8 +41,8 @@ struct store_import_rd {
     FILE *f;
     char label[256];        /* file name in messages */
     int format;             /* STORE_IMPORT_CSV / _JSONL */
-    int delim;              /* CSV separator byte */
-    int quote;              /* CSV quote byte, -1 for none */
+    int delim;              /* CSV separator byte, or S_NO_BYTE */
+    int quote;              /* CSV quote byte, or S_NO_BYTE */
     int latin1;             /* transcode input */
     /* input */
     unsigned char *in;      /* decoded bytes in[pos..len) not yet consumed */
@@ -256,8 +259,8 @@ int store_import_rd_open(store_import_rd **out, const char *path,
     }
     snprintf(rd->label, sizeof rd->label, "%s", o->label ? o->label : path);
     rd->format = o->format;
-    rd->delim = o->delim ? (unsigned char)o->delim : ',';
-    rd->quote = o->quote == (char)-1 ? -1 : o->quote ? (unsigned char)o->quote : '"';
+    rd->delim = o->delim == (char)-1 ? S_NO_BYTE : o->delim ? (unsigned char)o->delim : ',';
+    rd->quote = o->quote == (char)-1 ? S_NO_BYTE : o->quote ? (unsigned char)o->quote : '"';
     rd->latin1 = o->latin1;
     rd->no_header = o->no_header || o->format == STORE_IMPORT_JSONL;
     rd->line = 1;
@@ -376,9 +379,8 @@ static int s_csv_record(store_import_rd *rd, int *got, store_err *err)
         }
         int end = 0;
         while (!end) {
-            /* c is the first byte of a field (quote -1 means "no quoting",
-             * and must not match the end of input) */
-            if (rd->quote >= 0 && c == rd->quote) {
+            /* c is the first byte of a field */
+            if (c == rd->quote) {
                 for (;;) {
                     c = s_get(rd);
                     if (c == -1) {

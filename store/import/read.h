@@ -57,7 +57,7 @@ int store_import_parse_isotime(const char *s, size_t len, int64_t *out);
 
 typedef struct store_import_rd_opts {
     int format;        /* STORE_IMPORT_CSV or STORE_IMPORT_JSONL (not AUTO) */
-    char delim;        /* CSV field separator; 0 = ',' */
+    char delim;        /* CSV field separator; 0 = ','; -1 (as char) = none */
     char quote;        /* CSV quote character; 0 = '"'; -1 (as char) = none */
     int no_header;     /* CSV: the first row is data, columns by number */
     int latin1;        /* transcode Latin-1 input to UTF-8 as it is read */

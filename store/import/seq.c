@@ -65,30 +65,6 @@ int store_import_split(const char *s, size_t len, const char *sep, const char **
     return n;
 }
 
-int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
-                            int latin1)
-{
-    /* CSV with no quoting and a separator no text file uses: one field. */
-    store_import_rd_opts ro = {.format = STORE_IMPORT_CSV, .delim = '\x1f', .quote = (char)-1,
-                               .no_header = 1, .latin1 = latin1};
-    int rc = store_import_rd_open(rd, path, &ro, job->err);
-    if (rc == STORE_OK && store_import_rd_column(*rd, "1", NULL) != 0) {
-        store_import_rd_free(rd);
-        rc = store_import_job_nomem(job);    /* the first handle is 0 */
-    }
-    return rc;
-}
-
-int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len)
-{
-    char why[400];
-    store_import_val v;
-    store_import_rd_get(rd, 0, &v);
-    if (store_import_val_str(&v, 1, s, len, why, sizeof why) != STORE_OK)
-        return store_import_job_fail(job, rd, why);
-    return STORE_OK;
-}
-
 int store_import_seq_item(store_import_job *job, store_import_rd *rd,
                           store_import_titles *titles, const char *ext, size_t len,
                           int64_t *id)

@@ -72,14 +72,4 @@ int store_import_mldat(store_import_job *job, const char *dir, int layout);
 int store_import_split(const char *s, size_t len, const char *sep, const char **f,
                        size_t *flen, int max);
 
-/* A reader that hands out whole lines as one field (field 0): for the
- * line formats that are not CSV (blank- or '::'-separated). */
-int store_import_lines_open(store_import_job *job, store_import_rd **rd, const char *path,
-                            int latin1);
-
-/* The current line of such a reader, trimmed and checked (UTF-8, no NUL;
- * borrowed until the next record).  *s is NULL for a line of blanks, which
- * the caller skips (its row function returns STORE_IMPORT_NOT_DATA). */
-int store_import_line(store_import_job *job, store_import_rd *rd, const char **s, size_t *len);
-
 #endif
