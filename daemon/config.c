@@ -46,12 +46,30 @@ static const struct {
     {"history.backend", {"sqlite", "redis", NULL}},     /* enum cfg_hist */
 };
 
-static const char *const *s_enum_names(const cfg_entry *e)
+static const char *const *s_enum_names(const char *key)
 {
     for (size_t i = 0; i < sizeof s_enums / sizeof s_enums[0]; i++)
-        if (!strcmp(s_enums[i].key, e->name))
+        if (!strcmp(s_enums[i].key, key))
             return s_enums[i].names;
     return NULL;   /* a CFG_ENUM row without values: caught by the defaults test */
+}
+
+const char *cfg_enum_name(const char *key, int value)
+{
+    const char *const *names = s_enum_names(key);
+    for (int v = 0; names && names[v]; v++)
+        if (v == value)
+            return names[v];
+    return NULL;
+}
+
+int cfg_enum_value(const char *key, const char *name)
+{
+    const char *const *names = s_enum_names(key);
+    for (int v = 0; names && names[v]; v++)
+        if (!strcmp(names[v], name))
+            return v;
+    return -1;
 }
 
 #define F(field) offsetof(srv_config, field), sizeof(((srv_config *)0)->field)
@@ -207,7 +225,7 @@ int cfg_cores(void)
 static const char *s_names(const cfg_entry *e)
 {
     static _Thread_local char buf[256];
-    const char *const *names = s_enum_names(e);
+    const char *const *names = s_enum_names(e->name);
     size_t at = 0;
     buf[0] = 0;
     for (int i = 0; names && names[i] && at < sizeof buf; i++)
@@ -321,12 +339,11 @@ static int s_apply(srv_config *cfg, const cfg_entry *e, const char *value, char 
         memcpy(field, value, strlen(value) + 1);
         return 0;
     case CFG_ENUM: {
-        const char *const *names = s_enum_names(e);
-        for (int i = 0; names && names[i]; i++)
-            if (!strcmp(value, names[i])) {
-                *(int *)field = i;
-                return 0;
-            }
+        int v = cfg_enum_value(e->name, value);
+        if (v >= 0) {
+            *(int *)field = v;
+            return 0;
+        }
         snprintf(why, why_len, "%s: '%s' is not one of %s", e->name, value, s_names(e));
         return -1;
     }
@@ -528,7 +545,7 @@ void cfg_print(const srv_config *cfg, FILE *out)
         case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
         case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
         case CFG_BOOL: fprintf(out, "%s\n", *(const int *)field ? "on" : "off"); break;
-        case CFG_ENUM: fprintf(out, "%s\n", s_enum_names(e)[*(const int *)field]); break;
+        case CFG_ENUM: fprintf(out, "%s\n", s_enum_names(e->name)[*(const int *)field]); break;
         default: fprintf(out, "%s\n", field); break;
         }
     }

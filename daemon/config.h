@@ -106,6 +106,11 @@ int cfg_defaults_checked(srv_config *cfg, char *why, size_t why_len);
  * why ("server.workers: 'x' is not an integer in 0..256"). */
 int cfg_set(srv_config *cfg, const char *key, const char *value, char *why, size_t why_len);
 
+/* A CFG_ENUM key's value by name and back ("model.precision": "bf16" is
+ * CFG_PRECISION_BF16): -1 or NULL for a name or value the key lacks. */
+int cfg_enum_value(const char *key, const char *name);
+const char *cfg_enum_name(const char *key, int value);
+
 /* Apply an INI file over cfg.  Returns 0, or -1 with "file:line: reason". */
 int cfg_load_file(srv_config *cfg, const char *path, char *why, size_t why_len);
 

@@ -158,12 +158,8 @@ int srv_precisions_parse(const char *spec, srv_precisions *p, char *why, size_t 
                      colon ? colon + 1 : "");
             return -1;
         }
-        int prec;
-        if (!strcmp(colon + 1, "f32"))
-            prec = CFG_PRECISION_F32;
-        else if (!strcmp(colon + 1, "bf16"))
-            prec = CFG_PRECISION_BF16;
-        else {
+        int prec = cfg_enum_value("model.precision", colon + 1);
+        if (prec < 0) {
             snprintf(why, why_len, "models.precision: version %lld: precision '%s' is not "
                      "f32 or bf16", (long long)v, colon + 1);
             return -1;

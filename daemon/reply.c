@@ -236,7 +236,7 @@ static void s_model_obj(srv_json *w, const srv_state *st, const srv_snapshot *sn
     srv_json_key(w, "precompute");
     srv_json_cstr(w, st->cfg.precompute == CFG_PRECOMPUTE_NONE ? "none" : "all");
     srv_json_key(w, "precision");
-    srv_json_cstr(w, sm->precision == CFG_PRECISION_BF16 ? "bf16" : "f32");
+    srv_json_cstr(w, cfg_enum_name("model.precision", sm->precision));
     s_kv_int(w, "table_bytes", (int64_t)attn_tables_bytes(sm->tables));
     s_kv_int(w, "bytes", (int64_t)sm->bytes);
     srv_json_key(w, "arms");
