@@ -759,32 +759,43 @@ static void s_loop(s_main *m)
         if (atomic_load(&m->st.stopping) && s_stop_step(m, now))
             return;
         zmq_pollitem_t items[6] = {
-            {.socket = m->backend, .events = ZMQ_POLLIN},
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
             {.fd = m->sig_fd, .events = ZMQ_POLLIN},
             {.fd = m->sig_pipe[0], .events = ZMQ_POLLIN},
-            {.socket = m->writer_pipe, .events = ZMQ_POLLIN},
         };
+        /* Each socket in the set costs libzmq a look at its mailbox (two
+         * system calls) every turn, a turn or more per request: the helpers'
+         * and the writer's pipes are watched only while they owe an answer,
+         * which is the only thing they ever send here. */
+        int n = 4, at_backend = -1, at_writer = -1;
+        if (m->n_idle < m->st.n_workers - 1) {
+            at_backend = n;
+            items[n++] = (zmq_pollitem_t){.socket = m->backend, .events = ZMQ_POLLIN};
+        }
+        if (m->writer_pipe && atomic_load(&m->st.rec.queued) > 0) {
+            at_writer = n;
+            items[n++] = (zmq_pollitem_t){.socket = m->writer_pipe, .events = ZMQ_POLLIN};
+        }
         long timeout_ms = (long)((next_cron - now) / 1000000) + 1;
         if (atomic_load(&m->st.stopping) && timeout_ms > 50)
             timeout_ms = 50;
         if (m->q_len > 0)
             timeout_ms = 0;   /* work is waiting: only look, never sleep */
-        if (srv_wire_poll(items, m->writer_pipe ? 6 : 5, timeout_ms) < 0) {
+        if (srv_wire_poll(items, n, timeout_ms) < 0) {
             srv_log(SRV_ERROR, "msg=\"poll failed\" reason=\"%s\"", zmq_strerror(zmq_errno()));
             return;
         }
         /* Replies first: they free workers for the requests read next. */
-        if (items[0].revents & ZMQ_POLLIN)
+        if (at_backend >= 0 && (items[at_backend].revents & ZMQ_POLLIN))
             s_on_backend(m);
-        if (m->writer_pipe && (items[5].revents & ZMQ_POLLIN))
+        if (at_writer >= 0 && (items[at_writer].revents & ZMQ_POLLIN))
             s_on_writer(m);
-        if (items[1].revents & ZMQ_POLLIN)
+        if (items[0].revents & ZMQ_POLLIN)
             s_on_frontend(m);
-        if (items[2].revents & ZMQ_POLLIN)
+        if (items[1].revents & ZMQ_POLLIN)
             srv_reloader_on_done(m->reloader);
-        if ((items[3].revents | items[4].revents) & ZMQ_POLLIN)
+        if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             s_on_signal(m);
         /* Idle helpers took what they could; this thread scores the next one. */
         if (m->q_len > 0)
