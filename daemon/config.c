@@ -545,7 +545,7 @@ void cfg_print(const srv_config *cfg, FILE *out)
         case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
         case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
         case CFG_BOOL: fprintf(out, "%s\n", *(const int *)field ? "on" : "off"); break;
-        case CFG_ENUM: fprintf(out, "%s\n", s_enum_names(e->name)[*(const int *)field]); break;
+        case CFG_ENUM: fprintf(out, "%s\n", cfg_enum_name(e->name, *(const int *)field)); break;
         default: fprintf(out, "%s\n", field); break;
         }
     }
