@@ -54,6 +54,7 @@
 #define S_DRAIN_MIN_MS 2000 /* ... and is drained this long even past the grace */
 #define S_QPS_SAMPLES 11    /* once a second: a 10 s window */
 #define S_DROP_LOG_NS 10000000000ull   /* at most one "replies dropped" line per 10 s */
+#define S_LOOK_NS 200000ull /* with work queued and no helper owing, look at most this late */
 
 typedef struct s_pending {
     zmq_msg_t route;        /* client routing id */
@@ -749,7 +750,7 @@ static int s_stop_step(s_main *m, uint64_t now)
 
 static void s_loop(s_main *m)
 {
-    uint64_t next_cron = util_now_ns();
+    uint64_t next_cron = util_now_ns(), last_look = 0;
     for (;;) {
         uint64_t now = util_now_ns();
         if (now >= next_cron) {
@@ -758,6 +759,15 @@ static void s_loop(s_main *m)
         }
         if (atomic_load(&m->st.stopping) && s_stop_step(m, now))
             return;
+        /* Queued work and no helper to answer (1 worker, or all idle): score
+         * the next one without looking.  A look costs three system calls,
+         * and the requests it would find queue behind these anyway; what is
+         * answered on reading (health, stats, busy) waits S_LOOK_NS at most. */
+        if (m->q_len > 0 && m->n_idle == m->st.n_workers - 1 && now - last_look < S_LOOK_NS) {
+            s_process_inline(m);
+            continue;
+        }
+        last_look = now;
         zmq_pollitem_t items[6] = {
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
