@@ -61,7 +61,7 @@ static int s_check_opts(const store_import_opts *o, const char *rejects, size_t 
                         store_err *err)
 {
     const char *kind = o->default_kind;
-    size_t klen = kind ? strlen(kind) : 1;
+    size_t klen = kind ? strlen(kind) : 0;
     if (kind && (klen == 0 || klen > STORE_IMPORT_KIND_MAX || !util_utf8_valid(kind, klen)))
         return store_fail(err, STORE_ERR_INVAL, "--kind: '%.80s' is not a kind: UTF-8 of 1 "
                           "to %d bytes (it is %zu)", kind, STORE_IMPORT_KIND_MAX, klen);
@@ -99,7 +99,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
         return STORE_ERR_NOMEM;
     }
     if (opts->skip_bad) {
-        const char *path = rejects_path;
+        const char *path = rejects_path;   /* checked to fit stats->rejects_path */
         snprintf(stats->rejects_path, sizeof stats->rejects_path, "%s", path);
         /* Opening the rejects file truncates it: never an input, never the
          * database. */

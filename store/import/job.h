@@ -86,7 +86,6 @@ typedef int (*store_import_row_fn)(store_import_job *job, store_import_rd *rd, v
 int store_import_each(store_import_job *job, store_import_rd *rd, store_import_row_fn row,
                       void *ctx);
 
-
 /* item_id of ext, from the cache or the database; STORE_ERR_NOTFOUND (err
  * untouched) if there is no such item. */
 int store_import_job_item(store_import_job *job, const char *ext, size_t len, int64_t *id);
