@@ -822,6 +822,14 @@ START_TEST(test_skip_bad)
                      STORE_ERR_INVAL);
     ck_assert_msg(strstr(err.msg, "rejects file's path is 599 bytes, at most 511"), "%s",
                   err.msg);
+    /* So is a default one, the input's name + ".rejects" (505 + 8 bytes). */
+    char long_input[506];
+    memset(long_input, 'i', sizeof long_input - 1);
+    long_input[sizeof long_input - 1] = '\0';
+    o.rejects_path = NULL;
+    ck_assert_int_eq(store_import_events(db, long_input, &o, &st, &err), STORE_ERR_INVAL);
+    ck_assert_msg(strstr(err.msg, "rejects file's path is 513 bytes, at most 511"), "%s",
+                  err.msg);
     store_close(&db);
 }
 END_TEST

@@ -157,11 +157,9 @@ int store_import_events_file(store_import_job *job, const char *path,
 int store_import_events(store *db, const char *path, const store_import_opts *opts,
                         store_import_stats *stats, store_err *err)
 {
-    char rejects[600];
-    snprintf(rejects, sizeof rejects, "%s.rejects", path);
     store_import_job job;
     const char *inputs[] = {path};
-    int rc = store_import_job_start(&job, db, opts, stats, rejects, inputs, 1, err);
+    int rc = store_import_job_start(&job, db, opts, stats, path, inputs, 1, err);
     if (rc != STORE_OK)
         return rc;
     store_import_rd_opts ro = {0};

@@ -155,11 +155,10 @@ int store_import_items(store *db, const char *path, const store_import_opts *opt
         }
         return STORE_ERR_INVAL;
     }
-    char rejects[600];
-    snprintf(rejects, sizeof rejects, "%s.rejects", path ? path : opts->ids_path);
     store_import_job job;
     const char *inputs[] = {path, opts->npy_path, opts->ids_path};
-    int rc = store_import_job_start(&job, db, opts, stats, rejects, inputs, 3, err);
+    int rc = store_import_job_start(&job, db, opts, stats, path ? path : opts->ids_path,
+                                    inputs, 3, err);
     if (rc != STORE_OK)
         return rc;
     if (path)

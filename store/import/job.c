@@ -56,24 +56,32 @@ static int s_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-/* Options no row can make right: refused before anything is opened. */
-static int s_check_opts(const store_import_opts *o, const char *rejects, size_t rejects_max,
-                        store_err *err)
+/* Options no row can make right: refused before anything is opened.  With
+ * skip_bad, the rejects path (--rejects, else `beside` + ".rejects") is
+ * written to stats->rejects_path, and refused if it would not fit whole. */
+static int s_check_opts(const store_import_opts *o, const char *beside,
+                        store_import_stats *stats, store_err *err)
 {
     const char *kind = o->default_kind;
     size_t klen = kind ? strlen(kind) : 0;
     if (kind && (klen == 0 || klen > STORE_IMPORT_KIND_MAX || !util_utf8_valid(kind, klen)))
         return store_fail(err, STORE_ERR_INVAL, "--kind: '%.80s' is not a kind: UTF-8 of 1 "
                           "to %d bytes (it is %zu)", kind, STORE_IMPORT_KIND_MAX, klen);
-    if (o->skip_bad && rejects && strlen(rejects) >= rejects_max)
-        return store_fail(err, STORE_ERR_INVAL, "the rejects file's path is %zu bytes, at "
-                          "most %zu: name a shorter one with --rejects", strlen(rejects),
-                          rejects_max - 1);
+    if (!o->skip_bad)
+        return STORE_OK;
+    size_t max = sizeof stats->rejects_path;
+    int n = o->rejects_path ? snprintf(stats->rejects_path, max, "%s", o->rejects_path)
+                            : snprintf(stats->rejects_path, max, "%s.rejects", beside);
+    if (n < 0 || (size_t)n >= max) {
+        stats->rejects_path[0] = '\0';
+        return store_fail(err, STORE_ERR_INVAL, "the rejects file's path is %d bytes, at "
+                          "most %zu: name a shorter one with --rejects", n, max - 1);
+    }
     return STORE_OK;
 }
 
 int store_import_job_start(store_import_job *job, store *db, const store_import_opts *opts,
-                           store_import_stats *stats, const char *default_rejects,
+                           store_import_stats *stats, const char *rejects_beside,
                            const char *const *inputs, int n_inputs, store_err *err)
 {
     memset(job, 0, sizeof *job);
@@ -83,8 +91,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
     job->err = err;
     job->now = opts->now ? opts->now : (int64_t)time(NULL);
     memset(stats, 0, sizeof *stats);
-    const char *rejects_path = opts->rejects_path ? opts->rejects_path : default_rejects;
-    int rc = s_check_opts(opts, rejects_path, sizeof stats->rejects_path, err);
+    int rc = s_check_opts(opts, rejects_beside, stats, err);
     if (rc != STORE_OK)
         return rc;
     job->users = store_import_map_new(CACHE_MAX);
@@ -99,8 +106,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
         return STORE_ERR_NOMEM;
     }
     if (opts->skip_bad) {
-        const char *path = rejects_path;   /* checked to fit stats->rejects_path */
-        snprintf(stats->rejects_path, sizeof stats->rejects_path, "%s", path);
+        const char *path = stats->rejects_path;
         /* Opening the rejects file truncates it: never an input, never the
          * database. */
         int clash = s_same_file(path, store_path(db));
@@ -122,7 +128,7 @@ int store_import_job_start(store_import_job *job, store *db, const store_import_
         if (!job->rejects) {
             if (err) {
                 err->code = STORE_ERR_IO;
-                snprintf(err->msg, sizeof err->msg, "%s: cannot create the rejects file: %s",
+                snprintf(err->msg, sizeof err->msg, "%.300s: cannot create the rejects file: %s",
                          path, strerror(errno));
             }
             store_import_map_free(&job->users);

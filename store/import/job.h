@@ -3,8 +3,7 @@
  *
  *     store_import_job job;
  *     const char *inputs[] = {"events.csv"};
- *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv.rejects", inputs, 1,
- *                                     err);
+ *     int rc = store_import_job_start(&job, db, opts, stats, "events.csv", inputs, 1, err);
  *     if (rc != STORE_OK)
  *         return rc;                                // nothing began
  *     rc = store_import_job_open(&job, &rd, "events.csv", &ro);
@@ -39,13 +38,14 @@ typedef struct store_import_job {
     char embed_source[256];        /* file the embeddings came from */
 } store_import_job;
 
-/* Begin the transaction and open the rejects file (when skip_bad; its path
- * is opts->rejects_path or default_rejects).  inputs (NULL-terminated, NULL
+/* Begin the transaction and open the rejects file (when skip_bad; its path,
+ * kept in stats->rejects_path, is opts->rejects_path or rejects_beside +
+ * ".rejects", and one too long to keep whole is refused).  inputs (NULL
  * entries skipped up to n) are the files the import will read: a rejects
  * path naming one of them, or the database, is refused before anything is
  * truncated.  On failure nothing is open. */
 int store_import_job_start(store_import_job *job, store *db, const store_import_opts *opts,
-                           store_import_stats *stats, const char *default_rejects,
+                           store_import_stats *stats, const char *rejects_beside,
                            const char *const *inputs, int n_inputs, store_err *err);
 
 /* Commit if rc is STORE_OK (bumping catalog_version first when items

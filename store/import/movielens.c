@@ -419,8 +419,6 @@ int store_import_movielens(store *db, const char *dir, const store_import_opts *
     o.format = STORE_IMPORT_CSV;
     o.delim = 0;
     o.no_header = 0;
-    char rejects[4200];
-    snprintf(rejects, sizeof rejects, "%s.rejects", store_path(db));
     store_import_job job;
     static const char *const names[] = {"u.genre", "u.item", "u.data", "movies.csv",
                                         "ratings.csv", "tags.csv", "movies.dat",
@@ -431,7 +429,7 @@ int store_import_movielens(store *db, const char *dir, const store_import_opts *
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
         inputs[i] = paths[i];
     }
-    int rc = store_import_job_start(&job, db, &o, stats, rejects, inputs, 9, err);
+    int rc = store_import_job_start(&job, db, &o, stats, store_path(db), inputs, 9, err);
     if (rc != STORE_OK)
         return rc;
     rc = layout == 1 ? s_ml100k(&job, dir) : layout == 2 ? s_mlcsv(&job, dir)

@@ -347,11 +347,9 @@ int store_import_seq_file(store_import_job *job, const char *path, int layout,
 int store_import_sequences(store *db, const char *path, const store_import_opts *opts,
                            store_import_stats *stats, store_err *err)
 {
-    char rejects[600];
-    snprintf(rejects, sizeof rejects, "%s.rejects", path);
     store_import_job job;
     const char *inputs[] = {path, opts->titles_path};
-    int rc = store_import_job_start(&job, db, opts, stats, rejects, inputs, 2, err);
+    int rc = store_import_job_start(&job, db, opts, stats, path, inputs, 2, err);
     if (rc != STORE_OK)
         return rc;
     store_import_titles *t = NULL;
