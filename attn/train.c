@@ -50,7 +50,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->val_protocol = ATTN_EVAL_FULL;
     o->val_users = 0;
     o->chunk = 64;
-    o->sa_len = 8;
+    o->sa_len = 16;
     o->time_budget = 1500.0;
 }
 
