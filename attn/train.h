@@ -103,7 +103,9 @@ typedef struct attn_train_opts {
     uint64_t seed;         /* initialisation, order, negatives, dropout (default 1) */
     int threads;           /* default 2 */
     int patience;          /* stop after this many epochs without a better
-                              validation NDCG@10; 0 = never (default 5) */
+                              validation NDCG@10 (on the cosine, counting
+                              only epochs past its midpoint); 0 = never
+                              (default 5) */
     int val_protocol;      /* ATTN_EVAL_FULL (default) or ATTN_EVAL_SAMPLED */
     uint32_t val_users;    /* validate on about this many users (a fixed
                               sample, attn_eval_opts.max_users); 0 = all,
@@ -115,7 +117,7 @@ typedef struct attn_train_opts {
                               has chosen the options (default 0) */
     int chunk;             /* most targets of one user processed together (64) */
     int sa_len;            /* history self-attention window (events, the event
-                              itself included), 0 = no block (default 8) */
+                              itself included), 0 = no block (default 16) */
     double time_budget;    /* seconds: no epoch is started that, at the pace of
                               the slowest so far, would end past this; 0 = no
                               limit; refit ignores it (default 1500) */

@@ -911,6 +911,47 @@ START_TEST(test_stop_from_callback)
 }
 END_TEST
 
+/* Patience: with a constant rate every epoch without a better validation
+ * counts; on the cosine only those that end with the rate decayed to half
+ * its peak.  A rate too small to move any ranking keeps validation level,
+ * so every epoch after the first is one without improvement: patience 1
+ * stops a constant run after epoch 2, and a cosine of 1 warm-up epoch and
+ * 7 more only after epoch 5, the first to end past the cosine's midpoint
+ * (epoch 4 ends at 3/7 of it, the rate at 61% of its peak; epoch 5 at 4/7,
+ * 39%). */
+START_TEST(test_patience_waits_for_the_decay)
+{
+    int len[30];
+    for (int u = 0; u < 30; u++)
+        len[u] = 12;
+    s_data d;
+    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    attn_train_opts o;
+    s_small_opts(&o, 8);
+    o.epochs = 8;
+    o.patience = 1;
+    o.lr = 1e-9;
+    o.warmup = 1.0;
+    o.time_budget = 0.0;
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    o.cosine = 0;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
+    ck_assert_int_eq(rep.best_epoch, 1);
+    ck_assert_int_eq(rep.epochs_run, 2);
+    attn_model_free(&md);
+    o.cosine = 1;
+    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
+    ck_assert_int_eq(rep.best_epoch, 1);
+    ck_assert_int_eq(rep.epochs_run, 5);
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
 /* The time budget: a budget no epoch fits in stops after the first (an
  * epoch is never cut short), refit ignores it, 0 is no limit, and a
  * negative one is refused by name. */
@@ -1081,6 +1122,7 @@ int main(void)
     tcase_add_test(tt, test_reproducible);
     tcase_add_test(tt, test_bad_input);
     tcase_add_test(tt, test_stop_from_callback);
+    tcase_add_test(tt, test_patience_waits_for_the_decay);
     tcase_add_test(tt, test_refit);
     tcase_add_test(tt, test_cli);
     tcase_add_test(tt, test_model_trim);

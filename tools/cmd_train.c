@@ -84,7 +84,8 @@ static const util_opt s_opts[] = {
     {"seed", "S", "seed: same seed and threads, same model",
      UTIL_OPT_U64(s_args, o.seed, 0, INT32_MAX)},
     {"threads", "T", "threads", UTIL_OPT_INT(s_args, o.threads, 1, 64)},
-    {"patience", "P", "stop after P epochs without improvement, 0 = never;\n"
+    {"patience", "P", "stop after P epochs without improvement (with --cosine,\n"
+     "counting only epochs past its midpoint), 0 = never;\n"
      "with --refit the default is 0", UTIL_OPT_INT(s_args, o.patience, 0, 100000)},
     {"time-budget", "S", "start no epoch that would end past S seconds of\n"
      "training (judged by the slowest epoch so far), 0 = no\n"
