@@ -27,10 +27,12 @@ import argparse
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from record import copy_db   # noqa: E402  (bench/record.py: the record section's helpers)
 
 RANK = ["--rate", "1000", "--seed", "2"]
 RECORD = ["--rate", "200", "--seed", "4", "--record-ratio", "1", "--record-events", "100"]
@@ -42,16 +44,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def copy_db(src, db):
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
-    s_con, d_con = sqlite3.connect(f"file:{src}?mode=ro", uri=True), sqlite3.connect(db)
-    s_con.backup(d_con)
-    d_con.close()
-    s_con.close()
 
 
 def cpu_by_thread():

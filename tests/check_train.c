@@ -887,13 +887,19 @@ START_TEST(test_eval_models_paired)
 }
 END_TEST
 
-START_TEST(test_stop_from_callback)
+/* 30 users of 12 events over 20 items: enough for a few quick epochs. */
+static void s_data_short(s_data *d)
 {
     int len[30];
     for (int u = 0; u < 30; u++)
         len[u] = 12;
+    s_data_make(d, 20, 8, 30, len, s_next, 0, 81);
+}
+
+START_TEST(test_stop_from_callback)
+{
     s_data d;
-    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    s_data_short(&d);
     attn_train_opts o;
     s_small_opts(&o, 8);
     o.epochs = 50;
@@ -919,13 +925,22 @@ END_TEST
  * 7 more only after epoch 5, the first to end past the cosine's midpoint
  * (epoch 4 ends at 3/7 of it, the rate at 61% of its peak; epoch 5 at 4/7,
  * 39%). */
+static int s_epochs_run(s_data *d, const attn_train_opts *o)
+{
+    attn_model *md = NULL;
+    attn_train_report rep;
+    char why[256];
+    ck_assert_msg(attn_train(&d->td, o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK,
+                  "%s", why);
+    ck_assert_int_eq(rep.best_epoch, 1);
+    attn_model_free(&md);
+    return rep.epochs_run;
+}
+
 START_TEST(test_patience_waits_for_the_decay)
 {
-    int len[30];
-    for (int u = 0; u < 30; u++)
-        len[u] = 12;
     s_data d;
-    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    s_data_short(&d);
     attn_train_opts o;
     s_small_opts(&o, 8);
     o.epochs = 8;
@@ -933,21 +948,10 @@ START_TEST(test_patience_waits_for_the_decay)
     o.lr = 1e-9;
     o.warmup = 1.0;
     o.time_budget = 0.0;
-    attn_model *md = NULL;
-    attn_train_report rep;
-    char why[256];
     o.cosine = 0;
-    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK,
-                  "%s", why);
-    ck_assert_int_eq(rep.best_epoch, 1);
-    ck_assert_int_eq(rep.epochs_run, 2);
-    attn_model_free(&md);
+    ck_assert_int_eq(s_epochs_run(&d, &o), 2);
     o.cosine = 1;
-    ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md, &rep, why, sizeof why) == ATTN_OK,
-                  "%s", why);
-    ck_assert_int_eq(rep.best_epoch, 1);
-    ck_assert_int_eq(rep.epochs_run, 5);
-    attn_model_free(&md);
+    ck_assert_int_eq(s_epochs_run(&d, &o), 5);
     s_data_free(&d);
 }
 END_TEST
@@ -965,11 +969,8 @@ static int s_max_eta(void *ctx, const attn_train_progress *p)
 
 START_TEST(test_time_budget)
 {
-    int len[30];
-    for (int u = 0; u < 30; u++)
-        len[u] = 12;
     s_data d;
-    s_data_make(&d, 20, 8, 30, len, s_next, 0, 81);
+    s_data_short(&d);
     attn_train_opts o;
     s_small_opts(&o, 8);
     o.epochs = 3;
