@@ -266,7 +266,6 @@ static int s_validate(attn_tr_state *st, const attn_model *cur, attn_eval_result
     return rc;
 }
 
-/* Keep the epoch if it validates best (with refit: the last is kept). */
 /* Whether an epoch without a better validation counts against --patience.
  * On the cosine only once warm-up is over and the rate has decayed to half
  * its peak: a plateau at a high rate is the rate's noise, not the end of
@@ -281,6 +280,7 @@ static int s_counts_against_patience(const attn_tr_state *st)
            ((double)st->step >= st->warm_steps && st->lr <= 0.5 * st->o->lr);
 }
 
+/* Keep the epoch if it validates best (with refit: the last is kept). */
 static int s_keep_best(attn_tr_state *st, int epoch, double ep_loss, attn_eval_result *vr)
 {
     const attn_model *cur = st->ema ? st->ema : st->md;
