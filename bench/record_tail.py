@@ -6,8 +6,9 @@ the same share of a core costs when it is plain computation.
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
-$ATTN_BENCH_CACHE) in --dir, measures rank alone (attn-load, open loop,
-1,000 req/s, user histories, 5 s), then rank again beside a neighbour:
+$ATTN_BENCH_CACHE) in --dir, its log beside it; measures rank alone
+(attn-load, open loop, 1,000 req/s, user histories, 5 s), then rank again
+beside a neighbour:
   record        attn-load recording 20,000 events/s (200 requests of 100
                 events)
   record, client idle
@@ -24,26 +25,24 @@ are not in it), so that the writer's and the checkpoint's share can be
 read beside the kernel's.
 """
 import argparse
-import json
+import importlib.machinery
+import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record import copy_db   # noqa: E402  (bench/record.py: the record section's helpers)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import record   # noqa: E402  (bench/record.py: copy_db, load_run, load_result)
+
+_loader = importlib.machinery.SourceFileLoader("bench_run", os.path.join(HERE, "run"))
+_spec = importlib.util.spec_from_loader("bench_run", _loader)
+h = importlib.util.module_from_spec(_spec)   # bench/run: start, stop, wait_ready, free_port
+_loader.exec_module(h)
 
 RANK = ["--rate", "1000", "--seed", "2"]
 RECORD = ["--rate", "200", "--seed", "4", "--record-ratio", "1", "--record-events", "100"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cpu_by_thread():
@@ -70,55 +69,48 @@ def written(pid):
 
 def one_round(a, build, src, neighbour):
     db = os.path.join(a.dir, "record-tail.db")
-    copy_db(src, db)
-    ep = f"tcp://127.0.0.1:{free_port()}"
-    attnd = subprocess.Popen([os.path.join(build, "bin", "attnd"), "--db", db, "--bind", ep,
-                              "--set", "metrics.bind=", "--set", "server.metrics_interval=0",
-                              "--set", "server.reload_poll=0", "--set", "record.synchronous=normal",
-                              "--set", f"record.priority={a.priority}"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record.copy_db(src, db)
+    ep = f"tcp://127.0.0.1:{h.free_port()}"
+    bin_dir = os.path.join(build, "bin")
+    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep,
+                     "--set", "metrics.bind=", "--set", "server.metrics_interval=0",
+                     "--set", "server.reload_poll=0", "--set", "record.synchronous=normal",
+                     "--set", f"record.priority={a.priority}"],
+                    os.path.join(a.dir, "record-tail-attnd.log"))
     other = None
     try:
-        time.sleep(1.5)
+        h.wait_ready(attnd, ep)
 
-        def load(args, secs, prefix=()):
-            cmd = [os.path.join(build, "bin", "attn-load"), "--endpoint", ep, "--db", db,
-                   "--candidates", "100", "--k", "10", "--duration", str(secs), "--warmup", "1",
-                   "--json"] + args
-            return subprocess.Popen(list(prefix) + cmd, stdout=subprocess.PIPE)
+        def load(args, secs):
+            return record.load_run(h, bin_dir, ep, db, args, secs, 1)
 
-        def result(p):
-            out = p.communicate()[0].decode().splitlines()
-            return json.loads([l for l in out if l.startswith("{")][-1])
-
-        alone = result(load(RANK, 5))["latency_us"]
+        alone = record.load_result(h, load(RANK, 5), "rank alone")["latency_us"]
         c0, w0 = cpu_by_thread(), written(attnd.pid)
         if neighbour == "burn":
             spin = (f"import time\nf = {a.burn}\nwhile True:\n    t = time.monotonic()\n"
                     "    while time.monotonic() - t < 0.01 * f:\n        pass\n"
                     "    time.sleep(0.01 * (1 - f))\n")
             other = subprocess.Popen(["chrt", "--idle", "0", sys.executable, "-c", spin])
-        elif neighbour == "record, client idle":
-            other = load(RECORD, 7, ("chrt", "--idle", "0"))
         else:
             other = load(RECORD, 7)
+            if neighbour == "record, client idle":
+                os.sched_setscheduler(other.pid, os.SCHED_IDLE, os.sched_param(0))
         time.sleep(0.5)
-        beside = result(load(RANK, 5))["latency_us"]
+        beside = record.load_result(h, load(RANK, 5), "rank beside")["latency_us"]
         events = 0
         if neighbour == "burn":
             c1, w1 = cpu_by_thread(), written(attnd.pid)   # the burner still counted
             other.kill()
             other.wait()
         else:
-            events = result(other)["record"]["stored"]
+            events = record.load_result(h, other, "record")["record"]["stored"]
             c1, w1 = cpu_by_thread(), written(attnd.pid)
         other = None
     finally:
         if other:
             other.kill()
             other.wait()
-        attnd.terminate()
-        attnd.wait()
+        h.stop(attnd)
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db + suffix):
                 os.remove(db + suffix)
