@@ -3,6 +3,7 @@
 the same share of a core costs when it is plain computation.
 
     bench/record_tail.py BUILD [--rounds 3] [--burn 0.4] [--dir /tmp] [--priority idle]
+                         [--linger 20] [--neighbours record,linger,burn]
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
@@ -11,14 +12,26 @@ $ATTN_BENCH_CACHE) in --dir, its log beside it; measures rank alone
 beside a neighbour:
   record        attn-load recording 20,000 events/s (200 requests of 100
                 events)
-  record, client idle
-                the same with that attn-load at SCHED_IDLE: on a machine
-                of its own the recording client would not compete with
-                the rank path for these 2 cores
+  linger        the same recording, attnd with record.linger_ms = --linger:
+                fewer, larger commits, and one ack burst per batch
+  big           the same 20,000 events/s in a tenth of the requests (20 a
+                second of 1,000 events): what the rank tail pays per record
+                request rather than per event
+  shared        the same recording into a second attnd on the same
+                database file, that whole attnd at SCHED_IDLE: the same
+                SQLite and kernel work, none of it in the ranking process
+  elsewhere     the same, the second attnd on its own copy of the database
+  client-idle   the same recording with that attn-load at SCHED_IDLE: on
+                a machine of its own the recording client would not
+                compete with the rank path for these 2 cores
   burn          a process at SCHED_IDLE busy --burn of every 10 ms, doing
                 nothing but spin (no system calls, no traffic, no database)
-Rounds alternate the three neighbours.  Per run it prints rank p50/p99 alone
-and beside, the change of p99, and for `record` the bytes attnd wrote per
+  burn-mem      the same, copying 32 MiB buffers (memory traffic)
+  burn-io       the same, writing 4 KiB pages into a file
+  burn-fsync    the same, with an fsync every 256 pages
+Rounds alternate the neighbours (--neighbours, default record, linger and
+burn).  Per run it prints rank p50/p99 alone and beside, the change of
+p99, and for recording neighbours the bytes the recording attnd wrote per
 event and the CPU seconds of every thread that ran during the window
 (/proc, summed by thread name; the load generators have exited by then and
 are not in it), so that the writer's and the checkpoint's share can be
@@ -43,6 +56,7 @@ _loader.exec_module(h)
 
 RANK = ["--rate", "1000", "--seed", "2"]
 RECORD = ["--rate", "200", "--seed", "4", "--record-ratio", "1", "--record-events", "100"]
+RECORD_BIG = ["--rate", "20", "--seed", "4", "--record-ratio", "1", "--record-events", "1000"]
 
 
 def cpu_by_thread():
@@ -67,17 +81,46 @@ def written(pid):
         return int(dict(l.split(": ") for l in f.read().splitlines())["write_bytes"])
 
 
+# What a burner does in its busy share of every 10 ms: spin (no system
+# calls, no memory traffic), copy 32 MiB buffers (memory traffic the size
+# of SQLite's page cache and WAL, without a system call), or write 4 KiB
+# pages into a file (system calls and page-cache work, like WAL frames).
+BURN_WORK = {
+    "burn": "pass",
+    "burn-mem": "dst[:] = src",
+    "burn-io": "os.pwrite(fd, page, (n % 8192) * 4096); n += 1",
+    "burn-fsync": "os.pwrite(fd, page, (n % 8192) * 4096); n += 1; n % 256 or os.fsync(fd)",
+}
+
+
+def burner(kind, share, scratch_dir):
+    return (f"import os, time\nf = {share}\nsrc = bytes(32 << 20)\ndst = bytearray(32 << 20)\n"
+            f"fd = os.open({os.path.join(scratch_dir, 'record-tail-burn')!r}, "
+            "os.O_RDWR | os.O_CREAT)\npage = bytes(4096)\nn = 0\n"
+            "while True:\n    t = time.monotonic()\n"
+            "    while time.monotonic() - t < 0.01 * f:\n"
+            f"        {BURN_WORK[kind]}\n"
+            "    time.sleep(0.01 * (1 - f))\n")
+
+
+QUIET = ["--set", "metrics.bind=", "--set", "server.metrics_interval=0",
+         "--set", "server.reload_poll=0", "--set", "record.synchronous=normal"]
+
+
 def one_round(a, build, src, neighbour):
     db = os.path.join(a.dir, "record-tail.db")
+    db2 = os.path.join(a.dir, "record-tail-elsewhere.db")
     record.copy_db(src, db)
     ep = f"tcp://127.0.0.1:{h.free_port()}"
     bin_dir = os.path.join(build, "bin")
-    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep,
-                     "--set", "metrics.bind=", "--set", "server.metrics_interval=0",
-                     "--set", "server.reload_poll=0", "--set", "record.synchronous=normal",
-                     "--set", f"record.priority={a.priority}"],
+    linger = []
+    if neighbour == "linger":
+        linger = ["--set", f"record.max_delay_ms={max(5, a.linger)}",
+                  "--set", f"record.linger_ms={a.linger}"]
+    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
+                    ["--set", f"record.priority={a.priority}"] + linger,
                     os.path.join(a.dir, "record-tail-attnd.log"))
-    other = None
+    other = attnd2 = None
     try:
         h.wait_ready(attnd, ep)
 
@@ -86,34 +129,47 @@ def one_round(a, build, src, neighbour):
 
         alone = record.load_result(h, load(RANK, 5), "rank alone")["latency_us"]
         c0, w0 = cpu_by_thread(), written(attnd.pid)
-        if neighbour == "burn":
-            spin = (f"import time\nf = {a.burn}\nwhile True:\n    t = time.monotonic()\n"
-                    "    while time.monotonic() - t < 0.01 * f:\n        pass\n"
-                    "    time.sleep(0.01 * (1 - f))\n")
-            other = subprocess.Popen(["chrt", "--idle", "0", sys.executable, "-c", spin])
+        if neighbour.startswith("burn"):
+            other = subprocess.Popen(["chrt", "--idle", "0", sys.executable, "-c",
+                                      burner(neighbour, a.burn, a.dir)])
+        elif neighbour in ("elsewhere", "shared"):
+            if neighbour == "shared":
+                db2 = db
+            else:
+                record.copy_db(src, db2)
+            ep2 = f"tcp://127.0.0.1:{h.free_port()}"
+            attnd2 = h.start(["chrt", "--idle", "0", os.path.join(bin_dir, "attnd"), "--db", db2,
+                              "--bind", ep2] + QUIET + ["--set", "record.priority=idle"],
+                             os.path.join(a.dir, "record-tail-attnd2.log"))
+            h.wait_ready(attnd2, ep2)
+            other = record.load_run(h, bin_dir, ep2, db2, RECORD, 7, 1)
         else:
-            other = load(RECORD, 7)
-            if neighbour == "record, client idle":
+            other = load(RECORD_BIG if neighbour == "big" else RECORD, 7)
+            if neighbour == "client-idle":
                 os.sched_setscheduler(other.pid, os.SCHED_IDLE, os.sched_param(0))
         time.sleep(0.5)
         beside = record.load_result(h, load(RANK, 5), "rank beside")["latency_us"]
         events = 0
-        if neighbour == "burn":
+        if neighbour.startswith("burn"):
             c1, w1 = cpu_by_thread(), written(attnd.pid)   # the burner still counted
             other.kill()
             other.wait()
         else:
             events = record.load_result(h, other, "record")["record"]["stored"]
-            c1, w1 = cpu_by_thread(), written(attnd.pid)
+            c1, w1 = cpu_by_thread(), written((attnd2 or attnd).pid)
         other = None
     finally:
         if other:
             other.kill()
             other.wait()
         h.stop(attnd)
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(db + suffix):
-                os.remove(db + suffix)
+        if attnd2:
+            h.stop(attnd2)
+        scratch = [os.path.join(a.dir, "record-tail-burn")]
+        scratch += [d + suffix for d in (db, db2) for suffix in ("", "-wal", "-shm")]
+        for path in scratch:
+            if os.path.exists(path):
+                os.remove(path)
     cpu = sorted(((c1[k] - c0.get(k, 0.0), k) for k in c1), reverse=True)
     line = (f"{neighbour:19s} rank p50 {alone['p50'] / 1e3:.2f} -> {beside['p50'] / 1e3:.2f} ms, "
             f"p99 {alone['p99'] / 1e3:.2f} -> {beside['p99'] / 1e3:.2f} ms "
@@ -132,6 +188,8 @@ def main():
     ap.add_argument("--burn", type=float, default=0.4)
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--priority", default="idle", choices=("idle", "normal"))
+    ap.add_argument("--linger", type=int, default=20, help="record.linger_ms of `linger`")
+    ap.add_argument("--neighbours", default="record,linger,burn")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
     a = ap.parse_args()
     src = os.path.join(a.cache, "p1-100k-d64.db")
@@ -139,9 +197,15 @@ def main():
         sys.exit(f"{src}: run bench/run once first (it makes the P1 database)")
     build = os.path.abspath(a.build)
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
-          f"{os.getloadavg()[0]:.1f}, record.priority = {a.priority}, burn {a.burn}", flush=True)
+          f"{os.getloadavg()[0]:.1f}, record.priority = {a.priority}, burn {a.burn}, "
+          f"linger {a.linger} ms", flush=True)
+    neighbours = a.neighbours.split(",")
+    for n in neighbours:
+        if n not in ("record", "linger", "big", "client-idle", "elsewhere", "shared") and n not in BURN_WORK:
+            sys.exit(f"--neighbours: unknown {n!r} "
+                     "(record, linger, big, client-idle, shared, elsewhere, burn, burn-mem, burn-io, burn-fsync)")
     for _ in range(a.rounds):
-        for neighbour in ("record", "record, client idle", "burn"):
+        for neighbour in neighbours:
             one_round(a, build, src, neighbour)
 
 

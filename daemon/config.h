@@ -76,6 +76,7 @@ typedef struct srv_config {
     int record_priority;       /* enum cfg_priority: the writer's scheduling */
     int record_max_batch;      /* events per transaction */
     int record_max_delay_ms;   /* longest a batch stays open while requests keep coming */
+    int record_linger_ms;      /* how long a batch waits for more once it has one */
     int record_queue_max;      /* record requests at the writer before `busy` */
     int record_checkpoint_pages;  /* WAL pages before the writer checkpoints; 0 = SQLite's */
     /* [security]: access control (docs/SECURITY.md); masking is above */

@@ -363,6 +363,7 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     srv_json_cstr(w, cfg->record_synchronous == CFG_SYNC_FULL ? "full" : "normal");
     s_kv_int(w, "max_batch", cfg->record_max_batch);
     s_kv_int(w, "max_delay_ms", cfg->record_max_delay_ms);
+    s_kv_int(w, "linger_ms", cfg->record_linger_ms);
     s_kv_int(w, "queue_max", cfg->record_queue_max);
     srv_json_close(w, '}');
     srv_json_close(w, '}');

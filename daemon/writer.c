@@ -16,7 +16,9 @@
  *   1. wait for a request (a second at most: then housekeeping)
  *   2. take every request waiting, staging each into the batch, until none
  *      is waiting, the batch is full, or it has been open max_delay_ms; a
- *      request that does not fit commits the batch before it is staged
+ *      request that does not fit commits the batch before it is staged.
+ *      With linger_ms, "none waiting" first sleeps until the batch has been
+ *      open that long and looks once more
  *   3. commit the batch (one transaction), then send every reply
  *   4. housekeeping: checkpoint the WAL once it has grown (store_hist_idle),
  *      after the replies, so its fsync is in nobody's acknowledgement
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "daemon/arena.h"
@@ -206,6 +209,26 @@ static int s_open(const srv_writer *w)
            open_ns < (uint64_t)w->st->cfg.record_max_delay_ms * 1000000u;
 }
 
+/* Nothing is waiting: if the open batch should linger, sleep out the rest
+ * of its linger and say so (1), so the caller looks again.  A sleep, not a
+ * poll on the pipe: every request arriving meanwhile would wake the writer
+ * (and each wake-up costs the rank path more than the work it brings,
+ * docs/PERFORMANCE.md); asleep, it is woken once per batch. */
+static int s_linger(const srv_writer *w)
+{
+    if (srv_rec_batch_requests(w->res.batch) == 0 || w->st->cfg.record_linger_ms == 0)
+        return 0;
+    uint64_t until = w->opened_ns + (uint64_t)w->st->cfg.record_linger_ms * 1000000u;
+    uint64_t now = util_now_ns();
+    if (now >= until)
+        return 0;
+    uint64_t left = until - now;
+    struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
+                          .tv_nsec = (long)(left % 1000000000u)};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 /* ---- 4. housekeeping ------------------------------------------------------ */
 
 static void s_idle(srv_writer *w)
@@ -235,9 +258,11 @@ static void *s_thread(void *arg)
             continue;
         }
         int rc;
-        do                                              /* 2. */
+        do {                                            /* 2. */
             rc = s_take(w, ZMQ_DONTWAIT);
-        while (rc == 1 && s_open(w));
+            if (rc == 0 && s_linger(w))
+                rc = 1;
+        } while (rc == 1 && s_open(w));
         s_flush(w);                                     /* 3. */
         if (rc < 0)
             break;
@@ -336,9 +361,10 @@ srv_writer *srv_writer_start(srv_state *st, char *why, size_t why_len)
     }
     w->started = 1;
     srv_log(SRV_INFO, "msg=\"writer started\" history=%s synchronous=%s max_batch=%d "
-            "max_delay_ms=%d queue_max=%d", store_hist_name(w->res.hist),
+            "max_delay_ms=%d linger_ms=%d queue_max=%d", store_hist_name(w->res.hist),
             st->cfg.record_synchronous == CFG_SYNC_FULL ? "full" : "normal",
-            st->cfg.record_max_batch, st->cfg.record_max_delay_ms, st->cfg.record_queue_max);
+            st->cfg.record_max_batch, st->cfg.record_max_delay_ms, st->cfg.record_linger_ms,
+            st->cfg.record_queue_max);
     return w;
 }
 

@@ -28,6 +28,7 @@
 #include <zmq.h>
 
 #include "tests/testutil.h"
+#include "util/clock.h"
 #include "tests/tu_daemon.h"
 
 /* A fresh copy of the generated database: 600 items, 60 users, d = 24. */
@@ -189,6 +190,42 @@ START_TEST(busy_when_writer_queue_full)
     cJSON_Delete(r);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + ok * 20);
+}
+END_TEST
+
+/* record.linger_ms: a batch waits that long for company.  A lone request's
+ * ack comes no sooner than the linger; requests sent together are
+ * committed together, every one answered and stored. */
+START_TEST(linger_gathers_requests_into_one_batch)
+{
+    const char *db = s_db("linger.db");
+    tu_daemon d;
+    const char *extra[] = {"--set", "record.max_delay_ms=400", "--set", "record.linger_ms=400",
+                           NULL};
+    tu_daemon_start(&d, db, "linger.sock", extra);
+    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    uint64_t t0 = util_now_ns();
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
+                                        "\"u0001\",\"item\":\"i00001\",\"ts\":7}]}");
+    double waited_s = (double)(util_now_ns() - t0) / 1e9;
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(s_int(r, "stored"), 1);
+    cJSON_Delete(r);
+    ck_assert_msg(waited_s >= 0.4, "acknowledged after %.3f s, before the 0.4 s linger", waited_s);
+    int events = 5;
+    tu_counts c;
+    ck_assert_int_eq(tu_dealer_flood(d.endpoint, 30, 5 * 120 + 64, s_make_record, &events, NULL,
+                                     NULL, &c), 30);
+    ck_assert_int_eq(c.ok, 30);
+    r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
+    const cJSON *rec = cJSON_GetObjectItem(r, "record");
+    ck_assert_int_eq(s_int(rec, "stored"), 1 + 30 * 5);
+    /* One batch for the lone request; the 30 were sent within
+     * milliseconds, so a few batches at most, not 30. */
+    ck_assert_msg(s_int(rec, "batches") <= 1 + 3, "%d batches", s_int(rec, "batches"));
+    cJSON_Delete(r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 1 + 30 * 5);
 }
 END_TEST
 
@@ -473,6 +510,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, record_accounts_for_every_event);
     tcase_add_test(tc, resend_after_restart_is_stored_once);
     tcase_add_test(tc, busy_when_writer_queue_full);
+    tcase_add_test(tc, linger_gathers_requests_into_one_batch);
     tcase_add_test(tc, locked_database_is_busy_then_stored);
     tcase_add_test(tc, recording_off_is_unavailable);
     tcase_add_test(tc, idle_priority_writer_records);
