@@ -15,8 +15,6 @@ CPU per request outside attn_score (server CPU less libzmq's I/O thread less
 the score stage's p50).  Prints a Markdown table and writes JSON to --out.
 """
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import os
 import statistics
@@ -24,10 +22,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-_loader = importlib.machinery.SourceFileLoader("bench_run", os.path.join(HERE, "run"))
-_spec = importlib.util.spec_from_loader("bench_run", _loader)
-h = importlib.util.module_from_spec(_spec)
-_loader.exec_module(h)
+import runlib   # noqa: E402
+h = runlib.load()
 
 
 def main():

@@ -38,8 +38,6 @@ are not in it), so that the writer's and the checkpoint's share can be
 read beside the kernel's.
 """
 import argparse
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import sys
@@ -48,11 +46,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import record   # noqa: E402  (bench/record.py: copy_db, load_run, load_result)
-
-_loader = importlib.machinery.SourceFileLoader("bench_run", os.path.join(HERE, "run"))
-_spec = importlib.util.spec_from_loader("bench_run", _loader)
-h = importlib.util.module_from_spec(_spec)   # bench/run: start, stop, wait_ready, free_port
-_loader.exec_module(h)
+import runlib   # noqa: E402
+h = runlib.load()   # bench/run: start, stop, wait_ready, free_port
 
 RANK = ["--rate", "1000", "--seed", "2"]
 RECORD = ["--rate", "200", "--seed", "4", "--record-ratio", "1", "--record-events", "100"]
