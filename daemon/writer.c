@@ -211,9 +211,8 @@ static int s_open(const srv_writer *w)
 
 /* Nothing is waiting: if the open batch should linger, sleep out the rest
  * of its linger and say so (1), so the caller looks again.  A sleep, not a
- * poll on the pipe: every request arriving meanwhile would wake the writer
- * (and each wake-up costs the rank path more than the work it brings,
- * docs/PERFORMANCE.md); asleep, it is woken once per batch. */
+ * poll on the pipe: a poll would wake the writer for every request that
+ * arrives meanwhile; asleep, it wakes once per batch. */
 static int s_linger(const srv_writer *w)
 {
     if (srv_rec_batch_requests(w->res.batch) == 0 || w->st->cfg.record_linger_ms == 0)

@@ -28,8 +28,8 @@
 #include <zmq.h>
 
 #include "tests/testutil.h"
-#include "util/clock.h"
 #include "tests/tu_daemon.h"
+#include "util/clock.h"
 
 /* A fresh copy of the generated database: 600 items, 60 users, d = 24. */
 static const char *s_db(const char *name)
