@@ -137,6 +137,7 @@ def one_round(a, build, src, neighbour):
                               "--bind", ep2] + QUIET + ["--set", "record.priority=idle"],
                              os.path.join(a.dir, "record-tail-attnd2.log"))
             h.wait_ready(attnd2, ep2)
+            w0 = written(attnd2.pid)   # the recording attnd's bytes from here on
             other = record.load_run(h, bin_dir, ep2, db2, RECORD, 7, 1)
         else:
             other = load(RECORD_BIG if neighbour == "big" else RECORD, 7)
