@@ -110,8 +110,7 @@ def one_round(a, build, src, neighbour):
     bin_dir = os.path.join(build, "bin")
     linger = []
     if neighbour == "linger":
-        linger = ["--set", f"record.max_delay_ms={max(5, a.linger)}",
-                  "--set", f"record.linger_ms={a.linger}"]
+        linger = ["--set", f"record.linger_ms={a.linger}"]
     attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
                     ["--set", f"record.priority={a.priority}"] + linger,
                     os.path.join(a.dir, "record-tail-attnd.log"))

@@ -185,8 +185,9 @@ static const cfg_entry s_table[] = {
      "longest a batch stays open while requests keep arriving; the writer never waits for "
      "company when nothing is queued (unless record.linger_ms)"},
     {"record.linger_ms", CFG_INT, F(record_linger_ms), 0, 10000, "0",
-     "how long a batch waits for company once it holds a request, at most max_delay_ms: fewer, "
-     "larger commits, each ack up to this much later; 0 = commit at once"},
+     "how long a batch waits for company once it holds a request, then takes what queued "
+     "(max_delay_ms from there): fewer, larger commits, each ack up to this much later; "
+     "0 = commit as soon as nothing is queued"},
     {"record.queue_max", CFG_INT, F(record_queue_max), 1, 1000000, "1024",
      "record requests received and not yet answered by the writer; beyond that `busy`"},
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
@@ -466,12 +467,6 @@ int cfg_validate(const srv_config *cfg, char *why, size_t why_len)
         snprintf(why, why_len, "limits.max_record_events (%d) is larger than record.max_batch "
                  "(%d): a request must fit one transaction", cfg->max_record_events,
                  cfg->record_max_batch);
-        return -1;
-    }
-    if (cfg->record_linger_ms > cfg->record_max_delay_ms) {
-        snprintf(why, why_len, "record.linger_ms (%d) is larger than record.max_delay_ms (%d): "
-                 "a batch closes at max_delay_ms", cfg->record_linger_ms,
-                 cfg->record_max_delay_ms);
         return -1;
     }
     /* A record reply names each rejected event in at most 450 bytes (its

@@ -18,7 +18,7 @@
  *      is waiting, the batch is full, or it has been open max_delay_ms; a
  *      request that does not fit commits the batch before it is staged.
  *      With linger_ms, "none waiting" first sleeps until the batch has been
- *      open that long and looks once more
+ *      open that long, and the batch goes on from there as if opened then
  *   3. commit the batch (one transaction), then send every reply
  *   4. housekeeping: checkpoint the WAL once it has grown (store_hist_idle),
  *      after the replies, so its fsync is in nobody's acknowledgement
@@ -60,7 +60,9 @@ struct srv_writer {
     zmq_msg_t *route;            /* per staged request: its client */
     uint8_t *style;
     uint64_t *ack_ns;            /* per staged request: its latency, for the metrics */
-    uint64_t opened_ns;          /* when the open batch staged its first request */
+    uint64_t opened_ns;          /* when the open batch staged its first request, or
+                                    ended its linger: max_delay_ms counts from here */
+    int lingered;                /* the open batch has had its linger */
     uint64_t failures_logged;    /* failed batches already logged */
 };
 
@@ -155,8 +157,10 @@ static void s_handle(srv_writer *w, zmq_msg_t *route, const srv_task_meta *tm,
     srv_arena_reset(&w->args_arena);
     if (c.outcome == SRV_OUT_DEFER) {   /* counted with the batch's outcome */
         int k = srv_rec_batch_requests(b) - 1;
-        if (k == 0)
+        if (k == 0) {
             w->opened_ns = util_now_ns();
+            w->lingered = 0;
+        }
         zmq_msg_init(&w->route[k]);
         zmq_msg_move(&w->route[k], route);
         w->style[k] = tm->style;
@@ -209,13 +213,16 @@ static int s_open(const srv_writer *w)
            open_ns < (uint64_t)w->st->cfg.record_max_delay_ms * 1000000u;
 }
 
-/* Nothing is waiting: if the open batch should linger, sleep out the rest
- * of its linger and say so (1), so the caller looks again.  A sleep, not a
- * poll on the pipe: a poll would wake the writer for every request that
- * arrives meanwhile; asleep, it wakes once per batch. */
-static int s_linger(const srv_writer *w)
+/* Nothing is waiting: if the open batch has yet to linger, sleep out the
+ * rest of its linger and say so (1), so the caller looks again.  From then
+ * on the batch is one without a linger, opened now: it takes what queued
+ * meanwhile, and more while it keeps coming, for up to max_delay_ms.  A
+ * sleep, not a poll on the pipe: a poll would wake the writer for every
+ * request that arrives meanwhile; asleep, it wakes once per batch. */
+static int s_linger(srv_writer *w)
 {
-    if (srv_rec_batch_requests(w->res.batch) == 0 || w->st->cfg.record_linger_ms == 0)
+    if (srv_rec_batch_requests(w->res.batch) == 0 || w->st->cfg.record_linger_ms == 0 ||
+        w->lingered)
         return 0;
     uint64_t until = w->opened_ns + (uint64_t)w->st->cfg.record_linger_ms * 1000000u;
     uint64_t now = util_now_ns();
@@ -225,6 +232,8 @@ static int s_linger(const srv_writer *w)
     struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
                           .tv_nsec = (long)(left % 1000000000u)};
     nanosleep(&ts, NULL);
+    w->lingered = 1;
+    w->opened_ns = util_now_ns();
     return 1;
 }
 

@@ -465,13 +465,6 @@ START_TEST(config_record_rules)
     ck_assert_msg(strstr(why, "limits.max_reply_bytes"), "%s", why);
     ck_assert_int_eq(cfg_set(&cfg, "record.enabled", "off", why, sizeof why), 0);
     ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), 0);
-    cfg_defaults(&cfg);   /* a batch cannot linger past the time it may stay open */
-    ck_assert_int_eq(cfg_set(&cfg, "record.linger_ms", "6", why, sizeof why), 0);
-    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), -1);
-    ck_assert_msg(strstr(why, "record.linger_ms (6)") && strstr(why, "record.max_delay_ms (5)"),
-                  "%s", why);
-    ck_assert_int_eq(cfg_set(&cfg, "record.max_delay_ms", "6", why, sizeof why), 0);
-    ck_assert_int_eq(cfg_validate(&cfg, why, sizeof why), 0);
 }
 END_TEST
 
