@@ -186,8 +186,7 @@ static const cfg_entry s_table[] = {
      "company when nothing is queued (unless record.linger_ms)"},
     {"record.linger_ms", CFG_INT, F(record_linger_ms), 0, 10000, "0",
      "how long a batch waits for company once it holds a request, then takes what queued "
-     "(max_delay_ms from there): fewer, larger commits, each ack up to this much later; "
-     "0 = commit as soon as nothing is queued"},
+     "(max_delay_ms from there): fewer, larger commits, acks up to this much later"},
     {"record.queue_max", CFG_INT, F(record_queue_max), 1, 1000000, "1024",
      "record requests received and not yet answered by the writer; beyond that `busy`"},
     {"record.checkpoint_pages", CFG_INT, F(record_checkpoint_pages), 0, 10000000, "4000",
@@ -529,6 +528,30 @@ int cfg_bind_is_local(const char *ep)
            c < 256 && d < 256;
 }
 
+/* "; " comment lines of at most about 78 columns, broken at spaces: the
+ * printed file must load again, and inih reads at most INI_MAX_LINE (200)
+ * bytes of a line, the rest as a line of its own. */
+static void s_print_comment(FILE *out, const char *help, const char *def)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%s (default %s)", help, def);
+    const char *p = text;
+    while (*p) {
+        size_t n = strlen(p);
+        if (n > 76) {
+            n = 76;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0)   /* one word longer than a line: keep it whole */
+                n = strcspn(p, " ");
+        }
+        fprintf(out, "; %.*s\n", (int)n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
 void cfg_print(const srv_config *cfg, FILE *out)
 {
     const char *section = "";
@@ -543,8 +566,8 @@ void cfg_print(const srv_config *cfg, FILE *out)
             fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
         }
         const char *field = (const char *)cfg + e->offset;
-        fprintf(out, "; %s (default %s)\n%s = ", e->help, e->def[0] ? e->def : "empty",
-                dot + 1);
+        s_print_comment(out, e->help, e->def[0] ? e->def : "empty");
+        fprintf(out, "%s = ", dot + 1);
         switch (e->type) {
         case CFG_INT: fprintf(out, "%d\n", *(const int *)field); break;
         case CFG_DOUBLE: fprintf(out, "%g\n", *(const double *)field); break;
