@@ -98,6 +98,9 @@ def burner(kind, share, scratch_dir):
             "    time.sleep(0.01 * (1 - f))\n")
 
 
+RECORDING = ("record", "linger", "big", "client-idle", "shared", "elsewhere")
+NEIGHBOURS = RECORDING + tuple(BURN_WORK)
+
 QUIET = ["--set", "metrics.bind=", "--set", "server.metrics_interval=0",
          "--set", "server.reload_poll=0", "--set", "record.synchronous=normal"]
 
@@ -196,9 +199,8 @@ def main():
           f"linger {a.linger} ms", flush=True)
     neighbours = a.neighbours.split(",")
     for n in neighbours:
-        if n not in ("record", "linger", "big", "client-idle", "elsewhere", "shared") and n not in BURN_WORK:
-            sys.exit(f"--neighbours: unknown {n!r} "
-                     "(record, linger, big, client-idle, shared, elsewhere, burn, burn-mem, burn-io, burn-fsync)")
+        if n not in NEIGHBOURS:
+            sys.exit(f"--neighbours: unknown {n!r} ({', '.join(NEIGHBOURS)})")
     for _ in range(a.rounds):
         for neighbour in neighbours:
             one_round(a, build, src, neighbour)

@@ -49,6 +49,24 @@ static int s_int(const cJSON *o, const char *key)
     return v->valueint;
 }
 
+/* attnd on db with the extra flags; the interactions the database holds
+ * before any test traffic. */
+static int64_t s_start(tu_daemon *d, const char *db, const char *sock, const char *const *extra)
+{
+    tu_daemon_start(d, db, sock, extra);
+    return tu_sql_int(db, "SELECT count(*) FROM interactions");
+}
+
+/* Record one event (u0001, i00001 at ts 7): it must be stored. */
+static void s_record_one(const char *endpoint)
+{
+    cJSON *r = tu_call_json(endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
+                                      "\"u0001\",\"item\":\"i00001\",\"ts\":7}]}");
+    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+    ck_assert_int_eq(s_int(r, "stored"), 1);
+    cJSON_Delete(r);
+}
+
 /* ---- the reply's account -------------------------------------------------- */
 
 START_TEST(record_accounts_for_every_event)
@@ -56,8 +74,7 @@ START_TEST(record_accounts_for_every_event)
     const char *db = s_db("acct.db");
     tu_daemon d;
     const char *extra[] = {"--set", "server.metrics_interval=0.2", NULL};
-    tu_daemon_start(&d, db, "acct.sock", extra);
-    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = s_start(&d, db, "acct.sock", extra);
     cJSON *r = tu_call_json(d.endpoint,
         "{\"op\":\"record\",\"id\":\"r1\",\"events\":["
         "{\"user\":\"u0001\",\"item\":\"i00002\",\"ts\":4000000000,\"event_id\":\"a1\"},"
@@ -175,8 +192,7 @@ START_TEST(busy_when_writer_queue_full)
     tu_daemon d;
     const char *extra[] = {"--set", "record.queue_max=2", "--set", "record.synchronous=full",
                            NULL};
-    tu_daemon_start(&d, db, "busy.sock", extra);
-    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = s_start(&d, db, "busy.sock", extra);
     int events = 20;
     tu_counts c;
     ck_assert_int_eq(tu_dealer_flood(d.endpoint, 400, 20 * 120 + 64, s_make_record, &events, NULL,
@@ -222,11 +238,11 @@ static void s_send_spaced(const char *endpoint, const char *const *reqs, int n, 
     zmq_ctx_term(ctx);
 }
 
-/* Batches the writer has committed so far (`stats`). */
-static int s_batches(const char *endpoint)
+/* One figure of `stats`' record section (batches, stored, ...). */
+static int s_record_stat(const char *endpoint, const char *key)
 {
     cJSON *r = tu_call_json(endpoint, "{\"op\":\"stats\"}");
-    int n = s_int(cJSON_GetObjectItem(r, "record"), "batches");
+    int n = s_int(cJSON_GetObjectItem(r, "record"), key);
     cJSON_Delete(r);
     return n;
 }
@@ -241,17 +257,12 @@ START_TEST(linger_gathers_requests_into_one_batch)
     const char *db = s_db("linger.db");
     tu_daemon d;
     const char *extra[] = {"--set", "record.linger_ms=1000", NULL};
-    tu_daemon_start(&d, db, "linger.sock", extra);
-    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
+    int64_t rows0 = s_start(&d, db, "linger.sock", extra);
     uint64_t t0 = util_now_ns();
-    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
-                                        "\"u0001\",\"item\":\"i00001\",\"ts\":7}]}");
+    s_record_one(d.endpoint);
     double waited_s = (double)(util_now_ns() - t0) / 1e9;
-    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
-    ck_assert_int_eq(s_int(r, "stored"), 1);
-    cJSON_Delete(r);
     ck_assert_msg(waited_s >= 1.0, "acknowledged after %.3f s, before the 1 s linger", waited_s);
-    ck_assert_int_eq(s_batches(d.endpoint), 1);
+    ck_assert_int_eq(s_record_stat(d.endpoint, "batches"), 1);
     /* Three requests 250 ms apart, all inside the first one's linger: one
      * batch.  (A batch that closed when its linger ended, taking only what
      * it held, would make it two.) */
@@ -260,7 +271,7 @@ START_TEST(linger_gathers_requests_into_one_batch)
         "{\"op\":\"record\",\"events\":[{\"user\":\"u0003\",\"item\":\"i00003\",\"ts\":9}]}",
         "{\"op\":\"record\",\"events\":[{\"user\":\"u0004\",\"item\":\"i00004\",\"ts\":10}]}"};
     s_send_spaced(d.endpoint, spaced, 3, 250);
-    ck_assert_int_eq(s_batches(d.endpoint), 2);
+    ck_assert_int_eq(s_record_stat(d.endpoint, "batches"), 2);
     /* Thirty sent at once: one batch, or a few where a slow client (under
      * valgrind) spreads them over more than a linger; never one each. */
     int events = 5;
@@ -268,11 +279,9 @@ START_TEST(linger_gathers_requests_into_one_batch)
     ck_assert_int_eq(tu_dealer_flood(d.endpoint, 30, 5 * 120 + 64, s_make_record, &events, NULL,
                                      NULL, &c), 30);
     ck_assert_int_eq(c.ok, 30);
-    int flood_batches = s_batches(d.endpoint) - 2;
+    int flood_batches = s_record_stat(d.endpoint, "batches") - 2;
     ck_assert_msg(flood_batches >= 1 && flood_batches <= 3, "%d batches", flood_batches);
-    r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
-    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "record"), "stored"), 1 + 3 + 30 * 5);
-    cJSON_Delete(r);
+    ck_assert_int_eq(s_record_stat(d.endpoint, "stored"), 1 + 3 + 30 * 5);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 1 + 3 + 30 * 5);
 }
@@ -305,9 +314,7 @@ START_TEST(locked_database_is_busy_then_stored)
     ck_assert_msg(tu_ok(r), "%s", tu_message(r));
     ck_assert_int_eq(s_int(r, "stored"), 1);
     cJSON_Delete(r);
-    r = tu_call_json(d.endpoint, "{\"op\":\"stats\"}");
-    ck_assert_int_eq(s_int(cJSON_GetObjectItem(r, "record"), "failed_batches"), 1);
-    cJSON_Delete(r);
+    ck_assert_int_eq(s_record_stat(d.endpoint, "failed_batches"), 1);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
@@ -392,13 +399,8 @@ START_TEST(idle_priority_writer_records)
     const char *db = s_db("idle.db");
     tu_daemon d;
     const char *extra[] = {"--set", "record.priority=idle", NULL};
-    tu_daemon_start(&d, db, "idle.sock", extra);
-    int64_t rows0 = tu_sql_int(db, "SELECT count(*) FROM interactions");
-    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"record\",\"id\":1,\"events\":[{\"user\":"
-                                        "\"u0001\",\"item\":\"i00001\",\"ts\":7}]}");
-    ck_assert_msg(tu_ok(r), "%s", tu_message(r));
-    ck_assert_int_eq(s_int(r, "stored"), 1);
-    cJSON_Delete(r);
+    int64_t rows0 = s_start(&d, db, "idle.sock", extra);
+    s_record_one(d.endpoint);
     ck_assert_int_eq(tu_sql_int(db, "SELECT count(*) FROM interactions"), rows0 + 1);
     ck_assert_int_eq(s_threads(d.pid, "attnd-writer").named, SCHED_IDLE);
     s_sched sc = s_threads(d.pid, "checkpoint");
