@@ -17,8 +17,8 @@
  *   2. take every request waiting, staging each into the batch, until none
  *      is waiting, the batch is full, or it has been open max_delay_ms; a
  *      request that does not fit commits the batch before it is staged.
- *      With linger_ms, "none waiting" first sleeps until the batch has been
- *      open that long, and the batch goes on from there as if opened then
+ *      With linger_ms, a batch first stays open that long (asleep while
+ *      nothing is waiting), then goes on from there as if opened then
  *   3. commit the batch (one transaction), then send every reply
  *   4. housekeeping: checkpoint the WAL once it has grown (store_hist_idle),
  *      after the replies, so its fsync is in nobody's acknowledgement
@@ -62,7 +62,7 @@ struct srv_writer {
     uint64_t *ack_ns;            /* per staged request: its latency, for the metrics */
     uint64_t opened_ns;          /* when the open batch staged its first request, or
                                     ended its linger: max_delay_ms counts from here */
-    int lingered;                /* the open batch has had its linger */
+    int lingered;                /* the open batch has had its linger (or has none) */
     uint64_t failures_logged;    /* failed batches already logged */
 };
 
@@ -159,7 +159,7 @@ static void s_handle(srv_writer *w, zmq_msg_t *route, const srv_task_meta *tm,
         int k = srv_rec_batch_requests(b) - 1;
         if (k == 0) {
             w->opened_ns = util_now_ns();
-            w->lingered = 0;
+            w->lingered = w->st->cfg.record_linger_ms == 0;
         }
         zmq_msg_init(&w->route[k]);
         zmq_msg_move(&w->route[k], route);
@@ -202,38 +202,47 @@ static int s_take(srv_writer *w, int flags)
     return rc;
 }
 
-/* The open batch takes more: it has room and has not been open too long. */
-static int s_open(const srv_writer *w)
+/* A batch in its linger whose linger is over goes on as a batch without
+ * one, opened now: more while requests keep coming, for max_delay_ms. */
+static void s_end_linger(srv_writer *w, uint64_t now)
+{
+    if (!w->lingered && now - w->opened_ns >= (uint64_t)w->st->cfg.record_linger_ms * 1000000u) {
+        w->lingered = 1;
+        w->opened_ns = now;
+    }
+}
+
+/* The open batch takes more: it has room, and it is in its linger or has
+ * been open (since the linger) less than max_delay_ms. */
+static int s_open(srv_writer *w)
 {
     const srv_rec_batch *b = w->res.batch;
     if (srv_rec_batch_requests(b) == 0)
         return 1;
-    uint64_t open_ns = util_now_ns() - w->opened_ns;
-    return srv_rec_batch_room(b) > 0 &&
-           open_ns < (uint64_t)w->st->cfg.record_max_delay_ms * 1000000u;
+    if (srv_rec_batch_room(b) == 0)
+        return 0;
+    uint64_t now = util_now_ns();
+    s_end_linger(w, now);
+    return !w->lingered || now - w->opened_ns < (uint64_t)w->st->cfg.record_max_delay_ms * 1000000u;
 }
 
-/* Nothing is waiting: if the open batch has yet to linger, sleep out the
- * rest of its linger and say so (1), so the caller looks again.  From then
- * on the batch is one without a linger, opened now: it takes what queued
- * meanwhile, and more while it keeps coming, for up to max_delay_ms.  A
- * sleep, not a poll on the pipe: a poll would wake the writer for every
- * request that arrives meanwhile; asleep, it wakes once per batch. */
-static int s_linger(srv_writer *w)
+/* Nothing is waiting: if the open batch is in its linger, sleep out the
+ * rest of it and say so (1), so the caller looks again (and s_open ends
+ * the linger).  A sleep, not a poll on the pipe: a poll would wake the
+ * writer for every request that arrives meanwhile; asleep, it wakes once
+ * per batch. */
+static int s_linger(const srv_writer *w)
 {
-    if (srv_rec_batch_requests(w->res.batch) == 0 || w->st->cfg.record_linger_ms == 0 ||
-        w->lingered)
+    if (srv_rec_batch_requests(w->res.batch) == 0 || w->lingered)
         return 0;
     uint64_t until = w->opened_ns + (uint64_t)w->st->cfg.record_linger_ms * 1000000u;
     uint64_t now = util_now_ns();
-    if (now >= until)
-        return 0;
-    uint64_t left = until - now;
-    struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
-                          .tv_nsec = (long)(left % 1000000000u)};
-    nanosleep(&ts, NULL);
-    w->lingered = 1;
-    w->opened_ns = util_now_ns();
+    if (now < until) {
+        uint64_t left = until - now;
+        struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
+                              .tv_nsec = (long)(left % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
     return 1;
 }
 
