@@ -99,6 +99,42 @@ int attn_model_add_sa(attn_model *md, int sa_len)
     return ATTN_OK;
 }
 
+/* Why a feed-forward layer of width f cannot go on md, or NULL if it can. */
+static const char *s_ffn_bad(const attn_model *md, int f)
+{
+    if (!md->sa_len)
+        return "needs a self-attention block";
+    if (f < 16 || f > ATTN_FFN_MAX || f % 16)
+        return "width must be a multiple of 16 in 16..1024";
+    if (md->m % 8)
+        return "needs m a multiple of 8";
+    return NULL;
+}
+
+int attn_model_add_ffn(attn_model *md, int ffn)
+{
+    if (!md || md->ffn || s_ffn_bad(md, ffn))
+        return ATTN_EINVAL;
+    int ok = 1;
+    const size_t wn = (size_t)2 * md->m * (size_t)ffn;
+    float *w1 = s_zalloc(wn, sizeof(float), &ok), *b1 = s_zalloc((size_t)ffn, sizeof(float), &ok);
+    float *w2 = s_zalloc(wn, sizeof(float), &ok);
+    float *b2 = s_zalloc((size_t)2 * md->m, sizeof(float), &ok);
+    if (!ok) {
+        free(w1);
+        free(b1);
+        free(w2);
+        free(b2);
+        return ATTN_ENOMEM;
+    }
+    md->ffn = ffn;
+    md->ffn_w1 = w1;
+    md->ffn_b1 = b1;
+    md->ffn_w2 = w2;
+    md->ffn_b2 = b2;
+    return ATTN_OK;
+}
+
 attn_model *attn_model_identity(int d, int l_max)
 {
     if (d < 1 || l_max < 1 || d > S_MAX_DIM || l_max > S_MAX_LEN)
@@ -143,6 +179,11 @@ attn_model *attn_model_clone(const attn_model *src)
     md->sa_uk = s_dup(src->sa_uk, dm, sizeof(float), &ok);
     md->sa_uv = s_dup(src->sa_uv, dm, sizeof(float), &ok);
     md->sa_pos = s_dup(src->sa_pos, (size_t)src->sa_len, sizeof(float), &ok);
+    const size_t fw = (size_t)2 * src->m * (size_t)src->ffn;
+    md->ffn_w1 = s_dup(src->ffn_w1, fw, sizeof(float), &ok);
+    md->ffn_b1 = s_dup(src->ffn_b1, (size_t)src->ffn, sizeof(float), &ok);
+    md->ffn_w2 = s_dup(src->ffn_w2, fw, sizeof(float), &ok);
+    md->ffn_b2 = s_dup(src->ffn_b2, src->ffn ? (size_t)2 * src->m : 0, sizeof(float), &ok);
     if (!ok)
         attn_model_free(&md);
     return md;
@@ -166,6 +207,10 @@ void attn_model_free(attn_model **model_p)
     free(md->sa_uk);
     free(md->sa_uv);
     free(md->sa_pos);
+    free(md->ffn_w1);
+    free(md->ffn_b1);
+    free(md->ffn_w2);
+    free(md->ffn_b2);
     free(md);
     *model_p = NULL;
 }
@@ -229,13 +274,27 @@ int attn_model_check(const attn_model *md, char *why, size_t why_len)
               md->sa_len > 0 ? "missing" : "present");
         return ATTN_EINVAL;
     }
+    const int has_ffn = md->ffn_w1 || md->ffn_b1 || md->ffn_w2 || md->ffn_b2;
+    if (md->ffn < 0 || (md->ffn > 0 && s_ffn_bad(md, md->ffn))) {
+        S_WHY("ffn=%d: %s", md->ffn, md->ffn < 0 ? "must be >= 0" : s_ffn_bad(md, md->ffn));
+        return ATTN_EINVAL;
+    }
+    if ((md->ffn > 0 && !(md->ffn_w1 && md->ffn_b1 && md->ffn_w2 && md->ffn_b2)) ||
+        (md->ffn == 0 && has_ffn)) {
+        S_WHY("feed-forward layer: ffn=%d but its arrays are %s", md->ffn,
+              md->ffn > 0 ? "missing" : "present");
+        return ATTN_EINVAL;
+    }
     size_t dm = (size_t)md->d * (size_t)md->m, ni = (size_t)md->n_items;
+    const size_t fw = (size_t)2 * md->m * (size_t)md->ffn;
     struct { const char *name; const float *x; size_t n; } arr[] = {
         {"wq", md->wq, dm}, {"wk", md->wk, dm}, {"wv", md->wv, dm}, {"wo", md->wo, dm},
         {"pos_bias", md->pos_bias, (size_t)md->l_max},
         {"item_bias", md->item_bias, ni}, {"residual", md->residual, ni * (size_t)md->d},
         {"sa_q", md->sa_q, dm}, {"sa_k", md->sa_k, dm}, {"sa_uk", md->sa_uk, dm},
         {"sa_uv", md->sa_uv, dm}, {"sa_pos", md->sa_pos, (size_t)md->sa_len},
+        {"ffn_w1", md->ffn_w1, fw}, {"ffn_b1", md->ffn_b1, (size_t)md->ffn},
+        {"ffn_w2", md->ffn_w2, fw}, {"ffn_b2", md->ffn_b2, (size_t)2 * md->m},
     };
     for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) {
         long long bad = arr[a].x ? s_first_bad(arr[a].x, arr[a].n) : -1;
@@ -281,5 +340,6 @@ size_t attn_model_bytes(const attn_model *md)
     b += md->item_bias ? ni * sizeof(float) : 0;
     b += md->residual ? ni * (size_t)md->d * sizeof(float) : 0;
     b += md->sa_len ? (4 * dm + (size_t)md->sa_len) * sizeof(float) : 0;
+    b += md->ffn ? ((size_t)4 * md->m * md->ffn + md->ffn + 2 * (size_t)md->m) * sizeof(float) : 0;
     return b;
 }

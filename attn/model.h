@@ -11,6 +11,12 @@
  *
  *     S_Q, S_K, U_K, U_V   d x m      sa_pos   sa_len
  *
+ * and, on top of the block, optionally a feed-forward layer of width ffn
+ * applied to each event's [k' | v'] row, a residual update (docs/MODEL.md
+ * §2.2):  kv <- kv + relu(kv W1 + b1) W2 + b2
+ *
+ *     W1   2m x ffn    b1   ffn    W2   ffn x 2m    b2   2m
+ *
  * A NULL projection means the identity (and requires m == d).  Version 0, the
  * identity model, has every projection NULL, one head and no biases: attention
  * by embedding similarity, usable before any training.
@@ -43,6 +49,11 @@ typedef struct attn_model {
     float *sa_q, *sa_k;   /* d x m: the block's query and key projections */
     float *sa_uk, *sa_uv; /* d x m: what an attended event adds to the key / value */
     float *sa_pos;        /* sa_len, by distance (0 = the event itself) */
+    int ffn;              /* hidden width of the block's feed-forward; 0 = none */
+    float *ffn_w1;        /* 2m x ffn: [k' | v'] to the hidden layer */
+    float *ffn_b1;        /* ffn */
+    float *ffn_w2;        /* ffn x 2m: the hidden layer back, added to [k' | v'] */
+    float *ffn_b2;        /* 2m */
 } attn_model;
 
 /* Logit scale of the identity model: cosine similarities of L2-normalised
@@ -69,6 +80,15 @@ attn_model *attn_model_new(int d, int m, int heads, int l_max, int64_t n_items,
  * zeroed -- a zero block changes no score.  ATTN_OK, ATTN_EINVAL (length
  * outside 1..ATTN_SA_MAX, or md already has one) or ATTN_ENOMEM (md unchanged). */
 int attn_model_add_sa(attn_model *md, int sa_len);
+
+/* Widest feed-forward layer (ATTN_KERN_COLS must divide its width, and 2m). */
+#define ATTN_FFN_MAX 1024
+
+/* Give md's self-attention block a feed-forward layer of width ffn, every
+ * array zeroed -- a zero layer changes no score.  ATTN_OK, ATTN_EINVAL (no
+ * block, a layer already, ffn outside 16..ATTN_FFN_MAX or not a multiple
+ * of 16, or m not a multiple of 8) or ATTN_ENOMEM (md unchanged). */
+int attn_model_add_ffn(attn_model *md, int ffn);
 
 /* Deep copy; NULL on out-of-memory. */
 attn_model *attn_model_clone(const attn_model *src);
