@@ -11,7 +11,8 @@
  *      a block of candidates at a time): they cross the memory bus at half
  *      the bytes, and the kernels still compute in float.  A model with a
  *      self-attention block turns them (and its context rows') into
- *      contextual k', v' rows in the scratch first (s_self_attend).
+ *      contextual k', v' rows in the scratch first (s_self_attend), and
+ *      its feed-forward layer, if any, updates those rows in place (s_ffn).
  *   3. Pack the keys transposed, KT = [k_0 .. k_{L-1}] as an m x lp matrix,
  *      so each head's slice is a contiguous dh x lp block that the tile
  *      kernel streams.  The values are not packed: they are read in place.
@@ -65,6 +66,8 @@ typedef struct s_need {
                       block's [q | g] rows */
     size_t proj;   /* NONE: projected history rows and one block of candidates */
     size_t sa;     /* self-attention block: the history's contextual [k | v] rows */
+    int ffn;       /* the block's feed-forward width (0: none): a block of hidden
+                      rows and one of their products with W2 */
     int wcols, hcols;   /* row widths the buffers are carved at */
     int ctx;       /* context rows a request may add to the history: sa_len - 1 */
 } s_need;
@@ -84,6 +87,8 @@ struct attn_scratch {
     float *hproj, *cproj;   /* if cap.proj: (max_hist + MAX_ROWS) x hcols, S_CHUNK x wcols
                                projected rows */
     float *hsa;             /* if cap.sa: (max_hist + MAX_ROWS) x wcols [k' | v'] rows */
+    float *fh, *fy;         /* if cap.ffn: MAX_ROWS x ffn hidden rows, MAX_ROWS x wcols
+                               their product with W2 */
     const float **hrow;     /* max_hist + ctx + MAX_ROWS: history (and context) row pointers */
     uint32_t *top;          /* max_k: winners (request indexes) */
     float *top_score;       /* max_k */
@@ -124,6 +129,7 @@ static s_need s_needs(const attn_tables *t, const attn_limits *lim)
         nd.proj = hist * (size_t)t->hcols + (size_t)S_CHUNK * (size_t)t->wcols;
     if (t->sa_len)
         nd.sa = ((size_t)lim->max_hist + ATTN_KERN_MAX_ROWS) * (size_t)t->wcols;
+    nd.ffn = t->model->ffn;
     return nd;
 }
 
@@ -169,6 +175,11 @@ static size_t s_layout(attn_scratch *s, char *arena)
     }
     if (s->cap.sa)
         s->hsa = s_carve(arena, &off, s->cap.sa, sizeof(float));
+    s->fh = s->fy = NULL;
+    if (s->cap.ffn) {
+        s->fh = s_carve(arena, &off, R * (size_t)s->cap.ffn, sizeof(float));
+        s->fy = s_carve(arena, &off, R * (size_t)s->cap.wcols, sizeof(float));
+    }
     s->hrow = s_carve(arena, &off, nh + nc + R, sizeof(float *));
     s->top = s_carve(arena, &off, nk, sizeof(uint32_t));
     s->top_score = s_carve(arena, &off, nk, sizeof(float));
@@ -223,7 +234,8 @@ int attn_scratch_fits(const attn_scratch *s, const attn_tables *t)
     return (nd.eff == 0 || nd.eff == s->cap.eff) &&
            (nd.wide == 0 || (nd.wide == s->cap.wide && nd.hcols == s->cap.hcols)) &&
            (nd.proj == 0 || (nd.proj == s->cap.proj && nd.hcols == s->cap.hcols)) &&
-           (nd.sa == 0 || nd.sa == s->cap.sa) && nd.ctx == s->cap.ctx;
+           (nd.sa == 0 || nd.sa == s->cap.sa) && nd.ffn <= s->cap.ffn &&
+           nd.ctx == s->cap.ctx;
 }
 
 void attn_scratch_free(attn_scratch **scratch_p)
@@ -414,6 +426,41 @@ static void s_pf_rest(attn_pf *q)
         attn_prefetch(p);
 }
 
+/* Step 2c, a block with a feed-forward layer (docs/MODEL.md §2.2): each of
+ * the L rows x = [k' | v'] in s->hsa becomes x + relu(x W1 + b1) W2 + b2,
+ * a kernel block of rows at a time through the tile kernel (2m and ffn are
+ * multiples of ATTN_KERN_COLS: attn_model_add_ffn).  L x 2m x ffn x 2
+ * multiply-adds. */
+static void s_ffn(const attn_tables *t, attn_scratch *s, int L, const attn_kern *k)
+{
+    const attn_model *md = t->model;
+    const int R = k->rows, f = md->ffn, w = 2 * t->m;
+    const size_t ld = (size_t)t->wcols;   /* == 2m, as m % 8 == 0 */
+    const float *x[ATTN_KERN_MAX_ROWS], *hid[ATTN_KERN_MAX_ROWS];
+    for (int r = 0; r < R; r++)
+        hid[r] = s->fh + (size_t)r * f;
+    for (int j0 = 0; j0 < L; j0 += R) {
+        const int nr = L - j0 < R ? L - j0 : R;
+        for (int r = 0; r < R; r++)   /* pad with the block's last row */
+            x[r] = s->hsa + (size_t)(j0 + (r < nr ? r : nr - 1)) * ld;
+        k->tile(x, 0, w, md->ffn_w1, (size_t)f, f, s->fh, (size_t)f);
+        for (int r = 0; r < nr; r++) {
+            float *h = s->fh + (size_t)r * f;
+            for (int c = 0; c < f; c++) {
+                const float a = h[c] + md->ffn_b1[c];
+                h[c] = a > 0.0f ? a : 0.0f;
+            }
+        }
+        k->tile(hid, 0, f, md->ffn_w2, (size_t)w, w, s->fy, (size_t)w);
+        for (int r = 0; r < nr; r++) {
+            float *o = s->hsa + (size_t)(j0 + r) * ld;
+            const float *y = s->fy + (size_t)r * w;
+            for (int c = 0; c < w; c++)
+                o[c] += y[c] + md->ffn_b2[c];
+        }
+    }
+}
+
 /* Step 2b, models with a self-attention block (docs/MODEL.md §2.1): each
  * history event's key and value in the context of the events before it,
  * into the scratch; the row pointers move there.  L x window x 3m
@@ -443,6 +490,8 @@ static void s_self_attend(const attn_tables *t, attn_scratch *s, s_view *v)
         memcpy(out + m, rj + v->v_off, (size_t)m * sizeof *out);
         v->k->axpys(out, s->hrow + j, uo, 2 * m, nw, a);   /* [uk | uv] is contiguous */
     }
+    if (md->ffn)   /* every row's k', v' is done: the context is no longer read */
+        s_ffn(t, s, L, v->k);
     for (int j = 0; j < L + ATTN_KERN_MAX_ROWS; j++)
         s->hrow[j] = s->hsa + (size_t)(j < L ? j : L - 1) * w;
     v->k_off = 0;

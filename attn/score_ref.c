@@ -43,6 +43,33 @@ static void s_effective(const attn_model *md, const float *emb, size_t ld,
             out[i] += (double)md->residual[(size_t)p * md->d + i];
 }
 
+/* The block's feed-forward layer on one event's row (docs/MODEL.md §2.2):
+ * x = [k | v] (2m), x += relu(x W1 + b1) W2 + b2.  tmp holds 2m + ffn. */
+static void s_ffn_row(const attn_model *md, double *k, double *v, double *tmp)
+{
+    const int m = md->m, f = md->ffn, w = 2 * m;
+    double *x = tmp, *h = tmp + w;
+    for (int t = 0; t < m; t++) {
+        x[t] = k[t];
+        x[m + t] = v[t];
+    }
+    for (int c = 0; c < f; c++) {
+        double a = (double)md->ffn_b1[c];
+        for (int t = 0; t < w; t++)
+            a += x[t] * (double)md->ffn_w1[(size_t)t * f + c];
+        h[c] = a > 0.0 ? a : 0.0;
+    }
+    for (int t = 0; t < w; t++) {
+        double y = x[t] + (double)md->ffn_b2[t];
+        for (int c = 0; c < f; c++)
+            y += h[c] * (double)md->ffn_w2[(size_t)c * w + t];
+        if (t < m)
+            k[t] = y;
+        else
+            v[t - m] = y;
+    }
+}
+
 static int s_check(const attn_model *md, const float *emb, size_t n, size_t ld,
                    const int64_t *param_index, const attn_request *rq, const double *scores)
 {
@@ -52,6 +79,9 @@ static int s_check(const attn_model *md, const float *emb, size_t n, size_t ld,
         ld < (size_t)md->d || ((!md->wq || !md->wk || !md->wv || !md->wo) && md->m != md->d))
         return ATTN_EINVAL;
     if (rq->n_hist < 1 || rq->n_hist > md->l_max || rq->n_cand < 1 || rq->n_ctx < 0)
+        return ATTN_EINVAL;
+    if (md->ffn > 0 && (md->sa_len < 1 || !md->ffn_w1 || !md->ffn_b1 || !md->ffn_w2 ||
+                        !md->ffn_b2))
         return ATTN_EINVAL;
     for (int j = 0; j < rq->n_hist + rq->n_ctx; j++)
         if (rq->hist[j] >= n)
@@ -90,7 +120,8 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
                 + (size_t)d * 2            /* e_c, u */
                 + (size_t)m * 2            /* q, ctx */
                 + (size_t)L * H            /* a[h][j] */
-                + (size_t)L;               /* logit bias of every position */
+                + (size_t)L                /* logit bias of every position */
+                + (size_t)(md->ffn > 0 ? 2 * m + md->ffn : 0);   /* one row's feed-forward */
     double *buf = malloc(need * sizeof *buf);
     if (!buf)
         return ATTN_ENOMEM;
@@ -98,6 +129,7 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
     double *q = u + d, *ctx = q + m, *a = ctx + m, *lb = a + (size_t)L * H;
     double *sq = lb + L, *sk = sq + (size_t)Lc * m, *uk = sk + (size_t)Lc * m;
     double *uv = uk + (size_t)Lc * m, *sw = uv + (size_t)Lc * m;
+    double *ft = sw + (Ls > 0 ? Ls : 1);
 
     for (int j = 0; j < Lc; j++) {
         s_effective(md, emb, ld, param_index, rq->hist[j], e);
@@ -136,6 +168,8 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
                 k[(size_t)j * m + t] += sw[i] / sum * uk[(size_t)(j + i) * m + t];
                 v[(size_t)j * m + t] += sw[i] / sum * uv[(size_t)(j + i) * m + t];
             }
+        if (md->ffn > 0)
+            s_ffn_row(md, k + (size_t)j * m, v + (size_t)j * m, ft);
     }
     for (int c = 0; c < rq->n_cand; c++) {
         uint32_t row = rq->cand[c];
@@ -210,6 +244,9 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
  *      radius is rk + sum alpha ruk + (e^2B' - 1) sum alpha (|uk| + ruk),
  *      with B' from sq and sk as in 2 (scale 1/sqrt(m)) -- the same steps,
  *      one level down; v' likewise.  (The fast path keeps k', v' in float.)
+ *   7. Its feed-forward layer maps x = [k' | v'] to x + relu(x W1 + b1) W2
+ *      + b2.  relu moves no farther than its input, so the radius becomes
+ *      r + |W2|ᵀ (|W1|ᵀ r): the weights are float in every table.
  * The head-averaged attention weights move by at most the mean over heads
  * of e^2B - 1 (step 3, a_j <= 1).  docs/MODEL.md ("bfloat16 tables") has the
  * same derivation and what it comes to in practice.
@@ -257,13 +294,43 @@ static double s_dot_r(const double *x, const double *rx, const double *y, const 
     return b;
 }
 
-/* Steps 1 and 6 for the history: k', v' rows (L x m) and their radii.
- * hv holds 4 L m + 8 Lc m + 2 d + window doubles. */
+/* Steps 1, 6 and 7 for the history: k'', v'' rows (L x m) and their radii.
+ * hv holds 4 L m + 8 Lc m + 2 d + window doubles, + 2 m + ffn with a
+ * feed-forward layer. */
 typedef struct s_hrad {
     double *k, *rk, *v, *rv;        /* L x m each */
     double *sa[8];                  /* sq, rsq, sk, rsk, uk, ruk, uv, ruv: Lc x m each */
     double *e, *et, *w;             /* d, d, window */
+    double *ft;                     /* 2 m + ffn: the feed-forward's row and hidden layer */
 } s_hrad;
+
+/* Step 7 on one row: s_ffn_row, and the radius carried through it. */
+static void s_ffn_r(const attn_model *md, double *k, double *rk, double *v, double *rv,
+                    double *ft)
+{
+    const int m = md->m, f = md->ffn, w = 2 * m;
+    double *r = ft, *rh = ft + w;
+    for (int t = 0; t < m; t++) {
+        r[t] = rk[t];
+        r[m + t] = rv[t];
+    }
+    for (int c = 0; c < f; c++) {
+        double a = 0.0;
+        for (int t = 0; t < w; t++)
+            a += r[t] * fabs((double)md->ffn_w1[(size_t)t * f + c]);
+        rh[c] = a;
+    }
+    for (int t = 0; t < w; t++) {
+        double y = r[t];
+        for (int c = 0; c < f; c++)
+            y += rh[c] * fabs((double)md->ffn_w2[(size_t)c * w + t]);
+        if (t < m)
+            rk[t] = y;
+        else
+            rv[t - m] = y;
+    }
+    s_ffn_row(md, k, v, ft);   /* the radius is done with ft */
+}
 
 static void s_hist_r(const attn_model *md, const float *emb, size_t ld, const int64_t *pidx,
                      const attn_request *rq, int Lc, int pre, double u, s_hrad *h)
@@ -307,6 +374,9 @@ static void s_hist_r(const attn_model *md, const float *emb, size_t ld, const in
                 h->v[o] += a * h->sa[6][oi];
                 h->rv[o] += a * (h->sa[7][oi] + grow * (fabs(h->sa[6][oi]) + h->sa[7][oi]));
             }
+        if (md->ffn > 0)
+            s_ffn_r(md, h->k + (size_t)j * m, h->rk + (size_t)j * m, h->v + (size_t)j * m,
+                    h->rv + (size_t)j * m, h->ft);
     }
 }
 
@@ -351,7 +421,7 @@ int attn_score_ref_bound(const attn_model *md, const float *emb, size_t n, size_
     const int d = md->d, m = md->m, L = rq->n_hist, Ls = md->sa_len;
     const int Lc = L + (Ls > 0 ? (rq->n_ctx < Ls - 1 ? rq->n_ctx : Ls - 1) : 0);
     size_t need = (size_t)L * m * 4 + (size_t)Lc * m * 8 + (size_t)d * 2 + (size_t)m * 4 +
-                  (size_t)(Ls > 0 ? Ls : 1);
+                  (size_t)(Ls > 0 ? Ls : 1) + (size_t)(md->ffn > 0 ? 2 * m + md->ffn : 0);
     double *buf = malloc(need * sizeof *buf);
     if (!buf)
         return ATTN_ENOMEM;
@@ -366,6 +436,7 @@ int attn_score_ref_bound(const attn_model *md, const float *emb, size_t n, size_
     h.et = h.e + d;
     double *q = h.et + d, *rq_ = q + m, *g = rq_ + m, *rg = g + m;
     h.w = rg + m;
+    h.ft = h.w + (Ls > 0 ? Ls : 1);
     s_hist_r(md, emb, ld, param_index, rq, Lc, pre, u, &h);
     for (int c = 0; c < rq->n_cand; c++) {
         s_effective(md, emb, ld, NULL, rq->cand[c], h.et);

@@ -43,6 +43,7 @@ enum {
     F_POS = 16,       /* position bias */
     F_WEIGHTS = 32,   /* request event weights */
     F_SA = 64,        /* a self-attention block (with F_PROJ only) */
+    F_FFN = 128,      /* and a feed-forward layer on it (m a multiple of 8 only) */
 };
 
 typedef struct fx {
@@ -69,6 +70,26 @@ static float *s_catalog(tu_rng *r, int n, int d, int ld, float emb_scale)
             x[c] = NAN;          /* stride padding must never be read */
     }
     return e;
+}
+
+/* The precision s_check_random builds its tables in. */
+static attn_precision s_prec = ATTN_PRECISION_F32;
+
+/* Give md's block a random feed-forward layer of width ffn: nonzero
+ * weights and biases, scaled so that the layer moves [k' | v'] by about as
+ * much as the block did.  For bfloat16 tables the weights are smaller: the
+ * oracle's worst-case bound multiplies a row's radius by about
+ * a^2 sqrt(2m ffn) for weights of scale a (score_ref.c, step 7), which at
+ * a = 1 makes it too loose to catch anything; b2 still moves every score. */
+static void s_add_ffn(tu_rng *r, attn_model *md, int ffn)
+{
+    ck_assert_int_eq(attn_model_add_ffn(md, ffn), ATTN_OK);
+    const size_t w = 2 * (size_t)md->m;
+    const float a = s_prec == ATTN_PRECISION_F32 ? 1.0f : 0.15f;
+    tu_fill_normal(r, md->ffn_w1, w * ffn, a / sqrtf((float)w));
+    tu_fill_normal(r, md->ffn_b1, (size_t)ffn, 0.3f);
+    tu_fill_normal(r, md->ffn_w2, w * ffn, a / sqrtf((float)ffn));
+    tu_fill_normal(r, md->ffn_b2, w, 0.3f);
 }
 
 /* A random model; wqk scales W_Q and W_K (logit spread). */
@@ -123,6 +144,8 @@ static attn_model *s_model(tu_rng *r, int d, int m, int heads, int l_max, int n_
         tu_fill_normal(r, md->sa_uk, dm, 1.0f / sqrtf((float)d));
         tu_fill_normal(r, md->sa_uv, dm, 1.0f / sqrtf((float)d));
         tu_fill_normal(r, md->sa_pos, (size_t)md->sa_len, 0.5f);
+        if (flags & F_FFN)
+            s_add_ffn(r, md, 16 * (1 + (int)(tu_next(r) % 4)));
     }
     if (flags & F_POS) {
         if (!md->pos_bias)
@@ -305,9 +328,6 @@ static void s_compare_every_kernel(const fx *f, const attn_tables *t, attn_scrat
     attn_kernel_select(NULL);
 }
 
-/* The precision s_check_random builds its tables in. */
-static attn_precision s_prec = ATTN_PRECISION_F32;
-
 static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned flag_force,
                            float wqk, float emb_scale, double rtol, const char *what)
 {
@@ -320,6 +340,8 @@ static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned fl
         int m = d;
         if ((flags & F_PROJ) && !(flags & F_PARTIAL) && (tu_next(r) & 1))
             m = heads * (1 + (int)(tu_next(r) % 12));
+        if (flag_force & F_FFN)   /* the layer needs m a multiple of 8 */
+            m = 8 * (1 + (int)(tu_next(r) % 6));
         if (m % heads)
             heads = 1;
         int l_max = 1 + (int)(tu_next(r) % 40);
@@ -360,10 +382,10 @@ static void s_check_random(tu_rng *r, int iters, unsigned flag_mask, unsigned fl
 
 /* ---- the fast path against the reference -------------------------------- */
 
-/* The three kinds of trained model -- general, some projections the
- * identity, with a self-attention block -- n[0], n[1], n[2] random shapes
- * each, in the precision s_prec says. */
-static void s_check_models(tu_rng *r, const int n[3])
+/* The four kinds of trained model -- general, some projections the
+ * identity, with a self-attention block, with a block and its feed-forward
+ * layer -- n[0] .. n[3] random shapes each, in the precision s_prec says. */
+static void s_check_models(tu_rng *r, const int n[4])
 {
     s_check_random(r, n[0], F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 1.0f, 1.0f,
                    S_RTOL, "general");
@@ -371,13 +393,15 @@ static void s_check_models(tu_rng *r, const int n[3])
                    1.0f, S_RTOL, "partial");
     s_check_random(r, n[2], F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA, 1.0f, 1.0f,
                    S_RTOL, "self-attention");
+    s_check_random(r, n[3], F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ | F_SA | F_FFN, 1.0f,
+                   1.0f, S_RTOL, "feed-forward");
 }
 
 START_TEST(test_fast_random)
 {
     tu_rng r = {101};
     s_worst = 0.0;
-    s_check_models(&r, (const int[3]){60, 25, 40});
+    s_check_models(&r, (const int[4]){60, 25, 40, 40});
     ck_assert(s_worst <= 1.0);
 }
 END_TEST
@@ -440,6 +464,7 @@ START_TEST(test_fast_blocks)
         {16, 48, 3, 33, 97, F_PROJ | F_POS},
         {40, 40, 2, 50, 1, F_PROJ | F_RES},
         {32, 64, 4, 50, 130, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS | F_SA},
+        {32, 64, 4, 50, 130, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS | F_SA | F_FFN},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         fx f = s_fixture(&r, 200, c[i].d, c[i].m, c[i].H, c[i].L, c[i].flags, 1.0f, 1.0f);
@@ -760,7 +785,7 @@ START_TEST(test_bf16_random)
     tu_rng r = {1818};
     s_prec = ATTN_PRECISION_BF16;
     s_worst = 0.0;
-    s_check_models(&r, (const int[3]){40, 15, 25});   /* the names say f32 or bf16 */
+    s_check_models(&r, (const int[4]){40, 15, 25, 25});   /* the names say f32 or bf16 */
     s_check_random(&r, 25, F_RES | F_IBIAS | F_POS | F_WEIGHTS, 0, 1.0f, 1.0f, S_RTOL,
                    "bf16 identity");
     s_check_random(&r, 10, F_RES | F_IBIAS | F_POS | F_WEIGHTS, F_PROJ, 8.0f, 1.0f, S_RTOL,
@@ -1035,6 +1060,159 @@ START_TEST(test_self_attention)
     ck_assert_msg(strstr(why, "self-attention"), "%s", why);
     f.md->wq = wq;
     ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_OK);
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* Fast scores of md's tables (mode, precision) on rq, into out. */
+static void s_fast_scores(const fx *f, const attn_model *md, attn_precompute mode,
+                          attn_precision prec, const attn_request *rq, float *out)
+{
+    attn_tables *t = NULL;
+    attn_tables_opts o = {mode, prec, 1};
+    ck_assert_int_eq(attn_tables_build_opts(&t, md, f->emb, (size_t)f->n, (size_t)f->ld, f->pidx,
+                                            &o), ATTN_OK);
+    attn_limits lim = {.max_cand = rq->n_cand, .max_hist = rq->n_hist, .max_k = 5,
+                       .max_explain = 3};
+    attn_scratch *sc = attn_scratch_new(t, &lim);
+    ck_assert_ptr_nonnull(sc);
+    ck_assert_int_eq(attn_score_all(t, rq, sc, out), ATTN_OK);
+    attn_scratch_free(&sc);
+    attn_tables_free(&t);
+}
+
+/* The block's feed-forward layer (docs/MODEL.md §2.2): a case worked by
+ * hand (the reference), a zero layer that scores exactly as no layer (the
+ * reference and every fast path), a random one that does not, and what
+ * attn_model_add_ffn and attn_model_check refuse. */
+START_TEST(test_ffn)
+{
+    /* test_self_attention's hand case with a layer of width 1 set by hand
+     * (the reference takes any width; the fast path needs multiples of 16):
+     * W1 = (-1, 1)ᵀ, b1 = -1.9, W2 = (2, 3), b2 = (0.1, -0.2), so
+     * h = relu(v' - k' - 1.9), k'' = k' + 2h + 0.1, v'' = v' + 3h - 0.2. */
+    attn_model *md = attn_model_new(1, 1, 1, 2, 0, 0);
+    ck_assert_int_eq(attn_model_add_sa(md, 2), ATTN_OK);
+    md->wq[0] = md->wk[0] = md->wv[0] = md->wo[0] = 1.0f;
+    md->sa_q[0] = md->sa_k[0] = md->sa_uk[0] = 1.0f;
+    md->sa_uv[0] = 2.0f;
+    md->scale = 1.0f;
+    float w1[2] = {-1.0f, 1.0f}, b1[1] = {-1.9f}, w2[2] = {2.0f, 3.0f}, b2[2] = {0.1f, -0.2f};
+    md->ffn = 1;
+    md->ffn_w1 = w1;
+    md->ffn_b1 = b1;
+    md->ffn_w2 = w2;
+    md->ffn_b2 = b2;
+    float emb[3] = {1.0f, 2.0f, 1.0f};
+    uint32_t hist[2] = {0, 1}, cand[1] = {2};
+    attn_request rq = {.hist = hist, .n_hist = 2, .cand = cand, .n_cand = 1, .k = 1};
+    double a0 = 1.0 / (1.0 + exp(1.0)), a1 = 1.0 - a0;
+    double k0 = 1.0 + a0 + 2.0 * a1, v0 = 1.0 + 2.0 * (a0 + 2.0 * a1), k1 = 4.0, v1 = 6.0;
+    double h0 = fmax(0.0, v0 - k0 + (double)b1[0]), h1 = fmax(0.0, v1 - k1 + (double)b1[0]);
+    ck_assert(h0 == 0.0 && h1 > 0.0);   /* one event on each side of the relu */
+    k0 += 2.0 * h0 + (double)b2[0];
+    v0 += 3.0 * h0 + (double)b2[1];
+    k1 += 2.0 * h1 + (double)b2[0];
+    v1 += 3.0 * h1 + (double)b2[1];
+    double b0 = 1.0 / (1.0 + exp(k1 - k0)), want = b0 * v0 + (1.0 - b0) * v1, ref;
+    ck_assert_int_eq(attn_score_ref(md, emb, 3, 1, NULL, &rq, &ref, NULL), ATTN_OK);
+    ck_assert_msg(fabs(ref - want) < 1e-9, "reference %.12g, by hand %.12g", ref, want);
+    char why[160];
+    ck_assert_int_eq(attn_model_check(md, why, sizeof why), ATTN_EINVAL);   /* width 1 */
+    ck_assert_msg(strstr(why, "ffn=1") && strstr(why, "multiple of 16"), "%s", why);
+    md->ffn_w1 = md->ffn_b1 = md->ffn_w2 = md->ffn_b2 = NULL;
+    md->ffn = 0;
+    attn_model_free(&md);
+
+    /* A zero layer changes no score, bit for bit; a random one does. */
+    tu_rng r = {2121};
+    fx f = s_fixture(&r, 80, 16, 24, 3, 12, F_PROJ | F_RES | F_IBIAS | F_POS | F_SA, 1.0f, 1.0f);
+    rq_buf b;
+    s_request(&r, &b, f.n, 12, 30, 5, 3, 1);
+    double plain[30], zero[30], rnd[30];
+    float fplain[30], fzero[30];
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, plain, NULL),
+                     ATTN_OK);
+    attn_model *z = attn_model_clone(f.md);
+    ck_assert_int_eq(attn_model_add_ffn(z, 32), ATTN_OK);
+    ck_assert_int_eq(z->ffn, 32);
+    ck_assert_int_eq(attn_model_check(z, why, sizeof why), ATTN_OK);
+    ck_assert_uint_eq(attn_model_bytes(z), attn_model_bytes(f.md) +
+                                               (4 * 24 * 32 + 32 + 2 * 24) * sizeof(float));
+    ck_assert_int_eq(attn_score_ref(z, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, zero, NULL),
+                     ATTN_OK);
+    for (int c = 0; c < 30; c++)
+        ck_assert_msg(zero[c] == plain[c], "zero layer changed reference score %d: %.17g vs "
+                      "%.17g", c, zero[c], plain[c]);
+    for (int kk = 0; kk < S_NKERN; kk++)
+        for (int mode = 0; mode < 2 && attn_kernel_select(s_kernels[kk]) == ATTN_OK; mode++)
+            for (int p = 0; p < 2; p++) {
+                s_fast_scores(&f, f.md, (attn_precompute)mode, (attn_precision)p, &b.rq, fplain);
+                s_fast_scores(&f, z, (attn_precompute)mode, (attn_precision)p, &b.rq, fzero);
+                for (int c = 0; c < 30; c++)
+                    ck_assert_msg(fzero[c] == fplain[c], "[%s] mode %d prec %d: zero layer "
+                                  "changed score %d: %.9g vs %.9g", attn_kernel_name(), mode, p,
+                                  c, (double)fzero[c], (double)fplain[c]);
+            }
+    attn_kernel_select(NULL);
+    attn_model *cp = attn_model_clone(z);   /* clones carry the layer */
+    ck_assert_ptr_nonnull(cp);
+    ck_assert_int_eq(cp->ffn, 32);
+    ck_assert_ptr_ne(cp->ffn_w1, z->ffn_w1);
+    attn_model_free(&cp);
+    attn_model_free(&z);
+    s_add_ffn(&r, f.md, 16);
+    ck_assert_int_eq(attn_score_ref(f.md, f.emb, 80, (size_t)f.ld, f.pidx, &b.rq, rnd, NULL),
+                     ATTN_OK);
+    double diff = 0.0;
+    for (int c = 0; c < 30; c++)
+        diff = fmax(diff, fabs(rnd[c] - plain[c]));
+    ck_assert_msg(diff > 1e-2, "a random layer changed scores by only %g", diff);
+
+    /* What attn_model_check refuses. */
+    float *keep = f.md->ffn_w2;
+    f.md->ffn_w2 = NULL;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "ffn=16") && strstr(why, "missing"), "%s", why);
+    f.md->ffn_w2 = keep;
+    f.md->ffn_b1[3] = NAN;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "ffn_b1[3]"), "%s", why);
+    f.md->ffn_b1[3] = 0.0f;
+    f.md->ffn_w2[100] = INFINITY;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "ffn_w2[100]"), "%s", why);
+    f.md->ffn_w2[100] = 0.0f;
+    f.md->ffn = 0;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "ffn=0") && strstr(why, "present"), "%s", why);
+    f.md->ffn = -16;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, ">= 0"), "%s", why);
+    f.md->ffn = 16;
+    ck_assert_int_eq(attn_model_check(f.md, why, sizeof why), ATTN_OK);
+
+    /* What attn_model_add_ffn refuses, leaving the model as it was. */
+    ck_assert_int_eq(attn_model_add_ffn(f.md, 16), ATTN_EINVAL);   /* already has one */
+    ck_assert_int_eq(attn_model_add_ffn(NULL, 16), ATTN_EINVAL);
+    attn_model *nb = attn_model_new(16, 24, 3, 12, 0, 0);           /* no block */
+    ck_assert_int_eq(attn_model_add_ffn(nb, 16), ATTN_EINVAL);
+    ck_assert_int_eq(attn_model_add_sa(nb, 3), ATTN_OK);
+    const int bad_width[] = {0, 8, 24, 1040, -16};
+    for (size_t i = 0; i < sizeof bad_width / sizeof bad_width[0]; i++)
+        ck_assert_int_eq(attn_model_add_ffn(nb, bad_width[i]), ATTN_EINVAL);
+    ck_assert_int_eq(nb->ffn, 0);
+    ck_assert_ptr_null(nb->ffn_w1);
+    ck_assert_int_eq(attn_model_add_ffn(nb, ATTN_FFN_MAX), ATTN_OK);
+    attn_model_free(&nb);
+    attn_model *odd = attn_model_new(12, 12, 3, 12, 0, 0);          /* m % 8 != 0 */
+    ck_assert_int_eq(attn_model_add_sa(odd, 3), ATTN_OK);
+    ck_assert_int_eq(attn_model_add_ffn(odd, 16), ATTN_EINVAL);
+    odd->ffn = 16;   /* forced past attn_model_add_ffn: check says why */
+    ck_assert_int_eq(attn_model_check(odd, why, sizeof why), ATTN_EINVAL);
+    ck_assert_msg(strstr(why, "m a multiple of 8"), "%s", why);
+    odd->ffn = 0;
+    attn_model_free(&odd);
     s_fixture_free(&f);
 }
 END_TEST
@@ -1518,6 +1696,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_tables_memory);
     tcase_add_test(tc, test_tables_errors);
     tcase_add_test(tc, test_self_attention);
+    tcase_add_test(tc, test_ffn);
     tcase_add_test(tc, test_score_errors);
     tcase_add_test(tc, test_score_erange);
     tcase_add_test(tc, test_bf16_rounding);
