@@ -1667,6 +1667,98 @@ START_TEST(test_trim_oracle)
         ck_assert(fabs(plain[i] - cut_scores[i]) <= 1e-12 * fmax(1.0, fabs(plain[i])));
     ck_assert_ptr_null(attn_trim_block(cut, &st));
     ck_assert_int_eq(st, ATTN_EINVAL);
+    ck_assert_ptr_null(attn_trim_ffn(cut, &st));
+    ck_assert_int_eq(st, ATTN_EINVAL);
+    attn_model_free(&cut);
+    s_fixture_free(&f);
+}
+END_TEST
+
+/* Trimming a model whose block has a feed-forward layer: cutting the block
+ * takes the layer with it (the no-block baseline of attnctl eval), cutting
+ * the layer alone scores as a zero layer, and cutting head h scores what the
+ * original scores with head h's rows of W_O zeroed when the layer's W1 rows
+ * for head h's entries of [k' | v'] are zero too (the hidden layer then
+ * never read them).  A cut that leaves m not a multiple of 8 is refused. */
+START_TEST(test_trim_ffn)
+{
+    tu_rng r = {4343};
+    const int d = 16, m = 32, H = 4, w = m / H;
+    fx f = s_fixture(&r, 80, d, m, H, 12, F_PROJ | F_RES | F_IBIAS | F_POS | F_SA | F_FFN, 1.0f,
+                     1.0f);
+    ck_assert_int_gt(f.md->ffn, 0);
+    const int fw = f.md->ffn;
+    rq_buf b;
+    s_request(&r, &b, f.n, 12, 30, 5, 0, 1);
+    double a[30], c[30];
+    int st;
+    /* The block and the layer with it. */
+    attn_model *nb = attn_trim_block(f.md, &st), *plain = attn_model_clone(f.md);
+    ck_assert_ptr_nonnull(nb);
+    ck_assert_int_eq(nb->sa_len, 0);
+    ck_assert_int_eq(nb->ffn, 0);
+    ck_assert_ptr_null(nb->ffn_w1);
+    ck_assert_int_eq(attn_model_check(nb, NULL, 0), ATTN_OK);
+    attn_model_free(&nb);
+    /* The layer alone: as a zero layer. */
+    attn_model *nf = attn_trim_ffn(f.md, &st);
+    ck_assert_ptr_nonnull(nf);
+    ck_assert_int_eq(nf->ffn, 0);
+    ck_assert_int_eq(nf->sa_len, f.md->sa_len);
+    memset(plain->ffn_w1, 0, 2 * (size_t)m * fw * sizeof(float));
+    memset(plain->ffn_b1, 0, (size_t)fw * sizeof(float));
+    memset(plain->ffn_w2, 0, 2 * (size_t)m * fw * sizeof(float));
+    memset(plain->ffn_b2, 0, 2 * (size_t)m * sizeof(float));
+    s_ref_scores(&f, plain, &b, a);
+    s_ref_scores(&f, nf, &b, c);
+    for (int i = 0; i < 30; i++)
+        ck_assert_msg(a[i] == c[i], "cand %d: %.17g vs %.17g", i, a[i], c[i]);
+    attn_model_free(&nf);
+    attn_model_free(&plain);
+    /* A head. */
+    for (int h = 0; h < H; h++) {
+        attn_model *ref = attn_model_clone(f.md);
+        ck_assert_ptr_nonnull(ref);
+        memset(ref->wo + (size_t)h * w * d, 0, (size_t)w * d * sizeof(float));
+        for (int row = 0; row < d; row++)
+            for (int col = h * w; col < (h + 1) * w; col++)
+                ref->sa_q[row * m + col] = ref->sa_k[row * m + col] = 0;
+        for (int half = 0; half < 2; half++)
+            memset(ref->ffn_w1 + (size_t)(half * m + h * w) * fw, 0,
+                   (size_t)w * fw * sizeof(float));
+        attn_model *cut = attn_trim_head(ref, h, &st);
+        ck_assert_msg(cut && st == ATTN_OK, "head %d: status %d", h, st);
+        ck_assert_int_eq(cut->m, m - w);
+        ck_assert_int_eq(cut->ffn, fw);
+        s_ref_scores(&f, ref, &b, a);
+        s_ref_scores(&f, cut, &b, c);
+        for (int i = 0; i < 30; i++)
+            ck_assert_msg(fabs(a[i] - c[i]) <= 1e-6 * fmax(1.0, fabs(a[i])),
+                          "head %d cand %d: %.12g vs %.12g", h, i, a[i], c[i]);
+        /* And the fast path agrees with the reference on the cut model. */
+        attn_tables *t = NULL;
+        ck_assert_int_eq(attn_tables_build(&t, cut, f.emb, 80, (size_t)f.ld, f.pidx,
+                                           ATTN_PRECOMPUTE_NONE, 1), ATTN_OK);
+        attn_limits lim = {.max_cand = 30, .max_hist = 12, .max_k = 5, .max_explain = 3};
+        attn_scratch *sc = attn_scratch_new(t, &lim);
+        fx fc = f;
+        fc.md = cut;
+        s_compare(&fc, t, sc, &b.rq, S_RTOL, "trimmed head, feed-forward");
+        attn_scratch_free(&sc);
+        attn_tables_free(&t);
+        attn_model_free(&cut);
+        attn_model_free(&ref);
+    }
+    s_fixture_free(&f);
+    /* m 24, 3 heads: a head cut leaves m 16 (fine); m 48, 4 heads: 36 (refused). */
+    f = s_fixture(&r, 40, 8, 48, 4, 6, F_PROJ | F_SA | F_FFN, 1.0f, 1.0f);
+    ck_assert_ptr_null(attn_trim_head(f.md, 1, &st));
+    ck_assert_int_eq(st, ATTN_EINVAL);
+    s_fixture_free(&f);
+    f = s_fixture(&r, 40, 8, 24, 3, 6, F_PROJ | F_SA | F_FFN, 1.0f, 1.0f);
+    attn_model *cut = attn_trim_head(f.md, 2, &st);
+    ck_assert_msg(cut && st == ATTN_OK, "status %d", st);
+    ck_assert_int_eq(cut->m, 16);
     attn_model_free(&cut);
     s_fixture_free(&f);
 }
@@ -1703,6 +1795,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bf16_random);
     tcase_add_test(tc, test_bf16_memory);
     tcase_add_test(tc, test_trim_oracle);
+    tcase_add_test(tc, test_trim_ffn);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -128,7 +128,8 @@ static const util_opt_cmd s_cmd = {
         "  full     the target among the whole catalog minus the user's history\n"
         "beside the baselines random, popularity, centroid, transition, the\n"
         "identity model (version 0) and, if the model has a self-attention block,\n"
-        "the model with it cut out (no-block).  See docs/QUALITY.md.",
+        "the model with it (and its feed-forward layer) cut out (no-block).  See\n"
+        "docs/QUALITY.md.",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
     UTIL_OPT_EXCL(s_excl),
@@ -389,7 +390,8 @@ static int s_prepare(s_run *r, const s_args *a)
         if (s_load_model(r->db, a->vs.v[i], r->cat, &r->vmd[i], &r->vem[i], &to))
             return 1;
     /* The ablation baseline: the model with its self-attention block cut
-     * (attn/trim.h), not retrained -- what the block adds to this model. */
+     * (attn/trim.h), its feed-forward layer with it, not retrained -- what
+     * the block adds to this model. */
     if (r->md->sa_len > 0) {
         int st;
         if (!(r->nbmd = attn_trim_block(r->md, &st))) {
@@ -521,9 +523,11 @@ static void s_report(const s_run *r, const s_args *a)
         s_print_json(r->cells, r->m, r->n_methods, r->pair);
     } else {
         const attn_eval_result *res = &r->cells[1][0].last;
-        char sa[48] = "";
+        char sa[72] = "";
         if (md->sa_len)
             snprintf(sa, sizeof sa, ", self-attention window %d", md->sa_len);
+        if (md->ffn)
+            snprintf(sa + strlen(sa), sizeof sa - strlen(sa), ", feed-forward %d", md->ffn);
         printf("%s: model version %lld (d %d, m %d, %d heads, l_max %d%s%s) vs identity; "
                "%u users evaluated, %u skipped (fewer than %d events)\n", a->db,
                (long long)md->version, md->d, md->m, md->heads, md->l_max, sa,

@@ -5,8 +5,9 @@
  *      the protocol chosen) and the time attn_score takes on a small
  *      (N 100, L 50: P1's and P3's shape) and a large (N 1000, L 200: P4's)
  *      request over this catalog, with the served fast path's tables;
- *   2. measure every single cut -- each head (attn/trim.h) and the
- *      self-attention block -- against V, and print them all;
+ *   2. measure every single cut -- each head (attn/trim.h), the
+ *      self-attention block (its feed-forward layer goes with it) and the
+ *      block's feed-forward layer alone -- against V, and print them all;
  *   3. greedily, cheapest loss first, keep a cut while the model with every
  *      cut kept so far loses less than --max-loss NDCG@10 against V and is
  *      faster on the small request;
@@ -35,7 +36,7 @@
 #include "util/opt.h"
 #include "util/rng.h"
 
-#define S_MAX_CUTS 17   /* the block and up to 16 heads */
+#define S_MAX_CUTS 18   /* the block, its feed-forward layer and up to 16 heads */
 #define S_ROUNDS 3
 
 typedef struct s_args {
@@ -84,10 +85,10 @@ static const util_opt s_opts[] = {
 
 static const util_opt_cmd s_cmd = {
     .prog = "attnctl model trim",
-    .about = "Measure each head's and the self-attention block's contribution to VERSION's\n"
-             "validation NDCG@10 and to its request time, keep the cuts that cost less than\n"
-             "--max-loss and save time, and save the result as a new version (or say that\n"
-             "nothing pays and write nothing).",
+    .about = "Measure each head's, the self-attention block's and its feed-forward layer's\n"
+             "contribution to VERSION's validation NDCG@10 and to its request time, keep the\n"
+             "cuts that cost less than --max-loss and save time, and save the result as a new\n"
+             "version (or say that nothing pays and write nothing).",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
 };
@@ -201,21 +202,30 @@ static int s_measure(s_ctx *c, const attn_model *md, s_figures *m)
 
 /* ---- 2. the cuts ------------------------------------------------------------ */
 
+/* What a cut takes away, besides a head (head >= 0). */
+enum { S_CUT_BLOCK = -1, S_CUT_FFN = -2 };
+
 typedef struct s_cut {
-    int head;                 /* the head cut, or -1 for the self-attention block */
+    int head;                 /* the head cut, or S_CUT_BLOCK / S_CUT_FFN */
     s_figures m;              /* the model with this cut alone */
 } s_cut;
 
+/* NULL when the cut does not apply (the feed-forward layer once the block
+ * is gone, a head cut leaving m unfit for the layer: attn/trim.h). */
 static attn_model *s_apply(const attn_model *md, int head)
 {
     int st;
-    return head < 0 ? attn_trim_block(md, &st) : attn_trim_head(md, head, &st);
+    if (head == S_CUT_FFN)
+        return attn_trim_ffn(md, &st);
+    return head == S_CUT_BLOCK ? attn_trim_block(md, &st) : attn_trim_head(md, head, &st);
 }
 
 static void s_name(const s_cut *cut, char *buf, size_t len)
 {
-    if (cut->head < 0)
+    if (cut->head == S_CUT_BLOCK)
         snprintf(buf, len, "self-attention block");
+    else if (cut->head == S_CUT_FFN)
+        snprintf(buf, len, "feed-forward layer");
     else
         snprintf(buf, len, "head %d", cut->head);
 }
@@ -252,7 +262,8 @@ static int s_single_cuts(s_ctx *c, const attn_model *md, const s_figures *base,
     printf("%-22s %9s %8s %7s %8s %7s %13s\n", "cut", "dNDCG@10", "small us", "", "large us", "",
            "tables");
     s_row("(none)", base, base);
-    for (int h = md->sa_len > 0 ? -1 : 0; h < (md->heads > 1 ? md->heads : 0); h++) {
+    int first = md->ffn > 0 ? S_CUT_FFN : md->sa_len > 0 ? S_CUT_BLOCK : 0;
+    for (int h = first; h < (md->heads > 1 ? md->heads : 0); h++) {
         attn_model *t = s_apply(md, h);
         if (!t)
             continue;
@@ -291,7 +302,8 @@ static attn_model *s_greedy(s_ctx *c, const attn_model *md, const s_figures *bas
     for (int i = 0; cur && i < n; i++) {
         if (base->ndcg - cuts[i].m.ndcg >= c->a->max_loss)
             continue;
-        int h = cuts[i].head < 0 ? -1 : s_renumber(cuts[i].head, heads_cut, n_heads_cut);
+        int h = cuts[i].head < 0 ? cuts[i].head
+                                 : s_renumber(cuts[i].head, heads_cut, n_heads_cut);
         if (h >= 0 && cur->heads < 2)
             continue;
         attn_model *next = s_apply(cur, h);
@@ -316,7 +328,7 @@ static attn_model *s_greedy(s_ctx *c, const attn_model *md, const s_figures *bas
 static int s_save(const s_ctx *c, attn_model *t, const s_cut *cuts, const int *kept, int n_kept,
                   const s_figures *base, const s_figures *final)
 {
-    char config[512], metrics[256], list[200] = "";
+    char config[512], metrics[256], list[256] = "";
     for (int i = 0; i < n_kept; i++) {
         char name[40];
         s_name(&cuts[kept[i]], name, sizeof name);
@@ -381,9 +393,10 @@ static int s_trim(s_ctx *c, const attn_model *md)
                 (long long)c->a->version);
         return 1;
     }
-    printf("version %lld: %d heads, m %d, self-attention %d; validation (%s) NDCG@10 %.4f; "
-           "small request %.1f us, large %.1f us\n", (long long)c->a->version, md->heads, md->m,
-           md->sa_len, s_protocols[c->a->protocol], base.ndcg, base.us_small, base.us_large);
+    printf("version %lld: %d heads, m %d, self-attention %d, feed-forward %d; validation (%s) "
+           "NDCG@10 %.4f; small request %.1f us, large %.1f us\n", (long long)c->a->version,
+           md->heads, md->m, md->sa_len, md->ffn, s_protocols[c->a->protocol], base.ndcg,
+           base.us_small, base.us_large);
     int n = s_single_cuts(c, md, &base, cuts), kept[S_MAX_CUTS], n_kept;
     attn_model *t = s_greedy(c, md, &base, cuts, n, kept, &n_kept, &final);
     int rc = 0;
