@@ -233,6 +233,7 @@ static void s_model_obj(srv_json *w, const srv_state *st, const srv_snapshot *sn
     srv_json_key(w, "identity");
     srv_json_bool(w, !m->wq && !m->wk && !m->wv && !m->wo);
     s_kv_int(w, "self_attn", m->sa_len);
+    s_kv_int(w, "ffn", m->ffn);
     srv_json_key(w, "precompute");
     srv_json_cstr(w, st->cfg.precompute == CFG_PRECOMPUTE_NONE ? "none" : "all");
     srv_json_key(w, "precision");

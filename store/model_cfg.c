@@ -1,9 +1,9 @@
 /* model_cfg.c -- the JSON in models.config: reading it, and writing it from
  * a model plus whatever settings the trainer wants to keep beside it.
  *
- * The shape keys (d, m, heads, l_max, scale, identity) describe the tensors
- * and are what store_model_load trusts; any other key is the trainer's
- * (learning rate, epochs, seed ...) and is kept verbatim.
+ * The shape keys (d, m, heads, l_max, scale, identity, sa_len, ffn)
+ * describe the tensors and are what store_model_load trusts; any other key
+ * is the trainer's (learning rate, epochs, seed ...) and is kept verbatim.
  */
 #include "store/model_cfg.h"
 
@@ -67,6 +67,18 @@ int store_model_cfg_parse(const char *json, store_model_cfg *cfg, char *why, siz
         s_get_int(obj, "sa_len", 0, ATTN_SA_MAX, &sa_len, why, len))
         goto out;
     cfg->sa_len = (int)sa_len;
+    long ffn = 0;
+    if (cJSON_GetObjectItemCaseSensitive(obj, "ffn") &&
+        s_get_int(obj, "ffn", 0, ATTN_FFN_MAX, &ffn, why, len))
+        goto out;
+    /* What attn_model_add_ffn needs, said here with the config's numbers. */
+    if (ffn > 0 && (ffn % 16 || !sa_len || m % 8)) {
+        snprintf(why, len, "config ffn=%ld needs %s", ffn,
+                 ffn % 16 ? "a multiple of 16" : !sa_len ? "a self-attention block (sa_len > 0)"
+                                                       : "m a multiple of 8");
+        goto out;
+    }
+    cfg->ffn = (int)ffn;
     rc = 0;
 out:
     cJSON_Delete(obj);
@@ -105,7 +117,8 @@ char *store_model_cfg_write(const attn_model *model, const char *extra, char *wh
         || s_put_num(obj, "heads", model->heads, why, len)
         || s_put_num(obj, "l_max", model->l_max, why, len)
         || s_put_num(obj, "scale", model->scale, why, len)
-        || s_put_num(obj, "sa_len", model->sa_len, why, len))
+        || s_put_num(obj, "sa_len", model->sa_len, why, len)
+        || s_put_num(obj, "ffn", model->ffn, why, len))
         goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(obj, "identity");
     if (!cJSON_AddBoolToObject(obj, "identity", identity))

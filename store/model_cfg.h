@@ -11,6 +11,7 @@ typedef struct store_model_cfg {
     float scale;
     int identity;      /* "identity": true -- no projection tensors expected */
     int sa_len;        /* "sa_len": self-attention window; absent = 0 = no block */
+    int ffn;           /* "ffn": the block's feed-forward width; absent = 0 = none */
 } store_model_cfg;
 
 /* Parse and range-check json.  0 on success; -1 with a reason in why. */

@@ -25,10 +25,10 @@
 /* The tensors a version may hold.  Absent projections are the identity,
  * absent biases zeros, absent item arrays "no per-item parameters". */
 enum { T_WQ, T_WK, T_WV, T_WO, T_POS, T_IDS, T_BIAS, T_RES,
-       T_SAQ, T_SAK, T_SAUK, T_SAUV, T_SAPOS, T__COUNT };
+       T_SAQ, T_SAK, T_SAUK, T_SAUV, T_SAPOS, T_FW1, T_FB1, T_FW2, T_FB2, T__COUNT };
 static const char *const s_names[T__COUNT] = {
     "wq", "wk", "wv", "wo", "pos_bias", "item_ids", "item_bias", "residual",
-    "sa_q", "sa_k", "sa_uk", "sa_uv", "sa_pos",
+    "sa_q", "sa_k", "sa_uk", "sa_uv", "sa_pos", "ffn_w1", "ffn_b1", "ffn_w2", "ffn_b2",
 };
 
 static int s_tensor_index(const char *name)
@@ -162,6 +162,8 @@ static int s_check_shapes(store *db, int64_t v, const store_model_cfg *cfg, cons
         [T_BIAS] = {n, 1}, [T_RES] = {n, cfg->d},
         [T_SAQ] = {cfg->d, cfg->m}, [T_SAK] = {cfg->d, cfg->m}, [T_SAUK] = {cfg->d, cfg->m},
         [T_SAUV] = {cfg->d, cfg->m}, [T_SAPOS] = {1, cfg->sa_len},
+        [T_FW1] = {2 * (int64_t)cfg->m, cfg->ffn}, [T_FB1] = {1, cfg->ffn},
+        [T_FW2] = {cfg->ffn, 2 * (int64_t)cfg->m}, [T_FB2] = {1, 2 * (int64_t)cfg->m},
     };
     /* The self-attention block is all five tensors or none, as the config says. */
     for (int t = T_SAQ; t <= T_SAPOS; t++)
@@ -169,6 +171,13 @@ static int s_check_shapes(store *db, int64_t v, const store_model_cfg *cfg, cons
             return store_fail(err, STORE_ERR_CORRUPT,
                               "%s: models version %lld: config says sa_len=%d but tensor '%s' "
                               "is %s", db->path, (long long)v, cfg->sa_len, s_names[t],
+                              info[t].present ? "present" : "missing");
+    /* So is the block's feed-forward layer, all four or none. */
+    for (int t = T_FW1; t <= T_FB2; t++)
+        if (info[t].present != (cfg->ffn > 0))
+            return store_fail(err, STORE_ERR_CORRUPT,
+                              "%s: models version %lld: config says ffn=%d but tensor '%s' "
+                              "is %s", db->path, (long long)v, cfg->ffn, s_names[t],
                               info[t].present ? "present" : "missing");
     for (int t = 0; t < T__COUNT; t++) {
         if (!info[t].present)
@@ -180,10 +189,11 @@ static int s_check_shapes(store *db, int64_t v, const store_model_cfg *cfg, cons
         if (info[t].rows != want[t][0] || info[t].cols != want[t][1])
             return store_fail(err, STORE_ERR_CORRUPT,
                               "%s: model_tensors version=%lld name='%s': %lldx%lld, expected "
-                              "%lldx%lld (d=%d m=%d l_max=%d items=%lld)", db->path,
+                              "%lldx%lld (d=%d m=%d l_max=%d items=%lld ffn=%d)", db->path,
                               (long long)v, s_names[t], (long long)info[t].rows,
                               (long long)info[t].cols, (long long)want[t][0],
-                              (long long)want[t][1], cfg->d, cfg->m, cfg->l_max, (long long)n);
+                              (long long)want[t][1], cfg->d, cfg->m, cfg->l_max, (long long)n,
+                              cfg->ffn);
         if (t <= T_WO && cfg->identity)
             return store_fail(err, STORE_ERR_CORRUPT,
                               "%s: models version %lld: config says identity but tensor '%s' "
@@ -225,6 +235,10 @@ static void *s_target(attn_model *md, int t)
     case T_SAUK: return md->sa_uk;
     case T_SAUV: return md->sa_uv;
     case T_SAPOS: return md->sa_pos;
+    case T_FW1: return md->ffn_w1;
+    case T_FB1: return md->ffn_b1;
+    case T_FW2: return md->ffn_w2;
+    case T_FB2: return md->ffn_b2;
     }
     return NULL;
 }
@@ -310,7 +324,10 @@ static int s_load(store *db, int64_t version, attn_model **out, store_err *err)
         }
     md->version = version;
     md->scale = cfg.scale;
-    if (cfg.sa_len > 0 && attn_model_add_sa(md, cfg.sa_len) != 0) {
+    /* The config parser checked what attn_model_add_ffn needs: only memory
+     * can fail here. */
+    if ((cfg.sa_len > 0 && attn_model_add_sa(md, cfg.sa_len) != 0) ||
+        (cfg.ffn > 0 && attn_model_add_ffn(md, cfg.ffn) != 0)) {
         attn_model_free(&md);
         return store_fail(err, STORE_ERR_NOMEM, "%s: models version %lld: out of memory",
                           db->path, (long long)version);
@@ -493,6 +510,8 @@ static int s_save(store *db, const attn_model *md, const char *config, const cha
         {T_RES, n, d, n > 0 ? md->residual : NULL},
         {T_SAQ, d, m, md->sa_q}, {T_SAK, d, m, md->sa_k}, {T_SAUK, d, m, md->sa_uk},
         {T_SAUV, d, m, md->sa_uv}, {T_SAPOS, 1, md->sa_len, md->sa_pos},
+        {T_FW1, 2 * m, md->ffn, md->ffn_w1}, {T_FB1, 1, md->ffn, md->ffn_b1},
+        {T_FW2, md->ffn, 2 * m, md->ffn_w2}, {T_FB2, 1, 2 * m, md->ffn_b2},
     };
     int code = STORE_OK;
     for (size_t i = 0; code == STORE_OK && i < sizeof ts / sizeof ts[0]; i++)
@@ -556,7 +575,9 @@ int store_model_list(store *db, store_model_info **out, size_t *n, store_err *er
     int rc = sqlite3_prepare_v2(db->h,
                                 "SELECT version, created_at, heads, d_model, active, config, "
                                 "metrics, CASE WHEN json_valid(config) THEN "
-                                "json_extract(config, '$.sa_len') END "
+                                "json_extract(config, '$.sa_len') END, "
+                                "CASE WHEN json_valid(config) THEN "
+                                "json_extract(config, '$.ffn') END "
                                 "FROM models ORDER BY version", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return store_sqlfail(db, err, rc, "reading models");
@@ -582,6 +603,7 @@ int store_model_list(store *db, store_model_info **out, size_t *n, store_err *er
         mi->d_model = sqlite3_column_int(st, 3);
         mi->active = sqlite3_column_int(st, 4);
         mi->sa_len = sqlite3_column_int(st, 7);   /* NULL (no key, bad JSON): 0 */
+        mi->ffn = sqlite3_column_int(st, 8);
         const char *c = (const char *)sqlite3_column_text(st, 5);
         const char *m = (const char *)sqlite3_column_text(st, 6);
         mi->config = strdup(c ? c : "");

@@ -459,6 +459,7 @@ typedef struct store_model_info {
     int d_model;
     int active;            /* 1 for the active version */
     int sa_len;            /* config's sa_len (self-attention window); 0 if absent */
+    int ffn;               /* config's ffn (the block's feed-forward width); 0 if absent */
     char *config;          /* JSON text, owned by the list */
     char *metrics;         /* JSON text or NULL, owned by the list */
 } store_model_info;

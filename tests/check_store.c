@@ -680,6 +680,19 @@ static attn_model *s_model_sa(int d, int m, int sa_len, uint64_t seed)
     return md;
 }
 
+/* s_model_sa with a feed-forward layer of width ffn on its block. */
+static attn_model *s_model_ffn(int d, int m, int sa_len, int ffn, uint64_t seed)
+{
+    attn_model *md = s_model_sa(d, m, sa_len, seed);
+    ck_assert_int_eq(attn_model_add_ffn(md, ffn), 0);
+    tu_rng r = {seed + 2};
+    tu_fill_normal(&r, md->ffn_w1, 2 * (size_t)m * ffn, 0.3f);
+    tu_fill_normal(&r, md->ffn_b1, (size_t)ffn, 0.1f);
+    tu_fill_normal(&r, md->ffn_w2, 2 * (size_t)m * ffn, 0.3f);
+    tu_fill_normal(&r, md->ffn_b2, 2 * (size_t)m, 0.1f);
+    return md;
+}
+
 static void s_same_array(const void *a, const void *b, size_t bytes, const char *what)
 {
     ck_assert_msg((a == NULL) == (b == NULL), "%s: presence differs", what);
@@ -710,6 +723,12 @@ static void s_same_model(const attn_model *a, const attn_model *b)
     s_same_array(a->sa_uk, b->sa_uk, dm, "sa_uk");
     s_same_array(a->sa_uv, b->sa_uv, dm, "sa_uv");
     s_same_array(a->sa_pos, b->sa_pos, (size_t)a->sa_len * 4, "sa_pos");
+    ck_assert_int_eq(a->ffn, b->ffn);
+    size_t fw = 2 * (size_t)a->m * a->ffn * 4;
+    s_same_array(a->ffn_w1, b->ffn_w1, fw, "ffn_w1");
+    s_same_array(a->ffn_b1, b->ffn_b1, (size_t)a->ffn * 4, "ffn_b1");
+    s_same_array(a->ffn_w2, b->ffn_w2, fw, "ffn_w2");
+    s_same_array(a->ffn_b2, b->ffn_b2, a->ffn ? 2 * (size_t)a->m * 4 : 0, "ffn_b2");
 }
 
 START_TEST(test_model_roundtrip)
@@ -812,6 +831,36 @@ START_TEST(test_model_roundtrip)
     attn_model_free(&md);
     attn_model_free(&c);
 
+    /* And a feed-forward layer on the block, bit for bit; the listing
+     * reads its width from the config. */
+    attn_model *f = s_model_ffn(DIM, 16, 3, 32, 19);
+    int64_t vf;
+    ck_assert_msg(store_model_save(db, f, NULL, NULL, 0, &vf, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_msg(store_model_load(db, vf, &md, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(md->ffn, 32);
+    s_same_model(f, md);
+    attn_model_free(&md);
+    attn_model_free(&f);
+    store_model_info *ml = NULL;
+    size_t nl = 0;
+    ck_assert_int_eq(store_model_list(db, &ml, &nl, &err), STORE_OK);
+    ck_assert_int_eq(ml[nl - 1].version, vf);
+    ck_assert_int_eq(ml[nl - 1].ffn, 32);
+    ck_assert_int_eq(ml[nl - 2].ffn, 0);
+    store_model_list_free(&ml, nl);
+
+    /* A config from before the layer existed (no "ffn" key) loads as none. */
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE models SET config = json_remove(config, '$.ffn') WHERE "
+             "version = %lld", (long long)vc);
+    store_close(&db);
+    s_raw(path, sql);
+    db = s_open(path, STORE_READWRITE);
+    ck_assert_msg(store_model_load(db, vc, &md, &err) == STORE_OK, "%s", err.msg);
+    ck_assert_int_eq(md->ffn, 0);
+    ck_assert_ptr_null(md->ffn_w1);
+    attn_model_free(&md);
+
     attn_model_free(&a);
     attn_model_free(&b);
     store_close(&db);
@@ -845,9 +894,11 @@ static void s_break_tensor(const char *name, const char *sql, int code, const ch
     const char *path = s_fresh(name, DIM);
     store *db = s_open(path, STORE_READWRITE);
     store_err err = {0};
-    /* Names starting "t-sa" get a self-attention block. */
-    attn_model *a = strncmp(name, "t-sa", 4) ? s_model(DIM, DIM, 2, 10, 4, 1, 11)
-                                             : s_model_sa(DIM, DIM, 3, 11);
+    /* Names starting "t-sa" get a self-attention block, "t-ffn" a block
+     * with a feed-forward layer of width 32. */
+    attn_model *a = !strncmp(name, "t-sa", 4)    ? s_model_sa(DIM, DIM, 3, 11)
+                    : !strncmp(name, "t-ffn", 5) ? s_model_ffn(DIM, DIM, 3, 32, 11)
+                                                 : s_model(DIM, DIM, 2, 10, 4, 1, 11);
     int64_t v;
     ck_assert_int_eq(store_model_save(db, a, NULL, NULL, 0, &v, &err), STORE_OK);
     attn_model_free(&a);
@@ -904,6 +955,33 @@ START_TEST(test_model_corrupt_tensor)
                    "0) WHERE version = 1", STORE_ERR_CORRUPT, "sa_len=0", "present");
     s_break_tensor("t-sa-range.db", "UPDATE models SET config = json_set(config, '$.sa_len', "
                    "1000) WHERE version = 1", STORE_ERR_CORRUPT, "sa_len", NULL);
+    /* The block's feed-forward layer: all four tensors as the config says,
+     * each named when it is not. */
+    const char *ffn_t[] = {"ffn_w1", "ffn_b1", "ffn_w2", "ffn_b2"};
+    for (int i = 0; i < 4; i++) {
+        char sql[96], want[16];
+        snprintf(sql, sizeof sql, "DELETE FROM model_tensors WHERE name = '%s'", ffn_t[i]);
+        snprintf(want, sizeof want, "'%s'", ffn_t[i]);
+        s_break_tensor("t-ffn-missing.db", sql, STORE_ERR_CORRUPT, want, "missing");
+    }
+    s_break_tensor("t-ffn-nokey.db", "UPDATE models SET config = json_remove(config, '$.ffn') "
+                   "WHERE version = 1", STORE_ERR_CORRUPT, "ffn=0", "'ffn_w1' is present");
+    s_break_tensor("t-ffn-shape.db", "UPDATE model_tensors SET rows = cols, cols = rows WHERE "
+                   "name = 'ffn_w1'", STORE_ERR_CORRUPT, "'ffn_w1'", "expected 16x32");
+    s_break_tensor("t-ffn-nan.db",
+                   "UPDATE model_tensors SET data = CAST(substr(data, 1, 8) || X'0000C07F' || "
+                   "substr(data, 13) AS BLOB) WHERE name = 'ffn_w2'",
+                   STORE_ERR_CORRUPT, "'ffn_w2'", "finite");
+    s_break_tensor("t-ffn-width.db", "UPDATE models SET config = json_set(config, '$.ffn', 24) "
+                   "WHERE version = 1", STORE_ERR_CORRUPT, "ffn=24", "multiple of 16");
+    s_break_tensor("t-ffn-range.db", "UPDATE models SET config = json_set(config, '$.ffn', "
+                   "2048) WHERE version = 1", STORE_ERR_CORRUPT, "'ffn'", "0..1024");
+    s_break_tensor("t-ffn-block.db", "UPDATE models SET config = json_set(config, '$.sa_len', 0)"
+                   " WHERE version = 1", STORE_ERR_CORRUPT, "ffn=32", "self-attention block");
+    /* A layer's tensors under a model that has none. */
+    s_break_tensor("t-sa-ffn.db", "INSERT INTO model_tensors SELECT version, 'ffn_b1', 1, 16, "
+                   "'f32', zeroblob(64) FROM models WHERE version = 1", STORE_ERR_CORRUPT,
+                   "ffn=0", "'ffn_b1' is present");
 }
 END_TEST
 
@@ -953,6 +1031,16 @@ START_TEST(test_attnctl)
     ck_assert_int_eq(tu_sql_int(path, "SELECT version FROM models WHERE active = 1"), 1);
     snprintf(args, sizeof args, "model activate %s x", path);
     ck_assert_int_eq(s_attnctl(args, out, sizeof out), 2);
+    /* inspect shows a block's window and its feed-forward width. */
+    db = s_open(path, STORE_READWRITE);
+    a = s_model_ffn(16, 16, 4, 48, 6);
+    ck_assert_int_eq(store_model_save(db, a, NULL, NULL, 0, NULL, &err), STORE_OK);
+    attn_model_free(&a);
+    store_close(&db);
+    snprintf(args, sizeof args, "inspect %s", path);
+    s_attnctl(args, out, sizeof out);   /* an empty catalog is a problem: exit 1 */
+    ck_assert_msg(strstr(out, "version 2: d 16, 2 heads, self-attention window 4, "
+                              "feed-forward 48"), "%s", out);
 #endif
 }
 END_TEST

@@ -80,9 +80,11 @@ static void s_embedder(s_ctx *c)
 
 static void s_model_line(s_ctx *c, const store_model_info *mi, int first)
 {
-    char when[32], sa[40] = "";
+    char when[32], sa[64] = "";
     if (mi->sa_len > 0)
         snprintf(sa, sizeof sa, ", self-attention window %d", mi->sa_len);
+    if (mi->ffn > 0)
+        snprintf(sa + strlen(sa), sizeof sa - strlen(sa), ", feed-forward %d", mi->ffn);
     time_t created = (time_t)mi->created_at;
     struct tm tm;
     strftime(when, sizeof when, "%Y-%m-%d %H:%M", gmtime_r(&created, &tm));
