@@ -58,6 +58,7 @@ typedef struct s_opts {
     char modes[32];     /* "all,bf16,none": which tables to time */
     int agree;          /* requests on which bf16 tables are compared with f32 ones */
     int self_attn;      /* > 0: give the model a self-attention block of this window */
+    int ffn;            /* > 0: and the block a feed-forward layer of this width */
 } s_opts;
 
 /* One shape's data, shared by both table modes. */
@@ -243,6 +244,17 @@ static void s_make_data(s_data *D, const s_shape *sh, const s_opts *o, int shape
         for (int k = 0; k < 4; k++)
             for (size_t i = 0; i < dm; i++)
                 w[k][i] = bench_uniform(&r) / sqrtf((float)sh->d);
+        if (o->ffn > 0) {   /* random W1, b1, W2, b2 of the same scale */
+            if (attn_model_add_ffn(D->md, o->ffn) != ATTN_OK)
+                s_die("attn_model_add_ffn", ATTN_EINVAL);
+            const size_t fw = 2 * (size_t)D->m * o->ffn;
+            for (size_t i = 0; i < fw; i++) {
+                D->md->ffn_w1[i] = bench_uniform(&r) / sqrtf(2.0f * D->m);
+                D->md->ffn_w2[i] = bench_uniform(&r) / sqrtf((float)o->ffn);
+            }
+            for (int i = 0; i < o->ffn; i++)
+                D->md->ffn_b1[i] = bench_uniform(&r) * 0.1f;
+        }
         D->ctx = o->self_attn - 1;
         D->hctx = bench_alloc((size_t)o->pool * (sh->L + D->ctx) * sizeof *D->hctx);
     }
@@ -585,12 +597,12 @@ static void s_run_shape(const s_data *D, const s_opts *o)
                "\"n\":%zu,\"rps\":%.1f,\"rps_wall\":%.1f,\"cut\":%zu,\"p50_us\":%.2f,"
                "\"p99_us\":%.2f,\"mean_us\":%.2f,\"rounds\":%d,\"flops\":%.0f,\"sgemm_request_gflops\":%.2f,\"table_bytes\":%zu,"
                "\"scratch_bytes\":%zu,\"build_ms\":%.1f,\"ref_rel_err\":%.3g,"
-               "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d}\n",
+               "\"row_bytes\":%.0f,\"gather_us\":%.2f,\"self_attn\":%d,\"ffn\":%d}\n",
                sh->name, s_modes[mi].name, sh->d, D->m, sh->heads, sh->L, sh->N, D->items,
                best[mi].n, best[mi].rps, best[mi].rps_wall, best[mi].cut, best[mi].p50_us,
                best[mi].p99_us, best[mi].mean_us,
                S_ROUNDS, flops, g_req, attn_tables_bytes(t[mi]), attn_scratch_bytes(s[mi]),
-               build_ms[mi], err[mi], bytes, gather_us, o->self_attn);
+               build_ms[mi], err[mi], bytes, gather_us, o->self_attn, o->ffn);
         fflush(stdout);
     }
     if (t[0] && o->out)
@@ -614,6 +626,7 @@ static void s_usage(FILE *out)
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
             "                   [--check N] [--ref N] [--out DIR] [--seed S]\n"
             "                   [--modes all,bf16,none] [--agree N] [--sgemm-only] [--self-attn W]\n"
+            "                   [--ffn F]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -661,6 +674,8 @@ static int s_parse(int argc, char **argv, s_opts *o)
             o->seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--self-attn"))
             o->self_attn = atoi(v);
+        else if (!strcmp(a, "--ffn"))
+            o->ffn = atoi(v);
         else {
             s_usage(stderr);
             return -1;
@@ -669,6 +684,11 @@ static int s_parse(int argc, char **argv, s_opts *o)
     if (o->self_attn < 0 || o->self_attn > ATTN_SA_MAX || (o->self_attn && o->out)) {
         fprintf(stderr, "bench_score: --self-attn is 0..%d, and the peers (--out) have no "
                         "self-attention block\n", ATTN_SA_MAX);
+        return -1;
+    }
+    if (o->ffn && (!o->self_attn || o->ffn % 16 || o->ffn < 16 || o->ffn > ATTN_FFN_MAX)) {
+        fprintf(stderr, "bench_score: --ffn needs --self-attn and a multiple of 16 in 16..%d\n",
+                ATTN_FFN_MAX);
         return -1;
     }
     if (o->items < 2000 || o->pool < 1 || o->check < 0 || o->seconds <= 0 || o->agree < 0) {
