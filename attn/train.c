@@ -102,6 +102,13 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
         S_BAD("ema: %g is out of range [0, 1)", o->ema);
     if (o->sa_len < 0 || o->sa_len > ATTN_SA_MAX)
         S_BAD("self-attn: window %d is out of range 0..%d (0 = no block)", o->sa_len, ATTN_SA_MAX);
+    if (o->ffn < 0 || o->ffn > ATTN_FFN_MAX || o->ffn % 16)
+        S_BAD("ffn: width %d must be a multiple of 16 in 0..%d (0 = none)", o->ffn, ATTN_FFN_MAX);
+    if (o->ffn && !o->sa_len)
+        S_BAD("ffn: the feed-forward layer works on the self-attention block's rows; "
+              "it needs --self-attn above 0");
+    if (o->ffn && o->m % 8)
+        S_BAD("ffn: needs dim-m a multiple of 8, have %d", o->m);
     if (o->refit && o->patience != 0)
         S_BAD("refit: the validation targets are training data, so there is nothing to "
               "stop early on; needs patience 0 (it trains exactly the epochs asked for)");

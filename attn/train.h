@@ -118,6 +118,9 @@ typedef struct attn_train_opts {
     int chunk;             /* most targets of one user processed together (64) */
     int sa_len;            /* history self-attention window (events, the event
                               itself included), 0 = no block (default 16) */
+    int ffn;               /* width of a feed-forward layer on the block's
+                              [k' | v'] rows, a multiple of 16; 0 = none
+                              (default 0; needs the block) */
     double time_budget;    /* seconds: no epoch is started that, at the pace of
                               the slowest so far, would end past this; 0 = no
                               limit; refit ignores it (default 1500) */

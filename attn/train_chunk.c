@@ -17,7 +17,8 @@
  * into dQ, dG rows (the candidates', straight into dT) and dK, dV rows.
  *
  * The steps:
- *   1. the events' [k' | v'] rows (through the self-attention block, if any)
+ *   1. the events' [k' | v'] rows (through the self-attention block and its
+ *      feed-forward layer, if any)
  *   2. the products Z and S per head
  *   3. each example's window: position bias, event weights, dropout
  *   4. each example's candidate weights (masks, sampled weights) and target
@@ -141,6 +142,51 @@ static void s_sa_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c
     }
 }
 
+/* Step 1b, with a feed-forward layer (docs/MODEL.md §2.2): each row x of
+ * KV becomes x + relu(x W1 + b1) W2 + b2; the rows before (KV0) and the
+ * hidden layer after its relu (FH) are kept for the way back. */
+static void s_ffn_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
+{
+    const attn_model *md = net->md;
+    const int m2 = 2 * net->m, f = net->ffn, P = c->P;
+    memcpy(ws->KV0, ws->KV, (size_t)P * m2 * sizeof(float));
+    ws->k->mm_nn(P, f, m2, ws->KV0, (size_t)m2, md->ffn_w1, (size_t)f, ws->FH, (size_t)f, 0);
+    for (int p = 0; p < P; p++) {
+        float *h = ws->FH + (size_t)p * f, *kv = ws->KV + (size_t)p * m2;
+        for (int k = 0; k < f; k++) {
+            const float x = h[k] + md->ffn_b1[k];
+            h[k] = x > 0.0f ? x : 0.0f;
+        }
+        for (int t = 0; t < m2; t++)
+            kv[t] += md->ffn_b2[t];
+    }
+    ws->k->mm_nn(P, m2, f, ws->FH, (size_t)f, md->ffn_w2, (size_t)m2, ws->KV, (size_t)m2, 1);
+}
+
+/* Backward of s_ffn_fwd: the layer's gradients into dffn ([dW1 | db1 |
+ * dW2 | db2]), and dKV turned into the gradient of the rows before it. */
+static void s_ffn_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
+{
+    const int m2 = 2 * net->m, f = net->ffn, P = c->P;
+    const size_t w = (size_t)m2 * f;
+    float *dw1 = ws->dffn, *db1 = dw1 + w, *dw2 = db1 + f, *db2 = dw2 + w;
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < m2; t++)
+            db2[t] += ws->dKV[(size_t)p * m2 + t];
+    ws->k->mm_tn(P, f, m2, ws->FH, (size_t)f, ws->dKV, (size_t)m2, dw2, (size_t)m2, 1);
+    ws->k->mm_nn(P, f, m2, ws->dKV, (size_t)m2, net->F2T, (size_t)f, ws->dFH, (size_t)f, 0);
+    for (int p = 0; p < P; p++) {
+        const float *h = ws->FH + (size_t)p * f;
+        float *dh = ws->dFH + (size_t)p * f;
+        for (int k = 0; k < f; k++) {
+            dh[k] = h[k] > 0.0f ? dh[k] : 0.0f;
+            db1[k] += dh[k];
+        }
+    }
+    ws->k->mm_tn(P, m2, f, ws->KV0, (size_t)m2, ws->dFH, (size_t)f, dw1, (size_t)f, 1);
+    ws->k->mm_nn(P, m2, f, ws->dFH, (size_t)f, net->F1T, (size_t)m2, ws->dKV, (size_t)m2, 1);
+}
+
 /* Step 1: the working rows of the span's events, and their [k' | v']. */
 static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
                      const attn_tr_cv *c)
@@ -150,6 +196,8 @@ static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *
         ws->erow[a - c->lo] = (uint32_t)net->set->mi2ws[v->row2mi[c->ev[a]]];
     if (net->sa_len) {
         s_sa_fwd(net, ws, c);
+        if (net->ffn)
+            s_ffn_fwd(net, ws, c);
         return;
     }
     for (int p = 0; p < c->P; p++)
@@ -415,6 +463,8 @@ static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, 
     }
     /* The event rows' gradients into dT, in a fixed order. */
     if (net->sa_len) {
+        if (net->ffn)
+            s_ffn_bwd(net, ws, c);
         s_sa_bwd(net, ws, c);
         return;
     }

@@ -130,6 +130,8 @@ static int s_update(attn_tr_state *st, int epoch, double *loss)
     const attn_train_opts *o = st->o;
     attn_tr_par(st->threads, s_reduce, st);
     float *dpos0 = attn_tr_ws_dpos(st->ws[0]), *dsa0 = attn_tr_ws_dsa_pos(st->ws[0]);
+    float *dffn0 = attn_tr_ws_dffn(st->ws[0]);
+    const size_t nffn = o->ffn ? attn_tr_ffn_size(o->m, o->ffn) : 0;
     *loss = 0.0;
     for (int k = 0; k < st->threads; k++) {
         *loss += attn_tr_ws_loss(st->ws[k]);
@@ -138,9 +140,12 @@ static int s_update(attn_tr_state *st, int epoch, double *loss)
             dpos0[j] += dk[j];
         for (int j = 0; k > 0 && j < o->sa_len; j++)
             dsa0[j] += dsk[j];
+        const float *dfk = attn_tr_ws_dffn(st->ws[k]);
+        for (size_t j = 0; k > 0 && j < nffn; j++)
+            dffn0[j] += dfk[j];
     }
     if (attn_tr_backprop(st->net, attn_tr_ws_dT(st->ws[0]), attn_tr_ws_dbias(st->ws[0]), dpos0,
-                         dsa0, &st->grad, st->threads) != ATTN_OK) {
+                         dsa0, dffn0, &st->grad, st->threads) != ATTN_OK) {
         snprintf(st->why, st->why_len, "out of memory in a training step");
         return ATTN_ENOMEM;
     }

@@ -29,6 +29,13 @@ static void s_copy_grad(attn_model *grad, const attn_tr_grad *g, int64_t n_items
     memcpy(grad->pos_bias, gd->pos_bias, (size_t)gd->l_max * sizeof(float));
     if (gd->sa_len)
         memcpy(grad->sa_pos, gd->sa_pos, (size_t)gd->sa_len * sizeof(float));
+    if (gd->ffn) {
+        const size_t fw = (size_t)2 * gd->m * gd->ffn;
+        memcpy(grad->ffn_w1, gd->ffn_w1, fw * sizeof(float));
+        memcpy(grad->ffn_b1, gd->ffn_b1, (size_t)gd->ffn * sizeof(float));
+        memcpy(grad->ffn_w2, gd->ffn_w2, fw * sizeof(float));
+        memcpy(grad->ffn_b2, gd->ffn_b2, (size_t)2 * gd->m * sizeof(float));
+    }
     if (grad->item_bias)
         memcpy(grad->item_bias, g->dbias, (size_t)n_items * sizeof(float));
     if (grad->residual && g->dres)
@@ -74,7 +81,8 @@ static int s_one_step(const attn_train_data *data, const attn_model *md,
         if (st == ATTN_OK) {
             *loss = attn_tr_ws_loss(ws);
             st = attn_tr_backprop(net, attn_tr_ws_dT(ws), attn_tr_ws_dbias(ws),
-                                  attn_tr_ws_dpos(ws), attn_tr_ws_dsa_pos(ws), &g, 1);
+                                  attn_tr_ws_dpos(ws), attn_tr_ws_dsa_pos(ws),
+                                  attn_tr_ws_dffn(ws), &g, 1);
         }
     }
     if (st == ATTN_OK)
@@ -93,7 +101,7 @@ int attn_train_grad(const attn_train_data *data, const attn_model *md,
     if (!data || !md || !ex || n_ex < 1 || !loss || !grad || !md->item_ids ||
         md->n_items < 1 || grad->n_items != md->n_items || grad->d != md->d ||
         grad->m != md->m || grad->l_max != md->l_max || (md->residual && !grad->residual) ||
-        grad->sa_len != md->sa_len ||
+        grad->sa_len != md->sa_len || grad->ffn != md->ffn ||
         (cand && n_cand < 1) || !md->pos_bias || !grad->pos_bias)
         return ATTN_EINVAL;
     if (attn_seqs_check(&data->seqs, NULL, 0) != ATTN_OK || data->seqs.n_rows != data->n_rows)

@@ -92,6 +92,7 @@ typedef struct attn_tr_net {
     const attn_tr_set *set;  /* the working set (borrowed) */
     int d, m, heads, dh, l_max;
     int sa_len;            /* self-attention window, 0 = none */
+    int ffn;               /* the block's feed-forward width, 0 = none */
     int tw;                /* row width of T: 4m, or 8m with self-attention */
     int64_t n_mi;          /* model items */
     const float *emb;      /* catalog text embeddings (borrowed), row stride ld */
@@ -103,7 +104,14 @@ typedef struct attn_tr_net {
     float *T;              /* cap x tw: [q | k | v | g (| sq | sk | uk | uv)] per row */
     float *QT, *GT;        /* m x ldc: the candidates' q and g, transposed, zero padded */
     int ldc;               /* candidates rounded up to ATTN_TR_LANES */
+    float *F1T, *F2T;      /* the feed-forward's W1ᵀ (ffn x 2m) and W2ᵀ (2m x ffn) */
 } attn_tr_net;
+
+/* Floats of a feed-forward layer's gradient, laid out [W1 | b1 | W2 | b2]. */
+static inline size_t attn_tr_ffn_size(int m, int ffn)
+{
+    return (size_t)ffn * (4 * (size_t)m + 1) + 2 * (size_t)m;
+}
 
 /* Offsets of the parts within a row of T or dT, in units of m. */
 enum { ATTN_TR_Q = 0, ATTN_TR_K = 1, ATTN_TR_V = 2, ATTN_TR_G = 3,
@@ -131,11 +139,13 @@ int attn_tr_grad_init(attn_tr_grad *g, const attn_model *md, int64_t cap);
 void attn_tr_grad_free(attn_tr_grad *g);
 
 /* Push dT back through T = E W: fills g->dense's matrices from dT, g->dres
- * (if md has residuals) from dT Wᵀ, and copies dbias, dpos, dsa_pos.  threads
+ * (if md has residuals) from dT Wᵀ, and copies dbias, dpos, dsa_pos and
+ * dffn (the feed-forward's, attn_tr_ffn_size floats; NULL without one).  threads
  * split rows; partial sums are added in a fixed order.  ATTN_OK or
  * ATTN_ENOMEM. */
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,
-                     const float *dpos, const float *dsa_pos, attn_tr_grad *g, int threads);
+                     const float *dpos, const float *dsa_pos, const float *dffn,
+                     attn_tr_grad *g, int threads);
 
 /* Run fn(arg, i) for i in [0, n) on n threads (the caller is thread 0);
  * if a thread cannot be started its share runs on the caller, so the
@@ -164,12 +174,14 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, int chunk);
 void attn_tr_ws_free(attn_tr_ws **ws_p);
 
 /* Gradient accumulators of a workspace by working row (dT cap x tw, dbias
- * cap), dpos l_max, dsa_pos sa_len, and its summed loss; attn_tr_ws_zero
+ * cap), dpos l_max, dsa_pos sa_len, dffn (attn_tr_ffn_size, NULL without a
+ * feed-forward layer), and its summed loss; attn_tr_ws_zero
  * clears the first n_ws rows and the rest. */
 float *attn_tr_ws_dT(attn_tr_ws *ws);
 float *attn_tr_ws_dbias(attn_tr_ws *ws);
 float *attn_tr_ws_dpos(attn_tr_ws *ws);
 float *attn_tr_ws_dsa_pos(attn_tr_ws *ws);
+float *attn_tr_ws_dffn(attn_tr_ws *ws);
 double attn_tr_ws_loss(const attn_tr_ws *ws);
 void attn_tr_ws_zero(attn_tr_ws *ws, int64_t n_ws);
 

@@ -70,6 +70,7 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const attn_tr_set *set, const
     net->l_max = md->l_max;
     net->n_mi = md->n_items;
     net->sa_len = md->sa_len;
+    net->ffn = md->ffn;
     net->tw = (md->sa_len ? 8 : 4) * md->m;
     net->emb = emb;
     net->ld = ld;
@@ -84,7 +85,12 @@ attn_tr_net *attn_tr_net_new(const attn_model *md, const attn_tr_set *set, const
     net->T = util_zalloc64(cap * tw, sizeof(float));
     net->QT = util_zalloc64(m * (size_t)net->ldc, sizeof(float));
     net->GT = util_zalloc64(m * (size_t)net->ldc, sizeof(float));
-    if (!net->E || !net->W || !net->WT || !net->T || !net->QT || !net->GT) {
+    if (md->ffn) {
+        net->F1T = util_zalloc64(2 * m * (size_t)md->ffn, sizeof(float));
+        net->F2T = util_zalloc64(2 * m * (size_t)md->ffn, sizeof(float));
+    }
+    if (!net->E || !net->W || !net->WT || !net->T || !net->QT || !net->GT ||
+        (md->ffn && (!net->F1T || !net->F2T))) {
         attn_tr_net_free(&net);
         return NULL;
     }
@@ -102,6 +108,8 @@ void attn_tr_net_free(attn_tr_net **net_p)
     free(net->T);
     free(net->QT);
     free(net->GT);
+    free(net->F1T);
+    free(net->F2T);
     free(net);
     *net_p = NULL;
 }
@@ -207,6 +215,13 @@ void attn_tr_net_tables(attn_tr_net *net, int threads)
     for (int i = 0; i < d; i++)
         for (int t = 0; t < m4; t++)
             net->WT[(size_t)t * d + i] = net->W[(size_t)i * m4 + t];
+    /* The feed-forward's matrices transposed, for its backward products. */
+    const int m2 = 2 * net->m, f = net->ffn;
+    for (int t = 0; t < m2 && f; t++)
+        for (int k = 0; k < f; k++) {
+            net->F1T[(size_t)k * m2 + t] = net->md->ffn_w1[(size_t)t * f + k];
+            net->F2T[(size_t)t * f + k] = net->md->ffn_w2[(size_t)k * m2 + t];
+        }
     s_tables_job job = {net, threads < 1 ? 1 : threads};
     attn_tr_par(job.threads, s_rows_part, &job);
     attn_tr_par(job.threads, s_cand_part, &job);     /* needs every row of T */
@@ -216,6 +231,8 @@ int attn_tr_grad_init(attn_tr_grad *g, const attn_model *md, int64_t cap)
     memset(g, 0, sizeof *g);
     g->dense = attn_model_new(md->d, md->m, md->heads, md->l_max, 0, 0);
     if (g->dense && md->sa_len && attn_model_add_sa(g->dense, md->sa_len) != ATTN_OK)
+        attn_model_free(&g->dense);
+    if (g->dense && md->ffn && attn_model_add_ffn(g->dense, md->ffn) != ATTN_OK)
         attn_model_free(&g->dense);
     g->dres = md->residual ? util_zalloc64((size_t)cap * (size_t)md->d, sizeof(float)) : NULL;
     g->dbias = util_zalloc64((size_t)cap, sizeof(float));
@@ -264,7 +281,8 @@ static void s_back_part(void *arg, int i)
 }
 
 int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias,
-                     const float *dpos, const float *dsa_pos, attn_tr_grad *g, int threads)
+                     const float *dpos, const float *dsa_pos, const float *dffn,
+                     attn_tr_grad *g, int threads)
 {
     const int d = net->d, m4 = net->tw;
     if (threads < 1)
@@ -285,6 +303,13 @@ int attn_tr_backprop(const attn_tr_net *net, const float *dT, const float *dbias
     s_unpack(gd, dW, net->sa_len ? 8 : 4);
     if (net->sa_len)
         memcpy(gd->sa_pos, dsa_pos, (size_t)net->sa_len * sizeof(float));
+    if (net->ffn) {
+        const size_t w = (size_t)2 * net->m * net->ffn, f = (size_t)net->ffn;
+        memcpy(gd->ffn_w1, dffn, w * sizeof(float));
+        memcpy(gd->ffn_b1, dffn + w, f * sizeof(float));
+        memcpy(gd->ffn_w2, dffn + w + f, w * sizeof(float));
+        memcpy(gd->ffn_b2, dffn + 2 * w + f, (size_t)2 * net->m * sizeof(float));
+    }
     memcpy(g->dbias, dbias, (size_t)net->set->n_ws * sizeof(float));
     memcpy(gd->pos_bias, dpos, (size_t)net->l_max * sizeof(float));
     free(dW);

@@ -25,7 +25,7 @@ typedef struct s_arr {
 } s_arr;
 
 /* The arrays of md in a fixed order; absent ones have p == NULL. */
-#define S_ARR 12
+#define S_ARR 16
 
 static int s_arrays(const attn_model *md, s_arr out[S_ARR])
 {
@@ -42,6 +42,11 @@ static int s_arrays(const attn_model *md, s_arr out[S_ARR])
     out[9] = (s_arr){md->sa_uk, md->sa_len ? dm : 0, 1};
     out[10] = (s_arr){md->sa_uv, md->sa_len ? dm : 0, 1};
     out[11] = (s_arr){md->sa_pos, (size_t)md->sa_len, 0};
+    const size_t fw = (size_t)2 * md->m * (size_t)md->ffn;
+    out[12] = (s_arr){md->ffn_w1, fw, 1};
+    out[13] = (s_arr){md->ffn_b1, (size_t)md->ffn, 0};
+    out[14] = (s_arr){md->ffn_w2, fw, 1};
+    out[15] = (s_arr){md->ffn_b2, md->ffn ? (size_t)2 * md->m : 0, 0};
     return S_ARR;
 }
 
@@ -52,6 +57,9 @@ int attn_tr_adam_init(attn_tr_adam *a, const attn_model *md)
     a->m2 = attn_model_new(md->d, md->m, md->heads, md->l_max, md->n_items, md->residual != NULL);
     if (a->m1 && a->m2 && md->sa_len &&
         (attn_model_add_sa(a->m1, md->sa_len) || attn_model_add_sa(a->m2, md->sa_len)))
+        attn_model_free(&a->m1);
+    if (a->m1 && a->m2 && md->ffn &&
+        (attn_model_add_ffn(a->m1, md->ffn) || attn_model_add_ffn(a->m2, md->ffn)))
         attn_model_free(&a->m1);
     if (!a->m1 || !a->m2) {
         attn_tr_adam_free(a);

@@ -105,7 +105,8 @@ static double s_normal(attn_eval_rng *rng)
 
 /* Step 3.  The untrained model ranks by item bias alone.  The
  * self-attention block gets a random query and key and zero outputs, so it
- * starts as no block at all and grows only as far as it helps.  An item
+ * starts as no block at all and grows only as far as it helps; so does its
+ * feed-forward layer.  An item
  * whose text vector is zero would have E = 0 and so no gradient at all:
  * its residual starts at unit scale instead, like a text vector. */
 static void s_init(attn_tr_state *st)
@@ -122,6 +123,12 @@ static void s_init(attn_tr_state *st)
     for (size_t k = 0; k < sizeof init / sizeof init[0]; k++)
         for (size_t i = 0; init[k].w && i < dm; i++)
             init[k].w[i] = (float)(init[k].sd * s_normal(&rng));
+    /* The feed-forward's first layer random, its output zero: like the
+     * block, it starts as no layer and grows only as far as it helps. */
+    const size_t fw = (size_t)2 * md->m * (size_t)md->ffn;
+    const double sd_ffn = 1.0 / sqrt(2.0 * md->m);
+    for (size_t i = 0; i < fw; i++)
+        md->ffn_w1[i] = (float)(sd_ffn * s_normal(&rng));
     for (int64_t i = 0; i < st->n_mi; i++)
         md->item_ids[i] = st->data->item_id[st->mi2row[i]];
     const int d = md->d;
@@ -185,7 +192,8 @@ int attn_tr_plan(attn_tr_state *st)
     int rc = s_items_and_chunks(st);
     if (rc == ATTN_OK) {
         st->md = attn_model_new(st->data->d, o->m, o->heads, o->l_max, st->n_mi, o->residual);
-        rc = st->md && (!o->sa_len || attn_model_add_sa(st->md, o->sa_len) == ATTN_OK)
+        rc = st->md && (!o->sa_len || attn_model_add_sa(st->md, o->sa_len) == ATTN_OK) &&
+                     (!o->ffn || attn_model_add_ffn(st->md, o->ffn) == ATTN_OK)
                  ? ATTN_OK : ATTN_ENOMEM;
     }
     if (rc == ATTN_OK) {

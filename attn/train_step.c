@@ -42,6 +42,7 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, int chunk)
     ws->tw = net->tw;
     ws->sa_len = net->sa_len;
     ws->l_max = net->l_max;
+    ws->nffn = net->ffn ? attn_tr_ffn_size(net->m, net->ffn) : 0;
     const size_t P = (size_t)ws->pcap, C = (size_t)ws->ldc, L8 = (size_t)ws->l8;
     ws->dT = s_alloc(cap * (size_t)net->tw, sizeof(float), &ok);
     ws->dbias = s_alloc(cap, sizeof(float), &ok);
@@ -50,6 +51,12 @@ attn_tr_ws *attn_tr_ws_new(const attn_tr_net *net, int chunk)
     ws->sa_a = s_alloc(P * (size_t)net->sa_len, sizeof(float), &ok);
     ws->sa_x = s_alloc((size_t)net->sa_len, sizeof(float), &ok);
     ws->KV = s_alloc(P * 2 * m, sizeof(float), &ok);
+    if (net->ffn) {
+        ws->dffn = s_alloc(ws->nffn, sizeof(float), &ok);
+        ws->KV0 = s_alloc(P * 2 * m, sizeof(float), &ok);
+        ws->FH = s_alloc(P * (size_t)net->ffn, sizeof(float), &ok);
+        ws->dFH = s_alloc(P * (size_t)net->ffn, sizeof(float), &ok);
+    }
     ws->dKV = s_alloc(P * 2 * m, sizeof(float), &ok);
     ws->Z = s_alloc(H * P * C, sizeof(float), &ok);
     ws->S = s_alloc(H * P * C, sizeof(float), &ok);
@@ -88,7 +95,8 @@ void attn_tr_ws_free(attn_tr_ws **ws_p)
     void *p[] = {ws->dT, ws->dbias, ws->dpos, ws->dsa_pos, ws->sa_a, ws->sa_x, ws->KV,
                  ws->dKV, ws->Z, ws->S, ws->dZ, ws->dS, ws->SC, ws->MX, ws->INV, ws->wt,
                  ws->sg, ws->bias, ws->dbw, ws->drop, ws->cb, ws->lw, ws->tgt, ws->erow,
-                 ws->work, ws->beta, ws->gp, ws->hp, ws->gpt, ws->hpt, ws->d1t, ws->d2t};
+                 ws->work, ws->beta, ws->gp, ws->hp, ws->gpt, ws->hpt, ws->d1t, ws->d2t,
+                 ws->dffn, ws->KV0, ws->FH, ws->dFH};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     free(ws);
@@ -99,6 +107,7 @@ float *attn_tr_ws_dT(attn_tr_ws *ws) { return ws->dT; }
 float *attn_tr_ws_dbias(attn_tr_ws *ws) { return ws->dbias; }
 float *attn_tr_ws_dpos(attn_tr_ws *ws) { return ws->dpos; }
 float *attn_tr_ws_dsa_pos(attn_tr_ws *ws) { return ws->dsa_pos; }
+float *attn_tr_ws_dffn(attn_tr_ws *ws) { return ws->dffn; }
 double attn_tr_ws_loss(const attn_tr_ws *ws) { return ws->loss; }
 
 /* Only the accumulators; the chunk buffers are rebuilt per chunk. */
@@ -109,5 +118,7 @@ void attn_tr_ws_zero(attn_tr_ws *ws, int64_t n_ws)
     if (ws->sa_len)
         memset(ws->dsa_pos, 0, (size_t)ws->sa_len * sizeof(float));
     memset(ws->dpos, 0, (size_t)ws->l_max * sizeof(float));
+    if (ws->nffn)
+        memset(ws->dffn, 0, ws->nffn * sizeof(float));
     ws->loss = 0.0;
 }

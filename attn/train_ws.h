@@ -19,17 +19,21 @@ struct attn_tr_ws {
     int pcap;            /* P */
     int l8;              /* L8: per-example row stride */
     int tw, sa_len, l_max;
+    size_t nffn;         /* floats of dffn, 0 without a feed-forward layer */
     /* accumulators of the step, by working row */
     float *dT;           /* cap x tw */
     float *dbias;        /* cap */
     float *dpos;         /* l_max */
     float *dsa_pos;      /* sa_len */
+    float *dffn;         /* nffn: [dW1 | db1 | dW2 | db2] of the feed-forward */
     double loss;         /* summed (scaled) loss */
     /* one chunk */
     uint32_t *erow;      /* P + sa_len: working row of each event from the chunk's span */
     float *sa_a;         /* P x sa_len: each event's self-attention weights */
     float *sa_x;         /* sa_len: scratch */
     float *KV, *dKV;     /* P x 2m: the events' [k' | v'] and their gradient */
+    float *KV0;          /* P x 2m: the block's rows before the feed-forward */
+    float *FH, *dFH;     /* P x ffn: its hidden layer (after the relu), gradient */
     float *Z, *S;        /* H x P x C: logits and values by event and candidate */
     float *dZ, *dS;      /* H x P x C */
     float *SC, *MX, *INV;  /* ch x H x C: each softmax's score part, max, 1 / sum */

@@ -172,6 +172,8 @@ static void s_gradcheck(const s_data *d, attn_model *md, const attn_train_exampl
     ck_assert_ptr_nonnull(g);
     if (md->sa_len)
         ck_assert_int_eq(attn_model_add_sa(g, md->sa_len), ATTN_OK);
+    if (md->ffn)
+        ck_assert_int_eq(attn_model_add_ffn(g, md->ffn), ATTN_OK);
     double loss;
     ck_assert_int_eq(attn_train_grad(&d->td, md, ex, n_ex, cand, n_cand, mask, &loss, g),
                      ATTN_OK);
@@ -195,6 +197,10 @@ static void s_gradcheck(const s_data *d, attn_model *md, const attn_train_exampl
         {"sa_uk", md->sa_uk, g->sa_uk, (size_t)md->d * md->m},
         {"sa_uv", md->sa_uv, g->sa_uv, (size_t)md->d * md->m},
         {"sa_pos", md->sa_pos, g->sa_pos, (size_t)md->sa_len},
+        {"ffn_w1", md->ffn_w1, g->ffn_w1, (size_t)2 * md->m * md->ffn},
+        {"ffn_b1", md->ffn_b1, g->ffn_b1, (size_t)md->ffn},
+        {"ffn_w2", md->ffn_w2, g->ffn_w2, (size_t)2 * md->m * md->ffn},
+        {"ffn_b2", md->ffn_b2, g->ffn_b2, (size_t)2 * md->m},
     };
     int checked = 0;
     for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) {
@@ -307,6 +313,40 @@ START_TEST(test_gradient_chunks)
                           (double)b[k][i]);
     attn_model_free(&g[0]);
     attn_model_free(&g[1]);
+    attn_model_free(&md);
+    s_data_free(&d);
+}
+END_TEST
+
+/* With the block's feed-forward layer (hidden units on both sides of the
+ * relu), in chunks of several targets, through the factorised softmax and
+ * the exact one. */
+START_TEST(test_gradient_feed_forward)
+{
+    s_data d;
+    const int len[] = {9, 6, 12};
+    s_data_make(&d, 7, 6, 3, len, NULL, 1, 61);
+    attn_model *md = s_model(&d, 8, 2, 4, 1, 62);
+    ck_assert_int_eq(attn_model_add_sa(md, 3), ATTN_OK);
+    ck_assert_int_eq(attn_model_add_ffn(md, 16), ATTN_OK);
+    tu_rng r = {63};
+    const size_t dm = (size_t)md->d * md->m, fw = (size_t)2 * md->m * md->ffn;
+    tu_fill_normal(&r, md->sa_q, dm, 0.8f);
+    tu_fill_normal(&r, md->sa_k, dm, 0.8f);
+    tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
+    tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
+    tu_fill_normal(&r, md->ffn_w1, fw, 0.5f);
+    tu_fill_normal(&r, md->ffn_b1, (size_t)md->ffn, 0.3f);
+    tu_fill_normal(&r, md->ffn_w2, fw, 0.4f);
+    tu_fill_normal(&r, md->ffn_b2, (size_t)2 * md->m, 0.3f);
+    attn_train_example ex[] = {{2, 2}, {2, 3}, {2, 4}, {2, 9}, {2, 10}, {0, 5}, {0, 6},
+                               {1, 1}, {1, 4}};
+    for (int exact = 0; exact < 2; exact++) {
+        attn_tr_force_exact(exact);
+        s_gradcheck(&d, md, ex, (int)(sizeof ex / sizeof ex[0]), NULL, 0,
+                    ATTN_TRAIN_MASK_HISTORY);
+    }
+    attn_tr_force_exact(0);
     attn_model_free(&md);
     s_data_free(&d);
 }
@@ -1113,6 +1153,7 @@ int main(void)
     tcase_add_test(tc, test_gradient_self_attention);
     tcase_add_test(tc, test_gradient_sampled);
     tcase_add_test(tc, test_gradient_chunks);
+    tcase_add_test(tc, test_gradient_feed_forward);
     tcase_add_test(tc, test_gradient_no_residual);
     tcase_add_test(tc, test_gradient_every_kernel_set);
     tcase_add_test(tc, test_kernels_agree);

@@ -48,6 +48,9 @@ static const util_opt s_opts[] = {
     {"self-attn", "W", "history self-attention block: each event's key and\n"
      "value in the context of the W-1 events before it;\n0 = none, half the table memory",
      UTIL_OPT_INT(s_args, o.sa_len, 0, ATTN_SA_MAX)},
+    {"ffn", "F", "a feed-forward layer of width F (a multiple of 16)\n"
+     "on the block's rows, a second, non-linear layer; 0 = none",
+     UTIL_OPT_INT(s_args, o.ffn, 0, ATTN_FFN_MAX)},
     {"lr", "X", "peak learning rate", UTIL_OPT_DBL(s_args, o.lr, 1e-9, 9.99)},
     {"batch", "N", "examples per step", UTIL_OPT_INT(s_args, o.batch, 1, 1000000)},
     {"neg", "K", "sampled softmax: K items drawn per step, shared by\n"
@@ -204,6 +207,7 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "batch", o->batch);
     cJSON_AddNumberToObject(c, "chunk", o->chunk);
     cJSON_AddNumberToObject(c, "self_attn", o->sa_len);
+    cJSON_AddNumberToObject(c, "ffn", o->ffn);
     cJSON_AddBoolToObject(c, "residual", o->residual);
     cJSON_AddBoolToObject(c, "item_bias", o->item_bias);
     cJSON_AddNumberToObject(c, "seed", (double)o->seed);
