@@ -51,6 +51,7 @@ void attn_train_defaults(attn_train_opts *o, int d)
     o->val_users = 0;
     o->chunk = 64;
     o->sa_len = 16;
+    o->ffn_dropout = 0.2;
     o->time_budget = 1500.0;
 }
 
@@ -107,6 +108,8 @@ int attn_train_check_opts(const attn_train_opts *o, int d, char *why, size_t why
     if (o->ffn && !o->sa_len)
         S_BAD("ffn: the feed-forward layer works on the self-attention block's rows; "
               "it needs --self-attn above 0");
+    if (!(o->ffn_dropout >= 0.0 && o->ffn_dropout < 1.0))
+        S_BAD("ffn-dropout: %g is out of range [0, 1)", o->ffn_dropout);
     if (o->ffn && o->m % 8)
         S_BAD("ffn: needs dim-m a multiple of 8, have %d", o->m);
     if (o->refit && o->patience != 0)

@@ -121,6 +121,8 @@ typedef struct attn_train_opts {
     int ffn;               /* width of a feed-forward layer on the block's
                               [k' | v'] rows, a multiple of 16; 0 = none
                               (default 0; needs the block) */
+    double ffn_dropout;    /* probability of dropping each of its hidden units
+                              in training (default 0.2) */
     double time_budget;    /* seconds: no epoch is started that, at the pace of
                               the slowest so far, would end past this; 0 = no
                               limit; refit ignores it (default 1500) */

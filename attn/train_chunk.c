@@ -144,11 +144,19 @@ static void s_sa_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c
 
 /* Step 1b, with a feed-forward layer (docs/MODEL.md §2.2): each row x of
  * KV becomes x + relu(x W1 + b1) W2 + b2; the rows before (KV0) and the
- * hidden layer after its relu (FH) are kept for the way back. */
-static void s_ffn_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
+ * hidden layer after its relu (FH) are kept for the way back.  In training
+ * each hidden unit is dropped with probability q and the rest scaled by
+ * 1 / (1 - q), drawn per chunk, so that FH > 0 marks exactly the units a
+ * gradient passes through. */
+static void s_ffn_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
+                      const attn_tr_run *run)
 {
     const attn_model *md = net->md;
     const int m2 = 2 * net->m, f = net->ffn, P = c->P;
+    const double q = run->ffn_dropout;
+    const float keep = q > 0.0 ? (float)(1.0 / (1.0 - q)) : 1.0f;
+    attn_eval_rng rng = attn_eval_rng_for(run->seed ^ (run->epoch * 0x9E3779B97F4A7C15ull),
+                                          c->ch->u, ((uint64_t)c->ch->t0 << 1) | 1);
     memcpy(ws->KV0, ws->KV, (size_t)P * m2 * sizeof(float));
     ws->k->mm_nn(P, f, m2, ws->KV0, (size_t)m2, md->ffn_w1, (size_t)f, ws->FH, (size_t)f, 0);
     for (int p = 0; p < P; p++) {
@@ -157,6 +165,8 @@ static void s_ffn_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *
             const float x = h[k] + md->ffn_b1[k];
             h[k] = x > 0.0f ? x : 0.0f;
         }
+        for (int k = 0; q > 0.0 && k < f; k++)
+            h[k] = attn_eval_rng_unit(&rng) < q ? 0.0f : h[k] * keep;
         for (int t = 0; t < m2; t++)
             kv[t] += md->ffn_b2[t];
     }
@@ -165,10 +175,12 @@ static void s_ffn_fwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *
 
 /* Backward of s_ffn_fwd: the layer's gradients into dffn ([dW1 | db1 |
  * dW2 | db2]), and dKV turned into the gradient of the rows before it. */
-static void s_ffn_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c)
+static void s_ffn_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
+                      const attn_tr_run *run)
 {
     const int m2 = 2 * net->m, f = net->ffn, P = c->P;
     const size_t w = (size_t)m2 * f;
+    const float keep = run->ffn_dropout > 0.0 ? (float)(1.0 / (1.0 - run->ffn_dropout)) : 1.0f;
     float *dw1 = ws->dffn, *db1 = dw1 + w, *dw2 = db1 + f, *db2 = dw2 + w;
     for (int p = 0; p < P; p++)
         for (int t = 0; t < m2; t++)
@@ -179,7 +191,7 @@ static void s_ffn_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *
         const float *h = ws->FH + (size_t)p * f;
         float *dh = ws->dFH + (size_t)p * f;
         for (int k = 0; k < f; k++) {
-            dh[k] = h[k] > 0.0f ? dh[k] : 0.0f;
+            dh[k] = h[k] > 0.0f ? dh[k] * keep : 0.0f;
             db1[k] += dh[k];
         }
     }
@@ -189,7 +201,7 @@ static void s_ffn_bwd(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *
 
 /* Step 1: the working rows of the span's events, and their [k' | v']. */
 static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *ws,
-                     const attn_tr_cv *c)
+                     const attn_tr_cv *c, const attn_tr_run *run)
 {
     const int m2 = 2 * net->m, tw = net->tw;
     for (uint32_t a = c->lo; a + 1 < c->ch->t1; a++)
@@ -197,7 +209,7 @@ static void s_events(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws *
     if (net->sa_len) {
         s_sa_fwd(net, ws, c);
         if (net->ffn)
-            s_ffn_fwd(net, ws, c);
+            s_ffn_fwd(net, ws, c, run);
         return;
     }
     for (int p = 0; p < c->P; p++)
@@ -432,7 +444,8 @@ static int s_forward(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c
 }
 
 /* Step 6: backward through the softmaxes, the products and the events. */
-static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, int fact)
+static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c,
+                   const attn_tr_run *run, int fact)
 {
     const int m = net->m, dh = net->dh, tw = net->tw, L8 = ws->l8;
     const size_t m2 = (size_t)2 * m, C = c->C;
@@ -464,7 +477,7 @@ static void s_back(const attn_tr_net *net, attn_tr_ws *ws, const attn_tr_cv *c, 
     /* The event rows' gradients into dT, in a fixed order. */
     if (net->sa_len) {
         if (net->ffn)
-            s_ffn_bwd(net, ws, c);
+            s_ffn_bwd(net, ws, c, run);
         s_sa_bwd(net, ws, c);
         return;
     }
@@ -490,13 +503,13 @@ int attn_tr_chunk_run(const attn_tr_net *net, const attn_tr_view *v, attn_tr_ws 
     c.P = (int)ch->t1 - 1 - c.c0;
     c.Cn = (c.Nc + ATTN_TR_LANES - 1) / ATTN_TR_LANES * ATTN_TR_LANES;
     c.plane = (size_t)ws->pcap * c.C;
-    s_events(net, v, ws, &c);
+    s_events(net, v, ws, &c, run);
     s_products(net, ws, &c);
     s_windows(net, ws, &c, run);
     s_weights(net, v, ws, &c, run);
     int fact;
     int st = s_forward(net, ws, &c, run, &fact);
     if (st == ATTN_OK)
-        s_back(net, ws, &c, fact);
+        s_back(net, ws, &c, run, fact);
     return st;
 }

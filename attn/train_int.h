@@ -194,6 +194,7 @@ typedef struct attn_tr_run {
     int mode;          /* enum attn_tr_mode */
     int mask;          /* enum attn_train_mask */
     double dropout;
+    double ffn_dropout;    /* of the feed-forward's hidden units */
     uint64_t seed;
     uint64_t epoch;
     float loss_scale;

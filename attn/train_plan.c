@@ -182,6 +182,7 @@ static int s_buffers(attn_tr_state *st)
         return ATTN_ENOMEM;
     st->view = (attn_tr_view){&st->data->seqs, st->row2mi};
     st->run = (attn_tr_run){.mode = ATTN_TR_FULL, .mask = o->mask, .dropout = o->dropout,
+                            .ffn_dropout = o->ffn_dropout,
                             .seed = o->seed, .use_item_bias = o->item_bias};
     return ATTN_OK;
 }

@@ -635,21 +635,25 @@ START_TEST(test_reproducible)
         len[u] = 8 + u % 9;
     s_data d;
     s_data_make(&d, 25, 8, 40, len, s_next, 1, 61);
-    attn_model *md[3] = {NULL, NULL, NULL};
-    for (int run = 0; run < 3; run++) {
+    /* Run 1 repeats run 0; run 2 has another seed; run 3 the same seed
+     * without the feed-forward's dropout, whose draws must matter. */
+    attn_model *md[4] = {NULL, NULL, NULL, NULL};
+    for (int run = 0; run < 4; run++) {
         attn_train_opts o;
         s_small_opts(&o, 8);
         o.epochs = 2;
         o.neg = 5;
         o.threads = 2;
         o.sa_len = 3;
+        o.ffn = 16;
+        o.ffn_dropout = run == 3 ? 0.0 : 0.3;
         o.seed = run == 2 ? 7 : 1;
         char why[256];
         ck_assert_msg(attn_train(&d.td, &o, NULL, NULL, &md[run], NULL, why, sizeof why) ==
                       ATTN_OK, "%s", why);
     }
-    const size_t dm = 8 * 8, ni = (size_t)md[0]->n_items;
-    for (int k = 1; k < 3; k++) {
+    const size_t dm = 8 * 8, ni = (size_t)md[0]->n_items, fw = 2 * 8 * 16;
+    for (int k = 1; k < 4; k++) {
         int same = s_same(md[0]->wq, md[k]->wq, dm) && s_same(md[0]->wk, md[k]->wk, dm) &&
                    s_same(md[0]->wv, md[k]->wv, dm) && s_same(md[0]->wo, md[k]->wo, dm) &&
                    s_same(md[0]->pos_bias, md[k]->pos_bias, 6) &&
@@ -657,10 +661,12 @@ START_TEST(test_reproducible)
                    s_same(md[0]->residual, md[k]->residual, ni * 8) &&
                    s_same(md[0]->sa_q, md[k]->sa_q, dm) && s_same(md[0]->sa_uk, md[k]->sa_uk, dm) &&
                    s_same(md[0]->sa_uv, md[k]->sa_uv, dm) &&
-                   s_same(md[0]->sa_pos, md[k]->sa_pos, 3);
+                   s_same(md[0]->sa_pos, md[k]->sa_pos, 3) &&
+                   s_same(md[0]->ffn_w1, md[k]->ffn_w1, fw) &&
+                   s_same(md[0]->ffn_w2, md[k]->ffn_w2, fw);
         ck_assert_msg(same == (k == 1), "run %d: weights %s", k, same ? "equal" : "differ");
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         attn_model_free(&md[k]);
     s_data_free(&d);
 }

@@ -51,6 +51,8 @@ static const util_opt s_opts[] = {
     {"ffn", "F", "a feed-forward layer of width F (a multiple of 16)\n"
      "on the block's rows, a second, non-linear layer; 0 = none",
      UTIL_OPT_INT(s_args, o.ffn, 0, ATTN_FFN_MAX)},
+    {"ffn-dropout", "P", "drop each of its hidden units with probability P",
+     UTIL_OPT_DBL(s_args, o.ffn_dropout, 0, 0.99)},
     {"lr", "X", "peak learning rate", UTIL_OPT_DBL(s_args, o.lr, 1e-9, 9.99)},
     {"batch", "N", "examples per step", UTIL_OPT_INT(s_args, o.batch, 1, 1000000)},
     {"neg", "K", "sampled softmax: K items drawn per step, shared by\n"
@@ -208,6 +210,7 @@ static char *s_config(const attn_train_opts *o, const attn_train_report *rep,
     cJSON_AddNumberToObject(c, "chunk", o->chunk);
     cJSON_AddNumberToObject(c, "self_attn", o->sa_len);
     cJSON_AddNumberToObject(c, "ffn", o->ffn);
+    cJSON_AddNumberToObject(c, "ffn_dropout", o->ffn_dropout);
     cJSON_AddBoolToObject(c, "residual", o->residual);
     cJSON_AddBoolToObject(c, "item_bias", o->item_bias);
     cJSON_AddNumberToObject(c, "seed", (double)o->seed);
