@@ -355,11 +355,31 @@ const char *tu_message(const cJSON *reply)
     return msg && cJSON_IsString(msg) ? msg->valuestring : "";
 }
 
-/* A trained-looking model: random projections, biases and residuals; with
- * sa_len > 0 also a self-attention block, and a short l_max so that the
- * block's context reaches past the history. */
 int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
                              uint64_t seed)
+{
+    return tu_save_random_model_ffn(db_path, heads, activate, sa_len, 0, seed);
+}
+
+/* The block's feed-forward layer, scaled to move [k' | v'] by about as
+ * much as the block does (weights ~ 1/sqrt(fan-in)). */
+static void s_random_ffn(tu_rng *rng, attn_model *model, int ffn)
+{
+    const size_t w = 2 * (size_t)model->m;
+    ck_assert_int_eq(attn_model_add_ffn(model, ffn), 0);
+    tu_fill_normal(rng, model->ffn_w1, w * (size_t)ffn, 1.0f / sqrtf((float)w));
+    tu_fill_normal(rng, model->ffn_b1, (size_t)ffn, 0.2f);
+    tu_fill_normal(rng, model->ffn_w2, (size_t)ffn * w, 1.0f / sqrtf((float)ffn));
+    tu_fill_normal(rng, model->ffn_b2, w, 0.2f);
+}
+
+/* A trained-looking model: random projections, biases and residuals; with
+ * sa_len > 0 also a self-attention block, and a short l_max so that the
+ * block's context reaches past the history; with ffn > 0 a feed-forward
+ * layer on the block, drawn last so that everything else is what the same
+ * seed gives without it. */
+int64_t tu_save_random_model_ffn(const char *db_path, int heads, int activate, int sa_len,
+                                 int ffn, uint64_t seed)
 {
     store *db;
     store_err err;
@@ -390,6 +410,8 @@ int64_t tu_save_random_model(const char *db_path, int heads, int activate, int s
     tu_fill_normal(&rng, model->item_bias, (size_t)n_items, 0.1f);
     tu_fill_normal(&rng, model->residual, (size_t)n_items * d, 0.05f);
     model->scale = 1.0f / sqrtf((float)m / heads);
+    if (ffn > 0)
+        s_random_ffn(&rng, model, ffn);
     int64_t version;
     ck_assert_msg(store_model_save(db, model, "{\"test\":true}", NULL, activate, &version, &err) ==
                       STORE_OK, "%s", err.msg);

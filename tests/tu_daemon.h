@@ -37,6 +37,12 @@ void tu_make_db(const char *path, uint32_t items, uint32_t users, int dim);
  * self-attention block and a short l_max.  Returns its version. */
 int64_t tu_save_random_model(const char *db_path, int heads, int activate, int sa_len,
                              uint64_t seed);
+/* The same with a feed-forward layer of width ffn (a multiple of 16) on
+ * the block (sa_len > 0); ffn 0 is tu_save_random_model.  The layer is
+ * drawn after everything else: the rest of the model is bit for bit the
+ * one the same seed gives without it. */
+int64_t tu_save_random_model_ffn(const char *db_path, int heads, int activate, int sa_len,
+                                 int ffn, uint64_t seed);
 /* CURVE keys of a client (Z85, as util/keyfile.h reads them). */
 typedef struct tu_curve {
     char server[41];   /* the server's public key */

@@ -128,18 +128,37 @@ size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max)
 
 int64_t fz_save_model(const char *db_path, int heads, int sa_len, uint64_t seed)
 {
+    return fz_save_model_ffn(db_path, heads, sa_len, 0, seed);
+}
+
+/* Uniform in [-0.5, 0.5): n values of w, drawn from *seed. */
+static void s_fill(float *w, size_t n, uint64_t *seed)
+{
+    for (size_t j = 0; w && j < n; j++)
+        w[j] = (float)(util_rng_unit(util_splitmix64(seed)) - 0.5);
+}
+
+int64_t fz_save_model_ffn(const char *db_path, int heads, int sa_len, int ffn, uint64_t seed)
+{
     store *db;
     store_err err;
     if (store_open(&db, db_path, STORE_READWRITE, 5000, &err) != STORE_OK)
         fz_fail(__FILE__, __LINE__, "store_open", "%s", err.msg);
     int d = store_dim(db), m = 8 * heads;
     attn_model *md = attn_model_new(d, m, heads, 8, 0, 0);
-    if (!md || (sa_len > 0 && attn_model_add_sa(md, sa_len) != 0))
+    if (!md || (sa_len > 0 && attn_model_add_sa(md, sa_len) != 0) ||
+        (ffn > 0 && attn_model_add_ffn(md, ffn) != 0))
         abort();
     float *w[] = {md->wq, md->wk, md->wv, md->wo, md->sa_q, md->sa_k, md->sa_uk, md->sa_uv};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
-        for (int j = 0; w[i] && j < d * m; j++)
-            w[i][j] = (float)(util_rng_unit(util_splitmix64(&seed)) - 0.5);
+        s_fill(w[i], (size_t)d * m, &seed);
+    /* The layer's draws come last (none without one: its arrays are NULL),
+     * so the rest is what seed gives without it. */
+    const size_t w2m = 2 * (size_t)m, f = (size_t)md->ffn;
+    s_fill(md->ffn_w1, w2m * f, &seed);
+    s_fill(md->ffn_b1, f, &seed);
+    s_fill(md->ffn_w2, f * w2m, &seed);
+    s_fill(md->ffn_b2, w2m, &seed);
     md->scale = 0.5f;
     int64_t version;
     if (store_model_save(db, md, NULL, NULL, 0, &version, &err) != STORE_OK)

@@ -64,6 +64,10 @@ size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max);
  * window sa_len, l_max 8) into db_path, not active; returns its version.
  * tu_save_random_model's job without Check, whose asserts need a runner. */
 int64_t fz_save_model(const char *db_path, int heads, int sa_len, uint64_t seed);
+/* The same with a feed-forward layer of width ffn (a multiple of 16,
+ * sa_len > 0; 0: none) on the block, its weights drawn after the rest:
+ * everything else is what fz_save_model gives for the same seed. */
+int64_t fz_save_model_ffn(const char *db_path, int heads, int sa_len, int ffn, uint64_t seed);
 
 /* 1 if text is one JSON object (cJSON with its default allocator). */
 int fz_json_object(const char *text, size_t len);
