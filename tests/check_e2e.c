@@ -776,6 +776,80 @@ START_TEST(reload_under_load)
 }
 END_TEST
 
+/* The info object of model version v in an info reply's "models". */
+static const cJSON *s_info_model(const cJSON *info, int64_t v)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(info, "models"))
+        if ((int64_t)cJSON_GetObjectItem(m, "version")->valuedouble == v)
+            return m;
+    ck_abort_msg("info lists no model version %lld", (long long)v);
+    return NULL;
+}
+
+/* An active model whose block carries a feed-forward layer, beside the
+ * same model without it (same seed: every other weight equal): info
+ * reports each one's width, and the daemon's ranking -- the history and
+ * the context rows it reads for the block, through the layer -- equals
+ * the reference on the same database.  The layer must matter: the model
+ * without it ranks the same user differently. */
+START_TEST(rank_with_feed_forward)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", tu_path("ffn.db"));
+    tu_make_db(db, 600, 60, 24);
+    int64_t plain = tu_save_random_model_ffn(db, 2, 0, 5, 0, 41);
+    int64_t v = tu_save_random_model_ffn(db, 2, 1, 5, 32, 41);
+    char serve[64];
+    snprintf(serve, sizeof serve, "models.serve=%lld", (long long)plain);
+    const char *extra[] = {"--set", serve, NULL};
+    tu_daemon d;
+    tu_daemon_start(&d, db, "ffn.sock", extra);
+
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"info\"}");
+    ck_assert(tu_ok(r));
+    const cJSON *active = cJSON_GetObjectItem(r, "model");
+    ck_assert_int_eq((int64_t)cJSON_GetObjectItem(active, "version")->valuedouble, v);
+    ck_assert_int_eq(cJSON_GetObjectItem(active, "self_attn")->valueint, 5);
+    ck_assert_int_eq(cJSON_GetObjectItem(active, "ffn")->valueint, 32);
+    ck_assert_int_eq(cJSON_GetObjectItem(s_info_model(r, v), "ffn")->valueint, 32);
+    const cJSON *other = s_info_model(r, plain);
+    ck_assert_int_eq(cJSON_GetObjectItem(other, "self_attn")->valueint, 5);
+    ck_assert_int_eq(cJSON_GetObjectItem(other, "ffn")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "history_context")->valueint, 4);
+    cJSON_Delete(r);
+
+    s_pick_candidates(30, 19);
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, 30);
+    const char *users[] = {"u0003", "u0021", "u0044"};
+    int differs = 0;
+    for (int u = 0; u < 3; u++) {
+        snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"candidates\":%s,"
+                 "\"k\":10,\"explain\":3}", users[u], cj);
+        r = tu_call_json(d.endpoint, req);
+        ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v);
+        ref_rank ref;
+        s_reference(db, users[u], s_cand, 30, 10, 3, &ref);
+        s_assert_matches(r, &ref);
+        cJSON_Delete(r);
+        /* The same request on the model without the layer. */
+        snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"model\":%lld,"
+                 "\"candidates\":%s,\"k\":10,\"explain\":3}", users[u], (long long)plain, cj);
+        r = tu_call_json(d.endpoint, req);
+        ck_assert_msg(tu_ok(r), "%s", tu_message(r));
+        const cJSON *it = cJSON_GetObjectItem(r, "items")->child;
+        for (int i = 0; it; it = it->next, i++)
+            differs += strcmp(cJSON_GetObjectItem(it, "item")->valuestring, ref.item[i]) != 0 ||
+                       fabs(cJSON_GetObjectItem(it, "score")->valuedouble - ref.score[i]) >
+                           1e-3 * fmax(1.0, fabs(ref.score[i]));
+        cJSON_Delete(r);
+    }
+    ck_assert_msg(differs > 0, "the feed-forward layer changed no score: is it applied?");
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(failed_reload_keeps_serving)
 {
     char db[300];
@@ -1066,6 +1140,7 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, sigterm_loses_no_reply);
     tcase_add_test(tc, sigterm_burst_all_answered);
     tcase_add_test(tc, reload_under_load);
+    tcase_add_test(tc, rank_with_feed_forward);
     tcase_add_test(tc, failed_reload_keeps_serving);
     tcase_add_test(tc, metrics_line_logged);
     tcase_add_test(tc, batch_survives_daemon_kill);
