@@ -3,7 +3,8 @@
  * The input is one message as a client would send it.  It goes through the
  * main thread's peek (routing, busy replies), the full parse, and a real
  * worker's handle step over a small generated database (the identity model
- * active, a trained one beside it, an experiment over the two), so every
+ * active, a trained one beside it, an experiment over the two, and the
+ * trained one again with a feed-forward layer on its block), so every
  * op of the table (daemon/ops.c) runs, rank all the way to the encoded
  * reply.
  *
@@ -50,9 +51,10 @@ static void s_setup_config(srv_config *cfg)
         {"limits.max_k", "16"},            {"limits.max_explain", "4"},
         {"limits.max_history", "32"},      {"limits.max_seen", "64"},
         {"limits.default_k", "5"},
-        /* Version 1 beside the active identity model, and an experiment
-         * over both, so that "model", "session" and arms are reachable. */
-        {"models.serve", "1"},             {"experiment.arms", "control:active:1,treat:1:1"},
+        /* Versions 1 and 2 (1 with a feed-forward layer) beside the active
+         * identity model, and an experiment over the identity and 1, so
+         * that "model", "session" and arms are reachable. */
+        {"models.serve", "1,2"},             {"experiment.arms", "control:active:1,treat:1:1"},
     };
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
         if (cfg_set(cfg, set[i][0], set[i][1], why, sizeof why) != 0)
@@ -69,6 +71,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     srv_log_set_level(cfg->log_level);
     tu_make_db(cfg->db, 120, 12, 8);
     fz_save_model(cfg->db, 2, 3, 5);
+    fz_save_model_ffn(cfg->db, 2, 3, 16, 5);
     srv_arena_install_cjson();
     char why[600];
     if (srv_experiment_parse(cfg->exp_arms, cfg->exp_salt, &s_st.exp, why, sizeof why) != 0)
