@@ -48,8 +48,8 @@ static const util_opt_cmd s_cmd = {
     .usage = "list DB [--json]\nactivate DB VERSION\ntrim DB VERSION [options]",
     .about = "list      every model version: created (UTC), heads, d_model, active, metrics\n"
              "activate  check that VERSION loads, then make it the one attnd serves\n"
-             "trim      cut the heads or the self-attention block that do not pay "
-             "('attnctl model trim --help')",
+             "trim      cut the heads, the self-attention block or its feed-forward layer\n"
+             "          that do not pay ('attnctl model trim --help')",
     UTIL_OPT_ROWS(s_opts),
     UTIL_OPT_ARGS(s_pos),
 };
