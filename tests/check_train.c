@@ -701,6 +701,28 @@ START_TEST(test_bad_input)
     o.dropout = 1.0;
     ck_assert_int_eq(attn_train_check_opts(&o, 4, why, sizeof why), ATTN_EINVAL);
     ck_assert_msg(strstr(why, "dropout"), "%s", why);
+    /* The feed-forward layer: its width, its block, m, its dropout. */
+    const struct { int ffn, sa_len, m; double q; const char *msg; } bad_ffn[] = {
+        {24, 3, 8, 0.2, "multiple of 16"}, {2048, 3, 8, 0.2, "multiple of 16"},
+        {16, 0, 8, 0.2, "needs --self-attn"}, {16, 3, 12, 0.2, "multiple of 8"},
+        {16, 3, 8, 1.0, "ffn-dropout"}, {16, 3, 8, -0.1, "ffn-dropout"},
+    };
+    for (size_t i = 0; i < sizeof bad_ffn / sizeof bad_ffn[0]; i++) {
+        s_small_opts(&o, 4);
+        o.ffn = bad_ffn[i].ffn;
+        o.sa_len = bad_ffn[i].sa_len;
+        o.m = bad_ffn[i].m;
+        o.heads = 2;
+        o.ffn_dropout = bad_ffn[i].q;
+        ck_assert_int_eq(attn_train_check_opts(&o, 4, why, sizeof why), ATTN_EINVAL);
+        ck_assert_msg(strstr(why, bad_ffn[i].msg), "case %zu: %s", i, why);
+    }
+    s_small_opts(&o, 4);
+    o.ffn = 16;
+    o.sa_len = 3;
+    o.m = 8;
+    o.heads = 2;
+    ck_assert_msg(attn_train_check_opts(&o, 4, why, sizeof why) == ATTN_OK, "%s", why);
     /* Sequences over another catalog. */
     s_small_opts(&o, 4);
     d.td.seqs.n_rows = 11;
