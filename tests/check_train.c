@@ -229,6 +229,18 @@ static void s_gradcheck(const s_data *d, attn_model *md, const attn_train_exampl
     attn_model_free(&g);
 }
 
+/* Give md a self-attention block of the window, random (r draws its
+ * query, key, then its key and value outputs). */
+static void s_random_block(attn_model *md, int window, tu_rng *r)
+{
+    ck_assert_int_eq(attn_model_add_sa(md, window), ATTN_OK);
+    const size_t dm = (size_t)md->d * md->m;
+    tu_fill_normal(r, md->sa_q, dm, 0.8f);
+    tu_fill_normal(r, md->sa_k, dm, 0.8f);
+    tu_fill_normal(r, md->sa_uk, dm, 0.5f);
+    tu_fill_normal(r, md->sa_uv, dm, 0.5f);
+}
+
 START_TEST(test_gradient_full)
 {
     s_data d;
@@ -255,13 +267,8 @@ START_TEST(test_gradient_self_attention)
     const int windows[] = {1, 3, 6};
     for (int w = 0; w < 3; w++) {
         attn_model *md = s_model(&d, 4, 2, 4, 1, 14 + (uint64_t)w);
-        ck_assert_int_eq(attn_model_add_sa(md, windows[w]), ATTN_OK);
         tu_rng r = {15 + (uint64_t)w};
-        const size_t dm = (size_t)md->d * md->m;
-        tu_fill_normal(&r, md->sa_q, dm, 0.8f);
-        tu_fill_normal(&r, md->sa_k, dm, 0.8f);
-        tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
-        tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
+        s_random_block(md, windows[w], &r);
         tu_fill_normal(&r, md->sa_pos, (size_t)md->sa_len, 0.5f);
         attn_train_example ex[] = {{0, 1}, {0, 4}, {0, 8}, {1, 5}, {2, 11}, {2, 3}};
         s_gradcheck(&d, md, ex, 6, NULL, 0, w == 0 ? ATTN_TRAIN_MASK_NONE
@@ -281,13 +288,9 @@ START_TEST(test_gradient_chunks)
     const int len[] = {9, 6, 12};
     s_data_make(&d, 7, 6, 3, len, NULL, 1, 51);
     attn_model *md = s_model(&d, 4, 2, 4, 1, 52);
-    ck_assert_int_eq(attn_model_add_sa(md, 3), ATTN_OK);
     tu_rng r = {53};
+    s_random_block(md, 3, &r);
     const size_t dm = (size_t)md->d * md->m;
-    tu_fill_normal(&r, md->sa_q, dm, 0.8f);
-    tu_fill_normal(&r, md->sa_k, dm, 0.8f);
-    tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
-    tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
     attn_train_example ex[] = {{2, 2}, {2, 3}, {2, 4}, {2, 5}, {2, 6}, {2, 7}, {2, 8}, {2, 9},
                                {2, 10}, {0, 5}, {0, 6}, {0, 7}, {1, 1}};
     const int n = (int)(sizeof ex / sizeof ex[0]);
@@ -327,14 +330,10 @@ START_TEST(test_gradient_feed_forward)
     const int len[] = {9, 6, 12};
     s_data_make(&d, 7, 6, 3, len, NULL, 1, 61);
     attn_model *md = s_model(&d, 8, 2, 4, 1, 62);
-    ck_assert_int_eq(attn_model_add_sa(md, 3), ATTN_OK);
-    ck_assert_int_eq(attn_model_add_ffn(md, 16), ATTN_OK);
     tu_rng r = {63};
-    const size_t dm = (size_t)md->d * md->m, fw = (size_t)2 * md->m * md->ffn;
-    tu_fill_normal(&r, md->sa_q, dm, 0.8f);
-    tu_fill_normal(&r, md->sa_k, dm, 0.8f);
-    tu_fill_normal(&r, md->sa_uk, dm, 0.5f);
-    tu_fill_normal(&r, md->sa_uv, dm, 0.5f);
+    s_random_block(md, 3, &r);
+    ck_assert_int_eq(attn_model_add_ffn(md, 16), ATTN_OK);
+    const size_t fw = (size_t)2 * md->m * md->ffn;
     tu_fill_normal(&r, md->ffn_w1, fw, 0.5f);
     tu_fill_normal(&r, md->ffn_b1, (size_t)md->ffn, 0.3f);
     tu_fill_normal(&r, md->ffn_w2, fw, 0.4f);
