@@ -165,20 +165,18 @@ static int s_check_shapes(store *db, int64_t v, const store_model_cfg *cfg, cons
         [T_FW1] = {2 * (int64_t)cfg->m, cfg->ffn}, [T_FB1] = {1, cfg->ffn},
         [T_FW2] = {cfg->ffn, 2 * (int64_t)cfg->m}, [T_FB2] = {1, 2 * (int64_t)cfg->m},
     };
-    /* The self-attention block is all five tensors or none, as the config says. */
-    for (int t = T_SAQ; t <= T_SAPOS; t++)
-        if (info[t].present != (cfg->sa_len > 0))
-            return store_fail(err, STORE_ERR_CORRUPT,
-                              "%s: models version %lld: config says sa_len=%d but tensor '%s' "
-                              "is %s", db->path, (long long)v, cfg->sa_len, s_names[t],
-                              info[t].present ? "present" : "missing");
-    /* So is the block's feed-forward layer, all four or none. */
-    for (int t = T_FW1; t <= T_FB2; t++)
-        if (info[t].present != (cfg->ffn > 0))
-            return store_fail(err, STORE_ERR_CORRUPT,
-                              "%s: models version %lld: config says ffn=%d but tensor '%s' "
-                              "is %s", db->path, (long long)v, cfg->ffn, s_names[t],
-                              info[t].present ? "present" : "missing");
+    /* The self-attention block is all five tensors or none, as the config
+     * says, and so is its feed-forward layer, all four or none. */
+    const struct { int first, last; const char *key; int n; } part[] = {
+        {T_SAQ, T_SAPOS, "sa_len", cfg->sa_len}, {T_FW1, T_FB2, "ffn", cfg->ffn},
+    };
+    for (size_t p = 0; p < sizeof part / sizeof part[0]; p++)
+        for (int t = part[p].first; t <= part[p].last; t++)
+            if (info[t].present != (part[p].n > 0))
+                return store_fail(err, STORE_ERR_CORRUPT,
+                                  "%s: models version %lld: config says %s=%d but tensor '%s' "
+                                  "is %s", db->path, (long long)v, part[p].key, part[p].n,
+                                  s_names[t], info[t].present ? "present" : "missing");
     for (int t = 0; t < T__COUNT; t++) {
         if (!info[t].present)
             continue;
