@@ -51,6 +51,7 @@ ifneq ($(findstring clang,$(CC)),)
 override CFLAGS += -Wno-unknown-pragmas
 $(BUILD)/attn/%avx2.o: override CFLAGS += -mavx2 -mfma
 $(BUILD)/attn/%avx512.o: override CFLAGS += -mavx512f -mavx2 -mfma
+$(BUILD)/attn/%avx512bf16.o: override CFLAGS += -mavx512f -mavx512bf16 -mavx2 -mfma
 endif
 ifeq ($(FUZZ_ENGINE),1)
 override CFLAGS += -fsanitize=fuzzer-no-link

@@ -14,7 +14,8 @@
 #include "attn/attn.h"
 #include "attn/score.h"
 
-static const char *const s_names[ATTN_ISA_N] = {"generic", "avx2", "avx512"};
+static const char *const s_names[ATTN_ISA_N] = {"generic", "avx2", "avx512",
+                                                         "avx512bf16"};
 
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 static attn_isa s_best = ATTN_ISA_GENERIC;   /* set once by s_detect */
@@ -33,6 +34,8 @@ int attn_isa_runs(attn_isa isa)
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma");
+    case ATTN_ISA_AVX512BF16:
+        return attn_isa_runs(ATTN_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
 #endif
     default:
         return 0;

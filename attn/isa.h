@@ -21,6 +21,8 @@ typedef enum attn_isa {
     ATTN_ISA_GENERIC = 0,   /* plain C, any CPU */
     ATTN_ISA_AVX2 = 1,      /* AVX2 + FMA (Haswell and later) */
     ATTN_ISA_AVX512 = 2,    /* AVX-512F + AVX2 + FMA (Skylake-SP and later) */
+    ATTN_ISA_AVX512BF16 = 3,/* and AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4
+                               and later): bfloat16 tables skip the widening */
     ATTN_ISA_N
 } attn_isa;
 
@@ -32,7 +34,7 @@ int attn_isa_runs(attn_isa isa);
  * by attn_kernel_select().  Cheap enough to call per request. */
 attn_isa attn_isa_get(void);
 
-/* "generic", "avx2", "avx512"; NULL for a value outside the enum. */
+/* "generic", "avx2", "avx512", "avx512bf16"; NULL for a value outside the enum. */
 const char *attn_isa_name(attn_isa isa);
 
 #endif

@@ -11,6 +11,7 @@ const attn_kern *attn_kern_get(void)
 {
     switch (attn_isa_get()) {
 #if defined(__x86_64__)
+    case ATTN_ISA_AVX512BF16:   /* the same float set; the pairs are attn_kern_dp's */
     case ATTN_ISA_AVX512:
         return &attn_kern_avx512;
     case ATTN_ISA_AVX2:
@@ -19,4 +20,13 @@ const attn_kern *attn_kern_get(void)
     default:
         return &attn_kern_generic;
     }
+}
+
+const attn_kern_dp *attn_kern_dp_get(void)
+{
+#if defined(__x86_64__)
+    if (attn_isa_get() == ATTN_ISA_AVX512BF16)
+        return &attn_kern_avx512bf16;
+#endif
+    return NULL;
 }

@@ -24,7 +24,8 @@
  * their z is -inf and their weight exactly 0, so no loop needs a tail mask.
  *
  * Each implementation lives in its own file compiled for its own target
- * (kern_avx512.c, kern_avx2.c) plus the portable kern_generic.c; kern.c maps
+ * (kern_avx512.c, kern_avx2.c) plus the portable kern_generic.c, and the
+ * bfloat16 products of kern_avx512bf16.c (attn_kern_dp below); kern.c maps
  * the instruction set isa.c chose (the best the CPU runs, once, at first use)
  * to its set, so the binary runs on any x86-64.  Implementations agree to
  * within float rounding, not bitwise.
@@ -149,16 +150,46 @@ typedef struct attn_kern {
     void (*narrow)(const float *src, uint16_t *dst, size_t n);
 } attn_kern;
 
+/* The two products of a head straight from bfloat16 rows, on CPUs with
+ * vdpbf16ps (AVX512-BF16), for bfloat16 tables: that instruction multiplies
+ * 16 pairs of bfloat16 and adds both products of a pair to a float, twice
+ * the multiply-adds of an FMA per instruction.  A's rows are bfloat16, read
+ * in place (the candidates' rows in the tables, never widened); B is
+ * pair-interleaved: element [t][j] is 32 bits holding B's rows 2t and 2t+1
+ * of column j (the low half the first), which is what pack makes of the
+ * history's rows read as pairs.  So the inner dimension is K2 pairs.
+ *
+ *   tile     C[r][0..ncols) = sum_{t<K2} a[r][aoff+2t] B[2t][.] + a[r][aoff+2t+1] B[2t+1][.]
+ *   logits   the same product finished as kern.h's logits does (no raw).
+ *
+ * Otherwise as attn_kern's tile and logits, with the same rows per call,
+ * prefetches included (both take a cursor: score.c runs two products per
+ * head here, the logits and S = G Vᵀ, and then softmax_dot). */
+typedef struct attn_kern_dp {
+    const char *name;
+    int rows;
+    void (*tile)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
+                 int ncols, float *c, size_t ldc, attn_pf *pf, int npf);
+    void (*logits)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
+                   size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
+                   float *rowmax, attn_pf *pf, int npf);
+} attn_kern_dp;
+
 extern const attn_kern attn_kern_generic;
 #if defined(__x86_64__)
 extern const attn_kern attn_kern_avx2;
 extern const attn_kern attn_kern_avx512;
+extern const attn_kern_dp attn_kern_avx512bf16;
 #endif
 
 /* The kernel set for the instruction set in use (isa.h): chosen once from
  * the CPU's features, or forced by attn_kernel_select() (score.h).  Never
  * NULL. */
 const attn_kern *attn_kern_get(void);
+
+/* The bfloat16 products for the level in use, or NULL where it has none:
+ * bfloat16 tables are then widened to floats and go through attn_kern. */
+const attn_kern_dp *attn_kern_dp_get(void);
 
 /* Ask for the cache line holding p (read, all cache levels).  An asm
  * statement rather than __builtin_prefetch: GCC 12 deletes a loop of

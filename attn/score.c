@@ -24,6 +24,11 @@
  *                                            the B operand, read in place)
  *      For the identity model S = Q K is the logits product itself (q = g =
  *      k = v), so one tile and a fused softmax_dot pass suffice.
+ *      bfloat16 tables on a CPU with vdpbf16ps (kern.h: attn_kern_dp) skip
+ *      the widening of step 2: the history is packed as pairs of bfloat16,
+ *      the candidates' rows are read in place, and each head is two
+ *      products on pairs -- Z = Q_h K_hᵀ and S = G_h V_hᵀ -- and
+ *      softmax_dot (s_head_dp).
  *      Candidate rows are read in place through pointers, never gathered;
  *      the next block's rows are prefetched a few lines per kernel call.
  *   5. Item bias, a finiteness check, top-k, and for the k winners only the
@@ -111,6 +116,17 @@ static int s_builds_emb(const attn_tables *t)
 static int s_widens_rows(const attn_tables *t)
 {
     return t->prec != ATTN_PRECISION_F32 && !t->shared && !t->w_qg;
+}
+
+/* The bfloat16 products (kern.h: attn_kern_dp) for tables whose every
+ * product they can take, or NULL: ALL's rows, read in place; no block (its
+ * contextual rows are floats); and heads of even width, so that no pair
+ * straddles two heads.  The rest widen their rows to floats. */
+static const attn_kern_dp *s_dp(const attn_tables *t)
+{
+    if (!s_widens_rows(t) || t->eff || t->sa_len || t->dh % 2 != 0)
+        return NULL;
+    return attn_kern_dp_get();
 }
 
 static s_need s_needs(const attn_tables *t, const attn_limits *lim)
@@ -257,6 +273,7 @@ size_t attn_scratch_bytes(const attn_scratch *s)
 /* Where this request's vectors are, once step 2 is done. */
 typedef struct s_view {
     const attn_kern *k;
+    const attn_kern_dp *dp; /* bfloat16 rows in place, on pairs (s_dp), or NULL */
     int L, N, lp;
     int Lc;                 /* L plus the context rows a self-attention block reads */
     float scale2;           /* logit scale times log2(e): kernels work in base 2 */
@@ -504,6 +521,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
 {
     const attn_model *md = t->model;
     v->k = attn_kern_get();
+    v->dp = s_dp(t);   /* its rows per call are the float set's (both S_ROWS) */
     v->L = rq->n_hist;
     v->Lc = v->L + (t->sa_len ? (rq->n_ctx < t->sa_len - 1 ? rq->n_ctx : t->sa_len - 1) : 0);
     v->N = rq->n_cand;
@@ -536,7 +554,10 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         s->bias[j] = -INFINITY;
 
     const int total = v->Lc + ATTN_KERN_MAX_ROWS;
-    if (s_widens_rows(t))   /* the history side, [k | v | pad ...] from k_off */
+    if (v->dp)   /* rows in place (pack reads their [k | v] as pairs), padded with repeats */
+        for (int j = 0; j < total; j++)
+            s->hrow[j] = (const float *)attn_tables_row(t, rq->hist[j < v->L ? j : v->L - 1]);
+    else if (s_widens_rows(t))   /* the history side, [k | v | pad ...] from k_off */
         s_rows(t, v->k, rq->hist, v->Lc, t->k_off, (size_t)t->hcols, s->hwide,
                (size_t)t->hcols, s->hrow, total);
     else
@@ -552,7 +573,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         v->q_off = t->q_off;
         v->g_off = t->g_off;
         /* Widened history rows start at k. */
-        v->k_off = s_widens_rows(t) ? 0 : t->k_off;
+        v->k_off = s_widens_rows(t) && !v->dp ? 0 : t->k_off;
         v->v_off = v->k_off + (t->v_off - t->k_off);
         /* q and g of a row: contiguous in every layout but the identity's. */
         v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;
@@ -589,6 +610,35 @@ static void s_head(const attn_tables *t, attn_scratch *s, const s_view *v, const
               pf, per - nz);
 }
 
+/* The same from bfloat16 rows on pairs (v->dp): both products of the head
+ * -- the logits, and S = G_h V_hᵀ, each history value dotted with each
+ * candidate's g -- then softmax_dot, as for the identity.  The same
+ * multiply-adds as s_head's av_dot: L dh per row and head either way.
+ * kt holds the history's pairs (s_scores): the keys' m/2 rows, then the
+ * values'. */
+static void s_head_dp(const attn_tables *t, attn_scratch *s, const s_view *v,
+                      const uint16_t **blk, int h, float *acc, attn_pf *pf, int per)
+{
+    const int lp = v->lp, dh2 = t->dh / 2;
+    const uint32_t *kp = (const uint32_t *)s->kt + (size_t)h * dh2 * lp;
+    const uint32_t *vp = kp + (size_t)(t->m / 2) * lp;
+    const size_t hoff = (size_t)h * t->dh;
+    float mx[ATTN_KERN_MAX_ROWS];
+    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z, lp, mx, pf,
+                  per / 2);
+    v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp, pf, per - per / 2);
+    v->k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
+}
+
+/* Pointers to the bfloat16 rows of n catalog rows, padded with repeats to
+ * total (v->dp reads them in place). */
+static void s_dp_rows(const attn_tables *t, const uint32_t *rows, int n, int total,
+                      const uint16_t **out)
+{
+    for (int i = 0; i < total; i++)
+        out[i] = (const uint16_t *)attn_tables_row(t, rows[i < n ? i : n - 1]);
+}
+
 /* Steps 3-4: scores[c] for every candidate, item bias included.  Returns
  * ATTN_ERANGE if a score is not finite.  scores has room for N rounded up
  * to whole blocks (the kernels write whole blocks). */
@@ -612,19 +662,28 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
      * that the history arrives one head's slice at a time under their
      * arithmetic -- no faster: the slices' traffic per head outruns a few
      * blocks' arithmetic, and DRAM serves slices slower than whole rows.) */
-    k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
+    if (v->dp)   /* as m pairs: k's m/2, then v's (k_off is even: a multiple of wcols) */
+        k->pack(s->hrow, v->k_off / 2, v->L, t->m, (size_t)v->lp, s->kt);
+    else
+        k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
 
     /* Block by block, every head; the next block's rows are handed to the
      * kernels a few lines per call. */
+    const uint16_t *brow[ATTN_KERN_MAX_ROWS];
     for (int c0 = 0; c0 < v->N; c0 += R) {
-        if (c0 % chunk == 0)
+        if (v->dp)
+            s_dp_rows(t, rq->cand + c0, v->N - c0 < R ? v->N - c0 : R, R, brow);
+        else if (c0 % chunk == 0)
             s_cand_rows(t, v, s, rq->cand + c0, v->N - c0 < chunk ? v->N - c0 : chunk, crow);
         /* The rows one chunk ahead (a block, for the tables), block by block. */
         int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
         s_pf_init(&q, t, rq->cand + ahead, nn, t->w_qg ? 0 : v->q_off, v->cspan);
         int per = (q.rows * q.lines + H - 1) / H;
         for (int h = 0; h < H; h++)
-            s_head(t, s, v, crow + c0 % chunk, h, scores + c0, &q, per);
+            if (v->dp)
+                s_head_dp(t, s, v, brow, h, scores + c0, &q, per);
+            else
+                s_head(t, s, v, crow + c0 % chunk, h, scores + c0, &q, per);
         s_pf_rest(&q);
     }
     for (int c = 0; c < v->N; c++) {
@@ -663,18 +722,27 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
     const attn_kern *k = v->k;
     const int R = k->rows, dh = t->dh, lp = v->lp;
     const float *blk[2 * ATTN_KERN_MAX_ROWS];
+    const uint16_t *brow[ATTN_KERN_MAX_ROWS];
     uint32_t rows[ATTN_KERN_MAX_ROWS];
     float mx[ATTN_KERN_MAX_ROWS];
     for (int i0 = 0; i0 < n; i0 += R) {
         int nr = n - i0 < R ? n - i0 : R;
         for (int r = 0; r < nr; r++)
             rows[r] = rq->cand[s->top[i0 + r]];
-        s_cand_rows(t, v, s, rows, nr, blk);
+        if (v->dp)
+            s_dp_rows(t, rows, nr, R, brow);
+        else
+            s_cand_rows(t, v, s, rows, nr, blk);
         memset(s->w, 0, (size_t)R * lp * sizeof *s->w);
         for (int h = 0; h < t->heads; h++) {
             size_t hoff = (size_t)h * dh;
-            k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2, s->bias,
-                      s->z, NULL, lp, mx, NULL, 0);
+            if (v->dp)
+                v->dp->logits(brow, v->q_off + hoff, dh / 2,
+                              (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->scale2,
+                              s->bias, s->z, lp, mx, NULL, 0);
+            else
+                k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
+                          s->bias, s->z, NULL, lp, mx, NULL, 0);
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < nr; r++) {

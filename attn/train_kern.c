@@ -131,6 +131,7 @@ const attn_tr_kern *attn_tr_kern_get(void)
 {
     const attn_tr_kern *k = NULL;
     switch (attn_isa_get()) {
+    case ATTN_ISA_AVX512BF16:   /* training is in float: nothing of its own here */
     case ATTN_ISA_AVX512:
         k = attn_tr_kern_avx512();
         break;

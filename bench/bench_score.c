@@ -55,7 +55,7 @@ typedef struct s_opts {
     uint64_t seed;
     int sgemm_only;
     int ref;            /* requests checked against attn_score_ref */
-    char modes[32];     /* "all,bf16,none": which tables to time */
+    char modes[64];     /* "all,bf16,none,bf16-widen": which tables to time */
     int agree;          /* requests on which bf16 tables are compared with f32 ones */
     int self_attn;      /* > 0: give the model a self-attention block of this window */
     int ffn;            /* > 0: and the block a feed-forward layer of this width */
@@ -531,13 +531,19 @@ static void s_agree(const attn_tables *t32, const attn_tables *t16, const s_data
 
 /* ---- one shape -------------------------------------------------------------------- */
 
+/* "bf16-widen" is bf16 tables on the float kernels (attn_kernel_select
+ * "avx512"), the path CPUs without AVX512-BF16 take: beside "bf16" it
+ * measures what the bfloat16 products (kern.h: attn_kern_dp) buy.  Timed
+ * only where they are in use. */
 static const struct {
     attn_precompute mode;
     attn_precision prec;
     const char *name;
-} s_modes[] = {{ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, "all"},
-               {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, "bf16"},
-               {ATTN_PRECOMPUTE_NONE, ATTN_PRECISION_F32, "none"}};
+    const char *kernel;   /* forced for this mode, or NULL: automatic */
+} s_modes[] = {{ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_F32, "all", NULL},
+               {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, "bf16", NULL},
+               {ATTN_PRECOMPUTE_NONE, ATTN_PRECISION_F32, "none", NULL},
+               {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, "bf16-widen", "avx512"}};
 #define S_NMODES (sizeof s_modes / sizeof s_modes[0])
 
 static attn_tables *s_build(const s_data *D, size_t mi, double *ms)
@@ -573,16 +579,23 @@ static void s_run_shape(const s_data *D, const s_opts *o)
     for (size_t mi = 0; mi < S_NMODES; mi++) {
         if (!strstr(o->modes, s_modes[mi].name))
             continue;
+        if (s_modes[mi].kernel && (strcmp(attn_kernel_name(), "avx512bf16") != 0 ||
+                                   attn_kernel_select(s_modes[mi].kernel) != ATTN_OK))
+            continue;
         t[mi] = s_build(D, mi, &build_ms[mi]);
         if (!(s[mi] = attn_scratch_new(t[mi], &lim)))
             s_die("attn_scratch_new", ATTN_ENOMEM);
         err[mi] = s_modes[mi].mode == ATTN_PRECOMPUTE_ALL ? s_ref_error(t[mi], s[mi], D, o->ref) : -1;
+        attn_kernel_select(NULL);
     }
     for (int round = 0; round < S_ROUNDS; round++)
         for (size_t mi = 0; mi < S_NMODES; mi++) {
             if (!t[mi])
                 continue;
+            if (s_modes[mi].kernel)
+                attn_kernel_select(s_modes[mi].kernel);
             bench_stats bs = s_time(t[mi], s[mi], D, o->seconds / S_ROUNDS, 12345 + round);
+            attn_kernel_select(NULL);
             if (bs.rps > best[mi].rps)
                 best[mi] = bs;
         }
@@ -625,7 +638,7 @@ static void s_usage(FILE *out)
     fprintf(out,
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
             "                   [--check N] [--ref N] [--out DIR] [--seed S]\n"
-            "                   [--modes all,bf16,none] [--agree N] [--sgemm-only] [--self-attn W]\n"
+            "                   [--modes all,bf16,none,bf16-widen] [--agree N] [--sgemm-only] [--self-attn W]\n"
             "                   [--ffn F]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
@@ -636,7 +649,7 @@ static int s_parse(int argc, char **argv, s_opts *o)
     *o = (s_opts){.items = 100000, .seconds = 0.6, .pool = 1024, .check = 32, .seed = 1,
                   .ref = 2, .agree = 1000};
     snprintf(o->shapes, sizeof o->shapes, "P1,P2,P3,P4");
-    snprintf(o->modes, sizeof o->modes, "all,bf16,none");
+    snprintf(o->modes, sizeof o->modes, "all,bf16,none,bf16-widen");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm-only")) {

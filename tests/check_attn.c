@@ -314,9 +314,18 @@ static void s_compare(const fx *f, const attn_tables *t, attn_scratch *s,
     free(rtop);
 }
 
-/* Every kernel this CPU can run, then back to automatic. */
-static const char *const s_kernels[] = {"generic", "avx2", "avx512"};
-#define S_NKERN 3
+/* Every kernel this CPU can run, then back to automatic.  "avx512bf16" is
+ * "avx512" plus the bfloat16 products (kern.h: attn_kern_dp): bfloat16
+ * tables take a path of their own there. */
+static const char *const s_kernels[] = {"generic", "avx2", "avx512", "avx512bf16"};
+#define S_NKERN 4
+
+/* The trainer's set at a scoring level: its own, or the best below (it has
+ * no bfloat16 one: it trains in float). */
+static const char *s_train_set(const char *scoring_set)
+{
+    return strcmp(scoring_set, "avx512bf16") == 0 ? "avx512" : scoring_set;
+}
 
 /* s_compare on every kernel set this CPU can run, then back to automatic. */
 static void s_compare_every_kernel(const fx *f, const attn_tables *t, attn_scratch *s,
@@ -794,6 +803,87 @@ START_TEST(test_bf16_random)
     ck_assert(s_worst <= 1.0);
     ck_assert_msg(s_worst > 0.01, "worst bf16 error %.3g of the tolerance: is it rounding?",
                   s_worst);
+}
+END_TEST
+
+/* The bfloat16 products (kern.h: attn_kern_dp) on their own, against the
+ * same sums in double: every column width the blocking has (48-wide chunks,
+ * a 32 or 16 wide rest), short and long inner dimensions, rows read at an
+ * odd offset, and a prefetch cursor paced through them.  The products of
+ * bfloat16 values are exact, so the only error is the float sums': at most
+ * 2 K2 ulps of the sum of magnitudes.  Only on a CPU that has the
+ * instruction; elsewhere the set must not be handed out. */
+START_TEST(test_dp_kernels)
+{
+    if (attn_kernel_select("avx512bf16") != ATTN_OK) {
+        ck_assert_ptr_null(attn_kern_dp_get());
+        return;
+    }
+    const attn_kern_dp *dp = attn_kern_dp_get();
+    ck_assert_ptr_nonnull(dp);
+    ck_assert_int_eq(dp->rows, attn_kern_get()->rows);
+    enum { R = ATTN_KERN_MAX_ROWS, KMAX = 24, CMAX = 112, AOFF = 3 };
+    tu_rng r = {909};
+    static uint16_t arow[R][AOFF + 2 * KMAX];
+    static uint32_t b[KMAX * CMAX];
+    static float c[R * CMAX], z[R * CMAX], bias[CMAX];
+    static char lines[R][256];
+    const uint16_t *a[R];
+    for (int i = 0; i < R; i++) {
+        for (int t = 0; t < AOFF + 2 * KMAX; t++)
+            arow[i][t] = attn_bf16_from_f32((float)tu_normal(&r));
+        a[i] = arow[i];
+    }
+    for (int i = 0; i < KMAX * CMAX; i++)
+        b[i] = (uint32_t)attn_bf16_from_f32((float)tu_normal(&r)) |
+               (uint32_t)attn_bf16_from_f32((float)tu_normal(&r)) << 16;
+    for (int j = 0; j < CMAX; j++)
+        bias[j] = j % 7 == 6 ? -INFINITY : (float)tu_normal(&r);
+    const int K2s[] = {1, 3, 8, KMAX};
+    const float scale = 0.37f;
+    for (int ki = 0; ki < 4; ki++)
+        for (int ncols = 16; ncols <= CMAX; ncols += 16) {
+            const int K2 = K2s[ki], ld = CMAX;
+            attn_pf pf = {.rows = dp->rows, .lines = 3};
+            for (int i = 0; i < dp->rows; i++)
+                pf.row[i] = lines[i];
+            dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, c, (size_t)ld, &pf, 3 * dp->rows);
+            float mx[R];
+            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, (size_t)ld, mx, NULL,
+                       0);
+            for (int i = 0; i < dp->rows; i++) {
+                double want_mx = -INFINITY;
+                for (int j = 0; j < ncols; j++) {
+                    double sum = 0.0, mag = 0.0;
+                    for (int t = 0; t < 2 * K2; t++) {
+                        uint32_t pair = b[(size_t)(t / 2) * ld + j];
+                        double p = (double)attn_bf16_to_f32(arow[i][AOFF + t]) *
+                                   attn_bf16_to_f32((uint16_t)(t % 2 ? pair >> 16 : pair));
+                        sum += p;
+                        mag += fabs(p);
+                    }
+                    double tol = 2.0 * K2 * 0x1p-23 * mag + 1e-30;
+                    ck_assert_msg(fabs(c[(size_t)i * ld + j] - sum) <= tol,
+                                  "tile K2 %d ncols %d [%d][%d]: %.9g, want %.9g", K2, ncols, i,
+                                  j, (double)c[(size_t)i * ld + j], sum);
+                    double wz = sum * scale + bias[j];
+                    float gz = z[(size_t)i * ld + j];
+                    if (isinf(bias[j]))
+                        ck_assert(isinf(gz) && gz < 0);
+                    else
+                        ck_assert_msg(fabs(gz - wz) <= tol * scale + 1e-6 * fabs(wz),
+                                      "logits K2 %d ncols %d [%d][%d]: %.9g, want %.9g", K2,
+                                      ncols, i, j, (double)gz, wz);
+                    want_mx = fmax(want_mx, isinf(bias[j]) ? -INFINITY : (double)gz);
+                }
+                ck_assert_msg(mx[i] == (float)want_mx, "row max %d: %.9g, want %.9g", i,
+                              (double)mx[i], want_mx);
+            }
+            ck_assert_ptr_null(attn_pf_next(&pf));   /* every line was asked for */
+        }
+    ck_assert_int_eq(attn_kernel_select("avx512"), ATTN_OK);
+    ck_assert_ptr_null(attn_kern_dp_get());   /* the float set alone widens */
+    attn_kernel_select(NULL);
 }
 END_TEST
 
@@ -1425,14 +1515,14 @@ END_TEST
 START_TEST(test_kernel_select)
 {
     const char *autoname = attn_kernel_name();
-    ck_assert_str_eq(attn_train_kernel_name(), autoname);
+    ck_assert_str_eq(attn_train_kernel_name(), s_train_set(autoname));
     ck_assert_int_eq(attn_kernel_select("generic"), ATTN_OK);
     ck_assert_str_eq(attn_kernel_name(), "generic");
     ck_assert_str_eq(attn_train_kernel_name(), "generic");
     for (int kk = 0; kk < S_NKERN; kk++)
         if (attn_kernel_select(s_kernels[kk]) == ATTN_OK) {
             ck_assert_str_eq(attn_kernel_name(), s_kernels[kk]);
-            ck_assert_str_eq(attn_train_kernel_name(), s_kernels[kk]);
+            ck_assert_str_eq(attn_train_kernel_name(), s_train_set(s_kernels[kk]));
         }
     ck_assert_int_eq(attn_kernel_select("generic"), ATTN_OK);
     ck_assert_int_eq(attn_kernel_select("no-such-isa"), ATTN_EINVAL);
@@ -1796,6 +1886,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bf16_rounding);
     tcase_add_test(tc, test_bf16_random);
     tcase_add_test(tc, test_bf16_memory);
+    tcase_add_test(tc, test_dp_kernels);
     tcase_add_test(tc, test_trim_oracle);
     tcase_add_test(tc, test_trim_ffn);
     suite_add_tcase(s, tc);

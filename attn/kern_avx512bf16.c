@@ -1,0 +1,123 @@
+/* kern_avx512bf16.c -- a head's two products straight from bfloat16 rows,
+ * for CPUs with AVX512-BF16 (kern.h: attn_kern_dp).
+ *
+ * The register blocking of kern_avx512.c's tile: eight rows of A, each
+ * through its own pointer, times 48 columns of B; 24 accumulators.  A step
+ * is a pair of A's inner dimension: each row's pair is one 32-bit
+ * broadcast, each vector of B holds 16 columns' pairs, and vdpbf16ps adds
+ * both products of every pair.  So a step loads half the bytes of B and
+ * broadcasts half as often per multiply-add as the float kernel, and
+ * nothing is widened: the candidates' rows are read where they lie in the
+ * tables.  The products of bfloat16 values are exact in float; the sums
+ * round as an FMA's would (flushing subnormal inputs and results to zero,
+ * which is all vdpbf16ps does differently: a change far below the bound
+ * docs/MODEL.md §5.2.1 allows bfloat16 tables).
+ *
+ * Compiled for AVX-512 with BF16 whatever the build's -march; kern.c only
+ * hands it out after isa.c has checked the CPU.
+ */
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx512bf16,avx2,fma")
+
+#include "attn/kern.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "attn/kern_avx512.h"
+
+/* A row's pair at p, in every lane. */
+static inline __attribute__((always_inline)) __m512bh s_pair(const uint16_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    return (__m512bh)_mm512_set1_epi32((int)x);
+}
+
+static inline __attribute__((always_inline)) __m512bh s_load(const uint32_t *p)
+{
+    return (__m512bh)_mm512_loadu_si512(p);
+}
+
+/* Pairs [0, K2) of eight rows times columns [0, 16 W) of B, prefetches
+ * paced over the steps (kern.h), then the epilogue (kern_avx512.h). */
+static inline __attribute__((always_inline)) void
+s_block(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, float *c, size_t ldc,
+        const int W, const s_epi *ep, size_t j0, attn_pace *pace)
+{
+    __m512 acc[S_ROWS][3];
+    s_zero_acc(acc);
+    for (int t = 0; t < K2;) {
+        int end = t + attn_pace_run(pace, K2 - t);
+        for (; t < end; t++) {
+            const uint32_t *bt = b + (size_t)t * ldb;
+            __m512bh b0 = s_load(bt);
+            __m512bh b1 = W > 1 ? s_load(bt + 16) : b0;
+            __m512bh b2 = W > 2 ? s_load(bt + 32) : b0;
+#pragma GCC unroll 8
+            for (int r = 0; r < S_ROWS; r++) {
+                __m512bh x = s_pair(p[r] + 2 * (size_t)t);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+                if (W > 1)
+                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+                if (W > 2)
+                    acc[r][2] = _mm512_dpbf16_ps(acc[r][2], x, b2);
+            }
+        }
+    }
+    s_finish(acc, c, ldc, W, ep, j0);
+}
+
+/* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest. */
+static inline __attribute__((always_inline)) void
+s_cols(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, int ncols, float *c,
+       size_t ldc, const s_epi *ep, attn_pace *pace)
+{
+    int j = 0;
+    for (; j + 48 <= ncols; j += 48)
+        s_block(p, K2, b + j, ldb, c + j, ldc, 3, ep, (size_t)j, pace);
+    if (ncols - j == 32)
+        s_block(p, K2, b + j, ldb, c + j, ldc, 2, ep, (size_t)j, pace);
+    else if (ncols - j == 16)
+        s_block(p, K2, b + j, ldb, c + j, ldc, 1, ep, (size_t)j, pace);
+    attn_pace_rest(pace);
+}
+
+static void s_tile(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
+                   int ncols, float *c, size_t ldc, attn_pf *pf, int npf)
+{
+    const uint16_t *p[S_ROWS];
+    for (int r = 0; r < S_ROWS; r++)
+        p[r] = a[r] + aoff;
+    attn_pace pace;
+    attn_pace_init(&pace, pf, npf, K2 * ((ncols + 47) / 48));
+    s_cols(p, K2, b, ldb, ncols, c, ldc, NULL, &pace);
+}
+
+static void s_logits(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
+                     size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
+                     float *rowmax, attn_pf *pf, int npf)
+{
+    const uint16_t *p[S_ROWS];
+    __m512 mx[S_ROWS];
+    for (int r = 0; r < S_ROWS; r++) {
+        p[r] = a[r] + aoff;
+        mx[r] = _mm512_set1_ps(-INFINITY);
+    }
+    s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = NULL, .mx = mx};
+    attn_pace pace;
+    attn_pace_init(&pace, pf, npf, K2 * ((ncols + 47) / 48));
+    s_cols(p, K2, b, ldb, ncols, z, ldz, &ep, &pace);
+    for (int r = 0; r < S_ROWS; r++)
+        rowmax[r] = _mm512_reduce_max_ps(mx[r]);
+}
+
+const attn_kern_dp attn_kern_avx512bf16 = {
+    .name = "avx512bf16",
+    .rows = S_ROWS,
+    .tile = s_tile,
+    .logits = s_logits,
+};
+
+#endif
