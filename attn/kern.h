@@ -36,42 +36,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Prefetching inside the kernels.  The caller's next rows are far away in
- * DRAM, and a core has few outstanding misses (16 line fill buffers on the
- * machine measured): a burst of prefetches between kernel calls stalls the
- * pipeline until enough of them complete, while the same prefetches spread
- * over a kernel's inner loop overlap the arithmetic far better (48 lines
- * during one P3-sized value product: +11% in the loop, +55% as a burst
- * before it).  So logits and av_dot take a cursor over the next rows' lines
- * and a count, and pace that many over their inner loop (attn_pace), the
- * rest (if the loop is shorter) at the end. */
-
 /* Column padding every caller must respect: ncols and ld of B and C are
  * multiples of this (floats), so every kernel can work in whole vectors. */
 #define ATTN_KERN_COLS 16
 /* The most rows any kernel processes per call; buffers size for it. */
 #define ATTN_KERN_MAX_ROWS 16
-
-/* The rows a kernel call prefetches from: a cursor over the cache lines of
- * a few rows' spans, shared by the calls that split them (score.c). */
-typedef struct attn_pf {
-    const char *row[ATTN_KERN_MAX_ROWS];  /* each span's first cache line */
-    int rows, lines;        /* rows; lines per row */
-    int ri, li;             /* the next line: row ri, line li */
-} attn_pf;
-
-/* The next line to ask for, or NULL when all are issued. */
-static inline const char *attn_pf_next(attn_pf *q)
-{
-    if (q->ri >= q->rows)
-        return NULL;
-    const char *p = q->row[q->ri] + 64 * q->li;
-    if (++q->li == q->lines) {
-        q->li = 0;
-        q->ri++;
-    }
-    return p;
-}
 
 typedef struct attn_kern {
     const char *name;   /* "avx512", "avx2", "generic" */
@@ -87,12 +56,10 @@ typedef struct attn_kern {
     /* As tile, then for r < R and j < ncols: z[r][j] = C[r][j] scale + bias[j],
      * stored at z (and the plain C[r][j] at raw, unless raw is NULL), both with
      * leading dimension ldz; rowmax[r] = max_j z[r][j].  z = -inf (padding,
-     * or an underflowing logit) is allowed and gets weight 0.
-     * npf lines from pf (if not NULL) are prefetched along the way (see
-     * "Prefetching inside the kernels" above). */
+     * or an underflowing logit) is allowed and gets weight 0. */
     void (*logits)(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                    int ncols, float scale, const float *bias, float *z, float *raw,
-                   size_t ldz, float *rowmax, attn_pf *pf, int npf);
+                   size_t ldz, float *rowmax);
 
     /* For r < R and j < ncols: z[r][j] = 2^(z[r][j] - rowmax[r]), in place;
      * sum[r] = the row's sum.  ld and ncols as for tile. */
@@ -104,11 +71,10 @@ typedef struct attn_kern {
      * lde.  The second half of the attention after softmax_exp: weighting the
      * values and dotting with g costs L n + n multiply-adds per row, where
      * forming S = G Vᵀ first would cost lp n and need V transposed.  A NaN or
-     * inf anywhere makes acc[r] NaN or inf: the caller checks the scores.
-     * pf, npf: as for logits. */
+     * inf anywhere makes acc[r] NaN or inf: the caller checks the scores. */
     void (*av_dot)(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
-                   int n, const float *const *grow, size_t goff, const float *sum, float *acc,
-                   attn_pf *pf, int npf);
+                   int n, const float *const *grow, size_t goff, const float *sum,
+                   float *acc);
 
     /* For r < R: acc[r] += sum_j 2^(z_j - rowmax[r]) S[r][j] / sum_j 2^(z_j - rowmax[r]),
      * j < ncols.  Z and S have leading dimension ld; S may be the raw output
@@ -162,17 +128,17 @@ typedef struct attn_kern {
  *   tile     C[r][0..ncols) = sum_{t<K2} a[r][aoff+2t] B[2t][.] + a[r][aoff+2t+1] B[2t+1][.]
  *   logits   the same product finished as kern.h's logits does (no raw).
  *
- * Otherwise as attn_kern's tile and logits, with the same rows per call,
- * prefetches included (both take a cursor: score.c runs two products per
- * head here, the logits and S = G Vᵀ, and then softmax_dot). */
+ * Otherwise as attn_kern's tile and logits, with the same rows per call
+ * (score.c runs two products per head here, the logits and S = G Vᵀ, and
+ * then softmax_dot). */
 typedef struct attn_kern_dp {
     const char *name;
     int rows;
     void (*tile)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
-                 int ncols, float *c, size_t ldc, attn_pf *pf, int npf);
+                 int ncols, float *c, size_t ldc);
     void (*logits)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
                    size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
-                   float *rowmax, attn_pf *pf, int npf);
+                   float *rowmax);
 } attn_kern_dp;
 
 extern const attn_kern attn_kern_generic;
@@ -205,54 +171,6 @@ static inline void attn_prefetch(const void *p)
 #else
     __builtin_prefetch(p, 0, 3);
 #endif
-}
-
-/* Spreads a kernel's n prefetches from pf evenly over its inner loop: one
- * every `every` steps (bunched at the start of the loop, they would queue
- * behind each other for the fill buffers just the same as a burst).  The
- * loop asks attn_pace_run how many steps it may run before the next one is
- * due, so that the steps themselves carry no test (a countdown in the loop
- * body cost the logits kernel 6%). */
-typedef struct attn_pace {
-    attn_pf *pf;            /* where the lines come from, or NULL */
-    int n;                  /* lines still to issue in this call */
-    int every, left;        /* one per `every` steps; steps until the next */
-} attn_pace;
-
-static inline void attn_pace_init(attn_pace *p, attn_pf *pf, int n, int steps)
-{
-    p->pf = pf;
-    p->n = pf ? n : 0;
-    p->every = n > 0 && steps > n ? steps / n : 1;
-    p->left = 0;
-}
-
-/* Issue the prefetch now due, if any; returns how many of the `remaining`
- * steps may run before the next (all of them once this call's are out). */
-static inline int attn_pace_run(attn_pace *p, int remaining)
-{
-    if (p->n <= 0)
-        return remaining;
-    if (p->left == 0) {
-        const char *line = attn_pf_next(p->pf);
-        if (line)
-            attn_prefetch(line);
-        p->n = line ? p->n - 1 : 0;
-        p->left = p->every;
-    }
-    int run = p->left < remaining ? p->left : remaining;
-    p->left -= run;
-    return run;
-}
-
-/* Whatever the loop was too short for. */
-static inline void attn_pace_rest(attn_pace *p)
-{
-    const char *line;
-    while (p->n > 0 && (line = attn_pf_next(p->pf)) != NULL) {
-        attn_prefetch(line);
-        p->n--;
-    }
 }
 
 #endif

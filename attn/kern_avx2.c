@@ -29,23 +29,19 @@
 
 /* Six rows of A times columns [j, j + 16) of B into acc. */
 static inline __attribute__((always_inline)) void
-s_block(const float *const *p, int K, const float *b, size_t ldb, __m256 acc[S_ROWS][2],
-        attn_pace *pace)
+s_block(const float *const *p, int K, const float *b, size_t ldb, __m256 acc[S_ROWS][2])
 {
 #pragma GCC unroll 6
     for (int r = 0; r < S_ROWS; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int t = 0; t < K;) {
-        int end = t + (pace ? attn_pace_run(pace, K - t) : K - t);
-        for (; t < end; t++) {
-            const float *bt = b + (size_t)t * ldb;
-            __m256 b0 = _mm256_loadu_ps(bt), b1 = _mm256_loadu_ps(bt + 8);
+    for (int t = 0; t < K; t++) {
+        const float *bt = b + (size_t)t * ldb;
+        __m256 b0 = _mm256_loadu_ps(bt), b1 = _mm256_loadu_ps(bt + 8);
 #pragma GCC unroll 6
-            for (int r = 0; r < S_ROWS; r++) {
-                __m256 x = _mm256_broadcast_ss(p[r] + t);
-                acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-            }
+        for (int r = 0; r < S_ROWS; r++) {
+            __m256 x = _mm256_broadcast_ss(p[r] + t);
+            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
         }
     }
 }
@@ -58,7 +54,7 @@ static void s_tile(const float *const *a, size_t aoff, int K, const float *b, si
         p[r] = a[r] + aoff;
     for (int j = 0; j < ncols; j += 16) {
         __m256 acc[S_ROWS][2];
-        s_block(p, K, b + j, ldb, acc, NULL);
+        s_block(p, K, b + j, ldb, acc);
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++) {
             _mm256_storeu_ps(c + (size_t)r * ldc + j, acc[r][0]);
@@ -85,20 +81,18 @@ static inline float s_hsum(__m256 v)
 
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax, attn_pf *pf, int npf)
+                     size_t ldz, float *rowmax)
 {
     const float *p[S_ROWS];
     __m256 mx[S_ROWS];
     const __m256 vs = _mm256_set1_ps(scale);
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, K * (ncols / 16));
     for (int r = 0; r < S_ROWS; r++) {
         p[r] = a[r] + aoff;
         mx[r] = _mm256_set1_ps(-INFINITY);
     }
     for (int j = 0; j < ncols; j += 16) {
         __m256 acc[S_ROWS][2];
-        s_block(p, K, b + j, ldb, acc, &pace);
+        s_block(p, K, b + j, ldb, acc);
         const __m256 b0 = _mm256_loadu_ps(bias + j), b1 = _mm256_loadu_ps(bias + j + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++) {
@@ -114,7 +108,6 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
             mx[r] = _mm256_max_ps(mx[r], _mm256_max_ps(z0, z1));
         }
     }
-    attn_pace_rest(&pace);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = s_hmax(mx[r]);
 }
@@ -190,13 +183,10 @@ static void s_softmax_exp(float *z, size_t ld, int ncols, const float *rowmax, f
 /* Six rows of weights times the value rows, 16 columns at a time (masked to
  * n), dotted with g: the s_block pattern with the value rows as B. */
 static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
-                     int n, const float *const *grow, size_t goff, const float *sum, float *acc,
-                     attn_pf *pf, int npf)
+                     int n, const float *const *grow, size_t goff, const float *sum, float *acc)
 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256 part[S_ROWS];
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, L * ((n + 15) / 16));
     for (int r = 0; r < S_ROWS; r++)
         part[r] = _mm256_setzero_ps();
     for (int j0 = 0; j0 < n; j0 += 16) {
@@ -206,17 +196,14 @@ static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow
 #pragma GCC unroll 6
         for (int r = 0; r < S_ROWS; r++)
             a[r][0] = a[r][1] = _mm256_setzero_ps();
-        for (int t = 0; t < L;) {
-            int end = t + attn_pace_run(&pace, L - t);
-            for (; t < end; t++) {
-                const float *vt = vrow[t] + voff + j0;
-                __m256 b0 = _mm256_maskload_ps(vt, m0), b1 = _mm256_maskload_ps(vt + 8, m1);
+        for (int t = 0; t < L; t++) {
+            const float *vt = vrow[t] + voff + j0;
+            __m256 b0 = _mm256_maskload_ps(vt, m0), b1 = _mm256_maskload_ps(vt + 8, m1);
 #pragma GCC unroll 6
-                for (int r = 0; r < S_ROWS; r++) {
-                    __m256 x = _mm256_broadcast_ss(e + (size_t)r * lde + t);
-                    a[r][0] = _mm256_fmadd_ps(x, b0, a[r][0]);
-                    a[r][1] = _mm256_fmadd_ps(x, b1, a[r][1]);
-                }
+            for (int r = 0; r < S_ROWS; r++) {
+                __m256 x = _mm256_broadcast_ss(e + (size_t)r * lde + t);
+                a[r][0] = _mm256_fmadd_ps(x, b0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(x, b1, a[r][1]);
             }
         }
 #pragma GCC unroll 6
@@ -226,7 +213,6 @@ static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow
             part[r] = _mm256_fmadd_ps(a[r][1], _mm256_maskload_ps(gr + 8, m1), part[r]);
         }
     }
-    attn_pace_rest(&pace);
     for (int r = 0; r < S_ROWS; r++)
         acc[r] += s_hsum(part[r]) / sum[r];
 }

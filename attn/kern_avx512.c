@@ -63,48 +63,20 @@ s_block(const float *const *p, int K, const float *b, size_t ldb, float *c, size
     s_finish(acc, c, ldc, W, ep, j0);
 }
 
-/* The same with prefetches paced over the steps (kern.h).  A separate
- * function rather than a flag: with the paced loop beside it, even behind
- * a test that folds away, GCC spilled a register in the plain one, and the
- * tile loop (the table build, NONE's projections) lost 25%. */
-static inline __attribute__((always_inline)) void
-s_block_paced(const float *const *p, int K, const float *b, size_t ldb, float *c, size_t ldc,
-              const int W, const s_epi *ep, size_t j0, attn_pace *pace)
-{
-    __m512 acc[S_ROWS][3];
-    s_zero_acc(acc);
-    for (int t = 0; t < K;) {
-        int end = t + attn_pace_run(pace, K - t);
-        for (; t < end; t++)
-            S_STEP(t);
-    }
-    s_finish(acc, c, ldc, W, ep, j0);
-}
 #undef S_STEP
 
-/* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest; with pace,
- * the prefetches go over all the chunks' inner steps. */
+/* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest. */
 static inline __attribute__((always_inline)) void
 s_cols(const float *const *p, int K, const float *b, size_t ldb, int ncols, float *c,
-       size_t ldc, const s_epi *ep, attn_pace *pace)
+       size_t ldc, const s_epi *ep)
 {
     int j = 0;
-#define S_BLOCK(W)                                                              \
-    do {                                                                        \
-        if (pace)                                                               \
-            s_block_paced(p, K, b + j, ldb, c + j, ldc, W, ep, (size_t)j, pace); \
-        else                                                                    \
-            s_block(p, K, b + j, ldb, c + j, ldc, W, ep, (size_t)j);            \
-    } while (0)
     for (; j + 48 <= ncols; j += 48)
-        S_BLOCK(3);
+        s_block(p, K, b + j, ldb, c + j, ldc, 3, ep, (size_t)j);
     if (ncols - j == 32)
-        S_BLOCK(2);
+        s_block(p, K, b + j, ldb, c + j, ldc, 2, ep, (size_t)j);
     else if (ncols - j == 16)
-        S_BLOCK(1);
-#undef S_BLOCK
-    if (pace)
-        attn_pace_rest(pace);
+        s_block(p, K, b + j, ldb, c + j, ldc, 1, ep, (size_t)j);
 }
 
 static void s_tile(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
@@ -113,12 +85,12 @@ static void s_tile(const float *const *a, size_t aoff, int K, const float *b, si
     const float *p[S_ROWS];
     for (int r = 0; r < S_ROWS; r++)
         p[r] = a[r] + aoff;
-    s_cols(p, K, b, ldb, ncols, c, ldc, NULL, NULL);
+    s_cols(p, K, b, ldb, ncols, c, ldc, NULL);
 }
 
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax, attn_pf *pf, int npf)
+                     size_t ldz, float *rowmax)
 {
     const float *p[S_ROWS];
     __m512 mx[S_ROWS];
@@ -127,9 +99,7 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
         mx[r] = _mm512_set1_ps(-INFINITY);
     }
     s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = raw, .mx = mx};
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, K * ((ncols + 47) / 48));
-    s_cols(p, K, b, ldb, ncols, z, ldz, &ep, &pace);
+    s_cols(p, K, b, ldb, ncols, z, ldz, &ep);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = _mm512_reduce_max_ps(mx[r]);
 }
@@ -271,7 +241,7 @@ s_load3(const float *p, const int W, const __mmask16 *mk, __m512 *x0, __m512 *x1
 static inline __attribute__((always_inline)) void
 s_av_block(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
            const float *const *g, size_t j0, const int W, const __mmask16 *mk,
-           __m512 part[S_ROWS], attn_pace *pace)
+           __m512 part[S_ROWS])
 {
     __m512 acc[S_ROWS][3];
     const float *er[S_ROWS];
@@ -282,21 +252,18 @@ s_av_block(const float *e, size_t lde, int L, const float *const *vrow, size_t v
         for (int w = 0; w < 3; w++)
             acc[r][w] = _mm512_setzero_ps();
     }
-    for (int t = 0; t < L;) {
-        int end = t + attn_pace_run(pace, L - t);
-        for (; t < end; t++) {
-            const float *vt = vrow[t] + voff + j0;
-            __m512 b0, b1, b2;
-            s_load3(vt, W, mk, &b0, &b1, &b2);
+    for (int t = 0; t < L; t++) {
+        const float *vt = vrow[t] + voff + j0;
+        __m512 b0, b1, b2;
+        s_load3(vt, W, mk, &b0, &b1, &b2);
 #pragma GCC unroll 8
-            for (int r = 0; r < S_ROWS; r++) {
-                __m512 x = _mm512_set1_ps(er[r][t]);
-                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-                if (W > 1)
-                    acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
-                if (W > 2)
-                    acc[r][2] = _mm512_fmadd_ps(x, b2, acc[r][2]);
-            }
+        for (int r = 0; r < S_ROWS; r++) {
+            __m512 x = _mm512_set1_ps(er[r][t]);
+            acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+            if (W > 1)
+                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+            if (W > 2)
+                acc[r][2] = _mm512_fmadd_ps(x, b2, acc[r][2]);
         }
     }
 #pragma GCC unroll 8
@@ -314,8 +281,7 @@ s_av_block(const float *e, size_t lde, int L, const float *const *vrow, size_t v
 }
 
 static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
-                     int n, const float *const *grow, size_t goff, const float *sum, float *acc,
-                     attn_pf *pf, int npf)
+                     int n, const float *const *grow, size_t goff, const float *sum, float *acc)
 {
     const float *g[S_ROWS];
     __m512 part[S_ROWS];
@@ -323,16 +289,14 @@ static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow
         g[r] = grow[r] + goff;
         part[r] = _mm512_setzero_ps();
     }
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, L * ((n + 47) / 48));
     int j0 = 0;
     for (; j0 + 48 <= n; j0 += 48)
-        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 3, NULL, part, &pace);
+        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 3, NULL, part);
     int rest = n - j0;
     if (rest == 32) {
-        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 2, NULL, part, &pace);
+        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 2, NULL, part);
     } else if (rest == 16) {
-        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 1, NULL, part, &pace);
+        s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 1, NULL, part);
     } else if (rest > 0) {
         __mmask16 mk[3];
         for (int w = 0; w < 3; w++) {
@@ -340,13 +304,12 @@ static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow
             mk[w] = c >= 16 ? (__mmask16)0xFFFF : c > 0 ? (__mmask16)((1u << c) - 1u) : 0;
         }
         if (rest > 32)
-            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 3, mk, part, &pace);
+            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 3, mk, part);
         else if (rest > 16)
-            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 2, mk, part, &pace);
+            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 2, mk, part);
         else
-            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 1, mk, part, &pace);
+            s_av_block(e, lde, L, vrow, voff, g, (size_t)j0, 1, mk, part);
     }
-    attn_pace_rest(&pace);
     __m128 d0 = s_hsum4(part[0], part[1], part[2], part[3]);
     __m128 d1 = s_hsum4(part[4], part[5], part[6], part[7]);
     _mm_storeu_ps(acc, _mm_add_ps(_mm_loadu_ps(acc), _mm_div_ps(d0, _mm_loadu_ps(sum))));

@@ -40,30 +40,27 @@ static inline __attribute__((always_inline)) __m512bh s_load(const uint32_t *p)
     return (__m512bh)_mm512_loadu_si512(p);
 }
 
-/* Pairs [0, K2) of eight rows times columns [0, 16 W) of B, prefetches
- * paced over the steps (kern.h), then the epilogue (kern_avx512.h). */
+/* Pairs [0, K2) of eight rows times columns [0, 16 W) of B, then the
+ * epilogue (kern_avx512.h). */
 static inline __attribute__((always_inline)) void
 s_block(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, float *c, size_t ldc,
-        const int W, const s_epi *ep, size_t j0, attn_pace *pace)
+        const int W, const s_epi *ep, size_t j0)
 {
     __m512 acc[S_ROWS][3];
     s_zero_acc(acc);
-    for (int t = 0; t < K2;) {
-        int end = t + attn_pace_run(pace, K2 - t);
-        for (; t < end; t++) {
-            const uint32_t *bt = b + (size_t)t * ldb;
-            __m512bh b0 = s_load(bt);
-            __m512bh b1 = W > 1 ? s_load(bt + 16) : b0;
-            __m512bh b2 = W > 2 ? s_load(bt + 32) : b0;
+    for (int t = 0; t < K2; t++) {
+        const uint32_t *bt = b + (size_t)t * ldb;
+        __m512bh b0 = s_load(bt);
+        __m512bh b1 = W > 1 ? s_load(bt + 16) : b0;
+        __m512bh b2 = W > 2 ? s_load(bt + 32) : b0;
 #pragma GCC unroll 8
-            for (int r = 0; r < S_ROWS; r++) {
-                __m512bh x = s_pair(p[r] + 2 * (size_t)t);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-                if (W > 1)
-                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
-                if (W > 2)
-                    acc[r][2] = _mm512_dpbf16_ps(acc[r][2], x, b2);
-            }
+        for (int r = 0; r < S_ROWS; r++) {
+            __m512bh x = s_pair(p[r] + 2 * (size_t)t);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+            if (W > 1)
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            if (W > 2)
+                acc[r][2] = _mm512_dpbf16_ps(acc[r][2], x, b2);
         }
     }
     s_finish(acc, c, ldc, W, ep, j0);
@@ -72,32 +69,29 @@ s_block(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, float *
 /* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest. */
 static inline __attribute__((always_inline)) void
 s_cols(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, int ncols, float *c,
-       size_t ldc, const s_epi *ep, attn_pace *pace)
+       size_t ldc, const s_epi *ep)
 {
     int j = 0;
     for (; j + 48 <= ncols; j += 48)
-        s_block(p, K2, b + j, ldb, c + j, ldc, 3, ep, (size_t)j, pace);
+        s_block(p, K2, b + j, ldb, c + j, ldc, 3, ep, (size_t)j);
     if (ncols - j == 32)
-        s_block(p, K2, b + j, ldb, c + j, ldc, 2, ep, (size_t)j, pace);
+        s_block(p, K2, b + j, ldb, c + j, ldc, 2, ep, (size_t)j);
     else if (ncols - j == 16)
-        s_block(p, K2, b + j, ldb, c + j, ldc, 1, ep, (size_t)j, pace);
-    attn_pace_rest(pace);
+        s_block(p, K2, b + j, ldb, c + j, ldc, 1, ep, (size_t)j);
 }
 
 static void s_tile(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
-                   int ncols, float *c, size_t ldc, attn_pf *pf, int npf)
+                   int ncols, float *c, size_t ldc)
 {
     const uint16_t *p[S_ROWS];
     for (int r = 0; r < S_ROWS; r++)
         p[r] = a[r] + aoff;
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, K2 * ((ncols + 47) / 48));
-    s_cols(p, K2, b, ldb, ncols, c, ldc, NULL, &pace);
+    s_cols(p, K2, b, ldb, ncols, c, ldc, NULL);
 }
 
 static void s_logits(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
                      size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
-                     float *rowmax, attn_pf *pf, int npf)
+                     float *rowmax)
 {
     const uint16_t *p[S_ROWS];
     __m512 mx[S_ROWS];
@@ -106,9 +100,7 @@ static void s_logits(const uint16_t *const *a, size_t aoff, int K2, const uint32
         mx[r] = _mm512_set1_ps(-INFINITY);
     }
     s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = NULL, .mx = mx};
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, K2 * ((ncols + 47) / 48));
-    s_cols(p, K2, b, ldb, ncols, z, ldz, &ep, &pace);
+    s_cols(p, K2, b, ldb, ncols, z, ldz, &ep);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = _mm512_reduce_max_ps(mx[r]);
 }

@@ -56,20 +56,10 @@ static float s_exp2(float y)
     return p * two_n;
 }
 
-/* The generic set issues its prefetches first: its loops are long enough
- * (plain scalar code) that a burst costs little against them. */
-static void s_prefetch_all(attn_pf *pf, int npf)
-{
-    attn_pace pace;
-    attn_pace_init(&pace, pf, npf, 1);
-    attn_pace_rest(&pace);
-}
-
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax, attn_pf *pf, int npf)
+                     size_t ldz, float *rowmax)
 {
-    s_prefetch_all(pf, npf);
     s_tile(a, aoff, K, b, ldb, ncols, z, ldz);
     for (int r = 0; r < S_ROWS; r++) {
         float *zr = z + (size_t)r * ldz, mx = -INFINITY;
@@ -111,10 +101,8 @@ static void s_softmax_exp(float *z, size_t ld, int ncols, const float *rowmax, f
 }
 
 static void s_av_dot(const float *e, size_t lde, int L, const float *const *vrow, size_t voff,
-                     int n, const float *const *grow, size_t goff, const float *sum, float *acc,
-                     attn_pf *pf, int npf)
+                     int n, const float *const *grow, size_t goff, const float *sum, float *acc)
 {
-    s_prefetch_all(pf, npf);
     for (int r = 0; r < S_ROWS; r++) {
         const float *er = e + (size_t)r * lde, *g = grow[r] + goff;
         float d = 0.0f;

@@ -30,7 +30,7 @@
  *      products on pairs -- Z = Q_h K_hᵀ and S = G_h V_hᵀ -- and
  *      softmax_dot (s_head_dp).
  *      Candidate rows are read in place through pointers, never gathered;
- *      the next block's rows are prefetched a few lines per kernel call.
+ *      the next block's rows are prefetched when a block is done.
  *   5. Item bias, a finiteness check, top-k, and for the k winners only the
  *      head-averaged attention weights are recomputed for the explanations.
  *
@@ -389,11 +389,14 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  *
  * Every row a request reads is a random catalog row in tables far bigger
  * than the caches: without help each line is a DRAM miss the kernels wait
- * for (about 150 ns here).  So the next block's rows are asked for while
- * the current block computes -- not in one burst between kernel calls, but
- * handed to the kernels, which pace them over their inner loops (kern.h):
- * a core has few outstanding misses (16 line fill buffers), and a prefetch
- * that finds none free stalls the pipeline behind it. */
+ * for.  So the next block's rows are asked for as soon as the current block
+ * is done with, all at once, and arrive while the block after computes.
+ * (Tried, and the default on the Intel core of wave 1: the same lines
+ * handed to the kernels and paced over their inner loops, for a core with
+ * 16 line fill buffers that a burst would stall.  On the Zen 5 core now
+ * measured, pacing lost: 12-18% on P2 and on P3's bfloat16 tables, the
+ * samples piling up behind the paced prefetch instructions; docs/
+ * PERFORMANCE.md.) */
 
 /* The cache lines of elements [off, off + span) of catalog row r: first
  * line and count. */
@@ -416,31 +419,6 @@ static void s_prefetch_rows(const attn_tables *t, const uint32_t *rows, int n, s
         for (int l = 0; l < lines; l++)
             attn_prefetch(p + 64 * l);
     }
-}
-
-/* A cursor over the same span of n <= MAX_ROWS catalog rows, for the
- * kernels to pace (every row gets the longest row's line count: a row whose
- * span starts on a line boundary then asks for one line past it, which
- * costs nothing). */
-static void s_pf_init(attn_pf *q, const attn_tables *t, const uint32_t *rows, int n,
-                      size_t off, size_t span)
-{
-    q->rows = n > 0 ? n : 0;
-    q->lines = 0;
-    q->ri = q->li = 0;
-    for (int i = 0; i < q->rows; i++) {
-        int lines;
-        q->row[i] = s_span(t, rows[i], off, span, &lines);
-        q->lines = lines > q->lines ? lines : q->lines;
-    }
-}
-
-/* Issue whatever the kernels did not. */
-static void s_pf_rest(attn_pf *q)
-{
-    const char *p;
-    while ((p = attn_pf_next(q)) != NULL)
-        attn_prefetch(p);
 }
 
 /* Step 2c, a block with a feed-forward layer (docs/MODEL.md §2.2): each of
@@ -584,30 +562,23 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
 }
 
 /* One block of up to R candidates, one head: acc[r] += the head's attention
- * term.  pf, if not NULL, is a cursor over the next block's lines, per of
- * which the kernels of this call issue. */
+ * term. */
 static void s_head(const attn_tables *t, attn_scratch *s, const s_view *v, const float **blk,
-                   int h, float *acc, attn_pf *pf, int per)
+                   int h, float *acc)
 {
     const attn_kern *k = v->k;
     const int lp = v->lp;
     const size_t hoff = (size_t)h * t->dh;
     float mx[ATTN_KERN_MAX_ROWS], sum[ATTN_KERN_MAX_ROWS];
-    /* The logits loop has dh steps per 48 columns, the values loop L: the
-     * lines are split in that proportion (all to logits for the identity,
-     * whose second pass has no loop to hide them in). */
-    int steps_z = t->dh * ((lp + 47) / 48), steps_v = t->shared ? 0 : v->L;
-    int nz = per * steps_z / (steps_z + steps_v);
     /* Identity: S = Q K too, before scale and bias: keep it raw. */
     k->logits(blk, v->q_off + hoff, t->dh, s->kt + hoff * lp, lp, lp, v->scale2, s->bias,
-              s->z, t->shared ? s->s : NULL, lp, mx, pf, nz);
+              s->z, t->shared ? s->s : NULL, lp, mx);
     if (t->shared) {
         k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
         return;
     }
     k->softmax_exp(s->z, lp, lp, mx, sum);
-    k->av_dot(s->z, lp, v->L, s->hrow, v->v_off + hoff, t->dh, blk, v->g_off + hoff, sum, acc,
-              pf, per - nz);
+    k->av_dot(s->z, lp, v->L, s->hrow, v->v_off + hoff, t->dh, blk, v->g_off + hoff, sum, acc);
 }
 
 /* The same from bfloat16 rows on pairs (v->dp): both products of the head
@@ -617,16 +588,15 @@ static void s_head(const attn_tables *t, attn_scratch *s, const s_view *v, const
  * kt holds the history's pairs (s_scores): the keys' m/2 rows, then the
  * values'. */
 static void s_head_dp(const attn_tables *t, attn_scratch *s, const s_view *v,
-                      const uint16_t **blk, int h, float *acc, attn_pf *pf, int per)
+                      const uint16_t **blk, int h, float *acc)
 {
     const int lp = v->lp, dh2 = t->dh / 2;
     const uint32_t *kp = (const uint32_t *)s->kt + (size_t)h * dh2 * lp;
     const uint32_t *vp = kp + (size_t)(t->m / 2) * lp;
     const size_t hoff = (size_t)h * t->dh;
     float mx[ATTN_KERN_MAX_ROWS];
-    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z, lp, mx, pf,
-                  per / 2);
-    v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp, pf, per - per / 2);
+    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z, lp, mx);
+    v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp);
     v->k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
 }
 
@@ -652,7 +622,6 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
     const int chunk = t->w_qg || t->eff ? S_CHUNK : R;
     const float *crow[S_CHUNK + ATTN_KERN_MAX_ROWS];
     int bad = 0;
-    attn_pf q;
     for (int c = 0; c < (v->N + R - 1) / R * R; c++)
         scores[c] = 0.0f;
 
@@ -667,24 +636,21 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
     else
         k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
 
-    /* Block by block, every head; the next block's rows are handed to the
-     * kernels a few lines per call. */
+    /* Block by block, every head; then the rows of the block one chunk
+     * ahead (for the tables, the next block) are asked for. */
     const uint16_t *brow[ATTN_KERN_MAX_ROWS];
     for (int c0 = 0; c0 < v->N; c0 += R) {
         if (v->dp)
             s_dp_rows(t, rq->cand + c0, v->N - c0 < R ? v->N - c0 : R, R, brow);
         else if (c0 % chunk == 0)
             s_cand_rows(t, v, s, rq->cand + c0, v->N - c0 < chunk ? v->N - c0 : chunk, crow);
-        /* The rows one chunk ahead (a block, for the tables), block by block. */
-        int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
-        s_pf_init(&q, t, rq->cand + ahead, nn, t->w_qg ? 0 : v->q_off, v->cspan);
-        int per = (q.rows * q.lines + H - 1) / H;
         for (int h = 0; h < H; h++)
             if (v->dp)
-                s_head_dp(t, s, v, brow, h, scores + c0, &q, per);
+                s_head_dp(t, s, v, brow, h, scores + c0);
             else
-                s_head(t, s, v, crow + c0 % chunk, h, scores + c0, &q, per);
-        s_pf_rest(&q);
+                s_head(t, s, v, crow + c0 % chunk, h, scores + c0);
+        int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
+        s_prefetch_rows(t, rq->cand + ahead, nn, t->w_qg ? 0 : v->q_off, v->cspan);
     }
     for (int c = 0; c < v->N; c++) {
         float x = scores[c] + (t->row_bias ? t->row_bias[rq->cand[c]] : 0.0f);
@@ -739,10 +705,10 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
             if (v->dp)
                 v->dp->logits(brow, v->q_off + hoff, dh / 2,
                               (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->scale2,
-                              s->bias, s->z, lp, mx, NULL, 0);
+                              s->bias, s->z, lp, mx);
             else
                 k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
-                          s->bias, s->z, NULL, lp, mx, NULL, 0);
+                          s->bias, s->z, NULL, lp, mx);
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < nr; r++) {

@@ -576,6 +576,7 @@ static void s_run_shape(const s_data *D, const s_opts *o)
     attn_scratch *s[S_NMODES] = {0};
     bench_stats best[S_NMODES] = {{0}};
     double build_ms[S_NMODES] = {0}, err[S_NMODES] = {0};
+    const char *level = attn_kernel_name();   /* --kernel's, or automatic */
     for (size_t mi = 0; mi < S_NMODES; mi++) {
         if (!strstr(o->modes, s_modes[mi].name))
             continue;
@@ -586,7 +587,7 @@ static void s_run_shape(const s_data *D, const s_opts *o)
         if (!(s[mi] = attn_scratch_new(t[mi], &lim)))
             s_die("attn_scratch_new", ATTN_ENOMEM);
         err[mi] = s_modes[mi].mode == ATTN_PRECOMPUTE_ALL ? s_ref_error(t[mi], s[mi], D, o->ref) : -1;
-        attn_kernel_select(NULL);
+        attn_kernel_select(level);
     }
     for (int round = 0; round < S_ROUNDS; round++)
         for (size_t mi = 0; mi < S_NMODES; mi++) {
@@ -595,7 +596,7 @@ static void s_run_shape(const s_data *D, const s_opts *o)
             if (s_modes[mi].kernel)
                 attn_kernel_select(s_modes[mi].kernel);
             bench_stats bs = s_time(t[mi], s[mi], D, o->seconds / S_ROUNDS, 12345 + round);
-            attn_kernel_select(NULL);
+            attn_kernel_select(level);
             if (bs.rps > best[mi].rps)
                 best[mi] = bs;
         }
@@ -639,7 +640,7 @@ static void s_usage(FILE *out)
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
             "                   [--check N] [--ref N] [--out DIR] [--seed S]\n"
             "                   [--modes all,bf16,none,bf16-widen] [--agree N] [--sgemm-only] [--self-attn W]\n"
-            "                   [--ffn F]\n"
+            "                   [--ffn F] [--kernel auto|generic|avx2|avx512|avx512bf16]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -689,7 +690,12 @@ static int s_parse(int argc, char **argv, s_opts *o)
             o->self_attn = atoi(v);
         else if (!strcmp(a, "--ffn"))
             o->ffn = atoi(v);
-        else {
+        else if (!strcmp(a, "--kernel")) {   /* the level every mode runs (bf16-widen aside) */
+            if (attn_kernel_select(v) != ATTN_OK) {
+                fprintf(stderr, "bench_score: this CPU does not run kernel set '%s'\n", v);
+                return -1;
+            }
+        } else {
             s_usage(stderr);
             return -1;
         }

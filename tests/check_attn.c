@@ -809,7 +809,7 @@ END_TEST
 /* The bfloat16 products (kern.h: attn_kern_dp) on their own, against the
  * same sums in double: every column width the blocking has (48-wide chunks,
  * a 32 or 16 wide rest), short and long inner dimensions, rows read at an
- * odd offset, and a prefetch cursor paced through them.  The products of
+ * odd offset.  The products of
  * bfloat16 values are exact, so the only error is the float sums': at most
  * 2 K2 ulps of the sum of magnitudes.  Only on a CPU that has the
  * instruction; elsewhere the set must not be handed out. */
@@ -827,7 +827,6 @@ START_TEST(test_dp_kernels)
     static uint16_t arow[R][AOFF + 2 * KMAX];
     static uint32_t b[KMAX * CMAX];
     static float c[R * CMAX], z[R * CMAX], bias[CMAX];
-    static char lines[R][256];
     const uint16_t *a[R];
     for (int i = 0; i < R; i++) {
         for (int t = 0; t < AOFF + 2 * KMAX; t++)
@@ -844,13 +843,9 @@ START_TEST(test_dp_kernels)
     for (int ki = 0; ki < 4; ki++)
         for (int ncols = 16; ncols <= CMAX; ncols += 16) {
             const int K2 = K2s[ki], ld = CMAX;
-            attn_pf pf = {.rows = dp->rows, .lines = 3};
-            for (int i = 0; i < dp->rows; i++)
-                pf.row[i] = lines[i];
-            dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, c, (size_t)ld, &pf, 3 * dp->rows);
+            dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, c, (size_t)ld);
             float mx[R];
-            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, (size_t)ld, mx, NULL,
-                       0);
+            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, (size_t)ld, mx);
             for (int i = 0; i < dp->rows; i++) {
                 double want_mx = -INFINITY;
                 for (int j = 0; j < ncols; j++) {
@@ -879,7 +874,6 @@ START_TEST(test_dp_kernels)
                 ck_assert_msg(mx[i] == (float)want_mx, "row max %d: %.9g, want %.9g", i,
                               (double)mx[i], want_mx);
             }
-            ck_assert_ptr_null(attn_pf_next(&pf));   /* every line was asked for */
         }
     ck_assert_int_eq(attn_kernel_select("avx512"), ATTN_OK);
     ck_assert_ptr_null(attn_kern_dp_get());   /* the float set alone widens */
