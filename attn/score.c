@@ -92,6 +92,8 @@ struct attn_scratch {
     float *hproj, *cproj;   /* if cap.proj: (max_hist + MAX_ROWS) x hcols, S_CHUNK x wcols
                                projected rows */
     float *hsa;             /* if cap.sa: (max_hist + MAX_ROWS) x wcols [k' | v'] rows */
+    uint16_t *hsa16;        /* if cap.sa and cap.wide: max_hist x wcols of them in
+                               bfloat16, for the products on pairs */
     float *fh, *fy;         /* if cap.ffn: MAX_ROWS x ffn hidden rows, MAX_ROWS x wcols
                                their product with W2 */
     const float **hrow;     /* max_hist + ctx + MAX_ROWS: history (and context) row pointers */
@@ -119,12 +121,13 @@ static int s_widens_rows(const attn_tables *t)
 }
 
 /* The bfloat16 products (kern.h: attn_kern_dp) for tables whose every
- * product they can take, or NULL: ALL's rows, read in place; no block (its
- * contextual rows are floats); and heads of even width, so that no pair
- * straddles two heads.  The rest widen their rows to floats. */
+ * product they can take, or NULL: ALL's rows, and heads of even width, so
+ * that no pair straddles two heads.  The rest widen their rows to floats.
+ * (A block's contextual rows are computed in float from widened rows, then
+ * rounded to bfloat16 for the pairs: s_self_attend.) */
 static const attn_kern_dp *s_dp(const attn_tables *t)
 {
-    if (!s_widens_rows(t) || t->eff || t->sa_len || t->dh % 2 != 0)
+    if (!s_widens_rows(t) || t->eff || t->dh % 2 != 0)
         return NULL;
     return attn_kern_dp_get();
 }
@@ -189,8 +192,11 @@ static size_t s_layout(attn_scratch *s, char *arena)
         s->hproj = s_carve(arena, &off, (nh + nc + R) * (size_t)s->cap.hcols, sizeof(float));
         s->cproj = s_carve(arena, &off, S_CHUNK * (size_t)s->cap.wcols, sizeof(float));
     }
+    s->hsa16 = NULL;
     if (s->cap.sa)
         s->hsa = s_carve(arena, &off, s->cap.sa, sizeof(float));
+    if (s->cap.sa && s->cap.wide)
+        s->hsa16 = s_carve(arena, &off, nh * (size_t)s->cap.wcols, sizeof(uint16_t));
     s->fh = s->fy = NULL;
     if (s->cap.ffn) {
         s->fh = s_carve(arena, &off, R * (size_t)s->cap.ffn, sizeof(float));
@@ -487,8 +493,13 @@ static void s_self_attend(const attn_tables *t, attn_scratch *s, s_view *v)
     }
     if (md->ffn)   /* every row's k', v' is done: the context is no longer read */
         s_ffn(t, s, L, v->k);
-    for (int j = 0; j < L + ATTN_KERN_MAX_ROWS; j++)
-        s->hrow[j] = s->hsa + (size_t)(j < L ? j : L - 1) * w;
+    if (v->dp)   /* rounded to bfloat16 for the pairs (the bound's step 8, score_ref.c) */
+        for (int j = 0; j < L; j++)
+            v->k->narrow(s->hsa + (size_t)j * w, s->hsa16 + (size_t)j * w, 2 * (size_t)m);
+    for (int j = 0; j < L + ATTN_KERN_MAX_ROWS; j++) {
+        size_t o = (size_t)(j < L ? j : L - 1) * w;
+        s->hrow[j] = v->dp ? (const float *)(s->hsa16 + o) : s->hsa + o;
+    }
     v->k_off = 0;
     v->v_off = (size_t)m;
 }
@@ -532,7 +543,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         s->bias[j] = -INFINITY;
 
     const int total = v->Lc + ATTN_KERN_MAX_ROWS;
-    if (v->dp)   /* rows in place (pack reads their [k | v] as pairs), padded with repeats */
+    if (v->dp && !t->sa_len)   /* in place (pack reads [k | v] as pairs), padded with repeats */
         for (int j = 0; j < total; j++)
             s->hrow[j] = (const float *)attn_tables_row(t, rq->hist[j < v->L ? j : v->L - 1]);
     else if (s_widens_rows(t))   /* the history side, [k | v | pad ...] from k_off */
@@ -551,7 +562,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         v->q_off = t->q_off;
         v->g_off = t->g_off;
         /* Widened history rows start at k. */
-        v->k_off = s_widens_rows(t) && !v->dp ? 0 : t->k_off;
+        v->k_off = s_widens_rows(t) && !(v->dp && !t->sa_len) ? 0 : t->k_off;
         v->v_off = v->k_off + (t->v_off - t->k_off);
         /* q and g of a row: contiguous in every layout but the identity's. */
         v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;

@@ -243,10 +243,15 @@ int attn_score_ref(const attn_model *md, const float *emb, size_t n, size_t ld,
  *   6. A self-attention block turns k into k' = k + sum_i alpha_i uk_i: its
  *      radius is rk + sum alpha ruk + (e^2B' - 1) sum alpha (|uk| + ruk),
  *      with B' from sq and sk as in 2 (scale 1/sqrt(m)) -- the same steps,
- *      one level down; v' likewise.  (The fast path keeps k', v' in float.)
+ *      one level down; v' likewise.  (The float kernels keep k', v' in
+ *      float; see 8.)
  *   7. Its feed-forward layer maps x = [k' | v'] to x + relu(x W1 + b1) W2
  *      + b2.  relu moves no farther than its input, so the radius becomes
  *      r + |W2|ᵀ (|W1|ᵀ r): the weights are float in every table.
+ *   8. ALL's bfloat16 tables may have k', v' rounded to bfloat16 once more,
+ *      for the products on pairs (score.c, kern.h: attn_kern_dp): a value
+ *      x~ within r of x rounds to within u|x~| of itself, so the radius
+ *      becomes r + u (|x| + r).
  * The head-averaged attention weights move by at most the mean over heads
  * of e^2B - 1 (step 3, a_j <= 1).  docs/MODEL.md ("bfloat16 tables") has the
  * same derivation and what it comes to in practice.
@@ -377,6 +382,11 @@ static void s_hist_r(const attn_model *md, const float *emb, size_t ld, const in
         if (md->ffn > 0)
             s_ffn_r(md, h->k + (size_t)j * m, h->rk + (size_t)j * m, h->v + (size_t)j * m,
                     h->rv + (size_t)j * m, h->ft);
+        for (int t = 0; t < m && !pre; t++) {   /* step 8 (u = 0 for float tables) */
+            size_t o = (size_t)j * m + t;
+            h->rk[o] += u * (fabs(h->k[o]) + h->rk[o]);
+            h->rv[o] += u * (fabs(h->v[o]) + h->rv[o]);
+        }
     }
 }
 
