@@ -28,7 +28,9 @@
  * bfloat16 products of kern_avx512bf16.c (attn_kern_dp below); kern.c maps
  * the instruction set isa.c chose (the best the CPU runs, once, at first use)
  * to its set, so the binary runs on any x86-64.  Implementations agree to
- * within float rounding, not bitwise.
+ * within float rounding, not bitwise (and with a self-attention block the
+ * pair path rounds the block's k', v' to bfloat16 too: docs/MODEL.md
+ * §5.2.1).
  */
 #ifndef ATTN_KERN_H
 #define ATTN_KERN_H

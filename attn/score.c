@@ -400,9 +400,8 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  * (Tried, and the default on the Intel core of wave 1: the same lines
  * handed to the kernels and paced over their inner loops, for a core with
  * 16 line fill buffers that a burst would stall.  On the Zen 5 core now
- * measured, pacing lost: 12-18% on P2 and on P3's bfloat16 tables, the
- * samples piling up behind the paced prefetch instructions; docs/
- * PERFORMANCE.md.) */
+ * measured, pacing lost 12-43% at P1-P3, the samples piling up behind the
+ * paced prefetch instructions; docs/PERFORMANCE.md.) */
 
 /* The cache lines of elements [off, off + span) of catalog row r: first
  * line and count. */

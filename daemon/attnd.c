@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn/attn.h"
+#include "attn/score.h"
 #include "daemon/config.h"
 #include "daemon/experiment.h"
 #include "daemon/server.h"
@@ -120,6 +122,14 @@ int main(int argc, char **argv)
     if (print) {
         cfg_print(&cfg, stdout);
         return 0;
+    }
+    /* For the whole process, before any table is built ("auto" included). */
+    const char *kernel = cfg_enum_name("model.kernel", cfg.kernel);
+    if (attn_kernel_select(kernel) != ATTN_OK) {
+        fprintf(stderr, "attnd: model.kernel = %s: this CPU does not run that instruction "
+                        "set (set auto, or one of generic, avx2, avx512, avx512bf16 it has)\n",
+                kernel);
+        return 2;
     }
     return srv_server_run(&cfg);
 }

@@ -44,6 +44,7 @@ static const struct {
     {"record.priority", {"normal", "idle", NULL}},      /* enum cfg_priority */
     {"security.mode", {"none", "curve", NULL}},    /* enum cfg_security */
     {"history.backend", {"sqlite", "redis", NULL}},     /* enum cfg_hist */
+    {"model.kernel", {"auto", "generic", "avx2", "avx512", "avx512bf16", NULL}},   /* cfg_kernel */
 };
 
 static const char *const *s_enum_names(const char *key)
@@ -104,6 +105,9 @@ static const cfg_entry s_table[] = {
      "f32 = float tables; bf16 = bfloat16 tables and catalog: half the memory, scores within ~1%"},
     {"model.build_threads", CFG_INT, F(build_threads), 0, 256, "0",
      "threads that build a snapshot's tables; 0 = one per core"},
+    {"model.kernel", CFG_ENUM, F(kernel), 0, 0, "auto",
+     "the scoring kernels' instruction set: auto = the best this CPU runs; avx512 keeps bf16 "
+     "tables widened to float where avx512bf16 computes on their pairs"},
     {"models.serve", CFG_OPTSTRING, F(models_serve), 0, 0, "",
      "model versions kept loaded beside the active one, e.g. 3,5 (a request may name one "
      "with \"model\"; experiment arms load theirs too)"},

@@ -24,6 +24,11 @@ enum cfg_sync { CFG_SYNC_NORMAL = 0, CFG_SYNC_FULL = 1 };
 enum cfg_priority { CFG_PRIORITY_NORMAL = 0, CFG_PRIORITY_IDLE = 1 };
 enum cfg_security { CFG_SECURITY_NONE = 0, CFG_SECURITY_CURVE = 1 };
 enum cfg_hist { CFG_HIST_SQLITE = 0, CFG_HIST_REDIS = 1 };
+/* The names are attn_kernel_select()'s (attn/score.h). */
+enum cfg_kernel {
+    CFG_KERNEL_AUTO = 0, CFG_KERNEL_GENERIC, CFG_KERNEL_AVX2, CFG_KERNEL_AVX512,
+    CFG_KERNEL_AVX512BF16
+};
 
 typedef struct srv_config {
     /* [server] */
@@ -43,6 +48,7 @@ typedef struct srv_config {
     int precompute;            /* enum cfg_precompute */
     int precision;             /* enum cfg_precision: what the tables are stored in */
     int build_threads;         /* threads building the tables; 0 = one per core */
+    int kernel;                /* enum cfg_kernel: the scoring kernels' instruction set */
     /* [models] */
     char models_serve[256];    /* versions loaded beside the active one: "3,5" or "" */
     char models_precision[256];/* per-version precision over `precision`: "5:bf16" or "" */

@@ -333,6 +333,8 @@ void srv_reply_info(srv_json *w, const char *id_json, const srv_state *st,
     srv_json_key(w, "role");
     srv_json_cstr(w, srv_role_name(role));
     s_kv_int(w, "workers", st->n_workers);
+    srv_json_key(w, "kernel");   /* the instruction set scoring runs on (docs/MODEL.md §5.4) */
+    srv_json_cstr(w, attn_kernel_name());
     if (role >= SRV_ROLE_ADMIN)
         s_info_admin(w, st);
     /* A snapshot file's checksum: every replica serving the same one says

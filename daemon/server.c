@@ -685,8 +685,8 @@ static int s_bind_frontend(s_main *m)
     size_t eplen = sizeof ep;
     zmq_getsockopt(m->frontend, ZMQ_LAST_ENDPOINT, ep, &eplen);
     srv_log(SRV_INFO, "msg=listening endpoint=%s workers=%d queue_max=%d peer_buffer_bytes=%d "
-            "security=%s", ep, m->st.n_workers, cfg->queue_max, cfg->peer_buffer_bytes,
-            cfg->security == CFG_SECURITY_CURVE ? "curve" : "none");
+            "security=%s kernel=%s", ep, m->st.n_workers, cfg->queue_max, cfg->peer_buffer_bytes,
+            cfg->security == CFG_SECURITY_CURVE ? "curve" : "none", attn_kernel_name());
     return 0;
 }
 

@@ -557,6 +557,8 @@ START_TEST(health_info_stats)
     ck_assert(tu_ok(r));
     ck_assert_int_eq(cJSON_GetObjectItem(r, "protocol")->valueint, 1);
     ck_assert_int_eq(cJSON_GetObjectItem(r, "workers")->valueint, 2);
+    /* The same CPU, the same choice as this process's. */
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "kernel")->valuestring, attn_kernel_name());
     const cJSON *model = cJSON_GetObjectItem(r, "model");
     ck_assert_int_eq(cJSON_GetObjectItem(model, "d")->valueint, 24);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(model, "identity")));
@@ -846,6 +848,36 @@ START_TEST(rank_with_feed_forward)
         cJSON_Delete(r);
     }
     ck_assert_msg(differs > 0, "the feed-forward layer changed no score: is it applied?");
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* model.kernel forces the scoring kernels' instruction set for the whole
+ * daemon: `info` names it, and a model with the block still ranks as the
+ * reference does on the plain C set. */
+START_TEST(kernel_forced_by_config)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", tu_path("kernel.db"));
+    tu_make_db(db, 600, 60, 24);
+    tu_save_random_model(db, 2, 1, 5, 43);
+    const char *extra[] = {"--set", "model.kernel=generic", NULL};
+    tu_daemon d;
+    tu_daemon_start(&d, db, "kernel.sock", extra);
+    cJSON *r = tu_call_json(d.endpoint, "{\"op\":\"info\"}");
+    ck_assert(tu_ok(r));
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "kernel")->valuestring, "generic");
+    cJSON_Delete(r);
+    s_pick_candidates(30, 7);
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, 30);
+    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0005\",\"candidates\":%s,"
+             "\"k\":10,\"explain\":3}", cj);
+    r = tu_call_json(d.endpoint, req);
+    ref_rank ref;
+    s_reference(db, "u0005", s_cand, 30, 10, 3, &ref);
+    s_assert_matches(r, &ref);
+    cJSON_Delete(r);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
@@ -1141,6 +1173,7 @@ Suite *e2e_suite(void)
     tcase_add_test(tc, sigterm_burst_all_answered);
     tcase_add_test(tc, reload_under_load);
     tcase_add_test(tc, rank_with_feed_forward);
+    tcase_add_test(tc, kernel_forced_by_config);
     tcase_add_test(tc, failed_reload_keeps_serving);
     tcase_add_test(tc, metrics_line_logged);
     tcase_add_test(tc, batch_survives_daemon_kill);
