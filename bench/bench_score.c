@@ -546,6 +546,17 @@ static const struct {
                {ATTN_PRECOMPUTE_ALL, ATTN_PRECISION_BF16, "bf16-widen", "avx512"}};
 #define S_NMODES (sizeof s_modes / sizeof s_modes[0])
 
+/* 1 if the comma-separated list holds name as a whole item ("bf16" is not
+ * in "bf16-widen"). */
+static int s_listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
 static attn_tables *s_build(const s_data *D, size_t mi, double *ms)
 {
     attn_tables *t;
@@ -578,7 +589,7 @@ static void s_run_shape(const s_data *D, const s_opts *o)
     double build_ms[S_NMODES] = {0}, err[S_NMODES] = {0};
     const char *level = attn_kernel_name();   /* --kernel's, or automatic */
     for (size_t mi = 0; mi < S_NMODES; mi++) {
-        if (!strstr(o->modes, s_modes[mi].name))
+        if (!s_listed(o->modes, s_modes[mi].name))
             continue;
         if (s_modes[mi].kernel && (strcmp(attn_kernel_name(), "avx512bf16") != 0 ||
                                    attn_kernel_select(s_modes[mi].kernel) != ATTN_OK))
