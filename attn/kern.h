@@ -128,7 +128,7 @@ typedef struct attn_kern {
  * history's rows read as pairs.  So the inner dimension is K2 pairs.
  *
  *   tile     C[r][0..ncols) = sum_{t<K2} a[r][aoff+2t] B[2t][.] + a[r][aoff+2t+1] B[2t+1][.]
- *   logits   the same product finished as kern.h's logits does (no raw).
+ *   logits   the same product finished as attn_kern's logits is (raw too).
  *
  * Otherwise as attn_kern's tile and logits, with the same rows per call
  * (score.c runs two products per head here, the logits and S = G Vᵀ, and
@@ -139,8 +139,8 @@ typedef struct attn_kern_dp {
     void (*tile)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
                  int ncols, float *c, size_t ldc);
     void (*logits)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
-                   size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
-                   float *rowmax);
+                   size_t ldb, int ncols, float scale, const float *bias, float *z, float *raw,
+                   size_t ldz, float *rowmax);
 } attn_kern_dp;
 
 extern const attn_kern attn_kern_generic;

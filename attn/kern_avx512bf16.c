@@ -90,8 +90,8 @@ static void s_tile(const uint16_t *const *a, size_t aoff, int K2, const uint32_t
 }
 
 static void s_logits(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
-                     size_t ldb, int ncols, float scale, const float *bias, float *z, size_t ldz,
-                     float *rowmax)
+                     size_t ldb, int ncols, float scale, const float *bias, float *z, float *raw,
+                     size_t ldz, float *rowmax)
 {
     const uint16_t *p[S_ROWS];
     __m512 mx[S_ROWS];
@@ -99,7 +99,7 @@ static void s_logits(const uint16_t *const *a, size_t aoff, int K2, const uint32
         p[r] = a[r] + aoff;
         mx[r] = _mm512_set1_ps(-INFINITY);
     }
-    s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = NULL, .mx = mx};
+    s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = raw, .mx = mx};
     s_cols(p, K2, b, ldb, ncols, z, ldz, &ep);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = _mm512_reduce_max_ps(mx[r]);

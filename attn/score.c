@@ -121,13 +121,15 @@ static int s_widens_rows(const attn_tables *t)
 }
 
 /* The bfloat16 products (kern.h: attn_kern_dp) for tables whose every
- * product they can take, or NULL: ALL's rows, and heads of even width, so
- * that no pair straddles two heads.  The rest widen their rows to floats.
- * (A block's contextual rows are computed in float from widened rows, then
- * rounded to bfloat16 for the pairs: s_self_attend.) */
+ * product they can take, or NULL: bfloat16 rows that hold the vectors
+ * themselves -- ALL's, or the identity model's effective embeddings -- and
+ * heads of even width, so that no pair straddles two heads.  The rest
+ * (NONE's projections, residuals added per request) widen their rows to
+ * floats.  (A block's contextual rows are computed in float from widened
+ * rows, then rounded to bfloat16 for the pairs: s_self_attend.) */
 static const attn_kern_dp *s_dp(const attn_tables *t)
 {
-    if (!s_widens_rows(t) || t->eff || t->dh % 2 != 0)
+    if (t->prec == ATTN_PRECISION_F32 || t->w_qg || t->eff || t->dh % 2 != 0)
         return NULL;
     return attn_kern_dp_get();
 }
@@ -605,8 +607,11 @@ static void s_head_dp(const attn_tables *t, attn_scratch *s, const s_view *v,
     const uint32_t *vp = kp + (size_t)(t->m / 2) * lp;
     const size_t hoff = (size_t)h * t->dh;
     float mx[ATTN_KERN_MAX_ROWS];
-    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z, lp, mx);
-    v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp);
+    /* Identity: S is the logits' raw product, as in s_head. */
+    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z,
+                  t->shared ? s->s : NULL, lp, mx);
+    if (!t->shared)
+        v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp);
     v->k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
 }
 
@@ -641,8 +646,9 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
      * that the history arrives one head's slice at a time under their
      * arithmetic -- no faster: the slices' traffic per head outruns a few
      * blocks' arithmetic, and DRAM serves slices slower than whole rows.) */
-    if (v->dp)   /* as m pairs: k's m/2, then v's (k_off is even: a multiple of wcols) */
-        k->pack(s->hrow, v->k_off / 2, v->L, t->m, (size_t)v->lp, s->kt);
+    if (v->dp)   /* as pairs: k's m/2, then v's (k_off is even: 0 or a multiple of
+                    wcols); the identity's rows are k alone */
+        k->pack(s->hrow, v->k_off / 2, v->L, t->shared ? t->m / 2 : t->m, (size_t)v->lp, s->kt);
     else
         k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
 
@@ -715,7 +721,7 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
             if (v->dp)
                 v->dp->logits(brow, v->q_off + hoff, dh / 2,
                               (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->scale2,
-                              s->bias, s->z, lp, mx);
+                              s->bias, s->z, NULL, lp, mx);
             else
                 k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
                           s->bias, s->z, NULL, lp, mx);

@@ -845,7 +845,8 @@ START_TEST(test_dp_kernels)
             const int K2 = K2s[ki], ld = CMAX;
             dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, c, (size_t)ld);
             float mx[R];
-            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, (size_t)ld, mx);
+            static float raw[R * CMAX];
+            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, raw, (size_t)ld, mx);
             for (int i = 0; i < dp->rows; i++) {
                 double want_mx = -INFINITY;
                 for (int j = 0; j < ncols; j++) {
@@ -861,6 +862,7 @@ START_TEST(test_dp_kernels)
                     ck_assert_msg(fabs(c[(size_t)i * ld + j] - sum) <= tol,
                                   "tile K2 %d ncols %d [%d][%d]: %.9g, want %.9g", K2, ncols, i,
                                   j, (double)c[(size_t)i * ld + j], sum);
+                    ck_assert(raw[(size_t)i * ld + j] == c[(size_t)i * ld + j]);   /* same sums */
                     double wz = sum * scale + bias[j];
                     float gz = z[(size_t)i * ld + j];
                     if (isinf(bias[j]))
