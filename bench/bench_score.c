@@ -59,6 +59,7 @@ typedef struct s_opts {
     int agree;          /* requests on which bf16 tables are compared with f32 ones */
     int self_attn;      /* > 0: give the model a self-attention block of this window */
     int ffn;            /* > 0: and the block a feed-forward layer of this width */
+    int identity;       /* the identity model (no projections) of the shape's d and heads */
 } s_opts;
 
 /* One shape's data, shared by both table modes. */
@@ -229,6 +230,13 @@ static void s_make_data(s_data *D, const s_shape *sh, const s_opts *o, int shape
     D->pool = o->pool;
     D->emb = bench_catalog(o->items, sh->d, &r);
     D->md = bench_model(sh->d, D->m, sh->heads, sh->L, (int64_t)o->items, NULL, &r);
+    if (o->identity) {   /* no projections: q = g = k = v = the embedding */
+        float **w[4] = {&D->md->wq, &D->md->wk, &D->md->wv, &D->md->wo};
+        for (int i = 0; i < 4; i++) {
+            free(*w[i]);
+            *w[i] = NULL;
+        }
+    }
     D->pidx = bench_alloc(o->items * sizeof *D->pidx);
     for (size_t i = 0; i < o->items; i++)
         D->pidx[i] = (int64_t)i;   /* item ids are 0..n-1: row r has parameters r */
@@ -580,7 +588,8 @@ static attn_tables *s_build(const s_data *D, size_t mi, double *ms)
 static void s_run_shape(const s_data *D, const s_opts *o)
 {
     const s_shape *sh = D->sh;
-    double flops = 4.0 * sh->N * sh->L * D->m;
+    /* The identity's one product per head is both Z and S. */
+    double flops = (o->identity ? 2.0 : 4.0) * sh->N * sh->L * D->m;
     double g_req = s_sgemm_request(sh);
     attn_limits lim = {.max_cand = sh->N, .max_hist = sh->L, .max_k = S_K, .max_explain = 0};
     attn_tables *t[S_NMODES] = {0};
@@ -651,7 +660,7 @@ static void s_usage(FILE *out)
             "usage: bench_score [--shapes P1,P2,P3,P4] [--items N] [--seconds S] [--pool N]\n"
             "                   [--check N] [--ref N] [--out DIR] [--seed S]\n"
             "                   [--modes all,bf16,none,bf16-widen] [--agree N] [--sgemm-only] [--self-attn W]\n"
-            "                   [--ffn F] [--kernel auto|generic|avx2|avx512|avx512bf16]\n"
+            "                   [--ffn F] [--kernel auto|generic|avx2|avx512|avx512bf16] [--identity]\n"
             "Times attn_score in-process on one thread for each reference shape and\n"
             "writes DIR/<shape>.bin for the numpy and PyTorch peers.  JSON lines on stdout.\n");
 }
@@ -666,6 +675,10 @@ static int s_parse(int argc, char **argv, s_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm-only")) {
             o->sgemm_only = 1;
+            continue;
+        }
+        if (!strcmp(a, "--identity")) {
+            o->identity = 1;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -710,6 +723,10 @@ static int s_parse(int argc, char **argv, s_opts *o)
             s_usage(stderr);
             return -1;
         }
+    }
+    if (o->identity && (o->self_attn || o->out)) {
+        fprintf(stderr, "bench_score: --identity has no block, and no peers (--out)\n");
+        return -1;
     }
     if (o->self_attn < 0 || o->self_attn > ATTN_SA_MAX || (o->self_attn && o->out)) {
         fprintf(stderr, "bench_score: --self-attn is 0..%d, and the peers (--out) have no "
