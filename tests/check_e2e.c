@@ -239,6 +239,22 @@ static void s_pick_candidates(int n, int stride)
     }
 }
 
+/* Rank s_cand[0..n) for user at endpoint and hold the reply to the
+ * reference on the database. */
+static void s_assert_rank_as_reference(const char *endpoint, const char *db, const char *user,
+                                       int n, int k, int explain)
+{
+    char cj[2048], req[4096];
+    s_candidates(cj, sizeof cj, s_cand, n);
+    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"candidates\":%s,"
+             "\"k\":%d,\"explain\":%d}", user, cj, k, explain);
+    cJSON *r = tu_call_json(endpoint, req);
+    ref_rank ref;
+    s_reference(db, user, s_cand, n, k, explain, &ref);
+    s_assert_matches(r, &ref);
+    cJSON_Delete(r);
+}
+
 /* ---- fixtures ------------------------------------------------------------- */
 
 static void s_setup_main(void)
@@ -748,15 +764,7 @@ START_TEST(reload_under_load)
 
     /* The served ranking under the trained model equals the reference. */
     s_pick_candidates(30, 17);
-    char cj[2048], req[4096];
-    s_candidates(cj, sizeof cj, s_cand, 30);
-    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0009\",\"candidates\":%s,\"k\":8,"
-             "\"explain\":2}", cj);
-    r = tu_call_json(d.endpoint, req);
-    ref_rank ref;
-    s_reference(db, "u0009", s_cand, 30, 8, 2, &ref);
-    s_assert_matches(r, &ref);
-    cJSON_Delete(r);
+    s_assert_rank_as_reference(d.endpoint, db, "u0009", 30, 8, 2);
 
     /* A model with a self-attention block: the daemon reads the context
      * events after the history, and still equals the reference. */
@@ -766,14 +774,8 @@ START_TEST(reload_under_load)
     ck_assert_int_eq((int64_t)cJSON_GetObjectItem(r, "model")->valuedouble, v2);
     cJSON_Delete(r);
     const char *users[] = {"u0009", "u0017", "u0030"};
-    for (int u = 0; u < 3; u++) {
-        snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"%s\",\"candidates\":%s,"
-                 "\"k\":8,\"explain\":2}", users[u], cj);
-        r = tu_call_json(d.endpoint, req);
-        s_reference(db, users[u], s_cand, 30, 8, 2, &ref);
-        s_assert_matches(r, &ref);
-        cJSON_Delete(r);
-    }
+    for (int u = 0; u < 3; u++)
+        s_assert_rank_as_reference(d.endpoint, db, users[u], 30, 8, 2);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
@@ -869,15 +871,7 @@ START_TEST(kernel_forced_by_config)
     ck_assert_str_eq(cJSON_GetObjectItem(r, "kernel")->valuestring, "generic");
     cJSON_Delete(r);
     s_pick_candidates(30, 7);
-    char cj[2048], req[4096];
-    s_candidates(cj, sizeof cj, s_cand, 30);
-    snprintf(req, sizeof req, "{\"op\":\"rank\",\"user\":\"u0005\",\"candidates\":%s,"
-             "\"k\":10,\"explain\":3}", cj);
-    r = tu_call_json(d.endpoint, req);
-    ref_rank ref;
-    s_reference(db, "u0005", s_cand, 30, 10, 3, &ref);
-    s_assert_matches(r, &ref);
-    cJSON_Delete(r);
+    s_assert_rank_as_reference(d.endpoint, db, "u0005", 30, 10, 3);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
 }
 END_TEST
