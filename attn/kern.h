@@ -96,7 +96,9 @@ typedef struct attn_kern {
      * transpose, so that a head's keys are a contiguous B for tile.  Columns
      * past L need only be finite (their bias is -inf): the vector sets copy
      * whatever rows row[L..lp) point to -- the caller pads the pointers with
-     * repeats of real rows -- rather than spend a branch per row on zeros. */
+     * repeats of real rows -- rather than spend a branch per row on zeros.
+     * The AVX-512 set copies elements bit for bit, so rows of bfloat16 pairs read as
+     * 32-bit elements go through it too (score.c, for attn_kern_dp). */
     void (*pack)(const float *const *row, size_t off, int L, int m, size_t lp, float *out);
 
     /* The self-attention block's two loops (score.c), over a few rows reached

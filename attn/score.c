@@ -544,7 +544,10 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         s->bias[j] = -INFINITY;
 
     const int total = v->Lc + ATTN_KERN_MAX_ROWS;
-    if (v->dp && !t->sa_len)   /* in place (pack reads [k | v] as pairs), padded with repeats */
+    /* The pairs read the history's rows in place, unless a block computes
+     * them (s_self_attend narrows its rows then). */
+    const int hist_in_place = v->dp && !t->sa_len;
+    if (hist_in_place)   /* pack reads [k | v] as pairs; padded with repeats */
         for (int j = 0; j < total; j++)
             s->hrow[j] = (const float *)attn_tables_row(t, rq->hist[j < v->L ? j : v->L - 1]);
     else if (s_widens_rows(t))   /* the history side, [k | v | pad ...] from k_off */
@@ -563,7 +566,7 @@ static void s_prepare(const attn_tables *t, const attn_request *rq, attn_scratch
         v->q_off = t->q_off;
         v->g_off = t->g_off;
         /* Widened history rows start at k. */
-        v->k_off = s_widens_rows(t) && !(v->dp && !t->sa_len) ? 0 : t->k_off;
+        v->k_off = s_widens_rows(t) && !hist_in_place ? 0 : t->k_off;
         v->v_off = v->k_off + (t->v_off - t->k_off);
         /* q and g of a row: contiguous in every layout but the identity's. */
         v->cspan = t->shared ? (size_t)t->m : t->g_off + t->m - t->q_off;
