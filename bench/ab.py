@@ -39,6 +39,7 @@ def main():
     a = ap.parse_args()
     json_path = os.path.abspath(a.out)
     a.out_dir = os.path.dirname(json_path)
+    os.makedirs(a.out_dir, exist_ok=True)
     builds = {"A": os.path.abspath(a.a), "B": os.path.abspath(a.b)}
     bin_b, bench_b = os.path.join(builds["B"], "bin"), os.path.join(builds["B"], "bench")
     a.out = a.out_dir   # ensure_db and p1_reply write beside the JSON

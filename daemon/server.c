@@ -55,6 +55,7 @@
 #define S_QPS_SAMPLES 11    /* once a second: a 10 s window */
 #define S_DROP_LOG_NS 10000000000ull   /* at most one "replies dropped" line per 10 s */
 #define S_LOOK_NS 200000ull /* with work queued and no helper owing, look at most this late */
+#define S_HELPER_DEPTH 2    /* requests a helper may hold: the one it scores and the next */
 
 typedef struct s_pending {
     zmq_msg_t route;        /* client routing id */
@@ -71,8 +72,8 @@ typedef struct s_main {
     int sig_pipe[2];        /* the handler's forwarding pipe */
     srv_worker **workers;   /* [0] runs on this thread */
     char (*ident)[16];      /* routing id of each worker: "w<index>" */
-    int *idle;              /* stack of idle helper indexes */
-    int n_idle;
+    int *owed;              /* replies each helper owes; S_HELPER_DEPTH until it said READY */
+    int n_owed;             /* ... over all helpers that said READY */
     s_pending *queue;       /* ring of queue_max */
     int q_head, q_len;
     srv_reloader *reloader;
@@ -198,6 +199,8 @@ static void s_process_inline(s_main *m)
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
                        uint64_t t_recv, uint8_t style, uint8_t role)
 {
+    m->owed[worker]++;
+    m->n_owed++;
     srv_task_meta meta = {.t_recv_ns = t_recv, .style = style, .role = role};
     if (srv_wire_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE) < 0 ||
         srv_wire_send_msg(m->backend, route, ZMQ_SNDMORE) < 0 ||
@@ -206,7 +209,8 @@ static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *paylo
         /* inproc to a live worker cannot fail but for a bug: say so, keep the worker */
         srv_log(SRV_ERROR, "msg=\"cannot hand a request to a worker\" worker=%d reason=\"%s\"",
                 worker, zmq_strerror(zmq_errno()));
-        m->idle[m->n_idle++] = worker;
+        m->owed[worker]--;
+        m->n_owed--;
         atomic_fetch_sub(&m->st.counters.in_flight, 1);
     }
 }
@@ -227,19 +231,26 @@ static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t 
     atomic_fetch_add(&m->st.counters.queued, 1);
 }
 
-static void s_worker_idle(s_main *m, int worker)
+/* Hand queued requests to helpers: an idle one takes the queue's head, one
+ * that is busy takes a second request only while this thread keeps one of
+ * its own to score.  A helper that holds its next request starts it the
+ * moment it has replied, instead of idling until this thread has finished
+ * scoring and looks again -- and needs no wake-up for it.  The price is
+ * bounded: a slow request holds at most one other behind it. */
+static void s_feed_helpers(s_main *m)
 {
-    if (m->q_len > 0) {
-        s_pending *p = &m->queue[m->q_head];
-        m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
-        m->q_len--;
-        atomic_fetch_sub(&m->st.counters.queued, 1);
-        s_dispatch(m, worker, &p->route, &p->payload, p->t_recv, p->style, p->role);
-        zmq_msg_close(&p->route);
-        zmq_msg_close(&p->payload);
-        return;
-    }
-    m->idle[m->n_idle++] = worker;
+    for (int depth = 1; depth <= S_HELPER_DEPTH; depth++)
+        for (int w = 1; w < m->st.n_workers && m->q_len > (depth > 1); w++) {
+            if (m->owed[w] >= depth)
+                continue;
+            s_pending *p = &m->queue[m->q_head];
+            m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
+            m->q_len--;
+            atomic_fetch_sub(&m->st.counters.queued, 1);
+            s_dispatch(m, w, &p->route, &p->payload, p->t_recv, p->style, p->role);
+            zmq_msg_close(&p->route);
+            zmq_msg_close(&p->payload);
+        }
 }
 
 /* A request for the writer: handed over, or refused at once when recording
@@ -333,13 +344,12 @@ static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_
     else if (atomic_load(&m->st.stopping))
         s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: send to another instance or retry later");
-    else if (m->n_idle > 0 && m->q_len > 0) {
-        /* This thread already has the queue head to score; a helper takes this. */
-        atomic_fetch_add(&m->st.counters.in_flight, 1);
-        s_dispatch(m, m->idle[--m->n_idle], route, payload, t_recv, style, (uint8_t)role);
-    } else if (m->q_len < m->st.cfg.queue_max)
+    else if (m->q_len < m->st.cfg.queue_max ||
+             (s_feed_helpers(m), m->q_len < m->st.cfg.queue_max)) {
         s_enqueue(m, route, payload, t_recv, style, (uint8_t)role);
-    else
+        if (m->q_len > 1)
+            s_feed_helpers(m);   /* this thread keeps the head; an idle helper takes this */
+    } else
         s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
                       "every worker is busy and the queue is full; retry with backoff");
 }
@@ -401,8 +411,10 @@ static void s_on_backend(s_main *m)
                                          zmq_msg_size(&f[3])) != 0) {
                 s_send_cb(m, &f[1], dm.style, "", 0);
             }
-            if (worker > 0 && worker < m->st.n_workers)
-                s_worker_idle(m, worker);
+            if (worker > 0 && worker < m->st.n_workers && m->owed[worker] > 0) {
+                m->owed[worker]--;
+                m->n_owed--;
+            }
         } else if (n > 0) {
             srv_wire_discard_more(m->backend);
         }
@@ -600,8 +612,10 @@ static int s_start_workers(s_main *m)
         srv_wire_discard_more(m->backend);
         if (worker < 1 || worker >= st->n_workers)
             continue;
-        m->idle[m->n_idle++] = worker;
-        ready++;
+        if (m->owed[worker] == S_HELPER_DEPTH) {   /* a READY is counted once */
+            m->owed[worker] = 0;
+            ready++;
+        }
     }
     if (ready < want) {
         srv_log(SRV_ERROR, "msg=\"workers did not start\" ready=%d of=%d", ready, want);
@@ -751,6 +765,7 @@ static int s_stop_step(s_main *m, uint64_t now)
 static void s_loop(s_main *m)
 {
     uint64_t next_cron = util_now_ns(), last_look = 0;
+    int looked = 0;   /* the last turn looked */
     for (;;) {
         uint64_t now = util_now_ns();
         if (now >= next_cron) {
@@ -762,12 +777,18 @@ static void s_loop(s_main *m)
         /* Queued work and no helper to answer (1 worker, or all idle): score
          * the next one without looking.  A look costs three system calls,
          * and the requests it would find queue behind these anyway; what is
-         * answered on reading (health, stats, busy) waits S_LOOK_NS at most. */
-        if (m->q_len > 0 && m->n_idle == m->st.n_workers - 1 && now - last_look < S_LOOK_NS) {
+         * answered on reading (health, stats, busy) waits S_LOOK_NS at most.
+         * With every helper holding its next request as well, one turn may
+         * go without a look: a helper has a request's time of work left. */
+        int helpers_full = m->n_owed == S_HELPER_DEPTH * (m->st.n_workers - 1);
+        if (m->q_len > 0 && (m->n_owed == 0 || (helpers_full && looked)) &&
+            now - last_look < S_LOOK_NS) {
             s_process_inline(m);
+            looked = 0;
             continue;
         }
         last_look = now;
+        looked = 1;
         zmq_pollitem_t items[6] = {
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
@@ -779,7 +800,7 @@ static void s_loop(s_main *m)
          * and the writer's pipes are watched only while they owe an answer,
          * which is the only thing they ever send here. */
         int n = 4, at_backend = -1, at_writer = -1;
-        if (m->n_idle < m->st.n_workers - 1) {
+        if (m->n_owed > 0) {
             at_backend = n;
             items[n++] = (zmq_pollitem_t){.socket = m->backend, .events = ZMQ_POLLIN};
         }
@@ -807,7 +828,8 @@ static void s_loop(s_main *m)
             srv_reloader_on_done(m->reloader);
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             s_on_signal(m);
-        /* Idle helpers took what they could; this thread scores the next one. */
+        /* Helpers take what they may; this thread scores the next one. */
+        s_feed_helpers(m);
         if (m->q_len > 0)
             s_process_inline(m);
     }
@@ -855,7 +877,7 @@ static void s_cleanup(s_main *m)
     free(m->view_prev);
     free(m->view_interval);
     free(m->queue);
-    free(m->idle);
+    free(m->owed);
     free(m->ident);
     free(m->workers);
     free(m->st.wstats);
@@ -941,7 +963,7 @@ static int s_alloc(s_main *m)
 {
     const srv_config *cfg = &m->st.cfg;
     size_t n = (size_t)m->st.n_workers;
-    m->idle = calloc(n, sizeof *m->idle);
+    m->owed = calloc(n, sizeof *m->owed);
     m->ident = calloc(n, sizeof *m->ident);
     m->workers = calloc(n, sizeof *m->workers);
     m->st.wstats = calloc(n + 1, sizeof *m->st.wstats);   /* the workers', the writer's */
@@ -951,12 +973,14 @@ static int s_alloc(s_main *m)
     m->view_interval = calloc(1, sizeof *m->view_interval);
     m->peers = srv_peers_new((size_t)cfg->peer_buffer_bytes);
     m->st.zctx = zmq_ctx_new();
-    if (!m->idle || !m->ident || !m->workers || !m->st.wstats || !m->queue || !m->view_now ||
+    if (!m->owed || !m->ident || !m->workers || !m->st.wstats || !m->queue || !m->view_now ||
         !m->view_prev || !m->view_interval || !m->peers || !m->st.zctx ||
         srv_json_init(&m->out, 1 << 14))
         return -1;
-    for (int i = 0; i < m->st.n_workers && i < 100000; i++)
+    for (int i = 0; i < m->st.n_workers && i < 100000; i++) {
         snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
+        m->owed[i] = i > 0 ? S_HELPER_DEPTH : 0;   /* nothing for a helper until READY */
+    }
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         util_hist_reset(&m->view_prev->stage[s]);
     for (int a = 0; a < SRV_ARMS_MAX; a++)
