@@ -56,6 +56,7 @@
 #define S_DROP_LOG_NS 10000000000ull   /* at most one "replies dropped" line per 10 s */
 #define S_LOOK_NS 200000ull /* with work queued and no helper owing, look at most this late */
 #define S_HELPER_DEPTH 2    /* requests a helper may hold: the one it scores and the next */
+#define S_HOLD_MAX 4        /* replies held for one hand-over to libzmq's I/O thread */
 
 typedef struct s_pending {
     zmq_msg_t route;        /* client routing id */
@@ -64,6 +65,12 @@ typedef struct s_pending {
     uint8_t style;
     uint8_t role;           /* enum srv_role the caller holds */
 } s_pending;
+
+/* A reply written and budgeted, waiting for the next hand-over. */
+typedef struct s_held {
+    zmq_msg_t route, body;
+    uint8_t style;
+} s_held;
 
 typedef struct s_main {
     srv_state st;
@@ -81,6 +88,8 @@ typedef struct s_main {
     void *writer_pipe;      /* PAIR to the writer thread (NULL: record.enabled = off) */
     srv_writer *writer;
     srv_peers *peers;       /* reply bytes queued per client */
+    s_held held[S_HOLD_MAX];
+    int n_held;
     srv_json out;           /* errors the main thread writes itself */
     srv_metrics_view *view_now, *view_prev, *view_interval;
     uint64_t qps_ring[S_QPS_SAMPLES];
@@ -92,35 +101,52 @@ typedef struct s_main {
 
 /* ---- replies -------------------------------------------------------------- */
 
-/* Every reply leaves through here.  A client over its byte budget (it does
- * not read) gets nothing, counted; one that has gone is counted too.  A
- * reply counts as sent only once libzmq took it. */
-static void s_send_reply(s_main *m, zmq_msg_t *route, uint8_t style, const char *buf, size_t len)
+/* Hand the held replies to libzmq.  A reply counts as sent only once
+ * libzmq took it. */
+static void s_flush_replies(s_main *m)
 {
     srv_counters *c = &m->st.counters;
-    zmq_msg_t body;
-    int rc = srv_peers_reply(m->peers, route, buf, len, &body);
+    for (int i = 0; i < m->n_held; i++) {
+        s_held *h = &m->held[i];
+        if (srv_wire_send_msg(m->frontend, &h->route, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            atomic_fetch_add(zmq_errno() == EHOSTUNREACH ? &c->unroutable : &c->dropped, 1);
+            zmq_msg_close(&h->route);
+            zmq_msg_close(&h->body);
+            continue;
+        }
+        zmq_msg_close(&h->route);
+        if (h->style == SRV_STYLE_REQ)
+            srv_wire_send(m->frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (srv_wire_send_msg(m->frontend, &h->body, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&h->body);
+            atomic_fetch_add(&c->dropped, 1);
+            continue;
+        }
+        atomic_fetch_add(&c->replied, 1);
+    }
+    m->n_held = 0;
+}
+
+/* Every reply leaves through here.  A client over its byte budget (it does
+ * not read) gets nothing, counted; one that has gone is counted too.
+ * Replies are held until the loop next looks at its sockets (at once when
+ * nothing is queued) or S_HOLD_MAX are held: each hand-over wakes libzmq's
+ * I/O thread, which then writes all that was held in one send -- a wake-up
+ * and a system call or two per few replies instead of per reply, while
+ * main works through a queue. */
+static void s_send_reply(s_main *m, zmq_msg_t *route, uint8_t style, const char *buf, size_t len)
+{
+    s_held *h = &m->held[m->n_held];
+    int rc = srv_peers_reply(m->peers, route, buf, len, &h->body);
     if (rc != SRV_PEER_OK) {
-        atomic_fetch_add(&c->dropped, 1);
+        atomic_fetch_add(&m->st.counters.dropped, 1);
         return;
     }
-    zmq_msg_t to;
-    zmq_msg_init(&to);
-    zmq_msg_copy(&to, route);
-    if (srv_wire_send_msg(m->frontend, &to, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        atomic_fetch_add(zmq_errno() == EHOSTUNREACH ? &c->unroutable : &c->dropped, 1);
-        zmq_msg_close(&to);
-        zmq_msg_close(&body);
-        return;
-    }
-    if (style == SRV_STYLE_REQ)
-        srv_wire_send(m->frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (srv_wire_send_msg(m->frontend, &body, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&body);
-        atomic_fetch_add(&c->dropped, 1);
-        return;
-    }
-    atomic_fetch_add(&c->replied, 1);
+    zmq_msg_init(&h->route);
+    zmq_msg_copy(&h->route, route);
+    h->style = style;
+    if (++m->n_held == S_HOLD_MAX)
+        s_flush_replies(m);
 }
 
 static void s_send_cb(void *ctx, zmq_msg_t *route, uint8_t style, const char *buf, size_t len)
@@ -718,6 +744,7 @@ static void s_drain_frontend(s_main *m)
     if (end < m->stop_deadline)
         end = m->stop_deadline;
     for (;;) {
+        s_flush_replies(m);
         zmq_pollitem_t it = {.socket = m->frontend, .events = ZMQ_POLLIN};
         int rc = srv_wire_poll(&it, 1, S_QUIET_MS);
         if (rc <= 0 || util_now_ns() >= end)
@@ -789,6 +816,7 @@ static void s_loop(s_main *m)
         }
         last_look = now;
         looked = 1;
+        s_flush_replies(m);
         zmq_pollitem_t items[6] = {
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
@@ -856,6 +884,7 @@ static void s_cleanup(s_main *m)
     if (atomic_load(&m->st.stopping) && m->stop_deadline > now + 2000000000ull)
         flush_ms = (int)((m->stop_deadline - now) / 1000000);
     if (m->frontend) {
+        s_flush_replies(m);
         srv_auth_unwatch(m->st.auth, m->frontend);
         zmq_setsockopt(m->frontend, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
         zmq_close(m->frontend);
