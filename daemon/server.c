@@ -1,10 +1,10 @@
 /* server.c -- the main thread: client socket, dispatch, cron, signals,
  * shutdown.
  *
- * Dispatch is least-recently-used: a worker is handed a request only when it
- * is idle, so a slow request never holds another one hostage behind it in a
- * worker's private queue.  Requests that find every worker busy wait in one
- * bounded FIFO here; when that is full the reply is `busy` at once -- an
+ * Dispatch is least-recently-used, one request deep: an idle helper gets the
+ * oldest queued request, and a busy one at most one more (s_feed_helpers),
+ * so a slow request holds at most one other hostage behind it in a helper's
+ * pipe.  Requests that find every worker busy wait in one bounded FIFO here; when that is full the reply is `busy` at once -- an
  * explicit signal a client can back off on, instead of an unbounded queue
  * that turns overload into timeouts.  The ops that read shared state only
  * (health, stats, info, reload) are answered as they arrive, so a full
