@@ -1,11 +1,13 @@
 /* server.c -- the main thread: client socket, dispatch, cron, signals,
  * shutdown.
  *
- * Dispatch is least-recently-used, one request deep: an idle helper gets the
- * oldest queued request, and a busy one at most one more (s_feed_helpers),
- * so a slow request holds at most one other hostage behind it in a helper's
- * pipe.  Requests that find every worker busy wait in one bounded FIFO here; when that is full the reply is `busy` at once -- an
- * explicit signal a client can back off on, instead of an unbounded queue
+ * Dispatch is least-recently-used, one request deep: main scores the oldest
+ * queued request itself, an idle helper gets the next, and a busy one at most
+ * one more (s_feed_helpers), so a slow request holds at most one other
+ * hostage behind it in a helper's pipe.  Requests that find every worker
+ * busy wait in one bounded FIFO here; when that is full the reply is `busy`
+ * at once -- an explicit signal a client can back off on, instead of an
+ * unbounded queue
  * that turns overload into timeouts.  The ops that read shared state only
  * (health, stats, info, reload) are answered as they arrive, so a full
  * queue never makes a live daemon look dead.  record goes to the writer
@@ -263,16 +265,17 @@ static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t 
     atomic_fetch_add(&m->st.counters.queued, 1);
 }
 
-/* Hand queued requests to helpers: an idle one takes the queue's head, one
- * that is busy takes a second request only while this thread keeps one of
- * its own to score.  A helper that holds its next request starts it the
- * moment it has replied, instead of idling until this thread has finished
- * scoring and looks again -- and needs no wake-up for it.  The price is
- * bounded: a slow request holds at most one other behind it. */
-static void s_feed_helpers(s_main *m)
+/* Hand queued requests to helpers, idle ones first, while more than keep
+ * are queued: this thread keeps the oldest to score itself (keep = 1),
+ * which costs no hand-off, unless the queue is full.  A busy helper takes a
+ * second request: then it starts it the moment it has replied, instead of
+ * idling until this thread has finished scoring and looks again, and needs
+ * no wake-up for it.  The price is bounded: a slow request holds at most
+ * one other behind it. */
+static void s_feed_helpers(s_main *m, int keep)
 {
     for (int depth = 1; depth <= S_HELPER_DEPTH; depth++)
-        for (int w = 1; w < m->st.n_workers && m->q_len > (depth > 1); w++) {
+        for (int w = 1; w < m->st.n_workers && m->q_len > keep; w++) {
             if (m->owed[w] >= depth)
                 continue;
             s_pending *p = &m->queue[m->q_head];
@@ -376,14 +379,17 @@ static void s_route(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_
     else if (atomic_load(&m->st.stopping))
         s_reply_error(m, route, style, id_json, op, SRV_E_UNAVAILABLE,
                       "shutting down: send to another instance or retry later");
-    else if (m->q_len < m->st.cfg.queue_max ||
-             (s_feed_helpers(m), m->q_len < m->st.cfg.queue_max)) {
+    else {
+        if (m->q_len == m->st.cfg.queue_max)
+            s_feed_helpers(m, 0);   /* full: a helper with room makes room */
+        if (m->q_len == m->st.cfg.queue_max) {
+            s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
+                          "every worker is busy and the queue is full; retry with backoff");
+            return;
+        }
         s_enqueue(m, route, payload, t_recv, style, (uint8_t)role);
-        if (m->q_len > 1)
-            s_feed_helpers(m);   /* this thread keeps the head; an idle helper takes this */
-    } else
-        s_reply_error(m, route, style, id_json, op, SRV_E_BUSY,
-                      "every worker is busy and the queue is full; retry with backoff");
+        s_feed_helpers(m, 1);
+    }
 }
 
 static void s_on_frontend(s_main *m)
@@ -865,8 +871,8 @@ static void s_loop(s_main *m)
             srv_reloader_on_done(m->reloader);
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             s_on_signal(m);
-        /* Helpers take what they may; this thread scores the next one. */
-        s_feed_helpers(m);
+        /* Helpers take what they may; this thread scores the oldest. */
+        s_feed_helpers(m, 1);
         if (m->q_len > 0)
             s_process_inline(m);
     }
