@@ -3,7 +3,8 @@
 the same share of a core costs when it is plain computation.
 
     bench/record_tail.py BUILD [--rounds 3] [--burn 0.4] [--dir /tmp] [--priority idle]
-                         [--linger 20] [--neighbours record,linger,burn]
+                         [--linger 20] [--tuned-set KEY=VALUE ...]
+                         [--neighbours record,linger,burn]
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
@@ -14,6 +15,9 @@ beside a neighbour:
                 events)
   linger        the same recording, attnd with record.linger_ms = --linger:
                 fewer, larger commits, and one ack burst per batch
+  tuned         the same recording, attnd started with every --tuned-set
+                KEY=VALUE as well (record.checkpoint_pages, record.synchronous
+                and the like: one setting's cost to the tail)
   big           the same 20,000 events/s in a tenth of the requests (20 a
                 second of 1,000 events): what the rank tail pays per record
                 request rather than per event
@@ -98,7 +102,7 @@ def burner(kind, share, scratch_dir):
             "    time.sleep(0.01 * (1 - f))\n")
 
 
-RECORDING = ("record", "linger", "big", "client-idle", "shared", "elsewhere")
+RECORDING = ("record", "linger", "tuned", "big", "client-idle", "shared", "elsewhere")
 NEIGHBOURS = RECORDING + tuple(BURN_WORK)
 
 QUIET = ["--set", "metrics.bind=", "--set", "server.metrics_interval=0",
@@ -114,6 +118,8 @@ def one_round(a, build, src, neighbour):
     linger = []
     if neighbour == "linger":
         linger = ["--set", f"record.linger_ms={a.linger}"]
+    elif neighbour == "tuned":
+        linger = [x for kv in a.tuned_set for x in ("--set", kv)]
     attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
                     ["--set", f"record.priority={a.priority}"] + linger,
                     os.path.join(a.dir, "record-tail-attnd.log"))
@@ -187,6 +193,8 @@ def main():
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--priority", default="idle", choices=("idle", "normal"))
     ap.add_argument("--linger", type=int, default=20, help="record.linger_ms of `linger`")
+    ap.add_argument("--tuned-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the `tuned` neighbour's attnd (repeatable)")
     ap.add_argument("--neighbours", default="record,linger,burn")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
     a = ap.parse_args()
@@ -196,7 +204,8 @@ def main():
     build = os.path.abspath(a.build)
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"{os.getloadavg()[0]:.1f}, record.priority = {a.priority}, burn {a.burn}, "
-          f"linger {a.linger} ms", flush=True)
+          f"linger {a.linger} ms" + (f", tuned {' '.join(a.tuned_set)}" if a.tuned_set else ""),
+          flush=True)
     neighbours = a.neighbours.split(",")
     for n in neighbours:
         if n not in NEIGHBOURS:
