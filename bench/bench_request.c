@@ -142,7 +142,7 @@ static srv_worker *s_worker(srv_state *st, srv_wstats **ws, const s_args *a)
     st->n_workers = st->n_wstats = 1;
     st->wstats = ws;
     st->started_ns = util_now_ns();
-    srv_worker *w = srv_worker_start(st, 0, 0, why, sizeof why);
+    srv_worker *w = srv_worker_start(st, 0, NULL, why, sizeof why);
     if (!w) {
         fprintf(stderr, "bench_request: %s\n", why);
         exit(1);

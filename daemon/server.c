@@ -61,6 +61,7 @@
 #define S_HOLD_MAX 4        /* replies held for one hand-over to libzmq's I/O thread */
 #define S_HOLD_NS 100000ull /* ... and for at most this long (checked between requests) */
 #define S_HOLD_BEHIND 4096  /* ... and never behind a request this large (a slow one) */
+#define S_FULL_LOOK_NS 1000000ull /* with work queued, signals and reloads are seen this late */
 
 typedef struct s_pending {
     zmq_msg_t route;        /* client routing id */
@@ -78,13 +79,13 @@ typedef struct s_held {
 
 typedef struct s_main {
     srv_state st;
-    void *frontend, *backend;
+    void *frontend;
+    srv_lanes *lanes;       /* [i]: main and helper i (lane 0 unused) */
     int sig_fd;             /* signalfd */
     int sig_pipe[2];        /* the handler's forwarding pipe */
     srv_worker **workers;   /* [0] runs on this thread */
-    char (*ident)[16];      /* routing id of each worker: "w<index>" */
-    int *owed;              /* replies each helper owes; S_HELPER_DEPTH until it said READY */
-    int n_owed;             /* ... over all helpers that said READY */
+    int *owed;              /* replies each helper owes */
+    int n_owed;             /* ... over all helpers */
     s_pending *queue;       /* ring of queue_max */
     int q_head, q_len;
     srv_reloader *reloader;
@@ -172,23 +173,6 @@ static void s_reply_error(s_main *m, zmq_msg_t *route, uint8_t style, const char
     s_send_reply(m, route, style, m->out.buf, m->out.len);
 }
 
-/* The index in a worker's routing id "w<index>"; -1 if it is not one.
- * Frames are not NUL-terminated: parse within the frame's size. */
-static int s_worker_index(zmq_msg_t *ident)
-{
-    const char *p = zmq_msg_data(ident);
-    size_t n = zmq_msg_size(ident);
-    if (n < 2 || n > 10 || p[0] != 'w')
-        return -1;
-    int index = 0;
-    for (size_t i = 1; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        index = index * 10 + (p[i] - '0');
-    }
-    return index;
-}
-
 /* ---- handling on this thread ---------------------------------------------- */
 
 /* Run a request on worker 0 and send (or park) its answer.  Takes route. */
@@ -233,20 +217,24 @@ static void s_process_inline(s_main *m)
 static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
                        uint64_t t_recv, uint8_t style, uint8_t role)
 {
+    srv_task t = {.t_recv_ns = t_recv, .style = style, .role = role};
+    zmq_msg_init(&t.route);
+    zmq_msg_init(&t.payload);
+    zmq_msg_move(&t.route, route);
+    zmq_msg_move(&t.payload, payload);
+    if (srv_lane_give(srv_lanes_at(m->lanes, worker), &t) != 0) {
+        /* main never gives more than a lane holds but for a bug: say so, answer */
+        srv_log(SRV_ERROR, "msg=\"cannot hand a request to a worker: its lane is full\" "
+                "worker=%d", worker);
+        s_reply_error(m, &t.route, style, "null", NULL, SRV_E_INTERNAL,
+                      "internal: a worker's lane was full");
+        atomic_fetch_sub(&m->st.counters.in_flight, 1);
+        zmq_msg_close(&t.route);
+        zmq_msg_close(&t.payload);
+        return;
+    }
     m->owed[worker]++;
     m->n_owed++;
-    srv_task_meta meta = {.t_recv_ns = t_recv, .style = style, .role = role};
-    if (srv_wire_send(m->backend, m->ident[worker], strlen(m->ident[worker]), ZMQ_SNDMORE) < 0 ||
-        srv_wire_send_msg(m->backend, route, ZMQ_SNDMORE) < 0 ||
-        srv_wire_send(m->backend, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
-        srv_wire_send_msg(m->backend, payload, 0) < 0) {
-        /* inproc to a live worker cannot fail but for a bug: say so, keep the worker */
-        srv_log(SRV_ERROR, "msg=\"cannot hand a request to a worker\" worker=%d reason=\"%s\"",
-                worker, zmq_strerror(zmq_errno()));
-        m->owed[worker]--;
-        m->n_owed--;
-        atomic_fetch_sub(&m->st.counters.in_flight, 1);
-    }
 }
 
 static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
@@ -424,42 +412,31 @@ static void s_on_frontend(s_main *m)
     }
 }
 
-/* ---- backend: what helpers send back -------------------------------------- */
+/* ---- lanes: what helpers hand back ----------------------------------------- */
 
-static void s_on_backend(s_main *m)
+static void s_on_lanes(s_main *m)
 {
-    for (;;) {
-        zmq_msg_t f[4];
-        for (int i = 0; i < 4; i++)
-            zmq_msg_init(&f[i]);
-        int n = 0;
-        while (n < 4 && srv_wire_recv(m->backend, &f[n], n ? 0 : ZMQ_DONTWAIT) >= 0 &&
-               (++n == 4 || zmq_msg_more(&f[n - 1])))
-            ;
-        if (n == 4) {
-            int worker = s_worker_index(&f[0]);
-            srv_done_meta dm = {0};
-            if (zmq_msg_size(&f[2]) == sizeof dm)
-                memcpy(&dm, zmq_msg_data(&f[2]), sizeof dm);
-            if (dm.kind == SRV_DONE_REPLY) {
-                s_send_reply(m, &f[1], dm.style, zmq_msg_data(&f[3]), zmq_msg_size(&f[3]));
+    srv_done d;
+    for (int w = 1; w < m->st.n_workers; w++) {
+        srv_lane *l = srv_lanes_at(m->lanes, w);
+        while (m->owed[w] > 0 && srv_lane_collect(l, &d)) {
+            m->owed[w]--;
+            m->n_owed--;
+            if (d.kind == SRV_DONE_REPLY) {
+                s_send_reply(m, &d.route, d.style, zmq_msg_data(&d.body), zmq_msg_size(&d.body));
                 atomic_fetch_sub(&m->st.counters.in_flight, 1);
-            } else if (dm.kind == SRV_DONE_RELOAD &&
-                       srv_reloader_wait(m->reloader, &f[1], dm.style, zmq_msg_data(&f[3]),
-                                         zmq_msg_size(&f[3])) != 0) {
-                s_send_cb(m, &f[1], dm.style, "", 0);
+            } else if (d.kind == SRV_DONE_RELOAD) {
+                if (srv_reloader_wait(m->reloader, &d.route, d.style, zmq_msg_data(&d.body),
+                                      zmq_msg_size(&d.body)) != 0)
+                    s_send_cb(m, &d.route, d.style, "", 0);
+            } else {
+                s_reply_error(m, &d.route, d.style, "null", NULL, SRV_E_INTERNAL,
+                              "out of memory handing the reply over");
+                atomic_fetch_sub(&m->st.counters.in_flight, 1);
             }
-            if (worker > 0 && worker < m->st.n_workers && m->owed[worker] > 0) {
-                m->owed[worker]--;
-                m->n_owed--;
-            }
-        } else if (n > 0) {
-            srv_wire_discard_more(m->backend);
+            zmq_msg_close(&d.route);
+            zmq_msg_close(&d.body);
         }
-        for (int i = 0; i < 4; i++)
-            zmq_msg_close(&f[i]);
-        if (n == 0)
-            return;
     }
 }
 
@@ -622,42 +599,20 @@ static int s_signals(s_main *m)
 
 /* ---- start and stop ------------------------------------------------------- */
 
-/* Worker 0 runs on this thread; the others get threads of their own and
- * announce themselves before they can be routed to. */
+/* Worker 0 runs on this thread; the others get threads of their own, each
+ * with its lane to this one. */
 static int s_start_workers(s_main *m)
 {
     srv_state *st = &m->st;
     char why[600];
     for (int i = 0; i < st->n_workers; i++) {
-        m->workers[i] = srv_worker_start(st, i, i > 0, why, sizeof why);
+        m->workers[i] = srv_worker_start(st, i, i > 0 ? srv_lanes_at(m->lanes, i) : NULL, why,
+                                         sizeof why);
         if (!m->workers[i]) {
             srv_log(SRV_ERROR, "msg=\"cannot start worker\" reason=\"%s\"", why);
             return -1;
         }
         st->wstats[i] = srv_worker_stats(m->workers[i]);
-    }
-    int ready = 0, want = st->n_workers - 1;
-    uint64_t deadline = util_now_ns() + 10000000000ull;
-    while (ready < want && util_now_ns() < deadline) {
-        zmq_pollitem_t it = {.socket = m->backend, .events = ZMQ_POLLIN};
-        if (srv_wire_poll(&it, 1, 100) <= 0)
-            continue;
-        zmq_msg_t ident;
-        zmq_msg_init(&ident);
-        int rc = srv_wire_recv(m->backend, &ident, 0);
-        int worker = rc < 0 ? -1 : s_worker_index(&ident);
-        zmq_msg_close(&ident);
-        srv_wire_discard_more(m->backend);
-        if (worker < 1 || worker >= st->n_workers)
-            continue;
-        if (m->owed[worker] == S_HELPER_DEPTH) {   /* a READY is counted once */
-            m->owed[worker] = 0;
-            ready++;
-        }
-    }
-    if (ready < want) {
-        srv_log(SRV_ERROR, "msg=\"workers did not start\" ready=%d of=%d", ready, want);
-        return -1;
     }
     return 0;
 }
@@ -693,10 +648,8 @@ static int s_start_writer(s_main *m)
 static void s_stop_workers(s_main *m)
 {
     for (int i = 1; i < m->st.n_workers; i++)
-        if (m->workers[i]) {
-            srv_wire_send(m->backend, m->ident[i], strlen(m->ident[i]), ZMQ_SNDMORE);
-            srv_wire_send(m->backend, "", 0, 0);
-        }
+        if (m->workers[i])
+            srv_lane_stop(srv_lanes_at(m->lanes, i));
     for (int i = 0; i < m->st.n_workers; i++)
         srv_worker_join(&m->workers[i]);
 }
@@ -803,7 +756,7 @@ static int s_stop_step(s_main *m, uint64_t now)
 
 static void s_loop(s_main *m)
 {
-    uint64_t next_cron = util_now_ns(), last_look = 0;
+    uint64_t next_cron = util_now_ns(), last_look = 0, last_full_look = 0;
     int looked = 0;   /* the last turn looked */
     for (;;) {
         uint64_t now = util_now_ns();
@@ -815,6 +768,12 @@ static void s_loop(s_main *m)
             s_flush_replies(m);
         if (atomic_load(&m->st.stopping) && s_stop_step(m, now))
             return;
+        /* Replies first (a look at each lane, no system call): they free
+         * helpers for the requests queued or read next. */
+        if (m->n_owed > 0) {
+            s_on_lanes(m);
+            s_feed_helpers(m, 1);
+        }
         /* Queued work and no helper to answer (1 worker, or all idle): score
          * the next one without looking.  A look costs three system calls,
          * and the requests it would find queue behind these anyway; what is
@@ -830,6 +789,22 @@ static void s_loop(s_main *m)
         }
         last_look = now;
         looked = 1;
+        /* With work queued, a look is a read of each socket until it has
+         * nothing: zmq_poll would add a poll of every descriptor and a check
+         * of each socket's mailbox (getpid and poll) before those reads --
+         * three of the five system calls a look costs.  The descriptors
+         * (signals, reloads) are polled at least every S_FULL_LOOK_NS, and
+         * whenever this thread is about to sleep. */
+        if (m->q_len > 0 && now - last_full_look < S_FULL_LOOK_NS) {
+            if (m->writer_pipe && atomic_load(&m->st.rec.queued) > 0)
+                s_on_writer(m);
+            s_on_frontend(m);
+            s_feed_helpers(m, 1);
+            if (m->q_len > 0)
+                s_process_inline(m);
+            continue;
+        }
+        last_full_look = now;
         zmq_pollitem_t items[6] = {
             {.socket = m->frontend, .events = ZMQ_POLLIN},
             {.fd = srv_reloader_fd(m->reloader), .events = ZMQ_POLLIN},
@@ -837,18 +812,9 @@ static void s_loop(s_main *m)
             {.fd = m->sig_pipe[0], .events = ZMQ_POLLIN},
         };
         /* Each socket in the set costs libzmq a look at its mailbox (two
-         * system calls) every turn, a turn or more per request: the helpers'
-         * and the writer's pipes are watched only while they owe an answer,
-         * which is the only thing they ever send here. */
-        int n = 4, at_backend = -1, at_writer = -1;
-        if (m->n_owed > 0) {
-            at_backend = n;
-            items[n++] = (zmq_pollitem_t){.socket = m->backend, .events = ZMQ_POLLIN};
-        }
-        if (m->writer_pipe && atomic_load(&m->st.rec.queued) > 0) {
-            at_writer = n;
-            items[n++] = (zmq_pollitem_t){.socket = m->writer_pipe, .events = ZMQ_POLLIN};
-        }
+         * system calls) every turn: the writer's pipe is watched only while
+         * it owes an answer, which is the only thing it ever sends here. */
+        int n = 4, at_lanes = -1, at_writer = -1;
         long timeout_ms = (long)((next_cron - now) / 1000000) + 1;
         if (atomic_load(&m->st.stopping) && timeout_ms > 50)
             timeout_ms = 50;
@@ -856,13 +822,30 @@ static void s_loop(s_main *m)
             timeout_ms = 0;   /* work is waiting: only look, never sleep */
         else
             s_flush_replies(m);   /* ... else nothing is held while main sleeps */
-        if (srv_wire_poll(items, n, timeout_ms) < 0) {
+        /* A sleep with helpers owing: they write the lanes' eventfd when
+         * they answer, unless an answer is already there. */
+        if (m->n_owed > 0 && timeout_ms != 0) {
+            int efd = srv_lanes_sleep(m->lanes);
+            if (efd < 0) {
+                timeout_ms = 0;
+            } else {
+                at_lanes = n;
+                items[n++] = (zmq_pollitem_t){.fd = efd, .events = ZMQ_POLLIN};
+            }
+        }
+        if (m->writer_pipe && atomic_load(&m->st.rec.queued) > 0) {
+            at_writer = n;
+            items[n++] = (zmq_pollitem_t){.socket = m->writer_pipe, .events = ZMQ_POLLIN};
+        }
+        int rc = srv_wire_poll(items, n, timeout_ms);
+        if (at_lanes >= 0)
+            srv_lanes_woke(m->lanes, items[at_lanes].revents & ZMQ_POLLIN);
+        if (rc < 0) {
             srv_log(SRV_ERROR, "msg=\"poll failed\" reason=\"%s\"", zmq_strerror(zmq_errno()));
             return;
         }
-        /* Replies first: they free workers for the requests read next. */
-        if (at_backend >= 0 && (items[at_backend].revents & ZMQ_POLLIN))
-            s_on_backend(m);
+        if (m->n_owed > 0)
+            s_on_lanes(m);
         if (at_writer >= 0 && (items[at_writer].revents & ZMQ_POLLIN))
             s_on_writer(m);
         if (items[0].revents & ZMQ_POLLIN)
@@ -889,6 +872,7 @@ static void s_cleanup(s_main *m)
     }
     if (m->workers)
         s_stop_workers(m);
+    srv_lanes_free(&m->lanes);   /* after the helpers stopped: closes what they left */
     srv_imp_stop(&m->st.imp);   /* after the workers: nothing offers any more */
     srv_writer_stop(&m->writer, m->writer_pipe);
     srv_snapshot_publish(NULL);
@@ -904,10 +888,6 @@ static void s_cleanup(s_main *m)
         zmq_setsockopt(m->frontend, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
         zmq_close(m->frontend);
     }
-    if (m->backend) {
-        zmq_setsockopt(m->backend, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close(m->backend);
-    }
     if (m->writer_pipe) {
         zmq_setsockopt(m->writer_pipe, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(m->writer_pipe);
@@ -922,7 +902,6 @@ static void s_cleanup(s_main *m)
     free(m->view_interval);
     free(m->queue);
     free(m->owed);
-    free(m->ident);
     free(m->workers);
     free(m->st.wstats);
     srv_rec_stats_destroy(&m->st.rec);
@@ -1008,7 +987,7 @@ static int s_alloc(s_main *m)
     const srv_config *cfg = &m->st.cfg;
     size_t n = (size_t)m->st.n_workers;
     m->owed = calloc(n, sizeof *m->owed);
-    m->ident = calloc(n, sizeof *m->ident);
+    m->lanes = srv_lanes_new((int)n);
     m->workers = calloc(n, sizeof *m->workers);
     m->st.wstats = calloc(n + 1, sizeof *m->st.wstats);   /* the workers', the writer's */
     m->queue = calloc((size_t)cfg->queue_max, sizeof *m->queue);
@@ -1017,14 +996,10 @@ static int s_alloc(s_main *m)
     m->view_interval = calloc(1, sizeof *m->view_interval);
     m->peers = srv_peers_new((size_t)cfg->peer_buffer_bytes);
     m->st.zctx = zmq_ctx_new();
-    if (!m->owed || !m->ident || !m->workers || !m->st.wstats || !m->queue || !m->view_now ||
+    if (!m->owed || !m->lanes || !m->workers || !m->st.wstats || !m->queue || !m->view_now ||
         !m->view_prev || !m->view_interval || !m->peers || !m->st.zctx ||
         srv_json_init(&m->out, 1 << 14))
         return -1;
-    for (int i = 0; i < m->st.n_workers && i < 100000; i++) {
-        snprintf(m->ident[i], sizeof m->ident[i], "w%d", i);
-        m->owed[i] = i > 0 ? S_HELPER_DEPTH : 0;   /* nothing for a helper until READY */
-    }
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         util_hist_reset(&m->view_prev->stage[s]);
     for (int a = 0; a < SRV_ARMS_MAX; a++)
@@ -1038,12 +1013,6 @@ static int s_start(s_main *m)
     char why[600];
     if (s_alloc(m)) {
         srv_log(SRV_ERROR, "msg=\"cannot allocate the server\"");
-        return -1;
-    }
-    m->backend = zmq_socket(m->st.zctx, ZMQ_ROUTER);
-    if (!m->backend || zmq_bind(m->backend, SRV_BACKEND) != 0) {
-        srv_log(SRV_ERROR, "msg=\"cannot bind the workers' socket\" reason=\"%s\"",
-                zmq_strerror(zmq_errno()));
         return -1;
     }
     /* The ZAP handler is bound before the client socket: libzmq lets in

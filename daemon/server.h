@@ -16,8 +16,9 @@
  *   http      libmicrohttpd's, for /metrics and the probes (http.h); started
  *             first, so that /healthz answers while the first snapshot loads.
  *
- * Messages between main and workers travel over inproc sockets and are
- * moved, not copied (zmq_msg_t ownership passes with zmq_msg_send).
+ * Requests and replies between main and a helper travel through the
+ * helper's lane (lane.h), and to the writer over an inproc socket; their
+ * zmq_msg_t are moved, not copied.
  */
 #ifndef DAEMON_SERVER_H
 #define DAEMON_SERVER_H

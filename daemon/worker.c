@@ -22,7 +22,6 @@
 #include "daemon/rank.h"
 #include "daemon/reply.h"
 #include "daemon/snapshot.h"
-#include "daemon/wire.h"
 #include "util/clock.h"
 
 #define S_JSON_ARENA_BYTES (4u << 20)
@@ -31,8 +30,7 @@ struct srv_worker {
     srv_state *st;
     srv_wres res;                /* what handlers borrow */
     pthread_t thread;
-    int threaded;                /* own thread and socket, or run by main */
-    void *sock;                  /* DEALER to the server's backend */
+    srv_lane *lane;              /* a helper's hand-off with main; NULL: run by main */
     srv_arena json_arena;        /* cJSON parse trees */
     srv_arena args_arena;        /* the parsed request's fields */
     srv_json out;                /* the reply being written */
@@ -76,7 +74,7 @@ static void s_bound_reply(srv_worker *w, srv_call *c)
 
 int srv_worker_handle(srv_worker *w, uint64_t t_recv, int role, const char *buf, size_t len)
 {
-    if (!w->threaded)
+    if (!w->lane)
         srv_arena_bind(&w->json_arena);
     for (int s = 0; s < SRV_STAGE_COUNT; s++)
         w->stage[s] = SRV_STAGE_SKIPPED;
@@ -100,7 +98,7 @@ int srv_worker_handle(srv_worker *w, uint64_t t_recv, int role, const char *buf,
     s_bound_reply(w, &c);
     s_observe(w, &rq, &c);
     srv_arena_reset(&w->args_arena);
-    if (!w->threaded)
+    if (!w->lane)
         srv_arena_bind(NULL);
     return c.outcome;
 }
@@ -124,53 +122,35 @@ srv_wstats *srv_worker_stats(srv_worker *w)
 
 /* ---- the thread ----------------------------------------------------------- */
 
-static void s_send(srv_worker *w, zmq_msg_t *route, uint8_t style, uint8_t kind)
+/* One task: handle it, hand the reply (a copy: the buffer is reused) back. */
+static void s_serve_one(srv_worker *w, srv_task *t)
 {
-    srv_done_meta meta = {.kind = kind, .style = style};
-    if (srv_wire_send_msg(w->sock, route, ZMQ_SNDMORE) < 0 ||
-        srv_wire_send(w->sock, &meta, sizeof meta, ZMQ_SNDMORE) < 0 ||
-        srv_wire_send(w->sock, w->out.buf, w->out.len, 0) < 0)
-        srv_log(SRV_ERROR, "msg=\"worker cannot hand a reply back\" worker=%d reason=\"%s\"",
-                w->res.index, zmq_strerror(zmq_errno()));
-}
-
-/* One task: [route][meta][payload].  0 to go on, -1 to stop. */
-static int s_serve_one(srv_worker *w)
-{
-    zmq_msg_t route, meta, payload;
-    zmq_msg_init(&route);
-    if (srv_wire_recv(w->sock, &route, 0) < 0 || !zmq_msg_more(&route)) {
-        zmq_msg_close(&route);   /* context terminated, or a lone empty frame: stop */
-        return -1;
+    int outcome = srv_worker_handle(w, t->t_recv_ns, t->role, zmq_msg_data(&t->payload),
+                                    zmq_msg_size(&t->payload));
+    srv_done d = {.kind = outcome == SRV_OUT_RELOAD ? SRV_DONE_RELOAD : SRV_DONE_REPLY,
+                  .style = t->style};
+    zmq_msg_init(&d.route);
+    zmq_msg_move(&d.route, &t->route);
+    if (zmq_msg_init_size(&d.body, w->out.len) == 0) {
+        memcpy(zmq_msg_data(&d.body), w->out.buf, w->out.len);
+    } else {
+        srv_log(SRV_ERROR, "msg=\"worker cannot hand a reply back\" worker=%d reason=\"out of "
+                "memory\"", w->res.index);
+        zmq_msg_init(&d.body);
+        d.kind = SRV_DONE_LOST;
     }
-    zmq_msg_init(&meta);
-    zmq_msg_init(&payload);
-    if (srv_wire_recv(w->sock, &meta, 0) >= 0 && srv_wire_recv(w->sock, &payload, 0) >= 0) {
-        srv_task_meta tm = {0};
-        if (zmq_msg_size(&meta) == sizeof tm)
-            memcpy(&tm, zmq_msg_data(&meta), sizeof tm);
-        int outcome = srv_worker_handle(w, tm.t_recv_ns, tm.role, zmq_msg_data(&payload),
-                                        zmq_msg_size(&payload));
-        s_send(w, &route, tm.style, outcome == SRV_OUT_RELOAD ? SRV_DONE_RELOAD
-                                                                : SRV_DONE_REPLY);
-        srv_worker_done(w, tm.t_recv_ns);
-    }
-    zmq_msg_close(&route);
-    zmq_msg_close(&meta);
-    zmq_msg_close(&payload);
-    return 0;
+    srv_lane_answer(w->lane, &d);
+    srv_worker_done(w, t->t_recv_ns);
+    zmq_msg_close(&t->payload);
 }
 
 static void *s_thread(void *arg)
 {
     srv_worker *w = arg;
     srv_arena_bind(&w->json_arena);
-    srv_done_meta ready = {.kind = SRV_DONE_READY};
-    if (srv_wire_send(w->sock, "", 0, ZMQ_SNDMORE) >= 0 &&
-        srv_wire_send(w->sock, &ready, sizeof ready, ZMQ_SNDMORE) >= 0 &&
-        srv_wire_send(w->sock, "", 0, 0) >= 0)
-        while (s_serve_one(w) == 0)
-            ;
+    srv_task t;
+    while (srv_lane_take(w->lane, &t))
+        s_serve_one(w, &t);
     srv_arena_bind(NULL);
     return NULL;
 }
@@ -179,8 +159,6 @@ static void *s_thread(void *arg)
 
 static void s_free(srv_worker *w)
 {
-    if (w->sock)
-        zmq_close(w->sock);
     store_hist_close(&w->res.hist);
     for (int i = 0; i < SRV_MODELS_MAX; i++)
         attn_scratch_free(&w->res.scratch[i]);
@@ -192,27 +170,7 @@ static void s_free(srv_worker *w)
     free(w);
 }
 
-static int s_connect(srv_worker *w, char *why, size_t why_len)
-{
-    w->sock = zmq_socket(w->st->zctx, ZMQ_DEALER);
-    char ident[16];
-    int ilen = snprintf(ident, sizeof ident, "w%d", w->res.index);
-    int linger = 0;
-    if (!w->sock || zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, ident, (size_t)ilen) ||
-        zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_connect(w->sock, SRV_BACKEND) != 0) {
-        snprintf(why, why_len, "worker %d: connect %s: %s", w->res.index, SRV_BACKEND,
-                 zmq_strerror(zmq_errno()));
-        return -1;
-    }
-    if (pthread_create(&w->thread, NULL, s_thread, w) != 0) {
-        snprintf(why, why_len, "worker %d: cannot start its thread", w->res.index);
-        return -1;
-    }
-    return 0;
-}
-
-srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, size_t why_len)
+srv_worker *srv_worker_start(srv_state *st, int index, srv_lane *lane, char *why, size_t why_len)
 {
     const srv_config *cfg = &st->cfg;
     srv_worker *w = calloc(1, sizeof *w);
@@ -223,7 +181,6 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
     w->st = st;
     w->res.index = index;
     w->res.rng = util_now_ns() ^ ((uint64_t)index * 0x9E3779B97F4A7C15ull);
-    w->threaded = threaded;
     srv_wstats_init(&w->stats);
     char reason[600];
     if (srv_history_open(cfg, 0, &w->res.hist, reason, sizeof reason) != 0) {
@@ -248,7 +205,9 @@ srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, 
     for (int i = 0; snap && i < snap->n_models; i++)
         w->res.scratch[i] = attn_scratch_new(snap->models[i].tables, &w->res.lim);
     srv_snapshot_release(&snap);
-    if (threaded && s_connect(w, why, why_len)) {
+    w->lane = lane;
+    if (lane && pthread_create(&w->thread, NULL, s_thread, w) != 0) {
+        snprintf(why, why_len, "worker %d: cannot start its thread", index);
         s_free(w);
         return NULL;
     }
@@ -261,7 +220,7 @@ void srv_worker_join(srv_worker **worker_p)
     if (!w)
         return;
     *worker_p = NULL;
-    if (w->threaded)
+    if (w->lane)
         pthread_join(w->thread, NULL);
     s_free(w);
 }

@@ -1,10 +1,10 @@
 /* worker.h -- a scoring worker: its resources, and optionally its thread.
  *
  * The server creates `workers` of these at start.  Worker 0 belongs to the
- * main thread (no thread, no socket: what it handles crosses no thread
+ * main thread (no thread, no lane: what it handles crosses no thread
  * boundary, and main-thread ops run on it too); the others are threads
- * that connect a DEALER to the server's inproc backend, say READY, then
- * answer one request at a time until they receive an empty message (stop).
+ * that take requests from their lane (lane.h) and answer them there, one
+ * at a time, until the lane says stop.
  *
  *     int outcome = srv_worker_handle(w, t_recv, role, buf, len);   // worker 0
  *     size_t n;  const char *reply = srv_worker_reply(w, &n);
@@ -20,19 +20,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/lane.h"
 #include "daemon/metrics.h"
 #include "daemon/state.h"
 
-#define SRV_BACKEND "inproc://attnd-workers"
-
-/* Frame 2 of a main -> worker message. */
+/* Frame 2 of a main -> writer message. */
 typedef struct srv_task_meta {
     uint64_t t_recv_ns;   /* CLOCK_MONOTONIC when main read the request */
     uint8_t style;        /* enum srv_style: how to frame the reply */
     uint8_t role;         /* enum srv_role: what the caller may do (auth.h) */
 } srv_task_meta;
 
-/* Frame 2 of a worker -> main message. */
+/* Frame 2 of a writer -> main message. */
 typedef struct srv_done_meta {
     uint8_t kind;         /* enum srv_done_kind */
     uint8_t style;
@@ -40,16 +39,16 @@ typedef struct srv_done_meta {
 
 enum srv_style { SRV_STYLE_BARE = 0, SRV_STYLE_REQ = 1 };  /* REQ: empty delimiter frame */
 enum srv_done_kind {
-    SRV_DONE_READY = 0,   /* a worker's first message: it can take work */
+    SRV_DONE_LOST = 0,    /* no reply: the helper ran out of memory copying it */
     SRV_DONE_REPLY = 1,   /* forward the payload to the client */
     SRV_DONE_RELOAD = 2,  /* the client asked to reload; payload is its id as JSON */
 };
 
 typedef struct srv_worker srv_worker;
 
-/* Allocate a worker (buffers sized from st->cfg) and, if threaded, start its
- * thread.  NULL with a reason on failure (database open, memory). */
-srv_worker *srv_worker_start(srv_state *st, int index, int threaded, char *why, size_t why_len);
+/* Allocate a worker (buffers sized from st->cfg) and, with a lane, start
+ * its thread on it.  NULL with a reason on failure (database open, memory). */
+srv_worker *srv_worker_start(srv_state *st, int index, srv_lane *lane, char *why, size_t why_len);
 
 /* Handle one request from a caller holding role (enum srv_role): an op
  * whose row needs more is answered `forbidden`.  The reply is in

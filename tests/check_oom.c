@@ -302,7 +302,7 @@ typedef struct s_serve {
 static int s_worker_run(void *ctx, char *why, size_t why_len)
 {
     s_serve *s = ctx;
-    srv_worker *w = srv_worker_start(&s->st, 1, 0, why, why_len);
+    srv_worker *w = srv_worker_start(&s->st, 1, NULL, why, why_len);
     if (!w)
         return -1;
     srv_worker_join(&w);
@@ -359,7 +359,7 @@ static void s_serve_start(s_serve *s, const char *db)
     s->st.n_workers = 1;
     s->st.wstats = s->wstats;
     s->st.started_ns = util_now_ns();
-    s->w = srv_worker_start(&s->st, 0, 0, why, sizeof why);
+    s->w = srv_worker_start(&s->st, 0, NULL, why, sizeof why);
     ck_assert_msg(s->w != NULL, "%s", why);
     s->wstats[0] = srv_worker_stats(s->w);
 }

@@ -83,7 +83,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     s_st.n_workers = 1;
     s_st.wstats = s_wstats;
     s_st.started_ns = util_now_ns();
-    s_worker = srv_worker_start(&s_st, 0, 0, why, sizeof why);
+    s_worker = srv_worker_start(&s_st, 0, NULL, why, sizeof why);
     if (!s_worker)
         fz_fail(__FILE__, __LINE__, "worker", "%s", why);
     s_wstats[0] = srv_worker_stats(s_worker);
