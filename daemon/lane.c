@@ -121,6 +121,24 @@ static void s_move(zmq_msg_t *dst, zmq_msg_t *src)
     zmq_msg_move(dst, src);
 }
 
+/* A task or a reply from one place to another: messages moved, fields copied. */
+static void s_move_task(srv_task *dst, srv_task *src)
+{
+    s_move(&dst->route, &src->route);
+    s_move(&dst->payload, &src->payload);
+    dst->t_recv_ns = src->t_recv_ns;
+    dst->style = src->style;
+    dst->role = src->role;
+}
+
+static void s_move_done(srv_done *dst, srv_done *src)
+{
+    s_move(&dst->route, &src->route);
+    s_move(&dst->body, &src->body);
+    dst->kind = src->kind;
+    dst->style = src->style;
+}
+
 static void s_futex_wait(_Atomic uint32_t *word, uint32_t seen)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
@@ -145,12 +163,7 @@ int srv_lane_give(srv_lane *l, srv_task *task)
     uint32_t h = atomic_load_explicit(&l->tasks.head, memory_order_relaxed);
     if (h - atomic_load_explicit(&l->tasks.tail, memory_order_acquire) == SRV_LANE_SLOTS)
         return -1;
-    srv_task *s = &l->tasks.slot[h & S_MASK];
-    s_move(&s->route, &task->route);
-    s_move(&s->payload, &task->payload);
-    s->t_recv_ns = task->t_recv_ns;
-    s->style = task->style;
-    s->role = task->role;
+    s_move_task(&l->tasks.slot[h & S_MASK], task);
     atomic_store_explicit(&l->tasks.head, h + 1, memory_order_release);
     s_ring_bell(l);
     return 0;
@@ -161,11 +174,7 @@ int srv_lane_collect(srv_lane *l, srv_done *done)
     uint32_t t = atomic_load_explicit(&l->dones.tail, memory_order_relaxed);
     if (t == atomic_load_explicit(&l->dones.head, memory_order_acquire))
         return 0;
-    srv_done *s = &l->dones.slot[t & S_MASK];
-    s_move(&done->route, &s->route);
-    s_move(&done->body, &s->body);
-    done->kind = s->kind;
-    done->style = s->style;
+    s_move_done(done, &l->dones.slot[t & S_MASK]);
     atomic_store_explicit(&l->dones.tail, t + 1, memory_order_release);
     return 1;
 }
@@ -206,12 +215,7 @@ int srv_lane_take(srv_lane *l, srv_task *task)
         uint32_t seen = atomic_load(&l->bell);
         uint32_t t = atomic_load_explicit(&l->tasks.tail, memory_order_relaxed);
         if (t != atomic_load_explicit(&l->tasks.head, memory_order_acquire)) {
-            srv_task *s = &l->tasks.slot[t & S_MASK];
-            s_move(&task->route, &s->route);
-            s_move(&task->payload, &s->payload);
-            task->t_recv_ns = s->t_recv_ns;
-            task->style = s->style;
-            task->role = s->role;
+            s_move_task(task, &l->tasks.slot[t & S_MASK]);
             atomic_store_explicit(&l->tasks.tail, t + 1, memory_order_release);
             return 1;
         }
@@ -230,11 +234,7 @@ void srv_lane_answer(srv_lane *l, srv_done *done)
     /* Main owes at most SRV_LANE_SLOTS, so this never waits but for a bug. */
     while (h - atomic_load_explicit(&l->dones.tail, memory_order_acquire) == SRV_LANE_SLOTS)
         sched_yield();
-    srv_done *s = &l->dones.slot[h & S_MASK];
-    s_move(&s->route, &done->route);
-    s_move(&s->body, &done->body);
-    s->kind = done->kind;
-    s->style = done->style;
+    s_move_done(&l->dones.slot[h & S_MASK], done);
     atomic_store(&l->dones.head, h + 1);
     srv_lanes *ls = l->owner;
     if (atomic_load(&ls->main_waits) && atomic_exchange(&ls->main_waits, 0)) {
