@@ -111,6 +111,12 @@ static void s_exec(tu_daemon *d, const char *db, const char *const *extra)
         argv[n++] = "--error-exitcode=99";
         argv[n++] = "--leak-check=full";
         argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+        /* valgrind runs one thread at a time, and its default lock lets the
+         * thread that yields take it straight back: while main scored,
+         * libzmq's I/O thread barely ran, requests came in one per turn of
+         * main's loop and replies piled up past the client's byte budget.
+         * The fair lock takes turns, as cores would. */
+        argv[n++] = "--fair-sched=yes";
     }
     /* The HTTP listener on a port the kernel picks: tests run side by side. */
     const char *fixed[] = {bin, "--db", db, "--bind", d->endpoint, "--workers", "2", "--set",
