@@ -246,7 +246,13 @@ START_TEST(health_ahead_of_queued_work)
         ck_assert_int_ge(s_send(s, req, len, 0), 0);
         free(req);
     }
-    usleep(200000);   /* let them queue */
+    /* Ask once requests are queued, not after a fixed wait: a client slowed
+     * down (valgrind) may still be handing the flood over. */
+    double deadline = tu_now() + 30 * tu_slowdown();
+    while (s_stat(d.endpoint, "queued") == 0) {
+        ck_assert_msg(tu_now() < deadline, "nothing queued after the flood");
+        usleep(10000);
+    }
     double worst = 0;
     for (int i = 0; i < 5; i++) {
         double t0 = tu_now();
