@@ -4,7 +4,7 @@
  * Dispatch is least-recently-used, one request deep: main scores the oldest
  * queued request itself, an idle helper gets the next, and a busy one at most
  * one more (s_feed_helpers), so a slow request holds at most one other
- * hostage behind it in a helper's pipe.  Requests that find every worker
+ * hostage behind it in a helper's lane (lane.h).  Requests that find every worker
  * busy wait in one bounded FIFO here; when that is full the reply is `busy`
  * at once -- an explicit signal a client can back off on, instead of an
  * unbounded queue
