@@ -63,13 +63,9 @@
 #define S_HOLD_BEHIND 4096  /* ... and never behind a request this large (a slow one) */
 #define S_FULL_LOOK_NS 1000000ull /* with work queued, signals and reloads are seen this late */
 
-typedef struct s_pending {
-    zmq_msg_t route;        /* client routing id */
-    zmq_msg_t payload;
-    uint64_t t_recv;
-    uint8_t style;
-    uint8_t role;           /* enum srv_role the caller holds */
-} s_pending;
+/* A queued request: what a helper's lane carries (lane.h), so that handing
+ * one over moves it straight out of the queue. */
+typedef srv_task s_pending;
 
 /* A reply written and budgeted, waiting for the next hand-over. */
 typedef struct s_held {
@@ -207,30 +203,23 @@ static void s_process_inline(s_main *m)
     atomic_fetch_sub(&m->st.counters.queued, 1);
     if (m->n_held > 0 && zmq_msg_size(&p->payload) > S_HOLD_BEHIND)
         s_flush_replies(m);
-    s_handle_here(m, &p->route, p->style, &p->payload, p->t_recv, p->role, 1);
+    s_handle_here(m, &p->route, p->style, &p->payload, p->t_recv_ns, p->role, 1);
     zmq_msg_close(&p->route);
     zmq_msg_close(&p->payload);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
 
-static void s_dispatch(s_main *m, int worker, zmq_msg_t *route, zmq_msg_t *payload,
-                       uint64_t t_recv, uint8_t style, uint8_t role)
+/* Moves the request out of p into the helper's lane. */
+static void s_dispatch(s_main *m, int worker, s_pending *p)
 {
-    srv_task t = {.t_recv_ns = t_recv, .style = style, .role = role};
-    zmq_msg_init(&t.route);
-    zmq_msg_init(&t.payload);
-    zmq_msg_move(&t.route, route);
-    zmq_msg_move(&t.payload, payload);
-    if (srv_lane_give(srv_lanes_at(m->lanes, worker), &t) != 0) {
+    if (srv_lane_give(srv_lanes_at(m->lanes, worker), p) != 0) {
         /* main never gives more than a lane holds but for a bug: say so, answer */
         srv_log(SRV_ERROR, "msg=\"cannot hand a request to a worker: its lane is full\" "
                 "worker=%d", worker);
-        s_reply_error(m, &t.route, style, "null", NULL, SRV_E_INTERNAL,
+        s_reply_error(m, &p->route, p->style, "null", NULL, SRV_E_INTERNAL,
                       "internal: a worker's lane was full");
         atomic_fetch_sub(&m->st.counters.in_flight, 1);
-        zmq_msg_close(&t.route);
-        zmq_msg_close(&t.payload);
         return;
     }
     m->owed[worker]++;
@@ -245,7 +234,7 @@ static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t 
     zmq_msg_init(&p->payload);
     zmq_msg_move(&p->route, route);
     zmq_msg_move(&p->payload, payload);
-    p->t_recv = t_recv;
+    p->t_recv_ns = t_recv;
     p->style = style;
     p->role = role;
     m->q_len++;
@@ -270,7 +259,7 @@ static void s_feed_helpers(s_main *m, int keep)
             m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
             m->q_len--;
             atomic_fetch_sub(&m->st.counters.queued, 1);
-            s_dispatch(m, w, &p->route, &p->payload, p->t_recv, p->style, p->role);
+            s_dispatch(m, w, p);
             zmq_msg_close(&p->route);
             zmq_msg_close(&p->payload);
         }
