@@ -2,7 +2,7 @@
 """bench/ab.py -- two attnd builds side by side on the P1 load, for a
 before/after figure measured in one run on a shared machine.
 
-    bench/ab.py BUILD_A BUILD_B [--rounds 4] [--seconds 3] [--clients 32] [--workers 2]
+    bench/ab.py BUILD_A BUILD_B [--rounds 4] [--seconds 3] [--clients 32] [--workers 2] [--users]
 
 Both daemons serve the cached P1 database (bench/run's, under
 $ATTN_BENCH_CACHE); one attn-load (BUILD_B's) drives each in turn, the
@@ -12,7 +12,8 @@ server: the best round's ok req/s, and the median over rounds of its CPU per
 ok request by thread group (main, helper workers, libzmq's I/O thread, from
 /proc); then each attnd's stage timings from its `stats` op, and the server
 CPU per request outside attn_score (server CPU less libzmq's I/O thread less
-the score stage's p50).  Prints a Markdown table and writes JSON to --out.
+the score stage's p50).  --users sends user requests (the daemon reads each
+history from the database) instead of the suite's anonymous histories.  Prints a Markdown table and writes JSON to --out.
 """
 import argparse
 import json
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--users", action="store_true")
     ap.add_argument("--out", default="/tmp/attn-ab.json")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
     a = ap.parse_args()
@@ -69,7 +71,8 @@ def main():
         names = ["A", "B", "echo+score"]
         for rnd in range(a.rounds):
             for k in (names if rnd % 2 == 0 else names[::-1]):
-                r = h.attn_load(bin_b, eps[k], db, ["--clients", str(a.clients)], a.seconds, 1,
+                r = h.attn_load(bin_b, eps[k], db, ["--clients", str(a.clients)] +
+                                (["--history", "0"] if a.users else []), a.seconds, 1,
                                 procs[k].pid)
                 runs.append({"server": k, "round": rnd, "rps": r["ok_rps"],
                              "p50_us": r["latency_us"]["p50"], "p99_us": r["latency_us"]["p99"],

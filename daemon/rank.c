@@ -260,6 +260,10 @@ static void s_exclude_seen(srv_rank_buf *b, s_rank_state *st)
     st->n_cand = kept;
 }
 
+/* A user's events are looked up this many at a time: enough for the
+ * catalog's misses to overlap, little enough for the stack. */
+#define S_ROW_CHUNK 64
+
 /* Known user: their newest events.  With exclude_seen, read up to max_seen
  * events: all of them feed the seen set, the newest l_hist known ones are
  * the history.  When the store failed, the reply's code (a history node
@@ -283,15 +287,22 @@ static int s_map_user(srv_call *c, const srv_snapshot *snap, const srv_rank_args
         return rc == STORE_ERR_UNAVAILABLE ? SRV_E_UNAVAILABLE : SRV_E_STORE;
     }
     util_set_clear(&b->seen);
-    for (int i = 0; i < n; i++) {
-        int64_t row = store_catalog_row(snap->cat, b->events[i].item_id);
-        if (row < 0)
-            continue;  /* not embedded, or gone from the catalog */
-        if (a->exclude_seen)
-            util_set_add(&b->seen, (uint32_t)row);
-        float wt = b->events[i].weight;
-        if (wt > 0 && isfinite(wt))
-            s_take_event(b, st, (uint32_t)row, wt);
+    for (int at = 0; at < n; at += S_ROW_CHUNK) {
+        int64_t ids[S_ROW_CHUNK], rows[S_ROW_CHUNK];
+        uint64_t scratch[S_ROW_CHUNK];
+        int chunk = n - at < S_ROW_CHUNK ? n - at : S_ROW_CHUNK;
+        for (int i = 0; i < chunk; i++)
+            ids[i] = b->events[at + i].item_id;
+        store_catalog_row_many(snap->cat, ids, chunk, scratch, rows);
+        for (int i = 0; i < chunk; i++) {
+            if (rows[i] < 0)
+                continue;  /* not embedded, or gone from the catalog */
+            if (a->exclude_seen)
+                util_set_add(&b->seen, (uint32_t)rows[i]);
+            float wt = b->events[at + i].weight;
+            if (wt > 0 && isfinite(wt))
+                s_take_event(b, st, (uint32_t)rows[i], wt);
+        }
     }
     if (st->n_hist == 0)
         st->fallback = SRV_FB_NO_HISTORY;

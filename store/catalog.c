@@ -500,18 +500,46 @@ void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
         rows[i] = s_probe(p, scratch[i], ext[i], len[i]);
 }
 
-int64_t store_catalog_row(const store_catalog *cat, int64_t item_id)
+static int64_t s_probe_id(const store_catalog *cat, uint64_t h, int64_t item_id)
 {
     const s_priv *p = cat->priv;
-    if (cat->n == 0)
-        return -1;
-    uint64_t h = s_hash_id(item_id), i = h & p->mask;
+    uint64_t i = h & p->mask;
     for (uint64_t s; (s = p->id_tab[i]) != 0; i = (i + 1) & p->mask) {
         int64_t r = S_ROW(s);
         if (S_TAG(s) == S_TAG(h) && cat->item_id[r] == item_id)
             return r;
     }
     return -1;
+}
+
+int64_t store_catalog_row(const store_catalog *cat, int64_t item_id)
+{
+    return cat->n ? s_probe_id(cat, s_hash_id(item_id), item_id) : -1;
+}
+
+/* store_catalog_find_many's passes for item ids: a user's history read from
+ * the database is item ids, each one or two dependent misses (the slot,
+ * then the row's item_id it is checked against). */
+void store_catalog_row_many(const store_catalog *cat, const int64_t *item_ids, int n,
+                            uint64_t *scratch, int64_t *rows)
+{
+    const s_priv *p = cat->priv;
+    if (cat->n == 0) {
+        for (int i = 0; i < n; i++)
+            rows[i] = -1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        scratch[i] = s_hash_id(item_ids[i]);
+        __builtin_prefetch(&p->id_tab[scratch[i] & p->mask]);
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t sl = p->id_tab[scratch[i] & p->mask];
+        if (sl && S_TAG(sl) == S_TAG(scratch[i]))
+            __builtin_prefetch(&cat->item_id[S_ROW(sl)]);
+    }
+    for (int i = 0; i < n; i++)
+        rows[i] = s_probe_id(cat, scratch[i], item_ids[i]);
 }
 
 const char *store_catalog_ext(const store_catalog *cat, uint32_t row)

@@ -12,6 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
+static int s_notfound(store *db, const char *table, const char *ext, size_t len, store_err *err)
+{
+    return store_fail(err, STORE_ERR_NOTFOUND, "%s: %s: no ext_id '%.*s'", db->path, table,
+                      (int)(len > 200 ? 200 : len), ext);
+}
+
 /* Look an ext_id up with a cached statement in slot; shared by users and
  * items, which differ only in table and messages. */
 static int s_lookup(store *db, int slot, const char *sql, const char *table, const char *ext,
@@ -32,8 +38,7 @@ static int s_lookup(store *db, int slot, const char *sql, const char *table, con
     if (rc == SQLITE_ROW)
         return STORE_OK;
     if (rc == SQLITE_DONE)
-        return store_fail(err, STORE_ERR_NOTFOUND, "%s: %s: no ext_id '%.*s'", db->path, table,
-                          (int)(len > 200 ? 200 : len), ext);
+        return s_notfound(db, table, ext, len, err);
     return store_sqlfail(db, err, rc, table);
 }
 
@@ -49,24 +54,23 @@ int store_item_id(store *db, const char *ext, size_t len, int64_t *item_id, stor
                     "items", ext, len, item_id, err);
 }
 
-int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
-                  store_err *err)
+/* Reads the history rows a statement yields: (item_id, ts, weight) from
+ * column first on, after the user_id when first is 1; a NULL item_id (the
+ * empty side of a LEFT JOIN) is no event.  Resets st.  *n counts the
+ * events; *rows (if given) the rows. */
+static int s_events(store *db, sqlite3_stmt *st, int first, int64_t user_id, store_event *ev,
+                    int *n, int *rows, store_err *err)
 {
-    if (!n || max < 0 || (max > 0 && !ev))
-        return store_fail(err, STORE_ERR_INVAL, "%s: store_history: bad arguments", db->path);
-    *n = 0;
-    if (max == 0)
-        return STORE_OK;
-    sqlite3_stmt *st = store_stmt(db, STORE_ST_HISTORY, STORE_SQL_HISTORY, err);
-    if (!st)
-        return err ? err->code : STORE_ERR_IO;
-    sqlite3_bind_int64(st, 1, user_id);
-    sqlite3_bind_int(st, 2, max);
-    int rc, k = 0;
+    int rc, k = 0, r = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        ev[k].item_id = sqlite3_column_int64(st, 0);
-        ev[k].ts = sqlite3_column_int64(st, 1);
-        double w = sqlite3_column_double(st, 2);
+        r++;
+        if (first)
+            user_id = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_type(st, first) == SQLITE_NULL)
+            continue;
+        ev[k].item_id = sqlite3_column_int64(st, first);
+        ev[k].ts = sqlite3_column_int64(st, first + 1);
+        double w = sqlite3_column_double(st, first + 2);
         /* The schema's CHECK (weight > 0) keeps out zero and negatives, but
          * not infinities; the scorer takes log(w), so refuse them here. */
         if (!(w > 0) || !isfinite((float)w)) {
@@ -84,7 +88,46 @@ int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
     if (rc != SQLITE_DONE)
         return store_sqlfail(db, err, rc, "reading interactions");
     *n = k;
+    if (rows)
+        *rows = r;
     return STORE_OK;
+}
+
+int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
+                  store_err *err)
+{
+    if (!n || max < 0 || (max > 0 && !ev))
+        return store_fail(err, STORE_ERR_INVAL, "%s: store_history: bad arguments", db->path);
+    *n = 0;
+    if (max == 0)
+        return STORE_OK;
+    sqlite3_stmt *st = store_stmt(db, STORE_ST_HISTORY, STORE_SQL_HISTORY, err);
+    if (!st)
+        return err ? err->code : STORE_ERR_IO;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int(st, 2, max);
+    return s_events(db, st, 0, user_id, ev, n, NULL, err);
+}
+
+int store_user_history(store *db, const char *ext, size_t len, int max, store_event *ev,
+                       int *n, store_err *err)
+{
+    if (!n || !ext || max < 0 || (max > 0 && !ev) || len > 0x7fffffff)
+        return store_fail(err, STORE_ERR_INVAL, "%s: store_user_history: bad arguments",
+                          db->path);
+    *n = 0;
+    if (max == 0) {
+        int64_t uid;
+        return store_user_id(db, ext, len, &uid, err);
+    }
+    sqlite3_stmt *st = store_stmt(db, STORE_ST_USER_HISTORY, STORE_SQL_USER_HISTORY, err);
+    if (!st)
+        return err ? err->code : STORE_ERR_IO;
+    sqlite3_bind_text(st, 1, ext, (int)len, SQLITE_STATIC);   /* reset before return */
+    sqlite3_bind_int(st, 2, max);
+    int rows = 0;
+    int rc = s_events(db, st, 1, 0, ev, n, &rows, err);
+    return rc == STORE_OK && rows == 0 ? s_notfound(db, "users", ext, len, err) : rc;
 }
 
 int store_item_title(store *db, int64_t item_id, char *buf, size_t len, store_err *err)

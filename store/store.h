@@ -189,6 +189,9 @@ int64_t store_catalog_row(const store_catalog *cat, int64_t item_id);
  * values. */
 void store_catalog_find_many(const store_catalog *cat, const char *const *ext,
                              const size_t *len, int n, uint64_t *scratch, int64_t *rows);
+/* The same for item ids: rows[i] for item_ids[i], or -1. */
+void store_catalog_row_many(const store_catalog *cat, const int64_t *item_ids, int n,
+                            uint64_t *scratch, int64_t *rows);
 /* ext_id of a row, borrowed from the catalog, NUL-terminated. */
 const char *store_catalog_ext(const store_catalog *cat, uint32_t row);
 /* The same and its length (no strlen), for n rows at once: ext[i], len[i]
@@ -263,6 +266,12 @@ int store_item_id(store *db, const char *ext, size_t len, int64_t *item_id,
  * is ts, then item_id, everywhere).  Prepared once, covering primary key. */
 int store_history(store *db, int64_t user_id, int max, store_event *ev, int *n,
                   store_err *err);
+
+/* store_user_id and store_history in one read of the database: what the
+ * rank path calls.  STORE_ERR_NOTFOUND, with store_user_id's message, if no
+ * user has this ext_id; a user without events has *n = 0. */
+int store_user_history(store *db, const char *ext, size_t len, int max, store_event *ev,
+                       int *n, store_err *err);
 
 /* Users whose user_id is at least from (INT64_MIN: all) into *n. */
 int store_users_count(store *db, int64_t from, int64_t *n, store_err *err);

@@ -28,6 +28,7 @@ enum store_slot {
     STORE_ST_ITEM_ID,
     STORE_ST_ITEM_TITLE,
     STORE_ST_HISTORY,
+    STORE_ST_USER_HISTORY,
     STORE_ST_ITEM_PUT,
     STORE_ST_ITEM_SET_EMB,
     STORE_ST_EVENT_PUT,
@@ -61,6 +62,15 @@ struct store {
 #define STORE_SQL_HISTORY                                                     \
     "SELECT item_id, ts, weight FROM interactions WHERE user_id = ?1 "        \
     "ORDER BY ts DESC, item_id DESC LIMIT ?2"
+
+/* The same by the user's ext_id, in one statement and so one read
+ * transaction: each costs the rank path a lock and an unlock of the WAL's
+ * read mark (two fcntl calls; docs/PERFORMANCE.md).  The LEFT JOIN yields
+ * one row of NULLs for a user without events, and none for no such user. */
+#define STORE_SQL_USER_HISTORY                                                \
+    "SELECT u.user_id, i.item_id, i.ts, i.weight FROM users u "              \
+    "LEFT JOIN interactions i ON i.user_id = u.user_id WHERE u.ext_id = ?1 " \
+    "ORDER BY i.ts DESC, i.item_id DESC LIMIT ?2"
 
 /* The connection behind a handle, borrowed: for tests and benchmarks that
  * look at rows directly.  Writers should still go through store_item_put and

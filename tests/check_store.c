@@ -407,6 +407,17 @@ START_TEST(test_catalog_roundtrip)
         store_catalog_find_many(cat, ext, len, M, scratch, rows);
         for (int k = 0; k < M; k++)
             ck_assert_int_eq(rows[k], store_catalog_find(cat, ext[k], len[k]));
+        /* And by item id: unembedded items and ids of no item are -1. */
+        int64_t item_ids[M];
+        int known = 0;
+        for (int k = 0; k < M; k++)
+            item_ids[k] = k % 5 == 4 ? 999999 + k : ids[(k * 7) % N];
+        store_catalog_row_many(cat, item_ids, M, scratch, rows);
+        for (int k = 0; k < M; k++) {
+            ck_assert_int_eq(rows[k], store_catalog_row(cat, item_ids[k]));
+            known += rows[k] >= 0;
+        }
+        ck_assert_int_gt(known, M / 2);
     }
     ck_assert_int_eq(store_catalog_find(cat, "i1x", 2), store_catalog_find(cat, "i1", 2));
     ck_assert_int_eq(store_catalog_find(cat, "nope", 4), -1);
@@ -462,6 +473,11 @@ START_TEST(test_catalog_empty)
     ck_assert_uint_eq(cat->n, 0);
     ck_assert_int_eq(store_catalog_find(cat, "x", 1), -1);
     ck_assert_int_eq(store_catalog_row(cat, 1), -1);
+    int64_t item_ids[2] = {1, 2}, rows[2] = {7, 7};
+    uint64_t scratch[2];
+    store_catalog_row_many(cat, item_ids, 2, scratch, rows);
+    ck_assert_int_eq(rows[0], -1);
+    ck_assert_int_eq(rows[1], -1);
     ck_assert_int_eq(store_catalog_popularity(db, cat, NULL, &err), STORE_OK);
     store_catalog_free(&cat);
     store_close(&db);
@@ -592,6 +608,8 @@ START_TEST(test_history_order)
     ck_assert_int_eq(store_begin(db, &err), STORE_OK);
     ck_assert_int_eq(store_user_put(db, "u1", &u, &err), STORE_OK);
     ck_assert_int_eq(store_user_put(db, "u2", &other, &err), STORE_OK);
+    int64_t idle;
+    ck_assert_int_eq(store_user_put(db, "u3", &idle, &err), STORE_OK);   /* no events */
     /* Written out of order; ids[2..4] share ts 200. */
     ck_assert_int_eq(store_event_put(db, u, ids[3], 200, NULL, 1.5f, &err), STORE_OK);
     ck_assert_int_eq(store_event_put(db, u, ids[0], 100, NULL, 1.0f, &err), STORE_OK);
@@ -628,18 +646,53 @@ START_TEST(test_history_order)
     ck_assert_int_eq(store_history(db, 12345, 10, ev, &n, &err), STORE_OK);
     ck_assert_int_eq(n, 0);
 
-    /* The plan walks the primary key; no sort step, no table lookups. */
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(store_sqlite(db), "EXPLAIN QUERY PLAN " STORE_SQL_HISTORY,
-                                        -1, &st, NULL), SQLITE_OK);
-    sqlite3_bind_int64(st, 1, u);
-    sqlite3_bind_int(st, 2, 10);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *detail = (const char *)sqlite3_column_text(st, 3);
-        ck_assert_msg(!strstr(detail, "TEMP B-TREE"), "history sorts: %s", detail);
-        ck_assert_msg(strstr(detail, "PRIMARY KEY"), "history plan: %s", detail);
+    /* By ext_id, in one statement: the same events, the same order. */
+    store_event by_ext[10];
+    int m = -1;
+    ck_assert_int_eq(store_user_history(db, "u1xyz", 2, 10, by_ext, &m, &err), STORE_OK);
+    ck_assert_int_eq(m, 5);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(by_ext[i].item_id, want_item[i]);
+        ck_assert_int_eq(by_ext[i].ts, want_ts[i]);
+        ck_assert_float_eq(by_ext[i].weight, want_w[i]);
     }
-    sqlite3_finalize(st);
+    ck_assert_int_eq(store_user_history(db, "u1", 2, 2, by_ext, &m, &err), STORE_OK);
+    ck_assert_int_eq(m, 2);
+    ck_assert_int_eq(by_ext[1].item_id, ids[4]);
+    ck_assert_int_eq(store_user_history(db, "u2", 2, 10, by_ext, &m, &err), STORE_OK);
+    ck_assert_int_eq(m, 1);
+    ck_assert_int_eq(by_ext[0].ts, 999);
+    m = -1;
+    ck_assert_int_eq(store_user_history(db, "u3", 2, 10, by_ext, &m, &err), STORE_OK);
+    ck_assert_int_eq(m, 0);   /* a user without events is not an unknown user */
+    ck_assert_int_eq(store_user_history(db, "u1", 2, 0, NULL, &m, &err), STORE_OK);
+    ck_assert_int_eq(m, 0);
+    ck_assert_int_eq(store_user_history(db, "nobody", 6, 10, by_ext, &m, &err),
+                     STORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no ext_id 'nobody'"));
+    ck_assert_int_eq(store_user_history(db, "nobody", 6, 0, NULL, &m, &err), STORE_ERR_NOTFOUND);
+
+    /* Both plans walk the primary key; no sort step, no table lookups. */
+    const char *const plans[] = {"EXPLAIN QUERY PLAN " STORE_SQL_HISTORY,
+                                 "EXPLAIN QUERY PLAN " STORE_SQL_USER_HISTORY};
+    for (int p = 0; p < 2; p++) {
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(store_sqlite(db), plans[p], -1, &st, NULL),
+                         SQLITE_OK);
+        if (p)
+            sqlite3_bind_text(st, 1, "u1", 2, SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(st, 1, u);
+        sqlite3_bind_int(st, 2, 10);
+        int walks = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *detail = (const char *)sqlite3_column_text(st, 3);
+            ck_assert_msg(!strstr(detail, "TEMP B-TREE"), "history sorts: %s", detail);
+            walks += strstr(detail, "PRIMARY KEY") != NULL;
+        }
+        ck_assert_msg(walks == 1, "history plan %d walks the primary key %d times", p, walks);
+        sqlite3_finalize(st);
+    }
     store_close(&db);
 }
 END_TEST

@@ -68,10 +68,7 @@ typedef struct s_sqlite {
 static int s_read(store_hist *h, const char *user, size_t len, int max, store_event *ev, int *n,
                   store_err *err)
 {
-    s_sqlite *s = (s_sqlite *)h;
-    int64_t uid;
-    int rc = store_user_id(s->db, user, len, &uid, err);
-    return rc == STORE_OK ? store_history(s->db, uid, max, ev, n, err) : rc;
+    return store_user_history(((s_sqlite *)h)->db, user, len, max, ev, n, err);
 }
 
 /* The user's id, created if new; *created says so. */
