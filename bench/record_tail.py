@@ -4,7 +4,7 @@ the same share of a core costs when it is plain computation.
 
     bench/record_tail.py BUILD [--rounds 3] [--burn 0.4] [--dir /tmp] [--priority idle]
                          [--linger 20] [--tuned-set KEY=VALUE ...]
-                         [--neighbours record,linger,burn]
+                         [--neighbours record,linger,burn] [--pairs N [--window 2]]
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
@@ -40,9 +40,17 @@ event and the CPU seconds of every thread that ran during the window
 (/proc, summed by thread name; the load generators have exited by then and
 are not in it), so that the writer's and the checkpoint's share can be
 read beside the kernel's.
+
+--pairs N measures each recording neighbour in one attnd instead, in N
+pairs of short rank windows (--window s each, 1,000 req/s), one alone and
+one beside a recording client started for it, the order swapped every
+pair.  On a host whose rank-alone p99 drifts by several times from minute
+to minute, a pair's two windows are seconds apart and share the drift;
+it prints each pair's p99 change, their median, and the pairs over +20%.
 """
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -115,11 +123,7 @@ def one_round(a, build, src, neighbour):
     record.copy_db(src, db)
     ep = f"tcp://127.0.0.1:{h.free_port()}"
     bin_dir = os.path.join(build, "bin")
-    linger = []
-    if neighbour == "linger":
-        linger = ["--set", f"record.linger_ms={a.linger}"]
-    elif neighbour == "tuned":
-        linger = [x for kv in a.tuned_set for x in ("--set", kv)]
+    linger = settings(a, neighbour)
     attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
                     ["--set", f"record.priority={a.priority}"] + linger,
                     os.path.join(a.dir, "record-tail-attnd.log"))
@@ -185,6 +189,70 @@ def one_round(a, build, src, neighbour):
           ", ".join(f"{k} {v:.2f}" for v, k in cpu if v >= 0.05), flush=True)
 
 
+IN_PROCESS = ("record", "linger", "tuned", "big", "client-idle")
+
+
+def settings(a, neighbour):
+    if neighbour == "linger":
+        return ["--set", f"record.linger_ms={a.linger}"]
+    if neighbour == "tuned":
+        return [x for kv in a.tuned_set for x in ("--set", kv)]
+    return []
+
+
+def paired(a, build, src, neighbour):
+    """--pairs: alone and beside windows, seconds apart, in one attnd."""
+    db = os.path.join(a.dir, "record-tail.db")
+    record.copy_db(src, db)
+    ep = f"tcp://127.0.0.1:{h.free_port()}"
+    bin_dir = os.path.join(build, "bin")
+    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
+                    ["--set", f"record.priority={a.priority}"] + settings(a, neighbour),
+                    os.path.join(a.dir, "record-tail-attnd.log"))
+    changes, rows = [], []
+    recorder = None
+    try:
+        h.wait_ready(attnd, ep)
+        record.load_result(h, record.load_run(h, bin_dir, ep, db, RANK, 1, 0.5), "warm-up")
+
+        def window(beside):
+            nonlocal recorder
+            if beside:
+                recorder = record.load_run(h, bin_dir, ep, db,
+                                           RECORD_BIG if neighbour == "big" else RECORD,
+                                           a.window + 1.5, 0.5)
+                if neighbour == "client-idle":
+                    os.sched_setscheduler(recorder.pid, os.SCHED_IDLE, os.sched_param(0))
+                time.sleep(0.8)   # its start-up and warm-up: recording at full rate
+            r = record.load_result(h, record.load_run(h, bin_dir, ep, db, RANK, a.window, 0.3),
+                                   "rank")["latency_us"]
+            if beside:
+                record.load_result(h, recorder, "record")
+                recorder = None
+            return r["p99"]
+
+        for i in range(a.pairs):
+            if i % 2 == 0:
+                alone, beside = window(False), window(True)
+            else:
+                beside, alone = window(True), window(False)
+            changes.append(beside / alone - 1)
+            rows.append(f"{alone / 1e3:.2f} -> {beside / 1e3:.2f}")
+    finally:
+        if recorder:
+            recorder.kill()
+            recorder.wait()
+        h.stop(attnd)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+    over = sum(c > 0.2 for c in changes)
+    print(f"{neighbour:19s} rank p99 in {a.pairs} pairs of {a.window} s windows: median change "
+          f"{statistics.median(changes):+.0%}, {over} of {a.pairs} pairs over +20%")
+    print("    p99 ms, alone -> beside: " +
+          ", ".join(f"{r} ({c:+.0%})" for r, c in zip(rows, changes)), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build")
@@ -196,6 +264,9 @@ def main():
     ap.add_argument("--tuned-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting of the `tuned` neighbour's attnd (repeatable)")
     ap.add_argument("--neighbours", default="record,linger,burn")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="alone/beside window pairs in one attnd per neighbour (recording only)")
+    ap.add_argument("--window", type=float, default=2.0, help="seconds of each --pairs window")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
     a = ap.parse_args()
     src = os.path.join(a.cache, "p1-100k-d64.db")
@@ -210,6 +281,14 @@ def main():
     for n in neighbours:
         if n not in NEIGHBOURS:
             sys.exit(f"--neighbours: unknown {n!r} ({', '.join(NEIGHBOURS)})")
+    if a.pairs:
+        for n in neighbours:
+            if n not in IN_PROCESS:
+                sys.exit(f"--pairs: {n!r} is not recorded by the ranking attnd "
+                         f"({', '.join(IN_PROCESS)} are)")
+        for neighbour in neighbours:
+            paired(a, build, src, neighbour)
+        return
     for _ in range(a.rounds):
         for neighbour in neighbours:
             one_round(a, build, src, neighbour)
