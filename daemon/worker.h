@@ -24,19 +24,6 @@
 #include "daemon/metrics.h"
 #include "daemon/state.h"
 
-/* Frame 2 of a main -> writer message. */
-typedef struct srv_task_meta {
-    uint64_t t_recv_ns;   /* CLOCK_MONOTONIC when main read the request */
-    uint8_t style;        /* enum srv_style: how to frame the reply */
-    uint8_t role;         /* enum srv_role: what the caller may do (auth.h) */
-} srv_task_meta;
-
-/* Frame 2 of a writer -> main message. */
-typedef struct srv_done_meta {
-    uint8_t kind;         /* enum srv_done_kind */
-    uint8_t style;
-} srv_done_meta;
-
 enum srv_style { SRV_STYLE_BARE = 0, SRV_STYLE_REQ = 1 };  /* REQ: empty delimiter frame */
 enum srv_done_kind {
     SRV_DONE_LOST = 0,    /* no reply: the helper ran out of memory copying it */

@@ -4,7 +4,7 @@
  *     // main binds a PAIR at SRV_WRITER_PIPE first
  *     srv_writer *w = srv_writer_start(&st, why, sizeof why);
  *     ... main sends [route][srv_task_meta][request] on its end of the pipe,
- *         and reads [route][srv_done_meta][reply] back, as with workers ...
+ *         and reads [route][srv_done_meta][reply] back (helpers use lanes) ...
  *     srv_writer_stop(&w, main_pipe);   // commits the open batch, joins, frees
  *
  * The writer takes every request waiting on the pipe, stages each (parse,
@@ -19,11 +19,25 @@
 #define DAEMON_WRITER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daemon/metrics.h"
 #include "daemon/state.h"
 
 #define SRV_WRITER_PIPE "inproc://attnd-writer"
+
+/* Frame 2 of a main -> writer message. */
+typedef struct srv_task_meta {
+    uint64_t t_recv_ns;   /* CLOCK_MONOTONIC when main read the request */
+    uint8_t style;        /* enum srv_style (worker.h): how to frame the reply */
+    uint8_t role;         /* enum srv_role: what the caller may do (auth.h) */
+} srv_task_meta;
+
+/* Frame 2 of a writer -> main message. */
+typedef struct srv_done_meta {
+    uint8_t kind;         /* enum srv_done_kind (worker.h) */
+    uint8_t style;
+} srv_done_meta;
 
 typedef struct srv_writer srv_writer;
 
