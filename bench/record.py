@@ -9,6 +9,8 @@ beside recording at REC_FIXED events/s (open loop); during the full-speed
 run, the writer thread's CPU per event and its wait for a core from
 /proc/.../schedstat.  Rounds alternate the levels, and each figure is the
 best round: the machine is shared, and its noise only slows a run down.
+The rank-tail target is measured apart, in alone/beside pairs seconds
+apart (paired_tail), at normal with both writer priorities.
 
 bench/run passes itself as `h` for its helpers (start, stop, ensure_db, ...).
 """
@@ -139,6 +141,62 @@ def record_round(h, a, bin_dir, src, sync, priority, secs, warm):
             "server": (stats or {}).get("record")}
 
 
+def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
+                rank_args=None, client_idle=False, log_name="record-paired-attnd.log"):
+    """The rank tail beside recording, measured in pairs: one attnd on a
+    fresh copy of src, then `pairs` pairs of rank windows (window s each,
+    open loop), one alone and one beside a recording client started for
+    it (rec_args), seconds apart, the order swapped every pair.  On a host
+    whose p99 drifts from minute to minute, the two halves of a pair share
+    the drift.  Returns each pair's p99s and change, their median, and how
+    many pairs changed by more than +20%."""
+    import statistics
+    rank_args = rank_args or ["--rate", str(RANK_RATE), "--seed", "2"]
+    db = os.path.join(work_dir, "record-paired.db")
+    copy_db(src, db)
+    ep = f"tcp://127.0.0.1:{h.free_port()}"
+    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep,
+                     "--set", "metrics.bind=", "--set", "server.metrics_interval=0",
+                     "--set", "server.reload_poll=0"] + attnd_args,
+                    os.path.join(work_dir, log_name))
+    recorder, out = None, []
+    try:
+        h.wait_ready(attnd, ep)
+        load_result(h, load_run(h, bin_dir, ep, db, rank_args, 1, 0.5), "warm-up")
+
+        def window_p99(beside):
+            nonlocal recorder
+            if beside:
+                recorder = load_run(h, bin_dir, ep, db, rec_args, window + 1.5, 0.5)
+                if client_idle:
+                    os.sched_setscheduler(recorder.pid, os.SCHED_IDLE, os.sched_param(0))
+                time.sleep(0.8)   # its start-up and warm-up: recording at full rate
+            p99 = load_result(h, load_run(h, bin_dir, ep, db, rank_args, window, 0.3),
+                              "rank")["latency_us"]["p99"]
+            if beside:
+                load_result(h, recorder, "record")
+                recorder = None
+            return p99
+
+        for i in range(pairs):
+            if i % 2 == 0:
+                alone, beside = window_p99(False), window_p99(True)
+            else:
+                beside, alone = window_p99(True), window_p99(False)
+            out.append({"alone_us": alone, "beside_us": beside, "change": beside / alone - 1})
+    finally:
+        if recorder:
+            recorder.kill()
+            recorder.wait()
+        h.stop(attnd)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+    changes = [p["change"] for p in out]
+    return {"pairs": out, "window_s": window, "median_change": statistics.median(changes),
+            "over_20": sum(c > 0.2 for c in changes)}
+
+
 def section_record(a, bin_dir, bench_dir, R, h):
     """Recording beside ranking, at both synchronous levels, in rounds that
     alternate the levels.  The machine is shared and its noise only ever
@@ -158,6 +216,17 @@ def section_record(a, bin_dir, bench_dir, R, h):
             best[key] = max((r[key] for r in mine), key=lambda x: x["events_per_s"])
         best["writer"] = min((r["writer"] for r in mine), key=lambda w: w["writer_us_per_event"])
         runs.append(best)
+    # The tail target, measured in pairs at the normal level (and with the
+    # writer at idle priority): best-of-rounds figures above put the alone
+    # and beside runs minutes apart, which this host's drift swamps.
+    rec_args = ["--rate", f"{REC_FIXED / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
+                "--record-events", str(REC_PER)]
+    for r in runs:
+        if r["sync"] == "normal":
+            r["paired"] = paired_tail(h, bin_dir, src, a.out,
+                                      ["--set", "record.synchronous=normal",
+                                       "--set", f"record.priority={r['priority']}"],
+                                      rec_args, 3 if a.quick else 8, 1 if a.quick else 2)
     R["record"] = {"runs": runs, "rounds": rounds, "load": os.getloadavg(),
                    "rank_rate": RANK_RATE, "per_request": REC_PER, "fixed": REC_FIXED}
 
@@ -202,8 +271,27 @@ def report_record(rr, h, targets):
         eps = n["record_max"]["events_per_s"]
         targets.append([f"record ≥ 50,000 events/s at {name}, rank load beside it",
                         h.fnum(eps), "met" if eps >= 50000 else "**missed**"])
-        deg = n["rank_fixed"]["p99"] / n["rank_alone"]["p99"] - 1
-        targets.append([f"rank p99 degrades ≤ 20% under recording at {name} "
-                        f"({h.fnum(n['record_fixed']['events_per_s'])} events/s)",
-                        f"{deg * 100:+.0f}%", "met" if deg <= 0.2 else "**missed**"])
+        pr = n.get("paired")
+        if pr:
+            deg = pr["median_change"]
+            targets.append([f"rank p99 degrades ≤ 20% under recording at {name} "
+                            f"({h.fnum(rr['fixed'])} events/s; median of {len(pr['pairs'])} "
+                            f"alone/beside pairs, {pr['over_20']} over +20%)",
+                            f"{deg * 100:+.0f}%", "met" if deg <= 0.2 else "**missed**"])
+        else:   # results.json of runs before the pairs
+            deg = n["rank_fixed"]["p99"] / n["rank_alone"]["p99"] - 1
+            targets.append([f"rank p99 degrades ≤ 20% under recording at {name} "
+                            f"({h.fnum(n['record_fixed']['events_per_s'])} events/s)",
+                            f"{deg * 100:+.0f}%", "met" if deg <= 0.2 else "**missed**"])
+    paired = [r for r in rr["runs"] if r.get("paired")]
+    if paired:
+        out += [f"The rank tail beside recording, in pairs: one attnd per level, pairs of "
+                f"{paired[0]['paired']['window_s']:g} s rank windows ({rr['rank_rate']} req/s), "
+                f"one alone and one beside recording at {h.fnum(rr['fixed'])} events/s, seconds "
+                f"apart, the order swapped every pair (the target reads the median change).", "",
+                h.table(["level", "median change", "pairs over +20%", "p99 ms, alone → beside"],
+                        [[r.get("level", r["sync"]), f"{r['paired']['median_change'] * 100:+.0f}%",
+                          f"{r['paired']['over_20']} of {len(r['paired']['pairs'])}",
+                          ", ".join(f"{p['alone_us'] / 1e3:.2f} → {p['beside_us'] / 1e3:.2f}"
+                                    for p in r["paired"]["pairs"])] for r in paired]), ""]
     return out

@@ -50,7 +50,6 @@ it prints each pair's p99 change, their median, and the pairs over +20%.
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -201,56 +200,19 @@ def settings(a, neighbour):
 
 
 def paired(a, build, src, neighbour):
-    """--pairs: alone and beside windows, seconds apart, in one attnd."""
-    db = os.path.join(a.dir, "record-tail.db")
-    record.copy_db(src, db)
-    ep = f"tcp://127.0.0.1:{h.free_port()}"
-    bin_dir = os.path.join(build, "bin")
-    attnd = h.start([os.path.join(bin_dir, "attnd"), "--db", db, "--bind", ep] + QUIET +
-                    ["--set", f"record.priority={a.priority}"] + settings(a, neighbour),
-                    os.path.join(a.dir, "record-tail-attnd.log"))
-    changes, rows = [], []
-    recorder = None
-    try:
-        h.wait_ready(attnd, ep)
-        record.load_result(h, record.load_run(h, bin_dir, ep, db, RANK, 1, 0.5), "warm-up")
-
-        def window(beside):
-            nonlocal recorder
-            if beside:
-                recorder = record.load_run(h, bin_dir, ep, db,
-                                           RECORD_BIG if neighbour == "big" else RECORD,
-                                           a.window + 1.5, 0.5)
-                if neighbour == "client-idle":
-                    os.sched_setscheduler(recorder.pid, os.SCHED_IDLE, os.sched_param(0))
-                time.sleep(0.8)   # its start-up and warm-up: recording at full rate
-            r = record.load_result(h, record.load_run(h, bin_dir, ep, db, RANK, a.window, 0.3),
-                                   "rank")["latency_us"]
-            if beside:
-                record.load_result(h, recorder, "record")
-                recorder = None
-            return r["p99"]
-
-        for i in range(a.pairs):
-            if i % 2 == 0:
-                alone, beside = window(False), window(True)
-            else:
-                beside, alone = window(True), window(False)
-            changes.append(beside / alone - 1)
-            rows.append(f"{alone / 1e3:.2f} -> {beside / 1e3:.2f}")
-    finally:
-        if recorder:
-            recorder.kill()
-            recorder.wait()
-        h.stop(attnd)
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(db + suffix):
-                os.remove(db + suffix)
-    over = sum(c > 0.2 for c in changes)
+    """--pairs: alone and beside windows, seconds apart, in one attnd
+    (bench/record.py's paired_tail, which the suite's record section uses)."""
+    r = record.paired_tail(h, os.path.join(build, "bin"), src, a.dir,
+                           ["--set", "record.synchronous=normal",
+                            "--set", f"record.priority={a.priority}"] + settings(a, neighbour),
+                           RECORD_BIG if neighbour == "big" else RECORD, a.pairs, a.window,
+                           rank_args=RANK, client_idle=neighbour == "client-idle",
+                           log_name="record-tail-attnd.log")
     print(f"{neighbour:19s} rank p99 in {a.pairs} pairs of {a.window} s windows: median change "
-          f"{statistics.median(changes):+.0%}, {over} of {a.pairs} pairs over +20%")
+          f"{r['median_change']:+.0%}, {r['over_20']} of {a.pairs} pairs over +20%")
     print("    p99 ms, alone -> beside: " +
-          ", ".join(f"{r} ({c:+.0%})" for r, c in zip(rows, changes)), flush=True)
+          ", ".join(f"{p['alone_us'] / 1e3:.2f} -> {p['beside_us'] / 1e3:.2f} ({p['change']:+.0%})"
+                    for p in r["pairs"]), flush=True)
 
 
 def main():
