@@ -63,10 +63,6 @@
 #define S_HOLD_BEHIND 4096  /* ... and never behind a request this large (a slow one) */
 #define S_FULL_LOOK_NS 1000000ull /* with work queued, signals and reloads are seen this late */
 
-/* A queued request: what a helper's lane carries (lane.h), so that handing
- * one over moves it straight out of the queue. */
-typedef srv_task s_pending;
-
 /* A reply written and budgeted, waiting for the next hand-over. */
 typedef struct s_held {
     zmq_msg_t route, body;
@@ -82,7 +78,8 @@ typedef struct s_main {
     srv_worker **workers;   /* [0] runs on this thread */
     int *owed;              /* replies each helper owes */
     int n_owed;             /* ... over all helpers */
-    s_pending *queue;       /* ring of queue_max */
+    srv_task *queue;        /* ring of queue_max: what a lane carries, so a request
+                               moves from here straight into a helper's lane */
     int q_head, q_len;
     srv_reloader *reloader;
     srv_http *http;         /* /metrics, /healthz, /readyz; NULL when metrics.bind is empty */
@@ -197,7 +194,7 @@ static void s_handle_here(s_main *m, zmq_msg_t *route, uint8_t style, const zmq_
  * thread wake-ups beyond libzmq's own I/O thread. */
 static void s_process_inline(s_main *m)
 {
-    s_pending *p = &m->queue[m->q_head];
+    srv_task *p = &m->queue[m->q_head];
     m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
     m->q_len--;
     atomic_fetch_sub(&m->st.counters.queued, 1);
@@ -211,7 +208,7 @@ static void s_process_inline(s_main *m)
 /* ---- dispatch ------------------------------------------------------------- */
 
 /* Moves the request out of p into the helper's lane. */
-static void s_dispatch(s_main *m, int worker, s_pending *p)
+static void s_dispatch(s_main *m, int worker, srv_task *p)
 {
     if (srv_lane_give(srv_lanes_at(m->lanes, worker), p) != 0) {
         /* main never gives more than a lane holds but for a bug: say so, answer */
@@ -229,7 +226,7 @@ static void s_dispatch(s_main *m, int worker, s_pending *p)
 static void s_enqueue(s_main *m, zmq_msg_t *route, zmq_msg_t *payload, uint64_t t_recv,
                       uint8_t style, uint8_t role)
 {
-    s_pending *p = &m->queue[(m->q_head + m->q_len) % m->st.cfg.queue_max];
+    srv_task *p = &m->queue[(m->q_head + m->q_len) % m->st.cfg.queue_max];
     zmq_msg_init(&p->route);
     zmq_msg_init(&p->payload);
     zmq_msg_move(&p->route, route);
@@ -255,7 +252,7 @@ static void s_feed_helpers(s_main *m, int keep)
         for (int w = 1; w < m->st.n_workers && m->q_len > keep; w++) {
             if (m->owed[w] >= depth)
                 continue;
-            s_pending *p = &m->queue[m->q_head];
+            srv_task *p = &m->queue[m->q_head];
             m->q_head = (m->q_head + 1) % m->st.cfg.queue_max;
             m->q_len--;
             atomic_fetch_sub(&m->st.counters.queued, 1);
@@ -712,7 +709,7 @@ static void s_drain_frontend(s_main *m)
 static void s_refuse_queue(s_main *m)
 {
     while (m->q_len > 0) {
-        s_pending *p = &m->queue[m->q_head];
+        srv_task *p = &m->queue[m->q_head];
         char id_json[SRV_ID_JSON_MAX];
         const srv_op *op;
         srv_request_peek(zmq_msg_data(&p->payload), zmq_msg_size(&p->payload), &op, id_json);
@@ -855,7 +852,7 @@ static void s_cleanup(s_main *m)
     srv_http_stop(&m->http);   /* first: it reads the workers' statistics and the snapshot */
     srv_reloader_free(&m->reloader);
     for (int i = 0; i < m->q_len; i++) {
-        s_pending *p = &m->queue[(m->q_head + i) % m->st.cfg.queue_max];
+        srv_task *p = &m->queue[(m->q_head + i) % m->st.cfg.queue_max];
         zmq_msg_close(&p->route);
         zmq_msg_close(&p->payload);
     }
