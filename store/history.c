@@ -64,8 +64,6 @@ static int s_events(store *db, sqlite3_stmt *st, int first, int64_t user_id, sto
     int rc, k = 0, r = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         r++;
-        if (first)
-            user_id = sqlite3_column_int64(st, 0);
         if (sqlite3_column_type(st, first) == SQLITE_NULL)
             continue;
         ev[k].item_id = sqlite3_column_int64(st, first);
@@ -74,6 +72,8 @@ static int s_events(store *db, sqlite3_stmt *st, int first, int64_t user_id, sto
         /* The schema's CHECK (weight > 0) keeps out zero and negatives, but
          * not infinities; the scorer takes log(w), so refuse them here. */
         if (!(w > 0) || !isfinite((float)w)) {
+            if (first)
+                user_id = sqlite3_column_int64(st, 0);
             sqlite3_reset(st);
             return store_fail(err, STORE_ERR_CORRUPT,
                               "%s: interactions row user_id=%lld item_id=%lld ts=%lld: "

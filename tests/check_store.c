@@ -697,6 +697,37 @@ START_TEST(test_history_order)
 }
 END_TEST
 
+/* A stored weight the schema's CHECK lets through (infinity) is refused on
+ * read, naming the row, by user id and by ext_id alike. */
+START_TEST(test_history_bad_weight)
+{
+    const char *path = s_fresh("histw.db", DIM);
+    store *db = s_open(path, STORE_READWRITE);
+    int64_t ids[1], u;
+    s_put_items(db, 1, ids);
+    store_err err = {0};
+    ck_assert_int_eq(store_begin(db, &err), STORE_OK);
+    ck_assert_int_eq(store_user_put(db, "u1", &u, &err), STORE_OK);
+    ck_assert_int_eq(store_commit(db, &err), STORE_OK);
+    store_close(&db);
+    char sql[160];
+    snprintf(sql, sizeof sql, "INSERT INTO interactions(user_id, item_id, ts, weight) "
+             "VALUES (%lld, %lld, 5, 1e999)", (long long)u, (long long)ids[0]);
+    s_raw(path, sql);
+    db = s_open(path, STORE_READONLY);
+    char want[64];
+    snprintf(want, sizeof want, "user_id=%lld item_id=%lld ts=5", (long long)u,
+             (long long)ids[0]);
+    store_event ev[4];
+    int n;
+    ck_assert_int_eq(store_history(db, u, 4, ev, &n, &err), STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, want), "%s", err.msg);
+    ck_assert_int_eq(store_user_history(db, "u1", 2, 4, ev, &n, &err), STORE_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, want), "%s", err.msg);
+    store_close(&db);
+}
+END_TEST
+
 /* ---- models --------------------------------------------------------------- */
 
 static attn_model *s_model(int d, int m, int heads, int l_max, int n, int residual, uint64_t seed)
@@ -1531,6 +1562,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_catalog_nonfinite);
     tcase_add_test(tc, test_item_put_semantics);
     tcase_add_test(tc, test_history_order);
+    tcase_add_test(tc, test_history_bad_weight);
     tcase_add_test(tc, test_model_roundtrip);
     tcase_add_test(tc, test_model_dim_mismatch);
     tcase_add_test(tc, test_model_corrupt_tensor);
