@@ -59,14 +59,19 @@ def sched_by_thread(pid):
     return out
 
 
+def remove_db(db):
+    """db and its WAL and shared-memory files, where they exist."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+
+
 def copy_db(src, db):
     """A fresh copy of src at db, through the backup API: a consistent
     snapshot, WAL included (a plain copy of the file would miss commits
     still in the WAL, and the cache may be in use by another run)."""
     import sqlite3
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
+    remove_db(db)
     s_con, d_con = sqlite3.connect(f"file:{src}?mode=ro", uri=True), sqlite3.connect(db)
     s_con.backup(d_con)
     d_con.close()
@@ -127,9 +132,7 @@ def record_round(h, a, bin_dir, src, sync, priority, secs, warm):
     fixed = load_result(h, rec, "record at a rate")
     stats = h.zmq_call(ep, {"op": "stats"})
     h.stop(attnd)
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
+    remove_db(db)
     return {"sync": sync, "priority": priority, "level": level_name(sync, priority),
             "rank_alone": alone["latency_us"], "rank_busy": busy["latency_us"],
             "record_max": {"events_per_s": full["record"]["events_per_s"],
@@ -189,9 +192,7 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
             recorder.kill()
             recorder.wait()
         h.stop(attnd)
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(db + suffix):
-                os.remove(db + suffix)
+        remove_db(db)
     changes = [p["change"] for p in out]
     return {"pairs": out, "window_s": window, "median_change": statistics.median(changes),
             "over_20": sum(c > 0.2 for c in changes)}
