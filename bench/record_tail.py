@@ -56,7 +56,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import record   # noqa: E402  (bench/record.py: copy_db, load_run, load_result)
+import record   # noqa: E402  (bench/record.py: copy_db, remove_db, load_run, load_result, paired_tail)
 import runlib   # noqa: E402
 h = runlib.load()   # bench/run: start, stop, wait_ready, free_port
 
@@ -172,11 +172,11 @@ def one_round(a, build, src, neighbour):
         h.stop(attnd)
         if attnd2:
             h.stop(attnd2)
-        scratch = [os.path.join(a.dir, "record-tail-burn")]
-        scratch += [d + suffix for d in (db, db2) for suffix in ("", "-wal", "-shm")]
-        for path in scratch:
-            if os.path.exists(path):
-                os.remove(path)
+        for d in (db, db2):
+            record.remove_db(d)
+        burn = os.path.join(a.dir, "record-tail-burn")
+        if os.path.exists(burn):
+            os.remove(burn)
     cpu = sorted(((c1[k] - c0.get(k, 0.0), k) for k in c1), reverse=True)
     line = (f"{neighbour:19s} rank p50 {alone['p50'] / 1e3:.2f} -> {beside['p50'] / 1e3:.2f} ms, "
             f"p99 {alone['p99'] / 1e3:.2f} -> {beside['p99'] / 1e3:.2f} ms "
