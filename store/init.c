@@ -112,6 +112,7 @@ int store_init(const char *path, int dim, store_err *err)
     }
     db->flags = STORE_READWRITE;
     db->dim = dim;
+    store_sqlite_setup();
     int rc = sqlite3_open_v2(path, &db->h,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
@@ -163,6 +164,7 @@ static int s_peek_version(const char *path)
 {
     sqlite3 *h = NULL;
     int v = -1;
+    store_sqlite_setup();
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {

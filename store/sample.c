@@ -38,6 +38,7 @@ int store_ext_ids_file(const char *path, int with_users, store_ext_fn fn, void *
                        store_err *err)
 {
     sqlite3 *h = NULL;
+    store_sqlite_setup();
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         int code = store_fail(err, STORE_ERR_IO, "%s: %s", path,
                               h ? sqlite3_errmsg(h) : "cannot open");

@@ -106,6 +106,12 @@ int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
  * order of every blob), whatever the host's order. */
 /* Remove a database file and its -wal and -shm beside it (what a failed
  * init or snapshot leaves behind); missing ones are fine. */
+/* Once per process, before SQLite's first open: memory statistics off and
+ * the page cache wrapper (setup.c, pcache.c).  Every open calls it. */
+void store_sqlite_setup(void);
+int store_pcache_wrap(void);               /* 1 if installed */
+unsigned long store_pcache_swaps(void);    /* page swaps it has seen, for tests */
+
 void store_unlink_all(const char *path);
 
 void store_f32_decode(float *dst, const void *src, size_t n);
