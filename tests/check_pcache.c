@@ -60,7 +60,7 @@ static void s_compare(sqlite3 *h, const s_row *rows, const unsigned char *live, 
         ck_assert_msg(k >= k_next, "row k=%d twice", k);
         ck_assert_int_eq(u, rows[k].u);
         ck_assert_int_eq(sqlite3_column_int(st, 2), 40 + k % 200);
-        char want[9];
+        char want[16];
         snprintf(want, sizeof want, "%08d", k);
         ck_assert_str_eq((const char *)sqlite3_column_text(st, 3), want);
         k_next = k + 1;
