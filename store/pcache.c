@@ -16,8 +16,9 @@
  * This wrapper hands every call to the default cache, except that during a
  * swap T is replaced by a stand-in: one above the largest number the cache
  * has held.  No page holds that number (it is above all of them), and
- * nothing else reaches the cache between the swap's first and last rekey,
- * so the stand-in is never mistaken for a real page.  The commit's
+ * between the swap's first and last rekey the cache sees nothing but the
+ * swap's own lookups, so the stand-in is never mistaken for a real page
+ * (check_pcache tests the outcome row by row).  The commit's
  * truncation then looks at a few slots, not all of them.  On an SQLite
  * that no longer swaps through T, the wrapper changes nothing. */
 #include "store/store_int.h"
