@@ -144,6 +144,18 @@ def record_round(h, a, bin_dir, src, sync, priority, secs, warm):
             "server": (stats or {}).get("record")}
 
 
+def server_change_text(pr):
+    """attnd's own p99 change, median of the pairs, with its alone -> beside
+    medians; '-' for results.json of runs before attn-load reported it."""
+    import statistics
+    m = pr.get("server_median_change")
+    if m is None:
+        return "-"
+    alone = statistics.median(p["alone_server_us"] for p in pr["pairs"])
+    beside = statistics.median(p["beside_server_us"] for p in pr["pairs"])
+    return f"{m * 100:+.0f}% ({alone / 1e3:.2f} → {beside / 1e3:.2f} ms)"
+
+
 def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
                 rank_args=None, client_idle=False, log_name="record-paired-attnd.log"):
     """The rank tail beside recording, measured in pairs: one attnd on a
@@ -152,7 +164,9 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
     it (rec_args), seconds apart, the order swapped every pair.  On a host
     whose p99 drifts from minute to minute, the two halves of a pair share
     the drift.  Returns each pair's p99s and change, their median, and how
-    many pairs changed by more than +20%."""
+    many pairs changed by more than +20%; the same for attnd's own p99 (the
+    replies' took_us, attn-load's server_us), the part of the tail that does
+    not come from the clients sharing the machine."""
     import statistics
     rank_args = rank_args or ["--rate", str(RANK_RATE), "--seed", "2"]
     db = os.path.join(work_dir, "record-paired.db")
@@ -174,19 +188,21 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
                 if client_idle:
                     os.sched_setscheduler(recorder.pid, os.SCHED_IDLE, os.sched_param(0))
                 time.sleep(0.8)   # its start-up and warm-up: recording at full rate
-            p99 = load_result(h, load_run(h, bin_dir, ep, db, rank_args, window, 0.3),
-                              "rank")["latency_us"]["p99"]
+            r = load_result(h, load_run(h, bin_dir, ep, db, rank_args, window, 0.3), "rank")
             if beside:
                 load_result(h, recorder, "record")
                 recorder = None
-            return p99
+            return r["latency_us"]["p99"], r.get("server_us", {}).get("p99")
 
         for i in range(pairs):
             if i % 2 == 0:
                 alone, beside = window_p99(False), window_p99(True)
             else:
                 beside, alone = window_p99(True), window_p99(False)
-            out.append({"alone_us": alone, "beside_us": beside, "change": beside / alone - 1})
+            out.append({"alone_us": alone[0], "beside_us": beside[0],
+                        "change": beside[0] / alone[0] - 1,
+                        "alone_server_us": alone[1], "beside_server_us": beside[1],
+                        "server_change": beside[1] / alone[1] - 1 if alone[1] else None})
     finally:
         if recorder:
             recorder.kill()
@@ -194,8 +210,10 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
         h.stop(attnd)
         remove_db(db)
     changes = [p["change"] for p in out]
+    server = [p["server_change"] for p in out if p["server_change"] is not None]
     return {"pairs": out, "window_s": window, "median_change": statistics.median(changes),
-            "over_20": sum(c > 0.2 for c in changes)}
+            "over_20": sum(c > 0.2 for c in changes),
+            "server_median_change": statistics.median(server) if server else None}
 
 
 def section_record(a, bin_dir, bench_dir, R, h):
@@ -290,9 +308,11 @@ def report_record(rr, h, targets):
                 f"{paired[0]['paired']['window_s']:g} s rank windows ({rr['rank_rate']} req/s), "
                 f"one alone and one beside recording at {h.fnum(rr['fixed'])} events/s, seconds "
                 f"apart, the order swapped every pair (the target reads the median change).", "",
-                h.table(["level", "median change", "pairs over +20%", "p99 ms, alone → beside"],
+                h.table(["level", "median change", "pairs over +20%", "p99 ms, alone → beside",
+                         "attnd's own p99: median change"],
                         [[r.get("level", r["sync"]), f"{r['paired']['median_change'] * 100:+.0f}%",
                           f"{r['paired']['over_20']} of {len(r['paired']['pairs'])}",
                           ", ".join(f"{p['alone_us'] / 1e3:.2f} → {p['beside_us'] / 1e3:.2f}"
-                                    for p in r["paired"]["pairs"])] for r in paired]), ""]
+                                    for p in r["paired"]["pairs"]),
+                          server_change_text(r["paired"])] for r in paired]), ""]
     return out

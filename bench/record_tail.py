@@ -213,6 +213,8 @@ def paired(a, build, src, neighbour):
     print("    p99 ms, alone -> beside: " +
           ", ".join(f"{p['alone_us'] / 1e3:.2f} -> {p['beside_us'] / 1e3:.2f} ({p['change']:+.0%})"
                     for p in r["pairs"]), flush=True)
+    print(f"    attnd's own p99 (took_us): median change {record.server_change_text(r)}",
+          flush=True)
 
 
 def main():

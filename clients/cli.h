@@ -395,6 +395,10 @@ typedef struct cli_load_result {
     uint64_t record_stored;  /* of which stored */
     util_hist lat_record;    /* latency of ok record replies */
     util_hist lat_other;     /* latency of the other ok replies (rank) */
+    util_hist lat_server;    /* their took_us (attnd's own time, receive to
+                              * send), where the reply has one: the part of
+                              * the latency a client on the same machine
+                              * does not add */
 } cli_load_result;
 
 /* Run a load test.  CLI_OK when it ran (errors are in the result);

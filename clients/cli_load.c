@@ -123,6 +123,9 @@ static void s_by_op(cli_load_result *res, const cJSON *reply, uint64_t ns)
     const cJSON *stored = cJSON_GetObjectItemCaseSensitive(reply, "stored");
     if (!cJSON_IsNumber(stored)) {
         util_hist_add(&res->lat_other, ns);
+        const cJSON *took = cJSON_GetObjectItemCaseSensitive(reply, "took_us");
+        if (cJSON_IsNumber(took) && took->valuedouble >= 0)
+            util_hist_add(&res->lat_server, (uint64_t)(took->valuedouble * 1000));
         return;
     }
     res->record_ok++;
@@ -262,6 +265,7 @@ int cli_load_run(void *zmq_ctx, const cli_load_opts *o, cli_sampler *src,
     util_hist_reset(&res->lat);
     util_hist_reset(&res->lat_record);
     util_hist_reset(&res->lat_other);
+    util_hist_reset(&res->lat_server);
     int rc = s_check_opts(o, err);
     if (rc != CLI_OK)
         return rc;
@@ -330,6 +334,8 @@ void cli_load_print(FILE *out, const cli_load_opts *o, const cli_load_result *re
         fprintf(out, "latency ms   %9s %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9",
                 "max", "mean");
         s_print_lat(out, "  (ok only)", &res->lat);
+        if (res->lat_server.n)
+            s_print_lat(out, "  in attnd", &res->lat_server);
     } else {
         fprintf(out, "latency      no ok replies\n");
     }
@@ -409,6 +415,8 @@ cJSON *cli_load_json(const cli_load_opts *o, const cli_load_result *res)
     cJSON_AddNumberToObject(j, "throughput_rps", (double)res->replies / s);
     cJSON_AddNumberToObject(j, "ok_rps", (double)res->ok / s);
     s_lat_json(j, "latency_us", &res->lat);
+    if (res->lat_server.n)
+        s_lat_json(j, "server_us", &res->lat_server);
     if (res->record_ok) {
         cJSON *rec = cJSON_AddObjectToObject(j, "record");
         cJSON_AddNumberToObject(rec, "ok", (double)res->record_ok);

@@ -1463,6 +1463,11 @@ START_TEST(test_load_closed)
     ck_assert_double_gt(res->seconds, 0);
     ck_assert_uint_gt(util_hist_quantile(&res->lat, 0.5), 1000);   /* > 1 µs */
     ck_assert_uint_le(util_hist_quantile(&res->lat, 0.5), util_hist_quantile(&res->lat, 0.99));
+    /* The server's own time, as its replies state it (took_us 42). */
+    ck_assert_uint_eq(res->lat_server.n, 2000);
+    ck_assert_uint_eq(res->lat_server.max, 42000);
+    ck_assert_uint_ge(util_hist_quantile(&res->lat_server, 0.99), 41500);
+    ck_assert_uint_le(util_hist_quantile(&res->lat_server, 0.99), 42500);
 
     char *text = NULL;
     size_t len;
@@ -1472,6 +1477,7 @@ START_TEST(test_load_closed)
     ck_assert_ptr_nonnull(strstr(text, "closed loop, 8 in flight"));
     ck_assert_ptr_nonnull(strstr(text, "2000 sent, 2000 answered, 2000 ok, 0 errors, 0 timeouts"));
     ck_assert_ptr_nonnull(strstr(text, "p99.9"));
+    ck_assert_ptr_nonnull(strstr(text, "  in attnd       0.042"));
     free(text);
     cJSON *j = cli_load_json(&o, res);
     ck_assert_str_eq(cli_json_str(j, "mode"), "closed");
@@ -1479,6 +1485,9 @@ START_TEST(test_load_closed)
     const cJSON *lat = cJSON_GetObjectItem(j, "latency_us");
     ck_assert(cJSON_GetObjectItem(lat, "p999")->valuedouble >=
               cJSON_GetObjectItem(lat, "p50")->valuedouble);
+    const cJSON *in_attnd = cJSON_GetObjectItem(j, "server_us");
+    ck_assert_double_eq_tol(cJSON_GetObjectItem(in_attnd, "max")->valuedouble, 42, 1e-9);
+    ck_assert_int_eq(cJSON_GetObjectItem(in_attnd, "n")->valueint, 2000);
     cJSON_Delete(j);
     cJSON_Delete(res->errors);
 
