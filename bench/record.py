@@ -202,7 +202,8 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
             out.append({"alone_us": alone[0], "beside_us": beside[0],
                         "change": beside[0] / alone[0] - 1,
                         "alone_server_us": alone[1], "beside_server_us": beside[1],
-                        "server_change": beside[1] / alone[1] - 1 if alone[1] else None})
+                        "server_change": beside[1] / alone[1] - 1 if alone[1] and beside[1]
+                        else None})
     finally:
         if recorder:
             recorder.kill()
