@@ -151,8 +151,9 @@ def server_change_text(pr):
     m = pr.get("server_median_change")
     if m is None:
         return "-"
-    alone = statistics.median(p["alone_server_us"] for p in pr["pairs"])
-    beside = statistics.median(p["beside_server_us"] for p in pr["pairs"])
+    both = [p for p in pr["pairs"] if p["server_change"] is not None]
+    alone = statistics.median(p["alone_server_us"] for p in both)
+    beside = statistics.median(p["beside_server_us"] for p in both)
     return f"{m * 100:+.0f}% ({alone / 1e3:.2f} → {beside / 1e3:.2f} ms)"
 
 
