@@ -13,7 +13,8 @@ ok request by thread group (main, helper workers, libzmq's I/O thread, from
 /proc); then each attnd's stage timings from its `stats` op, and the server
 CPU per request outside attn_score (server CPU less libzmq's I/O thread less
 the score stage's p50).  --users sends user requests (the daemon reads each
-history from the database) instead of the suite's anonymous histories.  Prints a Markdown table and writes JSON to --out.
+history from the database) instead of the suite's anonymous histories.
+Prints a Markdown table and writes JSON to --out.
 """
 import argparse
 import json

@@ -16,6 +16,7 @@ bench/run passes itself as `h` for its helpers (start, stop, ensure_db, ...).
 """
 import json
 import os
+import statistics
 import subprocess
 import time
 
@@ -97,6 +98,11 @@ def writer_cost(h, attnd, ep, secs, warm):
 
 
 REC_PER, REC_FIXED, RANK_RATE = 100, 20000, 1000
+# attn-load's arguments for rank at RANK_RATE req/s and for recording at
+# REC_FIXED events/s, both open loop.
+RANK_AT_RATE = ["--rate", str(RANK_RATE), "--seed", "2"]
+REC_AT_FIXED = ["--rate", f"{REC_FIXED / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
+                "--record-events", str(REC_PER)]
 
 
 LEVELS = (("normal", "normal"), ("full", "normal"), ("normal", "idle"))   # sync, priority
@@ -119,15 +125,14 @@ def record_round(h, a, bin_dir, src, sync, priority, secs, warm):
                      "--set", f"record.synchronous={sync}", "--set", f"record.priority={priority}"],
                     os.path.join(a.out, f"attnd-record-{sync}-{priority}.log"))
     h.wait_ready(attnd, ep)
-    rank_args = ["--rate", str(RANK_RATE), "--seed", "2"]
+    rank_args = RANK_AT_RATE
     rec_args = ["--record-ratio", "1", "--record-events", str(REC_PER)]
     alone = load_result(h, load_run(h, bin_dir, ep, db, rank_args, secs, warm), "rank alone")
     rec = load_run(h, bin_dir, ep, db, ["--clients", "16", "--seed", "3"] + rec_args, secs, warm)
     rank = load_run(h, bin_dir, ep, db, rank_args, secs, warm)
     writer = writer_cost(h, attnd, ep, secs, warm)
     busy, full = load_result(h, rank, "rank + record"), load_result(h, rec, "record")
-    rec = load_run(h, bin_dir, ep, db, ["--rate", f"{REC_FIXED / REC_PER:.1f}", "--seed", "4"] +
-                   rec_args, secs, warm)
+    rec = load_run(h, bin_dir, ep, db, REC_AT_FIXED, secs, warm)
     mid = load_result(h, load_run(h, bin_dir, ep, db, rank_args, secs, warm), "rank + some record")
     fixed = load_result(h, rec, "record at a rate")
     stats = h.zmq_call(ep, {"op": "stats"})
@@ -147,7 +152,6 @@ def record_round(h, a, bin_dir, src, sync, priority, secs, warm):
 def server_change_text(pr):
     """attnd's own p99 change, median of the pairs, with its alone -> beside
     medians; '-' for results.json of runs before attn-load reported it."""
-    import statistics
     m = pr.get("server_median_change")
     if m is None:
         return "-"
@@ -168,8 +172,7 @@ def paired_tail(h, bin_dir, src, work_dir, attnd_args, rec_args, pairs, window,
     many pairs changed by more than +20%; the same for attnd's own p99 (the
     replies' took_us, attn-load's server_us), the part of the tail that does
     not come from the clients sharing the machine."""
-    import statistics
-    rank_args = rank_args or ["--rate", str(RANK_RATE), "--seed", "2"]
+    rank_args = rank_args or RANK_AT_RATE
     db = os.path.join(work_dir, "record-paired.db")
     copy_db(src, db)
     ep = f"tcp://127.0.0.1:{h.free_port()}"
@@ -240,14 +243,12 @@ def section_record(a, bin_dir, bench_dir, R, h):
     # The tail target, measured in pairs at the normal level (and with the
     # writer at idle priority): best-of-rounds figures above put the alone
     # and beside runs minutes apart, which this host's drift swamps.
-    rec_args = ["--rate", f"{REC_FIXED / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
-                "--record-events", str(REC_PER)]
     for r in runs:
         if r["sync"] == "normal":
             r["paired"] = paired_tail(h, bin_dir, src, a.out,
                                       ["--set", "record.synchronous=normal",
                                        "--set", f"record.priority={r['priority']}"],
-                                      rec_args, 3 if a.quick else 8, 1 if a.quick else 2)
+                                      REC_AT_FIXED, 3 if a.quick else 8, 1 if a.quick else 2)
     R["record"] = {"runs": runs, "rounds": rounds, "load": os.getloadavg(),
                    "rank_rate": RANK_RATE, "per_request": REC_PER, "fixed": REC_FIXED}
 

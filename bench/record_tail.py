@@ -60,8 +60,8 @@ import record   # noqa: E402  (bench/record.py: copy_db, remove_db, load_run, lo
 import runlib   # noqa: E402
 h = runlib.load()   # bench/run: start, stop, wait_ready, free_port
 
-RANK = ["--rate", "1000", "--seed", "2"]
-RECORD = ["--rate", "200", "--seed", "4", "--record-ratio", "1", "--record-events", "100"]
+RANK = record.RANK_AT_RATE
+RECORD = record.REC_AT_FIXED
 RECORD_BIG = ["--rate", "20", "--seed", "4", "--record-ratio", "1", "--record-events", "1000"]
 
 
@@ -188,7 +188,7 @@ def one_round(a, build, src, neighbour):
           ", ".join(f"{k} {v:.2f}" for v, k in cpu if v >= 0.05), flush=True)
 
 
-IN_PROCESS = ("record", "linger", "tuned", "big", "client-idle")
+IN_PROCESS = tuple(n for n in RECORDING if n not in ("shared", "elsewhere"))
 
 
 def settings(a, neighbour):

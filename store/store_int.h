@@ -102,18 +102,18 @@ int store_exec(store *db, const char *sql, const char *what, store_err *err);
 int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
                     store_err *err);
 
-/* Encode/decode little-endian float32 and int64 arrays (the on-disk byte
- * order of every blob), whatever the host's order. */
-/* Remove a database file and its -wal and -shm beside it (what a failed
- * init or snapshot leaves behind); missing ones are fine. */
 /* Once per process, before SQLite's first open: memory statistics off and
  * the page cache wrapper (setup.c, pcache.c).  Every open calls it. */
 void store_sqlite_setup(void);
 int store_pcache_wrap(void);               /* 1 if installed */
 unsigned long store_pcache_swaps(void);    /* page swaps it has seen, for tests */
 
+/* Remove a database file and its -wal and -shm beside it (what a failed
+ * init or snapshot leaves behind); missing ones are fine. */
 void store_unlink_all(const char *path);
 
+/* Encode/decode little-endian float32 and int64 arrays (the on-disk byte
+ * order of every blob), whatever the host's order. */
 void store_f32_decode(float *dst, const void *src, size_t n);
 void store_f32_encode(void *dst, const float *src, size_t n);
 void store_i64_decode(int64_t *dst, const void *src, size_t n);
