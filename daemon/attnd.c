@@ -13,6 +13,7 @@
 #include "attn/score.h"
 #include "daemon/config.h"
 #include "daemon/experiment.h"
+#include "daemon/pid.h"
 #include "daemon/server.h"
 #include "daemon/state.h"
 
@@ -53,6 +54,10 @@ int main(int argc, char **argv)
     };
     srv_config cfg;
     char why[512];
+    if (srv_pid_cache_init() != 0) {
+        fprintf(stderr, "attnd: cannot register a fork handler\n");
+        return 1;
+    }
     if (cfg_defaults_checked(&cfg, why, sizeof why) != 0) {
         fprintf(stderr, "attnd: %s\n", why);
         return 2;
