@@ -22,11 +22,13 @@ import time
 
 
 def load_run(h, bin_dir, endpoint, db, args, secs, warmup):
-    """Start one attn-load (user requests sampled from db); returns the
-    process, whose --json summary s_load_result reads."""
-    cmd = [os.path.join(bin_dir, "attn-load"), "--endpoint", endpoint, "--db", db,
-           "--candidates", "100", "--k", "10", "--duration", str(secs), "--warmup", str(warmup),
-           "--json"] + args
+    """Start one attn-load (user requests sampled from db, or the requests
+    of an --in file among args); returns the process, whose --json summary
+    s_load_result reads."""
+    # An --in file's requests go as they are: no db to sample, no shape.
+    source = [] if "--in" in args else ["--db", db, "--candidates", "100", "--k", "10"]
+    cmd = [os.path.join(bin_dir, "attn-load"), "--endpoint", endpoint] + source + [
+           "--duration", str(secs), "--warmup", str(warmup), "--json"] + args
     h.log("$ " + " ".join(cmd))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=h.ROOT)
 
@@ -98,11 +100,19 @@ def writer_cost(h, attnd, ep, secs, warm):
 
 
 REC_PER, REC_FIXED, RANK_RATE = 100, 20000, 1000
+
+
+def rec_at(events_per_s):
+    """attn-load's arguments for recording events_per_s, open loop, in
+    requests of REC_PER events."""
+    return ["--rate", f"{events_per_s / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
+            "--record-events", str(REC_PER)]
+
+
 # attn-load's arguments for rank at RANK_RATE req/s and for recording at
 # REC_FIXED events/s, both open loop.
 RANK_AT_RATE = ["--rate", str(RANK_RATE), "--seed", "2"]
-REC_AT_FIXED = ["--rate", f"{REC_FIXED / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
-                "--record-events", str(REC_PER)]
+REC_AT_FIXED = rec_at(REC_FIXED)
 
 
 LEVELS = (("normal", "normal"), ("full", "normal"), ("normal", "idle"))   # sync, priority

@@ -4,7 +4,8 @@ the same share of a core costs when it is plain computation.
 
     bench/record_tail.py BUILD [--rounds 3] [--burn 0.4] [--dir /tmp] [--priority idle]
                          [--linger 20] [--tuned-set KEY=VALUE ...]
-                         [--neighbours record,linger,burn] [--pairs N [--window 2]]
+                         [--neighbours record,linger,burn] [--pairs N [--window 2]
+                         [--rates 2500,5000,10000,20000]]
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
@@ -28,6 +29,9 @@ beside a neighbour:
   client-idle   the same recording with that attn-load at SCHED_IDLE: on
                 a machine of its own the recording client would not
                 compete with the rank path for these 2 cores
+  ping          (--pairs only) the recording client's process and request
+                rate, sending `health` requests: nothing recorded, so what
+                another client alone costs the rank tail
   burn          a process at SCHED_IDLE busy --burn of every 10 ms, doing
                 nothing but spin (no system calls, no traffic, no database)
   burn-mem      the same, copying 32 MiB buffers (memory traffic)
@@ -47,6 +51,10 @@ one beside a recording client started for it, the order swapped every
 pair.  On a host whose rank-alone p99 drifts by several times from minute
 to minute, a pair's two windows are seconds apart and share the drift;
 it prints each pair's p99 change, their median, and the pairs over +20%.
+--rates measures `record` (and the other recording neighbours given) at
+each of these recording rates in turn, events per second in requests of
+100, instead of the fixed 20,000: how much recording a host can take
+before the rank tail moves by more than +20%.
 """
 import argparse
 import os
@@ -110,7 +118,10 @@ def burner(kind, share, scratch_dir):
 
 
 RECORDING = ("record", "linger", "tuned", "big", "client-idle", "shared", "elsewhere")
-NEIGHBOURS = RECORDING + tuple(BURN_WORK)
+# --pairs only: the recording client's process and request rate, sending
+# `health` requests instead, so that nothing is recorded.
+CONTROLS = ("ping",)
+NEIGHBOURS = RECORDING + CONTROLS + tuple(BURN_WORK)
 
 QUIET = ["--set", "metrics.bind=", "--set", "server.metrics_interval=0",
          "--set", "server.reload_poll=0", "--set", "record.synchronous=normal"]
@@ -188,7 +199,16 @@ def one_round(a, build, src, neighbour):
           ", ".join(f"{k} {v:.2f}" for v, k in cpu if v >= 0.05), flush=True)
 
 
-IN_PROCESS = tuple(n for n in RECORDING if n not in ("shared", "elsewhere"))
+IN_PROCESS = tuple(n for n in RECORDING if n not in ("shared", "elsewhere")) + CONTROLS
+
+
+def pings(a, events_per_s):
+    """attn-load's arguments for `health` requests at the rate the
+    recording client sends record requests of REC_PER events."""
+    path = os.path.join(a.dir, "record-tail-ping.jsonl")
+    with open(path, "w") as f:
+        f.writelines('{"op":"health","id":%d}\n' % i for i in range(1000))
+    return ["--in", path, "--rate", f"{events_per_s / record.REC_PER:.1f}", "--seed", "4"]
 
 
 def settings(a, neighbour):
@@ -199,16 +219,22 @@ def settings(a, neighbour):
     return []
 
 
-def paired(a, build, src, neighbour):
+def paired(a, build, src, neighbour, rate=None):
     """--pairs: alone and beside windows, seconds apart, in one attnd
-    (bench/record.py's paired_tail, which the suite's record section uses)."""
+    (bench/record.py's paired_tail, which the suite's record section uses);
+    rate: recording at this many events/s instead of the neighbour's own."""
+    if neighbour == "ping":
+        rec = pings(a, rate or record.REC_FIXED)
+    else:
+        rec = record.rec_at(rate) if rate else RECORD_BIG if neighbour == "big" else RECORD
     r = record.paired_tail(h, os.path.join(build, "bin"), src, a.dir,
                            ["--set", "record.synchronous=normal",
                             "--set", f"record.priority={a.priority}"] + settings(a, neighbour),
-                           RECORD_BIG if neighbour == "big" else RECORD, a.pairs, a.window,
+                           rec, a.pairs, a.window,
                            rank_args=RANK, client_idle=neighbour == "client-idle",
                            log_name="record-tail-attnd.log")
-    print(f"{neighbour:19s} rank p99 in {a.pairs} pairs of {a.window} s windows: median change "
+    label = f"{neighbour} at {rate:,} events/s" if rate else neighbour
+    print(f"{label:19s} rank p99 in {a.pairs} pairs of {a.window} s windows: median change "
           f"{r['median_change']:+.0%}, {r['over_20']} of {a.pairs} pairs over +20%")
     print("    p99 ms, alone -> beside: " +
           ", ".join(f"{p['alone_us'] / 1e3:.2f} -> {p['beside_us'] / 1e3:.2f} ({p['change']:+.0%})"
@@ -231,6 +257,8 @@ def main():
     ap.add_argument("--pairs", type=int, default=0,
                     help="alone/beside window pairs in one attnd per neighbour (recording only)")
     ap.add_argument("--window", type=float, default=2.0, help="seconds of each --pairs window")
+    ap.add_argument("--rates", default="",
+                    help="--pairs at each of these recording rates (events/s, comma-separated)")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
     a = ap.parse_args()
     src = os.path.join(a.cache, "p1-100k-d64.db")
@@ -242,6 +270,12 @@ def main():
           f"linger {a.linger} ms" + (f", tuned {' '.join(a.tuned_set)}" if a.tuned_set else ""),
           flush=True)
     neighbours = a.neighbours.split(",")
+    if a.rates and not a.pairs:
+        sys.exit("--rates: only with --pairs")
+    if not a.pairs and any(n in CONTROLS for n in neighbours):
+        sys.exit(f"--neighbours: {', '.join(CONTROLS)} only with --pairs")
+    if a.rates and "big" in neighbours:
+        sys.exit("--rates: `big` has its own request size; leave it out")
     for n in neighbours:
         if n not in NEIGHBOURS:
             sys.exit(f"--neighbours: unknown {n!r} ({', '.join(NEIGHBOURS)})")
@@ -250,8 +284,10 @@ def main():
             if n not in IN_PROCESS:
                 sys.exit(f"--pairs: {n!r} is not recorded by the ranking attnd "
                          f"({', '.join(IN_PROCESS)} are)")
-        for neighbour in neighbours:
-            paired(a, build, src, neighbour)
+        rates = [int(x) for x in a.rates.split(",") if x] or [None]
+        for rate in rates:
+            for neighbour in neighbours:
+                paired(a, build, src, neighbour, rate)
         return
     for _ in range(a.rounds):
         for neighbour in neighbours:
