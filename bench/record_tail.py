@@ -5,7 +5,7 @@ the same share of a core costs when it is plain computation.
     bench/record_tail.py BUILD [--rounds 3] [--burn 0.4] [--dir /tmp] [--priority idle]
                          [--linger 20] [--tuned-set KEY=VALUE ...]
                          [--neighbours record,linger,burn] [--pairs N [--window 2]
-                         [--rates 2500,5000,10000,20000]]
+                         [--rates 2500,5000,10000,20000] [--history 50]]
 
 Each round starts attnd (record.synchronous = normal, record.priority as
 given) on a fresh copy of the cached P1 database (bench/run's, under
@@ -51,6 +51,8 @@ one beside a recording client started for it, the order swapped every
 pair.  On a host whose rank-alone p99 drifts by several times from minute
 to minute, a pair's two windows are seconds apart and share the drift;
 it prints each pair's p99 change, their median, and the pairs over +20%.
+--history L (with --pairs) ranks anonymous histories of L items instead
+of users: the same scoring without a read of the database.
 --rates measures `record` (and the other recording neighbours given) at
 each of these recording rates in turn, events per second in requests of
 100, instead of the fixed 20,000: how much recording a host can take
@@ -231,7 +233,8 @@ def paired(a, build, src, neighbour, rate=None):
                            ["--set", "record.synchronous=normal",
                             "--set", f"record.priority={a.priority}"] + settings(a, neighbour),
                            rec, a.pairs, a.window,
-                           rank_args=RANK, client_idle=neighbour == "client-idle",
+                           rank_args=RANK + (["--history", str(a.history)] if a.history else []),
+                           client_idle=neighbour == "client-idle",
                            log_name="record-tail-attnd.log")
     label = f"{neighbour} at {rate:,} events/s" if rate else neighbour
     print(f"{label:19s} rank p99 in {a.pairs} pairs of {a.window} s windows: median change "
@@ -257,6 +260,9 @@ def main():
     ap.add_argument("--pairs", type=int, default=0,
                     help="alone/beside window pairs in one attnd per neighbour (recording only)")
     ap.add_argument("--window", type=float, default=2.0, help="seconds of each --pairs window")
+    ap.add_argument("--history", type=int, default=0,
+                    help="--pairs: rank anonymous histories of this many items (no database "
+                         "read) instead of users")
     ap.add_argument("--rates", default="",
                     help="--pairs at each of these recording rates (events/s, comma-separated)")
     ap.add_argument("--cache", default=os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn-bench-cache"))
