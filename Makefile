@@ -61,12 +61,12 @@ override LDLIBS += $(PKG_LIBS) -lpthread -lm
 BIN = $(BUILD)/bin
 
 # A library per module: every .c in the folder except the program mains.
-UTIL_SRC   = $(wildcard util/*.c)
+# util/pid.c interposes getpid(): only in the programs that ask for it.
+UTIL_SRC   = $(filter-out util/pid.c,$(wildcard util/*.c))
 ATTN_SRC   = $(wildcard attn/*.c)
 # store/ is the SQLite core plus one folder per job (import/, embed/, gen/, ...).
 STORE_SRC  = $(wildcard store/*.c store/*/*.c)
-# daemon/pid.c interposes getpid(): only in the programs that ask for it.
-SRV_SRC    = $(filter-out daemon/attnd.c daemon/pid.c,$(wildcard daemon/*.c))
+SRV_SRC    = $(filter-out daemon/attnd.c,$(wildcard daemon/*.c))
 CLI_SRC    = $(filter-out clients/attn_%.c,$(wildcard clients/*.c))
 TOOL_SRC   = $(filter-out tools/attnctl.c,$(wildcard tools/*.c))
 TEST_SUITES = $(wildcard tests/check_*.c)
@@ -114,11 +114,11 @@ $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
-$(BIN)/attnd: $(call obj,daemon/attnd.c daemon/pid.c) $(ALL_LIBS)
+$(BIN)/attnd: $(call obj,daemon/attnd.c util/pid.c) $(ALL_LIBS)
 $(BIN)/attnctl: $(call obj,tools/attnctl.c) $(ALL_LIBS)
 $(BIN)/attn-query: $(call obj,clients/attn_query.c) $(ALL_LIBS)
-$(BIN)/attn-batch: $(call obj,clients/attn_batch.c) $(ALL_LIBS)
-$(BIN)/attn-load: $(call obj,clients/attn_load.c) $(ALL_LIBS)
+$(BIN)/attn-batch: $(call obj,clients/attn_batch.c util/pid.c) $(ALL_LIBS)
+$(BIN)/attn-load: $(call obj,clients/attn_load.c util/pid.c) $(ALL_LIBS)
 $(PROGRAMS):
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -126,8 +126,8 @@ $(PROGRAMS):
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # The echo servers pay what attnd pays for libzmq's fork checks.
-$(BUILD)/bench/echo_server: $(call obj,daemon/pid.c)
-$(BUILD)/tests/check_pid: $(call obj,daemon/pid.c)
+$(BUILD)/bench/echo_server: $(call obj,util/pid.c)
+$(BUILD)/tests/check_pid: $(call obj,util/pid.c)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TEST_UTIL)) $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)

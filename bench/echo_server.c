@@ -40,7 +40,7 @@
 #include "attn/attn.h"
 #include "attn/score.h"
 #include "bench/bench.h"
-#include "daemon/pid.h"
+#include "util/pid.h"
 
 static volatile sig_atomic_t s_stop;
 
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (srv_pid_cache_init() != 0)   /* as attnd: libzmq's fork checks without a system call */
+    if (util_pid_cache_init() != 0)   /* as attnd: libzmq's fork checks without a system call */
         return 1;
     s_canned canned = {0};
     if (reply && s_load_canned(reply, &canned) != 0)

@@ -8,6 +8,7 @@
  * stopped (interrupted, daemons silent) or a file failed; 2 bad usage.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 
 #include "clients/cli.h"
 #include "util/opt.h"
+#include "util/pid.h"
 
 static const util_opt s_opts[] = {
     {"endpoint", "E,...", "daemons to spread requests over",
@@ -99,6 +101,10 @@ static void s_summary(const cli_batch_stats *st)
 int main(int argc, char **argv)
 {
     cli_batch_opts o;
+    if (util_pid_cache_init() != 0) {   /* libzmq's fork checks without a system call */
+        fprintf(stderr, "%s: cannot register a fork handler\n", argv[0]);
+        return 1;
+    }
     cli_batch_opts_init(&o);
     o.progress = isatty(STDERR_FILENO);
     int status = util_opt_main(&s_cmd, argc, argv, &o, NULL);

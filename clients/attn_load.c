@@ -9,6 +9,7 @@
  * says which); 2 bad usage.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 
 #include "clients/cli.h"
 #include "util/opt.h"
+#include "util/pid.h"
 
 typedef struct s_args {
     cli_load_opts o;
@@ -214,6 +216,10 @@ static int s_report(const s_args *a, const cli_sampler *src, const cli_load_resu
 int main(int argc, char **argv)
 {
     s_args a = {.candidates = 100, .k = 10, .record_events = 1};
+    if (util_pid_cache_init() != 0) {   /* libzmq's fork checks without a system call */
+        fprintf(stderr, "%s: cannot register a fork handler\n", argv[0]);
+        return 1;
+    }
     cli_load_opts_init(&a.o);
     uint64_t given;
     int status = util_opt_main(&s_cmd, argc, argv, &a, &given);

@@ -13,7 +13,7 @@
 #include "attn/score.h"
 #include "daemon/config.h"
 #include "daemon/experiment.h"
-#include "daemon/pid.h"
+#include "util/pid.h"
 #include "daemon/server.h"
 #include "daemon/state.h"
 
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     };
     srv_config cfg;
     char why[512];
-    if (srv_pid_cache_init() != 0) {
+    if (util_pid_cache_init() != 0) {
         fprintf(stderr, "attnd: cannot register a fork handler\n");
         return 1;
     }

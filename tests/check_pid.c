@@ -1,4 +1,4 @@
-/* check_pid.c -- daemon/pid.c, getpid() cached for libzmq's fork checks.
+/* check_pid.c -- util/pid.c, getpid() cached for libzmq's fork checks.
  *
  * This binary links pid.c as attnd does, so the getpid every library here
  * calls is the cached one.  What must hold: it is the one the libraries
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon/pid.h"
+#include "util/pid.h"
 #include "tests/testutil.h"
 
 static pid_t s_kernel_pid(void)
@@ -70,7 +70,7 @@ static Suite *pid_suite(void)
 int main(void)
 {
     /* As attnd does first thing: the fork handler, before Check's forks. */
-    if (srv_pid_cache_init() != 0)
+    if (util_pid_cache_init() != 0)
         return 1;
     (void)getpid();   /* cache the runner's pid, so that Check's children inherit it */
     return tu_run(pid_suite());
