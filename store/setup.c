@@ -15,10 +15,19 @@
 
 #include <pthread.h>
 
+static const char *walbuf_vfs;
+
 static void s_setup(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     store_pcache_wrap();
+    walbuf_vfs = store_walbuf_register();
+}
+
+const char *store_walbuf_vfs(void)
+{
+    store_sqlite_setup();
+    return walbuf_vfs;
 }
 
 void store_sqlite_setup(void)

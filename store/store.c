@@ -259,7 +259,7 @@ int store_open(store **out, const char *path, int flags, int busy_ms, store_err 
     oflags |= SQLITE_OPEN_EXRESCODE;
 #endif
     store_sqlite_setup();
-    int rc = sqlite3_open_v2(path, &db->h, oflags, NULL);
+    int rc = sqlite3_open_v2(path, &db->h, oflags, rw ? store_walbuf_vfs() : NULL);
     if (rc != SQLITE_OK) {
         int code = store_fail(err, store_code_of(rc) == STORE_ERR_NOMEM ? STORE_ERR_NOMEM
                                                                         : STORE_ERR_IO,

@@ -107,6 +107,15 @@ int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
 void store_sqlite_setup(void);
 int store_pcache_wrap(void);               /* 1 if installed */
 unsigned long store_pcache_swaps(void);    /* page swaps it has seen, for tests */
+/* The VFS whose WAL files write a transaction's frames at once (walbuf.c),
+ * for read-write connections: its name, or NULL (then the default VFS). */
+const char *store_walbuf_vfs(void);
+const char *store_walbuf_register(void);
+void store_walbuf_counts(unsigned long *writes, unsigned long *flushes);   /* for tests */
+/* Tests: sleep this long before a connection through walbuf releases the
+ * WAL write lock, which widens the moment between a commit's publication
+ * and the lock's release for a reader in another thread to fall into. */
+void store_walbuf_delay_unlock(int us);
 
 /* Remove a database file and its -wal and -shm beside it (what a failed
  * init or snapshot leaves behind); missing ones are fine. */
