@@ -13,9 +13,9 @@
 #include "attn/score.h"
 #include "daemon/config.h"
 #include "daemon/experiment.h"
-#include "util/pid.h"
 #include "daemon/server.h"
 #include "daemon/state.h"
+#include "util/pid.h"
 
 static void s_usage(FILE *out)
 {

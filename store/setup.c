@@ -7,6 +7,9 @@
  *   while holding it: perf showed rank reads blocked 29 times in 2 s for up
  *   to 2.9 ms (docs/PERFORMANCE.md).  Nothing in attnd reads the statistics.
  * - The page cache wrapper of pcache.c.
+ * - The VFS of walbuf.c, registered beside the default one: read-write
+ *   connections open through it (store_open), so that their WAL frames
+ *   leave in a few large writes instead of two system calls a page.
  *
  * sqlite3_config refuses to run once SQLite is initialized (a test or an
  * embedding program may have done it first); then the defaults stay, which

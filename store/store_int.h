@@ -110,7 +110,7 @@ unsigned long store_pcache_swaps(void);    /* page swaps it has seen, for tests 
 /* The VFS whose WAL files write a transaction's frames at once (walbuf.c),
  * for read-write connections: its name, or NULL (then the default VFS). */
 const char *store_walbuf_vfs(void);
-const char *store_walbuf_register(void);
+const char *store_walbuf_register(void);   /* setup.c, once: the name, or NULL */
 void store_walbuf_counts(unsigned long *writes, unsigned long *flushes);   /* for tests */
 /* Tests: sleep this long before a connection through walbuf releases the
  * WAL write lock, which widens the moment between a commit's publication

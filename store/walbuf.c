@@ -1,12 +1,12 @@
 /* walbuf.c -- a VFS over SQLite's default one whose WAL files write a
- * transaction's frames in one system call instead of two per page.
+ * transaction's frames in a few system calls instead of two per page.
  *
  * SQLite appends a WAL frame as two writes, its 24-byte header and then the
  * page.  A record batch of a few hundred events writes hundreds of frames,
  * and on a guest where a system call costs ~1 µs (PTI) those writes were a
  * large share of the writer's time (docs/PERFORMANCE.md).  Here a WAL file
  * gathers consecutive writes in a buffer and hands them to the real file
- * in one write:
+ * in one write (so ~30 frames of 4 KiB a system call):
  *  - after the page of a commit frame (a frame header whose bytes 4-7, the
  *    database size after the commit, are not zero: docs of the WAL format,
  *    fileformat2 4.1).  SQLite publishes a commit in the WAL index only
@@ -30,7 +30,9 @@
  * WAL header at offset 0, 24-byte frame headers, pages of a power of two
  * from 512 to 65536 bytes) turns buffering off for that file for good, so
  * that a future SQLite writing frames differently is passed through rather
- * than misread.  Main database files are the default VFS's own, untouched.
+ * than misread; so is a WAL whose database file was not opened here.
+ * Main database files only forward, but for those two flushes; journals
+ * and temporary files are the default VFS's own.
  * Durability is unchanged: a commit's frames reach the operating system
  * before SQLite returns from the commit, as before.
  */
