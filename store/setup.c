@@ -17,6 +17,8 @@
 #include "store/store_int.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char *walbuf_vfs;
 
@@ -30,7 +32,10 @@ static void s_setup(void)
 const char *store_walbuf_vfs(void)
 {
     store_sqlite_setup();
-    return walbuf_vfs;
+    /* The way back to SQLite's own writes, should an operator need it;
+     * read at every open, so that a test can switch it too. */
+    const char *gather = getenv("ATTN_WALBUF");
+    return gather && strcmp(gather, "off") == 0 ? NULL : walbuf_vfs;
 }
 
 void store_sqlite_setup(void)

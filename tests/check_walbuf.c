@@ -355,6 +355,31 @@ START_TEST(readers_in_other_threads_never_see_a_commit_early)
 }
 END_TEST
 
+/* ATTN_WALBUF=off: read-write opens use SQLite's default VFS again. */
+START_TEST(switched_off_from_the_environment)
+{
+    ck_assert_ptr_nonnull(store_walbuf_vfs());
+    setenv("ATTN_WALBUF", "off", 1);
+    ck_assert_ptr_null(store_walbuf_vfs());
+    const char *path = tu_path("walbuf-off.db");
+    store_unlink_all(path);
+    store *db = NULL;
+    store_err err;
+    ck_assert_int_eq(store_init(path, 8, &err), STORE_OK);
+    ck_assert_int_eq(store_open(&db, path, STORE_READWRITE, 1000, &err), STORE_OK);
+    unsigned long writes0, flushes0, writes, flushes;
+    store_walbuf_counts(&writes0, &flushes0);
+    ck_assert_int_eq(store_exec(db, "CREATE TABLE x(a); INSERT INTO x VALUES (1)", "writing",
+                                &err), STORE_OK);
+    store_walbuf_counts(&writes, &flushes);
+    ck_assert_uint_eq(writes, writes0);
+    store_close(&db);
+    unsetenv("ATTN_WALBUF");
+    ck_assert_ptr_nonnull(store_walbuf_vfs());
+    store_unlink_all(path);
+}
+END_TEST
+
 static Suite *walbuf_suite(void)
 {
     Suite *s = suite_create("walbuf");
@@ -365,6 +390,7 @@ static Suite *walbuf_suite(void)
     tcase_add_test(tc, a_rolled_back_spill_never_lands_on_a_later_commit);
     tcase_add_test(tc, frames_are_gathered);
     tcase_add_test(tc, readers_in_other_threads_never_see_a_commit_early);
+    tcase_add_test(tc, switched_off_from_the_environment);
     suite_add_tcase(s, tc);
     return s;
 }
