@@ -102,8 +102,9 @@ int store_exec(store *db, const char *sql, const char *what, store_err *err);
 int store_query_int(store *db, const char *sql, int64_t *out, const char *what,
                     store_err *err);
 
-/* Once per process, before SQLite's first open: memory statistics off and
- * the page cache wrapper (setup.c, pcache.c).  Every open calls it. */
+/* Once per process, before SQLite's first open: memory statistics off, the
+ * page cache wrapper and the walbuf VFS (setup.c, pcache.c, walbuf.c).
+ * Every open calls it. */
 void store_sqlite_setup(void);
 int store_pcache_wrap(void);               /* 1 if installed */
 unsigned long store_pcache_swaps(void);    /* page swaps it has seen, for tests */

@@ -190,11 +190,25 @@ static int s_device_characteristics(sqlite3_file *file)
 {
     return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
 }
-/* A WAL file has no shared memory and is never memory-mapped by SQLite;
- * these forward in case a later version asks anyway. */
+/* Shared memory and memory mapping: plain forwards, for both kinds of
+ * file.  SQLite maps only the database file and never a WAL; were a later
+ * version to ask a WAL anyway, its buffer would still leave at the next
+ * write, read or close. */
 static int s_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **p)
 {
-    S_FLUSHED(xShmMap(REAL(file), pg, pgsz, extend, p));
+    return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, p);
+}
+static int s_shm_unmap(sqlite3_file *file, int delete_flag)
+{
+    return REAL(file)->pMethods->xShmUnmap(REAL(file), delete_flag);
+}
+static int s_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **p)
+{
+    return REAL(file)->pMethods->xFetch(REAL(file), off, amt, p);
+}
+static int s_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
+{
+    return REAL(file)->pMethods->xUnfetch(REAL(file), off, p);
 }
 static int s_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
@@ -204,18 +218,6 @@ static void s_shm_barrier(sqlite3_file *file)
 {
     s_flush((s_file *)file);
     REAL(file)->pMethods->xShmBarrier(REAL(file));
-}
-static int s_shm_unmap(sqlite3_file *file, int delete_flag)
-{
-    S_FLUSHED(xShmUnmap(REAL(file), delete_flag));
-}
-static int s_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **p)
-{
-    S_FLUSHED(xFetch(REAL(file), off, amt, p));
-}
-static int s_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
-{
-    return REAL(file)->pMethods->xUnfetch(REAL(file), off, p);
 }
 
 static const sqlite3_io_methods s_methods = {
@@ -284,10 +286,6 @@ static int s_db_file_control(sqlite3_file *file, int op, void *arg)
 {
     return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
 }
-static int s_db_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **p)
-{
-    return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, p);
-}
 static int s_db_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
     int delay = atomic_load_explicit(&unlock_delay_us, memory_order_relaxed);
@@ -308,20 +306,12 @@ static void s_db_shm_barrier(sqlite3_file *file)
     s_flush_peer(file);
     REAL(file)->pMethods->xShmBarrier(REAL(file));
 }
-static int s_db_shm_unmap(sqlite3_file *file, int delete_flag)
-{
-    return REAL(file)->pMethods->xShmUnmap(REAL(file), delete_flag);
-}
-static int s_db_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **p)
-{
-    return REAL(file)->pMethods->xFetch(REAL(file), off, amt, p);
-}
 
 static const sqlite3_io_methods s_db_methods = {
     3,           s_db_close,     s_db_read,        s_db_write,        s_db_truncate,
     s_db_sync,   s_db_file_size, s_db_lock,        s_db_unlock,       s_check_reserved,
     s_db_file_control, s_sector_size, s_device_characteristics,
-    s_db_shm_map, s_db_shm_lock, s_db_shm_barrier, s_db_shm_unmap,    s_db_fetch,
+    s_shm_map,   s_db_shm_lock,  s_db_shm_barrier, s_shm_unmap,       s_fetch,
     s_unfetch,
 };
 

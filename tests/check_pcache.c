@@ -28,19 +28,12 @@
  * row's identity and k alone indexes the model. */
 typedef struct s_row { int u, k; } s_row;
 
-static void s_exec(sqlite3 *h, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-}
-
 static sqlite3 *s_connect(const char *path)
 {
     sqlite3 *h = NULL;
     store_sqlite_setup();
     ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
-    s_exec(h, "PRAGMA journal_mode = WAL; PRAGMA cache_size = -65536");
+    tu_sql(h, "PRAGMA journal_mode = WAL; PRAGMA cache_size = -65536");
     return h;
 }
 
@@ -83,7 +76,7 @@ START_TEST(memory_statistics_off)
     const char *path = tu_path("memstat.db");
     store_unlink_all(path);
     sqlite3 *h = s_connect(path);
-    s_exec(h, "CREATE TABLE m(x); INSERT INTO m VALUES (randomblob(100000))");
+    tu_sql(h, "CREATE TABLE m(x); INSERT INTO m VALUES (randomblob(100000))");
     ck_assert_int_eq(sqlite3_memory_used(), 0);
     sqlite3_close(h);
     store_unlink_all(path);
@@ -95,7 +88,7 @@ START_TEST(page_swaps_lose_nothing)
     const char *path = tu_path("swaps.db");
     store_unlink_all(path);
     sqlite3 *h = s_connect(path);
-    s_exec(h, "CREATE TABLE t(u INTEGER NOT NULL, k INTEGER NOT NULL, pad BLOB NOT NULL, "
+    tu_sql(h, "CREATE TABLE t(u INTEGER NOT NULL, k INTEGER NOT NULL, pad BLOB NOT NULL, "
               "PRIMARY KEY (u, k)) WITHOUT ROWID");
     sqlite3_stmt *ins, *del;
     ck_assert_int_eq(sqlite3_prepare_v2(h, "INSERT INTO t VALUES (?1, ?2, "
@@ -117,11 +110,11 @@ START_TEST(page_swaps_lose_nothing)
      * one in seven rolled back, and in others a savepoint rolled back. */
     for (int tx = 0; n_rows + 400 <= S_MAX_ROWS; tx++) {
         memcpy(pending, live, (size_t)n_rows);
-        s_exec(h, "BEGIN");
+        tu_sql(h, "BEGIN");
         int sp_from = -1;
         for (int i = 0; i < 200; i++) {
             if (i == 100 && tx % 5 == 1) {
-                s_exec(h, "SAVEPOINT sp");
+                tu_sql(h, "SAVEPOINT sp");
                 sp_from = n_rows;
             }
             int k = n_rows++, u = (int)(tu_next(&rng) % S_USERS);
@@ -134,13 +127,13 @@ START_TEST(page_swaps_lose_nothing)
             pending[k] = 1;
         }
         if (sp_from >= 0) {
-            s_exec(h, "ROLLBACK TO sp; RELEASE sp");
+            tu_sql(h, "ROLLBACK TO sp; RELEASE sp");
             memset(pending + sp_from, 0, (size_t)(n_rows - sp_from));
         }
         if (tx % 7 == 3) {
-            s_exec(h, "ROLLBACK");
+            tu_sql(h, "ROLLBACK");
         } else {
-            s_exec(h, "COMMIT");
+            tu_sql(h, "COMMIT");
             memcpy(live, pending, (size_t)n_rows);
         }
     }
@@ -151,7 +144,7 @@ START_TEST(page_swaps_lose_nothing)
 
     /* Half the rows deleted (pages freed and reused), then the file vacuumed
      * (the cache truncated below pages it holds). */
-    s_exec(h, "BEGIN");
+    tu_sql(h, "BEGIN");
     for (int k = 0; k < n_rows; k += 2) {
         if (!live[k])
             continue;
@@ -161,8 +154,8 @@ START_TEST(page_swaps_lose_nothing)
         sqlite3_reset(del);
         live[k] = 0;
     }
-    s_exec(h, "COMMIT");
-    s_exec(h, "VACUUM");
+    tu_sql(h, "COMMIT");
+    tu_sql(h, "VACUUM");
     s_compare(h, rows, live, n_rows);
     sqlite3_finalize(ins);
     sqlite3_finalize(del);

@@ -25,14 +25,6 @@
 
 #define S_KEYS 2000
 
-static void s_exec(sqlite3 *h, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-}
-
 /* vfs NULL: SQLite's default.  A tiny cache makes large transactions spill
  * frames into the WAL before they commit or roll back. */
 static sqlite3 *s_connect(const char *path, const char *vfs, const char *sync)
@@ -45,7 +37,7 @@ static sqlite3 *s_connect(const char *path, const char *vfs, const char *sync)
     char sql[160];
     snprintf(sql, sizeof sql, "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
                               "PRAGMA cache_size = 20; PRAGMA wal_autocheckpoint = 0", sync);
-    s_exec(h, sql);
+    tu_sql(h, sql);
     return h;
 }
 
@@ -129,7 +121,7 @@ static void s_take_turns(const char *sync, int rounds, uint64_t seed)
     store_unlink_all(path);
     sqlite3 *mine = s_connect(path, store_walbuf_vfs(), sync);
     sqlite3 *other = s_connect(path, NULL, sync), *reader = s_connect(path, NULL, sync);
-    s_exec(mine, s_schema);
+    tu_sql(mine, s_schema);
     unsigned long writes0, flushes0;
     store_walbuf_counts(&writes0, &flushes0);
 
@@ -141,12 +133,12 @@ static void s_take_turns(const char *sync, int rounds, uint64_t seed)
     for (int round = 1; round <= rounds; round++) {
         sqlite3 *w = tu_next(&r) % 5 ? mine : other;
         memcpy(pending, ver, S_KEYS * sizeof *ver);
-        s_exec(w, "BEGIN IMMEDIATE");
+        tu_sql(w, "BEGIN IMMEDIATE");
         int ops = 1 + (int)(tu_next(&r) % (tu_next(&r) % 4 ? 40 : 400));
         int savepoint = tu_next(&r) % 8 == 0, *saved = NULL;
         for (int i = 0; i < ops; i++) {
             if (savepoint && i == ops / 2) {
-                s_exec(w, "SAVEPOINT sp");
+                tu_sql(w, "SAVEPOINT sp");
                 saved = malloc(S_KEYS * sizeof *saved);
                 memcpy(saved, pending, S_KEYS * sizeof *saved);
             }
@@ -160,21 +152,21 @@ static void s_take_turns(const char *sync, int rounds, uint64_t seed)
             }
         }
         if (saved) {
-            s_exec(w, "ROLLBACK TO sp; RELEASE sp");
+            tu_sql(w, "ROLLBACK TO sp; RELEASE sp");
             memcpy(pending, saved, S_KEYS * sizeof *saved);
             free(saved);
         }
         if (tu_next(&r) % 4) {
-            s_exec(w, "COMMIT");
+            tu_sql(w, "COMMIT");
             memcpy(ver, pending, S_KEYS * sizeof *ver);
             commits++;
         } else {
-            s_exec(w, "ROLLBACK");
+            tu_sql(w, "ROLLBACK");
             rollbacks++;
         }
         s_compare(reader, ver);
         if (round % 25 == 0)   /* the WAL starts over: its header is written again */
-            s_exec(tu_next(&r) % 2 ? reader : other, "PRAGMA wal_checkpoint(TRUNCATE)");
+            tu_sql(tu_next(&r) % 2 ? reader : other, "PRAGMA wal_checkpoint(TRUNCATE)");
     }
     ck_assert_int_gt(commits, rounds / 2);
     ck_assert_int_gt(rollbacks, rounds / 10);
@@ -211,17 +203,17 @@ START_TEST(frames_are_gathered)
     store_unlink_all(path);
     sqlite3 *mine = s_connect(path, store_walbuf_vfs(), "NORMAL");
     sqlite3 *reader = s_connect(path, NULL, "NORMAL");
-    s_exec(mine, "PRAGMA cache_size = -8192");
-    s_exec(mine, s_schema);
+    tu_sql(mine, "PRAGMA cache_size = -8192");
+    tu_sql(mine, s_schema);
     int ver[S_KEYS] = {0};
     unsigned long writes0, flushes0, writes, flushes;
     store_walbuf_counts(&writes0, &flushes0);
-    s_exec(mine, "BEGIN IMMEDIATE");
+    tu_sql(mine, "BEGIN IMMEDIATE");
     for (int k = 0; k < 400; k++) {
         s_put(mine, k, 5);
         ver[k] = 5;
     }
-    s_exec(mine, "COMMIT");
+    tu_sql(mine, "COMMIT");
     store_walbuf_counts(&writes, &flushes);
     writes -= writes0;
     flushes -= flushes0;
@@ -247,23 +239,23 @@ START_TEST(a_rolled_back_spill_never_lands_on_a_later_commit)
     store_unlink_all(path);
     sqlite3 *mine = s_connect(path, store_walbuf_vfs(), "NORMAL");
     sqlite3 *other = s_connect(path, NULL, "NORMAL"), *reader = s_connect(path, NULL, "NORMAL");
-    s_exec(mine, s_schema);
+    tu_sql(mine, s_schema);
     int ver[S_KEYS] = {0};
-    s_exec(mine, "BEGIN IMMEDIATE");
+    tu_sql(mine, "BEGIN IMMEDIATE");
     for (int k = 0; k < 300; k++)   /* ~600 KB through a 20-page cache: spills */
         s_put(mine, k, 1);
-    s_exec(mine, "ROLLBACK");
-    s_exec(other, "BEGIN IMMEDIATE");
+    tu_sql(mine, "ROLLBACK");
+    tu_sql(other, "BEGIN IMMEDIATE");
     for (int k = 0; k < 30; k++) {
         s_put(other, k, 2);
         ver[k] = 2;
     }
-    s_exec(other, "COMMIT");
+    tu_sql(other, "COMMIT");
     s_compare(reader, ver);
-    s_exec(mine, "BEGIN IMMEDIATE");
+    tu_sql(mine, "BEGIN IMMEDIATE");
     s_put(mine, 1000, 3);
     ver[1000] = 3;
-    s_exec(mine, "COMMIT");
+    tu_sql(mine, "COMMIT");
     s_compare(reader, ver);
     sqlite3_close(reader);
     sqlite3_close(other);
@@ -327,23 +319,23 @@ START_TEST(readers_in_other_threads_never_see_a_commit_early)
     const char *path = tu_path("walbuf-threads.db");
     store_unlink_all(path);
     sqlite3 *mine = s_connect(path, store_walbuf_vfs(), "NORMAL");
-    s_exec(mine, "PRAGMA cache_size = -8192");
-    s_exec(mine, s_schema);
-    s_exec(mine, "BEGIN");
+    tu_sql(mine, "PRAGMA cache_size = -8192");
+    tu_sql(mine, s_schema);
+    tu_sql(mine, "BEGIN");
     for (int k = 0; k < S_ROWS; k++)
         s_put(mine, k, 1);
-    s_exec(mine, "COMMIT");
+    tu_sql(mine, "COMMIT");
     s_watch w = {.path = path};
     store_walbuf_delay_unlock(2000);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, s_watcher, &w), 0);
     for (int v = 2; v <= S_COMMITS && !w.bad[0]; v++) {
-        s_exec(mine, "BEGIN IMMEDIATE");
+        tu_sql(mine, "BEGIN IMMEDIATE");
         for (int k = 0; k < S_ROWS; k++)
             s_put(mine, k, v);
-        s_exec(mine, "COMMIT");
+        tu_sql(mine, "COMMIT");
         if (v % 20 == 0)
-            s_exec(mine, "PRAGMA wal_checkpoint(PASSIVE)");
+            tu_sql(mine, "PRAGMA wal_checkpoint(PASSIVE)");
     }
     w.done = 1;
     pthread_join(t, NULL);

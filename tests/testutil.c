@@ -61,6 +61,16 @@ void tu_write_file(const char *path, const void *data, size_t len)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+void tu_sql(sqlite3 *h, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+    char why[300];
+    snprintf(why, sizeof why, "%s", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, why);
+}
+
 uint64_t tu_next(tu_rng *r)
 {
     return util_splitmix64(&r->s);

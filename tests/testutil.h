@@ -21,6 +21,11 @@ const char *tu_path(const char *name);
 /* Write len bytes to path (truncating); fails the test on error. */
 void tu_write_file(const char *path, const void *data, size_t len);
 
+/* Run statements without results on an SQLite connection; fails the test
+ * with SQLite's message. */
+struct sqlite3;
+void tu_sql(struct sqlite3 *h, const char *sql);
+
 /* Deterministic generator (splitmix64, util/rng.h) for test data. */
 typedef struct tu_rng { uint64_t s; } tu_rng;
 uint64_t tu_next(tu_rng *r);
