@@ -30,7 +30,8 @@
  *      products on pairs -- Z = Q_h K_hᵀ and S = G_h V_hᵀ -- and
  *      softmax_dot (s_head_dp).
  *      Candidate rows are read in place through pointers, never gathered;
- *      the next block's rows are prefetched when a block is done.
+ *      the next block's rows are prefetched a head at a time, as the
+ *      current block's heads are done.
  *   5. Item bias, a finiteness check, top-k, and for the k winners only the
  *      head-averaged attention weights are recomputed for the explanations.
  *
@@ -397,13 +398,18 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  *
  * Every row a request reads is a random catalog row in tables far bigger
  * than the caches: without help each line is a DRAM miss the kernels wait
- * for.  So the next block's rows are asked for as soon as the current block
- * is done with, all at once, and arrive while the block after computes.
- * (Tried, and the default on the Intel core of wave 1: the same lines
- * handed to the kernels and paced over their inner loops, for a core with
- * 16 line fill buffers that a burst would stall.  On the Zen 5 core now
- * measured, pacing lost 12-43% at P1-P3, the samples piling up behind the
- * paced prefetch instructions; docs/PERFORMANCE.md.) */
+ * for.  So while a block computes, the next block's rows are asked for a
+ * head at a time: after head h of this block, the lines head h of the next
+ * one will read (its q and g slices), in the order they will be read.  A
+ * head's worth of lines fits the core's miss queue, so the prefetches do
+ * not stall the arithmetic, and each slice has a whole block's arithmetic
+ * to arrive in.  (Before: the whole next block at once when a block was
+ * done -- the prefetch instructions then stalled behind a full miss queue
+ * with nothing to overlap; this is 10-14% faster at P3 with f32 tables and
+ * no slower elsewhere.  Tried on Zen 5 and lost: the lines paced over the
+ * kernels' inner loops, the default on the Intel core of wave 1 (12-43%
+ * slower at P1-P3); two blocks ahead; prefetcht2, prefetchnta, every other
+ * line, or a row's first lines only; docs/PERFORMANCE.md.) */
 
 /* The cache lines of elements [off, off + span) of catalog row r: first
  * line and count. */
@@ -416,6 +422,12 @@ static inline const char *s_span(const attn_tables *t, uint32_t r, size_t off, s
     return (const char *)f;
 }
 
+/* Rows whose span is narrower than this (bytes) are asked for whole when a
+ * block is done: a block's worth of their lines is few, and the per-head
+ * calls cost more than they overlap (P1, 512 bytes a row: 3-5% slower
+ * paced). */
+#define S_PACE_BYTES 1024
+
 /* Ask for all of it now. */
 static void s_prefetch_rows(const attn_tables *t, const uint32_t *rows, int n, size_t off,
                             size_t span)
@@ -424,6 +436,31 @@ static void s_prefetch_rows(const attn_tables *t, const uint32_t *rows, int n, s
         int lines;
         const char *p = s_span(t, rows[i], off, span, &lines);
         for (int l = 0; l < lines; l++)
+            attn_prefetch(p + 64 * l);
+    }
+}
+
+/* Ask for part h of H of what block `next` (n rows from rows) reads, where
+ * h is the head just computed.  Rows read in place a block at a time: head
+ * h's q and g slices (q alone for the identity, whose g is q).  Rows a
+ * chunk ahead (NONE, effective rows): the h-th H-th of each row's span. */
+static void s_prefetch_head(const attn_tables *t, const s_view *v, const uint32_t *rows, int n,
+                            int in_place, int h)
+{
+    if (n <= 0)
+        return;
+    if (in_place) {
+        const size_t hoff = (size_t)h * t->dh;
+        s_prefetch_rows(t, rows, n, v->q_off + hoff, t->dh);
+        if (!t->shared)
+            s_prefetch_rows(t, rows, n, v->g_off + hoff, t->dh);
+        return;
+    }
+    const size_t off = t->w_qg ? 0 : v->q_off;
+    for (int i = 0; i < n; i++) {
+        int lines;
+        const char *p = s_span(t, rows[i], off, v->cspan, &lines);
+        for (int l = lines * h / t->heads; l < lines * (h + 1) / t->heads; l++)
             attn_prefetch(p + 64 * l);
     }
 }
@@ -655,21 +692,27 @@ static int s_scores(const attn_tables *t, const attn_request *rq, attn_scratch *
     else
         k->pack(s->hrow, v->k_off, v->L, t->m, (size_t)v->lp, s->kt);
 
-    /* Block by block, every head; then the rows of the block one chunk
-     * ahead (for the tables, the next block) are asked for. */
+    /* Block by block, every head; after each head, its share of the rows
+     * one chunk ahead (for the tables, the next block) is asked for. */
     const uint16_t *brow[ATTN_KERN_MAX_ROWS];
+    const int paced = v->cspan * t->esize >= S_PACE_BYTES;
     for (int c0 = 0; c0 < v->N; c0 += R) {
         if (v->dp)
             s_dp_rows(t, rq->cand + c0, v->N - c0 < R ? v->N - c0 : R, R, brow);
         else if (c0 % chunk == 0)
             s_cand_rows(t, v, s, rq->cand + c0, v->N - c0 < chunk ? v->N - c0 : chunk, crow);
-        for (int h = 0; h < H; h++)
+        const int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
+        const uint32_t *next = nn > 0 ? rq->cand + ahead : NULL;
+        for (int h = 0; h < H; h++) {
             if (v->dp)
                 s_head_dp(t, s, v, brow, h, scores + c0);
             else
                 s_head(t, s, v, crow + c0 % chunk, h, scores + c0);
-        int ahead = c0 + chunk, nn = v->N - ahead < R ? v->N - ahead : R;
-        s_prefetch_rows(t, rq->cand + ahead, nn, t->w_qg ? 0 : v->q_off, v->cspan);
+            if (paced)
+                s_prefetch_head(t, v, next, nn, chunk == R, h);
+        }
+        if (!paced && nn > 0)
+            s_prefetch_rows(t, next, nn, t->w_qg ? 0 : v->q_off, v->cspan);
     }
     for (int c = 0; c < v->N; c++) {
         float x = scores[c] + (t->row_bias ? t->row_bias[rq->cand[c]] : 0.0f);
