@@ -405,8 +405,8 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  * not stall the arithmetic, and each slice has a whole block's arithmetic
  * to arrive in.  (Before: the whole next block at once when a block was
  * done -- the prefetch instructions then stalled behind a full miss queue
- * with nothing to overlap; this is 10-14% faster at P3 with f32 tables and
- * no slower elsewhere.  Tried on Zen 5 and lost: the lines paced over the
+ * with nothing to overlap; this is 7-14% faster at P3 and P4 with f32
+ * tables (3 KiB of q and g a row).  Tried on Zen 5 and lost: the lines paced over the
  * kernels' inner loops, the default on the Intel core of wave 1 (12-43%
  * slower at P1-P3); two blocks ahead; prefetcht2, prefetchnta, every other
  * line, or a row's first lines only; docs/PERFORMANCE.md.) */
@@ -423,10 +423,9 @@ static inline const char *s_span(const attn_tables *t, uint32_t r, size_t off, s
 }
 
 /* Rows whose span is narrower than this (bytes) are asked for whole when a
- * block is done: a block's worth of their lines is few, and the per-head
- * calls cost more than they overlap (P1, 512 bytes a row: 3-5% slower
- * paced). */
-#define S_PACE_BYTES 1024
+ * block is done, as before: paced, P1-P2 (512 bytes and 1 KiB a row) and the
+ * bfloat16 rows of P3-P4 (1.5 KiB) were no faster, P1 3-5% slower. */
+#define S_PACE_BYTES 2048
 
 /* Ask for all of it now. */
 static void s_prefetch_rows(const attn_tables *t, const uint32_t *rows, int n, size_t off,
