@@ -474,6 +474,12 @@ START_TEST(test_fast_blocks)
         {40, 40, 2, 50, 1, F_PROJ | F_RES},
         {32, 64, 4, 50, 130, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS | F_SA},
         {32, 64, 4, 50, 130, F_PROJ | F_RES | F_IBIAS | F_POS | F_WEIGHTS | F_SA | F_FFN},
+        /* Rows of 2 KiB or more, whose next block is asked for a head at
+         * a time: read in place (ALL), a chunk ahead (NONE's embeddings of
+         * d = 512), the identity's. */
+        {64, 384, 8, 50, 100, F_PROJ | F_IBIAS | F_POS},
+        {512, 64, 4, 20, 100, F_PROJ | F_RES | F_POS},
+        {528, 528, 1, 20, 40, F_IBIAS | F_POS},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         fx f = s_fixture(&r, 200, c[i].d, c[i].m, c[i].H, c[i].L, c[i].flags, 1.0f, 1.0f);
