@@ -406,10 +406,11 @@ static void s_cand_rows(const attn_tables *t, const s_view *v, attn_scratch *s,
  * to arrive in.  (Before: the whole next block at once when a block was
  * done -- the prefetch instructions then stalled behind a full miss queue
  * with nothing to overlap; this is 7-14% faster at P3 and P4 with f32
- * tables (3 KiB of q and g a row).  Tried on Zen 5 and lost: the lines paced over the
- * kernels' inner loops, the default on the Intel core of wave 1 (12-43%
- * slower at P1-P3); two blocks ahead; prefetcht2, prefetchnta, every other
- * line, or a row's first lines only; docs/PERFORMANCE.md.) */
+ * tables, 3 KiB of q and g a row.  Tried on Zen 5 and no better: the lines
+ * paced over the kernels' inner loops, the default on the Intel core of
+ * wave 1 (12-43% slower at P1-P3); two blocks ahead; prefetcht2 or
+ * prefetchnta; every other line, or a row's first lines only;
+ * docs/PERFORMANCE.md.) */
 
 /* The cache lines of elements [off, off + span) of catalog row r: first
  * line and count. */

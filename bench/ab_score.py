@@ -30,7 +30,8 @@ def main():
                 for line in run.stdout.splitlines():
                     j = json.loads(line)
                     if j.get("kind") == "score":
-                        rps.setdefault((j["shape"], j["mode"]), {}).setdefault(b, []).append(j["rps"])
+                        by_bin = rps.setdefault((j["shape"], j["mode"]), {})
+                        by_bin.setdefault(b, []).append(j["rps"])
     for key, by_bin in sorted(rps.items()):
         base = by_bin[bins[0]]
         cells = [f"{key[0]} {key[1]:5s}"]
