@@ -232,8 +232,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (util_pid_cache_init() != 0)   /* as attnd: libzmq's fork checks without a system call */
+    if (util_pid_cache_init() != 0) {   /* as attnd: libzmq's fork checks without a system call */
+        fprintf(stderr, "echo_server: cannot register a fork handler\n");
         return 1;
+    }
     s_canned canned = {0};
     if (reply && s_load_canned(reply, &canned) != 0)
         return 1;

@@ -102,11 +102,16 @@ def writer_cost(h, attnd, ep, secs, warm):
 REC_PER, REC_FIXED, RANK_RATE = 100, 20000, 1000
 
 
+def rec_rate(events_per_s):
+    """attn-load's --rate for events_per_s in requests of REC_PER events."""
+    return ["--rate", f"{events_per_s / REC_PER:.1f}"]
+
+
 def rec_at(events_per_s):
     """attn-load's arguments for recording events_per_s, open loop, in
     requests of REC_PER events."""
-    return ["--rate", f"{events_per_s / REC_PER:.1f}", "--seed", "4", "--record-ratio", "1",
-            "--record-events", str(REC_PER)]
+    return rec_rate(events_per_s) + ["--seed", "4", "--record-ratio", "1",
+                                     "--record-events", str(REC_PER)]
 
 
 # attn-load's arguments for rank at RANK_RATE req/s and for recording at

@@ -210,7 +210,7 @@ def pings(a, events_per_s):
     path = os.path.join(a.dir, "record-tail-ping.jsonl")
     with open(path, "w") as f:
         f.writelines('{"op":"health","id":%d}\n' % i for i in range(1000))
-    return ["--in", path, "--rate", f"{events_per_s / record.REC_PER:.1f}", "--seed", "4"]
+    return ["--in", path, "--seed", "4"] + record.rec_rate(events_per_s)
 
 
 def settings(a, neighbour):

@@ -100,7 +100,8 @@ static int s_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 
     int header = amt == 24, page = s_is_page_size(amt);
     if (!f->passthrough && !header && !page && !(amt == 32 && off == 0))
         f->passthrough = 1;
-    if (f->passthrough || off == 0 || (f->buf_len > 0 && off != f->buf_off + (sqlite3_int64)f->buf_len)) {
+    int follows_on = f->buf_len == 0 || off == f->buf_off + (sqlite3_int64)f->buf_len;
+    if (f->passthrough || off == 0 || !follows_on) {
         int rc = s_flush(f);
         if (rc != SQLITE_OK)
             return rc;
