@@ -44,6 +44,19 @@
 /* The most rows any kernel processes per call; buffers size for it. */
 #define ATTN_KERN_MAX_ROWS 16
 
+/* B's columns again, as rows: column j of B is the K floats at row[j] + off,
+ * for j < n; columns from n on are padding.  score.c has the history's keys
+ * in both layouts, and L = 50 pads to 64 columns: a last vector of 16 that
+ * holds 2 real ones.  A kernel may compute such a vector's few real columns
+ * as dot products from the rows (kern_avx512.c does), and then gives each
+ * padding column in it a product of exactly 0 (raw 0, z = bias: -inf).
+ * NULL: B from b alone. */
+typedef struct attn_kern_bcols {
+    const float *const *row;
+    size_t off;
+    int n;
+} attn_kern_bcols;
+
 typedef struct attn_kern {
     const char *name;   /* "avx512", "avx2", "generic" */
     int rows;           /* R: rows of A per tile / softmax call, <= ATTN_KERN_MAX_ROWS */
@@ -58,10 +71,11 @@ typedef struct attn_kern {
     /* As tile, then for r < R and j < ncols: z[r][j] = C[r][j] scale + bias[j],
      * stored at z (and the plain C[r][j] at raw, unless raw is NULL), both with
      * leading dimension ldz; rowmax[r] = max_j z[r][j].  z = -inf (padding,
-     * or an underflowing logit) is allowed and gets weight 0. */
+     * or an underflowing logit) is allowed and gets weight 0.  bc: B's
+     * columns as rows too, or NULL (attn_kern_bcols). */
     void (*logits)(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                    int ncols, float scale, const float *bias, float *z, float *raw,
-                   size_t ldz, float *rowmax);
+                   size_t ldz, float *rowmax, const attn_kern_bcols *bc);
 
     /* For r < R and j < ncols: z[r][j] = 2^(z[r][j] - rowmax[r]), in place;
      * sum[r] = the row's sum.  ld and ncols as for tile. */

@@ -65,18 +65,117 @@ s_block(const float *const *p, int K, const float *b, size_t ldb, float *c, size
 
 #undef S_STEP
 
-/* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest. */
+/* The sums of four 16-lane vectors, as one 4-lane vector. */
+static inline __m128 s_hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+#define S_HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
+                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    /* Two rounds of hadd leave, in each 128-bit half, partial sums of the
+     * four rows in order; adding the halves finishes them. */
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(S_HALF(a), S_HALF(b)),
+                              _mm256_hadd_ps(S_HALF(c), S_HALF(d)));
+#undef S_HALF
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* The last vector of 16 columns, when it holds at most this many real ones
+ * (kern.h: attn_kern_bcols) and K >= S_TAIL_MIN_K, is computed as dot
+ * products from B's columns as rows rather than as a block one vector wide:
+ * per row, K/16 loads and multiply-adds per column and one reduction,
+ * against the block's K broadcasts and 8 K multiply-adds for 16 columns,
+ * real or not.  Measured (bench/ab_score.py, docs/PERFORMANCE.md): P2 and
+ * P3 (K = 32, 48; 4 and 2 real columns) 6% faster; at K = 16 (P1) the
+ * reduction costs more than the block. */
+#define S_TAIL_MAX 8
+#define S_TAIL_MIN_K 32
+
+/* Lane j < G: the sum of d[j], for G = 2, 4 or 8; zero in the lanes keep
+ * leaves out (padding) and from G on. */
+static inline __attribute__((always_inline)) __m512
+s_tail_sums(const __m512 *d, const int G, __mmask16 keep)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    __m128 lo = s_hsum4(d[0], d[1], G > 2 ? d[2] : zero, G > 2 ? d[3] : zero);
+    __m256 u = G > 4 ? _mm256_set_m128(s_hsum4(d[4], d[5], d[6], d[7]), lo)
+                     : _mm256_zextps128_ps256(lo);
+    return _mm512_maskz_mov_ps(keep, _mm512_zextps256_ps512(u));
+}
+
+/* Row p's dot products with columns col[0..G), each K floats, as lanes
+ * [0, G) of a vector (s_tail_sums). */
+static inline __attribute__((always_inline)) __m512
+s_tail_row(const float *p, int K, const float *const *col, const int G, __mmask16 keep)
+{
+    __m512 d[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        d[j] = _mm512_setzero_ps();
+    int t = 0;
+    for (; t + 16 <= K; t += 16) {
+        const __m512 x = _mm512_loadu_ps(p + t);
+#pragma GCC unroll 8
+        for (int j = 0; j < G; j++)
+            d[j] = _mm512_fmadd_ps(x, _mm512_loadu_ps(col[j] + t), d[j]);
+    }
+    if (t < K) {
+        const __mmask16 m = (__mmask16)((1u << (K - t)) - 1u);
+        const __m512 x = _mm512_maskz_loadu_ps(m, p + t);
+#pragma GCC unroll 8
+        for (int j = 0; j < G; j++)
+            d[j] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, col[j] + t), d[j]);
+    }
+    return s_tail_sums(d, G, keep);
+}
+
+/* The last vector of columns, j0 + [0, 16), whose n real ones (1 to G) are
+ * dot products with B's columns as rows; the padding's product is 0.  The
+ * same epilogue as a block's. */
+static inline __attribute__((always_inline)) void
+s_tail_g(const float *const *p, int K, const attn_kern_bcols *bc, int j0, int n, float *c,
+         size_t ldc, const s_epi *ep, const int G)
+{
+    const float *col[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < G; j++)   /* repeats past n: finite, then masked */
+        col[j] = bc->row[j0 + (j < n ? j : n - 1)] + bc->off;
+    const __mmask16 keep = (__mmask16)((1u << n) - 1u);
+    __m512 acc[S_ROWS][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < S_ROWS; r++)
+        acc[r][0] = s_tail_row(p[r], K, col, G, keep);
+    s_finish(acc, c, ldc, 1, ep, (size_t)j0);
+}
+
+static void s_tail(const float *const *p, int K, const attn_kern_bcols *bc, int j0, float *c,
+                   size_t ldc, const s_epi *ep)
+{
+    const int n = bc->n - j0;
+    if (n <= 2)
+        s_tail_g(p, K, bc, j0, n, c, ldc, ep, 2);
+    else if (n <= 4)
+        s_tail_g(p, K, bc, j0, n, c, ldc, ep, 4);
+    else
+        s_tail_g(p, K, bc, j0, n, c, ldc, ep, 8);
+}
+
+/* Columns [0, ncols) in chunks of 48, then a 32 or 16 wide rest (a few real
+ * columns of the 16 as dot products, given bc). */
 static inline __attribute__((always_inline)) void
 s_cols(const float *const *p, int K, const float *b, size_t ldb, int ncols, float *c,
-       size_t ldc, const s_epi *ep)
+       size_t ldc, const s_epi *ep, const attn_kern_bcols *bc)
 {
     int j = 0;
     for (; j + 48 <= ncols; j += 48)
         s_block(p, K, b + j, ldb, c + j, ldc, 3, ep, (size_t)j);
     if (ncols - j == 32)
         s_block(p, K, b + j, ldb, c + j, ldc, 2, ep, (size_t)j);
-    else if (ncols - j == 16)
-        s_block(p, K, b + j, ldb, c + j, ldc, 1, ep, (size_t)j);
+    else if (ncols - j == 16) {
+        const int real = bc ? bc->n - j : 0;
+        if (K >= S_TAIL_MIN_K && real > 0 && real <= S_TAIL_MAX)
+            s_tail(p, K, bc, j, c + j, ldc, ep);
+        else
+            s_block(p, K, b + j, ldb, c + j, ldc, 1, ep, (size_t)j);
+    }
 }
 
 static void s_tile(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
@@ -85,12 +184,12 @@ static void s_tile(const float *const *a, size_t aoff, int K, const float *b, si
     const float *p[S_ROWS];
     for (int r = 0; r < S_ROWS; r++)
         p[r] = a[r] + aoff;
-    s_cols(p, K, b, ldb, ncols, c, ldc, NULL);
+    s_cols(p, K, b, ldb, ncols, c, ldc, NULL, NULL);
 }
 
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax)
+                     size_t ldz, float *rowmax, const attn_kern_bcols *bc)
 {
     const float *p[S_ROWS];
     __m512 mx[S_ROWS];
@@ -99,7 +198,7 @@ static void s_logits(const float *const *a, size_t aoff, int K, const float *b, 
         mx[r] = _mm512_set1_ps(-INFINITY);
     }
     s_epi ep = {.bias = bias, .scale = _mm512_set1_ps(scale), .raw = raw, .mx = mx};
-    s_cols(p, K, b, ldb, ncols, z, ldz, &ep);
+    s_cols(p, K, b, ldb, ncols, z, ldz, &ep, bc);
     for (int r = 0; r < S_ROWS; r++)
         rowmax[r] = _mm512_reduce_max_ps(mx[r]);
 }
@@ -130,19 +229,6 @@ static inline __m512 s_exp2(__m512 y)
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ATTN_VEXP_C1));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     return _mm512_maskz_scalef_ps(keep, p, n);
-}
-
-/* The sums of four 16-lane vectors, as one 4-lane vector. */
-static inline __m128 s_hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
-{
-#define S_HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
-                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
-    /* Two rounds of hadd leave, in each 128-bit half, partial sums of the
-     * four rows in order; adding the halves finishes them. */
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(S_HALF(a), S_HALF(b)),
-                              _mm256_hadd_ps(S_HALF(c), S_HALF(d)));
-#undef S_HALF
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 /* Four rows advance together: four independent exp chains keep the FMA

@@ -58,8 +58,9 @@ static float s_exp2(float y)
 
 static void s_logits(const float *const *a, size_t aoff, int K, const float *b, size_t ldb,
                      int ncols, float scale, const float *bias, float *z, float *raw,
-                     size_t ldz, float *rowmax)
+                     size_t ldz, float *rowmax, const attn_kern_bcols *bc)
 {
+    (void)bc;   /* B from b alone: the dot-product tail is an AVX-512 measure */
     s_tile(a, aoff, K, b, ldb, ncols, z, ldz);
     for (int r = 0; r < S_ROWS; r++) {
         float *zr = z + (size_t)r * ldz, mx = -INFINITY;

@@ -622,9 +622,10 @@ static void s_head(const attn_tables *t, attn_scratch *s, const s_view *v, const
     const int lp = v->lp;
     const size_t hoff = (size_t)h * t->dh;
     float mx[ATTN_KERN_MAX_ROWS], sum[ATTN_KERN_MAX_ROWS];
+    const attn_kern_bcols keys = {s->hrow, v->k_off + hoff, v->L};
     /* Identity: S = Q K too, before scale and bias: keep it raw. */
     k->logits(blk, v->q_off + hoff, t->dh, s->kt + hoff * lp, lp, lp, v->scale2, s->bias,
-              s->z, t->shared ? s->s : NULL, lp, mx);
+              s->z, t->shared ? s->s : NULL, lp, mx, &keys);
     if (t->shared) {
         k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
         return;
@@ -764,13 +765,14 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
         memset(s->w, 0, (size_t)R * lp * sizeof *s->w);
         for (int h = 0; h < t->heads; h++) {
             size_t hoff = (size_t)h * dh;
+            const attn_kern_bcols keys = {s->hrow, v->k_off + hoff, v->L};
             if (v->dp)
                 v->dp->logits(brow, v->q_off + hoff, dh / 2,
                               (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->scale2,
                               s->bias, s->z, NULL, lp, mx);
             else
                 k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
-                          s->bias, s->z, NULL, lp, mx);
+                          s->bias, s->z, NULL, lp, mx, &keys);
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < nr; r++) {

@@ -812,6 +812,85 @@ START_TEST(test_bf16_random)
 }
 END_TEST
 
+/* Every kernel set's logits (kern.h) on their own, given B's columns as rows
+ * too (attn_kern_bcols), against the same sums in double: inner dimensions
+ * of one vector, two, three and a partial one; every padded width from 1
+ * real column of 16 to none padded, so that both the block and AVX-512's
+ * dot-product tail run.  Padding columns must come out -inf with a finite
+ * raw product, and the row maxima must be the real columns' alone.  The
+ * tolerance is K ulps of the sum of magnitudes (float sums in any order). */
+START_TEST(test_logits_tail)
+{
+    enum { R = ATTN_KERN_MAX_ROWS, KMAX = 56, CMAX = 112, AOFF = 5, BOFF = 3 };
+    tu_rng r = {4242};
+    static float arow[R][AOFF + KMAX], bcol[CMAX][BOFF + KMAX], b[KMAX * CMAX];
+    static float z[R * CMAX], raw[R * CMAX], bias[CMAX];
+    const float *a[R], *col[CMAX];
+    for (int i = 0; i < R; i++) {
+        for (int t = 0; t < AOFF + KMAX; t++)
+            arow[i][t] = (float)tu_normal(&r);
+        a[i] = arow[i];
+    }
+    for (int j = 0; j < CMAX; j++) {
+        for (int t = 0; t < BOFF + KMAX; t++)
+            bcol[j][t] = (float)tu_normal(&r);
+        for (int t = 0; t < KMAX; t++)
+            b[(size_t)t * CMAX + j] = bcol[j][BOFF + t];
+        col[j] = bcol[j];
+    }
+    const int Ks[] = {16, 32, 48, 40, KMAX};
+    const float scale = 0.61f;
+    int runs = 0;
+    for (int kk = 0; kk < S_NKERN; kk++) {
+        if (attn_kernel_select(s_kernels[kk]) != ATTN_OK)
+            continue;
+        const attn_kern *k = attn_kern_get();
+        for (int ki = 0; ki < 5; ki++)
+            for (int n = 1; n <= CMAX; n++) {
+                const int K = Ks[ki], ncols = (n + 15) / 16 * 16, ld = CMAX;
+                for (int j = 0; j < ncols; j++)
+                    bias[j] = j < n ? (float)tu_normal(&r) : -INFINITY;
+                const attn_kern_bcols bc = {col, BOFF, n};
+                float mx[R];
+                k->logits(a, AOFF, K, b, (size_t)ld, ncols, scale, bias, z, raw, (size_t)ld, mx,
+                          &bc);
+                runs++;
+                for (int i = 0; i < k->rows; i++) {
+                    double want_mx = -INFINITY;
+                    for (int j = 0; j < ncols; j++) {
+                        const float gz = z[(size_t)i * ld + j], gr = raw[(size_t)i * ld + j];
+                        if (j >= n) {
+                            ck_assert_msg(isinf(gz) && gz < 0 && isfinite(gr),
+                                          "[%s] K %d n %d: padding [%d][%d] z %g raw %g",
+                                          k->name, K, n, i, j, (double)gz, (double)gr);
+                            continue;
+                        }
+                        double sum = 0.0, mag = 0.0;
+                        for (int t = 0; t < K; t++) {
+                            double p = (double)arow[i][AOFF + t] * bcol[j][BOFF + t];
+                            sum += p;
+                            mag += fabs(p);
+                        }
+                        const double tol = K * 0x1p-23 * mag + 1e-30;
+                        ck_assert_msg(fabs(gr - sum) <= tol,
+                                      "[%s] K %d n %d: raw [%d][%d] %.9g, want %.9g", k->name,
+                                      K, n, i, j, (double)gr, sum);
+                        const double wz = sum * scale + bias[j];
+                        ck_assert_msg(fabs(gz - wz) <= tol * scale + 1e-6 * fabs(wz),
+                                      "[%s] K %d n %d: z [%d][%d] %.9g, want %.9g", k->name, K,
+                                      n, i, j, (double)gz, wz);
+                        want_mx = fmax(want_mx, (double)gz);
+                    }
+                    ck_assert_msg(mx[i] == (float)want_mx, "[%s] K %d n %d: row max %d %.9g",
+                                  k->name, K, n, i, (double)mx[i]);
+                }
+            }
+    }
+    ck_assert_int_ge(runs, 2 * 5 * CMAX);   /* generic and the CPU's own set at least */
+    attn_kernel_select(NULL);
+}
+END_TEST
+
 /* The bfloat16 products (kern.h: attn_kern_dp) on their own, against the
  * same sums in double: every column width the blocking has (48-wide chunks,
  * a 32 or 16 wide rest), short and long inner dimensions, rows read at an
@@ -1889,6 +1968,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bf16_random);
     tcase_add_test(tc, test_bf16_memory);
     tcase_add_test(tc, test_dp_kernels);
+    tcase_add_test(tc, test_logits_tail);
     tcase_add_test(tc, test_trim_oracle);
     tcase_add_test(tc, test_trim_ffn);
     suite_add_tcase(s, tc);
