@@ -84,8 +84,8 @@ static inline __m128 s_hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
  * per row, K/16 loads and multiply-adds per column and one reduction,
  * against the block's K broadcasts and 8 K multiply-adds for 16 columns,
  * real or not.  Measured (bench/ab_score.py, docs/PERFORMANCE.md): P2 and
- * P3 (K = 32, 48; 4 and 2 real columns) 6% faster; at K = 16 (P1) the
- * reduction costs more than the block. */
+ * P3 (K = 32, 48; 4 and 2 real columns) 6% faster; at K = 16 (P1) no
+ * faster than the block. */
 #define S_TAIL_MAX 8
 #define S_TAIL_MIN_K 32
 
