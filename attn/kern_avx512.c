@@ -106,9 +106,9 @@ s_tail_sums(const __m512 *d, const int G, __mmask16 keep)
 static inline __attribute__((always_inline)) __m512
 s_tail_row(const float *p, int K, const float *const *col, const int G, __mmask16 keep)
 {
-    __m512 d[8];
+    __m512 d[S_TAIL_MAX];
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < S_TAIL_MAX; j++)
         d[j] = _mm512_setzero_ps();
     int t = 0;
     for (; t + 16 <= K; t += 16) {
@@ -134,7 +134,7 @@ static inline __attribute__((always_inline)) void
 s_tail_g(const float *const *p, int K, const attn_kern_bcols *bc, int j0, int n, float *c,
          size_t ldc, const s_epi *ep, const int G)
 {
-    const float *col[8];
+    const float *col[S_TAIL_MAX];
 #pragma GCC unroll 8
     for (int j = 0; j < G; j++)   /* repeats past n: finite, then masked */
         col[j] = bc->row[j0 + (j < n ? j : n - 1)] + bc->off;
