@@ -146,6 +146,10 @@ typedef struct attn_kern {
  *   tile     C[r][0..ncols) = sum_{t<K2} a[r][aoff+2t] B[2t][.] + a[r][aoff+2t+1] B[2t+1][.]
  *   logits   the same product finished as attn_kern's logits is (raw too).
  *
+ * Columns [nreal, ncols) are padding: the caller's bias there is -inf, and
+ * a kernel may skip their products.  Their logits are -inf all the same;
+ * the tile's C and the raw product there are finite, otherwise unspecified.
+ *
  * Otherwise as attn_kern's tile and logits, with the same rows per call
  * (score.c runs two products per head here, the logits and S = G Vᵀ, and
  * then softmax_dot). */
@@ -153,10 +157,10 @@ typedef struct attn_kern_dp {
     const char *name;
     int rows;
     void (*tile)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b, size_t ldb,
-                 int ncols, float *c, size_t ldc);
+                 int ncols, int nreal, float *c, size_t ldc);
     void (*logits)(const uint16_t *const *a, size_t aoff, int K2, const uint32_t *b,
-                   size_t ldb, int ncols, float scale, const float *bias, float *z, float *raw,
-                   size_t ldz, float *rowmax);
+                   size_t ldb, int ncols, int nreal, float scale, const float *bias, float *z,
+                   float *raw, size_t ldz, float *rowmax);
 } attn_kern_dp;
 
 extern const attn_kern attn_kern_generic;

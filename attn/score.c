@@ -649,10 +649,10 @@ static void s_head_dp(const attn_tables *t, attn_scratch *s, const s_view *v,
     const size_t hoff = (size_t)h * t->dh;
     float mx[ATTN_KERN_MAX_ROWS];
     /* Identity: S is the logits' raw product, as in s_head. */
-    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->scale2, s->bias, s->z,
+    v->dp->logits(blk, v->q_off + hoff, dh2, kp, lp, lp, v->L, v->scale2, s->bias, s->z,
                   t->shared ? s->s : NULL, lp, mx);
     if (!t->shared)
-        v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, s->s, lp);
+        v->dp->tile(blk, v->g_off + hoff, dh2, vp, lp, lp, v->L, s->s, lp);
     v->k->softmax_dot(s->z, s->s, lp, lp, mx, acc);
 }
 
@@ -768,8 +768,8 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
             const attn_kern_bcols keys = {s->hrow, v->k_off + hoff, v->L};
             if (v->dp)
                 v->dp->logits(brow, v->q_off + hoff, dh / 2,
-                              (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->scale2,
-                              s->bias, s->z, NULL, lp, mx);
+                              (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->L,
+                              v->scale2, s->bias, s->z, NULL, lp, mx);
             else
                 k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
                           s->bias, s->z, NULL, lp, mx, &keys);

@@ -893,11 +893,12 @@ END_TEST
 
 /* The bfloat16 products (kern.h: attn_kern_dp) on their own, against the
  * same sums in double: every column width the blocking has (48-wide chunks,
- * a 32 or 16 wide rest), short and long inner dimensions, rows read at an
- * odd offset.  The products of
- * bfloat16 values are exact, so the only error is the float sums': at most
- * 2 K2 ulps of the sum of magnitudes.  Only on a CPU that has the
- * instruction; elsewhere the set must not be handed out. */
+ * a 32 or 16 wide rest), every count of real columns in the last vector
+ * (padding: -inf logits, finite products), short and long inner
+ * dimensions, rows read at an odd offset.  The products of bfloat16 values
+ * are exact, so the only error is the float sums': at most 2 K2 ulps of the
+ * sum of magnitudes.  Only on a CPU that has the instruction; elsewhere the
+ * set must not be handed out. */
 START_TEST(test_dp_kernels)
 {
     if (attn_kernel_select("avx512bf16") != ATTN_OK) {
@@ -925,43 +926,57 @@ START_TEST(test_dp_kernels)
         bias[j] = j % 7 == 6 ? -INFINITY : (float)tu_normal(&r);
     const int K2s[] = {1, 3, 8, KMAX};
     const float scale = 0.37f;
+    static float bias_n[CMAX], raw[R * CMAX];
+    /* A kernel may skip the padding's products (kern_avx512bf16.c does when
+     * the last vector holds two real columns or fewer). */
     for (int ki = 0; ki < 4; ki++)
-        for (int ncols = 16; ncols <= CMAX; ncols += 16) {
-            const int K2 = K2s[ki], ld = CMAX;
-            dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, c, (size_t)ld);
-            float mx[R];
-            static float raw[R * CMAX];
-            dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, scale, bias, z, raw, (size_t)ld, mx);
-            for (int i = 0; i < dp->rows; i++) {
-                double want_mx = -INFINITY;
-                for (int j = 0; j < ncols; j++) {
-                    double sum = 0.0, mag = 0.0;
-                    for (int t = 0; t < 2 * K2; t++) {
-                        uint32_t pair = b[(size_t)(t / 2) * ld + j];
-                        double p = (double)attn_bf16_to_f32(arow[i][AOFF + t]) *
-                                   attn_bf16_to_f32((uint16_t)(t % 2 ? pair >> 16 : pair));
-                        sum += p;
-                        mag += fabs(p);
+        for (int ncols = 16; ncols <= CMAX; ncols += 16)
+            for (int nreal = ncols - 15; nreal <= ncols; nreal++) {
+                const int K2 = K2s[ki], ld = CMAX;
+                for (int j = 0; j < CMAX; j++)
+                    bias_n[j] = j < nreal ? bias[j] : -INFINITY;
+                dp->tile(a, AOFF, K2, b, (size_t)ld, ncols, nreal, c, (size_t)ld);
+                float mx[R];
+                dp->logits(a, AOFF, K2, b, (size_t)ld, ncols, nreal, scale, bias_n, z, raw,
+                           (size_t)ld, mx);
+                for (int i = 0; i < dp->rows; i++) {
+                    double want_mx = -INFINITY;
+                    for (int j = 0; j < ncols; j++) {
+                        const size_t at = (size_t)i * ld + j;
+                        if (j >= nreal) {   /* padding: -inf logits, finite products */
+                            ck_assert_msg(isinf(z[at]) && z[at] < 0,
+                                          "padding logit K2 %d ncols %d nreal %d [%d][%d]: %g",
+                                          K2, ncols, nreal, i, j, (double)z[at]);
+                            ck_assert(isfinite(c[at]) && isfinite(raw[at]));
+                            continue;
+                        }
+                        double sum = 0.0, mag = 0.0;
+                        for (int t = 0; t < 2 * K2; t++) {
+                            uint32_t pair = b[(size_t)(t / 2) * ld + j];
+                            double p = (double)attn_bf16_to_f32(arow[i][AOFF + t]) *
+                                       attn_bf16_to_f32((uint16_t)(t % 2 ? pair >> 16 : pair));
+                            sum += p;
+                            mag += fabs(p);
+                        }
+                        double tol = 2.0 * K2 * 0x1p-23 * mag + 1e-30;
+                        ck_assert_msg(fabs(c[at] - sum) <= tol,
+                                      "tile K2 %d ncols %d nreal %d [%d][%d]: %.9g, want %.9g",
+                                      K2, ncols, nreal, i, j, (double)c[at], sum);
+                        ck_assert(raw[at] == c[at]);   /* same sums */
+                        double wz = sum * scale + bias_n[j];
+                        float gz = z[at];
+                        if (isinf(bias_n[j]))
+                            ck_assert(isinf(gz) && gz < 0);
+                        else
+                            ck_assert_msg(fabs(gz - wz) <= tol * scale + 1e-6 * fabs(wz),
+                                          "logits K2 %d ncols %d nreal %d [%d][%d]: %.9g, "
+                                          "want %.9g", K2, ncols, nreal, i, j, (double)gz, wz);
+                        want_mx = fmax(want_mx, isinf(bias_n[j]) ? -INFINITY : (double)gz);
                     }
-                    double tol = 2.0 * K2 * 0x1p-23 * mag + 1e-30;
-                    ck_assert_msg(fabs(c[(size_t)i * ld + j] - sum) <= tol,
-                                  "tile K2 %d ncols %d [%d][%d]: %.9g, want %.9g", K2, ncols, i,
-                                  j, (double)c[(size_t)i * ld + j], sum);
-                    ck_assert(raw[(size_t)i * ld + j] == c[(size_t)i * ld + j]);   /* same sums */
-                    double wz = sum * scale + bias[j];
-                    float gz = z[(size_t)i * ld + j];
-                    if (isinf(bias[j]))
-                        ck_assert(isinf(gz) && gz < 0);
-                    else
-                        ck_assert_msg(fabs(gz - wz) <= tol * scale + 1e-6 * fabs(wz),
-                                      "logits K2 %d ncols %d [%d][%d]: %.9g, want %.9g", K2,
-                                      ncols, i, j, (double)gz, wz);
-                    want_mx = fmax(want_mx, isinf(bias[j]) ? -INFINITY : (double)gz);
+                    ck_assert_msg(mx[i] == (float)want_mx, "row max %d: %.9g, want %.9g", i,
+                                  (double)mx[i], want_mx);
                 }
-                ck_assert_msg(mx[i] == (float)want_mx, "row max %d: %.9g, want %.9g", i,
-                              (double)mx[i], want_mx);
             }
-        }
     ck_assert_int_eq(attn_kernel_select("avx512"), ATTN_OK);
     ck_assert_ptr_null(attn_kern_dp_get());   /* the float set alone widens */
     attn_kernel_select(NULL);
