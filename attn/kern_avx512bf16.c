@@ -74,8 +74,8 @@ s_block(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, float *
  * products and moved into lanes 2r and 2r + 1 of the tail's A, and B's two
  * columns repeat in every lane pair (a 64-bit broadcast): one vdpbf16ps a
  * step for the tail instead of a one-vector block's eight, whose products
- * were 14 of 16 padding.  The padding's columns come out -inf (logits; the
- * caller's bias there is -inf too) or 0 (tile and raw). */
+ * were 14 of 16 padding.  Past the two columns the logits come out -inf
+ * (the caller's bias there is -inf too) and the tile and raw 0. */
 static inline __attribute__((always_inline)) void
 s_block_tail2(const uint16_t *const *p, int K2, const uint32_t *b, size_t ldb, float *c,
               size_t ldc, const s_epi *ep, size_t j0)
