@@ -765,14 +765,15 @@ static void s_explain(const attn_tables *t, const attn_request *rq, attn_scratch
         memset(s->w, 0, (size_t)R * lp * sizeof *s->w);
         for (int h = 0; h < t->heads; h++) {
             size_t hoff = (size_t)h * dh;
-            const attn_kern_bcols keys = {s->hrow, v->k_off + hoff, v->L};
-            if (v->dp)
+            if (v->dp) {
                 v->dp->logits(brow, v->q_off + hoff, dh / 2,
                               (const uint32_t *)s->kt + hoff / 2 * lp, lp, lp, v->L,
                               v->scale2, s->bias, s->z, NULL, lp, mx);
-            else
+            } else {
+                const attn_kern_bcols keys = {s->hrow, v->k_off + hoff, v->L};
                 k->logits(blk, v->q_off + hoff, dh, s->kt + hoff * lp, lp, lp, v->scale2,
                           s->bias, s->z, NULL, lp, mx, &keys);
+            }
             k->softmax_acc(s->z, lp, lp, mx, 1.0f / t->heads, s->w, lp);
         }
         for (int r = 0; r < nr; r++) {
